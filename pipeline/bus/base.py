@@ -1,0 +1,155 @@
+"""The bus contract: what every backend (embedded SQLite log, Apache Kafka) must do alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from pipeline.topics import TopicSpec
+
+OffsetReset = Literal["earliest", "latest"]
+PartitionsCallback = Callable[[list[tuple[str, int]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One message as read from the bus."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def header(self, name: str) -> bytes | None:
+        """Return the first header called ``name``, or None."""
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    partition: int
+    start_offset: int
+    end_offset: int
+
+    @property
+    def messages(self) -> int:
+        return self.end_offset - self.start_offset
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """A topic as the bus sees it."""
+
+    name: str
+    partitions: list[PartitionState]
+    config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def end_offset(self) -> int:
+        return sum(p.end_offset for p in self.partitions)
+
+    @property
+    def messages(self) -> int:
+        return sum(p.messages for p in self.partitions)
+
+
+@dataclass(frozen=True)
+class GroupPartition:
+    topic: str
+    partition: int
+    committed: int | None
+    start_offset: int
+    end_offset: int
+
+    @property
+    def lag(self) -> int:
+        """Messages not yet committed; from the log start when nothing is committed yet."""
+        position = self.start_offset if self.committed is None else max(self.committed, self.start_offset)
+        return max(self.end_offset - position, 0)
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """A consumer group: its members and, per partition, the committed offset and lag."""
+
+    group_id: str
+    members: int
+    partitions: list[GroupPartition]
+
+    @property
+    def lag(self) -> int:
+        return sum(p.lag for p in self.partitions)
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Return the partition of ``key``: CRC32 modulo the count, as librdkafka's default does."""
+    import zlib
+
+    return zlib.crc32(key) % partitions
+
+
+class Producer(Protocol):
+    """Publishes messages. Thread-safe; ``flush`` makes everything produced so far durable."""
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
+                headers: Sequence[tuple[str, bytes]] | None = None) -> None: ...
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Block until delivered; return how many messages are still undelivered (0 is good)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Consumer(Protocol):
+    """Reads a consumer group's share of some topics. Used from one thread only."""
+
+    group_id: str
+
+    def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Record]:
+        """Return up to ``max_messages`` records, waiting at most ``timeout`` seconds for the first."""
+        ...
+
+    def commit(self, records: Iterable[Record] | None = None) -> None:
+        """Commit past ``records`` (default: everything polled). Call only once they are durable."""
+        ...
+
+    def assignment(self) -> list[tuple[str, int]]: ...
+
+    def lag(self) -> int:
+        """Return how many messages of the assigned partitions are not yet consumed."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group without committing anything not committed yet."""
+        ...
+
+
+class Bus(Protocol):
+    """A log of topics with partitions, consumer groups and committed offsets."""
+
+    name: str
+
+    def create_topics(self, specs: Iterable[TopicSpec]) -> dict[str, bool]:
+        """Create missing topics; return name -> True if created now. Idempotent."""
+        ...
+
+    def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicState]: ...
+
+    def describe_groups(self) -> list[GroupState]: ...
+
+    def producer(self) -> Producer: ...
+
+    def consumer(self, group_id: str, topics: Sequence[str], *,
+                 auto_offset_reset: OffsetReset = "earliest",
+                 on_assign: PartitionsCallback | None = None,
+                 on_revoke: PartitionsCallback | None = None) -> Consumer: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,541 @@
+"""A durable, SQLite-backed log with Kafka's semantics, for running without a broker.
+
+Topics have partitions; a key always lands in the same partition (CRC32, as librdkafka) so its
+order is kept; consumer groups split partitions between their members (range assignment) and
+keep committed offsets; retention deletes old messages and compaction keeps the last message per
+key where the catalog says so. Every write goes through one writer thread per process and one
+SQLite transaction per batch (WAL, ``synchronous=NORMAL``), so a ``kill -9`` loses nothing that
+``flush()`` or ``commit()`` returned for. Several processes may share one file: offsets are taken
+inside ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.bus.base import (
+    GroupPartition, GroupState, OffsetReset, PartitionsCallback, PartitionState, Record,
+    TopicState, partition_for,
+)
+from pipeline.errors import CommitFailedError, UnknownTopicError
+from pipeline.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (
+    name TEXT PRIMARY KEY, partitions INTEGER NOT NULL, retention_ms INTEGER,
+    cleanup TEXT NOT NULL, config TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS partitions (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, start_offset INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, key BLOB,
+    value BLOB, timestamp INTEGER NOT NULL, headers BLOB,
+    PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS groups (group_id TEXT PRIMARY KEY, generation INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+    group_id TEXT NOT NULL, member_id TEXT NOT NULL, topics TEXT NOT NULL,
+    joined_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL, PRIMARY KEY (group_id, member_id));
+CREATE TABLE IF NOT EXISTS offsets (
+    group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL, committed_at INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)) WITHOUT ROWID;
+"""
+
+_APPEND = 0
+_CALL = 1
+_FLUSH = 2
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open a connection with the settings every connection to the log needs."""
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _encode_headers(headers: Sequence[tuple[str, bytes]] | None) -> bytes | None:
+    if not headers:
+        return None
+    return orjson.dumps([[k, v.decode("latin-1")] for k, v in headers])
+
+
+def _decode_headers(blob: bytes | None) -> tuple[tuple[str, bytes], ...]:
+    if blob is None:
+        return ()
+    return tuple((k, v.encode("latin-1")) for k, v in orjson.loads(blob))
+
+
+class _Writer(threading.Thread):
+    """The one thread that writes the log file; everything else enqueues operations."""
+
+    def __init__(self, bus: EmbeddedBus) -> None:
+        super().__init__(name="embedded-bus-writer", daemon=True)
+        self.bus = bus
+        self.ops: deque[tuple[Any, ...]] = deque()
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.conn = connect(bus.path)
+        self.next_maintenance = time.monotonic() + bus.maintenance_interval_s
+
+    def submit(self, op: tuple[Any, ...]) -> None:
+        self.ops.append(op)
+        self.wake.set()
+
+    def run(self) -> None:
+        while True:
+            timeout = max(0.0, self.next_maintenance - time.monotonic())
+            self.wake.wait(timeout)
+            self.wake.clear()
+            if time.monotonic() >= self.next_maintenance:
+                self.ops.append((_CALL, self.bus._maintain, Future()))
+                self.next_maintenance = time.monotonic() + self.bus.maintenance_interval_s
+            while self.ops:
+                self._write_batch()
+            if self.stopping.is_set() and not self.ops:
+                break
+        self.conn.close()
+
+    def _write_batch(self) -> None:
+        batch: list[tuple[Any, ...]] = []
+        ops = self.ops
+        while ops and len(batch) < 50_000:
+            batch.append(ops.popleft())
+        for attempt in range(1_000_000):
+            try:
+                results = self._apply(batch)
+                break
+            except sqlite3.OperationalError as exc:  # locked by another process: wait and retry
+                log.warning("embedded bus write retry %d: %s", attempt + 1, exc)
+                time.sleep(min(0.05 * (attempt + 1), 1.0))
+                if self.stopping.is_set() and attempt > 20:
+                    results = [exc] * len(batch)
+                    self.bus.undelivered += sum(1 for op in batch if op[0] == _APPEND)
+                    break
+        for op, result in zip(batch, results):
+            if op[0] == _CALL:
+                fut: Future = op[2]
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+            elif op[0] == _FLUSH:
+                op[1].set()
+        with self.bus._data:
+            self.bus._data.notify_all()
+
+    def _apply(self, batch: list[tuple[Any, ...]]) -> list[Any]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            next_offsets: dict[tuple[str, int], int] = {}
+            rows: list[tuple[Any, ...]] = []
+            results: list[Any] = []
+            for op in batch:
+                if op[0] == _APPEND:
+                    _, topic, part, key, value, ts, headers = op
+                    tp = (topic, part)
+                    off = next_offsets.get(tp)
+                    if off is None:
+                        off = conn.execute(
+                            "SELECT next_offset FROM partitions WHERE topic=? AND partition=?", tp
+                        ).fetchone()[0]
+                    rows.append((topic, part, off, key, value, ts, headers))
+                    next_offsets[tp] = off + 1
+                    results.append(None)
+                elif op[0] == _CALL:
+                    conn.execute("SAVEPOINT call")
+                    try:
+                        results.append(op[1](conn))
+                        conn.execute("RELEASE call")
+                    except Exception as exc:  # the caller gets it through its future
+                        conn.execute("ROLLBACK TO call")
+                        conn.execute("RELEASE call")
+                        results.append(exc)
+                else:
+                    results.append(None)
+            if rows:
+                conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?)", rows)
+                conn.executemany(
+                    "UPDATE partitions SET next_offset=? WHERE topic=? AND partition=?",
+                    [(n, tp[0], tp[1]) for tp, n in next_offsets.items()],
+                )
+            conn.execute("COMMIT")
+            return results
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+class EmbeddedProducer:
+    """Publishes to the embedded log. Thread-safe: every call only enqueues for the writer."""
+
+    def __init__(self, bus: EmbeddedBus) -> None:
+        self._bus = bus
+        self._round_robin = 0
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
+                headers: Sequence[tuple[str, bytes]] | None = None) -> None:
+        partitions = self._bus._partitions(topic)
+        if key is not None:
+            part = partition_for(key, partitions)
+        else:
+            self._round_robin += 1
+            part = self._round_robin % partitions
+        self._bus._writer.submit(
+            (_APPEND, topic, part, key, value, _now_ms(), _encode_headers(headers)))
+
+    def flush(self, timeout: float = 30.0) -> int:
+        done = threading.Event()
+        self._bus._writer.submit((_FLUSH, done))
+        if not done.wait(timeout):
+            return len(self._bus._writer.ops)
+        undelivered, self._bus.undelivered = self._bus.undelivered, 0
+        return undelivered
+
+    def close(self) -> None:
+        self.flush()
+
+
+class EmbeddedConsumer:
+    """A member of a consumer group on the embedded log. Use from one thread only."""
+
+    def __init__(self, bus: EmbeddedBus, group_id: str, topics: Sequence[str],
+                 auto_offset_reset: OffsetReset, on_assign: PartitionsCallback | None,
+                 on_revoke: PartitionsCallback | None) -> None:
+        for topic in topics:
+            bus._partitions(topic)
+        self.group_id = group_id
+        self.member_id = f"{group_id}-{uuid.uuid4().hex[:12]}"
+        self._bus = bus
+        self._topics = list(topics)
+        self._reset = auto_offset_reset
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._conn = connect(bus.path)
+        self._generation: int | None = None
+        self._positions: dict[tuple[str, int], int] = {}
+        self._next_partition = 0
+        self._last_heartbeat = 0.0
+        self._closed = False
+        self._join()
+
+    # -- group membership -------------------------------------------------------------
+
+    def _join(self) -> None:
+        member, group, topics = self.member_id, self.group_id, orjson.dumps(self._topics).decode()
+
+        def join(conn: sqlite3.Connection) -> None:
+            now = _now_ms()
+            conn.execute("INSERT OR REPLACE INTO members VALUES (?,?,?,?,?)",
+                         (group, member, topics, now, now))
+            _bump_generation(conn, group)
+
+        self._bus._call(join)
+        self._last_heartbeat = time.monotonic()
+
+    def _heartbeat(self) -> None:
+        if time.monotonic() - self._last_heartbeat < self._bus.heartbeat_s:
+            return
+        self._last_heartbeat = time.monotonic()
+        group, member, timeout = self.group_id, self.member_id, self._bus.session_timeout_ms
+
+        def beat(conn: sqlite3.Connection) -> None:
+            now = _now_ms()
+            conn.execute("UPDATE members SET heartbeat_at=? WHERE group_id=? AND member_id=?",
+                         (now, group, member))
+            expired = conn.execute("DELETE FROM members WHERE group_id=? AND heartbeat_at<?",
+                                   (group, now - timeout)).rowcount
+            if expired:
+                _bump_generation(conn, group)
+
+        self._bus._writer.submit((_CALL, beat, Future()))
+
+    def _rebalance_if_needed(self) -> None:
+        row = self._conn.execute("SELECT generation FROM groups WHERE group_id=?",
+                                 (self.group_id,)).fetchone()
+        generation = row[0] if row else None
+        if generation == self._generation:
+            return
+        members = self._conn.execute(
+            "SELECT member_id, topics FROM members WHERE group_id=? ORDER BY joined_at, member_id",
+            (self.group_id,)).fetchall()
+        if self.member_id not in {m for m, _ in members}:  # expelled after a long pause: rejoin
+            self._join()
+            return self._rebalance_if_needed()
+        new = set(self._assign(members))
+        old = set(self._positions)
+        revoked, added = sorted(old - new), sorted(new - old)
+        if revoked:
+            if self._on_revoke:
+                self._on_revoke(revoked)
+            for tp in revoked:
+                del self._positions[tp]
+        for tp in added:
+            self._positions[tp] = self._start_position(tp)
+        if added and self._on_assign:
+            self._on_assign(added)
+        self._generation = generation
+
+    def _assign(self, members: list[tuple[str, str]]) -> list[tuple[str, int]]:
+        """Range assignment, as Kafka's RangeAssignor: per topic, contiguous slices by member."""
+        mine: list[tuple[str, int]] = []
+        for topic in self._topics:
+            subscribers = [m for m, topics in members if topic in orjson.loads(topics)]
+            n = self._bus._partitions(topic)
+            index = subscribers.index(self.member_id)
+            per, extra = divmod(n, len(subscribers))
+            start = index * per + min(index, extra)
+            count = per + (1 if index < extra else 0)
+            mine.extend((topic, p) for p in range(start, start + count))
+        return mine
+
+    def _start_position(self, tp: tuple[str, int]) -> int:
+        row = self._conn.execute(
+            "SELECT offset FROM offsets WHERE group_id=? AND topic=? AND partition=?",
+            (self.group_id, *tp)).fetchone()
+        if row:
+            return row[0]
+        start, end = self._conn.execute(
+            "SELECT start_offset, next_offset FROM partitions WHERE topic=? AND partition=?", tp
+        ).fetchone()
+        return start if self._reset == "earliest" else end
+
+    # -- consuming --------------------------------------------------------------------
+
+    def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Record]:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._heartbeat()
+            self._rebalance_if_needed()
+            records = self._fetch(max_messages)
+            remaining = deadline - time.monotonic()
+            if records or remaining <= 0:
+                return records
+            self._bus._wait_for_data(min(remaining, self._bus.poll_interval_s))
+
+    def _fetch(self, max_messages: int) -> list[Record]:
+        parts = list(self._positions)
+        if not parts:
+            return []
+        records: list[Record] = []
+        n = len(parts)
+        for i in range(n):
+            if len(records) >= max_messages:
+                break
+            tp = parts[(self._next_partition + i) % n]
+            rows = self._conn.execute(
+                "SELECT offset, key, value, timestamp, headers FROM messages "
+                "WHERE topic=? AND partition=? AND offset>=? ORDER BY offset LIMIT ?",
+                (tp[0], tp[1], self._positions[tp], max_messages - len(records))).fetchall()
+            if rows:
+                topic, part = tp
+                records.extend(Record(topic, part, off, key, value, ts, _decode_headers(h))
+                               for off, key, value, ts, h in rows)
+                self._positions[tp] = rows[-1][0] + 1
+        self._next_partition = (self._next_partition + 1) % n
+        return records
+
+    def commit(self, records: Iterable[Record] | None = None) -> None:
+        if records is None:
+            offsets = dict(self._positions)
+        else:
+            offsets = {}
+            for r in records:
+                tp = (r.topic, r.partition)
+                if r.offset + 1 > offsets.get(tp, -1):
+                    offsets[tp] = r.offset + 1
+        if not offsets:
+            return
+        group, member = self.group_id, self.member_id
+        rows = [(group, tp[0], tp[1], off, _now_ms()) for tp, off in offsets.items()]
+
+        def commit(conn: sqlite3.Connection) -> None:
+            if not conn.execute("SELECT 1 FROM members WHERE group_id=? AND member_id=?",
+                                (group, member)).fetchone():
+                raise CommitFailedError(f"{member} is no longer in group {group}: not committed")
+            conn.executemany(
+                "INSERT INTO offsets VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+                "offset=max(offset, excluded.offset), committed_at=excluded.committed_at", rows)
+
+        self._bus._call(commit)
+
+    def assignment(self) -> list[tuple[str, int]]:
+        return sorted(self._positions)
+
+    def lag(self) -> int:
+        total = 0
+        for (topic, part), pos in self._positions.items():
+            end = self._conn.execute(
+                "SELECT next_offset FROM partitions WHERE topic=? AND partition=?",
+                (topic, part)).fetchone()[0]
+            total += max(end - pos, 0)
+        return total
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        group, member = self.group_id, self.member_id
+
+        def leave(conn: sqlite3.Connection) -> None:
+            if conn.execute("DELETE FROM members WHERE group_id=? AND member_id=?",
+                            (group, member)).rowcount:
+                _bump_generation(conn, group)
+
+        try:
+            self._bus._call(leave)
+        finally:
+            self._conn.close()
+
+
+def _bump_generation(conn: sqlite3.Connection, group: str) -> None:
+    conn.execute("INSERT INTO groups VALUES (?, 1) ON CONFLICT DO UPDATE SET generation=generation+1",
+                 (group,))
+
+
+class EmbeddedBus:
+    """The embedded bus on one SQLite file. Thread-safe; one writer thread per instance."""
+
+    name = "embedded"
+
+    def __init__(self, path: Path | str, *, session_timeout_ms: int = 30_000,
+                 maintenance_interval_s: float = 30.0, poll_interval_s: float = 0.05) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_s = session_timeout_ms / 3000
+        self.maintenance_interval_s = maintenance_interval_s
+        self.poll_interval_s = poll_interval_s
+        self.undelivered = 0
+        self._data = threading.Condition()
+        self._topic_partitions: dict[str, int] = {}
+        self._reader = connect(self.path)
+        self._reader.executescript(SCHEMA)
+        self._reader_lock = threading.Lock()
+        self._writer = _Writer(self)
+        self._writer.start()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[sqlite3.Connection], Any], timeout: float = 60.0) -> Any:
+        fut: Future = Future()
+        self._writer.submit((_CALL, fn, fut))
+        return fut.result(timeout)
+
+    def _wait_for_data(self, timeout: float) -> None:
+        with self._data:
+            self._data.wait(timeout)
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._reader_lock:
+            return self._reader.execute(sql, params).fetchall()
+
+    def _partitions(self, topic: str) -> int:
+        n = self._topic_partitions.get(topic)
+        if n is None:
+            row = self._read("SELECT partitions FROM topics WHERE name=?", (topic,))
+            if not row:
+                raise UnknownTopicError(f"unknown topic {topic!r}: create it first (init-topics)")
+            n = self._topic_partitions[topic] = row[0][0]
+        return n
+
+    def _maintain(self, conn: sqlite3.Connection) -> None:
+        """Apply retention and compaction, as the catalog says per topic."""
+        now = _now_ms()
+        for name, retention, cleanup in conn.execute(
+                "SELECT name, retention_ms, cleanup FROM topics").fetchall():
+            if cleanup == "delete" and retention is not None and retention >= 0:
+                conn.execute("DELETE FROM messages WHERE topic=? AND timestamp<?", (name, now - retention))
+            elif cleanup == "compact":
+                conn.execute(
+                    "DELETE FROM messages WHERE topic=? AND (partition, offset) IN ("
+                    " SELECT partition, offset FROM (SELECT partition, offset, ROW_NUMBER() OVER ("
+                    "  PARTITION BY partition, key ORDER BY offset DESC) AS rn"
+                    "  FROM messages WHERE topic=? AND key IS NOT NULL) WHERE rn > 1)", (name, name))
+            conn.execute(
+                "UPDATE partitions SET start_offset=coalesce((SELECT min(offset) FROM messages m "
+                "WHERE m.topic=partitions.topic AND m.partition=partitions.partition), next_offset) "
+                "WHERE topic=?", (name,))
+
+    def run_maintenance(self) -> None:
+        """Apply retention and compaction now (the writer also does it every interval)."""
+        self._call(self._maintain)
+
+    # -- the Bus contract -----------------------------------------------------------------
+
+    def create_topics(self, specs: Iterable[TopicSpec]) -> dict[str, bool]:
+        specs = list(specs)
+
+        def create(conn: sqlite3.Connection) -> dict[str, bool]:
+            created = {}
+            for s in specs:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO topics VALUES (?,?,?,?,?,?)",
+                    (s.name, s.partitions, s.retention_ms, s.cleanup,
+                     orjson.dumps(s.kafka_config()).decode(), _now_ms()))
+                created[s.name] = cur.rowcount == 1
+                if created[s.name]:
+                    conn.executemany("INSERT OR IGNORE INTO partitions VALUES (?,?,0,0)",
+                                     [(s.name, p) for p in range(s.partitions)])
+            return created
+
+        return self._call(create)
+
+    def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicState]:
+        topics = self._read("SELECT name, config FROM topics ORDER BY name")
+        parts: dict[str, list[PartitionState]] = {}
+        for topic, p, start, end in self._read(
+                "SELECT topic, partition, start_offset, next_offset FROM partitions ORDER BY 1, 2"):
+            parts.setdefault(topic, []).append(PartitionState(p, start, end))
+        wanted = set(names) if names is not None else None
+        return [TopicState(name, parts.get(name, []), orjson.loads(config))
+                for name, config in topics if wanted is None or name in wanted]
+
+    def describe_groups(self) -> list[GroupState]:
+        ends = {(t, p): (s, e) for t, p, s, e in self._read(
+            "SELECT topic, partition, start_offset, next_offset FROM partitions")}
+        members = dict(self._read("SELECT group_id, count(*) FROM members GROUP BY group_id"))
+        groups: dict[str, list[GroupPartition]] = {}
+        for group, topic, p, off in self._read(
+                "SELECT group_id, topic, partition, offset FROM offsets ORDER BY 1, 2, 3"):
+            start, end = ends.get((topic, p), (0, 0))
+            groups.setdefault(group, []).append(GroupPartition(topic, p, off, start, end))
+        for group in members:
+            groups.setdefault(group, [])
+        return [GroupState(g, members.get(g, 0), parts) for g, parts in sorted(groups.items())]
+
+    def producer(self) -> EmbeddedProducer:
+        return EmbeddedProducer(self)
+
+    def consumer(self, group_id: str, topics: Sequence[str], *,
+                 auto_offset_reset: OffsetReset = "earliest",
+                 on_assign: PartitionsCallback | None = None,
+                 on_revoke: PartitionsCallback | None = None) -> EmbeddedConsumer:
+        return EmbeddedConsumer(self, group_id, topics, auto_offset_reset, on_assign, on_revoke)
+
+    def close(self) -> None:
+        """Write everything queued, then stop the writer."""
+        self._writer.stopping.set()
+        self._writer.wake.set()
+        self._writer.join(timeout=60)
+        with self._reader_lock:
+            self._reader.close()
