@@ -1,0 +1,303 @@
+"""The bus on Apache Kafka through confluent-kafka (librdkafka).
+
+Producers are idempotent with ``acks=all``. Consumers never auto-commit: an offset is stored and
+committed synchronously only when the caller says the batch is durable, and whatever was stored
+but not yet committed is committed when partitions are revoked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import (
+    Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
+
+from pipeline.bus.base import (
+    GroupPartition, GroupState, OffsetReset, PartitionsCallback, PartitionState, Record, TopicState,
+)
+from pipeline.errors import CommitFailedError, ConfigError, TransientError, UnknownTopicError
+from pipeline.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+_SHOWN_CONFIG = ("cleanup.policy", "retention.ms", "compression.type")
+
+
+class KafkaProducer:
+    """Publishes to Kafka. Thread-safe (librdkafka's producer is)."""
+
+    def __init__(self, bus: KafkaBus) -> None:
+        self._bus = bus
+        self._failed = 0
+        self._producer = Producer({
+            **bus.client_config,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 500_000,
+            "compression.type": "lz4",
+            "message.timeout.ms": 60_000,
+        }, logger=log)
+        self._since_poll = 0
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            self._failed += 1
+            log.error("kafka delivery failed: %s", err)
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
+                headers: Sequence[tuple[str, bytes]] | None = None) -> None:
+        self._bus._require_topic(topic)
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=self._on_delivery)
+                break
+            except BufferError:  # local queue full: let librdkafka send, then retry
+                self._producer.poll(0.05)
+        self._since_poll += 1
+        if self._since_poll >= 1000:
+            self._since_poll = 0
+            self._producer.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        remaining = self._producer.flush(timeout)
+        failed, self._failed = self._failed, 0
+        return remaining + failed
+
+    def close(self) -> None:
+        self.flush()
+
+
+class KafkaConsumer:
+    """A member of a Kafka consumer group. Use from one thread only."""
+
+    def __init__(self, bus: KafkaBus, group_id: str, topics: Sequence[str],
+                 auto_offset_reset: OffsetReset, on_assign: PartitionsCallback | None,
+                 on_revoke: PartitionsCallback | None) -> None:
+        for topic in topics:
+            bus._require_topic(topic)
+        self.group_id = group_id
+        self._on_assign_cb = on_assign
+        self._on_revoke_cb = on_revoke
+        self._assigned: set[tuple[str, int]] = set()
+        self._consumer = Consumer({
+            **bus.client_config,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": auto_offset_reset,
+            "session.timeout.ms": bus.session_timeout_ms,
+            "heartbeat.interval.ms": max(bus.session_timeout_ms // 3, 100),
+            "enable.partition.eof": False,
+            "fetch.wait.max.ms": 100,
+        }, logger=log)
+        self._consumer.subscribe(list(topics), on_assign=self._assign, on_revoke=self._revoke,
+                                 on_lost=self._lost)
+
+    def _assign(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in parts]
+        self._assigned.update(tps)
+        if self._on_assign_cb:
+            self._on_assign_cb(tps)
+
+    def _revoke(self, c: Consumer, parts: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in parts]
+        if self._on_revoke_cb:
+            self._on_revoke_cb(tps)
+        try:  # offsets stored as durable but whose commit failed: commit them before leaving
+            c.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("commit on revoke failed for %s: %s", self.group_id, exc)
+        self._assigned.difference_update(tps)
+
+    def _lost(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in parts]
+        if self._on_revoke_cb:
+            self._on_revoke_cb(tps)
+        self._assigned.difference_update(tps)
+
+    def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Record]:
+        records: list[Record] = []
+        for m in self._consumer.consume(max_messages, timeout):
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    raise ConfigError(f"kafka consumer {self.group_id}: {err.str()}")
+                log.warning("kafka consumer %s: %s", self.group_id, err.str())
+                continue
+            records.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
+                                  m.timestamp()[1], tuple(m.headers() or ())))
+        return records
+
+    def commit(self, records: Iterable[Record] | None = None) -> None:
+        if records is None:
+            offsets = None
+        else:
+            last: dict[tuple[str, int], int] = {}
+            for r in records:
+                tp = (r.topic, r.partition)
+                if r.offset + 1 > last.get(tp, -1):
+                    last[tp] = r.offset + 1
+            if not last:
+                return
+            offsets = [TopicPartition(t, p, o) for (t, p), o in last.items()]
+        try:
+            if offsets is not None:
+                self._consumer.store_offsets(offsets=offsets)
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            code = exc.args[0].code()
+            if code == KafkaError._NO_OFFSET:
+                return
+            if code in (KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
+                        KafkaError.UNKNOWN_MEMBER_ID, KafkaError._STATE):
+                raise CommitFailedError(f"commit failed in group {self.group_id}: {exc}") from None
+            raise TransientError(f"commit failed in group {self.group_id}: {exc}") from None
+
+    def assignment(self) -> list[tuple[str, int]]:
+        return sorted(self._assigned)
+
+    def lag(self) -> int:
+        parts = [TopicPartition(t, p) for t, p in self._assigned]
+        if not parts:
+            return 0
+        total = 0
+        for tp in self._consumer.position(parts):
+            _low, high = self._consumer.get_watermark_offsets(tp, timeout=2.0)
+            if tp.offset >= 0:
+                total += max(high - tp.offset, 0)
+            else:
+                committed = self._consumer.committed([TopicPartition(tp.topic, tp.partition)], timeout=2.0)
+                start = committed[0].offset if committed and committed[0].offset >= 0 else _low
+                total += max(high - start, 0)
+        return total
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaBus:
+    """The bus on a Kafka cluster. Thread-safe."""
+
+    name = "kafka"
+
+    def __init__(self, bootstrap_servers: str, *, client_config: Mapping[str, str] | None = None,
+                 replication_factor: int = 1, session_timeout_ms: int = 10_000,
+                 connect_timeout_s: float = 10.0) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.client_config = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
+        self.replication_factor = replication_factor
+        self.session_timeout_ms = session_timeout_ms
+        self._admin = AdminClient(self.client_config, logger=log)
+        self._topics: set[str] = set()
+        self._lock = threading.Lock()
+        try:
+            self._refresh_topics(connect_timeout_s)
+        except KafkaException as exc:
+            raise ConfigError(f"Kafka at {bootstrap_servers} is unreachable: {exc.args[0].str()}") from None
+
+    def _refresh_topics(self, timeout: float = 10.0) -> None:
+        meta = self._admin.list_topics(timeout=timeout)
+        with self._lock:
+            self._topics = set(meta.topics)
+
+    def _require_topic(self, topic: str) -> None:
+        if topic in self._topics:
+            return
+        self._refresh_topics()
+        if topic not in self._topics:
+            raise UnknownTopicError(f"unknown topic {topic!r} on Kafka at {self.bootstrap_servers}: "
+                                    "create it first (python -m pipeline init-topics)")
+
+    def create_topics(self, specs: Iterable[TopicSpec]) -> dict[str, bool]:
+        specs = list(specs)
+        futures = self._admin.create_topics(
+            [NewTopic(s.name, s.partitions, self.replication_factor, config=s.kafka_config())
+             for s in specs], operation_timeout=30, request_timeout=30)
+        created: dict[str, bool] = {}
+        for name, fut in futures.items():
+            try:
+                fut.result()
+                created[name] = True
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise ConfigError(f"cannot create topic {name!r}: {exc.args[0].str()}") from None
+                created[name] = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait until the new topics show in metadata
+            self._refresh_topics()
+            if all(s.name in self._topics for s in specs):
+                break
+            time.sleep(0.1)
+        return created
+
+    def _offsets(self, parts: list[TopicPartition]) -> dict[tuple[str, int], tuple[int, int]]:
+        if not parts:
+            return {}
+        earliest = self._admin.list_offsets({tp: OffsetSpec.earliest() for tp in parts}, request_timeout=10)
+        latest = self._admin.list_offsets({tp: OffsetSpec.latest() for tp in parts}, request_timeout=10)
+        return {(tp.topic, tp.partition): (earliest[tp].result().offset, latest[tp].result().offset)
+                for tp in parts}
+
+    def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicState]:
+        meta = self._admin.list_topics(timeout=10)
+        wanted = set(names) if names is not None else None
+        topics = sorted(n for n in meta.topics if not n.startswith("__")
+                        and (wanted is None or n in wanted))
+        parts = [TopicPartition(n, p) for n in topics for p in meta.topics[n].partitions]
+        offsets = self._offsets(parts)
+        configs: dict[str, dict[str, str]] = {}
+        if topics:
+            resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in topics]
+            for res, fut in self._admin.describe_configs(resources, request_timeout=10).items():
+                entries = fut.result()
+                configs[res.name] = {k: entries[k].value for k in _SHOWN_CONFIG if k in entries}
+        return [TopicState(n, [PartitionState(p, *offsets[(n, p)])
+                               for p in sorted(meta.topics[n].partitions)], configs.get(n, {}))
+                for n in topics]
+
+    def describe_groups(self) -> list[GroupState]:
+        listing = self._admin.list_consumer_groups(request_timeout=10).result()
+        ids = sorted(g.group_id for g in listing.valid)
+        if not ids:
+            return []
+        described = {g: f.result() for g, f in
+                     self._admin.describe_consumer_groups(ids, request_timeout=10).items()}
+        committed: dict[str, list[TopicPartition]] = {}
+        for gid in ids:
+            fut = self._admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid)],
+                                                          request_timeout=10)[gid]
+            committed[gid] = [tp for tp in fut.result().topic_partitions if tp.offset >= 0]
+        parts = {TopicPartition(tp.topic, tp.partition) for tps in committed.values() for tp in tps}
+        offsets = self._offsets(sorted(parts, key=lambda tp: (tp.topic, tp.partition)))
+        return [GroupState(gid, len(described[gid].members),
+                           [GroupPartition(tp.topic, tp.partition, tp.offset,
+                                           *offsets[(tp.topic, tp.partition)])
+                            for tp in sorted(committed[gid], key=lambda x: (x.topic, x.partition))])
+                for gid in ids]
+
+    def producer(self) -> KafkaProducer:
+        return KafkaProducer(self)
+
+    def consumer(self, group_id: str, topics: Sequence[str], *,
+                 auto_offset_reset: OffsetReset = "earliest",
+                 on_assign: PartitionsCallback | None = None,
+                 on_revoke: PartitionsCallback | None = None) -> KafkaConsumer:
+        return KafkaConsumer(self, group_id, topics, auto_offset_reset, on_assign, on_revoke)
+
+    def close(self) -> None:
+        """Nothing to release: clients close themselves."""
+
+
+

@@ -1,0 +1,248 @@
+"""Runs stages and sources as threads: polling, batching, commits, retries, dead letters, health.
+
+A stage is a small class whose ``process`` (or, for sinks, ``process_batch``) turns input
+messages into output messages. The runner owns everything around it:
+
+* it decodes and validates each record; a record that breaks a rule goes to ``<topic>_dlq``
+  with the reason, the source topic/partition/offset and the retry count, and the batch goes on;
+* ``TransientError`` is retried with exponential backoff; anything else is isolated to the one
+  message that raised it, which is dead-lettered;
+* outputs are flushed before the input offsets are committed (at-least-once; sinks upsert by id);
+* on an unexpected failure it closes the consumer and starts again from the last commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
+
+import orjson
+
+from pipeline.bus.base import Bus, Consumer, OffsetReset, Producer, Record
+from pipeline.errors import BadMessageError, TransientError, Violation
+from pipeline.messages import DeadLetter, Message, check_fresh, decode, encode, model_for
+from pipeline.topics import dlq_name
+
+log = logging.getLogger(__name__)
+
+FEED_HEADER = "feed"
+REPLAY = b"replay"
+
+
+@dataclass
+class Health:
+    """What a worker reports; ``snapshot()`` returns a copy safe to read from any thread."""
+
+    name: str
+    kind: str
+    running: bool = False
+    processed: int = 0
+    produced: int = 0
+    dead_lettered: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    lag: int = 0
+    started_at: float | None = None
+    last_activity_at: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def snapshot(self) -> Health:
+        with self.lock:
+            return replace(self, lock=threading.Lock())
+
+    def error(self, message: str) -> None:
+        with self.lock:
+            self.errors += 1
+            self.last_error = message
+
+
+class Stage:
+    """Base of a consumer stage. Subclasses set ``name`` and ``inputs`` and override a method.
+
+    ``process`` and ``process_batch`` run on the stage's own thread, one batch at a time.
+    """
+
+    name: ClassVar[str] = ""
+    inputs: ClassVar[tuple[str, ...]] = ()
+    offset_reset: ClassVar[OffsetReset] = "earliest"
+
+    @property
+    def group_id(self) -> str:
+        return self.name
+
+    def process(self, message: Message) -> list[Message]:
+        """Return the messages that ``message`` produces (pure; may raise ``BadMessageError``)."""
+        return []
+
+    def process_batch(self, messages: list[Message]) -> list[Message]:
+        """Return the outputs of a batch; sinks override this to write in one transaction."""
+        out: list[Message] = []
+        for m in messages:
+            out.extend(self.process(m))
+        return out
+
+
+class Worker:
+    """A thread with a stop event and health. Subclasses implement ``_run``."""
+
+    kind = "worker"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.health = Health(name=name, kind=self.kind)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._guarded, name=f"{self.kind}:{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _guarded(self) -> None:
+        with self.health.lock:
+            self.health.running = True
+            self.health.started_at = time.time()
+        try:
+            self._run()
+        except Exception as exc:  # a crashed worker shows in health instead of vanishing
+            log.exception("%s %s stopped", self.kind, self.name)
+            self.health.error(f"{type(exc).__name__}: {exc}")
+        finally:
+            with self.health.lock:
+                self.health.running = False
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class StageRunner(Worker):
+    """Runs one stage as a member of its consumer group on its own thread."""
+
+    kind = "stage"
+
+    def __init__(self, stage: Stage, bus: Bus, *, max_batch: int = 2000, poll_timeout: float = 0.5,
+                 max_retries: int = 4, backoff_s: float = 0.1, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(stage.name)
+        self.stage = stage
+        self.bus = bus
+        self.max_batch = max_batch
+        self.poll_timeout = poll_timeout
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.clock = clock
+        self._models = {t: model_for(t) for t in stage.inputs}
+        self._producer: Producer = bus.producer()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            consumer = self.bus.consumer(self.stage.group_id, self.stage.inputs,
+                                         auto_offset_reset=self.stage.offset_reset)
+            try:
+                self._consume(consumer)
+            except Exception as exc:
+                log.exception("stage %s failed; restarting from the last commit", self.name)
+                self.health.error(f"{type(exc).__name__}: {exc}")
+                self._stop.wait(self.backoff_s * 10)
+            finally:
+                consumer.close()
+
+    def _consume(self, consumer: Consumer) -> None:
+        last_lag = 0.0
+        while not self._stop.is_set():
+            records = consumer.poll(self.max_batch, self.poll_timeout)
+            if records:
+                self.handle(records)
+                if self._producer.flush(30.0):
+                    raise TransientError("outputs not delivered; not committing")
+                consumer.commit(records)
+                with self.health.lock:
+                    self.health.processed += len(records)
+                    self.health.last_activity_at = time.time()
+            if time.monotonic() - last_lag > 2.0:
+                last_lag = time.monotonic()
+                lag = consumer.lag()
+                with self.health.lock:
+                    self.health.lag = lag
+
+    def handle(self, records: Sequence[Record]) -> None:
+        """Validate, process and publish one batch; dead-letter what cannot be processed."""
+        now_ms = int(self.clock() * 1000)
+        good: list[tuple[Record, Message]] = []
+        for r in records:
+            try:
+                msg = decode(r.topic, r.value or b"", self._models[r.topic])
+                if r.header(FEED_HEADER) != REPLAY:
+                    check_fresh(msg, now_ms)
+                good.append((r, msg))
+            except BadMessageError as exc:
+                self.dead_letter(r, exc, retries=0)
+        if good:
+            self._publish(self._process(good))
+
+    def _process(self, items: list[tuple[Record, Message]]) -> list[Message]:
+        try:
+            return self._with_retries([m for _, m in items])
+        except Exception as exc:
+            if len(items) == 1:
+                retries = self.max_retries if isinstance(exc, TransientError) else 0
+                self.dead_letter(items[0][0], exc, retries=retries)
+                return []
+        out: list[Message] = []
+        for item in items:  # isolate the message that fails; the rest go on
+            out.extend(self._process([item]))
+        return out
+
+    def _with_retries(self, messages: list[Message]) -> list[Message]:
+        for attempt in range(self.max_retries + 1):
+            try:
+                return self.stage.process_batch(messages)
+            except TransientError as exc:
+                if attempt == self.max_retries:
+                    raise
+                self.health.error(f"retry {attempt + 1}: {exc}")
+                self._stop.wait(self.backoff_s * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _publish(self, messages: list[Message]) -> None:
+        for m in messages:
+            self._producer.produce(m.topic, encode(m), key=m.key())
+        with self.health.lock:
+            self.health.produced += len(messages)
+
+    def dead_letter(self, record: Record, exc: Exception, retries: int) -> None:
+        """Send ``record`` to its dead-letter topic with the reason and where it came from."""
+        if isinstance(exc, BadMessageError):
+            violations = exc.violations
+            reason = str(exc)
+        else:
+            violations = [Violation("", None, f"{type(exc).__name__}: {exc}")]
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("stage %s dead-letters %s[%d]@%d: %s\n%s", self.name, record.topic,
+                        record.partition, record.offset, reason, traceback.format_exc(limit=3))
+        letter = DeadLetter(
+            source_topic=record.topic, source_partition=record.partition, source_offset=record.offset,
+            source_key=record.key.decode("utf-8", "replace") if record.key is not None else None,
+            value=(record.value or b"").decode("utf-8", "replace"), reason=reason,
+            violations=[{"field": v.field, "value": _jsonable(v.value), "rule": v.rule} for v in violations],
+            stage=self.name, retry_count=retries, failed_at=int(time.time() * 1000))
+        self._producer.produce(dlq_name(record.topic), encode(letter), key=record.key)
+        with self.health.lock:
+            self.health.dead_lettered += 1
+            self.health.last_error = f"{record.topic}[{record.partition}]@{record.offset}: {reason}"
+
+
+def _jsonable(value: object) -> object:
+    try:
+        orjson.dumps(value)
+        return value
+    except TypeError:
+        return repr(value)

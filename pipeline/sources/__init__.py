@@ -1,0 +1,1 @@
+"""Sources: threads that publish what comes from outside (a simulator, files, exchanges)."""

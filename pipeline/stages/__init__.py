@@ -1,0 +1,1 @@
+"""Consumer stages: small classes the runner drives (see ``pipeline.runner.Stage``)."""

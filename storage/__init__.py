@@ -1,0 +1,1 @@
+"""SQLite storage: one writer thread per database, readers on their own connections."""

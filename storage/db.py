@@ -1,0 +1,80 @@
+"""A SQLite database with one writer thread fed by a queue and readers on their own connections."""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from storage.migrations import MIGRATIONS, apply_migrations
+
+T = TypeVar("T")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class Database:
+    """The app's store. ``write`` runs a function on the writer thread inside ``BEGIN IMMEDIATE``
+    and returns once it is committed; ``reader()`` gives the calling thread its own connection."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._queue: queue.Queue[tuple[Callable[[sqlite_utils.Database], Any], Future] | None] = queue.Queue()
+        self._local = threading.local()
+        conn = _connect(self.path)
+        self.applied = apply_migrations(sqlite_utils.Database(conn), MIGRATIONS)
+        self._writer_db = sqlite_utils.Database(conn)
+        self._thread = threading.Thread(target=self._run, name=f"db-writer:{self.path.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        db = self._writer_db
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            fn, fut = item
+            try:
+                db.conn.execute("BEGIN IMMEDIATE")
+                result = fn(db)
+                db.conn.execute("COMMIT")
+                fut.set_result(result)
+            except BaseException as exc:
+                if db.conn.in_transaction:
+                    db.conn.execute("ROLLBACK")
+                fut.set_exception(exc)
+        db.conn.close()
+
+    def write(self, fn: Callable[[sqlite_utils.Database], T], timeout: float = 60.0) -> T:
+        """Run ``fn(db)`` in one transaction on the writer thread; return when it is durable."""
+        fut: Future = Future()
+        self._queue.put((fn, fut))
+        return fut.result(timeout)
+
+    def reader(self) -> sqlite_utils.Database:
+        """Return this thread's read connection."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite_utils.Database(_connect(self.path))
+        return db
+
+    def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        """Run a read query on this thread's connection."""
+        return list(self.reader().query(sql, params))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
