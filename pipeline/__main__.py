@@ -1,0 +1,153 @@
+"""Command line: ``python -m pipeline topics|init-topics|run|tail|schemas``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+
+from dotenv import dotenv_values
+
+from pipeline.bus import create_bus
+from pipeline.config import Config, load_config
+from pipeline.errors import PipelineError
+from pipeline.messages import json_schemas, trade_avro_schema
+from pipeline.topics import CATALOG
+
+log = logging.getLogger("pipeline")
+
+
+def _config() -> Config:
+    from pipeline.wiring import KNOWN_STAGES
+
+    env = {**{k: v for k, v in dotenv_values(".env").items() if v is not None}, **os.environ}
+    return load_config(env, KNOWN_STAGES)
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    bus = create_bus(_config())
+    try:
+        states = bus.describe_topics()
+    finally:
+        bus.close()
+    rows = [{"topic": s.name, "partitions": len(s.partitions), "end_offset": s.end_offset,
+             "messages": s.messages, "cleanup.policy": s.config.get("cleanup.policy"),
+             "retention.ms": s.config.get("retention.ms"), "in_catalog": s.name in CATALOG}
+            for s in states]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no topics yet: run `python -m pipeline init-topics`")
+        return 0
+    width = max(len(r["topic"]) for r in rows)
+    print(f"{'TOPIC':<{width}}  PARTS  MESSAGES  END_OFFSET  CLEANUP  RETENTION_MS")
+    for r in rows:
+        print(f"{r['topic']:<{width}}  {r['partitions']:>5}  {r['messages']:>8}  {r['end_offset']:>10}  "
+              f"{r['cleanup.policy'] or '-':<7}  {r['retention.ms'] or '-'}")
+    return 0
+
+
+def cmd_init_topics(_args: argparse.Namespace) -> int:
+    bus = create_bus(_config())
+    try:
+        created = bus.create_topics(CATALOG.values())
+    finally:
+        bus.close()
+    for name, new in sorted(created.items()):
+        print(f"{'created' if new else 'exists '}  {name}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.wiring import build_runtime
+
+    config = _config()
+    runtime = build_runtime(config, tuple(args.stage) if args.stage else None)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    names = ", ".join(w.name for w in runtime.workers)
+    print(f"running {names} on the {runtime.bus.name} bus; Ctrl-C stops", file=sys.stderr)
+    try:
+        while not stop.wait(10.0):
+            for h in runtime.health():
+                log.info("%s running=%s processed=%d produced=%d dead=%d errors=%d lag=%d",
+                         h.name, h.running, h.processed, h.produced, h.dead_lettered, h.errors, h.lag)
+    except KeyboardInterrupt:
+        pass
+    print("stopping...", file=sys.stderr)
+    runtime.stop()
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    bus = create_bus(_config())
+    consumer = bus.consumer(f"tail-{uuid.uuid4().hex[:8]}", [args.topic],
+                            auto_offset_reset="earliest" if args.from_beginning else "latest")
+    shown = 0
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    try:
+        while args.max_messages is None or shown < args.max_messages:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            for r in consumer.poll(500, 0.5):
+                key = r.key.decode("utf-8", "replace") if r.key is not None else ""
+                value = r.value.decode("utf-8", "replace") if r.value is not None else "null"
+                prefix = f"{r.partition}:{r.offset}\t{key}\t" if args.print_keys else ""
+                print(prefix + value, flush=True)
+                shown += 1
+                if args.max_messages is not None and shown >= args.max_messages:
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+        bus.close()
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    print(json.dumps(trade_avro_schema() if args.avro else json_schemas(), indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("topics", help="list topics as the bus sees them")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_topics)
+    sub.add_parser("init-topics", help="create the catalog's topics (idempotent)").set_defaults(fn=cmd_init_topics)
+    p = sub.add_parser("run", help="run stages headless until Ctrl-C")
+    p.add_argument("--stage", action="append", metavar="NAME", help="stage to run (repeatable)")
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("tail", help="print a topic's messages, like kafka-console-consumer")
+    p.add_argument("topic")
+    p.add_argument("--from-beginning", action="store_true")
+    p.add_argument("--print-keys", action="store_true", help="prefix partition:offset and key")
+    p.add_argument("--max-messages", type=int, default=None)
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(fn=cmd_tail)
+    p = sub.add_parser("schemas", help="print the JSON Schema of every topic (or --avro: the Trade record)")
+    p.add_argument("--avro", action="store_true")
+    p.set_defaults(fn=cmd_schemas)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "run" else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.fn(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""The app's one pipeline per server process, created on the first page view."""
+
+from __future__ import annotations
+
+import atexit
+import os
+
+import streamlit as st
+from dotenv import dotenv_values
+
+from pipeline.config import load_config
+from pipeline.wiring import KNOWN_STAGES, Runtime, build_runtime
+
+
+@st.cache_resource(show_spinner="Starting the pipeline…")
+def get_runtime() -> Runtime:
+    """Load the configuration (environment over ``.env``), start the pipeline, stop it at exit."""
+    env = {**{k: v for k, v in dotenv_values(".env").items() if v is not None}, **os.environ}
+    runtime = build_runtime(load_config(env, KNOWN_STAGES))
+    atexit.register(runtime.stop)
+    return runtime
