@@ -1,0 +1,45 @@
+# The two commands: `make run` and `make test`. Everything else is a helper for them.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: run test install install-dev kafka-up kafka-down bench clean
+
+$(VENV)/.deps: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements-dev.txt $(VENV)/.deps
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.deps
+
+install-dev: $(VENV)/.dev-deps
+
+## Install and start the app on the embedded bus (http://127.0.0.1:8501).
+run: install
+	$(VENV)/bin/streamlit run app.py
+
+## Install, fetch Kafka and Chromium, start a real broker, run the whole suite.
+test: install-dev
+	scripts/setup-chromium.sh
+	scripts/kafka.sh fetch
+	$(PY) -m pytest
+
+## Start a local Kafka broker in the background and print its bootstrap address.
+kafka-up:
+	@scripts/kafka.sh start
+
+kafka-down:
+	@scripts/kafka.sh stop
+
+## Bus throughput on both backends (starts the local broker if needed).
+bench: install
+	$(PY) -m bench.bus --backend embedded --messages 200000
+	KAFKA_BOOTSTRAP_SERVERS=$$(scripts/kafka.sh start) $(PY) -m bench.bus --backend kafka --messages 300000
+
+clean:
+	scripts/kafka.sh stop
+	rm -rf $(VENV) .kafka .pytest_cache test-results
