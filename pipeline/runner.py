@@ -70,6 +70,8 @@ class Stage:
     name: ClassVar[str] = ""
     inputs: ClassVar[tuple[str, ...]] = ()
     offset_reset: ClassVar[OffsetReset] = "earliest"
+    # The model of every input; None means each input topic's own model from the catalog.
+    input_model: ClassVar[type[Message] | None] = None
 
     @property
     def group_id(self) -> str:
@@ -139,7 +141,7 @@ class StageRunner(Worker):
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.clock = clock
-        self._models = {t: model_for(t) for t in stage.inputs}
+        self._models = {t: stage.input_model or model_for(t) for t in stage.inputs}
         self._producer: Producer = bus.producer()
 
     def _run(self) -> None:
