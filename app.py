@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pipeline.errors import PipelineError
-from runtime import get_runtime
+from runtime import page_runtime
 
 st.set_page_config(page_title="Trader's Desk", page_icon=":material/candlestick_chart:", layout="wide")
 
 pages = st.navigation([
-    st.Page("pages/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
-    st.Page("pages/pipeline.py", title="Pipeline", icon=":material/account_tree:"),
-    st.Page("pages/settings.py", title="Settings", icon=":material/settings:"),
+    st.Page("views/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
+    st.Page("views/pipeline.py", title="Pipeline", icon=":material/account_tree:"),
+    st.Page("views/settings.py", title="Settings", icon=":material/settings:"),
 ])
 
-try:
-    runtime = get_runtime()
-except PipelineError as exc:
-    st.error(f"The pipeline could not start: {exc}")
-    st.stop()
+runtime = page_runtime()
 
 with st.sidebar:
     st.caption(f"Bus: **{runtime.bus.name}**"

@@ -9,6 +9,7 @@ import streamlit as st
 from dotenv import dotenv_values
 
 from pipeline.config import load_config
+from pipeline.errors import PipelineError
 from pipeline.wiring import KNOWN_STAGES, Runtime, build_runtime
 
 
@@ -19,3 +20,13 @@ def get_runtime() -> Runtime:
     runtime = build_runtime(load_config(env, KNOWN_STAGES))
     atexit.register(runtime.stop)
     return runtime
+
+
+def page_runtime() -> Runtime:
+    """Return the runtime for a page, or show why it could not start (one line) and stop the page."""
+    try:
+        return get_runtime()
+    except PipelineError as exc:
+        st.error(f"The pipeline could not start: {exc}")
+        st.stop()
+        raise  # st.stop() raises; this line only satisfies type checkers

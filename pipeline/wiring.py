@@ -7,6 +7,7 @@ hold. Its methods are called from page threads; workers run on their own threads
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,9 +70,17 @@ def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, star
     unknown = [n for n in names if n not in WORKERS]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; known: {', '.join(sorted(WORKERS))}")
-    bus = create_bus(config)
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        bus = create_bus(config)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"DATA_DIR={str(config.data_dir)!r} is not usable: {exc}") from exc
     bus.create_topics(CATALOG.values())
-    db = Database(config.data_dir / "desk.db")
+    try:
+        db = Database(config.data_dir / "desk.db")
+    except (OSError, sqlite3.Error) as exc:
+        bus.close()
+        raise ConfigError(f"DATA_DIR={str(config.data_dir)!r} is not usable: {exc}") from exc
     runtime = Runtime(config, bus, db, [WORKERS[n](config, bus, db) for n in names])
     if start:
         for w in runtime.workers:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from pipeline.topics import CATALOG
-from runtime import get_runtime
+from runtime import page_runtime
 
-runtime = get_runtime()
+runtime = page_runtime()
 st.title("Settings")
 st.write("The pipeline reads its settings once at start, from the environment and `.env` "
          "(see `.env.example`). Change them there and restart the app.")

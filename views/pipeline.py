@@ -7,9 +7,9 @@ import time
 import pandas as pd
 import streamlit as st
 
-from runtime import get_runtime
+from runtime import page_runtime
 
-runtime = get_runtime()
+runtime = page_runtime()
 st.title("Pipeline")
 st.caption(f"{runtime.bus.name} bus · up {int(time.time() - runtime.started_at)} s at first render")
 

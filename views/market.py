@@ -9,19 +9,19 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from runtime import get_runtime
+from runtime import page_runtime
 from storage import queries
 
 MAX_CANDLES = 3000
 WINDOWS = {"1 h": 60, "3 h": 180, "6 h": 360, "24 h": 1440, "7 d": 10080}
 
-runtime = get_runtime()
+runtime = page_runtime()
 st.title("Market")
 
-known = queries.symbols(runtime.db) or list(runtime.config.symbols)
+configured = list(runtime.config.symbols)
+known = configured + [s for s in queries.symbols(runtime.db) if s not in configured]
 left, right = st.columns([3, 2])
-preferred = [s for s in runtime.config.symbols if s in known][:2] or known[:2]
-chosen = left.multiselect("Symbols", known, default=preferred, key="market_symbols")
+chosen = left.multiselect("Symbols", known, default=configured[:2], key="market_symbols")
 window = right.segmented_control("Window", list(WINDOWS), default="3 h", key="market_window") or "3 h"
 
 

@@ -1,0 +1,292 @@
+"""Smoke tests of every page through Streamlit's AppTest: the app runs in this process, on the
+embedded bus, with its SQLite files under a fresh ``tmp_path``.
+
+``runtime.get_runtime`` is an ``st.cache_resource`` shared by the whole process, so the ``desk``
+fixture empties it before each test and stops every runtime the test built afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `import runtime` must work however pytest was started
+    sys.path.insert(0, str(ROOT))
+
+import runtime  # noqa: E402
+from storage import queries  # noqa: E402
+
+APP = str(ROOT / "app.py")
+TIMEOUT_S = 30.0
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+
+# Page files by title, as app.py declares them: st.Page("<path>", title="<title>", ...).
+PAGES = {title: path for path, title in
+         re.findall(r'st\.Page\(\s*"([^"]+)"\s*,\s*title="([^"]+)"', (ROOT / "app.py").read_text())}
+
+# App bug: a folder named `pages/` next to app.py makes Streamlit fall back to its legacy
+# multipage mode until app.py's st.navigation has run once in the process. A page opened by its
+# URL then runs WITHOUT app.py: no page config, no sidebar, and a stack trace instead of the
+# one-line config error. AppTest re-detects the folder on every run, so there every switched-to
+# page shows it. The xfail is strict and tied to the folder: it turns into a plain test once fixed.
+LEGACY_PAGES_DIR = (ROOT / "pages").is_dir()
+legacy_pages_bug = pytest.mark.xfail(
+    LEGACY_PAGES_DIR, strict=True,
+    reason="app bug: the `pages/` folder triggers Streamlit's legacy multipage mode, so a page opened "
+           "directly runs without app.py (fix: rename pages/ to views/ and update app.py's st.Page paths)")
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A known, deterministic configuration; the env beats any developer ``.env`` in the tree."""
+    built: list[runtime.Runtime] = []
+    real_build = runtime.build_runtime
+
+    def build_and_record(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        built.append(real_build(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(runtime, "build_runtime", build_and_record)
+    runtime.get_runtime.clear()
+    monkeypatch.chdir(ROOT)  # get_runtime reads ".env" relative to the working directory
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SIMULATOR_SEED", "7")
+    monkeypatch.setenv("SIMULATOR_TICK_MS", "200")
+    monkeypatch.setenv("SIMULATOR_HISTORY_MINUTES", "180")
+    monkeypatch.setenv("SYMBOLS", ",".join(SYMBOLS))
+    monkeypatch.setenv("STAGES", "simulator,market-store")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "")  # empty = embedded bus, even if .env names a broker
+    yield tmp_path
+    runtime.get_runtime.clear()
+    for rt in built:
+        rt.stop()
+    assert len(built) <= 1, f"the app built {len(built)} runtimes; st.cache_resource should share one"
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def run_until(at: AppTest, done: Callable[[AppTest], bool], what: str, deadline_s: float = TIMEOUT_S) -> AppTest:
+    """Re-run the app until ``done(at)``: the feed fills the store on its own threads."""
+    end = time.monotonic() + deadline_s
+    while True:
+        at.run()
+        no_exception(at)
+        if done(at):
+            return at
+        if time.monotonic() > end:
+            pytest.fail(f"no {what} after {deadline_s:.0f} s")
+        time.sleep(0.3)
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def series(value: object) -> np.ndarray:
+    """A trace array from a plotly spec: a list, or plotly 6's ``{"dtype", "bdata"}`` encoding."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value)
+
+
+def closes(chart: dict) -> np.ndarray:
+    (candles,) = [t for t in chart["data"] if t["type"] == "candlestick"]
+    return series(candles["close"])
+
+
+def candle_count(chart: dict) -> int:
+    return len(closes(chart))
+
+
+# --- Market --------------------------------------------------------------------------------
+
+def test_market_shows_symbols_metrics_and_a_candlestick_chart_per_symbol(desk: Path) -> None:
+    at = new_app()
+    at.run()
+    no_exception(at)
+    assert [t.value for t in at.title] == ["Market"]
+    (symbols,) = at.multiselect
+    assert symbols.label == "Symbols"
+    assert symbols.value == ["BTCUSDT", "ETHUSDT"]  # the first two configured symbols
+
+    # The simulator backfills 3 h of history on the empty bus; wait until the store has bars.
+    run_until(at, lambda a: len(charts(a)) == 2, "candlestick charts")
+    assert queries.symbols(runtime.get_runtime().db) == sorted(SYMBOLS)
+    assert sorted(at.multiselect(key="market_symbols").options) == sorted(SYMBOLS)
+    for chart, symbol in zip(charts(at), ["BTCUSDT", "ETHUSDT"]):
+        assert [t["type"] for t in chart["data"]] == ["candlestick", "bar"]
+        assert symbol in chart["layout"]["title"]["text"]
+        prices = closes(chart)
+        assert len(prices) > 0 and np.isfinite(prices).all() and (prices > 0).all()
+    assert [m.label for m in at.metric] == ["BTCUSDT", "ETHUSDT"]
+    for m in at.metric:
+        assert float(m.value.replace(",", "")) > 0
+        assert m.delta.endswith("% 24h")
+
+
+def test_market_window_and_symbol_choice_change_the_charts(desk: Path) -> None:
+    at = new_app()
+    # Wait for most of the 180 minutes of backfilled history to be stored.
+    run_until(at, lambda a: len(charts(a)) == 2 and min(map(candle_count, charts(a))) > 120,
+              "3 h of candles")
+    window = at.button_group(key="market_window")
+    assert window.options == ["1 h", "3 h", "6 h", "24 h", "7 d"]
+
+    window.set_value("1 h").run()
+    no_exception(at)
+    assert len(charts(at)) == 2
+    assert all(0 < candle_count(c) <= 60 for c in charts(at))
+
+    at.multiselect(key="market_symbols").set_value(["SOLUSDT"]).run()
+    no_exception(at)
+    (chart,) = charts(at)
+    assert "SOLUSDT" in chart["layout"]["title"]["text"]
+    assert [m.label for m in at.metric] == ["SOLUSDT"]
+
+    at.multiselect(key="market_symbols").set_value([]).run()
+    no_exception(at)
+    assert not charts(at)
+    assert [i.value for i in at.info] == ["Pick at least one symbol."]
+
+
+def test_market_offers_every_configured_symbol_before_the_store_has_its_bars(
+        desk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deterministic replay of a first visit during the backfill: the store has bars for some
+    symbols only (ETHUSDT, SOLUSDT) and nothing else arrives (no stages)."""
+    from storage.db import Database
+
+    monkeypatch.setenv("STAGES", "")
+    store = Database(desk / "desk.db")
+    start = (int(time.time()) // 60 - 5) * 60_000
+    store.write(lambda db: db["bars_1m"].insert_all(
+        {"symbol": sym, "start": start + i * 60_000, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5,
+         "volume": 1.0, "ticks": 4} for sym in ("ETHUSDT", "SOLUSDT") for i in range(5)))
+    store.close()
+
+    at = new_app()
+    at.run()
+    no_exception(at)
+    symbols = at.multiselect(key="market_symbols")
+    assert set(SYMBOLS) <= set(symbols.options)
+    assert symbols.value == ["BTCUSDT", "ETHUSDT"]
+
+
+# --- Pipeline -------------------------------------------------------------------------------
+
+def test_pipeline_shows_stages_topics_and_groups(desk: Path) -> None:
+    at = new_app()
+    at.run()
+    no_exception(at)
+    at.switch_page(PAGES["Pipeline"])
+    # The consumer-group table appears once the market-store has committed (within a second).
+    run_until(at, lambda a: len(a.dataframe) == 3, "consumer-group table")
+    assert [t.value for t in at.title] == ["Pipeline"]
+    assert [s.value for s in at.subheader] == ["Stages", "Topics", "Consumer groups", "Dead letters"]
+    stages, topics, groups = (d.value for d in at.dataframe)
+    assert sorted(stages["stage"]) == ["market-store", "simulator"]
+    assert stages.set_index("stage").loc["simulator", "kind"] == "source"
+    assert stages["running"].all()
+    assert "crypto.market_data" in set(topics["topic"])
+    assert not any(name.endswith("_dlq") for name in topics["topic"])
+    assert set(groups["group"]) == {"market-store"}
+    assert [s.value for s in at.success] == ["No rejected messages."]
+
+
+# --- Settings -------------------------------------------------------------------------------
+
+def test_settings_shows_config_without_secrets_and_topic_catalog(desk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "hunter2-secret")
+    at = new_app()
+    at.run()
+    no_exception(at)
+    at.switch_page(PAGES["Settings"]).run()
+    no_exception(at)
+    assert [t.value for t in at.title] == ["Settings"]
+    assert [s.value for s in at.subheader] == ["Topic catalog"]
+    (config,) = at.json
+    shown = json.loads(config.value)
+    assert shown["data_dir"] == str(desk)
+    assert shown["symbols"] == list(SYMBOLS)
+    assert shown["kafka_bootstrap_servers"] is None
+    assert shown["kafka_client_config"]["sasl.password"] == "***"
+    assert "hunter2-secret" not in config.value
+    (catalog,) = at.dataframe
+    assert "crypto.market_data" in set(catalog.value["topic"])
+    assert {"topic", "partitions", "cleanup", "retention h", "compression", "description"} <= set(catalog.value.columns)
+
+
+# --- The frame app.py puts around every page -----------------------------------------------
+
+def test_app_declares_the_three_pages() -> None:
+    assert list(PAGES) == ["Market", "Pipeline", "Settings"]
+    assert all((ROOT / path).is_file() for path in PAGES.values())
+
+
+@pytest.mark.parametrize("title", ["Market",
+                                   pytest.param("Pipeline", marks=legacy_pages_bug),
+                                   pytest.param("Settings", marks=legacy_pages_bug)])
+def test_every_page_runs_inside_the_app_frame(desk: Path, title: str) -> None:
+    """app.py's sidebar (the bus caption) must wrap every page."""
+    at = new_app()
+    at.run()  # the default page; AppTest needs one run before switch_page
+    no_exception(at)
+    if title != "Market":
+        at.switch_page(PAGES[title]).run()
+        no_exception(at)
+    assert [t.value for t in at.title] == [title]
+    assert "Bus: **embedded**" in [c.value for c in at.sidebar.caption]
+
+
+# --- Bad configuration ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("var", "value"), [
+    ("SYMBOLS", "bad"),
+    ("SIMULATOR_TICK_MS", "fast"),
+    ("STAGES", "simulator,nope"),
+])
+@pytest.mark.parametrize("page", ["Market", pytest.param("Pipeline", marks=legacy_pages_bug)])
+def test_bad_config_shows_one_error_line_not_a_stack_trace(
+        desk: Path, monkeypatch: pytest.MonkeyPatch, var: str, value: str, page: str) -> None:
+    monkeypatch.setenv(var, value)
+    at = new_app()
+    at.run()  # the default page (Market); AppTest needs one run before switch_page
+    if page != "Market":
+        at.switch_page(PAGES[page]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    (error,) = at.error
+    assert error.value.startswith("The pipeline could not start: ")
+    assert var in error.value
+    assert "\n" not in error.value and "Traceback" not in error.value
+    assert not at.title  # the page never ran
+    assert not list(desk.iterdir())  # and nothing was started or written
+
+
+def test_unusable_data_dir_shows_one_error_line(desk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    not_a_dir = desk / "not-a-directory"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("DATA_DIR", str(not_a_dir))
+    at = new_app()
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    (error,) = at.error
+    assert error.value.startswith("The pipeline could not start: ")
+    assert "DATA_DIR" in error.value and "\n" not in error.value
