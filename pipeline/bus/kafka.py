@@ -235,9 +235,13 @@ class KafkaBus:
                     raise ConfigError(f"cannot create topic {name!r}: {exc.args[0].str()}") from None
                 created[name] = False
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # wait until the new topics show in metadata
-            self._refresh_topics()
-            if all(s.name in self._topics for s in specs):
+        while time.monotonic() < deadline:  # wait until every new partition has a leader
+            meta = self._admin.list_topics(timeout=10)
+            with self._lock:
+                self._topics = set(meta.topics)
+            if all(s.name in meta.topics and meta.topics[s.name].partitions
+                   and all(p.leader >= 0 for p in meta.topics[s.name].partitions.values())
+                   for s in specs):
                 break
             time.sleep(0.1)
         return created

@@ -149,7 +149,14 @@ class SimulatorSource(Worker):
     def _run(self) -> None:
         self._producer = self.bus.producer()
         now_ms = int(self.clock() * 1000)
-        empty = all(t.end_offset == 0 for t in self.bus.describe_topics([MARKET_DATA]))
+        empty = False
+        for attempt in range(10):  # a topic created a moment ago may not have its leaders yet
+            try:
+                empty = all(t.end_offset == 0 for t in self.bus.describe_topics([MARKET_DATA]))
+                break
+            except Exception as exc:
+                log.warning("cannot read %s offsets yet (%s); retrying", MARKET_DATA, exc)
+                self._stop.wait(0.5 * (attempt + 1))
         if empty and self.history_minutes:
             self._publish(self.simulator.history(now_ms, self.history_minutes), [(FEED_HEADER, REPLAY)])
         live = [(FEED_HEADER, b"live")]
