@@ -373,7 +373,14 @@ class TestBusContract:
         old = [b"A%d" % i for i in range(10)]
         producer = bus.producer()
         produce(bus, topic, ((None, v) for v in old), producer)
-        time.sleep(1.5)  # let batch A expire; the assertions below poll with a deadline
+        produced_at = time.monotonic()
+        # Not expired yet: nothing may go before the retention time (with a margin for Kafka,
+        # which deletes a segment only once its newest message is older than retention.ms).
+        while time.monotonic() - produced_at < 0.6:
+            part = topic_state(bus, topic).partitions[0]
+            assert (part.start_offset, part.end_offset) == (0, len(old)), "deleted too early"
+            time.sleep(0.1)
+        time.sleep(max(0.0, 1.5 - (time.monotonic() - produced_at)))  # let batch A expire
         # Each round produces a fresh batch B (which also rolls Kafka's segment) and reads the
         # topic from the start with a new group. B lives only ~1 s itself, so each round checks its
         # own batch: A must be gone while all of the fresh B is there.
@@ -490,3 +497,22 @@ class TestBusContract:
         for t in range(threads_n):
             assert seqs[t] == list(range(per_thread)), f"thread {t} lost or reordered messages"
         assert topic_state(bus, topic).messages == threads_n * per_thread
+
+    # -- edge cases where the embedded log once differed from Kafka ---------------------------
+
+    def test_compacted_topic_refuses_a_message_without_key(self, bus, topic_name, group_name):
+        topic = create(bus, topic_name(), 1, cleanup="compact")
+        producer = bus.producer()
+        producer.produce(topic, b"no key")
+        assert producer.flush() == 1, "a keyless message on a compacted topic is not delivered"
+        producer.produce(topic, b"keyed", key=b"k")
+        assert producer.flush() == 0
+        records = read_count(bus, group_name(), topic, 1)
+        assert [(r.key, r.value) for r in records] == [(b"k", b"keyed")]
+
+    def test_an_empty_key_is_partitioned_like_no_key(self, bus, topic_name, group_name):
+        topic = create(bus, topic_name(), 3)
+        produce(bus, topic, ((b"", b"%d" % i) for i in range(60)))
+        records = read_count(bus, group_name(), topic, 60)
+        assert all(r.key == b"" for r in records)
+        assert len({r.partition for r in records}) > 1, "60 messages with key b'' in one partition"
