@@ -17,7 +17,8 @@ from storage.migrations import MIGRATIONS, apply_migrations
 T = TypeVar("T")
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path) -> sqlite3.Connection:
+    """Open a connection in autocommit mode with WAL, ``synchronous=NORMAL`` and a busy timeout."""
     conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -34,7 +35,7 @@ class Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._queue: queue.Queue[tuple[Callable[[sqlite_utils.Database], Any], Future] | None] = queue.Queue()
         self._local = threading.local()
-        conn = _connect(self.path)
+        conn = connect(self.path)
         self.applied = apply_migrations(sqlite_utils.Database(conn), MIGRATIONS)
         self._writer_db = sqlite_utils.Database(conn)
         self._thread = threading.Thread(target=self._run, name=f"db-writer:{self.path.name}", daemon=True)
@@ -68,7 +69,7 @@ class Database:
         """Return this thread's read connection."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = sqlite_utils.Database(_connect(self.path))
+            db = self._local.db = sqlite_utils.Database(connect(self.path))
         return db
 
     def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:

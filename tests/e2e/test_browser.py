@@ -104,8 +104,7 @@ def test_market_draws_candlesticks_and_the_data_is_live(tab: Tab, server: Server
 
     charts = page.evaluate(CHARTS_JS)
     titles = [c["title"].replace("<b>", "").replace("</b>", "") for c in charts]
-    # One chart and one metric per chosen symbol, in the same order. (Which two symbols are chosen
-    # depends on the backfill's progress at the first render: see the xfail in tests/ui.)
+    # One chart and one metric per chosen symbol, in the same order.
     chosen = [t.strip() for t in page.locator(SELECTED_SYMBOLS).all_inner_texts()]
     assert titles == chosen and set(chosen) <= set(SYMBOLS), (titles, chosen)
     assert page.locator("[data-testid='stMetricLabel']").all_inner_texts() == titles
@@ -156,10 +155,6 @@ def test_sidebar_navigation_to_pipeline_and_settings(tab: Tab, server: Server) -
     assert_healthy(tab, server)
 
 
-@pytest.mark.xfail((ROOT / "pages").is_dir(), strict=True,
-                   reason="app bug: the `pages/` folder triggers Streamlit's legacy multipage mode, so the "
-                          "first visit to /pipeline runs pages/pipeline.py without app.py (fix: rename "
-                          "pages/ to views/ and update app.py's st.Page paths)")
 def test_first_visit_by_deep_link_gets_the_whole_app(tab: Tab, fresh_server: Server) -> None:
     page = open_app(tab, fresh_server, "pipeline")
     wait_for(page, fresh_server, "h1:has-text('Pipeline')", "Pipeline title")

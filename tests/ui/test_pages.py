@@ -34,16 +34,6 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 PAGES = {title: path for path, title in
          re.findall(r'st\.Page\(\s*"([^"]+)"\s*,\s*title="([^"]+)"', (ROOT / "app.py").read_text())}
 
-# App bug: a folder named `pages/` next to app.py makes Streamlit fall back to its legacy
-# multipage mode until app.py's st.navigation has run once in the process. A page opened by its
-# URL then runs WITHOUT app.py: no page config, no sidebar, and a stack trace instead of the
-# one-line config error. AppTest re-detects the folder on every run, so there every switched-to
-# page shows it. The xfail is strict and tied to the folder: it turns into a plain test once fixed.
-LEGACY_PAGES_DIR = (ROOT / "pages").is_dir()
-legacy_pages_bug = pytest.mark.xfail(
-    LEGACY_PAGES_DIR, strict=True,
-    reason="app bug: the `pages/` folder triggers Streamlit's legacy multipage mode, so a page opened "
-           "directly runs without app.py (fix: rename pages/ to views/ and update app.py's st.Page paths)")
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -242,8 +232,8 @@ def test_app_declares_the_three_pages() -> None:
 
 
 @pytest.mark.parametrize("title", ["Market",
-                                   pytest.param("Pipeline", marks=legacy_pages_bug),
-                                   pytest.param("Settings", marks=legacy_pages_bug)])
+                                   "Pipeline",
+                                   "Settings"])
 def test_every_page_runs_inside_the_app_frame(desk: Path, title: str) -> None:
     """app.py's sidebar (the bus caption) must wrap every page."""
     at = new_app()
@@ -263,7 +253,7 @@ def test_every_page_runs_inside_the_app_frame(desk: Path, title: str) -> None:
     ("SIMULATOR_TICK_MS", "fast"),
     ("STAGES", "simulator,nope"),
 ])
-@pytest.mark.parametrize("page", ["Market", pytest.param("Pipeline", marks=legacy_pages_bug)])
+@pytest.mark.parametrize("page", ["Market", "Pipeline"])
 def test_bad_config_shows_one_error_line_not_a_stack_trace(
         desk: Path, monkeypatch: pytest.MonkeyPatch, var: str, value: str, page: str) -> None:
     monkeypatch.setenv(var, value)
