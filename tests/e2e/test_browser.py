@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.e2e.conftest import RESULTS, ROOT, Server, Tab
+from tests.e2e.conftest import RESULTS, Server, Tab
 
 pytestmark = pytest.mark.timeout(120)
 
