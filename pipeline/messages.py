@@ -21,6 +21,7 @@ Side = Literal["BUY", "SELL"]
 Signal = Literal["BUY", "SELL", "HOLD"]
 OrderType = Literal["MARKET", "LIMIT"]
 OrderStatus = Literal["PENDING", "FILLED", "CANCELLED", "CLOSED"]
+TradeKind = Literal["trade", "lot", "round_trip"]
 PredictionType = Literal["price", "price_change", "trend", "return", "direction"]
 
 CRYPTO_SYMBOL = r"^[A-Z]{3,6}USDT$"
@@ -171,6 +172,8 @@ class RawTrade(Message):
     received_at: int = Field(gt=0)
     payload: dict[str, Any] | str
     row: int | None = None
+    # A saved custom column mapping (target field -> file column) for format "custom".
+    mapping: dict[str, str] | None = None
 
 
 class Trade(Message):
@@ -191,6 +194,18 @@ class Trade(Message):
     pnl: float | None = None
     notes: str | None = None
     source: str = Field(min_length=1)
+    # Extensions to seed 000, all optional. ``kind``: "trade" is a whole trade as entered
+    # (manual, generic CSV); "lot" is the opening fill of a FIFO lot; "round_trip" is one
+    # FIFO match of a lot with a closing fill. ``void`` retracts an earlier record of that id.
+    kind: TradeKind = "trade"
+    fees: float | None = Field(default=None, ge=0)
+    stop_loss: float | None = Field(default=None, gt=0)
+    tags: tuple[str, ...] = ()
+    setup: str | None = None
+    emotion: str | None = None
+    lot_id: str | None = None
+    fill_ids: tuple[str, ...] = ()
+    void: bool = False
 
     @model_validator(mode="after")
     def _exit_after_entry(self) -> Trade:
@@ -432,19 +447,26 @@ def json_schemas() -> dict[str, dict[str, Any]]:
 
 
 def trade_avro_schema() -> dict[str, Any]:
-    """Return seed 000's Avro schema of the Trade record, derived from the ``Trade`` model."""
-    avro_types = {int: "long", float: "double", str: "string"}
+    """Return seed 000's Avro schema of the Trade record (with its optional extensions)."""
+    avro_types = {int: "long", float: "double", str: "string", bool: "boolean"}
     fields: list[dict[str, Any]] = []
     for name, info in Trade.model_fields.items():
-        if name == "side":
-            kind: Any = {"type": "enum", "name": "Side", "symbols": ["BUY", "SELL"]}
+        annotation = info.annotation
+        literal = getattr(annotation, "__origin__", None) is Literal
+        args = () if literal else getattr(annotation, "__args__", ())
+        nullable = type(None) in args
+        base = next(a for a in args if a is not type(None)) if nullable else annotation
+        if literal:
+            kind: Any = {"type": "enum", "name": name.title().replace("_", ""), "symbols": list(base.__args__)}
+        elif getattr(base, "__origin__", None) is tuple:
+            kind = {"type": "array", "items": "string"}
         else:
-            annotation = info.annotation
-            args = getattr(annotation, "__args__", None)
-            base = next(a for a in args if a is not type(None)) if args else annotation
             kind = avro_types[base]
-            if args and type(None) in args:
-                kind = ["null", kind]
-        fields.append({"name": name, "type": kind} if not isinstance(kind, list)
-                      else {"name": name, "type": kind, "default": None})
+        field: dict[str, Any] = {"name": name, "type": ["null", kind] if nullable else kind}
+        if nullable:
+            field["default"] = None
+        elif not info.is_required():
+            default = info.get_default(call_default_factory=True)
+            field["default"] = list(default) if isinstance(default, tuple) else default
+        fields.append(field)
     return {"type": "record", "name": "Trade", "namespace": "tradersdesk", "fields": fields}

@@ -21,8 +21,54 @@ def _m001_market(db: sqlite_utils.Database) -> None:
         PRIMARY KEY (symbol, start)) WITHOUT ROWID""")
 
 
+def _m002_journal(db: sqlite_utils.Database) -> None:
+    # The normalizer's ledger: every fill once (by fingerprint), the FIFO lots, and the ids of
+    # the trade records it has published per (user, symbol), so a rebuild can retract stale ones.
+    db.execute("""CREATE TABLE journal_fills (
+        fill_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, user_id TEXT NOT NULL, symbol TEXT NOT NULL,
+        side TEXT NOT NULL, price REAL NOT NULL, quantity REAL NOT NULL, time INTEGER NOT NULL,
+        fee REAL, fee_asset TEXT, fee_quote REAL, exchange_id TEXT, source TEXT NOT NULL,
+        raw TEXT NOT NULL)""")
+    db.execute("CREATE INDEX journal_fills_key ON journal_fills (user_id, symbol, time, seq)")
+    db.execute("""CREATE TABLE journal_lots (
+        lot_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
+        price REAL NOT NULL, quantity REAL NOT NULL, remaining REAL NOT NULL, time INTEGER NOT NULL,
+        seq INTEGER NOT NULL, fee_quote_per_unit REAL)""")
+    db.execute("CREATE INDEX journal_lots_key ON journal_lots (user_id, symbol, time, seq)")
+    db.execute("""CREATE TABLE journal_ledger_records (
+        trade_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, symbol TEXT NOT NULL)""")
+    db.execute("CREATE INDEX journal_ledger_records_key ON journal_ledger_records (user_id, symbol)")
+    # The journal itself (written by the journal-store stage from enriched-trades and alerts).
+    db.execute("""CREATE TABLE journal_trades (
+        trade_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
+        kind TEXT NOT NULL, entry_price REAL NOT NULL, exit_price REAL, quantity REAL NOT NULL,
+        entry_time INTEGER NOT NULL, exit_time INTEGER, pnl REAL, fees REAL, stop_loss REAL,
+        notes TEXT, tags TEXT NOT NULL DEFAULT '[]', setup TEXT, emotion TEXT, lot_id TEXT,
+        fill_ids TEXT NOT NULL DEFAULT '[]', source TEXT NOT NULL, context TEXT NOT NULL DEFAULT '{}',
+        stored_at INTEGER NOT NULL)""")
+    db.execute("CREATE INDEX journal_trades_user_time ON journal_trades (user_id, entry_time)")
+    db.execute("CREATE INDEX journal_trades_lot ON journal_trades (lot_id)")
+    # The trader's own edits on the Journal page; kept apart so a replay of the topics keeps them.
+    db.execute("""CREATE TABLE journal_annotations (
+        trade_id TEXT PRIMARY KEY, notes TEXT, tags TEXT, setup TEXT, updated_at INTEGER NOT NULL)""")
+    db.execute("""CREATE TABLE journal_alerts (
+        alert_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, alert_type TEXT NOT NULL,
+        severity TEXT NOT NULL, timestamp INTEGER NOT NULL, trade_ids TEXT NOT NULL,
+        message TEXT NOT NULL, details TEXT NOT NULL, stored_at INTEGER NOT NULL)""")
+    db.execute("CREATE INDEX journal_alerts_user_time ON journal_alerts (user_id, timestamp)")
+    # The behaviour stage's own window of trades (so a restart does not forget recent history).
+    db.execute("""CREATE TABLE behaviour_trades (
+        trade_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, kind TEXT NOT NULL, symbol TEXT NOT NULL,
+        side TEXT NOT NULL, entry_key TEXT NOT NULL, entry_time INTEGER NOT NULL, exit_time INTEGER,
+        notional REAL NOT NULL, pnl REAL, pnl_pct REAL)""")
+    db.execute("CREATE INDEX behaviour_trades_user_time ON behaviour_trades (user_id, entry_time)")
+    db.execute("""CREATE TABLE import_mappings (
+        name TEXT PRIMARY KEY, header TEXT NOT NULL, mapping TEXT NOT NULL, created_at INTEGER NOT NULL)""")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_market_ticks_and_bars", _m001_market),
+    ("002_journal", _m002_journal),
 ]
 
 
