@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline topics|init-topics|run|tail|schemas``."""
+"""Command line: ``python -m pipeline topics|init-topics|run|api|tail|schemas``."""
 
 from __future__ import annotations
 
@@ -87,6 +87,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    """Serve the trades API with the configured stages running in this process."""
+    import dataclasses
+
+    from pipeline.wiring import build_runtime
+
+    config = _config()
+    stages = tuple(s for s in config.stages if s != "api") + ("api",)
+    config = dataclasses.replace(config, api_host=args.host or config.api_host,
+                                 api_port=args.port if args.port is not None else config.api_port)
+    runtime = build_runtime(config, stages)
+    api = next(w for w in runtime.workers if w.name == "api")
+    if not api.wait_started(15.0):  # type: ignore[attr-defined]
+        runtime.stop()
+        raise PipelineError(api.health.snapshot().last_error or
+                            f"the trades API did not start on {config.api_host}:{config.api_port}")
+    print(f"trades API on http://{config.api_host}:{config.api_port} (docs at /docs) with "
+          f"{', '.join(w.name for w in runtime.workers if w.name != 'api')} on the {runtime.bus.name} bus; "
+          "Ctrl-C stops", file=sys.stderr, flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0) and api.health.snapshot().running:
+            pass
+    except KeyboardInterrupt:
+        pass
+    runtime.stop()
+    return 0
+
+
 def cmd_tail(args: argparse.Namespace) -> int:
     bus = create_bus(_config())
     consumer = bus.consumer(f"tail-{uuid.uuid4().hex[:8]}", [args.topic],
@@ -129,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("run", help="run stages headless until Ctrl-C")
     p.add_argument("--stage", action="append", metavar="NAME", help="stage to run (repeatable)")
     p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("api", help="serve the trades API (and the configured stages) until Ctrl-C")
+    p.add_argument("--host", default=None, help="interface to bind (default API_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default API_PORT or 8000)")
+    p.set_defaults(fn=cmd_api)
     p = sub.add_parser("tail", help="print a topic's messages, like kafka-console-consumer")
     p.add_argument("topic")
     p.add_argument("--from-beginning", action="store_true")

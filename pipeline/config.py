@@ -8,8 +8,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from pipeline.errors import ConfigError
+from pipeline.journal.behaviour import BehaviourRules, rules_from_env
+from pipeline.journal.exchanges import TradeHistoryClient, clients_from_env
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
+DEFAULT_STAGES = ("simulator", "market-store", "normalizer", "enricher", "behaviour", "journal-store", "api")
 SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password"})
 
 # Environment variable -> librdkafka setting, passed through to every Kafka client.
@@ -34,10 +37,17 @@ class Config:
     kafka_client_config: dict[str, str] = field(default_factory=dict)
     kafka_replication_factor: int = 1
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
-    stages: tuple[str, ...] = ("simulator", "market-store")
+    stages: tuple[str, ...] = DEFAULT_STAGES
     simulator_seed: int | None = None
     simulator_tick_ms: int = 1000
     simulator_history_minutes: int = 180
+    # The journal's owner on this desk (trades API calls may name other users).
+    user_id: str = "trader"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    behaviour: BehaviourRules = field(default_factory=BehaviourRules)
+    # Exchange trade-history clients (keys from the environment; off unless keys are set).
+    exchange_clients: tuple[TradeHistoryClient, ...] = ()
 
     @property
     def bus_kind(self) -> str:
@@ -50,6 +60,10 @@ class Config:
             value = getattr(self, f.name)
             if f.name == "kafka_client_config":
                 value = {k: ("***" if k in SECRET_KEYS else v) for k, v in value.items()}
+            elif f.name == "exchange_clients":
+                value = [repr(c) for c in value]  # the clients' repr masks keys and never shows secrets
+            elif f.name == "behaviour":
+                value = vars(value) if hasattr(value, "__dict__") else repr(value)
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
 
@@ -74,7 +88,7 @@ def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = No
     bad = [s for s in symbols if not re.fullmatch(r"[A-Z]{3,6}USDT", s)]
     if bad or not symbols:
         raise ConfigError(f"SYMBOLS has {bad or 'nothing'}: each must match ^[A-Z]{{3,6}}USDT$")
-    stages = tuple(s.strip() for s in env.get("STAGES", "simulator,market-store").split(",") if s.strip())
+    stages = tuple(s.strip() for s in env.get("STAGES", ",".join(DEFAULT_STAGES)).split(",") if s.strip())
     if known_stages is not None:
         unknown = [s for s in stages if s not in known_stages]
         if unknown:
@@ -90,4 +104,15 @@ def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = No
         simulator_seed=_int(env, "SIMULATOR_SEED", 0, 0) if seed else None,
         simulator_tick_ms=_int(env, "SIMULATOR_TICK_MS", 1000, 10),
         simulator_history_minutes=_int(env, "SIMULATOR_HISTORY_MINUTES", 180, 0),
+        user_id=_user_id(env.get("USER_ID") or "trader"),
+        api_host=env.get("API_HOST") or "127.0.0.1",
+        api_port=_int(env, "API_PORT", 8000, 0),
+        behaviour=rules_from_env(env),
+        exchange_clients=tuple(clients_from_env(env)),
     )
+
+
+def _user_id(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", value):
+        raise ConfigError(f"USER_ID={value!r} must be 1-64 letters, digits or _ . @ -")
+    return value

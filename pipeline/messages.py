@@ -436,7 +436,7 @@ def check_fresh(message: Message, now_ms: int) -> None:
 
 def encode(message: Message) -> bytes:
     """Return compact JSON bytes of ``message``."""
-    return orjson.dumps(message.model_dump(mode="json", exclude_none=False))
+    return message.__pydantic_serializer__.to_json(message)
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import orjson
 
@@ -76,6 +76,11 @@ class Stage:
     @property
     def group_id(self) -> str:
         return self.name
+
+    def prepare(self, message: Message) -> Any:
+        """Check one message further before batching (pure); raise ``BadMessageError`` to
+        dead-letter it alone. What this returns is what ``process_batch`` receives."""
+        return message
 
     def process(self, message: Message) -> list[Message]:
         """Return the messages that ``message`` produces (pure; may raise ``BadMessageError``)."""
@@ -178,19 +183,19 @@ class StageRunner(Worker):
     def handle(self, records: Sequence[Record]) -> None:
         """Validate, process and publish one batch; dead-letter what cannot be processed."""
         now_ms = int(self.clock() * 1000)
-        good: list[tuple[Record, Message]] = []
+        good: list[tuple[Record, Any]] = []
         for r in records:
             try:
                 msg = decode(r.topic, r.value or b"", self._models[r.topic])
                 if r.header(FEED_HEADER) != REPLAY:
                     check_fresh(msg, now_ms)
-                good.append((r, msg))
+                good.append((r, self.stage.prepare(msg)))
             except BadMessageError as exc:
                 self.dead_letter(r, exc, retries=0)
         if good:
             self._publish(self._process(good))
 
-    def _process(self, items: list[tuple[Record, Message]]) -> list[Message]:
+    def _process(self, items: list[tuple[Record, Any]]) -> list[Message]:
         try:
             return self._with_retries([m for _, m in items])
         except Exception as exc:

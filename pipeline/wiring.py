@@ -8,29 +8,56 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.bus import create_bus
-from pipeline.bus.base import Bus, GroupState, TopicState
+from pipeline.bus.base import Bus, GroupState, Producer, TopicState
 from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.runner import Health, StageRunner, Worker
 from pipeline.sources.simulator import MarketSimulator, SimulatorSource
+from pipeline.journal.behaviour import BehaviourStage
+from pipeline.journal.exchanges import ExchangeHistorySource
+from pipeline.stages.enricher import Enricher
+from pipeline.stages.journal_store import JournalStore
 from pipeline.stages.market_store import MarketStore
+from pipeline.stages.normalizer import Normalizer
 from pipeline.topics import CATALOG
 from storage.db import Database
 
 log = logging.getLogger(__name__)
 
-WorkerFactory = Callable[[Config, Bus, Database], Worker]
+WorkerFactory = Callable[["Runtime"], "Worker | list[Worker]"]
+
+
+def _api(rt: Runtime) -> Worker:
+    from pipeline.api import ApiServer  # FastAPI loads only when the API is wanted
+
+    return ApiServer(rt, rt.config.api_host, rt.config.api_port)
+
+
+def _exchange_history(rt: Runtime) -> list[Worker]:
+    if not rt.config.exchange_clients:
+        raise ConfigError("exchange-history needs BINANCE_API_KEY and BINANCE_API_SECRET, or BYBIT_API_KEY and "
+                          "BYBIT_API_SECRET, in the environment or .env")
+    return [ExchangeHistorySource(c, rt.producer, user_id=rt.config.user_id, symbols=rt.config.symbols)
+            for c in rt.config.exchange_clients]
+
 
 WORKERS: dict[str, WorkerFactory] = {
-    "simulator": lambda c, bus, db: SimulatorSource(
-        bus, MarketSimulator(c.symbols, c.simulator_seed), tick_ms=c.simulator_tick_ms,
-        history_minutes=c.simulator_history_minutes),
-    "market-store": lambda c, bus, db: StageRunner(MarketStore(db), bus),
+    "simulator": lambda rt: SimulatorSource(
+        rt.bus, MarketSimulator(rt.config.symbols, rt.config.simulator_seed), tick_ms=rt.config.simulator_tick_ms,
+        history_minutes=rt.config.simulator_history_minutes),
+    "market-store": lambda rt: StageRunner(MarketStore(rt.db), rt.bus),
+    "normalizer": lambda rt: StageRunner(Normalizer(rt.db), rt.bus),
+    "enricher": lambda rt: StageRunner(Enricher(rt.db), rt.bus),
+    "behaviour": lambda rt: StageRunner(BehaviourStage(rt.db, rt.config.behaviour), rt.bus),
+    "journal-store": lambda rt: StageRunner(JournalStore(rt.db), rt.bus),
+    "api": _api,
+    "exchange-history": _exchange_history,
 }
 
 KNOWN_STAGES = frozenset(WORKERS)
@@ -45,6 +72,16 @@ class Runtime:
     db: Database
     workers: list[Worker] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    _producer: Producer | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def producer(self) -> Producer:
+        """The producer that pages and the API publish with (one, shared, thread-safe)."""
+        with self._lock:
+            if self._producer is None:
+                self._producer = self.bus.producer()
+            return self._producer
 
     def health(self) -> list[Health]:
         """Return a snapshot of every worker's health."""
@@ -60,6 +97,9 @@ class Runtime:
         """Stop workers (sources first, so stages can drain), then close the store and bus."""
         for w in sorted(self.workers, key=lambda w: w.kind != "source"):
             w.stop()
+        if self._producer is not None:
+            self._producer.flush(10.0)
+            self._producer.close()
         self.db.close()
         self.bus.close()
 
@@ -81,7 +121,14 @@ def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, star
     except (OSError, sqlite3.Error) as exc:
         bus.close()
         raise ConfigError(f"DATA_DIR={str(config.data_dir)!r} is not usable: {exc}") from exc
-    runtime = Runtime(config, bus, db, [WORKERS[n](config, bus, db) for n in names])
+    runtime = Runtime(config, bus, db)
+    try:
+        for n in names:
+            made = WORKERS[n](runtime)
+            runtime.workers.extend(made if isinstance(made, list) else [made])
+    except BaseException:
+        runtime.stop()
+        raise
     if start:
         for w in runtime.workers:
             w.start()

@@ -28,7 +28,7 @@ def _m002_journal(db: sqlite_utils.Database) -> None:
         fill_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, user_id TEXT NOT NULL, symbol TEXT NOT NULL,
         side TEXT NOT NULL, price REAL NOT NULL, quantity REAL NOT NULL, time INTEGER NOT NULL,
         fee REAL, fee_asset TEXT, fee_quote REAL, exchange_id TEXT, source TEXT NOT NULL,
-        raw TEXT NOT NULL)""")
+        format TEXT NOT NULL)""")
     db.execute("CREATE INDEX journal_fills_key ON journal_fills (user_id, symbol, time, seq)")
     db.execute("""CREATE TABLE journal_lots (
         lot_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
@@ -62,6 +62,7 @@ def _m002_journal(db: sqlite_utils.Database) -> None:
         side TEXT NOT NULL, entry_key TEXT NOT NULL, entry_time INTEGER NOT NULL, exit_time INTEGER,
         notional REAL NOT NULL, pnl REAL, pnl_pct REAL)""")
     db.execute("CREATE INDEX behaviour_trades_user_time ON behaviour_trades (user_id, entry_time)")
+    db.execute("CREATE INDEX behaviour_trades_user_exit ON behaviour_trades (user_id, exit_time)")
     db.execute("""CREATE TABLE import_mappings (
         name TEXT PRIMARY KEY, header TEXT NOT NULL, mapping TEXT NOT NULL, created_at INTEGER NOT NULL)""")
 

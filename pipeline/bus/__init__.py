@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pipeline.bus.base import Bus
-from pipeline.config import Config
+
+if TYPE_CHECKING:  # config knows the journal's parts, which use the bus: no import cycle at run time
+    from pipeline.config import Config
 
 
 def create_bus(config: Config) -> Bus:

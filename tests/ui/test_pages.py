@@ -226,14 +226,12 @@ def test_settings_shows_config_without_secrets_and_topic_catalog(desk: Path, mon
 
 # --- The frame app.py puts around every page -----------------------------------------------
 
-def test_app_declares_the_three_pages() -> None:
-    assert list(PAGES) == ["Market", "Pipeline", "Settings"]
+def test_app_declares_its_pages() -> None:
+    assert list(PAGES) == ["Market", "Journal", "Import", "Pipeline", "Settings"]
     assert all((ROOT / path).is_file() for path in PAGES.values())
 
 
-@pytest.mark.parametrize("title", ["Market",
-                                   "Pipeline",
-                                   "Settings"])
+@pytest.mark.parametrize("title", ["Market", "Journal", "Import", "Pipeline", "Settings"])
 def test_every_page_runs_inside_the_app_frame(desk: Path, title: str) -> None:
     """app.py's sidebar (the bus caption) must wrap every page."""
     at = new_app()

@@ -12,7 +12,19 @@ from pipeline.wiring import KNOWN_STAGES
 def test_defaults_mean_embedded_bus_under_data() -> None:
     config = load_config({})
     assert config.bus_kind == "embedded" and config.data_dir == Path("data")
-    assert "BTCUSDT" in config.symbols and config.stages == ("simulator", "market-store")
+    assert "BTCUSDT" in config.symbols
+    assert config.stages == ("simulator", "market-store", "normalizer", "enricher", "behaviour", "journal-store",
+                             "api")
+    assert (config.api_host, config.api_port, config.user_id) == ("127.0.0.1", 8000, "trader")
+    assert config.exchange_clients == ()  # exchange history is off unless keys are set
+
+
+def test_exchange_keys_turn_clients_on_and_never_show_the_secret() -> None:
+    config = load_config({"BINANCE_API_KEY": "abcd1234key", "BINANCE_API_SECRET": "topsecretvalue"})
+    assert [c.venue for c in config.exchange_clients] == ["binance"]
+    assert "topsecretvalue" not in str(config.redacted()) and "topsecretvalue" not in repr(config)
+    with pytest.raises(ConfigError, match="BYBIT_API_SECRET"):
+        load_config({"BYBIT_API_KEY": "k"})
 
 
 def test_bootstrap_servers_select_kafka_and_security_passes_through_redacted() -> None:

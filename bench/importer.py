@@ -1,0 +1,98 @@
+"""A large Binance spot trade-history CSV through the importer: time, memory, progress.
+
+    python -m bench.importer --rows 1000000 [--backend embedded|kafka] [--stored]
+
+Builds the file in memory (four pairs, alternating sides, fees in the base asset), then runs
+``import_file`` as the Import page does: every row parsed, validated, fingerprinted, checked
+against the journal and published to raw-trades. Prints one JSON line with the file size, the
+seconds, rows per second, the number of progress updates and the process's peak RSS (which
+includes the file itself). With ``--stored`` the journal stages run in this process too and the
+line adds the seconds until every journal row is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import resource
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.bus import make_bus
+from bench.journal import _stages
+from pipeline.journal.importer import import_file
+from pipeline.runner import StageRunner
+from pipeline.topics import CATALOG
+from storage.db import Database
+
+PAIRS = (("SOL", "USDT", 110.0), ("BTC", "USDT", 68000.0), ("ETH", "USDT", 3100.0), ("BNB", "USDT", 600.0))
+
+
+def binance_csv(rows: int, seed: int = 7) -> bytes:
+    """Return a Binance spot export of ``rows`` fills, with a BOM, as the exchange writes it."""
+    rnd = random.Random(seed)
+    out = io.StringIO()
+    out.write("\ufeffDate(UTC),Pair,Side,Price,Executed,Amount,Fee\n")
+    t0 = 1_600_000_000
+    for i in range(rows):
+        base, quote, mid = PAIRS[i % len(PAIRS)]
+        price = round(mid * (1 + rnd.uniform(-0.2, 0.2)), 2)
+        qty = round(rnd.uniform(0.001, 5), 6)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t0 + i * 13))
+        side = "BUY" if (i // len(PAIRS)) % 2 == 0 else "SELL"
+        out.write(f"{stamp},{base}{quote},{side},{price},{qty:.10f}{base},{price * qty:.4f}{quote},"
+                  f"{qty * 0.001:.8f}{base}\n")
+    return out.getvalue().encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--backend", choices=("embedded", "kafka"), default="embedded")
+    parser.add_argument("--stored", action="store_true", help="also run the journal stages until all is stored")
+    args = parser.parse_args()
+    data = binance_csv(args.rows)
+    with tempfile.TemporaryDirectory() as folder:
+        bus = make_bus(args.backend, folder)
+        bus.create_topics(CATALOG.values())
+        db = Database(Path(folder) / "desk.db")
+        user = f"bench-{uuid.uuid4().hex[:8]}"
+        runners = [StageRunner(s, bus) for s in _stages(db, user)] if args.stored else []
+        for r in runners:
+            r.start()
+        updates: list[float] = []
+        producer = bus.producer()
+        start = time.perf_counter()
+        report = import_file(data, user_id=user, producer=producer, db=db,
+                             progress=lambda done, total: updates.append(done / total))
+        seconds = time.perf_counter() - start
+        result = {"backend": args.backend, "rows": args.rows, "mb": round(len(data) / 2**20, 1),
+                  "accepted": report.accepted, "rejected": len(report.rejected), "import_seconds": round(seconds, 2),
+                  "rows_per_s": round(args.rows / seconds), "progress_updates": len(updates),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+        if runners:
+            expected = report.accepted
+            while True:
+                done = db.query("SELECT count(*) AS n FROM journal_fills WHERE user_id=?", (user,))[0]["n"]
+                lag = sum(r.health.snapshot().lag for r in runners)
+                if done >= expected and lag == 0:
+                    break
+                time.sleep(0.5)
+            result["stored_seconds"] = round(time.perf_counter() - start, 2)
+            result["journal_rows"] = db.query("SELECT count(*) AS n FROM journal_trades WHERE user_id=?",
+                                              (user,))[0]["n"]
+            result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            for r in runners:
+                r.stop()
+        producer.close()
+        db.close()
+        bus.close()
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The journal pipeline end to end: raw-trades in -> normalizer -> enricher -> behaviour ->
+journal-store -> a row in SQLite.
+
+    python -m bench.journal --trades N [--rate R] [--backend embedded|kafka] [--repeat K]
+
+Each trade is a Binance spot fill as the CSV importer publishes it; buys and sells alternate so
+every raw trade makes exactly one journal row (a buy opens a lot, the next sell closes it into a
+round trip). Without ``--rate`` the trades are offered as fast as the producer takes them and
+``throughput_per_s`` is N over the time from the first produce to the last row stored. With
+``--rate R`` they are offered at R per second and each row's latency is the time from its
+produce call to the journal store's commit (``stored_at``). Prints one JSON line per run and one
+with the medians. The four stages run in this process on their own threads, as in the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+from bench.bus import make_bus
+from pipeline.journal.behaviour import BehaviourRules, BehaviourStage
+from pipeline.journal.fills import Fill, fill_fingerprint
+from pipeline.messages import RawTrade, encode
+from pipeline.runner import Stage, StageRunner
+from pipeline.stages.enricher import Enricher
+from pipeline.stages.journal_store import JournalStore
+from pipeline.stages.normalizer import Normalizer
+from pipeline.topics import CATALOG, RAW_TRADES
+from storage.db import Database
+
+T0 = 1_700_000_000_000
+HEADER = ("Date(UTC)", "Pair", "Side", "Price", "Executed", "Amount", "Fee")
+
+
+def raw_trades(n: int, user: str) -> list[tuple[str, bytes]]:
+    """Return ``n`` encoded raw Binance fills (fill id, value) alternating BUY and SELL."""
+    out = []
+    now = int(time.time() * 1000)
+    for i in range(n):
+        side = "BUY" if i % 2 == 0 else "SELL"
+        price = 100.0 + (i % 500) * 0.01 + (0.5 if side == "SELL" else 0.0)
+        t = T0 + i * 1000
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t / 1000))
+        row = dict(zip(HEADER, (stamp, "SOLUSDT", side, f"{price:.2f}", "0.5SOL", f"{price * 0.5:.4f}USDT",
+                                f"{price * 0.0005:.6f}USDT"), strict=True))
+        fill = Fill("SOLUSDT", side, round(price, 2), 0.5, t)
+        fid = fill_fingerprint(user, fill, 0, venue="binance-spot")
+        raw = RawTrade(raw_id=fid, user_id=user, source="csv", format="binance-spot", received_at=now,
+                       payload=row, row=i + 2)
+        out.append((fid, encode(raw)))
+    return out
+
+
+def _stages(db: Database, suffix: str) -> list[Stage]:
+    """The journal stages with group ids of their own, so a shared broker's old offsets don't count."""
+    stages = []
+    for cls, args in ((Normalizer, (db,)), (Enricher, (db,)), (BehaviourStage, (db, BehaviourRules())),
+                      (JournalStore, (db,))):
+        sub = type(cls.__name__, (cls,), {"name": f"{cls.name}-bench-{suffix}"})
+        stages.append(sub(*args))
+    return stages
+
+
+def run_once(backend: str, n: int, rate: float | None, folder: Path) -> dict[str, object]:
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = uuid.uuid4().hex[:8]
+    user = f"bench-{suffix}"
+    bus = make_bus(backend, str(folder))
+    bus.create_topics(CATALOG.values())
+    db = Database(folder / f"desk-{suffix}.db")
+    runners = [StageRunner(s, bus, poll_timeout=0.05) for s in _stages(db, suffix)]
+    for r in runners:
+        r.start()
+    producer = bus.producer()
+    messages = raw_trades(n, user)
+    # Warm-up: wait until every stage has joined its group (Kafka assigns partitions after a join).
+    time.sleep(3.0 if backend == "kafka" else 0.5)
+    sent: dict[str, float] = {}
+    start = time.time()
+    for i, (fid, value) in enumerate(messages):
+        if rate:
+            due = start + i / rate
+            delay = due - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        sent[fid] = time.time()
+        producer.produce(RAW_TRADES, value, key=user.encode())
+        if rate and i % 50 == 0:
+            producer.flush(10)
+    producer.flush(120)
+    deadline = time.time() + max(120.0, n / 500)
+    stored = 0
+    while time.time() < deadline:
+        stored = db.query("SELECT count(*) AS n FROM journal_trades WHERE user_id=?", (user,))[0]["n"]
+        if stored >= n:
+            break
+        time.sleep(0.02)
+    end = time.time()
+    rows = db.query("SELECT fill_ids, stored_at FROM journal_trades WHERE user_id=?", (user,))
+    last_stored = max((r["stored_at"] for r in rows), default=end * 1000) / 1000
+    latencies = sorted(r["stored_at"] - sent[orjson.loads(r["fill_ids"])[-1]] * 1000 for r in rows)
+    for r in runners:
+        r.stop()
+    health = {r.name: (r.health.processed, r.health.produced, r.health.dead_lettered, r.health.errors) for r in runners}
+    print(json.dumps({"health": health}), file=sys.stderr)
+    producer.close()
+    db.close()
+    bus.close()
+    if stored < n:
+        raise SystemExit(f"only {stored} of {n} trades stored; stages: {health}")
+    seconds = last_stored - start
+    return {"backend": backend, "trades": n, "rate": rate, "seconds": round(seconds, 3),
+            "throughput_per_s": round(n / seconds), "latency_ms_p50": round(_pct(latencies, 50), 1),
+            "latency_ms_p99": round(_pct(latencies, 99), 1), "latency_ms_max": round(latencies[-1], 1)}
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * q / 100))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trades", type=int, default=50_000)
+    parser.add_argument("--rate", type=float, default=None, help="offered trades per second (default: flat out)")
+    parser.add_argument("--backend", choices=("embedded", "kafka"), default="embedded")
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(args.repeat):
+            result = run_once(args.backend, args.trades, args.rate, Path(folder) / str(i))
+            runs.append(result)
+            print(json.dumps(result), flush=True)
+    if args.repeat > 1:
+        print(json.dumps({"backend": args.backend, "trades": args.trades, "rate": args.rate, "stat": "median",
+                          **{k: statistics.median(r[k] for r in runs)  # type: ignore[misc]
+                             for k in ("throughput_per_s", "latency_ms_p50", "latency_ms_p99")}}))
+
+
+if __name__ == "__main__":
+    main()

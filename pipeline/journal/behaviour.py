@@ -1,0 +1,545 @@
+"""Behavioural alerts over a trader's journal: revenge trading, overtrading, size escalation,
+loss streaks and entries outside the trader's hours.
+
+Entries are records of kind ``trade`` or ``lot``; results are closed ``trade`` records and
+``round_trip`` records. Results closed by one fill (same symbol and exit time) count as one close.
+Each finding has a deterministic ``alert_id`` (user, type and anchor: the loss close, the first close
+of a streak, the entry, or the trader's day), so replays and duplicates update the same alert. A
+record that arrives late is judged in both directions (a loss against the entries after it, an
+entry as history of the days and sizes after it); a late loss that extends a streak backwards
+starts a new streak alert, and the shorter one stays as it was.
+
+Thresholds, read once by ``rules_from_env`` (empty means the default; a bad value is a ConfigError),
+as variable, default, meaning::
+
+    BEHAVIOUR_REVENGE_WINDOW_MIN            120   minutes after a loss in which entries are examined
+    BEHAVIOUR_REVENGE_MIN_LOSS              500   a loss this large (quote currency) qualifies ...
+    BEHAVIOUR_REVENGE_MIN_LOSS_PCT          3.0   ... or this large in % of the closed notional
+    BEHAVIOUR_REVENGE_MIN_CONDITIONS        2     conditions a revenge entry meets (of the next four)
+    BEHAVIOUR_REVENGE_BURST_TRADES          3     burst: this many entries ...
+    BEHAVIOUR_REVENGE_BURST_MIN             10    ... within this many minutes after the loss
+    BEHAVIOUR_REVENGE_SIZE_UP_PCT           25    size up: notional this % over the pre-loss average
+    BEHAVIOUR_REVENGE_SIZE_LOOKBACK         10    entries before the loss that make that average
+    BEHAVIOUR_REVENGE_QUICK_MIN             15    quick: entry within this many minutes of the loss
+    BEHAVIOUR_REVENGE_MAX_ENTRIES           50    entries after a loss examined at most (bounds busy accounts)
+    BEHAVIOUR_OVERTRADING_MULTIPLIER        2.0   a day's entries > this x the median of earlier days
+    BEHAVIOUR_OVERTRADING_MIN_TRADES        6     ... and at least this many entries that day
+    BEHAVIOUR_OVERTRADING_MIN_HISTORY_DAYS  5     earlier active days needed for the median rule
+    BEHAVIOUR_OVERTRADING_HISTORY_DAYS      30    how many calendar days back count as earlier days
+    BEHAVIOUR_OVERTRADING_MAX_PER_DAY       20    with less history: entries a day above this
+    BEHAVIOUR_ESCALATION_SIZE_PCT           50    an entry this % over the average of ...
+    BEHAVIOUR_ESCALATION_LOOKBACK           10    ... this many previous entries, right after
+    BEHAVIOUR_ESCALATION_AFTER_LOSSES       2     ... this many losing closes in a row or
+    BEHAVIOUR_ESCALATION_AFTER_WINS         3     ... this many winning closes in a row,
+    BEHAVIOUR_ESCALATION_WINDOW_MIN         60    ... the last of them at most this many minutes ago
+    BEHAVIOUR_BASELINE_MIN_ENTRIES          3     fewest earlier entries an average size needs
+    BEHAVIOUR_LOSS_STREAK                   3     losing closes in a row (by exit time) for an alert
+    BEHAVIOUR_TRADING_HOURS                 off   ``HH:MM-HH:MM`` (may wrap midnight); ``off`` = no rule
+    BEHAVIOUR_TRADING_DAYS                  0-6   weekdays (0 = Monday) as ``0-4``, ``0,2,4`` or ``mon-fri``
+    BEHAVIOUR_TIMEZONE                      UTC   zoneinfo name for hours, weekdays and trader days
+
+Severity: revenge is medium (high when an entry meets three or more conditions); overtrading is
+low, medium from 1.5x and high from 2x its limit; size escalation is medium (high at twice the
+threshold); a loss streak is medium (high at twice its length); outside hours is low.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+import re
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from itertools import accumulate
+from typing import Any, Literal, NamedTuple
+from zoneinfo import ZoneInfo
+
+from pipeline.errors import ConfigError
+
+AlertType = Literal["revenge_trading", "overtrading", "size_escalation", "loss_streak", "outside_hours"]
+Severity = Literal["low", "medium", "high"]
+Hours = tuple[tuple[int, int], tuple[int, int]]
+MINUTE_MS = 60_000
+MAX_IDS = 100  # trade ids listed on one alert; details keep the full counts
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _n(default: float, lo: float, hi: float | None = None) -> Any:
+    """A numeric threshold with its bounds (checked on construction and when read from the env)."""
+    return field(default=default, metadata={"bounds": (lo, hi)})
+
+
+@dataclass(frozen=True)
+class BehaviourRules:
+    """The thresholds of every rule (see the module docstring); validated on construction."""
+
+    revenge_window_min: int = _n(120, 1)
+    revenge_min_loss: float = _n(500.0, 0)
+    revenge_min_loss_pct: float = _n(3.0, 0)
+    revenge_min_conditions: int = _n(2, 1, 4)
+    revenge_burst_trades: int = _n(3, 2)
+    revenge_burst_min: int = _n(10, 1)
+    revenge_size_up_pct: float = _n(25.0, 0)
+    revenge_size_lookback: int = _n(10, 1)
+    revenge_quick_min: int = _n(15, 0)
+    revenge_max_entries: int = _n(50, 1)
+    overtrading_multiplier: float = _n(2.0, 1)
+    overtrading_min_trades: int = _n(6, 1)
+    overtrading_min_history_days: int = _n(5, 1)
+    overtrading_history_days: int = _n(30, 1, 366)
+    overtrading_max_per_day: int = _n(20, 1)
+    escalation_size_pct: float = _n(50.0, 0)
+    escalation_lookback: int = _n(10, 1)
+    escalation_after_losses: int = _n(2, 1)
+    escalation_after_wins: int = _n(3, 1)
+    escalation_window_min: int = _n(60, 1)
+    baseline_min_entries: int = _n(3, 1)
+    loss_streak: int = _n(3, 2)
+    trading_hours: Hours | None = None
+    trading_days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            rule = _broken_rule(f.name, getattr(self, f.name))
+            if rule:
+                raise ConfigError(f"BehaviourRules.{f.name}={getattr(self, f.name)!r} breaks rule: {rule}")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return _zone(self.timezone)
+
+
+_FIELDS = BehaviourRules.__dataclass_fields__
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _broken_rule(name: str, value: Any) -> str | None:
+    """Return the rule ``value`` breaks as field ``name``, or None."""
+    if "bounds" in _FIELDS[name].metadata:
+        lo, hi = _FIELDS[name].metadata["bounds"]
+        whole = isinstance(_FIELDS[name].default, int)
+        ok = (isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value) and value >= lo and (hi is None or value <= hi))
+        rule = f"{'a whole number' if whole else 'a number'} >= {lo:g}" + (f" and <= {hi:g}" if hi else "")
+        return None if ok else rule
+    if name == "trading_hours":
+        try:
+            (h1, m1), (h2, m2) = value or ((0, 0), (0, 1))
+            start, end = h1 * 60 + m1, h2 * 60 + m2
+            if 0 <= m1 < 60 and 0 <= m2 < 60 and 0 <= start <= 1440 and 0 <= end <= 1440 and start != end:
+                return None
+        except (TypeError, ValueError):
+            pass
+        return "None or HH:MM-HH:MM with different start and end, at most 24:00"
+    if name == "trading_days":
+        ok = isinstance(value, tuple) and value and all(isinstance(d, int) and 0 <= d <= 6 for d in value)
+        return None if ok else "one or more weekdays 0-6 (0 = Monday), as 0-4, 0,2,4 or mon-fri"
+    if name == "timezone":
+        try:
+            _zone(value)
+            return None
+        except (ValueError, TypeError, OSError, KeyError):
+            return "a zoneinfo time zone name such as UTC or Europe/Berlin"
+    return None
+
+
+def _parse(name: str, raw: str) -> Any:
+    """Turn the environment string of field ``name`` into its value; raise ValueError if unparsable."""
+    default = _FIELDS[name].default
+    if name == "trading_hours":
+        if raw.strip().lower() in ("off", "none"):
+            return None
+        m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", raw) or _fail(raw)
+        a, b, c, d = (int(g) for g in m.groups())
+        return ((a, b), (c, d))
+    if name == "trading_days":
+        days: list[int] = []
+        for part in raw.lower().replace(" ", "").split(","):
+            ends = [int(p) if p.isdigit() else DAY_NAMES.index(p[:3]) for p in part.split("-")]
+            if len(ends) == 1:
+                days.append(ends[0])
+            else:
+                days.extend(range(ends[0], ends[1] + 1) if len(ends) == 2 and ends[0] <= ends[1] else _fail(raw))
+        return tuple(sorted(set(days)))
+    if name == "timezone":
+        return raw.strip()
+    return int(raw) if isinstance(default, int) else float(raw)
+
+
+def _fail(raw: str) -> Any:
+    raise ValueError(raw)
+
+
+def rules_from_env(env: Mapping[str, str]) -> BehaviourRules:
+    """Read ``BEHAVIOUR_<FIELD>`` settings into rules; raise ``ConfigError`` naming a bad one."""
+    values: dict[str, Any] = {}
+    for f in fields(BehaviourRules):
+        var = f"BEHAVIOUR_{f.name.upper()}"
+        raw = env.get(var)
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            value = _parse(f.name, raw)
+        except (ValueError, IndexError):
+            value = raw
+        rule = _broken_rule(f.name, value)
+        if rule:
+            raise ConfigError(f"{var}={raw!r} breaks rule: {rule}")
+        values[f.name] = value
+    return BehaviourRules(**values)
+
+
+# --------------------------------------------------------------------------- detection
+
+
+class Row(NamedTuple):
+    """One journal record of one user as the rules see it; ``entry_key`` names its position (the lot
+    of a round trip, else itself), ``notional`` is entry price x quantity."""
+
+    user_id: str
+    trade_id: str
+    kind: Literal["trade", "lot", "round_trip"]
+    symbol: str
+    side: str
+    entry_key: str
+    entry_time: int
+    exit_time: int | None
+    notional: float
+    pnl: float | None
+    pnl_pct: float | None
+
+    @property
+    def is_entry(self) -> bool:
+        return self.kind != "round_trip"
+
+    @property
+    def is_result(self) -> bool:
+        return self.kind != "lot" and self.exit_time is not None and self.pnl is not None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One behavioural alert: what, how bad, which trades, why (in numbers) and when."""
+
+    alert_id: str
+    user_id: str
+    alert_type: AlertType
+    severity: Severity
+    timestamp: int
+    trade_ids: tuple[str, ...]
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def alert_id(user_id: str, alert_type: str, anchor: str) -> str:
+    """Return the deterministic id of the alert of ``alert_type`` anchored on ``anchor``."""
+    digest = hashlib.blake2b(f"{user_id}\x1f{alert_type}\x1f{anchor}".encode(), digest_size=12)
+    return "beh-" + digest.hexdigest()
+
+
+class Close(NamedTuple):
+    """The results closed by one fill: same symbol and exit time."""
+
+    symbol: str
+    time: int
+    pnl: float
+    pnl_pct: float
+    trade_ids: tuple[str, ...]
+    entry_keys: frozenset[str]
+
+    @property
+    def key(self) -> str:
+        return f"{self.symbol}@{self.time}"
+
+    @property
+    def sign(self) -> int:
+        return (self.pnl > 0) - (self.pnl < 0)
+
+
+def group_closes(rows: Iterable[Row]) -> list[Close]:
+    """Group results into closes (same symbol and exit time), in exit-time order."""
+    groups: dict[tuple[int, str], list[Row]] = {}
+    for r in rows:
+        if r.is_result:
+            groups.setdefault((r.exit_time, r.symbol), []).append(r)  # type: ignore[arg-type]
+    out = []
+    for (t, symbol), rs in sorted(groups.items()):
+        if len(rs) > 1:
+            rs.sort(key=lambda r: r.trade_id)
+        pnl = rs[0].pnl if len(rs) == 1 else sum(r.pnl for r in rs)  # type: ignore[misc]
+        notional = rs[0].notional if len(rs) == 1 else sum(r.notional for r in rs)
+        out.append(Close(symbol, t, pnl, pnl / notional * 100.0 if notional > 0 else 0.0,  # type: ignore[operator]
+                         tuple(r.trade_id for r in rs), frozenset(r.entry_key for r in rs)))
+    return out
+
+
+class _Book:
+    """A user's rows indexed for the rules: entries by entry time, closes by exit time."""
+
+    def __init__(self, rows: Iterable[Row], rules: BehaviourRules) -> None:
+        rows = list(rows)
+        self.rules = rules
+        self.entries = sorted((r for r in rows if r.is_entry), key=lambda r: (r.entry_time, r.trade_id))
+        self.times = [e.entry_time for e in self.entries]
+        self.index = {e.trade_id: i for i, e in enumerate(self.entries)}
+        self.cum = list(accumulate((e.notional for e in self.entries), initial=0.0))
+        self.closes = group_closes(rows)
+        self.close_times = [c.time for c in self.closes]
+        self.close_of = {tid: i for i, c in enumerate(self.closes) for tid in c.trade_ids}
+        self.run: list[int] = []  # same-sign closes in a row ending at each close
+        for i, c in enumerate(self.closes):
+            same = i > 0 and c.sign != 0 and self.closes[i - 1].sign == c.sign
+            self.run.append(self.run[-1] + 1 if same else (1 if c.sign else 0))
+
+    def average_before(self, i: int, n: int) -> float | None:
+        """Average size of the ``n`` entries before position ``i``, if there are enough."""
+        lo = max(0, i - n)
+        if i - lo < self.rules.baseline_min_entries:
+            return None
+        return (self.cum[i] - self.cum[lo]) / (i - lo)
+
+    def day(self, ms: int) -> date:
+        return datetime.fromtimestamp(ms / 1000, self.rules.zone).date()
+
+
+DayEntries = Callable[[date, int, int], Sequence[tuple[str, int]]]
+
+
+def detect(rows: Sequence[Row], focus: Sequence[Row], rules: BehaviourRules, *,
+           day_counts: Mapping[date, int] | None = None, day_entries: DayEntries | None = None) -> list[Finding]:
+    """Return the findings of one user's ``rows`` that involve the newly arrived ``focus`` rows.
+
+    ``rows`` is the context (it may include the focus rows; a focus row replaces a row of its id).
+    ``day_counts`` (entries per trader day, complete for the focus days and the history before them)
+    and ``day_entries(day, offset, limit)`` (that day's entries as (trade_id, entry_time) in time
+    order) let a caller with only a window of rows judge overtrading; by default both come from rows.
+    """
+    if not focus:
+        return []
+    focus = list({f.trade_id: f for f in focus}.values())
+    book = _Book({**{r.trade_id: r for r in rows}, **{f.trade_id: f for f in focus}}.values(), rules)
+    user = focus[0].user_id
+    ids = {f.trade_id for f in focus}
+    focus_entries = [f for f in focus if f.is_entry]
+    return (_revenge(user, book, ids, focus_entries) + _escalation(user, book, ids, focus_entries)
+            + _overtrading(user, book, focus_entries, day_counts, day_entries) + _loss_streaks(user, book, ids)
+            + _outside_hours(user, book, focus_entries))
+
+
+def _revenge(user: str, book: _Book, ids: set[str], focus_entries: list[Row]) -> list[Finding]:
+    r = book.rules
+    window, burst_ms = r.revenge_window_min * MINUTE_MS, r.revenge_burst_min * MINUTE_MS
+    quick_ms = r.revenge_quick_min * MINUTE_MS
+    at = sorted(book.index[e.trade_id] for e in focus_entries)
+    out = []
+    for loss in book.closes:
+        if not (loss.pnl < 0 and (-loss.pnl >= r.revenge_min_loss or -loss.pnl_pct >= r.revenge_min_loss_pct)):
+            continue
+        p = bisect.bisect_left(book.times, loss.time)
+        q = min(bisect.bisect_right(book.times, loss.time + window), p + r.revenge_max_entries)
+        # Anything that can change this alert re-evaluates it: the loss, its baseline, its entries.
+        if not (ids.intersection(loss.trade_ids)
+                or bisect.bisect_left(at, max(0, p - r.revenge_size_lookback)) < bisect.bisect_left(at, q)):
+            continue
+        after = [e for e in book.entries[p:q] if e.entry_key not in loss.entry_keys]
+        burst = sum(1 for e in after if e.entry_time <= loss.time + burst_ms)
+        average = book.average_before(p, r.revenge_size_lookback)
+
+        def conditions(e: Row) -> list[str]:
+            met = []
+            if burst >= r.revenge_burst_trades and e.entry_time <= loss.time + burst_ms:
+                met.append("burst")
+            if average is not None and e.notional >= average * (1 + r.revenge_size_up_pct / 100):
+                met.append("size_up")
+            if e.entry_time - loss.time <= quick_ms:
+                met.append("quick")
+            if e.symbol == loss.symbol:
+                met.append("same_symbol")
+            return met
+
+        hits = [(e, c) for e in after if len(c := conditions(e)) >= r.revenge_min_conditions]
+        if not hits:
+            continue
+        first, met = hits[0]
+        minutes = (first.entry_time - loss.time) / MINUTE_MS
+        text = f"Entered {first.symbol} {minutes:.0f} min after a {loss.pnl:.2f} loss on {loss.symbol}"
+        if "size_up" in met and average:
+            text += f", size {(first.notional / average - 1) * 100:+.0f}% over your average"
+        if "burst" in met:
+            text += f", {burst} entries within {r.revenge_burst_min} min"
+        if len(hits) > 1:
+            text += f"; {len(hits)} revenge entries within {r.revenge_window_min} min"
+        details = {"loss_pnl": round(loss.pnl, 2), "loss_pnl_pct": round(loss.pnl_pct, 2), "loss_symbol": loss.symbol,
+                   "loss_time": loss.time, "loss_trade_ids": list(loss.trade_ids), "burst_entries": burst,
+                   "average_size": None if average is None else round(average, 2), "revenge_entries": len(hits),
+                   "entries": [{"trade_id": e.trade_id, "symbol": e.symbol, "size": round(e.notional, 2),
+                                "minutes_after": round((e.entry_time - loss.time) / MINUTE_MS, 1), "conditions": c}
+                               for e, c in hits[:20]]}
+        severity: Severity = "high" if any(len(c) >= 3 for _, c in hits) else "medium"
+        trade_ids = (loss.trade_ids + tuple(e.trade_id for e, _ in hits))[:MAX_IDS]
+        out.append(Finding(alert_id(user, "revenge_trading", loss.key), user, "revenge_trading", severity,
+                           first.entry_time, trade_ids, text, details))
+    return out
+
+
+def overtrading_limit(day: date, counts: Mapping[date, int], rules: BehaviourRules) -> tuple[float, float | None, int]:
+    """Return (limit, median, earlier active days) of ``day``; more entries than the limit is overtrading."""
+    start = day - timedelta(days=rules.overtrading_history_days)
+    prior = [n for d, n in counts.items() if start <= d < day and n > 0]
+    if len(prior) < rules.overtrading_min_history_days:
+        return float(rules.overtrading_max_per_day), None, len(prior)
+    median = float(statistics.median(prior))
+    return rules.overtrading_multiplier * median, median, len(prior)
+
+
+def _overtrading(user: str, book: _Book, focus_entries: list[Row], day_counts: Mapping[date, int] | None,
+                 day_entries: DayEntries | None) -> list[Finding]:
+    r = book.rules
+    focus_days = {book.day(e.entry_time) for e in focus_entries}
+    if not focus_days:
+        return []
+    if day_counts is None:
+        day_counts = Counter(book.day(e.entry_time) for e in book.entries)
+    # A late entry is history for the days after it: those are judged again too.
+    horizon = timedelta(days=r.overtrading_history_days)
+    days = focus_days | {d for d, n in day_counts.items() if n and any(f < d <= f + horizon for f in focus_days)}
+    if day_entries is None:
+        by_day: dict[date, list[tuple[str, int]]] = {}
+        for e in book.entries:
+            by_day.setdefault(book.day(e.entry_time), []).append((e.trade_id, e.entry_time))
+        day_entries = lambda d, offset, limit: by_day.get(d, [])[offset:offset + limit]  # noqa: E731
+    out = []
+    for day in sorted(days):
+        count = day_counts.get(day, 0)
+        limit, median, history = overtrading_limit(day, day_counts, r)
+        if count <= limit or count < r.overtrading_min_trades:
+            continue
+        over = day_entries(day, max(math.floor(limit), r.overtrading_min_trades - 1), MAX_IDS)
+        if not over:
+            continue
+        ratio = count / max(limit, 1.0)
+        severity: Severity = "high" if ratio >= 2 else "medium" if ratio >= 1.5 else "low"
+        if median is not None:
+            text = (f"{count} entries on {day:%a %Y-%m-%d}, {count / median:.1f}x your median of {median:g} "
+                    f"over {history} earlier active days (limit {limit:g})")
+        else:
+            text = f"{count} entries on {day:%a %Y-%m-%d}, over the limit of {limit:g} a day"
+        details = {"day": day.isoformat(), "entries": count, "limit": limit, "median": median, "history_days": history,
+                   "timezone": r.timezone}
+        out.append(Finding(alert_id(user, "overtrading", day.isoformat()), user, "overtrading", severity,
+                           over[0][1], tuple(tid for tid, _ in over), text, details))
+    return out
+
+
+def _escalation(user: str, book: _Book, ids: set[str], focus_entries: list[Row]) -> list[Finding]:
+    r = book.rules
+    window = r.escalation_window_min * MINUTE_MS
+    spans = [(book.index[f.trade_id], book.index[f.trade_id] + r.escalation_lookback + 1) for f in focus_entries]
+    for j in {book.close_of[tid] for tid in ids.intersection(book.close_of)}:  # a late close
+        t = book.closes[j].time
+        spans.append((bisect.bisect_left(book.times, t), bisect.bisect_right(book.times, t + window)))
+    positions: set[int] = set()
+    end = -1
+    for lo, hi in sorted(spans):  # a new entry, the entries whose baseline it is, those after a close
+        positions.update(range(max(lo, end), hi))
+        end = max(end, hi)
+    out = []
+    for e in (book.entries[i] for i in sorted(positions) if i < len(book.entries)):
+        j = bisect.bisect_right(book.close_times, e.entry_time) - 1
+        if j < 0:
+            continue
+        last, run = book.closes[j], book.run[j]
+        streaky = run >= (r.escalation_after_losses if last.sign < 0 else r.escalation_after_wins)
+        if last.sign == 0 or not streaky or last.time < e.entry_time - window or e.entry_key in last.entry_keys:
+            continue
+        average = book.average_before(book.index[e.trade_id], r.escalation_lookback)
+        if average is None or e.notional < average * (1 + r.escalation_size_pct / 100):
+            continue
+        streak = book.closes[j - run + 1:j + 1]
+        up = (e.notional / average - 1) * 100
+        what = "losses" if last.sign < 0 else "wins"
+        text = (f"Entered {e.symbol} at size {e.notional:.2f}, {up:+.0f}% over your average of {average:.2f}, "
+                f"right after {run} {what} in a row ({sum(c.pnl for c in streak):+.2f})")
+        details = {"size": round(e.notional, 2), "average_size": round(average, 2), "size_up_pct": round(up, 1),
+                   "streak": what, "streak_length": run, "streak_pnl": round(sum(c.pnl for c in streak), 2)}
+        severity: Severity = "high" if up >= 2 * r.escalation_size_pct else "medium"
+        trade_ids = ((e.trade_id,) + tuple(t for c in streak for t in c.trade_ids))[:MAX_IDS]
+        out.append(Finding(alert_id(user, "size_escalation", e.trade_id), user, "size_escalation", severity,
+                           e.entry_time, trade_ids, text, details))
+    return out
+
+
+def _loss_streaks(user: str, book: _Book, ids: set[str]) -> list[Finding]:
+    r = book.rules
+    out = []
+    for j, c in enumerate(book.closes):
+        run = book.run[j]
+        ends = j + 1 == len(book.closes) or book.run[j + 1] <= run
+        if c.sign >= 0 or run < r.loss_streak or not ends:
+            continue
+        streak = book.closes[j - run + 1:j + 1]
+        all_ids = [t for s in streak for t in s.trade_ids]
+        if not ids.intersection(all_ids):
+            continue
+        total = sum(s.pnl for s in streak)
+        text = (f"{run} losing closes in a row, {total:.2f} in total, from {streak[0].symbol} to {c.symbol} "
+                f"over {(c.time - streak[0].time) / 3_600_000:.1f} h")
+        details = {"length": run, "total_pnl": round(total, 2), "first_exit": streak[0].time, "last_exit": c.time,
+                   "pnls": [round(s.pnl, 2) for s in streak[-20:]]}
+        out.append(Finding(alert_id(user, "loss_streak", streak[0].key), user, "loss_streak",
+                           "high" if run >= 2 * r.loss_streak else "medium", c.time, tuple(all_ids[:MAX_IDS]),
+                           text, details))
+    return out
+
+
+def outside_hours(ms: int, rules: BehaviourRules) -> bool:
+    """Return whether an entry at ``ms`` falls outside the trader's hours and days."""
+    if rules.trading_hours is None:
+        return False
+    local = datetime.fromtimestamp(ms / 1000, rules.zone)
+    (h1, m1), (h2, m2) = rules.trading_hours
+    start, end, now = h1 * 60 + m1, h2 * 60 + m2, local.hour * 60 + local.minute
+    if start < end:
+        return local.weekday() not in rules.trading_days or not start <= now < end
+    # A session over midnight belongs to the weekday it starts on.
+    day = local.weekday() if now >= start else (local.weekday() - 1) % 7
+    return day not in rules.trading_days or not (now >= start or now < end)
+
+
+def _outside_hours(user: str, book: _Book, focus_entries: list[Row]) -> list[Finding]:
+    r = book.rules
+    if r.trading_hours is None:
+        return []
+    (h1, m1), (h2, m2) = r.trading_hours
+    hours = f"{h1:02d}:{m1:02d}-{h2:02d}:{m2:02d}"
+    days = ",".join(DAY_NAMES[d].title() for d in r.trading_days)
+    out = []
+    for e in focus_entries:
+        if not outside_hours(e.entry_time, r):
+            continue
+        local = datetime.fromtimestamp(e.entry_time / 1000, r.zone)
+        text = f"Entered {e.symbol} at {local:%a %H:%M} {r.timezone}, outside your hours {hours} on {days}"
+        details = {"local_time": local.isoformat(), "weekday": local.weekday(), "trading_hours": hours,
+                   "trading_days": list(r.trading_days), "timezone": r.timezone}
+        out.append(Finding(alert_id(user, "outside_hours", e.trade_id), user, "outside_hours", "low",
+                           e.entry_time, (e.trade_id,), text, details))
+    return out
+
+
+def __getattr__(name: str) -> Any:
+    # The stage is re-exported lazily: pipeline.config imports this module, the stage imports the bus.
+    if name != "BehaviourStage":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from pipeline.stages.behaviour import BehaviourStage
+
+    return BehaviourStage

@@ -1,0 +1,210 @@
+"""normalizer: ``raw-trades`` -> ``normalized-trades``, one Trade per whole trade, lot or round trip.
+
+Each raw payload is parsed by the same parser that checked it at the source; a payload that
+breaks a rule is dead-lettered on its own. Fills go into a SQLite ledger once each (by their
+fingerprint, so re-imports and overlapping exports add nothing), are paired FIFO per user and
+symbol, and the new lots and round trips are published. Fills that arrive older than what the
+ledger already holds for that user and symbol make it rebuild that pair's FIFO from all its fills,
+republish every record and retract (``void``) the ones that no longer exist. Fees are converted
+to the quote currency from the fill's own price or, for a third asset such as BNB, from the
+market data the desk holds at the fill's time; otherwise the fee stays unknown.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pipeline.errors import BadMessageError, Violation
+from pipeline.journal.exchanges import PARSERS
+from pipeline.journal.fills import Fill, TradeEntry, split_symbol
+from pipeline.journal.formats import parse_row
+from pipeline.journal.ledger import DUST, LedgerFill, Lot, apply_fills
+from pipeline.messages import Message, RawTrade, Trade
+from pipeline.runner import Stage
+from pipeline.topics import RAW_TRADES
+from storage.db import Database
+
+RATE_MAX_AGE_MS = 24 * 3_600_000
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    raw: RawTrade
+    item: Fill | TradeEntry
+
+
+def parse_raw(raw: RawTrade) -> Fill | TradeEntry:
+    """Parse a raw trade's payload with its format's parser; raise ``BadMessageError``."""
+    if not isinstance(raw.payload, dict):
+        raise BadMessageError([Violation("payload", str(raw.payload)[:80], "a JSON object of field -> value")])
+    parser = PARSERS.get(raw.format)
+    if parser is not None:
+        return parser(raw.payload)
+    return parse_row(raw.format, raw.payload, raw.mapping, now_ms=raw.received_at)
+
+
+def _entry_trade(raw: RawTrade, e: TradeEntry) -> Trade:
+    return Trade(trade_id=raw.raw_id, user_id=raw.user_id, symbol=e.symbol, side=e.side,
+                 entry_price=e.entry_price, exit_price=e.exit_price, quantity=e.quantity,
+                 entry_time=e.entry_time, exit_time=e.exit_time, pnl=e.pnl, notes=e.notes, source=raw.source,
+                 kind="trade", fees=e.fees, stop_loss=e.stop_loss, tags=e.tags, setup=e.setup, emotion=e.emotion)
+
+
+def _void(trade_id: str, user_id: str, symbol: str) -> Trade:
+    return Trade(trade_id=trade_id, user_id=user_id, symbol=symbol, side="BUY", entry_price=1.0, quantity=1.0,
+                 entry_time=1, source="normalizer", void=True)
+
+
+class Normalizer(Stage):
+    """Runs on its runner's thread; all ledger writes of a batch are one transaction."""
+
+    name: ClassVar[str] = "normalizer"
+    inputs: ClassVar[tuple[str, ...]] = (RAW_TRADES,)
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def prepare(self, message: Message) -> Parsed:
+        assert isinstance(message, RawTrade)
+        return Parsed(message, parse_raw(message))
+
+    def process_batch(self, messages: list[Parsed]) -> list[Message]:  # type: ignore[override]
+        return self.db.write(lambda db: self._apply(db.conn, messages))
+
+    # -- inside the write transaction ------------------------------------------------------
+
+    def _apply(self, conn: sqlite3.Connection, items: list[Parsed]) -> list[Message]:
+        out: list[Message] = []
+        entries = {p.raw.raw_id: p for p in items if isinstance(p.item, TradeEntry)}
+        fills = {p.raw.raw_id: p for p in items if isinstance(p.item, Fill)}
+        if entries:
+            known = _existing(conn, "journal_ledger_records", "trade_id", entries)
+            new = [p for rid, p in entries.items() if rid not in known]
+            trades = [_entry_trade(p.raw, p.item) for p in new]  # type: ignore[arg-type]
+            conn.executemany("INSERT INTO journal_ledger_records VALUES (?,?,?)",
+                             [(t.trade_id, t.user_id, t.symbol) for t in trades])
+            out.extend(trades)
+        if fills:
+            out.extend(self._apply_fills(conn, fills))
+        return out
+
+    def _apply_fills(self, conn: sqlite3.Connection, fills: dict[str, Parsed]) -> list[Message]:
+        known = _existing(conn, "journal_fills", "fill_id", fills)
+        new = [p for rid, p in fills.items() if rid not in known]
+        if not new:
+            return []
+        seq = conn.execute("SELECT coalesce(max(seq), 0) FROM journal_fills").fetchone()[0]
+        by_key: dict[Key, list[LedgerFill]] = defaultdict(list)
+        rows = []
+        rates = _Rates(conn)
+        for p in new:
+            f: Fill = p.item  # type: ignore[assignment]
+            seq += 1
+            fee_quote = _fee_in_quote(f, rates)
+            by_key[(p.raw.user_id, f.symbol)].append(LedgerFill(
+                p.raw.raw_id, seq, p.raw.user_id, f.symbol, f.side, f.price, f.quantity, f.time, fee_quote,
+                p.raw.source))
+            rows.append((p.raw.raw_id, seq, p.raw.user_id, f.symbol, f.side, f.price, f.quantity, f.time, f.fee,
+                         f.fee_asset, fee_quote, f.exchange_id, p.raw.source, p.raw.format))
+        last_times = {key: conn.execute("SELECT max(time) FROM journal_fills WHERE user_id=? AND symbol=?",
+                                        key).fetchone()[0] for key in by_key}
+        conn.executemany("INSERT INTO journal_fills VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        out: list[Message] = []
+        for key, key_fills in by_key.items():
+            key_fills.sort(key=lambda f: (f.time, f.seq))
+            last = last_times[key]
+            if last is None or key_fills[0].time >= last:
+                out.extend(_extend(conn, key, key_fills))
+            else:
+                out.extend(_rebuild(conn, key))
+        return out
+
+
+def _existing(conn: sqlite3.Connection, table: str, column: str, ids: Iterable[str]) -> set[str]:
+    ids = list(ids)
+    found: set[str] = set()
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        found.update(r[0] for r in conn.execute(
+            f"SELECT {column} FROM {table} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk))
+    return found
+
+
+def _load_lots(conn: sqlite3.Connection, key: Key) -> list[Lot]:
+    return [Lot(*r) for r in conn.execute(
+        "SELECT lot_id, user_id, symbol, side, price, quantity, remaining, time, seq, fee_quote_per_unit "
+        "FROM journal_lots WHERE user_id=? AND symbol=? ORDER BY time, seq", key)]
+
+
+def _save_lots(conn: sqlite3.Connection, key: Key, lots: list[Lot]) -> None:
+    conn.execute("DELETE FROM journal_lots WHERE user_id=? AND symbol=?", key)
+    conn.executemany("INSERT INTO journal_lots VALUES (?,?,?,?,?,?,?,?,?,?)",
+                     [(x.lot_id, x.user_id, x.symbol, x.side, x.price, x.quantity, x.remaining, x.time, x.seq,
+                       x.fee_per_unit) for x in lots if x.remaining > x.quantity * DUST])
+
+
+def _extend(conn: sqlite3.Connection, key: Key, fills: list[LedgerFill]) -> list[Trade]:
+    """The usual case: newer fills continue the FIFO from the stored open lots."""
+    lots, records, _ = apply_fills(_load_lots(conn, key), fills)
+    _save_lots(conn, key, lots)
+    conn.executemany("INSERT OR IGNORE INTO journal_ledger_records VALUES (?,?,?)",
+                     [(r.trade_id, r.user_id, r.symbol) for r in records])
+    return records
+
+
+def _rebuild(conn: sqlite3.Connection, key: Key) -> list[Trade]:
+    """Older fills arrived: replay every fill of this user and symbol, retract what vanished."""
+    fills = [LedgerFill(*r) for r in conn.execute(
+        "SELECT fill_id, seq, user_id, symbol, side, price, quantity, time, fee_quote, source "
+        "FROM journal_fills WHERE user_id=? AND symbol=? ORDER BY time, seq", key)]
+    lots, records, _ = apply_fills([], fills)
+    _save_lots(conn, key, lots)
+    before = {r[0] for r in conn.execute(
+        "SELECT trade_id FROM journal_ledger_records WHERE user_id=? AND symbol=? AND "
+        "(trade_id LIKE 'lot-%' OR trade_id LIKE 'rt-%')", key)}
+    now = {r.trade_id for r in records}
+    conn.executemany("DELETE FROM journal_ledger_records WHERE trade_id=?", [(i,) for i in before - now])
+    conn.executemany("INSERT OR IGNORE INTO journal_ledger_records VALUES (?,?,?)",
+                     [(r.trade_id, r.user_id, r.symbol) for r in records])
+    return [_void(i, *key) for i in sorted(before - now)] + records
+
+
+class _Rates:
+    """Prices of third assets (BNB...) in a quote currency at a time, from the stored market data."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.cache: dict[tuple[str, int], float | None] = {}
+
+    def price(self, symbol: str, time_ms: int) -> float | None:
+        minute = time_ms // 60_000
+        if (symbol, minute) not in self.cache:
+            row = self.conn.execute(
+                "SELECT price FROM ticks WHERE symbol=? AND timestamp<=? AND timestamp>=? "
+                "ORDER BY timestamp DESC LIMIT 1", (symbol, time_ms, time_ms - RATE_MAX_AGE_MS)).fetchone()
+            self.cache[(symbol, minute)] = row[0] if row else None
+        return self.cache[(symbol, minute)]
+
+
+def _fee_in_quote(fill: Fill, rates: _Rates) -> float | None:
+    if fill.fee is None or fill.fee == 0:
+        return 0.0
+    pair = split_symbol(fill.symbol)
+    if pair is None or fill.fee_asset is None:
+        return None
+    base, quote = pair
+    asset = fill.fee_asset.upper()
+    if asset == quote:
+        return fill.fee
+    if asset == base:
+        return fill.fee * fill.price
+    rate = rates.price(asset + quote, fill.time)
+    if rate is None and quote in ("USDT", "USDC", "FDUSD", "BUSD"):
+        rate = rates.price(asset + "USDT", fill.time)  # dollar stablecoins taken at par
+    return None if rate is None else fill.fee * rate
+

@@ -1,0 +1,154 @@
+"""Import: drag a CSV export in, see what it holds and what is wrong with it, then import it.
+
+The file is checked in full before anything is published (a dry run with a progress bar), so the
+report of bad rows comes first; the import then publishes the good rows to ``raw-trades`` and
+says how many were new, already in the journal, or rejected. Files in no known format get a
+column mapping that can be saved for next time.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+
+import pandas as pd
+import streamlit as st
+
+from pipeline.errors import PipelineError
+from pipeline.journal.importer import (MAX_UPLOAD_BYTES, ImportFileError, ImportReport, check_file, find_mapping,
+                                       import_file, save_mapping)
+from runtime import page_runtime
+
+FILL_TARGETS = ("symbol", "side", "price", "quantity", "time", "fee", "fee_asset", "exchange_id")
+TRADE_TARGETS = ("symbol", "side", "entry_price", "quantity", "entry_time", "exit_price", "exit_time", "pnl",
+                 "fees", "stop_loss", "notes", "tags", "setup", "trade_id")
+REQUIRED = {"fill": ("symbol", "side", "price", "quantity", "time"),
+            "trade": ("symbol", "side", "entry_price", "quantity", "entry_time")}
+
+runtime = page_runtime()
+user = runtime.config.user_id
+st.title("Import")
+st.caption("Binance spot trade history, Bybit spot order history, the generic template (the Trade record's "
+           "columns), or any CSV with a column mapping. Importing the same file twice adds nothing twice.")
+
+upload = st.file_uploader("Drop a CSV export here", type=["csv", "txt"], max_upload_size=MAX_UPLOAD_BYTES // 2**20)
+if upload is None:
+    st.info("Nothing to import yet. Export your trade history from the exchange as CSV and drop it above.")
+    st.stop()
+
+data = upload.getvalue()
+digest = hashlib.sha256(data).hexdigest()[:16]
+mapping: dict[str, str] | None = st.session_state.get(f"mapping:{digest}")
+
+
+def _report_table(report: ImportReport) -> None:
+    if report.rejected:
+        st.dataframe(pd.DataFrame([vars(r) for r in report.rejected]), hide_index=True, width="stretch",
+                     column_config={"row": st.column_config.NumberColumn("line", format="%d")})
+
+
+def _preview(raw: bytes) -> pd.DataFrame:
+    for encoding in ("utf-8-sig", "utf-16", "cp1252"):
+        try:
+            text = raw[:64_000].decode(encoding)
+            break
+        except UnicodeError:
+            continue
+    lines = text.splitlines()[:21]
+    rows = list(csv.reader(lines, csv.Sniffer().sniff(lines[0], ",;\t") if lines else "excel"))
+    if not rows:
+        return pd.DataFrame()
+    width = len(rows[0])
+    return pd.DataFrame([r[:width] + [""] * (width - len(r)) for r in rows[1:]], columns=rows[0])
+
+
+def _mapping_form(header: list[str]) -> None:
+    st.warning("This file's columns match no known export. Map them once; the mapping is saved for next time.")
+    kind = st.radio("Each row is", ["fill", "trade"], horizontal=True,
+                    format_func=lambda k: "one fill (execution)" if k == "fill" else "one whole trade (entry and exit)")
+    with st.form("mapping"):
+        choices = ["—"] + header
+        picked = {}
+        cols = st.columns(3)
+        for i, target in enumerate(FILL_TARGETS if kind == "fill" else TRADE_TARGETS):
+            label = target + (" *" if target in REQUIRED[kind] else "")
+            picked[target] = cols[i % 3].selectbox(label, choices, key=f"map:{target}")
+        time_format = st.text_input("Time format (optional, strftime, e.g. %d/%m/%Y %H:%M)")
+        name = st.text_input("Save this mapping as", value=upload.name.rsplit(".", 1)[0][:40])
+        if st.form_submit_button("Use this mapping", type="primary"):
+            missing = [t for t in REQUIRED[kind] if picked[t] == "—"]
+            if missing:
+                st.error(f"Pick a column for: {', '.join(missing)}")
+                return
+            chosen = {t: c for t, c in picked.items() if c != "—"} | {"kind": kind}
+            if time_format.strip():
+                chosen["time_format"] = time_format.strip()
+            save_mapping(runtime.db, name.strip() or digest, header, chosen)
+            st.session_state[f"mapping:{digest}"] = chosen
+            st.rerun()
+
+
+st.subheader("Preview")
+try:
+    st.dataframe(_preview(data), hide_index=True, width="stretch", height=240)
+except (csv.Error, UnicodeError, IndexError):
+    st.caption("No preview: the file is not readable as CSV text.")
+
+check_key = f"check:{digest}:{mapping}"
+if check_key not in st.session_state:
+    bar = st.progress(0.0, text="Checking every row…")
+    try:
+        report = check_file(data, user_id=user, db=runtime.db, mapping=mapping,
+                            progress=lambda done, total: bar.progress(min(done / max(total, 1), 1.0),
+                                                                      text=f"Checking… {done / 2**20:.1f} MB"))
+    except ImportFileError as exc:
+        bar.empty()
+        if exc.needs_mapping and exc.header:
+            saved = find_mapping(runtime.db, exc.header)
+            if saved is not None:
+                st.session_state[f"mapping:{digest}"] = saved["mapping"]
+                st.rerun()
+            _mapping_form(exc.header)
+        else:
+            st.error(f"{upload.name}: {exc}")
+        st.stop()
+    bar.empty()
+    st.session_state[check_key] = report
+report: ImportReport = st.session_state[check_key]
+
+st.subheader("Before import")
+for warning in report.warnings:
+    st.warning(warning)
+a, b, c, d = st.columns(4)
+a.metric("Format", report.format)
+b.metric("New trades", f"{report.accepted:,}")
+c.metric("Already in the journal", f"{report.duplicates:,}")
+d.metric("Rejected rows", f"{report.rows - report.accepted - report.duplicates:,}")
+_report_table(report)
+
+done_key = f"done:{digest}:{mapping}"
+if st.button(f"Import {report.accepted:,} trades", type="primary", disabled=report.accepted == 0 or
+             done_key in st.session_state):
+    bar = st.progress(0.0, text="Importing…")
+    try:
+        result = import_file(data, user_id=user, producer=runtime.producer, db=runtime.db, mapping=mapping,
+                             progress=lambda done, total: bar.progress(min(done / max(total, 1), 1.0),
+                                                                       text=f"Importing… {done / 2**20:.1f} MB"))
+    except PipelineError as exc:
+        bar.empty()
+        st.error(f"The import stopped: {exc}. Nothing is lost: import the file again; rows already in are skipped.")
+        st.stop()
+    bar.progress(1.0, text="Imported")
+    st.session_state[done_key] = result
+    st.session_state.pop(check_key, None)
+
+if done_key in st.session_state:
+    result: ImportReport = st.session_state[done_key]
+    st.subheader("After import")
+    st.success(f"Published {result.accepted:,} new trades from {result.rows:,} rows "
+               f"({result.duplicates:,} already in the journal, "
+               f"{result.rows - result.accepted - result.duplicates:,} rejected). "
+               "They reach the journal within seconds.")
+    _report_table(result)
+    st.markdown("See them on the **Journal** page.")
