@@ -34,6 +34,7 @@ from pipeline.stages.enricher import Enricher
 from pipeline.stages.journal_store import JournalStore
 from pipeline.stages.normalizer import Normalizer
 from pipeline.topics import CATALOG, RAW_TRADES
+from pipeline.wiring import tune_gc
 from storage.db import Database
 
 T0 = 1_700_000_000_000
@@ -77,6 +78,7 @@ def run_once(backend: str, n: int, rate: float | None, folder: Path) -> dict[str
     bus.create_topics(CATALOG.values())
     db = Database(folder / f"desk-{suffix}.db")
     runners = [StageRunner(s, bus, poll_timeout=0.05) for s in _stages(db, suffix)]
+    tune_gc()  # as build_runtime does for the app
     for r in runners:
         r.start()
     producer = bus.producer()

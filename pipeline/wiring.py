@@ -6,6 +6,7 @@ hold. Its methods are called from page threads; workers run on their own threads
 
 from __future__ import annotations
 
+import gc
 import logging
 import sqlite3
 import threading
@@ -104,6 +105,14 @@ class Runtime:
         self.bus.close()
 
 
+def tune_gc() -> None:
+    """Collect young objects less often: the stages allocate a few dicts per message, and the
+    default (a collection every 700 allocations, scanning everything imported at start) costs
+    the journal pipeline about a quarter of its throughput (bench.journal)."""
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+
+
 def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, start: bool = True) -> Runtime:
     """Connect to the bus, create the catalog's topics, open the store and start the stages."""
     names = stages if stages is not None else config.stages
@@ -130,6 +139,7 @@ def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, star
         runtime.stop()
         raise
     if start:
+        tune_gc()
         for w in runtime.workers:
             w.start()
     log.info("pipeline started on the %s bus with %s", bus.name, ", ".join(names) or "no stages")
