@@ -65,7 +65,8 @@ def _stages(db: Database, suffix: str) -> list[Stage]:
     stages = []
     for cls, args in ((Normalizer, (db,)), (Enricher, (db,)), (BehaviourStage, (db, BehaviourRules())),
                       (JournalStore, (db,))):
-        sub = type(cls.__name__, (cls,), {"name": f"{cls.name}-bench-{suffix}"})
+        # From the end of each topic: a shared broker holds earlier runs' messages.
+        sub = type(cls.__name__, (cls,), {"name": f"{cls.name}-bench-{suffix}", "offset_reset": "latest"})
         stages.append(sub(*args))
     return stages
 
@@ -83,8 +84,15 @@ def run_once(backend: str, n: int, rate: float | None, folder: Path) -> dict[str
         r.start()
     producer = bus.producer()
     messages = raw_trades(n, user)
-    # Warm-up: wait until every stage has joined its group (Kafka assigns partitions after a join).
-    time.sleep(3.0 if backend == "kafka" else 0.5)
+    # Warm-up: every stage must have joined its group (and found the end of its topics) first.
+    groups = {r.stage.group_id for r in runners}
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        joined = {g.group_id for g in bus.describe_groups() if g.group_id in groups and g.members}
+        if joined == groups:
+            break
+        time.sleep(0.2)
+    time.sleep(2.0)
     sent: dict[str, float] = {}
     start = time.time()
     for i, (fid, value) in enumerate(messages):

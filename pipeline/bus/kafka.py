@@ -27,6 +27,8 @@ from pipeline.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
+BATCH_LINGER_S = 0.005
+
 _SHOWN_CONFIG = ("cleanup.policy", "retention.ms", "compression.type")
 
 
@@ -85,6 +87,7 @@ class KafkaConsumer:
         for topic in topics:
             bus._require_topic(topic)
         self.group_id = group_id
+        self._reset = auto_offset_reset
         self._on_assign_cb = on_assign
         self._on_revoke_cb = on_revoke
         self._assigned: set[tuple[str, int]] = set()
@@ -127,7 +130,13 @@ class KafkaConsumer:
 
     def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Record]:
         records: list[Record] = []
-        for m in self._consumer.consume(max_messages, timeout):
+        # consume(n, t) waits until it has n messages or t passes; the contract is to wait only for
+        # the first, so a quiet topic does not hold back a message for the whole timeout. After the
+        # first, a short linger gathers a batch (commits and flushes are per batch, not per message).
+        messages = self._consumer.consume(1, timeout)
+        if messages and max_messages > 1:
+            messages += self._consumer.consume(max_messages - 1, min(timeout, BATCH_LINGER_S))
+        for m in messages:
             err = m.error()
             if err is not None:
                 if err.fatal():
@@ -179,7 +188,8 @@ class KafkaConsumer:
                 total += max(high - tp.offset, 0)
             else:
                 committed = self._consumer.committed([TopicPartition(tp.topic, tp.partition)], timeout=2.0)
-                start = committed[0].offset if committed and committed[0].offset >= 0 else _low
+                reset = high if self._reset == "latest" else _low  # where this consumer starts without a commit
+                start = committed[0].offset if committed and committed[0].offset >= 0 else reset
                 total += max(high - start, 0)
         return total
 

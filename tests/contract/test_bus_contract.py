@@ -309,6 +309,11 @@ class TestBusContract:
         producer = bus.producer()
 
         latest = Reader(bus.consumer(group_name("latest"), [topic], auto_offset_reset="latest"))
+        deadline = time.monotonic() + REBALANCE_S
+        while not latest.consumer.assignment():
+            latest.poll()
+            assert time.monotonic() < deadline, "the latest consumer was never assigned partitions"
+        assert latest.consumer.lag() == 0, "a latest consumer owes nothing it will never read"
         # Until its positions are set, a "latest" consumer also skips what is produced meanwhile:
         # keep producing markers until one arrives, then check nothing old came.
         markers = 0

@@ -42,13 +42,22 @@ class Journal:
         stages: list[Stage] = []
         for cls, args in ((Normalizer, (db,)), (Enricher, (db,)), (BehaviourStage, (db, BehaviourRules())),
                           (JournalStore, (db,))):
-            stages.append(type(cls.__name__, (cls,), {"name": f"{cls.name}-{suffix}"})(*args))
+            # From the end of each topic: a shared broker holds other tests' and runs' messages.
+            stages.append(type(cls.__name__, (cls,), {"name": f"{cls.name}-{suffix}",
+                                                      "offset_reset": "latest"})(*args))
         self.runners = [StageRunner(s, bus, poll_timeout=0.1) for s in stages]
         self.producer = bus.producer()
 
     def start(self) -> None:
+        """Start the stages and return once each has joined its group and found its topics' end."""
         for r in self.runners:
             r.start()
+        groups = {r.stage.group_id for r in self.runners}
+        deadline = time.monotonic() + 60
+        while {g.group_id for g in self.bus.describe_groups() if g.group_id in groups and g.members} != groups:
+            assert time.monotonic() < deadline, "the journal stages did not join their groups"
+            time.sleep(0.2)
+        time.sleep(1.0)
 
     def stop(self) -> None:
         for r in self.runners:
