@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,25 +28,10 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
-def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[runtime.Runtime]]:
-    built: list[runtime.Runtime] = []
-    real_build = runtime.build_runtime
-
-    def build_and_record(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        built.append(real_build(*args, **kwargs))
-        return built[-1]
-
-    monkeypatch.setattr(runtime, "build_runtime", build_and_record)
-    runtime.get_runtime.clear()
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+def desk(built_runtimes, monkeypatch: pytest.MonkeyPatch) -> list[runtime.Runtime]:  # noqa: ANN001
     monkeypatch.setenv("STAGES", "")
     monkeypatch.setenv("USER_ID", "trader")
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "")
-    yield built
-    runtime.get_runtime.clear()
-    for rt in built:
-        rt.stop()
+    return built_runtimes
 
 
 def _metrics(at: AppTest) -> dict[str, str]:

@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,28 +38,12 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
-def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The embedded bus in ``tmp_path`` with no stages; the env beats any developer ``.env``."""
-    built: list[runtime.Runtime] = []
-    real_build = runtime.build_runtime
-
-    def build_and_record(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        built.append(real_build(*args, **kwargs))
-        return built[-1]
-
-    monkeypatch.setattr(runtime, "build_runtime", build_and_record)
-    runtime.get_runtime.clear()
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+def desk(built_runtimes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: ANN001
+    """The embedded bus in ``tmp_path`` with no stages."""
     monkeypatch.setenv("SYMBOLS", "BTCUSDT,ETHUSDT")
     monkeypatch.setenv("STAGES", "")
     monkeypatch.setenv("USER_ID", USER)
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "")
-    yield tmp_path
-    runtime.get_runtime.clear()
-    for rt in built:
-        rt.stop()
-    assert len(built) <= 1, f"the page built {len(built)} runtimes; st.cache_resource should share one"
+    return tmp_path
 
 
 @pytest.fixture

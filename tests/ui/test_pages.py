@@ -1,8 +1,8 @@
 """Smoke tests of every page through Streamlit's AppTest: the app runs in this process, on the
 embedded bus, with its SQLite files under a fresh ``tmp_path``.
 
-``runtime.get_runtime`` is an ``st.cache_resource`` shared by the whole process, so the ``desk``
-fixture empties it before each test and stops every runtime the test built afterwards.
+The ``built_runtimes`` fixture (conftest.py) empties the process-wide ``st.cache_resource`` runtime
+before each test and stops every runtime the test built afterwards.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,30 +39,14 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
-def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A known, deterministic configuration; the env beats any developer ``.env`` in the tree."""
-    built: list[runtime.Runtime] = []
-    real_build = runtime.build_runtime
-
-    def build_and_record(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        built.append(real_build(*args, **kwargs))
-        return built[-1]
-
-    monkeypatch.setattr(runtime, "build_runtime", build_and_record)
-    runtime.get_runtime.clear()
-    monkeypatch.chdir(ROOT)  # get_runtime reads ".env" relative to the working directory
-    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+def desk(built_runtimes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: ANN001
+    """A known, deterministic configuration."""
     monkeypatch.setenv("SIMULATOR_SEED", "7")
     monkeypatch.setenv("SIMULATOR_TICK_MS", "200")
     monkeypatch.setenv("SIMULATOR_HISTORY_MINUTES", "180")
     monkeypatch.setenv("SYMBOLS", ",".join(SYMBOLS))
     monkeypatch.setenv("STAGES", "simulator,market-store")
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "")  # empty = embedded bus, even if .env names a broker
-    yield tmp_path
-    runtime.get_runtime.clear()
-    for rt in built:
-        rt.stop()
-    assert len(built) <= 1, f"the app built {len(built)} runtimes; st.cache_resource should share one"
+    return tmp_path
 
 
 def new_app() -> AppTest:
