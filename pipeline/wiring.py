@@ -75,6 +75,7 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     _producer: Producer | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stopped: bool = field(default=False, repr=False)
 
     @property
     def producer(self) -> Producer:
@@ -95,12 +96,16 @@ class Runtime:
         return self.bus.describe_groups()
 
     def stop(self) -> None:
-        """Stop workers (sources first, so stages can drain), then close the store and bus."""
+        """Stop workers (sources first, so stages can drain), then close the store and bus.
+        Safe to call again (the app also registers it with ``atexit``)."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
         for w in sorted(self.workers, key=lambda w: w.kind != "source"):
             w.stop()
         if self._producer is not None:
-            self._producer.flush(10.0)
-            self._producer.close()
+            self._producer.close()  # flushes first
         self.db.close()
         self.bus.close()
 

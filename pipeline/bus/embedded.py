@@ -201,6 +201,8 @@ class EmbeddedProducer:
             (_APPEND, topic, part, key, value, _now_ms(), _encode_headers(headers)))
 
     def flush(self, timeout: float = 30.0) -> int:
+        if not self._bus._writer.is_alive():  # the bus is closed: nothing more will be written
+            return len(self._bus._writer.ops)
         done = threading.Event()
         self._bus._writer.submit((_FLUSH, done))
         if not done.wait(timeout):
