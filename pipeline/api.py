@@ -20,7 +20,8 @@ from fastapi import FastAPI, File, Query, Request, UploadFile, WebSocket, WebSoc
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.errors import BadMessageError, PipelineError, TransientError
+from pipeline.errors import BadMessageError, PipelineError, TransientError, Violation
+from pipeline.journal.fills import normalize_symbol
 from pipeline.journal.importer import MAX_UPLOAD_BYTES, ImportFileError, import_file
 from pipeline.journal.sources import submit_entry
 from pipeline.runner import Worker
@@ -60,12 +61,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError as exc:
-            raise BadMessageError([_v("body", None, f"a JSON object ({exc})")]) from None
+            raise BadMessageError([Violation("body", None, f"a JSON object ({exc})")]) from None
         if not isinstance(body, dict):
-            raise BadMessageError([_v("body", str(body)[:80], "a JSON object")])
+            raise BadMessageError([Violation("body", str(body)[:80], "a JSON object")])
         user = body.get("user_id") or default_user
         if not isinstance(user, str):
-            raise BadMessageError([_v("user_id", user, "a string")])
+            raise BadMessageError([Violation("user_id", user, "a string")])
         source = body.get("source") if isinstance(body.get("source"), str) and body.get("source") else "api"
         trade_id = await run_in_threadpool(submit_entry, runtime.producer, user, body, source=source)
         return {"trade_id": trade_id}
@@ -139,15 +140,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     return app
 
 
-def _v(field: str, value: object, rule: str) -> Any:
-    from pipeline.errors import Violation
-
-    return Violation(field, value, rule)
-
-
 def _symbol(symbol: str | None) -> str | None:
-    from pipeline.journal.fills import normalize_symbol
-
     return normalize_symbol(symbol) if symbol else None
 
 

@@ -8,23 +8,19 @@ column mapping that can be saved for next time.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 
 import pandas as pd
 import streamlit as st
 
 from pipeline.errors import PipelineError
+from pipeline.journal.formats import FILL_FIELDS, FILL_REQUIRED, TRADE_FIELDS, TRADE_REQUIRED
 from pipeline.journal.importer import (MAX_UPLOAD_BYTES, ImportFileError, ImportReport, check_file, find_mapping,
-                                       import_file, save_mapping)
+                                       import_file, preview, save_mapping)
 from runtime import page_runtime
 
-FILL_TARGETS = ("symbol", "side", "price", "quantity", "time", "fee", "fee_asset", "exchange_id")
-TRADE_TARGETS = ("symbol", "side", "entry_price", "quantity", "entry_time", "exit_price", "exit_time", "pnl",
-                 "fees", "stop_loss", "notes", "tags", "setup", "trade_id")
-REQUIRED = {"fill": ("symbol", "side", "price", "quantity", "time"),
-            "trade": ("symbol", "side", "entry_price", "quantity", "entry_time")}
+TARGETS = {"fill": FILL_FIELDS, "trade": TRADE_FIELDS}
+REQUIRED = {"fill": FILL_REQUIRED, "trade": TRADE_REQUIRED}
 
 runtime = page_runtime()
 user = runtime.config.user_id
@@ -48,21 +44,6 @@ def _report_table(report: ImportReport) -> None:
                      column_config={"row": st.column_config.NumberColumn("line", format="%d")})
 
 
-def _preview(raw: bytes) -> pd.DataFrame:
-    for encoding in ("utf-8-sig", "utf-16", "cp1252"):
-        try:
-            text = raw[:64_000].decode(encoding)
-            break
-        except UnicodeError:
-            continue
-    lines = text.splitlines()[:21]
-    rows = list(csv.reader(lines, csv.Sniffer().sniff(lines[0], ",;\t") if lines else "excel"))
-    if not rows:
-        return pd.DataFrame()
-    width = len(rows[0])
-    return pd.DataFrame([r[:width] + [""] * (width - len(r)) for r in rows[1:]], columns=rows[0])
-
-
 def _mapping_form(header: list[str]) -> None:
     st.warning("This file's columns match no known export. Map them once; the mapping is saved for next time.")
     kind = st.radio("Each row is", ["fill", "trade"], horizontal=True,
@@ -71,7 +52,7 @@ def _mapping_form(header: list[str]) -> None:
         choices = ["—"] + header
         picked = {}
         cols = st.columns(3)
-        for i, target in enumerate(FILL_TARGETS if kind == "fill" else TRADE_TARGETS):
+        for i, target in enumerate(TARGETS[kind]):
             label = target + (" *" if target in REQUIRED[kind] else "")
             picked[target] = cols[i % 3].selectbox(label, choices, key=f"map:{target}")
         time_format = st.text_input("Time format (optional, strftime, e.g. %d/%m/%Y %H:%M)")
@@ -91,9 +72,10 @@ def _mapping_form(header: list[str]) -> None:
 
 st.subheader("Preview")
 try:
-    st.dataframe(_preview(data), hide_index=True, width="stretch", height=240)
-except (csv.Error, UnicodeError, IndexError):
-    st.caption("No preview: the file is not readable as CSV text.")
+    header, first_rows = preview(data)
+    st.dataframe(pd.DataFrame(first_rows, columns=header), hide_index=True, width="stretch", height=240)
+except ImportFileError:
+    st.caption("No preview: the file is not readable as CSV text (see below).")
 
 check_key = f"check:{digest}:{mapping}"
 if check_key not in st.session_state:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from pipeline.errors import BadMessageError, Violation
 from pipeline.journal.fills import Fill, TradeEntry, normalize_symbol, split_symbol
@@ -295,6 +295,19 @@ def _columns(header: Sequence[str], wanted: Sequence[str]) -> dict[str, str]:
     return {w: actual.get(_key(w), w) for w in wanted}
 
 
+def _exchange_fill(bad: list[Violation], get: Callable[[str], object], c_pair: str, c_side: str, c_price: str,
+                   c_qty: str, c_value: str) -> tuple[Any, str | None, str | None, Any, Any, Any]:
+    """Read what every exchange export has: pair, side, price, quantity, and the quote value
+    (checked as a number only: the fill is price x quantity)."""
+    pair = _symbol(bad, c_pair, get(c_pair))
+    base, quote = (pair[1], pair[2]) if pair else (None, None)
+    side = _side(bad, c_side, get(c_side), _EXCHANGE_SIDES, "one of BUY, SELL")
+    price = _number(bad, c_price, get(c_price), "> 0", required=True)
+    qty, _ = _amount(bad, c_qty, get(c_qty), (base,), "> 0", required=True)
+    _amount(bad, c_value, get(c_value), (quote,), ">= 0", required=False)
+    return pair, base, quote, side, price, qty
+
+
 class _Binance:
     """Binance spot trade history, with or without the ``Fee Coin`` column."""
 
@@ -306,12 +319,7 @@ class _Binance:
         c_date, c_pair, c_side, c_price, c_exec, c_amount, c_fee, c_coin = self.cols
         get = row.get
         bad: list[Violation] = []
-        pair = _symbol(bad, c_pair, get(c_pair))
-        base, quote = (pair[1], pair[2]) if pair else (None, None)
-        side = _side(bad, c_side, get(c_side), _EXCHANGE_SIDES, "one of BUY, SELL")
-        price = _number(bad, c_price, get(c_price), "> 0", required=True)
-        qty, _ = _amount(bad, c_exec, get(c_exec), (base,), "> 0", required=True)
-        _amount(bad, c_amount, get(c_amount), (quote,), ">= 0", required=False)  # unused: checked only
+        pair, base, quote, side, price, qty = _exchange_fill(bad, get, c_pair, c_side, c_price, c_exec, c_amount)
         fee, fee_asset = _amount(bad, c_fee, get(c_fee), (base, quote, "BNB"), ">= 0", required=False)
         coin = get(c_coin)
         if isinstance(coin, str) and coin.strip():
@@ -333,12 +341,7 @@ class _Bybit:
         c_pair, _, c_side, c_value, c_price, c_qty, c_fee, c_txid, _, c_time = self.cols
         get = row.get
         bad: list[Violation] = []
-        pair = _symbol(bad, c_pair, get(c_pair))
-        base, quote = (pair[1], pair[2]) if pair else (None, None)
-        side = _side(bad, c_side, get(c_side), _EXCHANGE_SIDES, "one of BUY, SELL")
-        price = _number(bad, c_price, get(c_price), "> 0", required=True)
-        qty, _ = _amount(bad, c_qty, get(c_qty), (base,), "> 0", required=True)
-        _amount(bad, c_value, get(c_value), (quote,), ">= 0", required=False)  # unused: checked only
+        pair, base, quote, side, price, qty = _exchange_fill(bad, get, c_pair, c_side, c_price, c_qty, c_value)
         fee, fee_asset = _amount(bad, c_fee, get(c_fee), (base, quote), ">= 0", required=False)
         time = _time(bad, c_time, get(c_time), now_ms, _bybit_ms, BYBIT_DATE_RULE)
         if bad:

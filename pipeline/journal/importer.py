@@ -149,6 +149,18 @@ def _delimiter(first_line: str) -> str:
     return best if counts[best] else ","
 
 
+def preview(data: bytes, rows: int = 20) -> tuple[list[str], list[list[str]]]:
+    """Return the header and the first ``rows`` rows as the importer reads them (same encoding and
+    delimiter), padded or cut to the header's width; raise ``ImportFileError`` like an import."""
+    encoding, _ = _decode(data)
+    lines = data[:65_536].decode(encoding, errors="ignore").lstrip("\ufeff").splitlines()[:rows + 1]
+    if not lines:
+        raise ImportFileError("the file is empty")
+    parsed = list(csv.reader(lines, delimiter=_delimiter(lines[0])))
+    header, width = parsed[0], len(parsed[0])
+    return header, [r[:width] + [""] * (width - len(r)) for r in parsed[1:]]
+
+
 # --------------------------------------------------------------------------- the pass
 
 

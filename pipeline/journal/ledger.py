@@ -76,15 +76,13 @@ def _round_trip(lot: Lot, fill: LedgerFill, qty: float, fill_fee_per_unit: float
                  fill_ids=("f-" + lot.lot_id.removeprefix("lot-"), fill.fill_id))
 
 
-def apply_fills(lots: list[Lot], fills: list[LedgerFill]) -> tuple[list[Lot], list[Trade], set[str]]:
+def apply_fills(lots: list[Lot], fills: list[LedgerFill]) -> tuple[list[Lot], list[Trade]]:
     """Apply ``fills`` (in time order) to the open ``lots`` (oldest first) of one user and symbol.
 
-    Return the lots still open, the new records (lots opened, round trips closed) and the ids of
-    the lots whose remaining quantity changed.
+    Return the lots still open and the new records (lots opened, round trips closed).
     """
     open_lots = list(lots)
     records: list[Trade] = []
-    touched: set[str] = set()
     for fill in fills:
         fee_per_unit = None if fill.fee_quote is None else fill.fee_quote / fill.quantity
         left = fill.quantity
@@ -94,7 +92,6 @@ def apply_fills(lots: list[Lot], fills: list[LedgerFill]) -> tuple[list[Lot], li
             records.append(_round_trip(lot, fill, qty, fee_per_unit))
             lot.remaining -= qty
             left -= qty
-            touched.add(lot.lot_id)
             if lot.remaining <= lot.quantity * DUST:
                 lot.remaining = 0.0
                 open_lots.pop(0)
@@ -103,5 +100,4 @@ def apply_fills(lots: list[Lot], fills: list[LedgerFill]) -> tuple[list[Lot], li
                       fill.time, fill.seq, fee_per_unit)
             open_lots.append(lot)
             records.append(_lot_record(lot, fill.source))
-            touched.add(lot.lot_id)
-    return open_lots, records, touched
+    return open_lots, records

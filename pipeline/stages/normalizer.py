@@ -150,7 +150,7 @@ def _save_lots(conn: sqlite3.Connection, key: Key, lots: list[Lot]) -> None:
 
 def _extend(conn: sqlite3.Connection, key: Key, fills: list[LedgerFill]) -> list[Trade]:
     """The usual case: newer fills continue the FIFO from the stored open lots."""
-    lots, records, _ = apply_fills(_load_lots(conn, key), fills)
+    lots, records = apply_fills(_load_lots(conn, key), fills)
     _save_lots(conn, key, lots)
     conn.executemany("INSERT OR IGNORE INTO journal_ledger_records VALUES (?,?,?)",
                      [(r.trade_id, r.user_id, r.symbol) for r in records])
@@ -162,7 +162,7 @@ def _rebuild(conn: sqlite3.Connection, key: Key) -> list[Trade]:
     fills = [LedgerFill(*r) for r in conn.execute(
         "SELECT fill_id, seq, user_id, symbol, side, price, quantity, time, fee_quote, source "
         "FROM journal_fills WHERE user_id=? AND symbol=? ORDER BY time, seq", key)]
-    lots, records, _ = apply_fills([], fills)
+    lots, records = apply_fills([], fills)
     _save_lots(conn, key, lots)
     before = {r[0] for r in conn.execute(
         "SELECT trade_id FROM journal_ledger_records WHERE user_id=? AND symbol=? AND "
