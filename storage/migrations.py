@@ -35,9 +35,14 @@ def _m002_journal(db: sqlite_utils.Database) -> None:
         price REAL NOT NULL, quantity REAL NOT NULL, remaining REAL NOT NULL, time INTEGER NOT NULL,
         seq INTEGER NOT NULL, fee_quote_per_unit REAL)""")
     db.execute("CREATE INDEX journal_lots_key ON journal_lots (user_id, symbol, time, seq)")
+    # ``fill_id`` is the raw trade a record came from (a lot's opening fill, a round trip's closing
+    # fill, a whole trade's own id); ``record`` is the Trade as published, so a redelivered raw trade
+    # (outputs lost in a crash before they were flushed) publishes the same records again.
     db.execute("""CREATE TABLE journal_ledger_records (
-        trade_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, symbol TEXT NOT NULL)""")
+        trade_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, symbol TEXT NOT NULL, fill_id TEXT NOT NULL,
+        record TEXT NOT NULL)""")
     db.execute("CREATE INDEX journal_ledger_records_key ON journal_ledger_records (user_id, symbol)")
+    db.execute("CREATE INDEX journal_ledger_records_fill ON journal_ledger_records (fill_id)")
     # The journal itself (written by the journal-store stage from enriched-trades and alerts).
     db.execute("""CREATE TABLE journal_trades (
         trade_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,

@@ -23,7 +23,7 @@ from pipeline.journal.exchanges import PARSERS
 from pipeline.journal.fills import Fill, TradeEntry, split_symbol
 from pipeline.journal.formats import parse_row
 from pipeline.journal.ledger import DUST, LedgerFill, Lot, apply_fills
-from pipeline.messages import Message, RawTrade, Trade
+from pipeline.messages import Message, RawTrade, Trade, encode
 from pipeline.runner import Stage
 from pipeline.topics import RAW_TRADES
 from storage.db import Database
@@ -84,10 +84,9 @@ class Normalizer(Stage):
         fills = {p.raw.raw_id: p for p in items if isinstance(p.item, Fill)}
         if entries:
             known = _existing(conn, "journal_ledger_records", "trade_id", entries)
-            new = [p for rid, p in entries.items() if rid not in known]
-            trades = [_entry_trade(p.raw, p.item) for p in new]  # type: ignore[arg-type]
-            conn.executemany("INSERT INTO journal_ledger_records VALUES (?,?,?)",
-                             [(t.trade_id, t.user_id, t.symbol) for t in trades])
+            out.extend(_republish(conn, known))
+            trades = [_entry_trade(p.raw, p.item) for rid, p in entries.items() if rid not in known]  # type: ignore[arg-type]
+            _record(conn, trades)
             out.extend(trades)
         if fills:
             out.extend(self._apply_fills(conn, fills))
@@ -95,9 +94,10 @@ class Normalizer(Stage):
 
     def _apply_fills(self, conn: sqlite3.Connection, fills: dict[str, Parsed]) -> list[Message]:
         known = _existing(conn, "journal_fills", "fill_id", fills)
+        republished = _republish(conn, known)
         new = [p for rid, p in fills.items() if rid not in known]
         if not new:
-            return []
+            return republished
         seq = conn.execute("SELECT coalesce(max(seq), 0) FROM journal_fills").fetchone()[0]
         by_key: dict[Key, list[LedgerFill]] = defaultdict(list)
         rows = []
@@ -114,7 +114,7 @@ class Normalizer(Stage):
         last_times = {key: conn.execute("SELECT max(time) FROM journal_fills WHERE user_id=? AND symbol=?",
                                         key).fetchone()[0] for key in by_key}
         conn.executemany("INSERT INTO journal_fills VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        out: list[Message] = []
+        out: list[Message] = list(republished)
         for key, key_fills in by_key.items():
             key_fills.sort(key=lambda f: (f.time, f.seq))
             last = last_times[key]
@@ -135,6 +135,26 @@ def _existing(conn: sqlite3.Connection, table: str, column: str, ids: Iterable[s
     return found
 
 
+def _record(conn: sqlite3.Connection, trades: list[Trade]) -> None:
+    """Remember what was published, by the raw trade it came from (see ``_republish``)."""
+    conn.executemany("INSERT OR REPLACE INTO journal_ledger_records VALUES (?,?,?,?,?)",
+                     [(t.trade_id, t.user_id, t.symbol, t.fill_ids[-1] if t.fill_ids else t.trade_id,
+                       encode(t).decode()) for t in trades])
+
+
+def _republish(conn: sqlite3.Connection, raw_ids: set[str]) -> list[Trade]:
+    """Return the records of raw trades seen before: a redelivery means their outputs may have been
+    lost (the ledger commits before the runner flushes), and downstream upserts make it harmless."""
+    ids = list(raw_ids)
+    out: list[Trade] = []
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        out.extend(Trade.model_validate_json(r[0]) for r in conn.execute(
+            f"SELECT record FROM journal_ledger_records WHERE fill_id IN ({','.join('?' * len(chunk))}) "
+            "ORDER BY rowid", chunk))
+    return out
+
+
 def _load_lots(conn: sqlite3.Connection, key: Key) -> list[Lot]:
     return [Lot(*r) for r in conn.execute(
         "SELECT lot_id, user_id, symbol, side, price, quantity, remaining, time, seq, fee_quote_per_unit "
@@ -152,8 +172,7 @@ def _extend(conn: sqlite3.Connection, key: Key, fills: list[LedgerFill]) -> list
     """The usual case: newer fills continue the FIFO from the stored open lots."""
     lots, records = apply_fills(_load_lots(conn, key), fills)
     _save_lots(conn, key, lots)
-    conn.executemany("INSERT OR IGNORE INTO journal_ledger_records VALUES (?,?,?)",
-                     [(r.trade_id, r.user_id, r.symbol) for r in records])
+    _record(conn, records)
     return records
 
 
@@ -169,8 +188,7 @@ def _rebuild(conn: sqlite3.Connection, key: Key) -> list[Trade]:
         "(trade_id LIKE 'lot-%' OR trade_id LIKE 'rt-%')", key)}
     now = {r.trade_id for r in records}
     conn.executemany("DELETE FROM journal_ledger_records WHERE trade_id=?", [(i,) for i in before - now])
-    conn.executemany("INSERT OR IGNORE INTO journal_ledger_records VALUES (?,?,?)",
-                     [(r.trade_id, r.user_id, r.symbol) for r in records])
+    _record(conn, records)
     return [_void(i, *key) for i in sorted(before - now)] + records
 
 

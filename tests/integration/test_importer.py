@@ -217,7 +217,8 @@ def test_duplicates_by_exchange_id_and_by_trade_id(db: Database) -> None:
 
     trade_id = entry_fingerprint(user, TradeEntry("ETHUSDT", "BUY", 3100.0, 2.0, 1, external_id="T-1"), 0)
     db.write(lambda d: d.conn.execute(
-        "INSERT INTO journal_ledger_records (trade_id, user_id, symbol) VALUES (?, ?, 'ETHUSDT')", (trade_id, user)))
+        "INSERT INTO journal_ledger_records (trade_id, user_id, symbol, fill_id, record) "
+        "VALUES (?, ?, 'ETHUSDT', ?, '{}')", (trade_id, user, trade_id)))
     second = check_file(trades, user_id=user, db=db)
     assert (second.accepted, second.duplicates) == (1, 1)
 
