@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 FEED_HEADER = "feed"
 REPLAY = b"replay"
+REPLAY_HEADERS = [(FEED_HEADER, REPLAY)]
+
+# What a stage returns: a message, or a message with the headers to publish it with.
+Output = Message | tuple[Message, list[tuple[str, bytes]]]
 
 
 @dataclass
@@ -81,6 +85,10 @@ class Stage:
         """Check one message further before batching (pure); raise ``BadMessageError`` to
         dead-letter it alone. What this returns is what ``process_batch`` receives."""
         return message
+
+    def prepare_record(self, message: Message, record: Record) -> Any:
+        """Like ``prepare``, for stages that need the record too (its headers, its offset)."""
+        return self.prepare(message)
 
     def process(self, message: Message) -> list[Message]:
         """Return the messages that ``message`` produces (pure; may raise ``BadMessageError``)."""
@@ -189,7 +197,7 @@ class StageRunner(Worker):
                 msg = decode(r.topic, r.value or b"", self._models[r.topic])
                 if r.header(FEED_HEADER) != REPLAY:
                     check_fresh(msg, now_ms)
-                good.append((r, self.stage.prepare(msg)))
+                good.append((r, self.stage.prepare_record(msg, r)))
             except BadMessageError as exc:
                 self.dead_letter(r, exc, retries=0)
         if good:
@@ -219,32 +227,51 @@ class StageRunner(Worker):
                 self._stop.wait(self.backoff_s * 2 ** attempt)
         raise AssertionError("unreachable")
 
-    def _publish(self, messages: list[Message]) -> None:
+    def _publish(self, messages: list[Output]) -> None:
         for m in messages:
-            self._producer.produce(m.topic, encode(m), key=m.key())
+            if isinstance(m, tuple):  # (message, headers): e.g. outputs of replayed input stay replays
+                m, headers = m
+                self._producer.produce(m.topic, encode(m), key=m.key(), headers=headers)
+            else:
+                self._producer.produce(m.topic, encode(m), key=m.key())
         with self.health.lock:
             self.health.produced += len(messages)
 
     def dead_letter(self, record: Record, exc: Exception, retries: int) -> None:
         """Send ``record`` to its dead-letter topic with the reason and where it came from."""
-        if isinstance(exc, BadMessageError):
-            violations = exc.violations
-            reason = str(exc)
-        else:
-            violations = [Violation("", None, f"{type(exc).__name__}: {exc}")]
-            reason = f"{type(exc).__name__}: {exc}"
-            log.warning("stage %s dead-letters %s[%d]@%d: %s\n%s", self.name, record.topic,
-                        record.partition, record.offset, reason, traceback.format_exc(limit=3))
-        letter = DeadLetter(
-            source_topic=record.topic, source_partition=record.partition, source_offset=record.offset,
-            source_key=record.key.decode("utf-8", "replace") if record.key is not None else None,
-            value=(record.value or b"").decode("utf-8", "replace"), reason=reason,
-            violations=[{"field": v.field, "value": _jsonable(v.value), "rule": v.rule} for v in violations],
-            stage=self.name, retry_count=retries, failed_at=int(time.time() * 1000))
-        self._producer.produce(dlq_name(record.topic), encode(letter), key=record.key)
+        if not isinstance(exc, BadMessageError):
+            log.warning("stage %s dead-letters %s[%d]@%d: %s: %s\n%s", self.name, record.topic,
+                        record.partition, record.offset, type(exc).__name__, exc, traceback.format_exc(limit=3))
+        reason = publish_dead_letter(
+            self._producer, exc, topic=record.topic, value=record.value or b"", stage=self.name,
+            key=record.key, partition=record.partition, offset=record.offset, retries=retries)
         with self.health.lock:
             self.health.dead_lettered += 1
             self.health.last_error = f"{record.topic}[{record.partition}]@{record.offset}: {reason}"
+
+
+def publish_dead_letter(producer: Producer, exc: Exception | str, *, topic: str, value: bytes | str, stage: str,
+                        key: bytes | None = None, partition: int = -1, offset: int = -1,
+                        retries: int = 0) -> str:
+    """Produce a ``DeadLetter`` for ``value`` (bytes of ``topic``, or a raw frame a source could not
+    turn into a message: then partition and offset are -1) on ``<topic>_dlq``; return the reason."""
+    if isinstance(exc, str):
+        exc = BadMessageError(exc)
+    if isinstance(exc, BadMessageError):
+        violations = exc.violations
+        reason = str(exc)
+    else:
+        violations = [Violation("", None, f"{type(exc).__name__}: {exc}")]
+        reason = f"{type(exc).__name__}: {exc}"
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    letter = DeadLetter(
+        source_topic=topic, source_partition=partition, source_offset=offset,
+        source_key=key.decode("utf-8", "replace") if key is not None else None,
+        value=text, reason=reason,
+        violations=[{"field": v.field, "value": _jsonable(v.value), "rule": v.rule} for v in violations],
+        stage=stage, retry_count=retries, failed_at=int(time.time() * 1000))
+    producer.produce(dlq_name(topic), encode(letter), key=key)
+    return reason
 
 
 def _jsonable(value: object) -> object:
