@@ -10,6 +10,7 @@ st.set_page_config(page_title="Trader's Desk", page_icon=":material/candlestick_
 
 pages = st.navigation([
     st.Page("views/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
+    st.Page("views/signals.py", title="Signals", icon=":material/insights:"),
     st.Page("views/journal.py", title="Journal", icon=":material/menu_book:"),
     st.Page("views/imports.py", title="Import", icon=":material/upload_file:"),
     st.Page("views/pipeline.py", title="Pipeline", icon=":material/account_tree:"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
+from pathlib import Path
 
 import streamlit as st
 from dotenv import dotenv_values
@@ -13,11 +15,18 @@ from pipeline.errors import PipelineError
 from pipeline.wiring import KNOWN_STAGES, Runtime, build_runtime
 
 
+ENV_FILE = Path(".env")
+
+
+def settings_env() -> dict[str, str]:
+    """The settings the app starts with: the environment over ``.env``."""
+    return {**{k: v for k, v in dotenv_values(ENV_FILE).items() if v is not None}, **os.environ}
+
+
 @st.cache_resource(show_spinner="Starting the pipeline…")
 def get_runtime() -> Runtime:
     """Load the configuration (environment over ``.env``), start the pipeline, stop it at exit."""
-    env = {**{k: v for k, v in dotenv_values(".env").items() if v is not None}, **os.environ}
-    runtime = build_runtime(load_config(env, KNOWN_STAGES))
+    runtime = build_runtime(load_config(settings_env(), KNOWN_STAGES))
     atexit.register(runtime.stop)
     return runtime
 
@@ -30,3 +39,31 @@ def page_runtime() -> Runtime:
         st.error(f"The pipeline could not start: {exc}")
         st.stop()
         raise  # st.stop() raises; this line only satisfies type checkers
+
+
+def save_settings(changes: dict[str, str]) -> list[str]:
+    """Check ``changes`` as a whole configuration, then write them into ``.env`` (keeping its other
+    lines). Raise ``ConfigError`` for a bad value; return the names the environment overrides (those
+    changes take effect only once the environment no longer sets them)."""
+    load_config({**settings_env(), **changes}, KNOWN_STAGES)
+    lines = ENV_FILE.read_text().splitlines() if ENV_FILE.exists() else []
+    pending = dict(changes)
+    out = []
+    for line in lines:
+        m = re.match(r"\s*([A-Z_][A-Z0-9_]*)\s*=", line)
+        if m and m.group(1) in pending:
+            out.append(f"{m.group(1)}={pending.pop(m.group(1))}")
+        else:
+            out.append(line)
+    out.extend(f"{k}={v}" for k, v in pending.items())
+    ENV_FILE.write_text("\n".join(out) + "\n")
+    return [k for k in changes if k in os.environ and os.environ[k] != changes[k]]
+
+
+def restart_runtime() -> None:
+    """Stop the running pipeline; the next page view starts one with the saved settings."""
+    try:
+        get_runtime().stop()
+    except PipelineError:
+        pass
+    get_runtime.clear()

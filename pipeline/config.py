@@ -12,7 +12,14 @@ from pipeline.journal.behaviour import BehaviourRules, rules_from_env
 from pipeline.journal.exchanges import TradeHistoryClient, clients_from_env
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
-DEFAULT_STAGES = ("simulator", "market-store", "normalizer", "enricher", "behaviour", "journal-store", "api")
+# The stages of crypto.market_data's sources; MARKET_SOURCE picks which run (simulator by default).
+MARKET_SOURCES = ("simulator", "replay", "binance-rest", "binance-ws", "bybit-ws", "alpaca-ws")
+PIPELINE_STAGES = ("market-store", "ml", "signal-store", "normalizer", "enricher", "behaviour", "journal-store",
+                   "api")
+DEFAULT_STAGES = ("simulator", *PIPELINE_STAGES)
+# Model names (pipeline.ml.models builds them; kept here so loading the config needs no scikit-learn).
+ML_MODEL_NAMES = ("random_forest", "svm", "logistic_regression", "linear_regression", "knn", "kmeans")
+SEED_MODELS = ("random_forest", "svm", "logistic_regression")
 SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password"})
 
 # Environment variable -> librdkafka setting, passed through to every Kafka client.
@@ -48,6 +55,25 @@ class Config:
     behaviour: BehaviourRules = field(default_factory=BehaviourRules)
     # Exchange trade-history clients (keys from the environment; off unless keys are set).
     exchange_clients: tuple[TradeHistoryClient, ...] = ()
+    # Market data: which sources feed crypto.market_data, and their settings.
+    market_sources: tuple[str, ...] = ("simulator",)
+    replay_files: str = ""
+    replay_speed: float = 60.0
+    replay_loop: bool = False
+    binance_poll_s: int = 60
+    # Endpoints of the live feeds; None means the exchange's production address.
+    feed_urls: dict[str, str] = field(default_factory=dict)
+    alpaca_key: str | None = field(default=None, repr=False)
+    alpaca_secret: str | None = field(default=None, repr=False)
+    tick_retention_days: int = 7
+    # Models and signals (seed 001's mapping: BUY above +1.5 %, SELL below -1.5 %).
+    ml_models: tuple[str, ...] = SEED_MODELS
+    ml_horizon_bars: int = 15
+    ml_buy_pct: float = 1.5
+    ml_sell_pct: float = -1.5
+    ml_fee_bps: float = 10.0
+    ml_train_bars: int = 100_000
+    ml_retrain_minutes: int = 0
 
     @property
     def bus_kind(self) -> str:
@@ -62,6 +88,8 @@ class Config:
                 value = {k: ("***" if k in SECRET_KEYS else v) for k, v in value.items()}
             elif f.name == "exchange_clients":
                 value = [repr(c) for c in value]  # the clients' repr masks keys and never shows secrets
+            elif f.name in ("alpaca_key", "alpaca_secret"):
+                value = "***" if value else None
             elif f.name == "behaviour":
                 value = vars(value) if hasattr(value, "__dict__") else repr(value)
             out[f.name] = str(value) if isinstance(value, Path) else value
@@ -81,6 +109,34 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float | None = None,
+           maximum: float | None = None) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value != value or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = " and ".join(b for b in (f">= {minimum}" if minimum is not None else "",
+                                          f"<= {maximum}" if maximum is not None else "") if b)
+        raise ConfigError(f"{name}={raw} must be a number {bounds}")
+    return value
+
+
+def _names(env: Mapping[str, str], name: str, default: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
+    values = tuple(s.strip() for s in env.get(name, ",".join(default)).split(",") if s.strip())
+    unknown = [v for v in values if v not in known]
+    if unknown or not values:
+        raise ConfigError(f"{name} has {unknown or 'nothing'}; known: {', '.join(known)}")
+    return values
+
+
+FEED_URL_ENV = {"BINANCE_REST_URL": "binance-rest", "BINANCE_WS_URL": "binance-ws", "BYBIT_WS_URL": "bybit-ws",
+                "ALPACA_WS_URL": "alpaca-ws"}
+
+
 def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = None) -> Config:
     """Build the configuration from environment-style settings; raise ``ConfigError`` on bad ones."""
     symbols = tuple(s.strip().upper() for s in env.get("SYMBOLS", ",".join(DEFAULT_SYMBOLS)).split(",")
@@ -88,7 +144,9 @@ def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = No
     bad = [s for s in symbols if not re.fullmatch(r"[A-Z]{3,6}USDT", s)]
     if bad or not symbols:
         raise ConfigError(f"SYMBOLS has {bad or 'nothing'}: each must match ^[A-Z]{{3,6}}USDT$")
-    stages = tuple(s.strip() for s in env.get("STAGES", ",".join(DEFAULT_STAGES)).split(",") if s.strip())
+    sources = _names(env, "MARKET_SOURCE", ("simulator",), MARKET_SOURCES)
+    stages = tuple(s.strip() for s in env.get("STAGES", ",".join((*sources, *PIPELINE_STAGES))).split(",")
+                   if s.strip())
     if known_stages is not None:
         unknown = [s for s in stages if s not in known_stages]
         if unknown:
@@ -109,6 +167,22 @@ def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = No
         api_port=_int(env, "API_PORT", 8000, 0),
         behaviour=rules_from_env(env),
         exchange_clients=tuple(clients_from_env(env)),
+        market_sources=sources,
+        replay_files=env.get("REPLAY_FILES", ""),
+        replay_speed=_float(env, "REPLAY_SPEED", 60.0, 0.0),
+        replay_loop=env.get("REPLAY_LOOP", "").lower() in ("1", "true", "yes"),
+        binance_poll_s=_int(env, "BINANCE_POLL_SECONDS", 60, 1),
+        feed_urls={stage: env[var] for var, stage in FEED_URL_ENV.items() if env.get(var)},
+        alpaca_key=env.get("ALPACA_API_KEY") or None,
+        alpaca_secret=env.get("ALPACA_API_SECRET") or None,
+        tick_retention_days=_int(env, "TICK_RETENTION_DAYS", 7, 1),
+        ml_models=_names(env, "ML_MODELS", SEED_MODELS, ML_MODEL_NAMES),
+        ml_horizon_bars=_int(env, "ML_HORIZON_BARS", 15, 1),
+        ml_buy_pct=_float(env, "ML_BUY_THRESHOLD_PCT", 1.5, 0.0),
+        ml_sell_pct=_float(env, "ML_SELL_THRESHOLD_PCT", -1.5, None, 0.0),
+        ml_fee_bps=_float(env, "ML_FEE_BPS", 10.0, 0.0, 1000.0),
+        ml_train_bars=_int(env, "ML_TRAIN_BARS", 100_000, 300),
+        ml_retrain_minutes=_int(env, "ML_RETRAIN_MINUTES", 0, 0),
     )
 
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pipeline.bus import create_bus
 from pipeline.bus.base import Bus, GroupState, Producer, TopicState
@@ -26,8 +27,13 @@ from pipeline.stages.enricher import Enricher
 from pipeline.stages.journal_store import JournalStore
 from pipeline.stages.market_store import MarketStore
 from pipeline.stages.normalizer import Normalizer
+from pipeline.stages.signal_store import SignalStore
 from pipeline.topics import CATALOG
 from storage.db import Database
+
+if TYPE_CHECKING:
+    from pipeline.ml.jobs import TrainingJob
+    from pipeline.ml.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,55 @@ def _api(rt: Runtime) -> Worker:
     from pipeline.api import ApiServer  # FastAPI loads only when the API is wanted
 
     return ApiServer(rt, rt.config.api_host, rt.config.api_port)
+
+
+def _ml(rt: Runtime) -> Worker:
+    from pipeline.stages.ml import MLStage  # scikit-learn loads only when models are wanted
+
+    return StageRunner(MLStage(rt.db, rt.registry, models=rt.config.ml_models, buy_pct=rt.config.ml_buy_pct,
+                               sell_pct=rt.config.ml_sell_pct), rt.bus)
+
+
+def _trainer(rt: Runtime) -> Worker:
+    from pipeline.ml.jobs import ScheduledTrainer
+
+    if not rt.config.ml_retrain_minutes:
+        raise ConfigError("the trainer stage needs ML_RETRAIN_MINUTES > 0 (minutes between retrainings)")
+    return ScheduledTrainer(rt, every_s=rt.config.ml_retrain_minutes * 60)
+
+
+def _replay(rt: Runtime) -> Worker:
+    from pipeline.sources.replay import ReplaySource, replay_files_from_spec
+
+    if not rt.config.replay_files:
+        raise ConfigError("the replay source needs REPLAY_FILES, e.g. BTCUSDT=data/BTCUSDT-1m-2024-11.csv")
+    files = replay_files_from_spec(rt.config.replay_files)
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise ConfigError(f"REPLAY_FILES names files that do not exist: {', '.join(missing)}")
+    return ReplaySource(rt.bus.producer(), files, speed=rt.config.replay_speed, loop=rt.config.replay_loop)
+
+
+def _live_feed(stage: str) -> WorkerFactory:
+    def make(rt: Runtime) -> Worker:
+        c = rt.config
+        url = {"binance-rest": "base_url", "binance-ws": "url", "bybit-ws": "url", "alpaca-ws": "url"}[stage]
+        kwargs: dict[str, object] = {url: c.feed_urls[stage]} if stage in c.feed_urls else {}
+        if stage == "binance-rest":
+            from pipeline.sources.binance import BinanceTickerPoller
+            return BinanceTickerPoller(rt.bus.producer(), c.symbols, interval_s=c.binance_poll_s, **kwargs)
+        if stage == "binance-ws":
+            from pipeline.sources.binance import BinanceStream
+            return BinanceStream(rt.bus.producer(), c.symbols, **kwargs)
+        if stage == "bybit-ws":
+            from pipeline.sources.bybit import BybitStream
+            return BybitStream(rt.bus.producer(), c.symbols, **kwargs)
+        from pipeline.sources.alpaca import AlpacaStream
+        if not (c.alpaca_key and c.alpaca_secret):
+            raise ConfigError("alpaca-ws needs ALPACA_API_KEY and ALPACA_API_SECRET in the environment or .env")
+        return AlpacaStream(rt.bus.producer(), c.symbols, key=c.alpaca_key, secret=c.alpaca_secret, **kwargs)
+
+    return make
 
 
 def _exchange_history(rt: Runtime) -> list[Worker]:
@@ -52,7 +107,13 @@ WORKERS: dict[str, WorkerFactory] = {
     "simulator": lambda rt: SimulatorSource(
         rt.bus, MarketSimulator(rt.config.symbols, rt.config.simulator_seed), tick_ms=rt.config.simulator_tick_ms,
         history_minutes=rt.config.simulator_history_minutes),
-    "market-store": lambda rt: StageRunner(MarketStore(rt.db), rt.bus),
+    "replay": _replay,
+    **{name: _live_feed(name) for name in ("binance-rest", "binance-ws", "bybit-ws", "alpaca-ws")},
+    "market-store": lambda rt: StageRunner(
+        MarketStore(rt.db, tick_retention_ms=rt.config.tick_retention_days * 86_400_000), rt.bus),
+    "ml": _ml,
+    "signal-store": lambda rt: StageRunner(SignalStore(rt.db), rt.bus),
+    "trainer": _trainer,
     "normalizer": lambda rt: StageRunner(Normalizer(rt.db), rt.bus),
     "enricher": lambda rt: StageRunner(Enricher(rt.db), rt.bus),
     "behaviour": lambda rt: StageRunner(BehaviourStage(rt.db, rt.config.behaviour), rt.bus),
@@ -74,6 +135,8 @@ class Runtime:
     workers: list[Worker] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     _producer: Producer | None = field(default=None, repr=False)
+    _registry: Registry | None = field(default=None, repr=False)
+    _training: TrainingJob | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -84,6 +147,35 @@ class Runtime:
             if self._producer is None:
                 self._producer = self.bus.producer()
             return self._producer
+
+    @property
+    def registry(self) -> Registry:
+        """The model registry (SQLite rows in the store, files under DATA_DIR/models)."""
+        from pipeline.ml.registry import Registry
+
+        with self._lock:
+            if self._registry is None:
+                self._registry = Registry(self.db, self.config.data_dir / "models")
+            return self._registry
+
+    def train(self, symbols: tuple[str, ...], models: tuple[str, ...], *, source: str = "store",
+              bars: int | None = None, path: str | None = None) -> TrainingJob:
+        """Start a training job in the background unless one is running; return the job."""
+        from pipeline.ml.jobs import TrainingJob
+
+        registry = self.registry
+        with self._lock:
+            if self._training is not None and self._training.running:
+                return self._training
+            self._training = TrainingJob(self.config, self.db, registry, symbols, models, source=source,
+                                         bars=bars, path=path)
+        self._training.start()
+        return self._training
+
+    @property
+    def training(self) -> TrainingJob | None:
+        """The last training job started from a page, if any."""
+        return self._training
 
     def health(self) -> list[Health]:
         """Return a snapshot of every worker's health."""

@@ -72,9 +72,31 @@ def _m002_journal(db: sqlite_utils.Database) -> None:
         name TEXT PRIMARY KEY, header TEXT NOT NULL, mapping TEXT NOT NULL, created_at INTEGER NOT NULL)""")
 
 
+def _m003_ml(db: sqlite_utils.Database) -> None:
+    # The model registry: one row per trained version; the file itself lives under DATA_DIR/models.
+    # ``metrics`` and ``baselines`` are out-of-sample (walk-forward) figures on the same folds;
+    # ``report`` holds what the Signals page draws (confusion matrix, calibration, importances).
+    db.execute("""CREATE TABLE ml_models (
+        symbol TEXT NOT NULL, model TEXT NOT NULL, version INTEGER NOT NULL, active INTEGER NOT NULL,
+        created_at INTEGER NOT NULL, path TEXT NOT NULL, interval_ms INTEGER NOT NULL,
+        horizon INTEGER NOT NULL, train_start INTEGER NOT NULL, train_end INTEGER NOT NULL,
+        n_samples INTEGER NOT NULL, features TEXT NOT NULL, params TEXT NOT NULL DEFAULT '{}',
+        metrics TEXT NOT NULL, baselines TEXT NOT NULL, report TEXT NOT NULL DEFAULT '{}',
+        load_error TEXT, PRIMARY KEY (symbol, model, version))""")
+    db.execute("CREATE INDEX ml_models_active ON ml_models (active, symbol, model)")
+    # Signals as published on crypto.ml_signals (written by the signal-store stage).
+    db.execute("""CREATE TABLE ml_signals (
+        symbol TEXT NOT NULL, model TEXT NOT NULL, timestamp INTEGER NOT NULL, signal TEXT NOT NULL,
+        prediction_type TEXT NOT NULL, predicted_value REAL NOT NULL, current_price REAL NOT NULL,
+        expected_change_pct REAL NOT NULL, confidence REAL NOT NULL, model_version TEXT,
+        features TEXT NOT NULL, PRIMARY KEY (symbol, model, timestamp)) WITHOUT ROWID""")
+    db.execute("CREATE INDEX ml_signals_time ON ml_signals (timestamp)")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_market_ticks_and_bars", _m001_market),
     ("002_journal", _m002_journal),
+    ("003_ml", _m003_ml),
 ]
 
 

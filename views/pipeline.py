@@ -54,6 +54,18 @@ def live() -> None:
         else:
             st.info("No consumer group has committed yet.")
 
+    rejected = [{"source": w.name, "rule broken": rule, "count": n}
+                for w in runtime.workers if hasattr(w, "rejection_counts")
+                for rule, n in sorted(w.rejection_counts().items(), key=lambda x: -x[1])]
+    reconnects = [f"{w.name}: {w.reconnects} reconnects, {w.gaps} gaps" for w in runtime.workers
+                  if hasattr(w, "reconnects")]
+    if rejected or reconnects:
+        st.subheader("Market feed")
+        for line in reconnects:
+            st.caption(line)
+        if rejected:
+            st.dataframe(pd.DataFrame(rejected), hide_index=True, width="stretch")
+
     st.subheader("Dead letters")
     dead = [(t.name, t.messages) for t in topics if t.name.endswith("_dlq") and t.messages]
     if dead:

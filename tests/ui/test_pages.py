@@ -107,10 +107,13 @@ def test_market_shows_symbols_metrics_and_a_candlestick_chart_per_symbol(desk: P
     assert queries.symbols(runtime.get_runtime().db) == sorted(SYMBOLS)
     assert sorted(at.multiselect(key="market_symbols").options) == sorted(SYMBOLS)
     for chart, symbol in zip(charts(at), ["BTCUSDT", "ETHUSDT"]):
-        assert [t["type"] for t in chart["data"]] == ["candlestick", "bar"]
+        assert [t["type"] for t in chart["data"]] == ["candlestick", "scatter", "scatter", "bar"]
         assert symbol in chart["layout"]["title"]["text"]
         prices = closes(chart)
         assert len(prices) > 0 and np.isfinite(prices).all() and (prices > 0).all()
+        ma7, ma25 = chart["data"][1], chart["data"][2]
+        assert (ma7["name"], ma25["name"]) == ("MA 7", "MA 25")
+        assert series(ma7["y"])[-1] == pytest.approx(prices[-7:].mean())  # the mean of the last 7 closes
     assert [m.label for m in at.metric] == ["BTCUSDT", "ETHUSDT"]
     for m in at.metric:
         assert float(m.value.replace(",", "")) > 0
@@ -195,7 +198,7 @@ def test_settings_shows_config_without_secrets_and_topic_catalog(desk: Path, mon
     at.switch_page(PAGES["Settings"]).run()
     no_exception(at)
     assert [t.value for t in at.title] == ["Settings"]
-    assert [s.value for s in at.subheader] == ["Topic catalog"]
+    assert [s.value for s in at.subheader] == ["Market data and signals", "Topic catalog"]
     (config,) = at.json
     shown = json.loads(config.value)
     assert shown["data_dir"] == str(desk)
@@ -211,7 +214,7 @@ def test_settings_shows_config_without_secrets_and_topic_catalog(desk: Path, mon
 # --- The frame app.py puts around every page -----------------------------------------------
 
 def test_app_declares_its_pages() -> None:
-    assert list(PAGES) == ["Market", "Journal", "Import", "Pipeline", "Settings"]
+    assert list(PAGES) == ["Market", "Signals", "Journal", "Import", "Pipeline", "Settings"]
     assert all((ROOT / path).is_file() for path in PAGES.values())
 
 

@@ -13,8 +13,10 @@ def test_defaults_mean_embedded_bus_under_data() -> None:
     config = load_config({})
     assert config.bus_kind == "embedded" and config.data_dir == Path("data")
     assert "BTCUSDT" in config.symbols
-    assert config.stages == ("simulator", "market-store", "normalizer", "enricher", "behaviour", "journal-store",
-                             "api")
+    assert config.stages == ("simulator", "market-store", "ml", "signal-store", "normalizer", "enricher",
+                             "behaviour", "journal-store", "api")
+    assert config.ml_models == ("random_forest", "svm", "logistic_regression")
+    assert (config.ml_buy_pct, config.ml_sell_pct) == (1.5, -1.5)  # seed 001's signal mapping
     assert (config.api_host, config.api_port, config.user_id) == ("127.0.0.1", 8000, "trader")
     assert config.exchange_clients == ()  # exchange history is off unless keys are set
 
@@ -39,7 +41,27 @@ def test_bootstrap_servers_select_kafka_and_security_passes_through_redacted() -
     assert "s3cret" not in repr(shown)
 
 
+def test_market_source_replaces_the_simulator_and_alpaca_keys_stay_hidden() -> None:
+    config = load_config({"MARKET_SOURCE": "alpaca-ws", "ALPACA_API_KEY": "PK123", "ALPACA_API_SECRET": "hush-hush",
+                          "ALPACA_WS_URL": "ws://127.0.0.1:9/x"}, KNOWN_STAGES)
+    assert config.stages[0] == "alpaca-ws" and "simulator" not in config.stages
+    assert config.feed_urls == {"alpaca-ws": "ws://127.0.0.1:9/x"}
+    assert "hush-hush" not in repr(config) and "hush-hush" not in str(config.redacted())
+
+
+def test_ml_model_names_match_the_models_module() -> None:
+    from pipeline.config import ML_MODEL_NAMES, SEED_MODELS
+    from pipeline.ml import models
+
+    assert ML_MODEL_NAMES == models.MODEL_NAMES and SEED_MODELS == models.SEED_MODELS
+
+
 @pytest.mark.parametrize(("env", "message"), [
+    ({"MARKET_SOURCE": "coinbase"}, "MARKET_SOURCE has ['coinbase']"),
+    ({"ML_MODELS": "random_forest,deep_net"}, "ML_MODELS has ['deep_net']"),
+    ({"ML_BUY_THRESHOLD_PCT": "-1"}, "ML_BUY_THRESHOLD_PCT=-1 must be a number >= 0.0"),
+    ({"ML_SELL_THRESHOLD_PCT": "lots"}, "ML_SELL_THRESHOLD_PCT='lots' is not a number"),
+    ({"REPLAY_SPEED": "-2"}, "REPLAY_SPEED=-2 must be a number >= 0.0"),
     ({"SYMBOLS": "btc"}, "SYMBOLS"),
     ({"SIMULATOR_TICK_MS": "fast"}, "SIMULATOR_TICK_MS='fast' is not a whole number"),
     ({"SIMULATOR_TICK_MS": "1"}, "SIMULATOR_TICK_MS=1 must be >= 10"),

@@ -1,0 +1,232 @@
+"""The ml stage: ticks on crypto.market_data -> signals on crypto.ml_signals.
+
+    python -m bench.signals --symbols 50 --rate R [--seconds S] [--backend embedded|kafka]
+                            [--models random_forest svm logistic_regression] [--repeat K]
+
+Each symbol gets the configured models, fitted on simulator history and registered as the app
+does; the store holds enough bars that every symbol is warm from the first tick. Two runs:
+
+* ``paced``: ticks offered at R per symbol per second for S seconds (50 symbols at 10/s is 500
+  ticks/s). ``latency_ms_p50``/``_p99`` are from a tick's produce call (its timestamp) to the
+  moment the signal of that tick is received by a consumer of crypto.ml_signals, so they include
+  both bus hops; ``ticks_per_s`` is what the stage processed over the run.
+* ``max``: N ticks offered as fast as the producer takes them; ``ticks_per_s`` is N over the time
+  from the first produce to the stage's last processed tick.
+
+Prints one JSON line per run (and per repeat) and one with the medians. The stage runs in this
+process on its own thread, as in the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from bench.bus import make_bus
+from pipeline.config import SEED_MODELS
+from pipeline.messages import MarketData, encode
+from pipeline.ml.data import bars_from_simulator
+from pipeline.ml.evaluate import make_dataset, walk_forward
+from pipeline.ml.models import fit_predictor
+from pipeline.ml.registry import Registry
+from pipeline.runner import StageRunner
+from pipeline.stages.ml import MLStage
+from pipeline.topics import CATALOG, MARKET_DATA, ML_SIGNALS
+from pipeline.wiring import tune_gc
+from storage.db import Database
+
+HORIZON = 15
+
+
+def symbols_for(n: int, salt: str) -> list[str]:
+    """Return ``n`` distinct symbols matching seed 001's pattern (letters only, then USDT)."""
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    base = "".join(letters[int(c, 16) % 26] for c in salt[:2])
+    return [f"{base}{letters[i // 26]}{letters[i % 26]}USDT" for i in range(n)]
+
+
+def prepare(folder: Path, symbols: list[str], models: tuple[str, ...]) -> tuple[Database, Registry]:
+    """Fit each model once on simulator history, register it for every symbol, and seed warm-up bars."""
+    db = Database(folder / "desk.db")
+    registry = Registry(db, folder / "models")
+    end = int(time.time() * 1000) // 60_000 * 60_000
+    bars = bars_from_simulator("BTCUSDT", 3000, seed=1, end_ms=end)
+    X, y, times = make_dataset(bars, HORIZON)
+    for model in models:
+        evaluation = walk_forward(model, X, y, HORIZON, n_splits=2)
+        predictor = fit_predictor(model, X.to_numpy(), y, HORIZON)
+        for symbol in symbols:
+            registry.register(symbol, predictor, evaluation, interval_ms=60_000, train_start=int(times[0]),
+                              train_end=int(times[-1]), n_samples=len(y))
+    tail = bars.tail(60)
+    rows = [(s, int(b.start), b.open, b.high, b.low, b.close, b.volume, 4) for s in symbols for b in tail.itertuples()]
+    db.write(lambda d: d.conn.executemany("INSERT OR REPLACE INTO bars_1m VALUES (?,?,?,?,?,?,?,?)", rows))
+    return db, registry
+
+
+class _Signals(threading.Thread):
+    """Reads crypto.ml_signals and records when each (symbol, tick time) first got a signal."""
+
+    def __init__(self, bus, group: str, symbols: set[str]) -> None:  # noqa: ANN001
+        super().__init__(daemon=True)
+        self.consumer = bus.consumer(group, [ML_SIGNALS], auto_offset_reset="latest")
+        self.symbols = {s.encode() for s in symbols}
+        self.first_seen: dict[tuple[bytes, int], float] = {}
+        self.count = 0
+        self.stop = threading.Event()
+        self.assigned = threading.Event()
+
+    def run(self) -> None:
+        import orjson
+
+        while not self.stop.is_set():
+            records = self.consumer.poll(5000, 0.2)
+            self.assigned.set()
+            now = time.time() * 1000
+            for r in records:
+                if r.key in self.symbols:
+                    ts = orjson.loads(r.value)["timestamp"]
+                    self.first_seen.setdefault((r.key, ts), now)
+                    self.count += 1
+        self.consumer.close()
+
+
+def run(backend: str, n_symbols: int, rate: float, seconds: float, max_ticks: int, models: tuple[str, ...],
+        folder: Path) -> list[dict[str, object]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    salt = uuid.uuid4().hex
+    symbols = symbols_for(n_symbols, salt)
+    bus = make_bus(backend, str(folder))
+    bus.create_topics(CATALOG.values())
+    db, registry = prepare(folder, symbols, models)
+    price0 = {s: 100.0 + i for i, s in enumerate(symbols)}
+
+    class Stage(MLStage):
+        name: ClassVar[str] = f"ml-bench-{salt[:8]}"
+
+    runner = StageRunner(Stage(db, registry, models=models), bus)
+    reader = _Signals(bus, f"bench-signals-{salt[:8]}", set(symbols))
+    producer = bus.producer()
+    tune_gc()
+    runner.start()
+    reader.start()
+
+    def tick(symbol: str, ts: int, i: int) -> bytes:
+        p = price0[symbol] * (1 + 0.001 * np.sin(i / 7))
+        return encode(MarketData(symbol=symbol, timestamp=ts, price=p, open=p, high=p * 1.02, low=p * 0.98,
+                                 volume=1e6, price_change_pct=0.1, tick_volume=1.0))
+
+    # Warm up until the stage has joined, loaded every model and answered a tick of every symbol.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ts = int(time.time() * 1000)
+        for s in symbols:
+            producer.produce(MARKET_DATA, tick(s, ts, 0), key=s.encode())
+        producer.flush(30)
+        time.sleep(0.5)
+        if len({k for k, _ in reader.first_seen}) == len(symbols):
+            break
+    else:
+        raise SystemExit(f"the ml stage did not answer every symbol: {runner.health.snapshot()}")
+    time.sleep(1.0)
+    results: list[dict[str, object]] = []
+
+    # paced
+    produced: list[tuple[bytes, int]] = []
+    processed0 = runner.health.snapshot().processed
+    t0 = time.monotonic()
+    i = 0
+    while time.monotonic() - t0 < seconds:
+        ts = int(time.time() * 1000)
+        for s in symbols:
+            producer.produce(MARKET_DATA, tick(s, ts, i), key=s.encode())
+            produced.append((s.encode(), ts))
+        i += 1
+        next_at = t0 + i / rate
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    producer.flush(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(k in reader.first_seen for k in produced[-n_symbols:]):
+        time.sleep(0.05)
+    elapsed = time.monotonic() - t0
+    latencies = [reader.first_seen[k] - k[1] for k in produced if k in reader.first_seen]
+    q = np.percentile(latencies, [50, 99]) if latencies else [float("nan")] * 2
+    results.append({"bench": "signals", "mode": "paced", "backend": backend, "symbols": n_symbols,
+                    "models": list(models), "rate_per_symbol": rate, "offered_ticks_per_s": rate * n_symbols,
+                    "ticks": len(produced), "answered": len(latencies),
+                    "ticks_per_s": round((runner.health.snapshot().processed - processed0) / elapsed, 1),
+                    "latency_ms_p50": round(float(q[0]), 2), "latency_ms_p99": round(float(q[1]), 2)})
+
+    # max
+    processed0 = runner.health.snapshot().processed
+    t0 = time.monotonic()
+    ts = int(time.time() * 1000)
+    for j in range(max_ticks):
+        s = symbols[j % n_symbols]
+        while True:
+            try:
+                producer.produce(MARKET_DATA, tick(s, ts + 1 + j // n_symbols, j), key=s.encode())
+                break
+            except BufferError:
+                producer.flush(1)
+    producer.flush(60)
+    deadline = time.monotonic() + 300
+    while runner.health.snapshot().processed - processed0 < max_ticks and time.monotonic() < deadline:
+        time.sleep(0.01)
+    elapsed = time.monotonic() - t0
+    done = runner.health.snapshot().processed - processed0
+    results.append({"bench": "signals", "mode": "max", "backend": backend, "symbols": n_symbols,
+                    "models": list(models), "ticks": done, "seconds": round(elapsed, 3),
+                    "ticks_per_s": round(done / elapsed, 1),
+                    "signals_per_s": round(done * len(models) / elapsed, 1)})
+    reader.stop.set()
+    runner.stop()
+    reader.join(5)
+    producer.close()
+    db.close()
+    bus.close()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.signals", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--symbols", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=10.0, help="ticks per second per symbol (paced run)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the paced run")
+    parser.add_argument("--max-ticks", type=int, default=50_000, help="ticks offered in the max run")
+    parser.add_argument("--backend", choices=("embedded", "kafka"), default="embedded")
+    parser.add_argument("--models", nargs="+", default=list(SEED_MODELS))
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args(argv)
+    runs: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-signals-") as tmp:
+        for k in range(args.repeat):
+            for line in run(args.backend, args.symbols, args.rate, args.seconds, args.max_ticks, tuple(args.models),
+                            Path(tmp) / str(k)):
+                print(json.dumps(line), flush=True)
+                runs.append(line)
+    if args.repeat > 1:
+        for mode in ("paced", "max"):
+            of = [r for r in runs if r["mode"] == mode]
+            summary = {"bench": "signals", "mode": mode, "summary": "median", "backend": args.backend,
+                       "repeat": args.repeat, "ticks_per_s": statistics.median(r["ticks_per_s"] for r in of)}
+            if mode == "paced":
+                summary["latency_ms_p50"] = statistics.median(r["latency_ms_p50"] for r in of)
+                summary["latency_ms_p99"] = statistics.median(r["latency_ms_p99"] for r in of)
+            print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

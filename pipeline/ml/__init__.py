@@ -1,0 +1,1 @@
+"""Features, models, walk-forward evaluation, the model registry and training for price signals."""

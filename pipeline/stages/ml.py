@@ -1,0 +1,228 @@
+"""ml: ``crypto.market_data`` -> ``crypto.ml_signals``, one signal per tick and active model.
+
+Each symbol's ticks are folded into bars of the models' interval. A tick's features are those of
+the bar being formed as if it closed at the tick's price, from closed bars only: what the model
+saw in training for that bar's close. Warm-up bars come from the store's ``bars_1m`` (written by
+market-store from the same topic). The active version of each model and symbol is loaded from the
+registry and checked for a newer one every ``reload_s``; a file that fails to load leaves the
+previous version active (in the registry too) and records the error on the version that failed.
+
+Rows are predicted in one call per model and symbol per batch. A signal keeps its tick's time, and
+signals of replayed ticks are published as replays too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pipeline.bus.base import Record
+from pipeline.messages import MarketData, Message, MLSignal
+from pipeline.ml.features import SEED_FEATURES, WARMUP_BARS, FeatureState
+from pipeline.ml.registry import ModelLoadError, ModelRecord, Registry
+from pipeline.runner import FEED_HEADER, REPLAY, REPLAY_HEADERS, Output, Stage
+from pipeline.topics import MARKET_DATA
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+# Seed 001: confidence >= 0.8 high (act), 0.6-0.8 medium (confirm), below low (ignore).
+HIGH, MEDIUM = 0.8, 0.6
+# Out-of-sample figures copied into every signal's metadata.
+# How often a symbol still warming up asks the store again for its history.
+WARM_RETRY_S = 2.0
+METADATA_METRICS = ("accuracy", "precision_up", "recall_up", "r2", "mae_pct", "profit_pct", "samples")
+
+
+def confidence_level(confidence: float) -> str:
+    """Return seed 001's level of ``confidence``: high, medium or low."""
+    return "high" if confidence >= HIGH else "medium" if confidence >= MEDIUM else "low"
+
+
+def signal_of(expected_change_pct: float, buy_pct: float, sell_pct: float) -> str:
+    """Map an expected change to seed 001's signal: BUY above ``buy_pct``, SELL below ``sell_pct``."""
+    if expected_change_pct > buy_pct:
+        return "BUY"
+    if expected_change_pct < sell_pct:
+        return "SELL"
+    return "HOLD"
+
+
+@dataclass
+class _Bar:
+    start: int
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class _SymbolState:
+    """Bars and features of one symbol; used by the stage's thread only."""
+
+    def __init__(self) -> None:
+        self.features = FeatureState()
+        self.bar: _Bar | None = None
+        self.last_closed = -1  # start of the last bar pushed into ``features``
+        self.closed = 0
+        self.warmed_at = -math.inf  # when the store was last asked for warm-up bars (monotonic)
+
+    def push(self, bar: _Bar) -> None:
+        if bar.start > self.last_closed:
+            self.features.push(bar.close, bar.high, bar.low, bar.volume)
+            self.last_closed = bar.start
+            self.closed += 1
+
+
+@dataclass
+class _Loaded:
+    record: ModelRecord
+    predictor: Any
+    metadata: dict[str, Any]
+
+
+class MLStage(Stage):
+    """Runs on its runner's thread; ``registry`` reads and writes through the store."""
+
+    name: ClassVar[str] = "ml"
+    inputs: ClassVar[tuple[str, ...]] = (MARKET_DATA,)
+    # Signals are about now: a fresh group starts at the topic's end and warms up from the store.
+    offset_reset: ClassVar[str] = "latest"
+
+    def __init__(self, db: Database, registry: Registry, *, models: Sequence[str], buy_pct: float = 1.5,
+                 sell_pct: float = -1.5, interval_ms: int = 60_000, reload_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.db = db
+        self.registry = registry
+        self.models = tuple(models)
+        self.buy_pct, self.sell_pct = buy_pct, sell_pct
+        self.interval_ms = interval_ms
+        self.reload_s = reload_s
+        self.clock = clock
+        self.states: dict[str, _SymbolState] = {}
+        self.loaded: dict[tuple[str, str], _Loaded] = {}
+        self.skipped: dict[str, int] = {"warming up": 0, "out of order": 0, "no model": 0}
+        self.load_errors: list[str] = []
+        self._reloaded_at = -math.inf
+
+    # -- models ---------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Load the registry's active versions that differ from the loaded ones."""
+        self._reloaded_at = self.clock()
+        for record in self.registry.records(active_only=True):
+            key = (record.symbol, record.model)
+            if record.model not in self.models:
+                continue
+            current = self.loaded.get(key)
+            if current is not None and current.record.version == record.version:
+                continue
+            try:
+                predictor = self.registry.load(record)
+            except ModelLoadError as exc:
+                self._load_failed(record, current, str(exc))
+                continue
+            self.loaded[key] = _Loaded(record, predictor, _metadata(record))
+            log.info("ml: %s %s v%d active", record.symbol, record.model, record.version)
+
+    def _load_failed(self, record: ModelRecord, current: _Loaded | None, error: str) -> None:
+        kept = f"v{current.record.version} stays active" if current else "no version of it is active"
+        note = f"{record.symbol} {record.model} v{record.version} failed to load ({error}); {kept}"
+        log.warning("ml: %s", note)
+        self.load_errors.append(note)
+        self.registry.set_load_error(record.symbol, record.model, record.version, error)
+        if current is not None:
+            self.registry.activate(record.symbol, record.model, current.record.version)
+
+    # -- ticks ----------------------------------------------------------------------------------
+
+    def prepare_record(self, message: Message, record: Record) -> Any:
+        return message, record.header(FEED_HEADER) == REPLAY
+
+    def _state(self, symbol: str, bar_start: int) -> _SymbolState:
+        state = self.states.get(symbol)
+        if state is None:
+            state = self.states[symbol] = _SymbolState()
+            self._warm(symbol, state, bar_start)
+        return state
+
+    def _warm(self, symbol: str, state: _SymbolState, before: int) -> None:
+        """Push the store's bars of ``symbol`` that closed before ``before`` and after what we have."""
+        state.warmed_at = self.clock()
+        rows = self.db.query(
+            "SELECT start, high, low, close, volume FROM bars_1m WHERE symbol=? AND start<? AND start>? "
+            "ORDER BY start DESC LIMIT ?", (symbol, before, state.last_closed, WARMUP_BARS + 5))
+        for r in reversed(rows):
+            state.push(_Bar(r["start"], r["high"], r["low"], r["close"], r["volume"]))
+
+    def _features(self, tick: MarketData) -> dict[str, float] | None:
+        start = tick.timestamp - tick.timestamp % self.interval_ms
+        state = self._state(tick.symbol, start)
+        bar = state.bar
+        if bar is None or start > bar.start:
+            if bar is not None:
+                state.push(bar)
+            bar = state.bar = _Bar(start, tick.price, tick.price, tick.price, 0.0)
+        elif start < bar.start:
+            self.skipped["out of order"] += 1
+            return None
+        if not state.features.ready and self.clock() - state.warmed_at > WARM_RETRY_S:
+            self._warm(tick.symbol, state, start)  # market-store may have stored the history since
+        bar.high, bar.low, bar.close = max(bar.high, tick.price), min(bar.low, tick.price), tick.price
+        bar.volume += tick.tick_volume or 0.0
+        features = state.features.features(tick.price)
+        if features is None:
+            self.skipped["warming up"] += 1
+        return features
+
+    def process_batch(self, messages: list[Any]) -> list[Output]:
+        if self.clock() - self._reloaded_at >= self.reload_s:
+            self.reload()
+        rows: dict[str, list[tuple[MarketData, bool, dict[str, float]]]] = {}
+        for tick, replay in messages:
+            features = self._features(tick)
+            if features is not None:
+                rows.setdefault(tick.symbol, []).append((tick, replay, features))
+        out: list[Output] = []
+        for symbol, items in rows.items():
+            active = [self.loaded[(symbol, m)] for m in self.models if (symbol, m) in self.loaded]
+            if not active:
+                self.skipped["no model"] += len(items)
+                continue
+            for loaded in active:
+                names = loaded.record.features
+                X = np.array([[f[n] for n in names] for _, _, f in items], dtype=float)
+                expected, confidence = loaded.predictor.predict(X)
+                for (tick, replay, features), r, c in zip(items, expected.tolist(), confidence.tolist()):
+                    signal = self._signal(tick, features, loaded, r, c)
+                    out.append((signal, REPLAY_HEADERS) if replay else signal)
+        return out
+
+    def _signal(self, tick: MarketData, features: dict[str, float], loaded: _Loaded, expected: float,
+                confidence: float) -> MLSignal:
+        change = math.expm1(expected) * 100
+        confidence = min(1.0, max(0.0, confidence))
+        return MLSignal.model_construct(
+            symbol=tick.symbol, timestamp=tick.timestamp, model=loaded.record.model,
+            prediction_type=loaded.predictor.prediction_type,
+            predicted_value=tick.price * math.exp(expected), current_price=tick.price,
+            expected_change_pct=change, confidence=confidence,
+            signal=signal_of(change, self.buy_pct, self.sell_pct),
+            features={k: features[k] for k in (*SEED_FEATURES, *loaded.record.features) if k in features},
+            metadata={**loaded.metadata, "confidence_level": confidence_level(confidence)})
+
+
+def _metadata(record: ModelRecord) -> dict[str, Any]:
+    """What every signal of ``record`` says about the model: version and out-of-sample quality."""
+    metrics = {k: record.metrics.get(k) for k in METADATA_METRICS}
+    baselines = {name: {"accuracy": b.get("accuracy"), "profit_pct": b.get("profit_pct")}
+                 for name, b in record.baselines.items()}
+    return {"model_version": str(record.version), "horizon_bars": record.horizon,
+            "interval_ms": record.interval_ms, "trained_until": record.train_end,
+            "out_of_sample": metrics, "baselines": baselines}
