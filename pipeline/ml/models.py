@@ -31,6 +31,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from pipeline.errors import PipelineError
+from pipeline.ml.compiled import Evaluator, compile_pipeline
 from pipeline.ml.features import FEATURES
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,10 @@ class Predictor:
     """A fitted model that turns feature rows into (expected forward log return, confidence).
 
     Picklable; the registry stores it with joblib. ``predict`` is called by one thread at a time
-    (the ML stage's, or a training job's) with a batch of rows, and makes one pipeline call.
+    (the ML stage's, or a training job's) with a batch of rows, and makes one evaluation: the
+    numpy form of the pipeline (``pipeline.ml.compiled``, same results to rounding) when there
+    is one, else one pipeline call. The numpy form is built by ``compile()`` after fitting and
+    on unpickling, and is not pickled itself, so files written before it existed load alike.
     """
 
     name: str
@@ -123,6 +127,40 @@ class Predictor:
     sigma: float = 0.0
     cluster_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cluster_confidence: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # The numpy form of ``pipeline`` (None: none, use the pipeline); built by ``compile()``.
+    compiled: Evaluator | None = field(default=None, init=False, repr=False, compare=False)
+    _compiled_from: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def compile(self) -> None:
+        """Build the numpy form of the fitted pipeline; a pipeline it cannot take keeps none.
+
+        Call again after refitting the pipeline in place (a different pipeline object is noticed
+        by ``predict``).
+        """
+        self._compiled_from = self.pipeline
+        self.compiled = None
+        try:
+            if self.kind != "classifier" or [int(c) for c in self.pipeline.classes_] == [0, 1]:
+                self.compiled = compile_pipeline(self.pipeline)
+        except Exception as exc:  # noqa: BLE001 - an unexpected estimator keeps the sklearn path
+            log.warning("%s: no compiled form (%s: %s); predicting with scikit-learn",
+                        self.name, type(exc).__name__, exc)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("compiled", None)
+        state.pop("_compiled_from", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.compile()
+
+    def _evaluate(self, X: np.ndarray) -> np.ndarray | None:
+        """Return the compiled output for ``X``, or None to use the pipeline."""
+        if self._compiled_from is not self.pipeline:
+            self.compile()
+        return None if self.compiled is None else self.compiled(X)
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (expected forward log return, confidence in [0, 1]) for every row of ``X``."""
@@ -133,20 +171,24 @@ class Predictor:
             raise TrainingError(f"{self.name} expects {len(self.features)} features, got {X.shape[1]}")
         if len(X) == 0:
             return np.zeros(0), np.zeros(0)
+        fast = self._evaluate(X)
         if self.kind == "classifier":
-            proba = self.pipeline.predict_proba(X)
-            classes = list(self.pipeline.classes_)
-            p_up = proba[:, classes.index(1)]
+            if fast is not None:
+                p_up = fast  # probability of classes_[1], which compile() checked is 1
+            else:
+                proba = self.pipeline.predict_proba(X)
+                classes = list(self.pipeline.classes_)
+                p_up = proba[:, classes.index(1)]
             expected = p_up * self.mean_up + (1.0 - p_up) * self.mean_down
             confidence = np.maximum(p_up, 1.0 - p_up)
         elif self.kind == "regressor":
-            expected = np.asarray(self.pipeline.predict(X), dtype=float)
+            expected = fast if fast is not None else np.asarray(self.pipeline.predict(X), dtype=float)
             if self.sigma > 0:
                 confidence = ndtr(np.abs(expected) / self.sigma)
             else:
                 confidence = np.where(expected == 0, 0.5, 1.0)
         else:
-            labels = self.pipeline.predict(X)
+            labels = fast if fast is not None else self.pipeline.predict(X)
             expected = self.cluster_mean[labels]
             confidence = self.cluster_confidence[labels]
         return expected.astype(float), np.clip(confidence, 0.0, 1.0).astype(float)
@@ -227,5 +269,6 @@ def fit_predictor(name: str, X: np.ndarray, y: np.ndarray, horizon: int,
                 sign = np.sign(means[c])
                 confidence[c] = float((np.sign(ys) == sign).mean()) if sign != 0 else 0.5
         predictor.cluster_mean, predictor.cluster_confidence = means, confidence
+    predictor.compile()
     log.debug("fitted %s on %d rows", name, len(X))
     return predictor

@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from pipeline.ml.data import bars_from_simulator
 from pipeline.ml.evaluate import (
     BASELINES, Evaluation, TradeResult, make_dataset, simulate_trades, walk_forward)
+from pipeline.ml.compiled import Evaluator
 from pipeline.ml.features import FEATURES, WARMUP_BARS
 from pipeline.ml.models import (
     MODEL_NAMES, SEED_MODELS, Predictor, TrainingError, fit_predictor)
@@ -172,15 +173,16 @@ def test_predict_is_one_batched_call_with_confidence_in_range(
     assert isinstance(predictor, Predictor) and predictor.features == FEATURES
     assert predictor.prediction_type == ("direction" if name in SEED_MODELS else "return")
     calls: list[int] = []
-    for method in ("predict", "predict_proba"):
-        original = getattr(Pipeline, method)
+    # one call to the scikit-learn pipeline, or to its compiled numpy evaluator (pipeline/ml/compiled.py)
+    for owner, method in ((Pipeline, "predict"), (Pipeline, "predict_proba"), (Evaluator, "__call__")):
+        original = getattr(owner, method)
 
-        def counting(self: Pipeline, rows: np.ndarray, *args: object, _original=original,
+        def counting(self: object, rows: np.ndarray, *args: object, _original=original,
                      **kwargs: object) -> np.ndarray:
             calls.append(len(rows))
             return _original(self, rows, *args, **kwargs)
 
-        monkeypatch.setattr(Pipeline, method, counting)
+        monkeypatch.setattr(owner, method, counting)
     expected, confidence = predictor.predict(values[900:])
     assert calls == [len(values) - 900]
     assert expected.shape == confidence.shape == (len(values) - 900,)
