@@ -183,7 +183,12 @@ class KafkaConsumer:
             return 0
         total = 0
         for tp in self._consumer.position(parts):
-            _low, high = self._consumer.get_watermark_offsets(tp, timeout=2.0)
+            # The high watermark comes with every fetch response: read the cached one, so a stage
+            # asking for its lag does not stall on a broker round trip per partition. Ask the broker
+            # only before the first fetch, or when the low watermark is needed.
+            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0 or (tp.offset < 0 and self._reset != "latest"):
+                _low, high = self._consumer.get_watermark_offsets(tp, timeout=2.0)
             if tp.offset >= 0:
                 total += max(high - tp.offset, 0)
             else:
