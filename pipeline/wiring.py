@@ -112,7 +112,8 @@ WORKERS: dict[str, WorkerFactory] = {
     "market-store": lambda rt: StageRunner(
         MarketStore(rt.db, tick_retention_ms=rt.config.tick_retention_days * 86_400_000), rt.bus),
     "ml": _ml,
-    "signal-store": lambda rt: StageRunner(SignalStore(rt.db), rt.bus),
+    # Three signals a tick per symbol add up (1.3M rows a day for 5 symbols): the store keeps two days.
+    "signal-store": lambda rt: StageRunner(SignalStore(rt.db, retention_ms=2 * 86_400_000), rt.bus),
     "trainer": _trainer,
     "normalizer": lambda rt: StageRunner(Normalizer(rt.db), rt.bus),
     "enricher": lambda rt: StageRunner(Enricher(rt.db), rt.bus),
