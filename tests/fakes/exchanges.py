@@ -24,8 +24,10 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.http import LocalHttpFake
 
 DAY_MS = 86_400_000
 
@@ -48,8 +50,8 @@ class _Failure:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class _FakeExchange:
-    """The HTTP plumbing shared by both fakes; subclasses implement ``handle``."""
+class _FakeExchange(LocalHttpFake):
+    """What both fake exchanges share on top of the HTTP plumbing: keys, seen requests, scripted failures."""
 
     def __init__(self, api_key: str, api_secret: str, clock: Any = time.time) -> None:
         self.api_key = api_key
@@ -58,37 +60,7 @@ class _FakeExchange:
         self.requests: list[SeenRequest] = []
         self._failures: deque[_Failure] = deque()
         self._lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                fake._serve(self)
-
-            def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name=type(self).__name__,
-                                        daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> _FakeExchange:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__()
 
     def fail_next(self, n: int, status: int = 500, retry_after: float | None = None) -> None:
         """Answer the next ``n`` requests with ``status`` (and ``Retry-After`` when given)."""

@@ -29,11 +29,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
+
+from tests.fakes.http import LocalHttpFake
 
 
 def now_ms() -> int:
@@ -157,7 +159,7 @@ class SeenRequest:
     at: float  # time.monotonic()
 
 
-class FakeBinanceRest:
+class FakeBinanceRest(LocalHttpFake):
     """``GET /api/v3/ticker/24hr`` over stdlib HTTP; use as a context manager."""
 
     PATH = "/api/v3/ticker/24hr"
@@ -167,33 +169,7 @@ class FakeBinanceRest:
         self.requests: list[SeenRequest] = []
         self._failures: deque[tuple[int, float | None]] = deque()
         self._lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                fake._serve(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeBinanceRest:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__()
 
     def set_ticker(self, ticker: dict[str, Any]) -> None:
         with self._lock:
