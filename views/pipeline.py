@@ -7,6 +7,8 @@ import time
 import pandas as pd
 import streamlit as st
 
+from pipeline.sources.base import MarketSource
+from pipeline.sources.ws import WebSocketSource
 from runtime import page_runtime
 
 runtime = page_runtime()
@@ -55,10 +57,10 @@ def live() -> None:
             st.info("No consumer group has committed yet.")
 
     rejected = [{"source": w.name, "rule broken": rule, "count": n}
-                for w in runtime.workers if hasattr(w, "rejection_counts")
+                for w in runtime.workers if isinstance(w, MarketSource)
                 for rule, n in sorted(w.rejection_counts().items(), key=lambda x: -x[1])]
     reconnects = [f"{w.name}: {w.reconnects} reconnects, {w.gaps} gaps" for w in runtime.workers
-                  if hasattr(w, "reconnects")]
+                  if isinstance(w, WebSocketSource)]
     if rejected or reconnects:
         st.subheader("Market feed")
         for line in reconnects:

@@ -70,14 +70,12 @@ class _SymbolState:
         self.features = FeatureState()
         self.bar: _Bar | None = None
         self.last_closed = -1  # start of the last bar pushed into ``features``
-        self.closed = 0
         self.warmed_at = -math.inf  # when the store was last asked for warm-up bars (monotonic)
 
     def push(self, bar: _Bar) -> None:
         if bar.start > self.last_closed:
             self.features.push(bar.close, bar.high, bar.low, bar.volume)
             self.last_closed = bar.start
-            self.closed += 1
 
 
 @dataclass
@@ -195,9 +193,12 @@ class MLStage(Stage):
             if not active:
                 self.skipped["no model"] += len(items)
                 continue
+            matrices: dict[tuple[str, ...], np.ndarray] = {}  # models sharing features share the rows
             for loaded in active:
-                names = loaded.record.features
-                X = np.array([[f[n] for n in names] for _, _, f in items], dtype=float)
+                names = tuple(loaded.record.features)
+                X = matrices.get(names)
+                if X is None:
+                    X = matrices[names] = np.array([[f[n] for n in names] for _, _, f in items], dtype=float)
                 expected, confidence = loaded.predictor.predict(X)
                 for (tick, replay, features), r, c in zip(items, expected.tolist(), confidence.tolist()):
                     signal = self._signal(tick, features, loaded, r, c)

@@ -63,11 +63,7 @@ def test_train_on_the_page_then_quality_against_baselines_and_live_signals(desk:
         frames = _dataframes_with(a, "expected_change_pct")
         return bool(frames) and set(frames[0]["model"]) == {"logistic_regression", "random_forest"}
 
-    try:
-        run_until(at, has_signals, "live signals", 60)
-    except BaseException:
-        print([list(d.value.columns) for d in at.dataframe], [c.value for c in at.caption])
-        raise
+    run_until(at, has_signals, "live signals", 60)
     live = _dataframes_with(at, "expected_change_pct")[0]
     assert set(live["symbol"]) == {"BTCUSDT"}
     assert set(live["signal"]) <= {"BUY", "SELL", "HOLD"}
