@@ -65,6 +65,7 @@ def test_ticks_become_signals_with_out_of_sample_metadata_and_replays_stay_repla
 
     class Store(SignalStore):
         name: ClassVar[str] = f"signal-store-{suffix}"
+        offset_reset: ClassVar[str] = "latest"  # a shared broker holds other runs' signals
 
     ml = StageRunner(Stage(db, registry, models=MODELS), bus, poll_timeout=0.2)
     store = StageRunner(Store(db), bus, poll_timeout=0.2)
@@ -73,19 +74,29 @@ def test_ticks_become_signals_with_out_of_sample_metadata_and_replays_stay_repla
     producer = bus.producer()
     try:
         price = float(history["close"].iloc[-1])
-        # the stage starts at the topic's end: publish until it has joined and answered
+        # both stages start at their topic's end: publish until they have joined and answered
         deadline = time.monotonic() + 60
-        while not ml.health.snapshot().produced and time.monotonic() < deadline:
+        while (not ml.health.snapshot().produced or not store.health.snapshot().processed) \
+                and time.monotonic() < deadline:
             producer.produce(MARKET_DATA, encode(_tick(symbol, int(time.time() * 1000), price)), key=symbol.encode())
             producer.flush(10)
             time.sleep(0.3)
-        assert ml.health.snapshot().produced, ml.health.snapshot()
+        assert ml.health.snapshot().produced and store.health.snapshot().processed, (
+            ml.health.snapshot(), store.health.snapshot())
         now = int(time.time() * 1000)
         for i in range(5):
             producer.produce(MARKET_DATA, encode(_tick(symbol, now + 10 + i, price * (1 + i / 1000))),
                              key=symbol.encode(), headers=[(FEED_HEADER, REPLAY)] if i == 4 else None)
         producer.flush(10)
         records_read = _read(bus, group_name("reader"), symbol, since=now + 10, want=2 * 5)
+        # the signal store keeps them once each
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            stored = db.query("SELECT count(*) AS n FROM ml_signals WHERE symbol=? AND timestamp>=?",
+                              (symbol, now + 10))
+            if stored[0]["n"] == 10:
+                break
+            time.sleep(0.2)
     finally:
         ml.stop()
         store.stop()
@@ -103,13 +114,6 @@ def test_ticks_become_signals_with_out_of_sample_metadata_and_replays_stay_repla
         assert signal.predicted_value == pytest.approx(signal.current_price * (1 + signal.expected_change_pct / 100))
         assert {"ma_7", "ma_25", "rsi_14", "volatility_7d", "volume_change_pct"} <= set(signal.features)
         assert header == (REPLAY if signal.timestamp == now + 14 else None)
-    # the signal store keeps them once each
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        stored = db.query("SELECT count(*) AS n FROM ml_signals WHERE symbol=? AND timestamp>=?", (symbol, now + 10))
-        if stored[0]["n"] == 10:
-            break
-        time.sleep(0.2)
     assert stored[0]["n"] == 10
     db.close()
 
