@@ -10,12 +10,14 @@ from pathlib import Path
 from pipeline.errors import ConfigError
 from pipeline.journal.behaviour import BehaviourRules, rules_from_env
 from pipeline.journal.exchanges import TradeHistoryClient, clients_from_env
+from pipeline.trading.exchange import ExchangeSettings
+from pipeline.trading.risk import SIZINGS, RiskSettings
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
 # The stages of crypto.market_data's sources; MARKET_SOURCE picks which run (simulator by default).
 MARKET_SOURCES = ("simulator", "replay", "binance-rest", "binance-ws", "bybit-ws", "alpaca-ws")
-PIPELINE_STAGES = ("market-store", "ml", "signal-store", "normalizer", "enricher", "behaviour", "journal-store",
-                   "api")
+PIPELINE_STAGES = ("market-store", "ml", "signal-store", "decision", "virtual-exchange", "normalizer", "enricher",
+                   "behaviour", "journal-store", "api")
 DEFAULT_STAGES = ("simulator", *PIPELINE_STAGES)
 # Model names (pipeline.ml.models builds them; kept here so loading the config needs no scikit-learn).
 ML_MODEL_NAMES = ("random_forest", "svm", "logistic_regression", "linear_regression", "knn", "kmeans")
@@ -74,6 +76,14 @@ class Config:
     ml_fee_bps: float = 10.0
     ml_train_bars: int = 100_000
     ml_retrain_minutes: int = 0
+    # Paper trading: the decision stage's models and risk rules, the virtual exchange's terms.
+    decision_model: str = "random_forest"
+    decision_confirm_models: tuple[str, ...] = ()
+    risk: RiskSettings = field(default_factory=RiskSettings)
+    exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
+    # Notifications (the notifier stage runs when either is set); the URLs hold secrets.
+    discord_webhook_url: str | None = field(default=None, repr=False)
+    notify_webhook_url: str | None = field(default=None, repr=False)
 
     @property
     def bus_kind(self) -> str:
@@ -88,9 +98,9 @@ class Config:
                 value = {k: ("***" if k in SECRET_KEYS else v) for k, v in value.items()}
             elif f.name == "exchange_clients":
                 value = [repr(c) for c in value]  # the clients' repr masks keys and never shows secrets
-            elif f.name in ("alpaca_key", "alpaca_secret"):
+            elif f.name in ("alpaca_key", "alpaca_secret", "discord_webhook_url", "notify_webhook_url"):
                 value = "***" if value else None
-            elif f.name == "behaviour":
+            elif f.name in ("behaviour", "risk", "exchange"):
                 value = vars(value) if hasattr(value, "__dict__") else repr(value)
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
@@ -145,7 +155,12 @@ def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = No
     if bad or not symbols:
         raise ConfigError(f"SYMBOLS has {bad or 'nothing'}: each must match ^[A-Z]{{3,6}}USDT$")
     sources = _names(env, "MARKET_SOURCE", ("simulator",), MARKET_SOURCES)
-    stages = tuple(s.strip() for s in env.get("STAGES", ",".join((*sources, *PIPELINE_STAGES))).split(",")
+    discord, webhook = env.get("DISCORD_WEBHOOK_URL") or None, env.get("NOTIFY_WEBHOOK_URL") or None
+    for name, url in (("DISCORD_WEBHOOK_URL", discord), ("NOTIFY_WEBHOOK_URL", webhook)):
+        if url and not re.match(r"https?://[^/\s]+", url):
+            raise ConfigError(f"{name} must be an http(s) URL")  # the URL itself is a secret: not shown
+    notifier = ("notifier",) if discord or webhook else ()
+    stages = tuple(s.strip() for s in env.get("STAGES", ",".join((*sources, *PIPELINE_STAGES, *notifier))).split(",")
                    if s.strip())
     if known_stages is not None:
         unknown = [s for s in stages if s not in known_stages]
@@ -183,7 +198,34 @@ def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = No
         ml_fee_bps=_float(env, "ML_FEE_BPS", 10.0, 0.0, 1000.0),
         ml_train_bars=_int(env, "ML_TRAIN_BARS", 100_000, 300),
         ml_retrain_minutes=_int(env, "ML_RETRAIN_MINUTES", 0, 0),
+        decision_model=_names(env, "DECISION_MODEL", ("random_forest",), ML_MODEL_NAMES)[0],
+        decision_confirm_models=_names(env, "DECISION_CONFIRM_MODELS", ("none",), ("none", *ML_MODEL_NAMES))
+        if env.get("DECISION_CONFIRM_MODELS") not in (None, "", "none") else (),
+        risk=_risk(env),
+        exchange=ExchangeSettings(
+            starting_balance=_float(env, "STARTING_BALANCE_USDT", 10_000.0, 1.0),
+            fee_bps=_float(env, "EXCHANGE_FEE_BPS", 10.0, 0.0, 1000.0),
+            slippage_bps=_float(env, "EXCHANGE_SLIPPAGE_BPS", 5.0, 0.0, 1000.0),
+            limit_ttl_ms=_int(env, "LIMIT_ORDER_TTL_MINUTES", 60, 1) * 60_000),
+        discord_webhook_url=discord,
+        notify_webhook_url=webhook,
     )
+
+
+def _risk(env: Mapping[str, str]) -> RiskSettings:
+    sizing = env.get("POSITION_SIZING") or "fixed_fraction"
+    if sizing not in SIZINGS:
+        raise ConfigError(f"POSITION_SIZING={sizing!r} must be one of {', '.join(SIZINGS)}")
+    return RiskSettings(
+        stop_loss_pct=_float(env, "STOP_LOSS_PCT", 2.0, 0.01, 99.0),
+        take_profit_pct=_float(env, "TAKE_PROFIT_PCT", 5.0, 0.01, 10_000.0),
+        trailing_stop_pct=_float(env, "TRAILING_STOP_PCT", 0.0, 0.0, 99.0),
+        sizing=sizing,  # type: ignore[arg-type]
+        position_pct=_float(env, "POSITION_PCT", 10.0, 0.01, 100.0),
+        risk_pct=_float(env, "RISK_PER_TRADE_PCT", 1.0, 0.01, 100.0),
+        max_symbol_exposure_pct=_float(env, "MAX_SYMBOL_EXPOSURE_PCT", 25.0, 0.01, 100.0),
+        max_total_exposure_pct=_float(env, "MAX_TOTAL_EXPOSURE_PCT", 100.0, 0.01, 100.0),
+        min_order_usdt=_float(env, "MIN_ORDER_USDT", 10.0, 0.0))
 
 
 def _user_id(value: str) -> str:

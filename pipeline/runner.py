@@ -90,6 +90,18 @@ class Stage:
         """Like ``prepare``, for stages that need the record too (its headers, its offset)."""
         return self.prepare(message)
 
+    def bind(self, runner: StageRunner) -> None:
+        """Called by the runner that runs this stage, before anything else."""
+        self._runner = runner
+
+    def reject(self, record: Record, exc: Exception) -> None:
+        """Dead-letter ``record`` from inside ``process_batch``: for stateful stages, whose batch the
+        runner must not split and process again to isolate a bad message."""
+        self._runner.dead_letter(record, exc, retries=0)
+
+    def close(self) -> None:
+        """Called once when the runner stops; release what the stage started."""
+
     def process(self, message: Message) -> list[Message]:
         """Return the messages that ``message`` produces (pure; may raise ``BadMessageError``)."""
         return []
@@ -156,19 +168,23 @@ class StageRunner(Worker):
         self.clock = clock
         self._models = {t: stage.input_model or model_for(t) for t in stage.inputs}
         self._producer: Producer = bus.producer()
+        stage.bind(self)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            consumer = self.bus.consumer(self.stage.group_id, self.stage.inputs,
-                                         auto_offset_reset=self.stage.offset_reset)
-            try:
-                self._consume(consumer)
-            except Exception as exc:
-                log.exception("stage %s failed; restarting from the last commit", self.name)
-                self.health.error(f"{type(exc).__name__}: {exc}")
-                self._stop.wait(self.backoff_s * 10)
-            finally:
-                consumer.close()
+        try:
+            while not self._stop.is_set():
+                consumer = self.bus.consumer(self.stage.group_id, self.stage.inputs,
+                                             auto_offset_reset=self.stage.offset_reset)
+                try:
+                    self._consume(consumer)
+                except Exception as exc:
+                    log.exception("stage %s failed; restarting from the last commit", self.name)
+                    self.health.error(f"{type(exc).__name__}: {exc}")
+                    self._stop.wait(self.backoff_s * 10)
+                finally:
+                    consumer.close()
+        finally:
+            self.stage.close()
 
     def _consume(self, consumer: Consumer) -> None:
         last_lag = 0.0

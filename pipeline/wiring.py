@@ -53,6 +53,29 @@ def _ml(rt: Runtime) -> Worker:
                                sell_pct=rt.config.ml_sell_pct), rt.bus)
 
 
+def _decision(rt: Runtime) -> Worker:
+    from pipeline.stages.decision import DecisionStage  # backtrader loads only when trading
+
+    c = rt.config
+    return StageRunner(DecisionStage(rt.bus, model=c.decision_model, confirm_models=c.decision_confirm_models,
+                                     risk=c.risk, exchange=c.exchange), rt.bus)
+
+
+def _virtual_exchange(rt: Runtime) -> Worker:
+    from pipeline.stages.virtual_exchange import VirtualExchangeStage
+
+    return StageRunner(VirtualExchangeStage(rt.bus, rt.db, rt.config.exchange), rt.bus)
+
+
+def _notifier(rt: Runtime) -> Worker:
+    from pipeline.stages.notifier import Notifier
+
+    c = rt.config
+    if not (c.discord_webhook_url or c.notify_webhook_url):
+        raise ConfigError("the notifier needs DISCORD_WEBHOOK_URL or NOTIFY_WEBHOOK_URL in the environment or .env")
+    return StageRunner(Notifier(discord_url=c.discord_webhook_url, webhook_url=c.notify_webhook_url), rt.bus)
+
+
 def _trainer(rt: Runtime) -> Worker:
     from pipeline.ml.jobs import ScheduledTrainer
 
@@ -115,6 +138,9 @@ WORKERS: dict[str, WorkerFactory] = {
     # Three signals a tick per symbol add up (1.3M rows a day for 5 symbols): the store keeps two days.
     "signal-store": lambda rt: StageRunner(SignalStore(rt.db, retention_ms=2 * 86_400_000), rt.bus),
     "trainer": _trainer,
+    "decision": _decision,
+    "virtual-exchange": _virtual_exchange,
+    "notifier": _notifier,
     "normalizer": lambda rt: StageRunner(Normalizer(rt.db), rt.bus),
     "enricher": lambda rt: StageRunner(Enricher(rt.db), rt.bus),
     "behaviour": lambda rt: StageRunner(BehaviourStage(rt.db, rt.config.behaviour), rt.bus),

@@ -93,10 +93,30 @@ def _m003_ml(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX ml_signals_time ON ml_signals (timestamp)")
 
 
+def _m004_portfolio(db: sqlite_utils.Database) -> None:
+    # Each order's last state on crypto.orders as the virtual exchange said it (the topic is the
+    # truth; this is what the Portfolio page reads). ``message`` is the whole Order as JSON.
+    db.execute("""CREATE TABLE orders (
+        order_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, action TEXT NOT NULL, order_type TEXT NOT NULL,
+        status TEXT NOT NULL, quantity REAL NOT NULL, price REAL NOT NULL, created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL, strategy TEXT NOT NULL, model TEXT, fill_price REAL, fill_fee REAL,
+        filled_at INTEGER, exit_price REAL, exit_fee REAL, closed_at INTEGER, exit_reason TEXT, pnl REAL,
+        reason TEXT, closes TEXT, message TEXT NOT NULL)""")
+    db.execute("CREATE INDEX orders_time ON orders (created_at)")
+    # The account over time, one point a minute at most (and at every fill or close).
+    db.execute("""CREATE TABLE portfolio_equity (
+        timestamp INTEGER PRIMARY KEY, cash REAL NOT NULL, equity REAL NOT NULL, exposure REAL NOT NULL,
+        fees_paid REAL NOT NULL, realized REAL NOT NULL) WITHOUT ROWID""")
+    # The account now: one row, the exchange's snapshot as JSON.
+    db.execute("""CREATE TABLE portfolio_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1), updated_at INTEGER NOT NULL, snapshot TEXT NOT NULL)""")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_market_ticks_and_bars", _m001_market),
     ("002_journal", _m002_journal),
     ("003_ml", _m003_ml),
+    ("004_portfolio", _m004_portfolio),
 ]
 
 

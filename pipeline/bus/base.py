@@ -153,3 +153,30 @@ class Bus(Protocol):
                  on_revoke: PartitionsCallback | None = None) -> Consumer: ...
 
     def close(self) -> None: ...
+
+
+def read_to_end(bus: Bus, topic: str, group_id: str, *, timeout: float = 60.0) -> list[Record]:
+    """Read ``topic`` from its start to the end it had when called, without committing anything
+    (so ``group_id`` starts from the beginning every time). Used to rebuild state from a
+    compacted topic; raises ``TimeoutError`` if the end is not reached in ``timeout`` seconds."""
+    import time
+
+    (state,) = bus.describe_topics([topic])
+    wanted = {p.partition: p.end_offset for p in state.partitions if p.end_offset > p.start_offset}
+    records: list[Record] = []
+    if not wanted:
+        return records
+    consumer = bus.consumer(group_id, [topic], auto_offset_reset="earliest")
+    deadline = time.monotonic() + timeout
+    try:
+        while wanted:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: still {len(wanted)} partition(s) short of their end after {timeout:g} s")
+            for r in consumer.poll(5000, 0.2):
+                if r.partition in wanted and r.offset < wanted[r.partition]:
+                    records.append(r)
+                if r.partition in wanted and r.offset >= wanted[r.partition] - 1:
+                    del wanted[r.partition]
+    finally:
+        consumer.close()
+    return records

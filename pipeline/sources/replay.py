@@ -281,6 +281,22 @@ def _read_lines(path: Path, wanted: set[int]) -> dict[int, str]:
     return found
 
 
+def candle_prices(o: float, h: float, lo: float, c: float) -> tuple[float, float, float, float]:
+    """The four prices a replay makes of a candle: open, the extreme away from the close, the other
+    extreme, close (a backtest of the same candles takes the same path)."""
+    return (o, lo, h, c) if c >= o else (o, h, lo, c)
+
+
+def candle_times(start: int, span: int) -> tuple[int, int, int, int]:
+    """The times of a candle's four ticks: its start, a quarter, half way, its last millisecond."""
+    return (start, start + span // 4, start + span // 2, start + span - 1)
+
+
+def candle_spans(start: np.ndarray, interval_ms: int) -> np.ndarray:
+    """Each candle's span: its interval, or less when the next candle starts sooner."""
+    return np.minimum(np.diff(start, append=start[-1] + interval_ms), interval_ms)
+
+
 Tick = tuple[int, int, dict[str, Any], bool]  # (timestamp, symbol order, MarketData fields, closes a candle)
 
 
@@ -405,7 +421,7 @@ class ReplaySource(MarketSource):
             return
         interval = candles.interval_ms
         start = f["start"].to_numpy()
-        span = np.minimum(np.diff(start, append=start[-1] + interval), interval)
+        span = candle_spans(start, interval)
         window = max(DAY_MS - interval, 0)  # the earlier candles in the 24 h that end with this one
         left = np.searchsorted(start, start - window, side="left")
         index = pd.to_datetime(start, unit="ms")
@@ -425,8 +441,8 @@ class ReplaySource(MarketSource):
             # quarters of the volume whose running sums are exact, so any summation gives v back
             p3 = 0.75 * v
             volumes = (v / 4, v / 4, p3 - v / 2, v - p3)
-            prices = (o, lo, h, c) if c >= o else (o, h, lo, c)
-            times = (st, st + sp // 4, st + sp // 2, st + sp - 1)
+            prices = candle_prices(o, h, lo, c)
+            times = candle_times(st, sp)
             high, low, cum = o, o, pv
             for k in range(4):
                 price = prices[k]

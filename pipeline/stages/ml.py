@@ -28,21 +28,15 @@ from pipeline.ml.features import SEED_FEATURES, WARMUP_BARS, FeatureState
 from pipeline.ml.registry import ModelLoadError, ModelRecord, Registry
 from pipeline.runner import FEED_HEADER, REPLAY, REPLAY_HEADERS, Output, Stage
 from pipeline.topics import MARKET_DATA
+from pipeline.trading.risk import confidence_level
 from storage.db import Database
 
 log = logging.getLogger(__name__)
 
-# Seed 001: confidence >= 0.8 high (act), 0.6-0.8 medium (confirm), below low (ignore).
-HIGH, MEDIUM = 0.8, 0.6
-# Out-of-sample figures copied into every signal's metadata.
 # How often a symbol still warming up asks the store again for its history.
 WARM_RETRY_S = 2.0
+# Out-of-sample figures copied into every signal's metadata.
 METADATA_METRICS = ("accuracy", "precision_up", "recall_up", "r2", "mae_pct", "profit_pct", "samples")
-
-
-def confidence_level(confidence: float) -> str:
-    """Return seed 001's level of ``confidence``: high, medium or low."""
-    return "high" if confidence >= HIGH else "medium" if confidence >= MEDIUM else "low"
 
 
 def signal_of(expected_change_pct: float, buy_pct: float, sell_pct: float) -> str:

@@ -1,0 +1,248 @@
+"""decision: ``crypto.ml_signals`` + ``crypto.market_data`` (+ ``crypto.orders``) -> new orders on
+``crypto.orders``, decided by the backtrader strategy running live.
+
+A cerebro runs ``MLSignalStrategy`` on a ``LiveEventFeed`` on its own thread. This stage gathers
+each symbol's signals of one tick into a group (complete once every decision model has spoken, or
+when a later tick's signal comes), holds a group until market data of its symbol has reached the
+group's time (a signal for a symbol without market data is never acted on blindly; one held past
+``hold_ms`` of newer signals is dropped), then puts it on the feed and waits until the strategy
+has handled it: the orders it made are this batch's outputs, flushed before the inputs are
+committed.
+
+The strategy sizes from a replica of the virtual exchange, fed the ticks the signals were made at
+and the orders it makes, so it decides exactly as a backtest of the same history would. The replica
+adopts the live exchange's status messages as they come, which corrects it when the two part
+(ticks without signals, manual orders, a restart), and is rebuilt from ``crypto.orders`` on the
+first batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pipeline.bus.base import Bus, Record, read_to_end
+from pipeline.errors import BadMessageError, TransientError
+from pipeline.messages import MarketData, Message, MLSignal, Order, decode
+from pipeline.runner import Stage
+from pipeline.topics import MARKET_DATA, ML_SIGNALS, ORDERS
+from pipeline.trading.exchange import DEFAULT_ACCOUNT, UPDATED_BY, Exchange, ExchangeSettings, OrderRejected, account_of
+from pipeline.trading.risk import RiskSettings
+from pipeline.trading.strategy import (
+    SIGNALS, TICK, Barrier, Desk, LiveEventFeed, MLSignalStrategy, ModelSignal, SignalGroup, bt)
+
+log = logging.getLogger(__name__)
+
+HANDLED_TIMEOUT_S = 30.0
+
+
+@dataclass
+class _Forming:
+    timestamp: int
+    price: float
+    signals: dict[str, MLSignal] = field(default_factory=dict)
+
+
+class DecisionStage(Stage):
+    """Runs on its runner's thread; the strategy runs on the cerebro thread this stage starts."""
+
+    name: ClassVar[str] = "decision"
+    inputs: ClassVar[tuple[str, ...]] = (ML_SIGNALS, MARKET_DATA, ORDERS)
+    offset_reset: ClassVar[str] = "latest"
+
+    def __init__(self, bus: Bus, *, model: str = "random_forest", confirm_models: tuple[str, ...] = (),
+                 risk: RiskSettings | None = None, exchange: ExchangeSettings | None = None,
+                 hold_ms: int = 120_000, account: str = DEFAULT_ACCOUNT) -> None:
+        self.bus = bus
+        self.models = (model, *[m for m in confirm_models if m != model])
+        self.desk = Desk(Exchange(exchange or ExchangeSettings()), risk or RiskSettings(), model,
+                         tuple(confirm_models), account=account, keep_statuses=False)
+        self.hold_ms = hold_ms
+        self.forming: dict[str, _Forming] = {}
+        self.held: dict[str, deque[SignalGroup | list[Any]]] = {}
+        self.market_ts: dict[str, int] = {}
+        self.counts: Counter[str] = Counter()
+        self.rebuilt = False
+        self.deferred: list[Order] = []
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    @property
+    def exchange(self) -> Exchange:
+        return self.desk.exchange
+
+    @property
+    def skipped(self) -> Counter[str]:
+        """Why signals made no order (the strategy's reasons and this stage's)."""
+        return self.desk.skipped + self.counts
+
+    # -- the cerebro thread ---------------------------------------------------------------------
+
+    def _start_cerebro(self) -> None:
+        cerebro = bt.Cerebro(stdstats=False, exactbars=1, quicknotify=True)
+        cerebro.adddata(LiveEventFeed(queue=self._queue, qcheck=0.5), name="bus")
+        cerebro.addstrategy(MLSignalStrategy, desk=self.desk)
+
+        def run() -> None:
+            try:
+                cerebro.run()
+            except BaseException as exc:  # the stage raises it on its next batch
+                log.exception("decision: the strategy stopped")
+                self._failure = exc
+
+        self._thread = threading.Thread(target=run, name="decision:cerebro", daemon=True)
+        self._thread.start()
+
+    def _handle(self, points: list[list[Any]]) -> list[Order]:
+        """Put ``points`` on the feed, wait until the strategy handled them, return its orders."""
+        if not points:
+            return []
+        if self._thread is None:
+            self._start_cerebro()
+        if self._failure is not None or (self._thread is not None and not self._thread.is_alive()):
+            raise RuntimeError(f"the decision strategy is not running: {self._failure!r}")
+        for p in points:
+            self._queue.put(p)
+        barrier = Barrier()
+        self._queue.put(barrier)
+        if not barrier.wait(HANDLED_TIMEOUT_S):
+            raise TransientError(f"the strategy did not handle {len(points)} points in {HANDLED_TIMEOUT_S:g} s")
+        orders, self.desk.orders = self.desk.orders, []
+        return orders
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(LiveEventFeed.STOP)
+            self._thread.join(5.0)
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def prepare_record(self, message: Message, record: Record) -> Any:
+        return message, record
+
+    def rebuild(self) -> None:
+        """Adopt every order's last state on the topic (the live exchange's word)."""
+        latest: dict[bytes | None, Record] = {}
+        for r in read_to_end(self.bus, ORDERS, f"{self.name}-rebuild"):
+            latest[r.key] = r
+        for r in sorted(latest.values(), key=lambda r: r.offset):
+            try:
+                order = decode(ORDERS, r.value or b"", Order)
+            except BadMessageError:
+                continue
+            if account_of(order) == self.desk.account:
+                self.exchange.receive(order, authoritative=False)
+        self.rebuilt = True
+
+    def process_batch(self, messages: list[Any]) -> list[Message]:
+        if not self.rebuilt:
+            self.rebuild()
+        out: list[Message] = []
+        points: list[list[Any]] = []
+        for message, record in messages:
+            if isinstance(message, MLSignal):
+                self._signal(message, points)
+            elif isinstance(message, MarketData):
+                ts = message.timestamp
+                if ts > self.market_ts.get(message.symbol, 0):
+                    self.market_ts[message.symbol] = ts
+                    self._release(message.symbol, points)
+            elif isinstance(message, Order):
+                out.extend(self._handle(points))  # the replica takes the order between the points around it
+                points = []
+                self._order(message)
+                self._adopt_due()
+        out.extend(self._handle(points))
+        self._adopt_due()
+        return out
+
+    def _adopt_due(self) -> None:
+        """Adopt the exchange's messages about moments the replica has reached. One about a later
+        moment waits: adopted now, it would show the strategy a fill or close from its future."""
+        if not self.deferred:
+            return
+        later = []
+        for order in self.deferred:
+            last = self.exchange.last.get(order.symbol)
+            if last is not None and _event_time(order) <= last[0]:
+                self._receive(order)
+            else:
+                later.append(order)
+        self.deferred = later
+
+    def _receive(self, order: Order) -> None:
+        try:
+            self.exchange.receive(order, authoritative=False)
+        except OrderRejected:
+            pass  # the live exchange dead-letters it and says it CANCELLED; the replica adopts that
+
+    def _order(self, order: Order) -> None:
+        if account_of(order) != self.desk.account:
+            return
+        if order.metadata.get("created_by") == "backtrader_engine" and order.status == "PENDING":
+            return  # our own order coming back; the replica has it
+        if order.metadata.get("updated_by") == UPDATED_BY:
+            self.deferred.append(order)
+        else:
+            self._receive(order)  # the trader's: a manual order or a cancel request
+
+    def _signal(self, signal: MLSignal, points: list[list[Any]]) -> None:
+        if signal.model not in self.models:
+            return
+        symbol = signal.symbol
+        forming = self.forming.get(symbol)
+        if forming is not None and signal.timestamp < forming.timestamp:
+            self.counts["signal out of order"] += 1
+            return
+        if forming is not None and signal.timestamp > forming.timestamp:
+            self._complete(symbol, points)
+            forming = None
+        if forming is None:
+            forming = self.forming[symbol] = _Forming(signal.timestamp, signal.current_price)
+        forming.signals[signal.model] = signal
+        if len(forming.signals) == len(self.models):
+            self._complete(symbol, points)
+
+    def _complete(self, symbol: str, points: list[list[Any]]) -> None:
+        forming = self.forming.pop(symbol)
+        tick = (TICK, symbol, forming.timestamp, forming.price)
+        primary = forming.signals.get(self.desk.model)
+        if primary is None:
+            point: list[Any] = [tick]  # the replica still sees the price
+        else:
+            others = tuple(_model_signal(s) for m, s in forming.signals.items() if m != self.desk.model)
+            group = SignalGroup(symbol, forming.timestamp, forming.price, _model_signal(primary), others,
+                                primary.features)
+            point = [tick, (SIGNALS, group)]
+        held = self.held.setdefault(symbol, deque())
+        held.append(point)
+        self._release(symbol, points)
+        newest = forming.timestamp
+        while held and held[0][0][2] < newest - self.hold_ms:
+            held.popleft()
+            self.counts["held without market data, expired"] += 1
+
+    def _release(self, symbol: str, points: list[list[Any]]) -> None:
+        held = self.held.get(symbol)
+        market = self.market_ts.get(symbol, 0)
+        while held and held[0][0][2] <= market:
+            points.append(held.popleft())
+        if held:
+            self.counts["held: waiting for market data"] = sum(len(h) for h in self.held.values())
+        else:
+            self.counts.pop("held: waiting for market data", None)
+
+
+def _event_time(order: Order) -> int:
+    """When what an exchange message says happened: the close, the fill or the cancel."""
+    m = order.metadata
+    return int(m.get("closed_at") or m.get("cancelled_at") or m.get("filled_at") or order.timestamp)
+
+
+def _model_signal(s: MLSignal) -> ModelSignal:
+    return ModelSignal(s.model, s.signal, s.confidence, s.expected_change_pct)

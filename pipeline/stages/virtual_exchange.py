@@ -1,0 +1,150 @@
+"""virtual-exchange: ``crypto.orders`` + ``crypto.market_data`` -> status changes on ``crypto.orders``.
+
+The paper exchange (``pipeline.trading.exchange.Exchange``) runs here, the only place whose status
+messages count. It fills orders at the next tick, triggers stops and targets, and says every
+change on ``crypto.orders`` keyed by order id, so the compacted topic keeps each order's last
+state. On its first batch it rebuilds the account from that topic (each order's last state), so
+a restart finds the exact same cash, positions and pending orders. An order that breaks a rule is
+dead-lettered with the rule and said CANCELLED with it, never filled.
+
+The account is also written to SQLite for the Portfolio page: each order's last state, a snapshot
+of the account, and an equity point per minute of market time and at every fill.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, ClassVar
+
+import orjson
+import sqlite_utils
+
+from pipeline.bus.base import Bus, Record, read_to_end
+from pipeline.errors import BadMessageError
+from pipeline.messages import MarketData, Message, Order, decode
+from pipeline.runner import Stage
+from pipeline.topics import MARKET_DATA, ORDERS
+from pipeline.trading.exchange import DEFAULT_ACCOUNT, UPDATED_BY, Exchange, ExchangeSettings, OrderRejected, account_of
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+EQUITY_EVERY_MS = 60_000
+
+
+class VirtualExchangeStage(Stage):
+    """Runs on its runner's thread; ``snapshot`` may be read from any thread (a copy)."""
+
+    name: ClassVar[str] = "virtual-exchange"
+    inputs: ClassVar[tuple[str, ...]] = (ORDERS, MARKET_DATA)
+    # Fills are about now; orders from before a start come from the rebuild.
+    offset_reset: ClassVar[str] = "latest"
+
+    def __init__(self, bus: Bus, db: Database | None, settings: ExchangeSettings | None = None, *,
+                 account: str = DEFAULT_ACCOUNT) -> None:
+        self.bus = bus
+        self.account = account
+        self.db = db
+        self.exchange = Exchange(settings or ExchangeSettings())
+        self.rebuilt = False
+        self.rejected = 0
+        self._equity_at = 0
+        self._snapshot: dict[str, Any] = {}
+
+    def prepare_record(self, message: Message, record: Record) -> Any:
+        return message, record
+
+    def rebuild(self) -> list[Order]:
+        """Adopt every order's last state on the topic; return the repairs to publish."""
+        started = time.monotonic()
+        records = read_to_end(self.bus, ORDERS, f"{self.name}-rebuild")
+        latest: dict[bytes | None, Record] = {}
+        for r in records:  # what compaction will leave: the last message of each key
+            latest[r.key] = r
+        restored = 0
+        for r in sorted(latest.values(), key=lambda r: r.offset):
+            try:
+                order = decode(ORDERS, r.value or b"", Order)
+            except BadMessageError:
+                continue  # dead-lettered when it was first read
+            if account_of(order) != self.account:
+                continue
+            self.exchange.receive(order, authoritative=False)
+            restored += 1
+        self.rebuilt = True
+        log.info("virtual-exchange: rebuilt %d orders from %s in %.2f s: cash %.2f, %d open, %d pending",
+                 restored, ORDERS, time.monotonic() - started, self.exchange.cash,
+                 len(self.exchange.positions()), len(self.exchange.pending_orders()))
+        return self.exchange.repairs()
+
+    def process_batch(self, messages: list[Any]) -> list[Message]:
+        out: list[Order] = [] if self.rebuilt else self.rebuild()
+        ex = self.exchange
+        received: list[Order] = []
+        for message, record in messages:
+            if isinstance(message, MarketData):
+                out.extend(ex.on_tick(message.symbol, message.timestamp, message.price))
+                continue
+            order: Order = message
+            if account_of(order) != self.account:
+                continue  # another paper account's
+            if order.metadata.get("updated_by") == UPDATED_BY:
+                ex.receive(order)  # our own word coming back: nothing to do, unless we restarted
+                continue
+            try:
+                out.extend(ex.receive(order))
+                received.append(order)
+            except OrderRejected as exc:
+                self.rejected += 1
+                self.reject(record, exc)
+                if order.order_id not in ex.books and order.status == "PENDING":
+                    meta = {**order.metadata, "updated_by": UPDATED_BY, "reason": f"rejected: {exc}",
+                            "cancelled_at": order.timestamp}
+                    out.append(order.model_copy(update={"status": "CANCELLED", "metadata": meta}))
+        if self.db is not None and (out or received or messages):
+            self._store(received + out)
+        return list(out)
+
+    # -- SQLite ---------------------------------------------------------------------------------
+
+    def _store(self, orders: list[Order]) -> None:
+        snapshot = self.exchange.snapshot()
+        self._snapshot = snapshot
+        now = max((t for t, _ in self.exchange.last.values()), default=0)
+        point = None
+        fills = any(o.status in ("FILLED", "CLOSED") for o in orders)
+        if now and (fills or now - self._equity_at >= EQUITY_EVERY_MS):
+            self._equity_at = now
+            point = (now, snapshot["cash"], snapshot["equity"], snapshot["exposure"], snapshot["fees_paid"],
+                     snapshot["realized"])
+        rows = [_row(o) for o in orders]
+        state = orjson.dumps(snapshot).decode()
+
+        def write(db: sqlite_utils.Database) -> None:
+            if rows:
+                db.conn.executemany(
+                    "INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(order_id) "
+                    "DO UPDATE SET status=excluded.status, updated_at=excluded.updated_at, "
+                    "fill_price=excluded.fill_price, fill_fee=excluded.fill_fee, filled_at=excluded.filled_at, "
+                    "exit_price=excluded.exit_price, exit_fee=excluded.exit_fee, closed_at=excluded.closed_at, "
+                    "exit_reason=excluded.exit_reason, pnl=excluded.pnl, reason=excluded.reason, "
+                    "message=excluded.message "
+                    "WHERE excluded.status != 'PENDING' OR orders.status = 'PENDING'", rows)
+            if point is not None:
+                db.conn.execute("INSERT OR REPLACE INTO portfolio_equity VALUES (?,?,?,?,?,?)", point)
+            db.conn.execute("INSERT OR REPLACE INTO portfolio_state VALUES (1, ?, ?)", (int(time.time() * 1000), state))
+
+        self.db.write(write)
+
+    def snapshot(self) -> dict[str, Any]:
+        return dict(self._snapshot)
+
+
+def _row(o: Order) -> tuple[Any, ...]:
+    m = o.metadata
+    updated = max(int(m.get(k) or 0) for k in ("filled_at", "closed_at", "cancelled_at")) or o.timestamp
+    return (o.order_id, o.symbol, o.action, o.order_type, o.status, o.quantity, o.price, o.timestamp, updated,
+            o.strategy, o.trigger_signal.model, m.get("fill_price"), m.get("fill_fee"), m.get("filled_at"),
+            m.get("exit_price"), m.get("exit_fee"), m.get("closed_at"), m.get("exit_reason"), m.get("pnl"),
+            m.get("reason"), m.get("closes"), orjson.dumps(o.model_dump(mode="json")).decode())
