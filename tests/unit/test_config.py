@@ -13,8 +13,11 @@ def test_defaults_mean_embedded_bus_under_data() -> None:
     config = load_config({})
     assert config.bus_kind == "embedded" and config.data_dir == Path("data")
     assert "BTCUSDT" in config.symbols
-    assert config.stages == ("simulator", "market-store", "ml", "signal-store", "normalizer", "enricher",
-                             "behaviour", "journal-store", "api")
+    assert config.stages == ("simulator", "market-store", "ml", "signal-store", "decision", "virtual-exchange",
+                             "normalizer", "enricher", "behaviour", "journal-store", "api")
+    assert "notifier" not in config.stages  # off unless a webhook is set
+    assert (config.risk.stop_loss_pct, config.risk.take_profit_pct) == (2.0, 5.0)  # seed 001's -2 % / +5 %
+    assert config.exchange.starting_balance == 10_000.0  # seed 002
     assert config.ml_models == ("random_forest", "svm", "logistic_regression")
     assert (config.ml_buy_pct, config.ml_sell_pct) == (1.5, -1.5)  # seed 001's signal mapping
     assert (config.api_host, config.api_port, config.user_id) == ("127.0.0.1", 8000, "trader")
@@ -71,3 +74,32 @@ def test_bad_settings_fail_with_one_clear_line(env: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(env, KNOWN_STAGES)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_webhook_turns_the_notifier_on_and_is_never_shown() -> None:
+    url = "https://discord.com/api/webhooks/123/secret-token"
+    config = load_config({"DISCORD_WEBHOOK_URL": url})
+    assert config.stages[-1] == "notifier"
+    assert "secret-token" not in str(config.redacted()) and "secret-token" not in repr(config)
+    with pytest.raises(ConfigError, match="NOTIFY_WEBHOOK_URL must be an http") as err:
+        load_config({"NOTIFY_WEBHOOK_URL": "ftp://example.com/token-xyz"})
+    assert "token-xyz" not in str(err.value)
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"STOP_LOSS_PCT": "0"}, "STOP_LOSS_PCT"), ({"POSITION_PCT": "150"}, "POSITION_PCT"),
+    ({"POSITION_SIZING": "martingale"}, "POSITION_SIZING"), ({"DECISION_MODEL": "oracle"}, "DECISION_MODEL"),
+    ({"DECISION_CONFIRM_MODELS": "svm,oracle"}, "DECISION_CONFIRM_MODELS"),
+    ({"EXCHANGE_FEE_BPS": "-1"}, "EXCHANGE_FEE_BPS"), ({"STARTING_BALANCE_USDT": "abc"}, "STARTING_BALANCE_USDT"),
+])
+def test_bad_risk_and_exchange_settings_are_refused_by_name(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_config(env)
+
+
+def test_risk_settings_come_from_the_environment() -> None:
+    config = load_config({"POSITION_SIZING": "fixed_risk", "RISK_PER_TRADE_PCT": "0.5", "TRAILING_STOP_PCT": "1.5",
+                          "DECISION_CONFIRM_MODELS": "svm, logistic_regression", "EXCHANGE_SLIPPAGE_BPS": "2"})
+    assert (config.risk.sizing, config.risk.risk_pct, config.risk.trailing_stop_pct) == ("fixed_risk", 0.5, 1.5)
+    assert config.decision_confirm_models == ("svm", "logistic_regression")
+    assert config.exchange.slippage_bps == 2.0
