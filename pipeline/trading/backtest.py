@@ -191,7 +191,6 @@ def prepare(bars: Mapping[str, pd.DataFrame], predictors: Mapping[tuple[str, str
     first = next(iter(bars.values())).set_index("start").reindex(slots).ffill().bfill()
     clock = pd.DataFrame({k: first[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close", "volume")},
                          index=pd.to_datetime(slots, unit="ms"))
-    clock["openinterest"] = 0.0
     return TickPlan(symbols, slots, model, confirm_models), clock
 
 
@@ -224,7 +223,7 @@ def run_backtest(bars: Mapping[str, pd.DataFrame], predictors: Mapping[tuple[str
             progress(i / n, f"bar {i:,} of {n:,}")
 
     desk.on_point = on_point
-    cerebro = bt.Cerebro(stdstats=False, runonce=False, preload=True)
+    cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(BarEventFeed(dataname=clock, plan=plan))
     cerebro.addstrategy(MLSignalStrategy, desk=desk)
     run_started = time.perf_counter()

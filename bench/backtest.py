@@ -1,0 +1,478 @@
+"""Backtests and the trading stages: backtest speed next to bare backtrader, orders through the
+virtual exchange, and the decision stage's signal-to-order latency.
+
+    python -m bench.backtest [--bars N] [--repeat R] [--backend embedded|kafka] [--orders M]
+                             [--signals K] [--rate S] [--year] [--parts backtest exchange decision]
+
+Three measurements, each printed as JSON lines:
+
+* ``backtest``: ``run_backtest`` (ours: the live path's four ticks a bar, the virtual exchange, the
+  strategy's rules) and the same ``MLSignalStrategy`` rules on bare backtrader (its own broker and
+  bracket orders, one precomputed signal group a bar, the one at the bar's close), alternately in
+  each repeat, on the same N simulator bars and the same random-forest model. Only ``cerebro.run()``
+  is timed for both: ``ours_bars_per_s`` and ``bare_bars_per_s``; ``overhead_pct`` is how much
+  faster bare is; ``ours_total_bars_per_s`` includes computing every tick's features and signals
+  (``signals_s``). One line per repeat, then one with the medians (``"summary": true``). ``--year``
+  adds one run of ``run_backtest`` on a year of 1-minute bars (525,600) and its wall time.
+* ``virtual_exchange``: M PENDING BUY orders of one fresh account over a few symbols, with ticks
+  that fill them, published onto the bus; ``orders_per_s`` is M over the time from the first
+  publish until the stage has produced the FILLED status of every order.
+* ``decision_latency``: K signals (high confidence, BUY and SELL alternating per symbol, each after
+  a tick of its symbol at the same time) offered at S per second; per order made, the time from
+  the signal's produce call to the moment a consumer of crypto.orders receives the order.
+
+The stages run in this process on their own threads, as in the app, with group ids of their own
+(``offset_reset`` is "latest": each is warmed up with ticks until it has processed some first).
+The bus is the embedded SQLite log under a temporary folder, or Kafka with ``--backend kafka`` and
+KAFKA_BOOTSTRAP_SERVERS. The exchange's SQLite writes go to a temporary ``desk.db``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from bench.bus import make_bus
+from pipeline.messages import MarketData, MLSignal, Order, RiskManagement, TriggerSignal, encode
+from pipeline.ml.data import bars_from_simulator
+from pipeline.ml.evaluate import make_dataset
+from pipeline.ml.models import fit_predictor
+from pipeline.runner import StageRunner
+from pipeline.stages.decision import DecisionStage
+from pipeline.stages.virtual_exchange import VirtualExchangeStage
+from pipeline.topics import CATALOG, MARKET_DATA, ML_SIGNALS, ORDERS
+from pipeline.trading.backtest import SIGNAL_CODES, model_signals, run_backtest, tick_features
+from pipeline.trading.exchange import Exchange, ExchangeSettings
+from pipeline.trading.risk import MEDIUM_CONFIDENCE, RiskSettings
+from pipeline.trading.strategy import Desk, MLSignalStrategy, ModelSignal, SignalGroup, bt
+from pipeline.wiring import tune_gc
+from storage.db import Database
+
+SYMBOL = "BTCUSDT"
+MODEL = "random_forest"
+HORIZON = 15
+BUY_PCT, SELL_PCT = 0.05, -0.05
+YEAR_BARS = 525_600
+YEAR_TARGET_S = 90.0
+START_CASH = 10_000.0
+COMMISSION = 0.001
+
+
+# --------------------------------------------------------------------------- 1. backtest
+
+
+class BareSignals:
+    """The signal at each bar's close (tick 3), computed before the run."""
+
+    def __init__(self, symbol: str, times: np.ndarray, prices: np.ndarray, code: np.ndarray, conf: np.ndarray,
+                 change: np.ndarray, levels: np.ndarray) -> None:
+        self.symbol = symbol
+        self.times = times[:, 3].tolist()
+        self.prices = prices[:, 3].tolist()
+        self.code = code[:, 3].tolist()
+        self.conf = conf[:, 3].tolist()
+        self.change = change[:, 3].tolist()
+        self.levels = levels[:, 3].tolist()
+        self.act = ((code[:, 3] != 0) & (conf[:, 3] >= MEDIUM_CONFIDENCE)).tolist()
+
+    def group(self, i: int) -> SignalGroup:
+        ma7, ma25, rsi = self.levels[i]
+        return SignalGroup(self.symbol, self.times[i], self.prices[i],
+                           ModelSignal(MODEL, SIGNAL_CODES[self.code[i]], self.conf[i], self.change[i]), (),
+                           {"ma_7": ma7, "ma_25": ma25, "rsi_14": rsi})
+
+
+class BareStrategy(MLSignalStrategy):
+    """``MLSignalStrategy``'s rules on backtrader's own broker: a BUY is a market bracket order
+    (stop-loss and take-profit children), a SELL cancels the brackets and closes the position."""
+
+    params = (("signals", None),)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.signals: BareSignals = self.p.signals
+        self.pending: set[int] = set()  # refs of entry and close orders not done yet
+        self.children: list[Any] = []   # the open position's stop and take-profit orders
+        self.entry_id = ""
+        self.closed_trades = 0
+
+    def next(self) -> None:
+        i = len(self.data) - 1
+        if self.signals.act[i]:
+            self.on_signals(self.signals.group(i))
+
+    def notify_order(self, order: Any) -> None:
+        if order.status not in (order.Submitted, order.Accepted):
+            self.pending.discard(order.ref)
+
+    def notify_trade(self, trade: Any) -> None:
+        if trade.isclosed:
+            self.closed_trades += 1
+
+    def equity(self) -> float:
+        return self.broker.getvalue()
+
+    def cash(self) -> float:
+        return self.broker.getcash()
+
+    def exposure(self, symbol: str | None = None) -> float:
+        size = self.getposition(self.data).size
+        return size * self.data.close[0] if size > 0 else 0.0
+
+    def open_quantities(self, symbol: str) -> list[tuple[str, float]]:
+        size = self.getposition(self.data).size
+        return [(self.entry_id, size)] if size > 0 else []
+
+    def has_pending(self, symbol: str) -> bool:
+        return bool(self.pending)
+
+    def cost_rate(self) -> float:
+        return COMMISSION
+
+    def submit(self, order: Order) -> None:
+        self.desk.orders.append(order)
+        if order.action == "BUY":
+            rm = order.risk_management
+            main, stop, limit = self.buy_bracket(size=order.quantity, stopprice=rm.stop_loss,
+                                                 limitprice=rm.take_profit, exectype=bt.Order.Market)
+            self.pending.add(main.ref)
+            self.children = [stop, limit]
+            self.entry_id = order.order_id
+        else:
+            for child in self.children:
+                self.cancel(child)
+            self.children = []
+            close = self.close()
+            if close is not None:
+                self.pending.add(close.ref)
+
+
+def run_bare(bars: pd.DataFrame, signals: BareSignals) -> tuple[float, int, int]:
+    """Run ``BareStrategy`` on bare backtrader; return (seconds of cerebro.run(), closed trades, orders)."""
+    frame = bars[["open", "high", "low", "close", "volume"]].copy()
+    frame.index = pd.to_datetime(bars["start"].to_numpy(), unit="ms")
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=frame))
+    cerebro.broker.setcash(START_CASH)
+    cerebro.broker.setcommission(commission=COMMISSION)
+    desk = Desk(Exchange(), RiskSettings(), MODEL)
+    cerebro.addstrategy(BareStrategy, desk=desk, signals=signals)
+    started = time.perf_counter()
+    (strategy,) = cerebro.run()
+    seconds = time.perf_counter() - started
+    return seconds, strategy.closed_trades, len(desk.orders)
+
+
+def train_model() -> Any:
+    """Fit the random forest once, on simulator bars other than the backtest's."""
+    train = bars_from_simulator(SYMBOL, 5_000, seed=1)
+    X, y, _ = make_dataset(train, HORIZON)
+    return fit_predictor(MODEL, X.to_numpy(), y, HORIZON)
+
+
+def bench_backtest(n_bars: int, repeat: int, predictor: Any) -> list[dict[str, Any]]:
+    bars = bars_from_simulator(SYMBOL, n_bars, seed=2)
+    predictors = {(SYMBOL, MODEL): predictor}
+    # The bare run's signals, with the functions run_backtest uses, outside any timing.
+    times, prices, X, levels = tick_features(bars, 60_000)
+    code, conf, change = model_signals(predictor, X, BUY_PCT, SELL_PCT)
+    signals = BareSignals(SYMBOL, times, prices, code, conf, change, levels)
+    del X
+    runs = []
+    for _ in range(repeat):
+        result = run_backtest({SYMBOL: bars}, predictors, model=MODEL, buy_pct=BUY_PCT, sell_pct=SELL_PCT)
+        bare_s, bare_trades, bare_orders = run_bare(bars, signals)
+        t = result.timings
+        ours_bps, bare_bps = n_bars / t["backtrader"], n_bars / bare_s
+        line = {"bench": "backtest", "bars": n_bars, "ours_bars_per_s": round(ours_bps),
+                "ours_total_bars_per_s": round(n_bars / t["total"]), "bare_bars_per_s": round(bare_bps),
+                "overhead_pct": round((bare_bps / ours_bps - 1) * 100, 1), "ours_trades": result.metrics["trades"],
+                "bare_trades": bare_trades, "ours_orders": result.metrics["orders"], "bare_orders": bare_orders,
+                "signals_s": t["signals"], "ours_backtrader_s": t["backtrader"], "bare_s": round(bare_s, 3)}
+        print(json.dumps(line), flush=True)
+        runs.append(line)
+    summary = {"bench": "backtest", "summary": True, "bars": n_bars, "repeat": repeat}
+    for key in ("ours_bars_per_s", "ours_total_bars_per_s", "bare_bars_per_s", "overhead_pct", "signals_s",
+                "ours_trades", "bare_trades"):
+        summary[key] = statistics.median(r[key] for r in runs)
+    print(json.dumps(summary), flush=True)
+    return runs
+
+
+def bench_year(predictor: Any) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    bars = bars_from_simulator(SYMBOL, YEAR_BARS, seed=3)
+    simulate_s = time.perf_counter() - t0
+    started = time.perf_counter()
+    result = run_backtest({SYMBOL: bars}, {(SYMBOL, MODEL): predictor}, model=MODEL, buy_pct=BUY_PCT,
+                          sell_pct=SELL_PCT)
+    seconds = time.perf_counter() - started
+    line = {"bench": "backtest", "year": True, "bars": YEAR_BARS, "seconds": round(seconds, 2),
+            "target_s": YEAR_TARGET_S, "within_target": seconds <= YEAR_TARGET_S,
+            "signals_s": result.timings["signals"], "backtrader_s": result.timings["backtrader"],
+            "trades": result.metrics["trades"], "simulate_s": round(simulate_s, 2)}
+    print(json.dumps(line), flush=True)
+    return line
+
+
+# --------------------------------------------------------------------------- bus helpers
+
+
+def symbols_for(n: int, salt: str) -> list[str]:
+    """``n`` distinct symbols of this run (letters only, then USDT)."""
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    base = "".join(letters[int(c, 16) % 26] for c in salt[:3])
+    return [f"{base}{letters[i // 26]}{letters[i % 26]}USDT" for i in range(n)]
+
+
+def tick(symbol: str, ts: int, price: float) -> bytes:
+    return encode(MarketData(symbol=symbol, timestamp=ts, price=price, open=price, high=price * 1.02,
+                             low=price * 0.98, volume=1e6, price_change_pct=0.1, tick_volume=1.0))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def warm_up(runner: StageRunner, producer: Any, symbols: list[str], price: dict[str, float],
+            extra: threading.Event | None = None, timeout: float = 120.0) -> None:
+    """Publish ticks until the stage has processed some (it joined and found the topics' ends)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ts = now_ms()
+        for s in symbols:
+            producer.produce(MARKET_DATA, tick(s, ts, price[s]), key=s.encode())
+        producer.flush(30)
+        time.sleep(0.2)
+        if runner.health.snapshot().processed > 0 and (extra is None or extra.is_set()):
+            time.sleep(1.0)  # let the partitions of the other inputs find their ends too
+            return
+    raise SystemExit(f"{runner.name} did not start processing: {runner.health.snapshot()}")
+
+
+# --------------------------------------------------------------------------- 2. virtual exchange
+
+
+def bench_exchange(backend: str, n_orders: int, folder: Path, n_symbols: int = 4) -> dict[str, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
+    salt = uuid.uuid4().hex[:8]
+    account = f"bench-{salt}"
+    symbols = symbols_for(n_symbols, salt)
+    price = {s: 100.0 + 10 * i for i, s in enumerate(symbols)}
+    bus = make_bus(backend, str(folder))
+    bus.create_topics(CATALOG.values())
+    db = Database(folder / "desk.db")
+
+    class Stage(VirtualExchangeStage):
+        name: ClassVar[str] = f"virtual-exchange-bench-{salt}"
+
+    stage = Stage(bus, db, ExchangeSettings(starting_balance=1e12), account=account)
+    runner = StageRunner(stage, bus)
+    producer = bus.producer()
+    runner.start()
+    warm_up(runner, producer, symbols, price)
+
+    base = now_ms()
+    orders = []
+    for i in range(n_orders):
+        s = symbols[i % n_symbols]
+        p = price[s]
+        order = Order(order_id=f"ORD-BENCH-{salt}-{i:07d}-B", symbol=s, timestamp=base, action="BUY",
+                      order_type="MARKET", quantity=1.0, price=p, total_value=p, status="PENDING",
+                      strategy="bench", trigger_signal=TriggerSignal(model=MODEL, confidence=0.9,
+                                                                     expected_change_pct=1.0),
+                      risk_management=RiskManagement(stop_loss=p * 0.98, take_profit=p * 1.05,
+                                                     stop_loss_pct=-2.0, take_profit_pct=5.0),
+                      metadata={"account": account, "created_by": "bench"})
+        orders.append((order.key(), encode(order)))
+    produced0 = runner.health.snapshot().produced
+    last_ts = base
+
+    def ticks() -> None:
+        nonlocal last_ts
+        last_ts = max(now_ms(), last_ts + 1)
+        for s in symbols:
+            producer.produce(MARKET_DATA, tick(s, last_ts, price[s]), key=s.encode())
+
+    t0 = time.perf_counter()
+    for i, (key, value) in enumerate(orders):
+        producer.produce(ORDERS, value, key=key)
+        if i % 500 == 499:
+            ticks()
+    ticks()
+    producer.flush(120)
+    deadline = time.monotonic() + max(120.0, n_orders / 100)
+    done = 0
+    while time.monotonic() < deadline:
+        done = runner.health.snapshot().produced - produced0
+        if done >= n_orders:
+            break
+        time.sleep(0.001)
+    elapsed = time.perf_counter() - t0
+    runner.stop()
+    health = runner.health.snapshot()
+    books = [b for b in stage.exchange.books.values() if b.order.metadata.get("account") == account]
+    fills = sum(1 for b in books if b.status == "FILLED")
+    cancelled = sum(1 for b in books if b.status == "CANCELLED")
+    producer.close()
+    db.close()
+    bus.close()
+    line = {"bench": "virtual_exchange", "backend": backend, "orders": n_orders, "symbols": n_symbols,
+            "seconds": round(elapsed, 3), "orders_per_s": round(done / elapsed, 1), "fills": fills,
+            "cancelled": cancelled, "rejected": stage.rejected, "dead_lettered": health.dead_lettered}
+    if done < n_orders:
+        line["error"] = f"only {done} of {n_orders} statuses produced"
+    print(json.dumps(line), flush=True)
+    return line
+
+
+# --------------------------------------------------------------------------- 3. decision latency
+
+
+class _Orders(threading.Thread):
+    """Reads crypto.orders and records when each (symbol, timestamp) of this run's orders arrived."""
+
+    def __init__(self, bus: Any, group: str, symbols: set[str]) -> None:
+        super().__init__(daemon=True)
+        self.consumer = bus.consumer(group, [ORDERS], auto_offset_reset="latest")
+        self.symbols = {s.encode() for s in symbols}
+        self.seen: dict[tuple[bytes, int], float] = {}
+        self.stop = threading.Event()
+        self.assigned = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            records = self.consumer.poll(5000, 0.1)
+            if not self.assigned.is_set() and self.consumer.assignment():
+                self.assigned.set()
+            now = time.time() * 1000
+            for r in records:
+                parts = (r.key or b"").split(b"-")  # ORD-<yyyymmdd>-<symbol>-<ts>-B|S
+                if len(parts) == 5 and parts[2] in self.symbols:
+                    if orjson.loads(r.value or b"{}").get("status") == "PENDING":
+                        self.seen.setdefault((parts[2], int(parts[3])), now)
+        self.consumer.close()
+
+
+def bench_decision(backend: str, n_signals: int, rate: float, folder: Path, n_symbols: int = 4) -> dict[str, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
+    salt = uuid.uuid4().hex[:8]
+    account = f"bench-{salt}"
+    symbols = symbols_for(n_symbols, salt)
+    price = {s: 100.0 + 10 * i for i, s in enumerate(symbols)}
+    bus = make_bus(backend, str(folder))
+    bus.create_topics(CATALOG.values())
+
+    class Stage(DecisionStage):
+        name: ClassVar[str] = f"decision-bench-{salt}"
+
+    stage = Stage(bus, model=MODEL, account=account)
+    runner = StageRunner(stage, bus)
+    reader = _Orders(bus, f"bench-orders-{salt}", set(symbols))
+    producer = bus.producer()
+    runner.start()
+    reader.start()
+    warm_up(runner, producer, symbols, price, extra=reader.assigned)
+
+    sent: dict[tuple[bytes, int], float] = {}
+    last = dict.fromkeys(symbols, 0)
+    side = dict.fromkeys(symbols, 0)
+    t0 = time.monotonic()
+    for i in range(n_signals):
+        due = t0 + i / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        s = symbols[i % n_symbols]
+        ts = last[s] = max(now_ms(), last[s] + 1)
+        p = price[s] * (1 + 0.001 * np.sin(i / 7))
+        signal = "BUY" if side[s] % 2 == 0 else "SELL"
+        side[s] += 1
+        change = 1.0 if signal == "BUY" else -1.0
+        message = MLSignal(symbol=s, timestamp=ts, model=MODEL, prediction_type="price",
+                           predicted_value=p * (1 + change / 100), current_price=p, expected_change_pct=change,
+                           confidence=0.9, signal=signal, features={"ma_7": p, "ma_25": p, "rsi_14": 50.0},
+                           metadata={"bench": salt})
+        value = encode(message)
+        producer.produce(MARKET_DATA, tick(s, ts, p), key=s.encode())
+        sent[(s.encode(), ts)] = time.time() * 1000
+        producer.produce(ML_SIGNALS, value, key=s.encode())
+    producer.flush(60)
+    offered_s = time.monotonic() - t0
+    # Wait until orders stop coming (at most 30 s after the last signal).
+    deadline = time.monotonic() + 30
+    count, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        n = len(reader.seen)
+        if n != count:
+            count, quiet_since = n, time.monotonic()
+        elif time.monotonic() - quiet_since > 2.0:
+            break
+        time.sleep(0.05)
+    reader.stop.set()
+    reader.join(5)
+    runner.stop()
+    health = runner.health.snapshot()
+    latencies = sorted(seen - sent[k] for k, seen in reader.seen.items() if k in sent)
+    q = np.percentile(latencies, [50, 99]) if latencies else [float("nan")] * 2
+    producer.close()
+    bus.close()
+    line = {"bench": "decision_latency", "backend": backend, "signals": n_signals, "symbols": n_symbols,
+            "rate_per_s": rate, "offered_s": round(offered_s, 2), "orders": len(latencies),
+            "latency_ms_p50": round(float(q[0]), 2), "latency_ms_p99": round(float(q[1]), 2),
+            "latency_ms_max": round(latencies[-1], 2) if latencies else None,
+            "skipped": dict(stage.skipped), "dead_lettered": health.dead_lettered}
+    print(json.dumps(line), flush=True)
+    return line
+
+
+# --------------------------------------------------------------------------- main
+
+PARTS = ("backtest", "exchange", "decision")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.backtest", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bars", type=int, default=50_000, help="bars of each side-by-side backtest")
+    parser.add_argument("--repeat", type=int, default=3, help="side-by-side backtest repeats")
+    parser.add_argument("--backend", choices=("embedded", "kafka"), default="embedded",
+                        help="kafka needs KAFKA_BOOTSTRAP_SERVERS")
+    parser.add_argument("--orders", type=int, default=20_000, help="orders through the virtual exchange")
+    parser.add_argument("--signals", type=int, default=2_000, help="signals offered to the decision stage")
+    parser.add_argument("--rate", type=float, default=200.0, help="signals per second offered")
+    parser.add_argument("--year", action="store_true", help=f"also backtest {YEAR_BARS:,} bars once (wall time)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    args = parser.parse_args(argv)
+    if "backtest" in args.parts or args.year:
+        predictor = train_model()
+        if "backtest" in args.parts:
+            bench_backtest(args.bars, args.repeat, predictor)
+        if args.year:
+            bench_year(predictor)
+    if "exchange" in args.parts or "decision" in args.parts:
+        tune_gc()  # as build_runtime does for the app's stages
+        with tempfile.TemporaryDirectory(prefix="bench-backtest-") as tmp:
+            os.environ["DATA_DIR"] = tmp  # nothing of this run lands in the desk's own data folder
+            if "exchange" in args.parts:
+                bench_exchange(args.backend, args.orders, Path(tmp) / "exchange")
+            if "decision" in args.parts:
+                bench_decision(args.backend, args.signals, args.rate, Path(tmp) / "decision")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
