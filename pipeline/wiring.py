@@ -34,6 +34,7 @@ from storage.db import Database
 if TYPE_CHECKING:
     from pipeline.ml.jobs import TrainingJob
     from pipeline.ml.registry import Registry
+    from pipeline.trading.jobs import BacktestJob, BacktestRequest
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class Runtime:
     _producer: Producer | None = field(default=None, repr=False)
     _registry: Registry | None = field(default=None, repr=False)
     _training: TrainingJob | None = field(default=None, repr=False)
+    _backtest: BacktestJob | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -203,6 +205,22 @@ class Runtime:
     def training(self) -> TrainingJob | None:
         """The last training job started from a page, if any."""
         return self._training
+
+    def backtest(self, request: BacktestRequest) -> BacktestJob:
+        """Start a backtest in the background unless one is running; return the job."""
+        from pipeline.trading.jobs import BacktestJob
+
+        with self._lock:
+            if self._backtest is not None and self._backtest.running:
+                return self._backtest
+            self._backtest = BacktestJob(self.config, self.db, request)
+        self._backtest.start()
+        return self._backtest
+
+    @property
+    def backtesting(self) -> BacktestJob | None:
+        """The last backtest started from a page, if any."""
+        return self._backtest
 
     def health(self) -> list[Health]:
         """Return a snapshot of every worker's health."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from storage.db import Database
@@ -66,3 +68,85 @@ def latest_signals(db: Database) -> pd.DataFrame:
         "(SELECT symbol, model, max(timestamp) AS ts FROM ml_signals GROUP BY symbol, model) l "
         "ON s.symbol=l.symbol AND s.model=l.model AND s.timestamp=l.ts ORDER BY s.symbol, s.model")
     return _signals_frame(rows)
+
+
+# --------------------------------------------------------------------------- paper portfolio
+
+ORDER_COLUMNS = ["order_id", "symbol", "action", "order_type", "status", "quantity", "price", "created_at",
+                 "updated_at", "strategy", "model", "fill_price", "fill_fee", "filled_at", "exit_price", "exit_fee",
+                 "closed_at", "exit_reason", "pnl", "reason", "closes"]
+EQUITY_COLUMNS = ["timestamp", "cash", "equity", "exposure", "fees_paid", "realized"]
+
+
+def orders(db: Database, symbol: str | None = None, status: str | None = None, limit: int = 500) -> pd.DataFrame:
+    """Return up to ``limit`` orders in their last state as the virtual exchange stored them, newest
+    first, with ``created``/``updated`` as UTC times."""
+    where, params = ["1=1"], []
+    if symbol:
+        where.append("symbol=?")
+        params.append(symbol)
+    if status:
+        where.append("status=?")
+        params.append(status)
+    rows = db.query(f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders WHERE {' AND '.join(where)} "
+                    "ORDER BY created_at DESC, order_id DESC LIMIT ?", (*params, limit))
+    frame = pd.DataFrame(rows, columns=ORDER_COLUMNS)
+    frame["created"] = pd.to_datetime(frame["created_at"], unit="ms", utc=True)
+    frame["updated"] = pd.to_datetime(frame["updated_at"], unit="ms", utc=True)
+    return frame
+
+
+def order_symbols(db: Database) -> list[str]:
+    """Return the symbols that have orders, alphabetically."""
+    return [r["symbol"] for r in db.query("SELECT DISTINCT symbol FROM orders ORDER BY symbol")]
+
+
+def traded_symbols(db: Database) -> list[str]:
+    """Return the symbols of BUY orders that filled (open or closed), alphabetically."""
+    return [r["symbol"] for r in db.query(
+        "SELECT DISTINCT symbol FROM orders WHERE action='BUY' AND filled_at IS NOT NULL ORDER BY symbol")]
+
+
+def portfolio_state(db: Database) -> dict | None:
+    """Return the paper account now (``Exchange.snapshot()`` plus ``updated_at``), or None before
+    the virtual exchange has stored one."""
+    rows = db.query("SELECT updated_at, snapshot FROM portfolio_state WHERE id=1")
+    if not rows:
+        return None
+    return {**json.loads(rows[0]["snapshot"]), "updated_at": rows[0]["updated_at"]}
+
+
+def equity_curve(db: Database, since_ms: int = 0) -> pd.DataFrame:
+    """Return the account's equity points since ``since_ms``, oldest first, with ``time`` (UTC)."""
+    rows = db.query(f"SELECT {', '.join(EQUITY_COLUMNS)} FROM portfolio_equity WHERE timestamp>=? "
+                    "ORDER BY timestamp", (since_ms,))
+    frame = pd.DataFrame(rows, columns=EQUITY_COLUMNS)
+    frame["time"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
+    return frame
+
+
+def buy_and_hold(db: Database, symbols: list[str], since_ms: int, until_ms: int, balance: float) -> pd.DataFrame:
+    """Return the value of ``balance`` split equally over ``symbols`` at ``since_ms`` and held until
+    ``until_ms``, on the 1-minute bars' closes: columns ``timestamp`` (bar start), ``value`` and ``time``.
+    Empty when a symbol has no bar in the period."""
+    first = since_ms // 60_000 * 60_000
+    empty = pd.DataFrame({"timestamp": pd.Series(dtype="int64"), "value": pd.Series(dtype=float)})
+    empty["time"] = pd.to_datetime(empty["timestamp"], unit="ms", utc=True)
+    if not symbols or until_ms < first:
+        return empty
+    marks = ",".join("?" * len(symbols))
+    rows = db.query(f"SELECT symbol, start, close FROM bars_1m WHERE symbol IN ({marks}) AND start>=? AND start<=? "
+                    "ORDER BY start", (*symbols, first, until_ms))
+    if not rows:
+        return empty
+    closes = pd.DataFrame(rows).pivot_table(index="start", columns="symbol", values="close").sort_index()
+    if set(closes.columns) != set(symbols):
+        return empty
+    closes = closes.ffill().dropna()
+    if closes.empty:
+        return empty
+    growth = closes / closes.iloc[0]
+    out = pd.DataFrame({"timestamp": growth.index.astype("int64"),
+                        "value": (growth.mean(axis=1) * balance).to_numpy()})
+    out["time"] = pd.to_datetime(out["timestamp"], unit="ms", utc=True)
+    return out
