@@ -126,17 +126,10 @@ class DecisionStage(Stage):
         return message, record
 
     def rebuild(self) -> None:
-        """Adopt every order's last state on the topic (the live exchange's word)."""
-        latest: dict[bytes | None, Record] = {}
-        for r in read_to_end(self.bus, ORDERS, f"{self.name}-rebuild"):
-            latest[r.key] = r
-        for r in sorted(latest.values(), key=lambda r: r.offset):
-            try:
-                order = decode(ORDERS, r.value or b"", Order)
-            except BadMessageError:
-                continue
-            if account_of(order) == self.desk.account:
-                self.exchange.receive(order, authoritative=False)
+        """Restore the replica from each order's last state on the topic (the live exchange's word)."""
+        from pipeline.stages.virtual_exchange import account_orders
+
+        self.exchange.restore(account_orders(self.bus, f"{self.name}-rebuild", self.desk.account))
         self.rebuilt = True
 
     def process_batch(self, messages: list[Any]) -> list[Message]:

@@ -56,27 +56,15 @@ class VirtualExchangeStage(Stage):
         return message, record
 
     def rebuild(self) -> list[Order]:
-        """Adopt every order's last state on the topic; return the repairs to publish."""
+        """Restore the account from each order's last state on the topic; return the repairs."""
         started = time.monotonic()
-        records = read_to_end(self.bus, ORDERS, f"{self.name}-rebuild")
-        latest: dict[bytes | None, Record] = {}
-        for r in records:  # what compaction will leave: the last message of each key
-            latest[r.key] = r
-        restored = 0
-        for r in sorted(latest.values(), key=lambda r: r.offset):
-            try:
-                order = decode(ORDERS, r.value or b"", Order)
-            except BadMessageError:
-                continue  # dead-lettered when it was first read
-            if account_of(order) != self.account:
-                continue
-            self.exchange.receive(order, authoritative=False)
-            restored += 1
+        orders = account_orders(self.bus, f"{self.name}-rebuild", self.account)
+        repairs = self.exchange.restore(orders)
         self.rebuilt = True
-        log.info("virtual-exchange: rebuilt %d orders from %s in %.2f s: cash %.2f, %d open, %d pending",
-                 restored, ORDERS, time.monotonic() - started, self.exchange.cash,
-                 len(self.exchange.positions()), len(self.exchange.pending_orders()))
-        return self.exchange.repairs()
+        log.info("virtual-exchange: rebuilt %d orders from %s in %.2f s: cash %.2f, %d open, %d pending, "
+                 "%d repaired", len(orders), ORDERS, time.monotonic() - started, self.exchange.cash,
+                 len(self.exchange.positions()), len(self.exchange.pending_orders()), len(repairs))
+        return repairs
 
     def process_batch(self, messages: list[Any]) -> list[Message]:
         out: list[Order] = [] if self.rebuilt else self.rebuild()
@@ -139,6 +127,23 @@ class VirtualExchangeStage(Stage):
 
     def snapshot(self) -> dict[str, Any]:
         return dict(self._snapshot)
+
+
+def account_orders(bus: Bus, group_id: str, account: str) -> list[Order]:
+    """The last message of each of ``account``'s orders on ``crypto.orders`` (what compaction keeps),
+    in topic order. Messages that do not decode were dead-lettered when first read."""
+    latest: dict[bytes | None, Record] = {}
+    for r in read_to_end(bus, ORDERS, group_id):
+        latest[r.key] = r
+    orders = []
+    for r in sorted(latest.values(), key=lambda r: r.offset):
+        try:
+            order = decode(ORDERS, r.value or b"", Order)
+        except BadMessageError:
+            continue
+        if account_of(order) == account:
+            orders.append(order)
+    return orders
 
 
 def _row(o: Order) -> tuple[Any, ...]:

@@ -124,8 +124,8 @@ class Exchange:
 
     @property
     def cost_rate(self) -> float:
-        """What a market buy costs over its notional: fee plus slippage."""
-        return self._fee + self._slip
+        """What a market buy costs over its notional: slippage, then the fee on the slipped price."""
+        return (1.0 + self._slip) * (1.0 + self._fee) - 1.0
 
     def price(self, symbol: str) -> float | None:
         last = self.last.get(symbol)
@@ -216,7 +216,8 @@ class Exchange:
                 if book.status == "PENDING":
                     self._work_pending(book, ts, price, out)
                 elif book.status == "FILLED" and book.order.action == "BUY":
-                    self._check_exits(book, ts, price, out)
+                    if ts > book.filled_at:  # as on_tick: never on the fill's own millisecond
+                        self._check_exits(book, ts, price, out)
                 else:
                     break
         return out
@@ -408,6 +409,37 @@ class Exchange:
 
     # -- rebuilding -----------------------------------------------------------------------------
 
+    def restore(self, orders: list[Order]) -> list[Order]:
+        """Rebuild from each order's last message (topic order); return the repairs to publish.
+
+        The exchange's states go first, so a pending close finds the position it closes whatever
+        the order of the two on the topic. A close whose position says it was closed by it (a crash
+        between the two messages) is repaired, not submitted again; a pending order that breaks a
+        rule now is cancelled with the rule.
+        """
+        out: list[Order] = []
+        pending = [o for o in orders if o.status == "PENDING"]
+        for order in orders:
+            if order.status != "PENDING":
+                self.adopt(order)
+        for order in pending:
+            target = self.books.get(str(order.metadata.get("closes") or ""))
+            if order.order_id in self.books:
+                continue
+            if target is not None and target.status == "CLOSED" and target.exit_order_id == order.order_id:
+                book = Book(order, closes=target.order_id)
+                self.books[order.order_id] = book
+                self.pending.setdefault(order.symbol, {})[order.order_id] = book
+                continue  # repaired below
+            try:
+                out.extend(self.submit(order))
+            except OrderRejected as exc:
+                book = Book(order, closes=order.metadata.get("closes"))
+                self.books[order.order_id] = book
+                self.pending.setdefault(order.symbol, {})[order.order_id] = book
+                self._cancel(book, order.timestamp, f"rejected: {exc}", out)
+        return self.repairs() + out
+
     def adopt(self, order: Order) -> list[Order]:
         """Move an order forward to the state an exchange message says it reached.
 
@@ -423,6 +455,8 @@ class Exchange:
             self.books[order.order_id] = book
             self.pending.setdefault(order.symbol, {})[order.order_id] = book
         if RANK[order.status] < RANK[book.status] or order.status == book.status:
+            if book.order.action == "BUY" and order.status in ("FILLED", "CLOSED") and book.status != "CANCELLED":
+                self._correct(book, order)
             if order.status == book.status == "FILLED" and book.order.action == "BUY":
                 stop = meta.get("stop")
                 if stop is not None and (book.stop is None or stop > book.stop):
@@ -457,6 +491,30 @@ class Exchange:
             self._adopt_close(book, float(meta["exit_price"]), float(meta["exit_fee"]), int(meta["closed_at"]),
                               str(meta.get("exit_reason")), meta.get("exit_order_id"))
         return []
+
+    def _correct(self, book: Book, order: Order) -> None:
+        """Take the live exchange's fill (and close) of an order this replica already filled (and
+        closed) differently: after a restart a replica may fill at a later tick than the exchange
+        did. Cash, fees and realized P&L move by the difference."""
+        meta = order.metadata
+        fill, fee, at = float(meta["fill_price"]), float(meta["fill_fee"]), int(meta["filled_at"])
+        if (fill, fee, at) != (book.fill_price, book.fill_fee, book.filled_at):
+            before = book.pnl if book.status == "CLOSED" else 0.0
+            self.cash += book.quantity * book.fill_price + book.fill_fee - (book.quantity * fill + fee)
+            self.fees_paid += fee - book.fill_fee
+            book.fill_price, book.fill_fee, book.filled_at = fill, fee, at
+            if book.status == "CLOSED":
+                self.realized += book.pnl - before
+        if order.status == "CLOSED" and book.status == "CLOSED":
+            exit_price, exit_fee = float(meta["exit_price"]), float(meta["exit_fee"])
+            if (exit_price, exit_fee) != (book.exit_price, book.exit_fee):
+                before = book.pnl
+                self.cash += book.quantity * exit_price - exit_fee - (book.quantity * book.exit_price - book.exit_fee)
+                self.fees_paid += exit_fee - book.exit_fee
+                book.exit_price, book.exit_fee = exit_price, exit_fee
+                self.realized += book.pnl - before
+            book.closed_at = int(meta["closed_at"])
+            book.exit_reason, book.exit_order_id = str(meta.get("exit_reason")), meta.get("exit_order_id")
 
     def _adopt_close(self, book: Book, price: float, fee: float, at: int, reason: str, by: str | None) -> None:
         self.cash += book.quantity * price - fee

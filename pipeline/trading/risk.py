@@ -8,6 +8,7 @@ same signals, prices and portfolio make the same orders.
 from __future__ import annotations
 
 import math
+from decimal import ROUND_DOWN, Decimal
 from dataclasses import dataclass
 from typing import Literal
 
@@ -86,14 +87,13 @@ def brackets(price: float, settings: RiskSettings) -> tuple[float, float]:
 
 
 def floor_quantity(quantity: float) -> float:
-    """Round ``quantity`` down to ``QUANTITY_DIGITS`` significant digits (0 stays 0)."""
+    """Round ``quantity`` down to ``QUANTITY_DIGITS`` significant digits (0 stays 0), in decimal, so
+    0.29 stays 0.29 and nothing is ever rounded up."""
     if not quantity > 0 or not math.isfinite(quantity):
         return 0.0
-    exponent = math.floor(math.log10(quantity)) - (QUANTITY_DIGITS - 1)
-    steps = math.floor(quantity / 10.0 ** exponent * (1 + 1e-12))  # 1e-12: 0.29 / 1e-9 is 289999999.99...
-    if exponent >= 0:
-        return float(steps * 10 ** exponent)
-    return float(f"{steps}e{exponent}")  # exact decimal, no 0.1 + 0.2 style tails
+    exact = Decimal(repr(quantity))  # the shortest decimal that is this float
+    step = Decimal(1).scaleb(exact.adjusted() - (QUANTITY_DIGITS - 1))
+    return float(exact.quantize(step, rounding=ROUND_DOWN))
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,8 @@ def size_entry(price: float, stop: float, *, equity: float, cash: float, symbol_
                total_exposure: float, settings: RiskSettings, cost_rate: float = 0.0) -> SizeDecision:
     """Size a long entry at ``price`` with its stop at ``stop``.
 
-    ``cost_rate`` is the fee plus slippage per unit of notional the fill will cost, so a sized
-    order still fits the cash when it fills. The size is the sizing rule's, capped by the room
+    ``cost_rate`` is what a fill costs over its notional (slippage and fee), so a sized order
+    still fits the cash when it fills at the same price. The size is the sizing rule's, capped by the room
     left under the per-symbol and total exposure limits and by the cash; below the minimum order
     there is no entry.
     """
