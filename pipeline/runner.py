@@ -76,6 +76,10 @@ class Stage:
     offset_reset: ClassVar[OffsetReset] = "earliest"
     # The model of every input; None means each input topic's own model from the catalog.
     input_model: ClassVar[type[Message] | None] = None
+    # A failed batch is processed again one message at a time to dead-letter only the one that
+    # fails. A stage with state across messages cannot take a batch twice: it sets this False, and
+    # a failure restarts it from the last commit instead (it then rebuilds its state).
+    isolates_failures: ClassVar[bool] = True
 
     @property
     def group_id(self) -> str:
@@ -188,6 +192,7 @@ class StageRunner(Worker):
 
     def _consume(self, consumer: Consumer) -> None:
         last_lag = 0.0
+        first = True
         while not self._stop.is_set():
             records = consumer.poll(self.max_batch, self.poll_timeout)
             if records:
@@ -198,8 +203,12 @@ class StageRunner(Worker):
                 with self.health.lock:
                     self.health.processed += len(records)
                     self.health.last_activity_at = time.time()
-            if time.monotonic() - last_lag > 2.0:
+            if time.monotonic() - last_lag > 2.0 or (first and records):
+                first = first and not records
                 last_lag = time.monotonic()
+                # Everything polled is processed: commit the positions of quiet partitions too, so
+                # a restart of a group that starts at the topics' end resumes from here.
+                consumer.commit()
                 lag = consumer.lag()
                 with self.health.lock:
                     self.health.lag = lag
@@ -223,6 +232,8 @@ class StageRunner(Worker):
         try:
             return self._with_retries([m for _, m in items])
         except Exception as exc:
+            if not self.stage.isolates_failures:
+                raise
             if len(items) == 1:
                 retries = self.max_retries if isinstance(exc, TransientError) else 0
                 self.dead_letter(items[0][0], exc, retries=retries)

@@ -149,7 +149,13 @@ class KafkaConsumer:
 
     def commit(self, records: Iterable[Record] | None = None) -> None:
         if records is None:
-            offsets = None
+            # everything polled: the position of every assigned partition, including those that
+            # had no records (as the embedded log does), so a restart of a group that starts at
+            # the end does not skip what came in meanwhile
+            assigned = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
+            offsets = [tp for tp in self._consumer.position(assigned) if tp.offset >= 0] if assigned else []
+            if not offsets:
+                return
         else:
             last: dict[tuple[str, int], int] = {}
             for r in records:
@@ -160,11 +166,8 @@ class KafkaConsumer:
                 return
             offsets = [TopicPartition(t, p, o) for (t, p), o in last.items()]
         try:
-            if offsets is not None:
-                self._consumer.store_offsets(offsets=offsets)
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-            else:
-                self._consumer.commit(asynchronous=False)
+            self._consumer.store_offsets(offsets=offsets)
+            self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             code = exc.args[0].code()
             if code == KafkaError._NO_OFFSET:

@@ -4,8 +4,8 @@
 A cerebro runs ``MLSignalStrategy`` on a ``LiveEventFeed`` on its own thread. This stage gathers
 each symbol's signals of one tick into a group (complete once every decision model has spoken, or
 when a later tick's signal comes), holds a group until market data of its symbol has reached the
-group's time (a signal for a symbol without market data is never acted on blindly; one held past
-``hold_ms`` of newer signals is dropped), then puts it on the feed and waits until the strategy
+group's time (a signal for a symbol without market data is never acted on blindly; one held longer
+than ``hold_ms`` is dropped), then puts it on the feed and waits until the strategy
 has handled it: the orders it made are this batch's outputs, flushed before the inputs are
 committed.
 
@@ -21,13 +21,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pipeline.bus.base import Bus, Record, read_to_end
-from pipeline.errors import BadMessageError, TransientError
-from pipeline.messages import MarketData, Message, MLSignal, Order, decode
+from pipeline.bus.base import Bus
+from pipeline.messages import MarketData, Message, MLSignal, Order
 from pipeline.runner import Stage
 from pipeline.topics import MARKET_DATA, ML_SIGNALS, ORDERS
 from pipeline.trading.exchange import DEFAULT_ACCOUNT, UPDATED_BY, Exchange, ExchangeSettings, OrderRejected, account_of
@@ -36,8 +36,6 @@ from pipeline.trading.strategy import (
     SIGNALS, TICK, Barrier, Desk, LiveEventFeed, MLSignalStrategy, ModelSignal, SignalGroup, bt)
 
 log = logging.getLogger(__name__)
-
-HANDLED_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -53,6 +51,7 @@ class DecisionStage(Stage):
     name: ClassVar[str] = "decision"
     inputs: ClassVar[tuple[str, ...]] = (ML_SIGNALS, MARKET_DATA, ORDERS)
     offset_reset: ClassVar[str] = "latest"
+    isolates_failures: ClassVar[bool] = False  # its portfolio cannot take a batch twice
 
     def __init__(self, bus: Bus, *, model: str = "random_forest", confirm_models: tuple[str, ...] = (),
                  risk: RiskSettings | None = None, exchange: ExchangeSettings | None = None,
@@ -63,7 +62,8 @@ class DecisionStage(Stage):
                          tuple(confirm_models), account=account, keep_statuses=False)
         self.hold_ms = hold_ms
         self.forming: dict[str, _Forming] = {}
-        self.held: dict[str, deque[SignalGroup | list[Any]]] = {}
+        # per symbol: (point, when it was held, monotonic s), oldest first
+        self.held: dict[str, deque[tuple[list[Any], float]]] = {}
         self.market_ts: dict[str, int] = {}
         self.counts: Counter[str] = Counter()
         self.rebuilt = False
@@ -104,16 +104,31 @@ class DecisionStage(Stage):
             return []
         if self._thread is None:
             self._start_cerebro()
-        if self._failure is not None or (self._thread is not None and not self._thread.is_alive()):
-            raise RuntimeError(f"the decision strategy is not running: {self._failure!r}")
         for p in points:
             self._queue.put(p)
         barrier = Barrier()
         self._queue.put(barrier)
-        if not barrier.wait(HANDLED_TIMEOUT_S):
-            raise TransientError(f"the strategy did not handle {len(points)} points in {HANDLED_TIMEOUT_S:g} s")
+        # No time limit: a retry would hand the strategy the same points twice. A dead strategy
+        # thread ends the wait instead, and the runner restarts from the last commit.
+        while not barrier.wait(1.0):
+            if self._thread is None or not self._thread.is_alive():
+                failure = self._failure
+                self._reset()
+                raise RuntimeError(f"the decision strategy stopped ({failure!r}); starting again from the "
+                                   f"last commit with the portfolio rebuilt from {ORDERS}")
         orders, self.desk.orders = self.desk.orders, []
         return orders
+
+    def _reset(self) -> None:
+        """Forget everything a dead strategy may have left half done; the next batch rebuilds."""
+        self.desk.exchange = Exchange(self.desk.exchange.settings)
+        self.desk.orders = []
+        self.forming.clear()
+        self.held.clear()
+        self.deferred = []
+        self.rebuilt = False
+        self._queue = queue.Queue()
+        self._thread, self._failure = None, None
 
     def close(self) -> None:
         if self._thread is not None:
@@ -121,9 +136,6 @@ class DecisionStage(Stage):
             self._thread.join(5.0)
 
     # -- inputs ---------------------------------------------------------------------------------
-
-    def prepare_record(self, message: Message, record: Record) -> Any:
-        return message, record
 
     def rebuild(self) -> None:
         """Restore the replica from each order's last state on the topic (the live exchange's word)."""
@@ -137,7 +149,7 @@ class DecisionStage(Stage):
             self.rebuild()
         out: list[Message] = []
         points: list[list[Any]] = []
-        for message, record in messages:
+        for message in messages:
             if isinstance(message, MLSignal):
                 self._signal(message, points)
             elif isinstance(message, MarketData):
@@ -213,18 +225,20 @@ class DecisionStage(Stage):
                                 primary.features)
             point = [tick, (SIGNALS, group)]
         held = self.held.setdefault(symbol, deque())
-        held.append(point)
+        held.append((point, time.monotonic()))
         self._release(symbol, points)
-        newest = forming.timestamp
-        while held and held[0][0][2] < newest - self.hold_ms:
+        # Waiting is counted on the clock, not in market time: a replay runs market time fast, and
+        # its market data may come a little after its signals.
+        expired = time.monotonic() - self.hold_ms / 1000.0
+        while held and held[0][1] < expired:
             held.popleft()
             self.counts["held without market data, expired"] += 1
 
     def _release(self, symbol: str, points: list[list[Any]]) -> None:
         held = self.held.get(symbol)
         market = self.market_ts.get(symbol, 0)
-        while held and held[0][0][2] <= market:
-            points.append(held.popleft())
+        while held and held[0][0][0][2] <= market:
+            points.append(held.popleft()[0])
         if held:
             self.counts["held: waiting for market data"] = sum(len(h) for h in self.held.values())
         else:

@@ -40,6 +40,7 @@ class VirtualExchangeStage(Stage):
     inputs: ClassVar[tuple[str, ...]] = (ORDERS, MARKET_DATA)
     # Fills are about now; orders from before a start come from the rebuild.
     offset_reset: ClassVar[str] = "latest"
+    isolates_failures: ClassVar[bool] = False  # its portfolio cannot take a batch twice
 
     def __init__(self, bus: Bus, db: Database | None, settings: ExchangeSettings | None = None, *,
                  account: str = DEFAULT_ACCOUNT) -> None:

@@ -505,6 +505,10 @@ class Exchange:
             book.fill_price, book.fill_fee, book.filled_at = fill, fee, at
             if book.status == "CLOSED":
                 self.realized += book.pnl - before
+        if book.exit_order_id and not meta.get("exit_order_id"):
+            # Our close by an order beat a stop the exchange saw first: it will undo that stop when
+            # the order reaches it (``_settle_race``), so its stop close is not the last word.
+            return
         if order.status == "CLOSED" and book.status == "CLOSED":
             exit_price, exit_fee = float(meta["exit_price"]), float(meta["exit_fee"])
             if (exit_price, exit_fee) != (book.exit_price, book.exit_fee):

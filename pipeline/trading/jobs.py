@@ -98,7 +98,7 @@ def models_for(config: Config, db: Database, request: BacktestRequest, bars: dic
         return tested, predictors, notes
     if not 0.05 <= request.train_fraction <= 0.9:
         raise BacktestError(f"train_fraction={request.train_fraction} must be between 0.05 and 0.9")
-    for i, (symbol, frame) in enumerate(bars.items()):
+    for symbol, frame in bars.items():
         cut = int(len(frame) * request.train_fraction)
         if cut < WARMUP_BARS + horizon + 50 or len(frame) - cut - horizon < WARMUP_BARS + 10:
             raise BacktestError(f"{symbol}: {len(frame)} bars are too few to train on {request.train_fraction:.0%} "

@@ -47,6 +47,8 @@ TABLE_JS = """(firstColumn) => {
     return null;
 }"""
 
+PAGES = ["Market", "Signals", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"]
+
 
 def wait_for(page: Page, server: Server, selector: str, what: str, timeout_s: float = 30.0) -> None:
     try:
@@ -137,7 +139,7 @@ def test_sidebar_navigation_to_pipeline_and_settings(tab: Tab, server: Server) -
     page = open_app(tab, server)
     wait_for(page, server, "h1:has-text('Market')", "Market title")
     links = page.locator("[data-testid='stSidebarNavLink']")
-    assert [t.split("\n")[-1].strip() for t in links.all_inner_texts()] == ["Market", "Signals", "Journal", "Import", "Pipeline", "Settings"]
+    assert [t.split("\n")[-1].strip() for t in links.all_inner_texts()] == PAGES
 
     links.filter(has_text="Pipeline").click()
     page.wait_for_url("**/pipeline")
@@ -159,7 +161,7 @@ def test_first_visit_by_deep_link_gets_the_whole_app(tab: Tab, fresh_server: Ser
     page = open_app(tab, fresh_server, "pipeline")
     wait_for(page, fresh_server, "h1:has-text('Pipeline')", "Pipeline title")
     links = page.locator("[data-testid='stSidebarNavLink']")
-    assert [t.split("\n")[-1].strip() for t in links.all_inner_texts()] == ["Market", "Signals", "Journal", "Import", "Pipeline", "Settings"]
+    assert [t.split("\n")[-1].strip() for t in links.all_inner_texts()] == PAGES
     assert page.title() == "Trader's Desk"
     assert "Bus: embedded" in page.locator("[data-testid='stSidebarUserContent']").inner_text()
     assert_healthy(tab, fresh_server)

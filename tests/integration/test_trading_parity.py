@@ -154,8 +154,8 @@ def test_a_replay_through_the_bus_makes_the_backtests_orders_and_a_restart_rebui
         assert got.metadata.get("exit_reason") == want_order.metadata.get("exit_reason"), oid
         for key in ("fill_price", "filled_at", "exit_price", "closed_at", "pnl"):
             want_value = want_order.metadata.get(key)
-            assert got.metadata.get(key) == (want_value if want_value is None else pytest.approx(want_value, rel=1e-9)), \
-                (oid, key)
+            expected = want_value if want_value is None else pytest.approx(want_value, rel=1e-9)
+            assert got.metadata.get(key) == expected, (oid, key)
 
     # a restarted exchange rebuilds the same portfolio from the topic alone
     before = venue_stage.exchange

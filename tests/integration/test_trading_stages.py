@@ -23,7 +23,7 @@ from pipeline.messages import (
 from pipeline.runner import StageRunner
 from pipeline.stages.decision import DecisionStage
 from pipeline.stages.virtual_exchange import VirtualExchangeStage
-from pipeline.topics import CATALOG, ORDERS, dlq_name
+from pipeline.topics import ML_SIGNALS, CATALOG, ORDERS, dlq_name
 from pipeline.trading.exchange import Exchange
 from pipeline.trading.strategy import order_id as decision_order_id
 from storage.db import Database
@@ -529,3 +529,49 @@ def test_a_restart_after_a_crash_between_the_two_messages_of_a_close_repairs_the
     assert stage.exchange.books[sell_id].status == "FILLED"
     assert stage.exchange.books[buy_id].status == "CLOSED"
     assert [b.order_id for b in stage.exchange.positions()] == [next_id]
+
+
+def test_a_strategy_that_dies_mid_batch_is_started_again_with_the_portfolio_rebuilt(
+        bus: Bus, group_name, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """The strategy's thread dies on a signal: the batch is not committed, the stage forgets its
+    half-done state, and the redelivered batch makes each order once, on a rebuilt portfolio."""
+    from pipeline.trading.strategy import MLSignalStrategy
+
+    bus.create_topics(CATALOG.values())
+    account = f"revive-{group_name('acct')}"
+    stage = _decision_class(group_name("decision"))(bus, model=MODEL, account=account)
+    runner = StageRunner(stage, bus, poll_timeout=0.2, backoff_s=0.05)
+    producer = bus.producer()
+    reader = Reader(bus, group_name("reader"), needle=account)
+    first, second = _symbol(), _symbol()
+    real = MLSignalStrategy.on_signals
+    failures = []
+
+    def dies_once_on_the_second(self, group):  # noqa: ANN001, ANN202
+        if group.symbol == second and not failures:
+            failures.append(group.timestamp)
+            raise RuntimeError("boom")
+        return real(self, group)
+
+    monkeypatch.setattr(MLSignalStrategy, "on_signals", dies_once_on_the_second)
+    runner.start()
+    try:
+        _warm(producer, [runner])
+        now = _now()
+        _send(producer, _tick(first, now, 100.0), _signal(first, now, 100.0, "BUY", 0.9))
+        assert reader.read(lambda r: bool(r.of(decision_order_id(first, now, "BUY"))))
+        _send(producer, _tick(second, now + 1, 50.0), _signal(second, now + 1, 50.0, "BUY", 0.9))
+        assert reader.read(lambda r: bool(r.of(decision_order_id(second, now + 1, "BUY"))), timeout=30.0), (
+            stage.skipped, stage.market_ts, runner.health.snapshot(),
+            [g for g in bus.describe_groups() if g.group_id == stage.group_id],
+            bus.describe_topics([ML_SIGNALS]))
+        assert failures == [now + 1]
+        assert "the decision strategy stopped" in (runner.health.snapshot().last_error or "")
+        # the rebuilt replica knows the first order (from the topic) and still holds the cash for it
+        assert [b.order_id for b in stage.exchange.pending_orders(first)] == [decision_order_id(first, now, "BUY")]
+        reader.read(timeout=1.0)
+    finally:
+        runner.stop()
+        reader.close()
+    made = [o.order_id for o in reader.orders() if o.status == "PENDING"]
+    assert sorted(made) == sorted({decision_order_id(first, now, "BUY"), decision_order_id(second, now + 1, "BUY")})
