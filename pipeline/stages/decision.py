@@ -79,7 +79,8 @@ class DecisionStage(Stage):
     @property
     def skipped(self) -> Counter[str]:
         """Why signals made no order (the strategy's reasons and this stage's)."""
-        return self.desk.skipped + self.counts
+        waiting = sum(len(h) for h in self.held.values())
+        return self.desk.skipped + self.counts + Counter({"held: waiting for market data": waiting})
 
     # -- the cerebro thread ---------------------------------------------------------------------
 
@@ -239,10 +240,6 @@ class DecisionStage(Stage):
         market = self.market_ts.get(symbol, 0)
         while held and held[0][0][0][2] <= market:
             points.append(held.popleft()[0])
-        if held:
-            self.counts["held: waiting for market data"] = sum(len(h) for h in self.held.values())
-        else:
-            self.counts.pop("held: waiting for market data", None)
 
 
 def _event_time(order: Order) -> int:

@@ -14,6 +14,7 @@ of the account, and an equity point per minute of market time and at every fill.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any, ClassVar
 
@@ -34,7 +35,7 @@ EQUITY_EVERY_MS = 60_000
 
 
 class VirtualExchangeStage(Stage):
-    """Runs on its runner's thread; ``snapshot`` may be read from any thread (a copy)."""
+    """Runs on its runner's thread; pages read the account from SQLite."""
 
     name: ClassVar[str] = "virtual-exchange"
     inputs: ClassVar[tuple[str, ...]] = (ORDERS, MARKET_DATA)
@@ -51,7 +52,7 @@ class VirtualExchangeStage(Stage):
         self.rebuilt = False
         self.rejected = 0
         self._equity_at = 0
-        self._snapshot: dict[str, Any] = {}
+        self._stored_at = -math.inf
 
     def prepare_record(self, message: Message, record: Record) -> Any:
         return message, record
@@ -91,15 +92,16 @@ class VirtualExchangeStage(Stage):
                     meta = {**order.metadata, "updated_by": UPDATED_BY, "reason": f"rejected: {exc}",
                             "cancelled_at": order.timestamp}
                     out.append(order.model_copy(update={"status": "CANCELLED", "metadata": meta}))
-        if self.db is not None and (out or received or messages):
+        # Ticks alone move only the marks: the page's snapshot is rewritten at most once a second then.
+        if self.db is not None and (out or received or time.monotonic() - self._stored_at >= 1.0):
             self._store(received + out)
         return list(out)
 
     # -- SQLite ---------------------------------------------------------------------------------
 
     def _store(self, orders: list[Order]) -> None:
+        self._stored_at = time.monotonic()
         snapshot = self.exchange.snapshot()
-        self._snapshot = snapshot
         now = max((t for t, _ in self.exchange.last.values()), default=0)
         point = None
         fills = any(o.status in ("FILLED", "CLOSED") for o in orders)
@@ -125,9 +127,6 @@ class VirtualExchangeStage(Stage):
             db.conn.execute("INSERT OR REPLACE INTO portfolio_state VALUES (1, ?, ?)", (int(time.time() * 1000), state))
 
         self.db.write(write)
-
-    def snapshot(self) -> dict[str, Any]:
-        return dict(self._snapshot)
 
 
 def account_orders(bus: Bus, group_id: str, account: str) -> list[Order]:

@@ -31,7 +31,6 @@ from pipeline.errors import BadMessageError, Violation
 from pipeline.messages import Order
 
 RANK = {"PENDING": 0, "FILLED": 1, "CLOSED": 2, "CANCELLED": 2}
-EXIT_REASONS = ("stop_loss", "trailing_stop", "take_profit", "signal", "manual")
 UPDATED_BY = "virtual_exchange"
 DEFAULT_ACCOUNT = "paper"
 
@@ -268,14 +267,6 @@ class Exchange:
         book.exit_reason, book.exit_order_id = None, None
         self.open.setdefault(book.symbol, {})[book.order_id] = book
 
-    def cancel(self, order_id: str, ts: int, reason: str) -> list[Order]:
-        """Cancel a pending order; nothing happens to an order that is not pending."""
-        book = self.books.get(order_id)
-        out: list[Order] = []
-        if book is not None and book.status == "PENDING":
-            self._cancel(book, ts, reason, out)
-        return out
-
     # -- ticks ----------------------------------------------------------------------------------
 
     def on_tick(self, symbol: str, ts: int, price: float) -> list[Order]:
@@ -402,10 +393,6 @@ class Exchange:
         if book.status == "CANCELLED":
             meta.update(reason=book.reason, cancelled_at=book.closed_at)
         return book.order.model_copy(update={"status": book.status, "metadata": meta})
-
-    def message(self, order_id: str) -> Order | None:
-        book = self.books.get(order_id)
-        return None if book is None else self._message(book)
 
     # -- rebuilding -----------------------------------------------------------------------------
 

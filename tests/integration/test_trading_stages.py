@@ -285,11 +285,11 @@ def test_the_decision_stage_holds_signals_without_market_data_and_follows_the_co
         _warm(producer, [runner])
         # a high-confidence BUY for a symbol without market data is held, even past an older tick
         _send(producer, _signal(held, now, 100.0, "BUY", 0.9))
-        _wait(lambda: stage.counts.get("held: waiting for market data", 0) >= 1, what="the signal held")
+        _wait(lambda: stage.skipped.get("held: waiting for market data", 0) >= 1, what="the signal held")
         _send(producer, _tick(held, now - 1000, 99.0))
         _wait(lambda: stage.market_ts.get(held) == now - 1000, what="the older tick")
         assert not reader.read(lambda r: bool(r.of(ids[held])), timeout=1.0)
-        assert stage.counts.get("held: waiting for market data") == 1
+        assert stage.skipped.get("held: waiting for market data") == 1
         # the tick of its moment releases it
         _send(producer, _tick(held, now, 100.0))
         assert reader.read(lambda r: bool(r.of(ids[held]))), reader.records
