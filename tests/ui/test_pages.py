@@ -102,8 +102,10 @@ def test_market_shows_symbols_metrics_and_a_candlestick_chart_per_symbol(desk: P
     assert symbols.label == "Symbols"
     assert symbols.value == ["BTCUSDT", "ETHUSDT"]  # the first two configured symbols
 
-    # The simulator backfills 3 h of history on the empty bus; wait until the store has bars.
-    run_until(at, lambda a: len(charts(a)) == 2, "candlestick charts")
+    # The simulator backfills 3 h of history on the empty bus; wait until the store has the bars
+    # (drawn mid-backfill, a chart may have fewer candles than the 25-bar average needs).
+    run_until(at, lambda a: len(charts(a)) == 2 and all(len(closes(c)) >= 25 for c in charts(a)),
+              "candlestick charts with their history")
     assert queries.symbols(runtime.get_runtime().db) == sorted(SYMBOLS)
     assert sorted(at.multiselect(key="market_symbols").options) == sorted(SYMBOLS)
     for chart, symbol in zip(charts(at), ["BTCUSDT", "ETHUSDT"]):

@@ -118,9 +118,9 @@ def test_a_position_is_shown_then_closed_by_hand_and_a_pending_limit_order_cance
     assert any(s.value.startswith("Close of BTCUSDT sent (MAN-") for s in at.success)
     tick("BTCUSDT", 102.0, t0 + 2)
 
-    def closed(a: AppTest) -> bool:
+    def closed(a: AppTest) -> bool:  # the account and the history are read one after the other in a run
         row = history_row(a, "ORD-T-BTC-1")
-        return row is not None and row["status"] == "CLOSED"
+        return row is not None and row["status"] == "CLOSED" and frame_with(a, "unrealized_pct") is None
 
     run_until(at, closed, "the position to close")
     row = history_row(at, "ORD-T-BTC-1")
