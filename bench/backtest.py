@@ -266,14 +266,18 @@ def warm_up(runner: StageRunner, producer: Any, symbols: list[str], price: dict[
 # --------------------------------------------------------------------------- 2. virtual exchange
 
 
-def bench_exchange(backend: str, n_orders: int, folder: Path, n_symbols: int = 4) -> dict[str, Any]:
+def _bus_run(backend: str, folder: Path, n_symbols: int) -> tuple[str, str, list[str], dict[str, float], Any]:
+    """A run's own salt, paper account, symbols with their starting prices, and bus with the topics."""
     folder.mkdir(parents=True, exist_ok=True)
     salt = uuid.uuid4().hex[:8]
-    account = f"bench-{salt}"
     symbols = symbols_for(n_symbols, salt)
-    price = {s: 100.0 + 10 * i for i, s in enumerate(symbols)}
     bus = make_bus(backend, str(folder))
     bus.create_topics(CATALOG.values())
+    return salt, f"bench-{salt}", symbols, {s: 100.0 + 10 * i for i, s in enumerate(symbols)}, bus
+
+
+def bench_exchange(backend: str, n_orders: int, folder: Path, n_symbols: int = 4) -> dict[str, Any]:
+    salt, account, symbols, price, bus = _bus_run(backend, folder, n_symbols)
     db = Database(folder / "desk.db")
 
     class Stage(VirtualExchangeStage):
@@ -368,13 +372,7 @@ class _Orders(threading.Thread):
 
 
 def bench_decision(backend: str, n_signals: int, rate: float, folder: Path, n_symbols: int = 4) -> dict[str, Any]:
-    folder.mkdir(parents=True, exist_ok=True)
-    salt = uuid.uuid4().hex[:8]
-    account = f"bench-{salt}"
-    symbols = symbols_for(n_symbols, salt)
-    price = {s: 100.0 + 10 * i for i, s in enumerate(symbols)}
-    bus = make_bus(backend, str(folder))
-    bus.create_topics(CATALOG.values())
+    salt, account, symbols, price, bus = _bus_run(backend, folder, n_symbols)
 
     class Stage(DecisionStage):
         name: ClassVar[str] = f"decision-bench-{salt}"
