@@ -18,11 +18,19 @@ T = TypeVar("T")
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open a connection in autocommit mode with WAL, ``synchronous=NORMAL`` and a busy timeout."""
+    """Open a connection in autocommit mode with WAL, ``synchronous=NORMAL`` and a busy timeout.
+
+    The page cache (32 MiB), memory-mapped reads and checkpoints every 8,192 WAL pages (32 MiB)
+    instead of SQLite's 1,000 matter for the journal's indexed upserts: the same index pages are
+    changed by many batches, and are then read and checkpointed once instead of many times.
+    """
     conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA cache_size=-32768")
+    conn.execute("PRAGMA mmap_size=268435456")
+    conn.execute("PRAGMA wal_autocheckpoint=8192")
     return conn
 
 

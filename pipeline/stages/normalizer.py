@@ -98,7 +98,10 @@ class Normalizer(Stage):
         new = [p for rid, p in fills.items() if rid not in known]
         if not new:
             return republished
-        seq = conn.execute("SELECT coalesce(max(seq), 0) FROM journal_fills").fetchone()[0]
+        # Fills are only ever appended, in seq order: the last row has the largest seq (max(seq)
+        # would scan the whole table on every batch).
+        seq = conn.execute("SELECT coalesce((SELECT seq FROM journal_fills ORDER BY rowid DESC LIMIT 1), 0)"
+                           ).fetchone()[0]
         by_key: dict[Key, list[LedgerFill]] = defaultdict(list)
         rows = []
         rates = _Rates(conn)
