@@ -12,7 +12,7 @@ import math
 import sqlite3
 from typing import Any, ClassVar
 
-from pipeline.messages import EnrichedTrade, Message, Trade
+from pipeline.messages import EnrichedTrade, Message, Trade, extend
 from pipeline.runner import Stage
 from pipeline.topics import NORMALIZED_TRADES
 from storage.db import Database
@@ -58,9 +58,8 @@ class Enricher(Stage):
         for m in messages:
             assert isinstance(m, Trade)
             # ``m`` was validated on the way in; only the context is new, and it is built here.
-            fields = dict(m.__dict__)
             if m.void:
-                out.append(EnrichedTrade.model_construct(**fields))
+                out.append(extend(EnrichedTrade, m, context={}))
                 continue
             if m.symbol not in spans:
                 row = conn.execute("SELECT min(start), max(start) FROM bars_1m WHERE symbol=?", (m.symbol,)).fetchone()
@@ -68,7 +67,7 @@ class Enricher(Stage):
             context = {"entry": self._at(conn, spans[m.symbol], m.symbol, m.entry_time)}
             if m.exit_time is not None:
                 context["exit"] = self._at(conn, spans[m.symbol], m.symbol, m.exit_time)
-            out.append(EnrichedTrade.model_construct(**fields, context=context))
+            out.append(extend(EnrichedTrade, m, context=context))
         return out
 
     @staticmethod

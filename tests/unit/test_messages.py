@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+from pydantic import ValidationError
 
 from pipeline import messages as m
 from pipeline.errors import BadMessageError
@@ -169,6 +170,21 @@ def test_messages_are_immutable() -> None:
     t = m.build(m.MarketData, **tick())
     with pytest.raises(Exception):
         t.price = 1.0  # type: ignore[misc]
+
+
+def test_extend_equals_the_validated_model() -> None:
+    base = m.decode("normalized-trades", json.dumps(trade(tags=["breakout"], fees=0.4)).encode())
+    context = {"entry": {"price": 68010.0, "trend": "up"}, "exit": {"missing": True, "reason": "no bars"}}
+    fast = m.extend(m.EnrichedTrade, base, context=context)
+    slow = m.EnrichedTrade.model_validate({**base.model_dump(), "context": context}, strict=False)
+    assert type(fast) is m.EnrichedTrade
+    assert fast == slow
+    assert m.encode(fast) == m.encode(slow)
+    assert m.decode("enriched-trades", m.encode(fast)) == slow
+    assert fast.model_dump() == slow.model_dump()
+    assert base.__dict__.get("context") is None  # the input is not changed
+    with pytest.raises(ValidationError, match="frozen"):
+        fast.context = {}  # type: ignore[misc]
 
 
 def test_every_catalog_topic_has_a_model_and_schema() -> None:
