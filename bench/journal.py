@@ -1,7 +1,7 @@
 """The journal pipeline end to end: raw-trades in -> normalizer -> enricher -> behaviour ->
 journal-store -> a row in SQLite.
 
-    python -m bench.journal --trades N [--rate R] [--backend embedded|kafka] [--repeat K]
+    python -m bench.journal --trades N [--rate R] [--backend embedded|kafka] [--repeat K] [--processes]
 
 Each trade is a Binance spot fill as the CSV importer publishes it; buys and sells alternate so
 every raw trade makes exactly one journal row (a buy opens a lot, the next sell closes it into a
@@ -9,23 +9,31 @@ round trip). Without ``--rate`` the trades are offered as fast as the producer t
 ``throughput_per_s`` is N over the time from the first produce to the last row stored. With
 ``--rate R`` they are offered at R per second and each row's latency is the time from its
 produce call to the journal store's commit (``stored_at``). Prints one JSON line per run and one
-with the medians. The four stages run in this process on their own threads, as in the app.
+with the medians.
+
+By default the four stages run in this process on their own threads, as in the app. With
+``--processes`` each runs in a process of its own, as ``python -m pipeline run --stage NAME`` runs
+it, on the same bus and database files (embedded) or broker (Kafka): one interpreter's lock no
+longer holds all four stages, so they use every core.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from bench.bus import make_bus
+from pipeline.bus.base import Bus
 from pipeline.journal.behaviour import BehaviourRules, BehaviourStage
 from pipeline.journal.fills import Fill, fill_fingerprint
 from pipeline.messages import RawTrade, encode
@@ -60,32 +68,94 @@ def raw_trades(n: int, user: str) -> list[tuple[str, bytes]]:
     return out
 
 
-def _stages(db: Database, suffix: str) -> list[Stage]:
-    """The journal stages with group ids of their own, so a shared broker's old offsets don't count."""
-    stages = []
-    for cls, args in ((Normalizer, (db,)), (Enricher, (db,)), (BehaviourStage, (db, BehaviourRules())),
-                      (JournalStore, (db,))):
-        # From the end of each topic: a shared broker holds earlier runs' messages.
-        sub = type(cls.__name__, (cls,), {"name": f"{cls.name}-bench-{suffix}", "offset_reset": "latest"})
-        stages.append(sub(*args))
-    return stages
+_CLASSES: tuple[type[Stage], ...] = (Normalizer, Enricher, BehaviourStage, JournalStore)
 
 
-def run_once(backend: str, n: int, rate: float | None, folder: Path) -> dict[str, object]:
+def _group(cls: type[Stage], suffix: str) -> str:
+    return f"{cls.name}-bench-{suffix}"
+
+
+def _stage(index: int, db: Database, suffix: str) -> Stage:
+    """A journal stage with a group id of its own, so a shared broker's old offsets don't count."""
+    cls = _CLASSES[index]
+    args = (db, BehaviourRules()) if cls is BehaviourStage else (db,)
+    # From the end of each topic: a shared broker holds earlier runs' messages.
+    sub = type(cls.__name__, (cls,), {"name": _group(cls, suffix), "offset_reset": "latest"})
+    return sub(*args)
+
+
+class _InProcess:
+    """The four stages on threads of this process, sharing its bus and database, as in the app."""
+
+    def __init__(self, bus: Bus, db: Database, suffix: str) -> None:
+        self.runners = [StageRunner(_stage(i, db, suffix), bus, poll_timeout=0.05) for i in range(len(_CLASSES))]
+        tune_gc()  # as build_runtime does for the app
+        for r in self.runners:
+            r.start()
+        self.groups = {r.stage.group_id for r in self.runners}
+
+    def stop(self) -> dict[str, tuple[int, int, int, int]]:
+        for r in self.runners:
+            r.stop()
+        return {r.name: (r.health.processed, r.health.produced, r.health.dead_lettered, r.health.errors)
+                for r in self.runners}
+
+
+def _stage_process(index: int, backend: str, folder: str, db_path: str, suffix: str, ready: Any, stop: Any,
+                   report: Any) -> None:
+    """One stage in a process of its own, with its own bus client and database writer."""
+    bus = make_bus(backend, folder)
+    db = Database(db_path)
+    runner = StageRunner(_stage(index, db, suffix), bus, poll_timeout=0.05)
+    tune_gc()
+    runner.start()
+    ready.set()
+    stop.wait()
+    runner.stop()
+    h = runner.health
+    report.put((runner.name, (h.processed, h.produced, h.dead_lettered, h.errors)))
+    db.close()
+    bus.close()
+
+
+class _Processes:
+    """Each stage in its own process (spawned, so nothing of this process is inherited)."""
+
+    def __init__(self, backend: str, folder: Path, db: Database, suffix: str) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.stop_event, self.report = ctx.Event(), ctx.Queue()
+        readies = [ctx.Event() for _ in _CLASSES]
+        self.procs = [ctx.Process(target=_stage_process, name=f"stage-{i}", daemon=True,
+                                  args=(i, backend, str(folder), str(db.path), suffix, readies[i], self.stop_event,
+                                        self.report)) for i in range(len(_CLASSES))]
+        for p in self.procs:
+            p.start()
+        for p, ready in zip(self.procs, readies, strict=True):
+            while not ready.wait(0.5):
+                if not p.is_alive():
+                    raise SystemExit(f"a stage process exited with code {p.exitcode} before it started")
+        self.groups = {_group(cls, suffix) for cls in _CLASSES}
+
+    def stop(self) -> dict[str, tuple[int, int, int, int]]:
+        self.stop_event.set()
+        health = dict(self.report.get(timeout=60) for _ in self.procs)
+        for p in self.procs:
+            p.join(30)
+        return health
+
+
+def run_once(backend: str, n: int, rate: float | None, folder: Path, processes: bool = False) -> dict[str, object]:
     folder.mkdir(parents=True, exist_ok=True)
     suffix = uuid.uuid4().hex[:8]
     user = f"bench-{suffix}"
     bus = make_bus(backend, str(folder))
     bus.create_topics(CATALOG.values())
     db = Database(folder / f"desk-{suffix}.db")
-    runners = [StageRunner(s, bus, poll_timeout=0.05) for s in _stages(db, suffix)]
-    tune_gc()  # as build_runtime does for the app
-    for r in runners:
-        r.start()
+    stages = _Processes(backend, folder, db, suffix) if processes else _InProcess(bus, db, suffix)
     producer = bus.producer()
     messages = raw_trades(n, user)
     # Warm-up: every stage must have joined its group (and found the end of its topics) first.
-    groups = {r.stage.group_id for r in runners}
+    groups = stages.groups
     deadline = time.time() + 60
     while time.time() < deadline:
         joined = {g.group_id for g in bus.describe_groups() if g.group_id in groups and g.members}
@@ -112,14 +182,12 @@ def run_once(backend: str, n: int, rate: float | None, folder: Path) -> dict[str
         stored = db.query("SELECT count(*) AS n FROM journal_trades WHERE user_id=?", (user,))[0]["n"]
         if stored >= n:
             break
-        time.sleep(0.02)
+        time.sleep(0.25)  # the end is the last row's stored_at; counting often would slow the stages
     end = time.time()
     rows = db.query("SELECT fill_ids, stored_at FROM journal_trades WHERE user_id=?", (user,))
     last_stored = max((r["stored_at"] for r in rows), default=end * 1000) / 1000
     latencies = sorted(r["stored_at"] - sent[orjson.loads(r["fill_ids"])[-1]] * 1000 for r in rows)
-    for r in runners:
-        r.stop()
-    health = {r.name: (r.health.processed, r.health.produced, r.health.dead_lettered, r.health.errors) for r in runners}
+    health = stages.stop()
     print(json.dumps({"health": health}), file=sys.stderr)
     producer.close()
     db.close()
@@ -127,7 +195,7 @@ def run_once(backend: str, n: int, rate: float | None, folder: Path) -> dict[str
     if stored < n:
         raise SystemExit(f"only {stored} of {n} trades stored; stages: {health}")
     seconds = last_stored - start
-    return {"backend": backend, "trades": n, "rate": rate, "seconds": round(seconds, 3),
+    return {"backend": backend, "processes": processes, "trades": n, "rate": rate, "seconds": round(seconds, 3),
             "throughput_per_s": round(n / seconds), "latency_ms_p50": round(_pct(latencies, 50), 1),
             "latency_ms_p99": round(_pct(latencies, 99), 1), "latency_ms_max": round(latencies[-1], 1)}
 
@@ -142,15 +210,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="offered trades per second (default: flat out)")
     parser.add_argument("--backend", choices=("embedded", "kafka"), default="embedded")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--processes", action="store_true", help="run each stage in a process of its own")
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as folder:
         for i in range(args.repeat):
-            result = run_once(args.backend, args.trades, args.rate, Path(folder) / str(i))
+            result = run_once(args.backend, args.trades, args.rate, Path(folder) / str(i), args.processes)
             runs.append(result)
             print(json.dumps(result), flush=True)
     if args.repeat > 1:
-        print(json.dumps({"backend": args.backend, "trades": args.trades, "rate": args.rate, "stat": "median",
+        print(json.dumps({"backend": args.backend, "processes": args.processes, "trades": args.trades,
+                          "rate": args.rate, "stat": "median",
                           **{k: statistics.median(r[k] for r in runs)  # type: ignore[misc]
                              for k in ("throughput_per_s", "latency_ms_p50", "latency_ms_p99")}}))
 
