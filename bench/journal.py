@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -94,7 +95,7 @@ class _InProcess:
             r.start()
         self.groups = {r.stage.group_id for r in self.runners}
 
-    def stop(self) -> dict[str, tuple[int, int, int, int]]:
+    def stop(self) -> dict[str, tuple[int, ...]]:
         for r in self.runners:
             r.stop()
         return {r.name: (r.health.processed, r.health.produced, r.health.dead_lettered, r.health.errors)
@@ -109,11 +110,13 @@ def _stage_process(index: int, backend: str, folder: str, db_path: str, suffix: 
     runner = StageRunner(_stage(index, db, suffix), bus, poll_timeout=0.05)
     tune_gc()
     runner.start()
+    started = os.times()
     ready.set()
     stop.wait()
     runner.stop()
-    h = runner.health
-    report.put((runner.name, (h.processed, h.produced, h.dead_lettered, h.errors)))
+    h, ended = runner.health, os.times()
+    cpu = ended.user + ended.system - started.user - started.system
+    report.put((runner.name, (h.processed, h.produced, h.dead_lettered, h.errors, round(cpu, 2))))
     db.close()
     bus.close()
 
@@ -136,7 +139,8 @@ class _Processes:
                     raise SystemExit(f"a stage process exited with code {p.exitcode} before it started")
         self.groups = {_group(cls, suffix) for cls in _CLASSES}
 
-    def stop(self) -> dict[str, tuple[int, int, int, int]]:
+    def stop(self) -> dict[str, tuple[int, ...]]:
+        """Stop the stages; return each one's processed, produced, dead-lettered, errors and CPU seconds."""
         self.stop_event.set()
         health = dict(self.report.get(timeout=60) for _ in self.procs)
         for p in self.procs:

@@ -112,11 +112,23 @@ def _m004_portfolio(db: sqlite_utils.Database) -> None:
         id INTEGER PRIMARY KEY CHECK (id = 1), updated_at INTEGER NOT NULL, snapshot TEXT NOT NULL)""")
 
 
+def _m005_fill_records(db: sqlite_utils.Database) -> None:
+    # The lots and round trips a fill made (each as published, one per line) move onto the fill's
+    # own row: one appended row per fill instead of a second table with three indexes to keep up.
+    # journal_ledger_records keeps whole trades only.
+    db.execute("ALTER TABLE journal_fills ADD COLUMN records TEXT NOT NULL DEFAULT ''")
+    db.execute("""UPDATE journal_fills SET records = coalesce((SELECT group_concat(record, char(10)) FROM (
+        SELECT record FROM journal_ledger_records r WHERE r.fill_id = journal_fills.fill_id
+        AND (r.trade_id LIKE 'lot-%' OR r.trade_id LIKE 'rt-%') ORDER BY r.rowid)), '')""")
+    db.execute("DELETE FROM journal_ledger_records WHERE trade_id LIKE 'lot-%' OR trade_id LIKE 'rt-%'")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_market_ticks_and_bars", _m001_market),
     ("002_journal", _m002_journal),
     ("003_ml", _m003_ml),
     ("004_portfolio", _m004_portfolio),
+    ("005_fill_records", _m005_fill_records),
 ]
 
 

@@ -5,7 +5,9 @@ breaks a rule is dead-lettered on its own. Fills go into a SQLite ledger once ea
 fingerprint, so re-imports and overlapping exports add nothing), are paired FIFO per user and
 symbol, and the new lots and round trips are published. Fills that arrive older than what the
 ledger already holds for that user and symbol make it rebuild that pair's FIFO from all its fills,
-republish every record and retract (``void``) the ones that no longer exist. Fees are converted
+republish every record and retract (``void``) the ones that no longer exist. Each fill's row keeps
+the records it made, so a raw trade delivered again (its outputs lost in a crash after the ledger
+committed) publishes them again; downstream upserts by id make that harmless. Fees are converted
 to the quote currency from the fill's own price or, for a third asset such as BNB, from the
 market data the desk holds at the fill's time; otherwise the fee stays unknown.
 """
@@ -94,10 +96,10 @@ class Normalizer(Stage):
 
     def _apply_fills(self, conn: sqlite3.Connection, fills: dict[str, Parsed]) -> list[Message]:
         known = _existing(conn, "journal_fills", "fill_id", fills)
-        republished = _republish(conn, known)
+        out: list[Message] = _republish_fills(conn, known)
         new = [p for rid, p in fills.items() if rid not in known]
         if not new:
-            return republished
+            return out
         # Fills are only ever appended, in seq order: the last row has the largest seq (max(seq)
         # would scan the whole table on every batch).
         seq = conn.execute("SELECT coalesce((SELECT seq FROM journal_fills ORDER BY rowid DESC LIMIT 1), 0)"
@@ -112,19 +114,28 @@ class Normalizer(Stage):
             by_key[(p.raw.user_id, f.symbol)].append(LedgerFill(
                 p.raw.raw_id, seq, p.raw.user_id, f.symbol, f.side, f.price, f.quantity, f.time, fee_quote,
                 p.raw.source))
-            rows.append((p.raw.raw_id, seq, p.raw.user_id, f.symbol, f.side, f.price, f.quantity, f.time, f.fee,
-                         f.fee_asset, fee_quote, f.exchange_id, p.raw.source, p.raw.format))
-        last_times = {key: conn.execute("SELECT max(time) FROM journal_fills WHERE user_id=? AND symbol=?",
-                                        key).fetchone()[0] for key in by_key}
-        conn.executemany("INSERT INTO journal_fills VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        out: list[Message] = list(republished)
+            rows.append([p.raw.raw_id, seq, p.raw.user_id, f.symbol, f.side, f.price, f.quantity, f.time, f.fee,
+                         f.fee_asset, fee_quote, f.exchange_id, p.raw.source, p.raw.format, ""])
+        extended: list[Trade] = []
+        rebuilt: list[Key] = []
         for key, key_fills in by_key.items():
             key_fills.sort(key=lambda f: (f.time, f.seq))
-            last = last_times[key]
+            last = conn.execute("SELECT max(time) FROM journal_fills WHERE user_id=? AND symbol=?", key).fetchone()[0]
             if last is None or key_fills[0].time >= last:
-                out.extend(_extend(conn, key, key_fills))
+                # The usual case: newer fills continue the FIFO from the stored open lots.
+                lots, records = apply_fills(_load_lots(conn, key), key_fills)
+                _save_lots(conn, key, lots)
+                extended.extend(records)
             else:
-                out.extend(_rebuild(conn, key))
+                rebuilt.append(key)
+        made = _by_fill(extended)
+        for row in rows:
+            row[-1] = made.get(row[0], "")
+        conn.executemany("INSERT INTO journal_fills VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        out.extend(extended)
+        new_ids = {p.raw.raw_id for p in new}
+        for key in rebuilt:
+            out.extend(_rebuild(conn, key, new_ids))
         return out
 
 
@@ -139,22 +150,41 @@ def _existing(conn: sqlite3.Connection, table: str, column: str, ids: Iterable[s
 
 
 def _record(conn: sqlite3.Connection, trades: list[Trade]) -> None:
-    """Remember what was published, by the raw trade it came from (see ``_republish``)."""
+    """Remember the whole trades published, by id (see ``_republish``)."""
     conn.executemany("INSERT OR REPLACE INTO journal_ledger_records VALUES (?,?,?,?,?)",
-                     [(t.trade_id, t.user_id, t.symbol, t.fill_ids[-1] if t.fill_ids else t.trade_id,
-                       encode(t).decode()) for t in trades])
+                     [(t.trade_id, t.user_id, t.symbol, t.trade_id, encode(t).decode()) for t in trades])
 
 
 def _republish(conn: sqlite3.Connection, raw_ids: set[str]) -> list[Trade]:
-    """Return the records of raw trades seen before: a redelivery means their outputs may have been
-    lost (the ledger commits before the runner flushes), and downstream upserts make it harmless."""
+    """Return the whole trades of raw trades seen before: a redelivery means their outputs may have
+    been lost (the ledger commits before the runner flushes), and downstream upserts make it harmless."""
     ids = list(raw_ids)
     out: list[Trade] = []
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
         out.extend(Trade.model_validate_json(r[0]) for r in conn.execute(
-            f"SELECT record FROM journal_ledger_records WHERE fill_id IN ({','.join('?' * len(chunk))}) "
+            f"SELECT record FROM journal_ledger_records WHERE trade_id IN ({','.join('?' * len(chunk))}) "
             "ORDER BY rowid", chunk))
+    return out
+
+
+def _by_fill(records: list[Trade]) -> dict[str, str]:
+    """The records each fill made (a lot's opening fill, a round trip's closing fill), one per line."""
+    made: dict[str, list[str]] = defaultdict(list)
+    for t in records:
+        made[t.fill_ids[-1]].append(encode(t).decode())
+    return {fill_id: "\n".join(lines) for fill_id, lines in made.items()}
+
+
+def _republish_fills(conn: sqlite3.Connection, fill_ids: set[str]) -> list[Trade]:
+    """Return the lots and round trips the fills seen before made, as ``_republish`` does for trades."""
+    ids = list(fill_ids)
+    out: list[Trade] = []
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        for (records,) in conn.execute(f"SELECT records FROM journal_fills WHERE fill_id IN "
+                                       f"({','.join('?' * len(chunk))}) ORDER BY rowid", chunk):
+            out.extend(Trade.model_validate_json(line) for line in records.split("\n") if line)
     return out
 
 
@@ -171,28 +201,21 @@ def _save_lots(conn: sqlite3.Connection, key: Key, lots: list[Lot]) -> None:
                        x.fee_per_unit) for x in lots if x.remaining > x.quantity * DUST])
 
 
-def _extend(conn: sqlite3.Connection, key: Key, fills: list[LedgerFill]) -> list[Trade]:
-    """The usual case: newer fills continue the FIFO from the stored open lots."""
-    lots, records = apply_fills(_load_lots(conn, key), fills)
-    _save_lots(conn, key, lots)
-    _record(conn, records)
-    return records
+def _rebuild(conn: sqlite3.Connection, key: Key, new_ids: set[str]) -> list[Trade]:
+    """Older fills arrived: replay every fill of this user and symbol, retract what vanished.
 
-
-def _rebuild(conn: sqlite3.Connection, key: Key) -> list[Trade]:
-    """Older fills arrived: replay every fill of this user and symbol, retract what vanished."""
+    What existed before is what the same replay without this batch's fills makes."""
     fills = [LedgerFill(*r) for r in conn.execute(
         "SELECT fill_id, seq, user_id, symbol, side, price, quantity, time, fee_quote, source "
         "FROM journal_fills WHERE user_id=? AND symbol=? ORDER BY time, seq", key)]
+    _, before = apply_fills([], [f for f in fills if f.fill_id not in new_ids])
     lots, records = apply_fills([], fills)
     _save_lots(conn, key, lots)
-    before = {r[0] for r in conn.execute(
-        "SELECT trade_id FROM journal_ledger_records WHERE user_id=? AND symbol=? AND "
-        "(trade_id LIKE 'lot-%' OR trade_id LIKE 'rt-%')", key)}
-    now = {r.trade_id for r in records}
-    conn.executemany("DELETE FROM journal_ledger_records WHERE trade_id=?", [(i,) for i in before - now])
-    _record(conn, records)
-    return [_void(i, *key) for i in sorted(before - now)] + records
+    made = _by_fill(records)
+    conn.executemany("UPDATE journal_fills SET records=? WHERE fill_id=?",
+                     [(made.get(f.fill_id, ""), f.fill_id) for f in fills])
+    gone = {t.trade_id for t in before} - {t.trade_id for t in records}
+    return [_void(i, *key) for i in sorted(gone)] + records
 
 
 class _Rates:
