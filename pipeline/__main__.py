@@ -19,6 +19,7 @@ from pipeline.bus import create_bus
 from pipeline.config import ML_MODEL_NAMES, Config, load_config
 from pipeline.errors import PipelineError
 from pipeline.messages import json_schemas, trade_avro_schema
+from pipeline.processes import PARENT_PID_ENV
 from pipeline.topics import CATALOG
 
 log = logging.getLogger("pipeline")
@@ -75,11 +76,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     names = ", ".join(w.name for w in runtime.workers)
     print(f"running {names} on the {runtime.bus.name} bus; Ctrl-C stops", file=sys.stderr)
+    # Started by a runtime (STAGE_PROCESSES): stop when that process is gone, however it ended.
+    parent = int(os.environ.get(PARENT_PID_ENV) or 0)
+    ticks = 0
     try:
-        while not stop.wait(10.0):
-            for h in runtime.health():
-                log.info("%s running=%s processed=%d produced=%d dead=%d errors=%d lag=%d",
-                         h.name, h.running, h.processed, h.produced, h.dead_lettered, h.errors, h.lag)
+        while not stop.wait(1.0):
+            if parent and os.getppid() != parent:
+                print(f"the process that started this one ({parent}) is gone; stopping", file=sys.stderr)
+                break
+            ticks += 1
+            if ticks % 10 == 0:
+                for h in runtime.health():
+                    log.info("%s running=%s processed=%d produced=%d dead=%d errors=%d lag=%d",
+                             h.name, h.running, h.processed, h.produced, h.dead_lettered, h.errors, h.lag)
     except KeyboardInterrupt:
         pass
     print("stopping...", file=sys.stderr)

@@ -47,6 +47,8 @@ class Config:
     kafka_replication_factor: int = 1
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     stages: tuple[str, ...] = DEFAULT_STAGES
+    # Stages (of ``stages``) run as processes of their own instead of threads (pipeline.processes).
+    stage_processes: tuple[str, ...] = ()
     simulator_seed: int | None = None
     simulator_tick_ms: int = 1000
     simulator_history_minutes: int = 180
@@ -166,6 +168,10 @@ def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = No
         unknown = [s for s in stages if s not in known_stages]
         if unknown:
             raise ConfigError(f"STAGES has unknown {unknown}; known: {', '.join(sorted(known_stages))}")
+    stage_processes = tuple(s.strip() for s in env.get("STAGE_PROCESSES", "").split(",") if s.strip())
+    outside = [s for s in stage_processes if s not in stages]
+    if outside:
+        raise ConfigError(f"STAGE_PROCESSES has {outside}, which STAGES does not run; STAGES: {', '.join(stages)}")
     seed = env.get("SIMULATOR_SEED")
     return Config(
         data_dir=Path(env.get("DATA_DIR") or "data"),
@@ -174,6 +180,7 @@ def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = No
         kafka_replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", 1, 1),
         symbols=symbols,
         stages=stages,
+        stage_processes=stage_processes,
         simulator_seed=_int(env, "SIMULATOR_SEED", 0, 0) if seed else None,
         simulator_tick_ms=_int(env, "SIMULATOR_TICK_MS", 1000, 10),
         simulator_history_minutes=_int(env, "SIMULATOR_HISTORY_MINUTES", 180, 0),

@@ -19,6 +19,7 @@ from pipeline.bus import create_bus
 from pipeline.bus.base import Bus, GroupState, Producer, TopicState
 from pipeline.config import Config
 from pipeline.errors import ConfigError
+from pipeline.processes import StageProcess
 from pipeline.runner import Health, StageRunner, Worker
 from pipeline.sources.simulator import MarketSimulator, SimulatorSource
 from pipeline.journal.behaviour import BehaviourStage
@@ -255,6 +256,17 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
+def _group_lag(bus: Bus, group_id: str) -> Callable[[], int | None]:
+    """How far a stage running in another process is behind, from its consumer group."""
+    def lag() -> int | None:
+        try:
+            return next((g.lag for g in bus.describe_groups() if g.group_id == group_id), None)
+        except Exception:  # a broker hiccup must not stop the watcher; the next look tries again
+            log.debug("could not describe group %s", group_id, exc_info=True)
+            return None
+    return lag
+
+
 def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, start: bool = True) -> Runtime:
     """Connect to the bus, create the catalog's topics, open the store and start the stages."""
     names = stages if stages is not None else config.stages
@@ -275,6 +287,9 @@ def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, star
     runtime = Runtime(config, bus, db)
     try:
         for n in names:
+            if n in config.stage_processes:
+                runtime.workers.append(StageProcess(n, config.data_dir, lag=_group_lag(bus, n)))
+                continue
             made = WORKERS[n](runtime)
             runtime.workers.extend(made if isinstance(made, list) else [made])
     except BaseException:

@@ -68,7 +68,8 @@ def journal_rows(db: Database) -> Database:
                      entry_time=T0 - HOUR, exit_time=T0 + 8 * HOUR, lot_id="lot-a", source="csv"),
            trade_row("other", user_id="someone-else", pnl=1000.0))
     db.write(lambda d: d.conn.executemany(
-        "INSERT INTO journal_fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO journal_fills (fill_id, seq, user_id, symbol, side, price, quantity, time, fee, fee_asset, "
+        "fee_quote, exchange_id, source, format) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [fill_row("f-a"), fill_row("f-b"), fill_row("f-c", "ETHUSDT"), fill_row("f-x", user_id="someone-else")]))
     return db
 
