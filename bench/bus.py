@@ -39,7 +39,7 @@ def payloads(n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def make_bus(backend: str, folder: str) -> Bus:
+def make_bus(backend: str, folder: str, shared: bool = False) -> Bus:
     if backend == "kafka":
         from pipeline.bus.kafka import KafkaBus
 
@@ -49,7 +49,7 @@ def make_bus(backend: str, folder: str) -> Bus:
         return KafkaBus(servers)
     from pipeline.bus.embedded import EmbeddedBus
 
-    return EmbeddedBus(os.path.join(folder, "bus.db"))
+    return EmbeddedBus(os.path.join(folder, "bus.db"), shared=shared)
 
 
 def run_once(bus: Bus, messages: list[tuple[bytes, bytes]]) -> tuple[float, float]:

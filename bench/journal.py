@@ -105,7 +105,7 @@ class _InProcess:
 def _stage_process(index: int, backend: str, folder: str, db_path: str, suffix: str, ready: Any, stop: Any,
                    report: Any) -> None:
     """One stage in a process of its own, with its own bus client and database writer."""
-    bus = make_bus(backend, folder)
+    bus = make_bus(backend, folder, shared=True)
     db = Database(db_path)
     runner = StageRunner(_stage(index, db, suffix), bus, poll_timeout=0.05)
     tune_gc()
@@ -152,7 +152,7 @@ def run_once(backend: str, n: int, rate: float | None, folder: Path, processes: 
     folder.mkdir(parents=True, exist_ok=True)
     suffix = uuid.uuid4().hex[:8]
     user = f"bench-{suffix}"
-    bus = make_bus(backend, str(folder))
+    bus = make_bus(backend, str(folder), shared=processes)
     bus.create_topics(CATALOG.values())
     db = Database(folder / f"desk-{suffix}.db")
     stages = _Processes(backend, folder, db, suffix) if processes else _InProcess(bus, db, suffix)

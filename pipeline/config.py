@@ -49,6 +49,8 @@ class Config:
     stages: tuple[str, ...] = DEFAULT_STAGES
     # Stages (of ``stages``) run as processes of their own instead of threads (pipeline.processes).
     stage_processes: tuple[str, ...] = ()
+    # Other processes write the embedded bus too (STAGE_PROCESSES, or stages started by hand).
+    bus_shared: bool = False
     simulator_seed: int | None = None
     simulator_tick_ms: int = 1000
     simulator_history_minutes: int = 180
@@ -181,6 +183,7 @@ def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = No
         symbols=symbols,
         stages=stages,
         stage_processes=stage_processes,
+        bus_shared=bool(stage_processes) or env.get("EMBEDDED_BUS_SHARED", "").lower() in ("1", "true", "yes"),
         simulator_seed=_int(env, "SIMULATOR_SEED", 0, 0) if seed else None,
         simulator_tick_ms=_int(env, "SIMULATOR_TICK_MS", 1000, 10),
         simulator_history_minutes=_int(env, "SIMULATOR_HISTORY_MINUTES", 180, 0),

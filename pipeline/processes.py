@@ -43,7 +43,7 @@ class StageProcess(Worker):
         self.data_dir = data_dir.resolve()
         # The child runs its stage itself: it must not start children of its own.
         self.env = {**(env if env is not None else os.environ), "STAGE_PROCESSES": "", "DATA_DIR": str(self.data_dir),
-                    PARENT_PID_ENV: str(os.getpid())}
+                    "EMBEDDED_BUS_SHARED": "1", PARENT_PID_ENV: str(os.getpid())}
         self.lag = lag
         self.restart_pause_s = restart_pause_s
         self.log_path = self.data_dir / "logs" / f"{name}.log"

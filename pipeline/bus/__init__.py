@@ -19,4 +19,4 @@ def create_bus(config: Config) -> Bus:
                         replication_factor=config.kafka_replication_factor)
     from pipeline.bus.embedded import EmbeddedBus
 
-    return EmbeddedBus(config.data_dir / "bus.db")
+    return EmbeddedBus(config.data_dir / "bus.db", shared=config.bus_shared)

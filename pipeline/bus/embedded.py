@@ -325,11 +325,29 @@ class EmbeddedConsumer:
         while True:
             self._heartbeat()
             self._rebalance_if_needed()
+            version = self._data_version()
             records = self._fetch(max_messages)
             remaining = deadline - time.monotonic()
             if records or remaining <= 0:
                 return records
-            self._bus._wait_for_data(min(remaining, self._bus.poll_interval_s))
+            self._wait(version, min(remaining, self._bus.poll_interval_s))
+
+    def _data_version(self) -> int:
+        """SQLite's count of commits by other connections to the file (this process's writer included)."""
+        return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def _wait(self, version: int, timeout: float) -> None:
+        """Wait up to ``timeout`` for new data: this process's writer wakes us at once; on a shared
+        file a commit by another process is seen within 10 ms by the file's data version, a check
+        far cheaper than a fetch."""
+        if not self._bus.shared:
+            self._bus._wait_for_data(timeout)
+            return
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or self._bus._wait_for_data(min(left, 0.01)) or self._data_version() != version:
+                return
 
     def _fetch(self, max_messages: int) -> list[Record]:
         parts = list(self._positions)
@@ -417,8 +435,13 @@ class EmbeddedBus:
     name = "embedded"
 
     def __init__(self, path: Path | str, *, session_timeout_ms: int = 30_000,
-                 maintenance_interval_s: float = 30.0, poll_interval_s: float = 0.05) -> None:
+                 maintenance_interval_s: float = 30.0, poll_interval_s: float = 0.05, shared: bool = False) -> None:
+        """``shared``: other processes write this file too (stages in processes of their own), so an
+        idle consumer also watches the file's data version every 10 ms instead of only waiting for
+        this process's writer (or ``poll_interval_s``): about 2 % of a core for four idle consumers
+        against 1 %, for up to 40 ms less per hop between processes."""
         self.path = Path(path)
+        self.shared = shared
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_s = session_timeout_ms / 3000
@@ -441,9 +464,10 @@ class EmbeddedBus:
         self._writer.submit((_CALL, fn, fut))
         return fut.result(timeout)
 
-    def _wait_for_data(self, timeout: float) -> None:
+    def _wait_for_data(self, timeout: float) -> bool:
+        """Wait until this process's writer commits (True) or ``timeout`` passes (False)."""
         with self._data:
-            self._data.wait(timeout)
+            return self._data.wait(timeout)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._reader_lock:

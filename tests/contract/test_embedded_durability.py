@@ -315,3 +315,33 @@ def test_processes_sharing_one_file_lose_nothing(tmp_path, children):
         assert seqs == {b"p1": list(range(n)), b"p2": list(range(n))}
     finally:
         bus.close()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_shared_bus_wakes_an_idle_consumer_on_another_writers_commit(tmp_path, shared):
+    """Two bus instances on one file stand for two processes: the consumer's writer never sees the
+    other's commits, so only a shared bus (watching the file's data version) wakes up for them
+    before its wait is over."""
+    path = tmp_path / "bus.db"
+    reader, writer = (EmbeddedBus(path, shared=shared) for _ in range(2))
+    try:
+        reader.create_topics([TopicSpec(TOPIC, 1, 86_400_000)])
+        consumer = reader.consumer("g", [TOPIC], auto_offset_reset="earliest")
+        assert consumer.poll(10, 0.2) == []
+        version = consumer._data_version()
+        producer = writer.producer()
+        timer = threading.Timer(0.3, lambda: (producer.produce(TOPIC, b"v"), producer.flush(10)))
+        timer.start()
+        started = time.monotonic()
+        consumer._wait(version, 4.0)
+        waited = time.monotonic() - started
+        timer.join()
+        if shared:
+            assert waited < 3.0, f"a commit by another writer did not wake the consumer ({waited:.2f} s)"
+        else:
+            assert waited >= 3.9
+        assert [r.value for r in consumer.poll(10, 2.0)] == [b"v"]
+        consumer.close()
+    finally:
+        reader.close()
+        writer.close()

@@ -49,7 +49,11 @@ def test_stage_processes_must_be_stages_that_run() -> None:
     with pytest.raises(ConfigError, match=r"STAGE_PROCESSES has \['ml'\], which STAGES does not run"):
         load_config({"STAGES": JOURNAL, "STAGE_PROCESSES": "normalizer,ml"}, KNOWN_STAGES)
     config = load_config({"STAGES": JOURNAL, "STAGE_PROCESSES": " normalizer, enricher "}, KNOWN_STAGES)
-    assert config.stage_processes == ("normalizer", "enricher")
+    assert config.stage_processes == ("normalizer", "enricher") and config.bus_shared
+    assert not load_config({"STAGES": JOURNAL}, KNOWN_STAGES).bus_shared
+    assert load_config({"STAGES": JOURNAL, "EMBEDDED_BUS_SHARED": "1"}, KNOWN_STAGES).bus_shared
+    child = StageProcess("normalizer", Path("data"), env={"STAGE_PROCESSES": "normalizer", "X": "1"})
+    assert child.env["STAGE_PROCESSES"] == "" and child.env["EMBEDDED_BUS_SHARED"] == "1" and child.env["X"] == "1"
 
 
 def test_journal_stages_as_processes_flow_restart_and_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
