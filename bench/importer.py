@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 from bench.bus import make_bus
-from bench.journal import _stages
+from bench.journal import journal_stages
 from pipeline.journal.importer import import_file
 from pipeline.runner import StageRunner
 from pipeline.topics import CATALOG
@@ -61,7 +61,7 @@ def main() -> None:
         bus.create_topics(CATALOG.values())
         db = Database(Path(folder) / "desk.db")
         user = f"bench-{uuid.uuid4().hex[:8]}"
-        runners = [StageRunner(s, bus) for s in _stages(db, user)] if args.stored else []
+        runners = [StageRunner(s, bus) for s in journal_stages(db, user)] if args.stored else []
         for r in runners:
             r.start()
         updates: list[float] = []

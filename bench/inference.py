@@ -12,6 +12,7 @@ Prints JSON lines.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -36,6 +37,7 @@ def _write_klines(path: Path, n: int) -> None:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     bars = bars_from_simulator("BTCUSDT", 3000, seed=1)
     state = FeatureState()
     for b in bars.itertuples():

@@ -85,11 +85,16 @@ def _stage(index: int, db: Database, suffix: str) -> Stage:
     return sub(*args)
 
 
+def journal_stages(db: Database, suffix: str) -> list[Stage]:
+    """The four journal stages, in pipeline order, with group ids of their own."""
+    return [_stage(i, db, suffix) for i in range(len(_CLASSES))]
+
+
 class _InProcess:
     """The four stages on threads of this process, sharing its bus and database, as in the app."""
 
     def __init__(self, bus: Bus, db: Database, suffix: str) -> None:
-        self.runners = [StageRunner(_stage(i, db, suffix), bus, poll_timeout=0.05) for i in range(len(_CLASSES))]
+        self.runners = [StageRunner(s, bus, poll_timeout=0.05) for s in journal_stages(db, suffix)]
         tune_gc()  # as build_runtime does for the app
         for r in self.runners:
             r.start()

@@ -31,3 +31,16 @@ def test_the_walker_sees_streamlit_imports(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
     sample.write_text("def f():\n    from streamlit import session_state\n")
     assert "streamlit" in imported_modules(sample)
+
+
+def test_every_benchmark_answers_help() -> None:
+    """Benchmarks run rarely; one that no longer imports or parses its arguments fails here instead."""
+    import subprocess
+    import sys
+
+    benches = sorted(p.stem for p in ROOT.joinpath("bench").glob("*.py") if p.stem != "__init__")
+    assert {"journal", "importer", "bus"} <= set(benches)
+    for name in benches:
+        done = subprocess.run([sys.executable, "-m", f"bench.{name}", "--help"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0 and "usage" in done.stdout, f"bench.{name}: {done.stderr[-500:]}"
