@@ -1,13 +1,14 @@
 """A large Binance spot trade-history CSV through the importer: time, memory, progress.
 
-    python -m bench.importer --rows 1000000 [--backend embedded|kafka] [--stored]
+    python -m bench.importer --rows 1000000 [--backend embedded|kafka] [--stored [--processes]]
 
 Builds the file in memory (four pairs, alternating sides, fees in the base asset), then runs
 ``import_file`` as the Import page does: every row parsed, validated, fingerprinted, checked
 against the journal and published to raw-trades. Prints one JSON line with the file size, the
 seconds, rows per second, the number of progress updates and the process's peak RSS (which
-includes the file itself). With ``--stored`` the journal stages run in this process too and the
-line adds the seconds until every journal row is stored.
+includes the file itself). With ``--stored`` the journal stages run too (threads of this process,
+or with ``--processes`` one process each) and the line adds the seconds until every fill is in the
+ledger and every stage has caught up, the journal's rows, and the stage processes' peak RSS.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ import uuid
 from pathlib import Path
 
 from bench.bus import make_bus
-from bench.journal import journal_stages
+from bench.journal import InProcess, Processes, wait_until_joined
 from pipeline.journal.importer import import_file
-from pipeline.runner import StageRunner
 from pipeline.topics import CATALOG
 from storage.db import Database
 
@@ -54,16 +54,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=("embedded", "kafka"), default="embedded")
     parser.add_argument("--stored", action="store_true", help="also run the journal stages until all is stored")
+    parser.add_argument("--processes", action="store_true", help="with --stored: each stage in a process of its own")
     args = parser.parse_args()
     data = binance_csv(args.rows)
     with tempfile.TemporaryDirectory() as folder:
-        bus = make_bus(args.backend, folder)
+        bus = make_bus(args.backend, folder, shared=args.processes)
         bus.create_topics(CATALOG.values())
         db = Database(Path(folder) / "desk.db")
-        user = f"bench-{uuid.uuid4().hex[:8]}"
-        runners = [StageRunner(s, bus) for s in journal_stages(db, user)] if args.stored else []
-        for r in runners:
-            r.start()
+        suffix = uuid.uuid4().hex[:8]
+        user = f"bench-{suffix}"
+        stages: InProcess | Processes | None = None
+        if args.stored:
+            stages = Processes(args.backend, Path(folder), db, suffix) if args.processes else InProcess(bus, db, suffix)
+            wait_until_joined(bus, stages.groups)
         updates: list[float] = []
         producer = bus.producer()
         start = time.perf_counter()
@@ -74,20 +77,21 @@ def main() -> None:
                   "accepted": report.accepted, "rejected": len(report.rejected), "import_seconds": round(seconds, 2),
                   "rows_per_s": round(args.rows / seconds), "progress_updates": len(updates),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
-        if runners:
+        if stages is not None:
             expected = report.accepted
             while True:
                 done = db.query("SELECT count(*) AS n FROM journal_fills WHERE user_id=?", (user,))[0]["n"]
-                lag = sum(r.health.snapshot().lag for r in runners)
-                if done >= expected and lag == 0:
+                groups = [g for g in bus.describe_groups() if g.group_id in stages.groups]
+                if done >= expected and len(groups) == len(stages.groups) and all(g.lag == 0 for g in groups):
                     break
                 time.sleep(0.5)
             result["stored_seconds"] = round(time.perf_counter() - start, 2)
             result["journal_rows"] = db.query("SELECT count(*) AS n FROM journal_trades WHERE user_id=?",
                                               (user,))[0]["n"]
             result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-            for r in runners:
-                r.stop()
+            stages.stop()
+            if args.processes:
+                result["stage_process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
         producer.close()
         db.close()
         bus.close()

@@ -90,7 +90,7 @@ def journal_stages(db: Database, suffix: str) -> list[Stage]:
     return [_stage(i, db, suffix) for i in range(len(_CLASSES))]
 
 
-class _InProcess:
+class InProcess:
     """The four stages on threads of this process, sharing its bus and database, as in the app."""
 
     def __init__(self, bus: Bus, db: Database, suffix: str) -> None:
@@ -126,7 +126,7 @@ def _stage_process(index: int, backend: str, folder: str, db_path: str, suffix: 
     bus.close()
 
 
-class _Processes:
+class Processes:
     """Each stage in its own process (spawned, so nothing of this process is inherited)."""
 
     def __init__(self, backend: str, folder: Path, db: Database, suffix: str) -> None:
@@ -153,18 +153,9 @@ class _Processes:
         return health
 
 
-def run_once(backend: str, n: int, rate: float | None, folder: Path, processes: bool = False) -> dict[str, object]:
-    folder.mkdir(parents=True, exist_ok=True)
-    suffix = uuid.uuid4().hex[:8]
-    user = f"bench-{suffix}"
-    bus = make_bus(backend, str(folder), shared=processes)
-    bus.create_topics(CATALOG.values())
-    db = Database(folder / f"desk-{suffix}.db")
-    stages = _Processes(backend, folder, db, suffix) if processes else _InProcess(bus, db, suffix)
-    producer = bus.producer()
-    messages = raw_trades(n, user)
-    # Warm-up: every stage must have joined its group (and found the end of its topics) first.
-    groups = stages.groups
+def wait_until_joined(bus: Bus, groups: set[str]) -> None:
+    """Wait until every stage has joined its group and found the end of its topics: they start
+    from there, so a message published earlier would be missed."""
     deadline = time.time() + 60
     while time.time() < deadline:
         joined = {g.group_id for g in bus.describe_groups() if g.group_id in groups and g.members}
@@ -172,6 +163,19 @@ def run_once(backend: str, n: int, rate: float | None, folder: Path, processes: 
             break
         time.sleep(0.2)
     time.sleep(2.0)
+
+
+def run_once(backend: str, n: int, rate: float | None, folder: Path, processes: bool = False) -> dict[str, object]:
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = uuid.uuid4().hex[:8]
+    user = f"bench-{suffix}"
+    bus = make_bus(backend, str(folder), shared=processes)
+    bus.create_topics(CATALOG.values())
+    db = Database(folder / f"desk-{suffix}.db")
+    stages = Processes(backend, folder, db, suffix) if processes else InProcess(bus, db, suffix)
+    producer = bus.producer()
+    messages = raw_trades(n, user)
+    wait_until_joined(bus, stages.groups)
     sent: dict[str, float] = {}
     start = time.time()
     for i, (fid, value) in enumerate(messages):
