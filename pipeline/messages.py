@@ -237,6 +237,8 @@ class BehavioralAlert(Message):
     trade_ids: list[str] = Field(min_length=1)
     message: str
     details: dict[str, Any] = Field(default_factory=dict)
+    # Extension: retracts the alert of this id (superseded by one anchored elsewhere).
+    void: bool = False
 
 
 # --------------------------------------------------------------------------- seed 003

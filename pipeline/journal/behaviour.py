@@ -7,7 +7,7 @@ Each finding has a deterministic ``alert_id`` (user, type and anchor: the loss c
 of a streak, the entry, or the trader's day), so replays and duplicates update the same alert. A
 record that arrives late is judged in both directions (a loss against the entries after it, an
 entry as history of the days and sizes after it); a late loss that extends a streak backwards
-starts a new streak alert, and the shorter one stays as it was.
+moves the streak's alert to its new first close and retracts (``void``) the one anchored later.
 
 Thresholds, read once by ``rules_from_env`` (empty means the default; a bad value is a ConfigError),
 as variable, default, meaning::
@@ -239,6 +239,9 @@ class Finding:
     trade_ids: tuple[str, ...]
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    # Retracts the alert of this id: a late loss extended a streak backwards, so the streak's
+    # alert now has an earlier anchor and the one anchored later is superseded.
+    void: bool = False
 
 
 def alert_id(user_id: str, alert_type: str, anchor: str) -> str:
@@ -316,13 +319,16 @@ DayEntries = Callable[[date, int, int], Sequence[tuple[str, int]]]
 
 
 def detect(rows: Sequence[Row], focus: Sequence[Row], rules: BehaviourRules, *,
-           day_counts: Mapping[date, int] | None = None, day_entries: DayEntries | None = None) -> list[Finding]:
+           day_counts: Mapping[date, int] | None = None, day_entries: DayEntries | None = None,
+           fresh: set[str] | None = None) -> list[Finding]:
     """Return the findings of one user's ``rows`` that involve the newly arrived ``focus`` rows.
 
     ``rows`` is the context (it may include the focus rows; a focus row replaces a row of its id).
     ``day_counts`` (entries per trader day, complete for the focus days and the history before them)
     and ``day_entries(day, offset, limit)`` (that day's entries as (trade_id, entry_time) in time
     order) let a caller with only a window of rows judge overtrading; by default both come from rows.
+    ``fresh``: the focus ids not seen before (a replay or a rebuilt FIFO sends known rows again);
+    by default all of them. Only a fresh loss can have moved a streak's first close.
     """
     if not focus:
         return []
@@ -332,7 +338,8 @@ def detect(rows: Sequence[Row], focus: Sequence[Row], rules: BehaviourRules, *,
     ids = {f.trade_id for f in focus}
     focus_entries = [f for f in focus if f.is_entry]
     return (_revenge(user, book, ids, focus_entries) + _escalation(user, book, ids, focus_entries)
-            + _overtrading(user, book, focus_entries, day_counts, day_entries) + _loss_streaks(user, book, ids)
+            + _overtrading(user, book, focus_entries, day_counts, day_entries)
+            + _loss_streaks(user, book, ids, ids if fresh is None else fresh & ids)
             + _outside_hours(user, book, focus_entries))
 
 
@@ -479,7 +486,7 @@ def _escalation(user: str, book: _Book, ids: set[str], focus_entries: list[Row])
     return out
 
 
-def _loss_streaks(user: str, book: _Book, ids: set[str]) -> list[Finding]:
+def _loss_streaks(user: str, book: _Book, ids: set[str], fresh: set[str]) -> list[Finding]:
     r = book.rules
     out = []
     for j, c in enumerate(book.closes):
@@ -496,9 +503,18 @@ def _loss_streaks(user: str, book: _Book, ids: set[str]) -> list[Finding]:
                 f"over {(c.time - streak[0].time) / 3_600_000:.1f} h")
         details = {"length": run, "total_pnl": round(total, 2), "first_exit": streak[0].time, "last_exit": c.time,
                    "pnls": [round(s.pnl, 2) for s in streak[-20:]]}
-        out.append(Finding(alert_id(user, "loss_streak", streak[0].key), user, "loss_streak",
-                           "high" if run >= 2 * r.loss_streak else "medium", c.time, tuple(all_ids[:MAX_IDS]),
-                           text, details))
+        anchor = alert_id(user, "loss_streak", streak[0].key)
+        out.append(Finding(anchor, user, "loss_streak", "high" if run >= 2 * r.loss_streak else "medium", c.time,
+                           tuple(all_ids[:MAX_IDS]), text, details))
+        # An alert was anchored on close k of this streak if the close before it is new while the
+        # streak's first closes from k were known already: retract it.
+        for k in range(1, run - r.loss_streak + 1):
+            if fresh.intersection(streak[k - 1].trade_ids) and not any(
+                    fresh.intersection(s.trade_ids) for s in streak[k:k + r.loss_streak]):
+                out.append(Finding(alert_id(user, "loss_streak", streak[k].key), user, "loss_streak", "low", c.time,
+                                   tuple(t for s in streak[k:] for t in s.trade_ids)[:MAX_IDS],
+                                   f"superseded by the streak from {streak[0].symbol} at {streak[0].time}",
+                                   {"superseded_by": anchor}, void=True))
     return out
 
 

@@ -54,10 +54,23 @@ def row_of(t: Trade) -> Row:
                None if pnl is None or notional <= 0 else pnl / notional * 100.0)
 
 
+def _fresh(conn: Any, rows: list[Row]) -> set[str]:
+    """The ids of ``rows`` not stored yet, or stored with another exit or P&L (a rebuilt FIFO)."""
+    stored: dict[str, tuple[Any, Any]] = {}
+    ids = [r.trade_id for r in rows]
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        stored.update((t, (x, p)) for t, x, p in conn.execute(
+            f"SELECT trade_id, exit_time, pnl FROM behaviour_trades WHERE trade_id IN ({','.join('?' * len(chunk))})",
+            chunk))
+    return {r.trade_id for r in rows if stored.get(r.trade_id) != (r.exit_time, r.pnl)}
+
+
 def alert_of(f: Finding) -> BehavioralAlert:
     """Return the ``behavioral-alerts`` message of a finding."""
     return BehavioralAlert(alert_id=f.alert_id, user_id=f.user_id, alert_type=f.alert_type, severity=f.severity,
-                           timestamp=f.timestamp, trade_ids=list(f.trade_ids), message=f.message, details=f.details)
+                           timestamp=f.timestamp, trade_ids=list(f.trade_ids), message=f.message, details=f.details,
+                           void=f.void)
 
 
 def _day_start(day: date, zone: ZoneInfo) -> int:
@@ -88,6 +101,8 @@ class BehaviourStage(Stage):
             return []
         voided = [(tid,) for tid, row in latest.items() if row is None]
         rows = [row for row in latest.values() if row is not None]
+        conn = self.db.reader().conn
+        fresh = _fresh(conn, rows)
 
         def store(db: Any) -> None:
             db.conn.executemany("DELETE FROM behaviour_trades WHERE trade_id = ?", voided)
@@ -98,13 +113,12 @@ class BehaviourStage(Stage):
         by_user: dict[str, list[Row]] = {}
         for r in rows:
             by_user.setdefault(r.user_id, []).append(r)
-        conn = self.db.reader().conn
         out: list[Message] = []
         for user, focus in by_user.items():
-            out.extend(alert_of(f) for f in self._detect(conn, user, focus))
+            out.extend(alert_of(f) for f in self._detect(conn, user, focus, fresh))
         return out
 
-    def _detect(self, conn: Any, user: str, focus: list[Row]) -> list[Finding]:
+    def _detect(self, conn: Any, user: str, focus: list[Row], fresh: set[str]) -> list[Finding]:
         r = self.rules
         times = [f.entry_time for f in focus if f.is_entry] + [f.exit_time for f in focus if f.is_result]
         if not times:
@@ -119,7 +133,7 @@ class BehaviourStage(Stage):
         context = list(map(Row._make, conn.execute(_CONTEXT, params)))
         entries = [f for f in focus if f.is_entry]
         if not entries:
-            return detect(context, focus, r)
+            return detect(context, focus, r, fresh=fresh)
         zone = r.zone
         first = datetime.fromtimestamp(min(e.entry_time for e in entries) / 1000, zone).date()
         last = datetime.fromtimestamp(max(e.entry_time for e in entries) / 1000, zone).date()
@@ -134,4 +148,4 @@ class BehaviourStage(Stage):
             lo, hi = _day_start(day, zone), _day_start(day + timedelta(days=1), zone)
             return conn.execute(_DAY_ENTRIES, (user, lo, hi, limit, offset)).fetchall()
 
-        return detect(context, focus, r, day_counts=counts, day_entries=day_entries)
+        return detect(context, focus, r, day_counts=counts, day_entries=day_entries, fresh=fresh)

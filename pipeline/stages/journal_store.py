@@ -1,6 +1,6 @@
 """journal-store: ``enriched-trades`` and ``behavioral-alerts`` -> SQLite, idempotently.
 
-Trades are upserted by ``trade_id`` (a ``void`` record deletes its id) and alerts by ``alert_id``,
+Trades are upserted by ``trade_id`` and alerts by ``alert_id`` (a ``void`` record deletes its id),
 so a batch delivered twice, or a replay of both topics, gives the same rows. The trader's own edits
 live in ``journal_annotations`` and are never touched here.
 """
@@ -36,9 +36,11 @@ def write_journal(conn: sqlite3.Connection, messages: list[Message], now_ms: int
     conn.executemany(f"INSERT OR REPLACE INTO journal_trades ({_TRADE_COLUMNS}) VALUES "
                      f"({','.join('?' * 22)})", rows)
     conn.executemany("DELETE FROM journal_trades WHERE trade_id=?", voids)
-    alerts = [(a.alert_id, a.user_id, a.alert_type, a.severity, a.timestamp, _dumps(a.trade_ids), a.message,
-               _dumps(a.details), now_ms) for a in messages if isinstance(a, BehavioralAlert)]
-    conn.executemany("INSERT OR REPLACE INTO journal_alerts VALUES (?,?,?,?,?,?,?,?,?)", alerts)
+    alerts = [a for a in messages if isinstance(a, BehavioralAlert)]
+    conn.executemany("INSERT OR REPLACE INTO journal_alerts VALUES (?,?,?,?,?,?,?,?,?)",
+                     [(a.alert_id, a.user_id, a.alert_type, a.severity, a.timestamp, _dumps(a.trade_ids), a.message,
+                       _dumps(a.details), now_ms) for a in alerts if not a.void])
+    conn.executemany("DELETE FROM journal_alerts WHERE alert_id=?", [(a.alert_id,) for a in alerts if a.void])
 
 
 class JournalStore(Stage):

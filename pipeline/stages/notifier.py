@@ -457,7 +457,7 @@ class Notifier(Stage):
         if isinstance(message, Order):
             return _order_notification(message) if self._first_time(message) else None
         if isinstance(message, BehavioralAlert):
-            return _behavioral_notification(message) if message.severity == "high" else None
+            return _behavioral_notification(message) if message.severity == "high" and not message.void else None
         if isinstance(message, Alert):
             return _alert_notification(message) if message.priority in ("high", "critical") else None
         return None

@@ -20,7 +20,7 @@ from pipeline.stages.enricher import Enricher
 from pipeline.stages.journal_store import JournalStore
 from pipeline.stages.market_store import MarketStore
 from pipeline.stages.normalizer import Normalizer
-from pipeline.topics import CATALOG, MARKET_DATA
+from pipeline.topics import CATALOG
 from storage.db import Database
 
 pytestmark = pytest.mark.timeout(240)
@@ -67,7 +67,8 @@ class Journal:
         return import_file(data, user_id=self.user, producer=self.producer, db=self.db)
 
     def rows(self, expected: int, kind: str | None = None, timeout: float = 60.0) -> list[dict]:
-        sql = "SELECT * FROM journal_trades WHERE user_id=?" + (" AND kind=?" if kind else "") + " ORDER BY entry_time, trade_id"
+        sql = ("SELECT * FROM journal_trades WHERE user_id=?" + (" AND kind=?" if kind else "")
+               + " ORDER BY entry_time, trade_id")
         params = (self.user, kind) if kind else (self.user,)
         deadline = time.monotonic() + timeout
         while True:
@@ -173,6 +174,31 @@ def test_a_loss_then_a_bigger_quick_entry_on_the_same_symbol_raises_a_revenge_al
     rows = {r["trade_id"]: r for r in journal.rows(3)}
     kinds = sorted(rows[i]["kind"] for i in trade_ids if i in rows)
     assert "round_trip" in kinds and "lot" in kinds  # names the loss and the revenge entry
+
+
+def test_an_older_export_extending_a_loss_streak_leaves_one_streak_alert(journal: Journal) -> None:
+    def losing_trip(hour: int) -> tuple[str, str]:  # a buy at 100, sold at 90 an hour... later
+        return (f"2024-11-16 {hour:02d}:00:00,ETHUSDT,BUY,100,1ETH,100USDT,0USDT",
+                f"2024-11-16 {hour:02d}:30:00,ETHUSDT,SELL,90,1ETH,90USDT,0USDT")
+
+    def streak_alerts(expected_trips: int) -> list[dict]:
+        deadline = time.monotonic() + 60
+        while True:
+            alerts = journal.db.query("SELECT * FROM journal_alerts WHERE user_id=? AND alert_type='loss_streak'",
+                                      (journal.user,))
+            longest = max((len(orjson.loads(a["trade_ids"])) for a in alerts), default=0)
+            if longest >= expected_trips or time.monotonic() > deadline:
+                journal.settle()
+                return journal.db.query("SELECT * FROM journal_alerts WHERE user_id=? AND alert_type='loss_streak'",
+                                        (journal.user,))
+            time.sleep(0.2)
+
+    journal.import_(binance(*losing_trip(12), *losing_trip(13), *losing_trip(14)))
+    [first] = streak_alerts(3)
+    # An older export: a loss at 11:00 comes before the streak (the FIFO is rebuilt, every record sent again).
+    journal.import_(binance(*losing_trip(11)))
+    [alert] = streak_alerts(4)
+    assert alert["alert_id"] != first["alert_id"] and len(orjson.loads(alert["trade_ids"])) == 4
 
 
 def test_producing_a_raw_trade_twice_stores_it_once(journal: Journal) -> None:

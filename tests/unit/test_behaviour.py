@@ -223,6 +223,21 @@ def test_loss_streak_of_three_closes_fires_once_and_grows() -> None:
     assert grown.alert_id == alert.alert_id and grown.trade_ids == ("c1", "c2", "c3", "c4")
 
 
+def test_a_late_first_loss_moves_the_streak_alert_and_retracts_the_later_one() -> None:
+    closes = [trip("c2", 10, -5.0), trip("c3", 20, -1.0), trip("c4", 30, -2.0)]
+    [before] = of_type(detect(closes, closes[-1:], RULES), "loss_streak")
+    late = trip("c1", 0, -10.0)
+    found = of_type(detect([late, *closes], [late], RULES), "loss_streak")
+    [now] = [f for f in found if not f.void]
+    assert now.trade_ids == ("c1", "c2", "c3", "c4") and now.alert_id != before.alert_id
+    [gone] = [f for f in found if f.void]
+    assert gone.alert_id == before.alert_id and gone.details == {"superseded_by": now.alert_id}
+    # The streak growing forward keeps its anchor and retracts nothing.
+    more = [late, *closes, trip("c5", 40, -1.0)]
+    assert [(f.alert_id, f.void) for f in of_type(detect(more, more[-1:], RULES), "loss_streak")] == [
+        (now.alert_id, False)]
+
+
 def test_loss_streak_near_misses() -> None:
     broken = [trip("c1", 0, -10.0), trip("c2", 10, -5.0), trip("w", 15, 3.0), trip("c3", 20, -1.0)]
     assert of_type(detect(broken, broken, RULES), "loss_streak") == []
@@ -271,8 +286,9 @@ def journals() -> dict[str, list[Row]]:
     """One journal per rule, each firing once when evaluated whole."""
     baseline, loss, revenge = revenge_journal()
     escalation, big = escalation_journal([-10.0, -20.0], 1500.0)
-    # A streak of exactly the threshold: a late first loss cannot make a shorter streak anchor elsewhere.
-    streak = [trip("w", 30, 3.0), trip("s1", 40, -10.0), trip("s2", 50, -5.0), trip("s3", 55, -1.0)]
+    # Longer than the threshold: a late first loss moves the alert and retracts the later anchor.
+    streak = [trip("w", 30, 3.0), trip("s1", 40, -10.0), trip("s2", 50, -5.0), trip("s3", 55, -1.0),
+              trip("s4", 57, -1.0)]
     return {"revenge_trading": [*baseline, loss, revenge, lot("R2", 8, symbol="SOLUSDT"), lot("x", 50)],
             "size_escalation": [*escalation, big, lot("after", 5, size=1200.0)],
             "loss_streak": [*streak, trip("w2", 60, 3.0)],
@@ -288,10 +304,14 @@ def test_alert_ids_are_stable_under_replay_and_reordering(alert_type: str) -> No
     for seed in range(8):
         order = rows[:]
         random.Random(seed).shuffle(order)
-        seen: dict[str, Finding] = {}
+        seen: dict[str, Finding] = {}  # the alerts as the journal store keeps them
         for i, row in enumerate(order):  # one record at a time, at least once: some twice
             for _ in range(1 + (i % 2)):
-                seen.update((f.alert_id, f) for f in detect(order[:i + 1], [row], RULES))
+                for f in detect(order[:i + 1], [row], RULES):
+                    if f.void:
+                        seen.pop(f.alert_id, None)
+                    else:
+                        seen[f.alert_id] = f
         assert list(seen) == [whole[0].alert_id], seed
         assert seen[whole[0].alert_id].trade_ids == whole[0].trade_ids, seed
 
