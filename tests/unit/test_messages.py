@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 
 import pytest
@@ -185,6 +186,45 @@ def test_extend_equals_the_validated_model() -> None:
     assert base.__dict__.get("context") is None  # the input is not changed
     with pytest.raises(ValidationError, match="frozen"):
         fast.context = {}  # type: ignore[misc]
+
+
+def _plain_values(rnd: random.Random, depth: int = 0) -> object:
+    kinds = ["str", "int", "float", "none", "bool"] + (["list", "dict"] if depth < 2 else [])
+    kind = rnd.choice(kinds)
+    if kind == "str":
+        return "".join(rnd.choice('ab"\\/\n\t\u00e9\u2028\U0001f600=+@,') for _ in range(rnd.randint(0, 6)))
+    if kind == "int":
+        return rnd.choice([0, 1, -1, 2**53, -(2**63), 2**63 - 1, rnd.randint(-10**6, 10**6)])
+    if kind == "float":
+        return rnd.choice([0.1, -0.0, 1e-7, 1e21, 123456.789, 5e-324, 1.7976931348623157e308, float("inf"),
+                           float("nan"), rnd.uniform(-1e6, 1e6), rnd.random() * 10 ** rnd.randint(-12, 12)])
+    if kind == "none":
+        return None
+    if kind == "bool":
+        return rnd.random() < 0.5
+    if kind == "list":
+        return [_plain_values(rnd, depth + 1) for _ in range(rnd.randint(0, 3))]
+    return {f"k{i}": _plain_values(rnd, depth + 1) for i in range(rnd.randint(0, 3))}
+
+
+def test_plain_json_models_encode_as_pydantic_does() -> None:
+    """``encode`` writes the journal's models with orjson; the bytes must be pydantic's, whatever the values."""
+    rnd = random.Random(5)
+    for _ in range(400):
+        text = _plain_values(rnd)
+        fields = {**trade(notes=text if isinstance(text, str) else None, pnl=rnd.uniform(-1e5, 1e5),
+                          entry_price=rnd.random() * 10 ** rnd.randint(-8, 8) + 1e-9),
+                  "tags": tuple(str(_plain_values(rnd)) for _ in range(rnd.randint(0, 3))), "fees": rnd.random()}
+        context = {"entry": _plain_values(rnd), "exit": {"missing": True, "reason": str(text)}}
+        models = [m.build(m.Trade, **fields), m.build(m.EnrichedTrade, **fields, context=context),
+                  m.build(m.RawTrade, raw_id="r", user_id="u", source="csv", format="binance-spot",
+                          received_at=NOW, payload={"Price": text, "x": _plain_values(rnd)}, row=rnd.randint(2, 9)),
+                  m.build(m.BehavioralAlert, alert_id="a", user_id="u", alert_type="loss_streak", severity="high",
+                          timestamp=NOW, trade_ids=["t1"], message=str(text), details={"v": _plain_values(rnd)})]
+        for model in models:
+            assert model.plain_json
+            assert m.encode(model) == model.__pydantic_serializer__.to_json(model), model
+    assert not m.MarketData.plain_json and not m.Order.plain_json  # the others go through pydantic
 
 
 def test_every_catalog_topic_has_a_model_and_schema() -> None:
