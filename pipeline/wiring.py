@@ -6,6 +6,7 @@ hold. Its methods are called from page threads; workers run on their own threads
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import sqlite3
@@ -256,15 +257,26 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-def _group_lag(bus: Bus, group_id: str) -> Callable[[], int | None]:
-    """How far a stage running in another process is behind, from its consumer group."""
-    def lag() -> int | None:
-        try:
-            return next((g.lag for g in bus.describe_groups() if g.group_id == group_id), None)
-        except Exception:  # a broker hiccup must not stop the watcher; the next look tries again
-            log.debug("could not describe group %s", group_id, exc_info=True)
-            return None
-    return lag
+class _GroupLags:
+    """How far stages running in other processes are behind, from their consumer groups: one
+    ``describe_groups`` (on Kafka, a request per group on the broker) every 5 s at most, however
+    many stage processes ask."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.lock = threading.Lock()
+        self.at = -1e9
+        self.lags: dict[str, int] = {}
+
+    def __call__(self, group_id: str) -> int | None:
+        with self.lock:
+            if time.monotonic() - self.at > 5.0:
+                self.at = time.monotonic()
+                try:
+                    self.lags = {g.group_id: g.lag for g in self.bus.describe_groups()}
+                except Exception:  # a broker hiccup must not stop the watchers; the next look tries again
+                    log.debug("could not describe the consumer groups", exc_info=True)
+            return self.lags.get(group_id)
 
 
 def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, start: bool = True) -> Runtime:
@@ -286,9 +298,10 @@ def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, star
         raise ConfigError(f"DATA_DIR={str(config.data_dir)!r} is not usable: {exc}") from exc
     runtime = Runtime(config, bus, db)
     try:
+        lags = _GroupLags(bus)
         for n in names:
             if n in config.stage_processes:
-                runtime.workers.append(StageProcess(n, config.data_dir, lag=_group_lag(bus, n)))
+                runtime.workers.append(StageProcess(n, config.data_dir, lag=functools.partial(lags, n)))
                 continue
             made = WORKERS[n](runtime)
             runtime.workers.extend(made if isinstance(made, list) else [made])
