@@ -44,16 +44,18 @@ def _signals_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
+def _equal(**columns: object) -> tuple[list[str], list[object]]:
+    """WHERE terms and parameters for the ``columns`` given a value (None or empty: no filter)."""
+    given = {c: v for c, v in columns.items() if v}
+    return [f"{c}=?" for c in given], list(given.values())
+
+
 def signals(db: Database, symbol: str | None = None, *, since_ms: int = 0, model: str | None = None,
             actionable: bool = False, limit: int = 500) -> pd.DataFrame:
     """Return up to ``limit`` most recent stored signals, newest first; ``actionable`` keeps BUY and SELL."""
-    where, params = ["timestamp>=?"], [since_ms]
-    if symbol:
-        where.append("symbol=?")
-        params.append(symbol)
-    if model:
-        where.append("model=?")
-        params.append(model)
+    where, params = _equal(symbol=symbol, model=model)
+    where.append("timestamp>=?")
+    params.append(since_ms)
     if actionable:
         where.append("signal!='HOLD'")
     rows = db.query(f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM ml_signals WHERE {' AND '.join(where)} "
@@ -81,14 +83,8 @@ EQUITY_COLUMNS = ["timestamp", "cash", "equity", "exposure", "fees_paid", "reali
 def orders(db: Database, symbol: str | None = None, status: str | None = None, limit: int = 500) -> pd.DataFrame:
     """Return up to ``limit`` orders in their last state as the virtual exchange stored them, newest
     first, with ``created``/``updated`` as UTC times."""
-    where, params = ["1=1"], []
-    if symbol:
-        where.append("symbol=?")
-        params.append(symbol)
-    if status:
-        where.append("status=?")
-        params.append(status)
-    rows = db.query(f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders WHERE {' AND '.join(where)} "
+    where, params = _equal(symbol=symbol, status=status)
+    rows = db.query(f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders WHERE {' AND '.join(where) or '1=1'} "
                     "ORDER BY created_at DESC, order_id DESC LIMIT ?", (*params, limit))
     frame = pd.DataFrame(rows, columns=ORDER_COLUMNS)
     frame["created"] = pd.to_datetime(frame["created_at"], unit="ms", utc=True)
