@@ -121,16 +121,14 @@ class Live:
 def run_live(bus: Bus, tmp_path: Path, group_name: Callable[[str], str], registry: Registry, db: Database,
              files: Mapping[str, Path], models: Sequence[str], account: str) -> Live:
     """Replay ``files`` through ml, decision and the virtual exchange; return what they published."""
-    suffix = group_name("live")
-
-    class Ml(MLStage):
-        name: ClassVar[str] = f"ml-{suffix}"
+    class Ml(MLStage):  # group ids of their own, deleted from a shared broker after the test
+        name: ClassVar[str] = group_name("ml")
 
     class Decision(DecisionStage):
-        name: ClassVar[str] = f"decision-{suffix}"
+        name: ClassVar[str] = group_name("decision")
 
     class Venue(VirtualExchangeStage):
-        name: ClassVar[str] = f"virtual-exchange-{suffix}"
+        name: ClassVar[str] = group_name("virtual-exchange")
 
     venue_db = Database(tmp_path / "venue.db")
     ml = StageRunner(Ml(db, registry, models=tuple(models), buy_pct=BUY, sell_pct=SELL), bus, poll_timeout=0.2)
