@@ -223,7 +223,8 @@ def _copy_symbol(price: float) -> str:
     return f"{letters}USDT"
 
 
-def test_outputs_not_delivered_are_not_committed_and_come_again(bus: Bus, topic_name, group_name) -> None:  # noqa: ANN001
+def test_outputs_not_delivered_are_not_committed_and_come_again(bus: Bus, topic_name,  # noqa: ANN001
+                                                                 group_name) -> None:  # noqa: ANN001
     """A stage's outputs go to a compacted topic; one output is keyless on its first try, which the bus
     refuses (flush reports it). The runner commits nothing of that batch and takes it again, so every
     input has its output in the end."""

@@ -226,7 +226,7 @@ def test_a_backtest_of_a_day_of_minute_bars_gives_no_cagr_and_says_why() -> None
     assert result.to_json()["metrics"]["why_none"]["cagr_pct"].startswith("only 1 day tested")
 
 
-def test_the_cli_prints_a_dash_and_the_reason_instead_of_a_figure_the_period_cannot_give(capsys) -> None:  # noqa: ANN001
+def test_the_cli_prints_a_dash_and_the_reason_for_a_figure_the_period_cannot_give(capsys) -> None:  # noqa: ANN001
     from pipeline.__main__ import _print_backtest
 
     bars = rising_bars(1440, MINUTE, first=100.0, last=120.0)
