@@ -25,7 +25,7 @@ from pipeline.ml.data import bars_from_simulator
 from pipeline.ml.evaluate import make_dataset
 from pipeline.ml.features import FeatureState
 from pipeline.ml.models import fit_predictor
-from pipeline.sources.replay import read_candles
+from pipeline.candles import read_candles
 
 
 def _write_klines(path: Path, n: int) -> None:

@@ -177,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise PipelineError("--source replay needs exactly one FILE")
     symbols = tuple(s.upper() for s in args.symbols) if args.symbols else None
     if kind == "replay" and symbols is None:
-        from pipeline.sources.replay import symbol_from_name
+        from pipeline.candles import symbol_from_name
 
         named = symbol_from_name(files[0])
         if named is None:
@@ -267,7 +267,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         raise PipelineError("--source replay needs exactly one FILE")
     symbol = args.symbol.upper() if args.symbol else None
     if symbol is None and kind == "replay":
-        from pipeline.sources.replay import symbol_from_name
+        from pipeline.candles import symbol_from_name
 
         symbol = symbol_from_name(files[0])
     if symbol is None:

@@ -81,7 +81,7 @@ def bars_from_simulator(symbol: str, n_bars: int, *, seed: int = 0, interval_ms:
 
 def bars_from_file(path: Path | str) -> pd.DataFrame:
     """Return the bars of a candle file (an exchange export) read by the replay source."""
-    from pipeline.sources.replay import read_candles  # the replay source is optional here
+    from pipeline.candles import read_candles
 
     candles = read_candles(Path(path))
     if candles.rejected:

@@ -14,7 +14,8 @@ import pytest
 
 from pipeline.bus.base import Bus, Record
 from pipeline.runner import StageRunner
-from pipeline.sources.replay import ReplaySource, read_candles
+from pipeline.candles import read_candles
+from pipeline.sources.replay import ReplaySource
 from pipeline.stages.market_store import MarketStore
 from pipeline.topics import CATALOG, MARKET_DATA, dlq_name
 from storage import queries
