@@ -35,10 +35,11 @@ import orjson
 
 from bench.bus import make_bus
 from pipeline.bus.base import Bus
-from pipeline.journal.behaviour import BehaviourRules, BehaviourStage
+from pipeline.journal.behaviour_settings import BehaviourRules
 from pipeline.journal.fills import Fill, fill_fingerprint
 from pipeline.messages import RawTrade, encode
 from pipeline.runner import Stage, StageRunner
+from pipeline.stages.behaviour import BehaviourStage
 from pipeline.stages.enricher import Enricher
 from pipeline.stages.journal_store import JournalStore
 from pipeline.stages.normalizer import Normalizer

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.journal.behaviour import BehaviourRules, rules_from_env
+from pipeline.journal.behaviour_settings import BehaviourRules, rules_from_env
 from pipeline.journal.exchanges import TradeHistoryClient, clients_from_env
 from pipeline.trading.exchange import ExchangeSettings
 from pipeline.trading.risk import SIZINGS, RiskSettings

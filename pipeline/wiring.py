@@ -20,11 +20,11 @@ from pipeline.bus import create_bus
 from pipeline.bus.base import Bus, GroupState, Producer, TopicState
 from pipeline.config import Config
 from pipeline.errors import ConfigError
+from pipeline.journal.exchanges import ExchangeHistorySource
 from pipeline.processes import StageProcess
 from pipeline.runner import Health, StageRunner, Worker
 from pipeline.sources.simulator import MarketSimulator, SimulatorSource
-from pipeline.journal.behaviour import BehaviourStage
-from pipeline.journal.exchanges import ExchangeHistorySource
+from pipeline.stages.behaviour import BehaviourStage
 from pipeline.stages.enricher import Enricher
 from pipeline.stages.journal_store import JournalStore
 from pipeline.stages.market_store import MarketStore

@@ -1,5 +1,5 @@
 """behaviour: keeps each user's recent journal records in ``behaviour_trades`` and publishes
-behavioural alerts (the rules are in ``pipeline.journal.behaviour``).
+behavioural alerts (the rules are in ``pipeline.journal.behaviour_rules``).
 
 Per batch: one write transaction (upserts, voids), then per affected user one context query, one
 query of entries per trader day for overtrading, and one of a day's entries when that day is over
@@ -14,12 +14,12 @@ from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from pipeline.journal.behaviour import MINUTE_MS, BehaviourRules, Finding, Row, detect
+from pipeline.journal.behaviour_rules import MINUTE_MS, Finding, Row, detect
+from pipeline.journal.behaviour_settings import BehaviourRules
 from pipeline.messages import BehavioralAlert, EnrichedTrade, Message, Trade
 from pipeline.runner import Stage
 from pipeline.topics import ENRICHED_TRADES
 from storage.db import Database
-
 
 _COLS = "user_id, trade_id, kind, symbol, side, entry_key, entry_time, exit_time, notional, pnl, pnl_pct"
 _T = f"SELECT {_COLS} FROM behaviour_trades WHERE user_id = :u"

@@ -12,10 +12,11 @@ import orjson
 import pytest
 
 from pipeline.bus.base import Bus
-from pipeline.journal.behaviour import BehaviourRules, BehaviourStage
+from pipeline.journal.behaviour_settings import BehaviourRules
 from pipeline.journal.importer import import_file
 from pipeline.messages import MarketData, encode
 from pipeline.runner import Stage, StageRunner
+from pipeline.stages.behaviour import BehaviourStage
 from pipeline.stages.enricher import Enricher
 from pipeline.stages.journal_store import JournalStore
 from pipeline.stages.market_store import MarketStore
