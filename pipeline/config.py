@@ -9,7 +9,6 @@ from pathlib import Path
 
 from pipeline.errors import ConfigError
 from pipeline.journal.behaviour_settings import BehaviourRules, rules_from_env
-from pipeline.journal.exchanges import TradeHistoryClient, clients_from_env
 from pipeline.trading.exchange import ExchangeSettings
 from pipeline.trading.risk import SIZINGS, RiskSettings
 
@@ -38,6 +37,20 @@ KAFKA_SECURITY_ENV = {
 
 
 @dataclass(frozen=True)
+class ExchangeKeys:
+    """Read-only API keys of one exchange account; they turn its trade-history sync on."""
+
+    venue: str
+    api_key: str = field(repr=False)
+    api_secret: str = field(repr=False)
+    base_url: str | None = None
+
+    def __repr__(self) -> str:
+        masked = self.api_key[:4] + "…" if len(self.api_key) > 4 else "…"
+        return f"ExchangeKeys(venue={self.venue!r}, api_key={masked!r}, base_url={self.base_url!r})"
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the pipeline needs to start; built by ``load_config`` and passed down."""
 
@@ -59,8 +72,8 @@ class Config:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     behaviour: BehaviourRules = field(default_factory=BehaviourRules)
-    # Exchange trade-history clients (keys from the environment; off unless keys are set).
-    exchange_clients: tuple[TradeHistoryClient, ...] = ()
+    # Exchange accounts whose trade history is synced (off unless keys are set).
+    exchange_keys: tuple[ExchangeKeys, ...] = ()
     # Market data: which sources feed crypto.market_data, and their settings.
     market_sources: tuple[str, ...] = ("simulator",)
     replay_files: str = ""
@@ -100,8 +113,8 @@ class Config:
             value = getattr(self, f.name)
             if f.name == "kafka_client_config":
                 value = {k: ("***" if k in SECRET_KEYS else v) for k, v in value.items()}
-            elif f.name == "exchange_clients":
-                value = [repr(c) for c in value]  # the clients' repr masks keys and never shows secrets
+            elif f.name == "exchange_keys":
+                value = [repr(k) for k in value]  # masks the key and never shows the secret
             elif f.name in ("alpaca_key", "alpaca_secret", "discord_webhook_url", "notify_webhook_url"):
                 value = "***" if value else None
             elif f.name in ("behaviour", "risk", "exchange"):
@@ -191,7 +204,7 @@ def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = No
         api_host=env.get("API_HOST") or "127.0.0.1",
         api_port=_int(env, "API_PORT", 8000, 0),
         behaviour=rules_from_env(env),
-        exchange_clients=tuple(clients_from_env(env)),
+        exchange_keys=exchange_keys_from_env(env),
         market_sources=sources,
         replay_files=env.get("REPLAY_FILES", ""),
         replay_speed=_float(env, "REPLAY_SPEED", 60.0, 0.0),
@@ -242,3 +255,24 @@ def _user_id(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", value):
         raise ConfigError(f"USER_ID={value!r} must be 1-64 letters, digits or _ . @ -")
     return value
+
+
+def exchange_keys_from_env(env: Mapping[str, str]) -> tuple[ExchangeKeys, ...]:
+    """Return the keys of each exchange whose key and secret are both set (none by default).
+
+    ``BINANCE_API_KEY``/``BINANCE_API_SECRET`` and ``BYBIT_API_KEY``/``BYBIT_API_SECRET`` turn
+    them on; ``BINANCE_BASE_URL``/``BYBIT_BASE_URL`` point them elsewhere (a testnet, a fake).
+    A key without its secret (or the reverse) is a ``ConfigError``.
+    """
+    keys: list[ExchangeKeys] = []
+    for venue in ("binance", "bybit"):
+        prefix = venue.upper()
+        key = env.get(f"{prefix}_API_KEY", "").strip()
+        secret = env.get(f"{prefix}_API_SECRET", "").strip()
+        if not key and not secret:
+            continue
+        if not key or not secret:
+            missing = f"{prefix}_API_SECRET" if key else f"{prefix}_API_KEY"
+            raise ConfigError(f"{prefix}_API_KEY and {prefix}_API_SECRET go together; {missing} is not set")
+        keys.append(ExchangeKeys(venue, key, secret, env.get(f"{prefix}_BASE_URL", "").strip() or None))
+    return tuple(keys)

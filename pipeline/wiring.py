@@ -20,7 +20,6 @@ from pipeline.bus import create_bus
 from pipeline.bus.base import Bus, GroupState, Producer, TopicState
 from pipeline.config import Config
 from pipeline.errors import ConfigError
-from pipeline.journal.exchanges import ExchangeHistorySource
 from pipeline.processes import StageProcess
 from pipeline.runner import Health, StageRunner, Worker
 from pipeline.sources.simulator import MarketSimulator, SimulatorSource
@@ -122,11 +121,15 @@ def _live_feed(stage: str) -> WorkerFactory:
 
 
 def _exchange_history(rt: Runtime) -> list[Worker]:
-    if not rt.config.exchange_clients:
+    from pipeline.sources.exchange_api import client_for
+    from pipeline.sources.trade_history import ExchangeHistorySource
+
+    if not rt.config.exchange_keys:
         raise ConfigError("exchange-history needs BINANCE_API_KEY and BINANCE_API_SECRET, or BYBIT_API_KEY and "
                           "BYBIT_API_SECRET, in the environment or .env")
-    return [ExchangeHistorySource(c, rt.producer, user_id=rt.config.user_id, symbols=rt.config.symbols)
-            for c in rt.config.exchange_clients]
+    return [ExchangeHistorySource(client_for(k.venue, k.api_key, k.api_secret, k.base_url), rt.producer,
+                                  user_id=rt.config.user_id, symbols=rt.config.symbols)
+            for k in rt.config.exchange_keys]
 
 
 WORKERS: dict[str, WorkerFactory] = {

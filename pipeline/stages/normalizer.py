@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from pipeline.errors import BadMessageError, Violation
-from pipeline.journal.exchanges import PARSERS
 from pipeline.journal.fills import Fill, TradeEntry, split_symbol
 from pipeline.journal.formats import parse_row
 from pipeline.journal.ledger import DUST, LedgerFill, Lot, apply_fills
+from pipeline.journal.payloads import PARSERS
 from pipeline.messages import Message, RawTrade, Trade, encode
 from pipeline.runner import Stage
 from pipeline.topics import RAW_TRADES

@@ -21,12 +21,12 @@ def test_defaults_mean_embedded_bus_under_data() -> None:
     assert config.ml_models == ("random_forest", "svm", "logistic_regression")
     assert (config.ml_buy_pct, config.ml_sell_pct) == (1.5, -1.5)  # seed 001's signal mapping
     assert (config.api_host, config.api_port, config.user_id) == ("127.0.0.1", 8000, "trader")
-    assert config.exchange_clients == ()  # exchange history is off unless keys are set
+    assert config.exchange_keys == ()  # exchange history is off unless keys are set
 
 
 def test_exchange_keys_turn_clients_on_and_never_show_the_secret() -> None:
     config = load_config({"BINANCE_API_KEY": "abcd1234key", "BINANCE_API_SECRET": "topsecretvalue"})
-    assert [c.venue for c in config.exchange_clients] == ["binance"]
+    assert [k.venue for k in config.exchange_keys] == ["binance"]
     assert "topsecretvalue" not in str(config.redacted()) and "topsecretvalue" not in repr(config)
     with pytest.raises(ConfigError, match="BYBIT_API_SECRET"):
         load_config({"BYBIT_API_KEY": "k"})
