@@ -165,7 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train models per symbol with walk-forward evaluation and register them."""
     import dataclasses
 
-    from pipeline.ml.jobs import TrainingJob
+    from pipeline.jobs.training import TrainingJob
 
     config = _config()
     if args.horizon:
@@ -257,7 +257,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     """Backtest the decision strategy on history, as the Backtest page does."""
     import dataclasses
 
-    from pipeline.trading.jobs import BacktestRequest, run_request
+    from pipeline.jobs.backtests import BacktestRequest, run_request
 
     config = _config()
     kind, *files = args.source

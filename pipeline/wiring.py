@@ -33,9 +33,9 @@ from pipeline.topics import CATALOG
 from storage.db import Database
 
 if TYPE_CHECKING:
-    from pipeline.ml.jobs import TrainingJob
+    from pipeline.jobs.backtests import BacktestJob, BacktestRequest
+    from pipeline.jobs.training import TrainingJob
     from pipeline.ml.registry import Registry
-    from pipeline.trading.jobs import BacktestJob, BacktestRequest
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,11 @@ def _notifier(rt: Runtime) -> Worker:
 
 
 def _trainer(rt: Runtime) -> Worker:
-    from pipeline.ml.jobs import ScheduledTrainer
+    from pipeline.jobs.training import ScheduledTrainer
 
     if not rt.config.ml_retrain_minutes:
         raise ConfigError("the trainer stage needs ML_RETRAIN_MINUTES > 0 (minutes between retrainings)")
-    return ScheduledTrainer(rt, every_s=rt.config.ml_retrain_minutes * 60)
+    return ScheduledTrainer(rt.config, rt.db, rt.registry, every_s=rt.config.ml_retrain_minutes * 60)
 
 
 def _replay(rt: Runtime) -> Worker:
@@ -195,7 +195,7 @@ class Runtime:
     def train(self, symbols: tuple[str, ...], models: tuple[str, ...], *, source: str = "store",
               bars: int | None = None, path: str | None = None) -> TrainingJob:
         """Start a training job in the background unless one is running; return the job."""
-        from pipeline.ml.jobs import TrainingJob
+        from pipeline.jobs.training import TrainingJob
 
         registry = self.registry
         with self._lock:
@@ -213,7 +213,7 @@ class Runtime:
 
     def backtest(self, request: BacktestRequest) -> BacktestJob:
         """Start a backtest in the background unless one is running; return the job."""
-        from pipeline.trading.jobs import BacktestJob
+        from pipeline.jobs.backtests import BacktestJob
 
         with self._lock:
             if self._backtest is not None and self._backtest.running:
