@@ -33,6 +33,7 @@ from pipeline.topics import CATALOG
 from storage.db import Database
 
 if TYPE_CHECKING:
+    from pipeline.api.context import ApiContext
     from pipeline.jobs.backtests import BacktestJob, BacktestRequest
     from pipeline.jobs.training import TrainingJob
     from pipeline.ml.registry import Registry
@@ -43,9 +44,10 @@ WorkerFactory = Callable[["Runtime"], "Worker | list[Worker]"]
 
 
 def _api(rt: Runtime) -> Worker:
-    from pipeline.api import ApiServer  # FastAPI loads only when the API is wanted
+    from pipeline.api.app import create_app  # FastAPI loads only when the API is wanted
+    from pipeline.api.server import ApiServer
 
-    return ApiServer(rt, rt.config.api_host, rt.config.api_port)
+    return ApiServer(create_app(rt.api_context()), rt.config.api_host, rt.config.api_port)
 
 
 def _ml(rt: Runtime) -> Worker:
@@ -181,6 +183,12 @@ class Runtime:
             if self._producer is None:
                 self._producer = self.bus.producer()
             return self._producer
+
+    def api_context(self) -> ApiContext:
+        """What the API's routes use of this runtime."""
+        from pipeline.api.context import ApiContext
+
+        return ApiContext(bus=self.bus, producer=self.producer, db=self.db, user_id=self.config.user_id)
 
     @property
     def registry(self) -> Registry:

@@ -16,12 +16,12 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_every_api_route_is_in_the_readme_and_every_documented_route_exists(tmp_path: Path) -> None:
-    from pipeline.api import create_app
+    from pipeline.api.app import create_app
     from pipeline.wiring import build_runtime
 
     runtime = build_runtime(load_config({"DATA_DIR": str(tmp_path), "STAGES": ""}), start=False)
     try:
-        routes = {(next(iter(getattr(r, "methods", None) or {"WS"})), r.path) for r in create_app(runtime).routes
+        routes = {(next(iter(getattr(r, "methods", None) or {"WS"})), r.path) for r in create_app(runtime.api_context()).routes
                   if r.path.startswith(("/api", "/ws"))}
     finally:
         runtime.stop()
