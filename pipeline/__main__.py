@@ -26,10 +26,8 @@ log = logging.getLogger("pipeline")
 
 
 def _config() -> Config:
-    from pipeline.wiring import KNOWN_STAGES
-
     env = {**{k: v for k, v in dotenv_values(".env").items() if v is not None}, **os.environ}
-    return load_config(env, KNOWN_STAGES)
+    return load_config(env)
 
 
 def cmd_topics(args: argparse.Namespace) -> int:

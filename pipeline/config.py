@@ -9,15 +9,12 @@ from pathlib import Path
 
 from pipeline.errors import ConfigError
 from pipeline.journal.behaviour_settings import BehaviourRules, rules_from_env
+from pipeline.stage_catalog import DEFAULT_PIPELINE, KNOWN_STAGES, MARKET_SOURCES
 from pipeline.trading.exchange import ExchangeSettings
 from pipeline.trading.risk import SIZINGS, RiskSettings
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
-# The stages of crypto.market_data's sources; MARKET_SOURCE picks which run (simulator by default).
-MARKET_SOURCES = ("simulator", "replay", "binance-rest", "binance-ws", "bybit-ws", "alpaca-ws")
-PIPELINE_STAGES = ("market-store", "ml", "signal-store", "decision", "virtual-exchange", "normalizer", "enricher",
-                   "behaviour", "journal-store", "api")
-DEFAULT_STAGES = ("simulator", *PIPELINE_STAGES)
+DEFAULT_STAGES = ("simulator", *DEFAULT_PIPELINE)
 # Model names (pipeline.ml.models builds them; kept here so loading the config needs no scikit-learn).
 ML_MODEL_NAMES = ("random_forest", "svm", "logistic_regression", "linear_regression", "knn", "kmeans")
 SEED_MODELS = ("random_forest", "svm", "logistic_regression")
@@ -164,7 +161,7 @@ FEED_URL_ENV = {"BINANCE_REST_URL": "binance-rest", "BINANCE_WS_URL": "binance-w
                 "ALPACA_WS_URL": "alpaca-ws"}
 
 
-def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = None) -> Config:
+def load_config(env: Mapping[str, str]) -> Config:
     """Build the configuration from environment-style settings; raise ``ConfigError`` on bad ones."""
     symbols = tuple(s.strip().upper() for s in env.get("SYMBOLS", ",".join(DEFAULT_SYMBOLS)).split(",")
                     if s.strip())
@@ -177,12 +174,11 @@ def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = No
         if url and not re.match(r"https?://[^/\s]+", url):
             raise ConfigError(f"{name} must be an http(s) URL")  # the URL itself is a secret: not shown
     notifier = ("notifier",) if discord or webhook else ()
-    stages = tuple(s.strip() for s in env.get("STAGES", ",".join((*sources, *PIPELINE_STAGES, *notifier))).split(",")
+    stages = tuple(s.strip() for s in env.get("STAGES", ",".join((*sources, *DEFAULT_PIPELINE, *notifier))).split(",")
                    if s.strip())
-    if known_stages is not None:
-        unknown = [s for s in stages if s not in known_stages]
-        if unknown:
-            raise ConfigError(f"STAGES has unknown {unknown}; known: {', '.join(sorted(known_stages))}")
+    unknown = [s for s in stages if s not in KNOWN_STAGES]
+    if unknown:
+        raise ConfigError(f"STAGES has unknown {unknown}; known: {', '.join(sorted(KNOWN_STAGES))}")
     stage_processes = tuple(s.strip() for s in env.get("STAGE_PROCESSES", "").split(",") if s.strip())
     outside = [s for s in stage_processes if s not in stages]
     if outside:

@@ -134,6 +134,7 @@ def _exchange_history(rt: Runtime) -> list[Worker]:
             for k in rt.config.exchange_keys]
 
 
+# One factory per name of pipeline.stage_catalog (a unit test keeps them equal).
 WORKERS: dict[str, WorkerFactory] = {
     "simulator": lambda rt: SimulatorSource(
         rt.bus, MarketSimulator(rt.config.symbols, rt.config.simulator_seed), tick_ms=rt.config.simulator_tick_ms,
@@ -156,8 +157,6 @@ WORKERS: dict[str, WorkerFactory] = {
     "api": _api,
     "exchange-history": _exchange_history,
 }
-
-KNOWN_STAGES = frozenset(WORKERS)
 
 
 @dataclass

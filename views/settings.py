@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pipeline.config import MARKET_SOURCES, ML_MODEL_NAMES
-from pipeline.trading.risk import SIZINGS
+from pipeline.config import ML_MODEL_NAMES
 from pipeline.errors import ConfigError
+from pipeline.stage_catalog import MARKET_SOURCES
 from pipeline.topics import CATALOG
+from pipeline.trading.risk import SIZINGS
 from runtime import page_runtime, restart_runtime, save_settings, settings_env
 
 runtime = page_runtime()

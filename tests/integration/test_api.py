@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from pipeline.api.app import create_app
 from pipeline.config import load_config
-from pipeline.wiring import KNOWN_STAGES, Runtime, build_runtime
+from pipeline.wiring import Runtime, build_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNAL_STAGES = "normalizer,enricher,behaviour,journal-store"
@@ -33,7 +33,7 @@ TRADE = {"trade_id": "T-1", "user_id": "alice", "symbol": "BTC/USDT", "side": "B
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    config = load_config({"DATA_DIR": str(tmp_path), "STAGES": JOURNAL_STAGES, "USER_ID": "alice"}, KNOWN_STAGES)
+    config = load_config({"DATA_DIR": str(tmp_path), "STAGES": JOURNAL_STAGES, "USER_ID": "alice"})
     rt = build_runtime(config)
     yield rt
     rt.stop()

@@ -19,7 +19,7 @@ from pipeline.config import load_config
 from pipeline.errors import ConfigError
 from pipeline.processes import StageProcess
 from pipeline.topics import RAW_TRADES
-from pipeline.wiring import KNOWN_STAGES, build_runtime
+from pipeline.wiring import build_runtime
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -47,11 +47,11 @@ def _wait(what: str, check, timeout: float = 90.0) -> None:  # type: ignore[no-u
 
 def test_stage_processes_must_be_stages_that_run() -> None:
     with pytest.raises(ConfigError, match=r"STAGE_PROCESSES has \['ml'\], which STAGES does not run"):
-        load_config({"STAGES": JOURNAL, "STAGE_PROCESSES": "normalizer,ml"}, KNOWN_STAGES)
-    config = load_config({"STAGES": JOURNAL, "STAGE_PROCESSES": " normalizer, enricher "}, KNOWN_STAGES)
+        load_config({"STAGES": JOURNAL, "STAGE_PROCESSES": "normalizer,ml"})
+    config = load_config({"STAGES": JOURNAL, "STAGE_PROCESSES": " normalizer, enricher "})
     assert config.stage_processes == ("normalizer", "enricher") and config.bus_shared
-    assert not load_config({"STAGES": JOURNAL}, KNOWN_STAGES).bus_shared
-    assert load_config({"STAGES": JOURNAL, "EMBEDDED_BUS_SHARED": "1"}, KNOWN_STAGES).bus_shared
+    assert not load_config({"STAGES": JOURNAL}).bus_shared
+    assert load_config({"STAGES": JOURNAL, "EMBEDDED_BUS_SHARED": "1"}).bus_shared
     child = StageProcess("normalizer", Path("data"), env={"STAGE_PROCESSES": "normalizer", "X": "1"})
     assert child.env["STAGE_PROCESSES"] == "" and child.env["EMBEDDED_BUS_SHARED"] == "1" and child.env["X"] == "1"
 
@@ -62,7 +62,7 @@ def test_journal_stages_as_processes_flow_restart_and_stop(tmp_path: Path, monke
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     monkeypatch.setenv("STAGES", JOURNAL)
     monkeypatch.setenv("STAGE_PROCESSES", "normalizer,enricher,behaviour")
-    config = load_config(dict(os.environ), KNOWN_STAGES)
+    config = load_config(dict(os.environ))
     runtime = build_runtime(config)
     try:
         children = [w for w in runtime.workers if isinstance(w, StageProcess)]

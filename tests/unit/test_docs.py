@@ -9,7 +9,7 @@ from dotenv import dotenv_values
 
 from pipeline.__main__ import main
 from pipeline.config import load_config
-from pipeline.wiring import KNOWN_STAGES
+from pipeline.stage_catalog import KNOWN_STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -41,5 +41,5 @@ def test_readme_cli_commands_exist(capsys) -> None:  # noqa: ANN001
 
 def test_env_example_loads_and_names_only_known_stages() -> None:
     env = {k: v for k, v in dotenv_values(ROOT / ".env.example").items() if v is not None}
-    config = load_config(env, KNOWN_STAGES)
+    config = load_config(env)
     assert set(config.stages) <= KNOWN_STAGES and "journal-store" in config.stages

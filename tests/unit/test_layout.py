@@ -44,3 +44,11 @@ def test_every_benchmark_answers_help() -> None:
         done = subprocess.run([sys.executable, "-m", f"bench.{name}", "--help"], cwd=ROOT, capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 0 and "usage" in done.stdout, f"bench.{name}: {done.stderr[-500:]}"
+
+
+def test_the_wiring_has_one_factory_per_name_of_the_stage_catalog() -> None:
+    from pipeline.stage_catalog import CATALOG, KNOWN_STAGES
+    from pipeline.wiring import WORKERS
+
+    assert set(WORKERS) == KNOWN_STAGES
+    assert len(KNOWN_STAGES) == len(CATALOG)  # no name twice
