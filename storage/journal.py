@@ -10,6 +10,7 @@ A trade's *time* for the date filters is its exit time when closed, else its ent
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -233,3 +234,37 @@ def annotate(db: Database, trade_id: str, *, notes: str | None, tags: Sequence[s
         "INSERT INTO journal_annotations (trade_id, notes, tags, setup, updated_at) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT(trade_id) DO UPDATE SET notes = excluded.notes, tags = excluded.tags, "
         "setup = excluded.setup, updated_at = excluded.updated_at", values))
+
+
+# --------------------------------------------------------------------------- the journal store's writes
+
+_TRADE_COLUMNS = ("trade_id, user_id, symbol, side, kind, entry_price, exit_price, quantity, entry_time, exit_time, "
+                  "pnl, fees, stop_loss, notes, tags, setup, emotion, lot_id, fill_ids, source, context, stored_at")
+
+
+def store(conn: sqlite3.Connection, *, trades: Sequence[tuple[Any, ...]], void_trades: Sequence[str],
+          alerts: Sequence[tuple[Any, ...]], void_alerts: Sequence[str]) -> None:
+    """Upsert trades (``_TRADE_COLUMNS`` order) and alerts (the table's order) and delete the voided
+    ids; runs inside the caller's write transaction. The trader's annotations are never touched."""
+    conn.executemany(f"INSERT OR REPLACE INTO journal_trades ({_TRADE_COLUMNS}) VALUES ({','.join('?' * 22)})", trades)
+    conn.executemany("DELETE FROM journal_trades WHERE trade_id=?", [(i,) for i in void_trades])
+    conn.executemany("INSERT OR REPLACE INTO journal_alerts VALUES (?,?,?,?,?,?,?,?,?)", alerts)
+    conn.executemany("DELETE FROM journal_alerts WHERE alert_id=?", [(i,) for i in void_alerts])
+
+
+# --------------------------------------------------------------------------- import mappings
+
+
+def save_mapping(db: Database, name: str, header: list[str], mapping: dict[str, str], now_ms: int) -> None:
+    """Save (or replace) the column mapping called ``name``, made for files with ``header``."""
+    row = (name, json.dumps(header), json.dumps(mapping), now_ms)
+    db.write(lambda d: d.conn.execute(
+        "INSERT INTO import_mappings (name, header, mapping, created_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET header = excluded.header, mapping = excluded.mapping, "
+        "created_at = excluded.created_at", row))
+
+
+def mappings(db: Database) -> list[dict[str, Any]]:
+    """Return the saved mappings: name, header (list), mapping (dict), created_at (ms), by name."""
+    rows = db.query("SELECT name, header, mapping, created_at FROM import_mappings ORDER BY name")
+    return [{**r, "header": json.loads(r["header"]), "mapping": json.loads(r["mapping"])} for r in rows]

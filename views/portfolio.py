@@ -20,7 +20,7 @@ from pipeline.errors import PipelineError
 from pipeline.messages import Order
 from pipeline.trading.manual import cancel_request, close_request, publish
 from runtime import page_runtime
-from storage import queries
+from storage import market, orders
 
 ALL = "All"
 STATUSES = ["PENDING", "FILLED", "CLOSED", "CANCELLED"]
@@ -97,8 +97,8 @@ def account() -> None:
     if not exchange_running:
         st.warning("The virtual-exchange stage is not running (add `virtual-exchange` to STAGES): orders are not "
                    "filled and the figures below are the last it stored.", icon=":material/warning:")
-    state = queries.portfolio_state(db)
-    if queries.orders(db, limit=1).empty:
+    state = orders.portfolio_state(db)
+    if orders.orders(db, limit=1).empty:
         st.info("No orders yet. Orders appear once a model is trained (Signals page) and its signals reach high "
                 "confidence, or medium confidence confirmed by another model or by the indicators. The decision "
                 "stage then sizes an entry and the virtual exchange fills it at the next tick.",
@@ -200,9 +200,9 @@ def equity_figure(curve: pd.DataFrame, hold: pd.DataFrame) -> go.Figure:
 def history() -> None:
     st.subheader("Order history")
     c = st.columns([1, 1, 3])
-    symbol = c[0].selectbox("Symbol", [ALL, *queries.order_symbols(db)], key="pf_symbol")
+    symbol = c[0].selectbox("Symbol", [ALL, *orders.order_symbols(db)], key="pf_symbol")
     status = c[1].selectbox("Status", [ALL, *STATUSES], key="pf_status")
-    rows = queries.orders(db, symbol=None if symbol == ALL else symbol, status=None if status == ALL else status,
+    rows = orders.orders(db, symbol=None if symbol == ALL else symbol, status=None if status == ALL else status,
                           limit=HISTORY_ROWS)
     if rows.empty:
         st.caption("No orders" + ("" if symbol == ALL and status == ALL else " match the filters") + ".")
@@ -219,14 +219,14 @@ def history() -> None:
         if len(rows) == HISTORY_ROWS:
             st.caption(f"The newest {HISTORY_ROWS} orders.")
 
-    curve = queries.equity_curve(db)
+    curve = orders.equity_curve(db)
     if curve.empty:
         st.caption("The equity curve starts with the first tick the virtual exchange sees.")
         return
-    state = queries.portfolio_state(db)
+    state = orders.portfolio_state(db)
     start = float(state["starting_balance"]) if state else config.exchange.starting_balance
-    traded = queries.traded_symbols(db)
-    hold = queries.buy_and_hold(db, traded, int(curve["timestamp"].iloc[0]), int(curve["timestamp"].iloc[-1]), start)
+    traded = orders.traded_symbols(db)
+    hold = market.buy_and_hold(db, traded, int(curve["timestamp"].iloc[0]), int(curve["timestamp"].iloc[-1]), start)
     st.plotly_chart(equity_figure(curve, hold), width="stretch")
     if traded and hold.empty:
         st.caption("Buy-and-hold needs the traded symbols' 1-minute bars (the market-store stage).")

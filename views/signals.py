@@ -11,7 +11,7 @@ import streamlit as st
 
 from pipeline.config import ML_MODEL_NAMES
 from runtime import page_runtime
-from storage import queries
+from storage import signals as signal_store
 
 runtime = page_runtime()
 config = runtime.config
@@ -83,7 +83,7 @@ training_progress()
 @st.fragment(run_every="2s")
 def live_feed() -> None:
     st.subheader("Live signals")
-    latest = queries.latest_signals(runtime.db)
+    latest = signal_store.latest(runtime.db)
     if latest.empty:
         st.info("No signals yet. Signals appear once a model is trained for a symbol and ticks arrive.")
     else:
@@ -95,7 +95,7 @@ def live_feed() -> None:
                                                           format="%.2f"),
             "time": st.column_config.DatetimeColumn("time (UTC)", format="HH:mm:ss"),
         })
-        actionable = queries.signals(runtime.db, actionable=True, limit=50)
+        actionable = signal_store.signals(runtime.db, actionable=True, limit=50)
         if not actionable.empty:
             st.caption("Latest BUY and SELL signals")
             st.dataframe(actionable[["time", "symbol", "model", "signal", "expected_change_pct", "confidence",

@@ -30,6 +30,7 @@ from pipeline.journal.fills import Fill, entry_fingerprint, fill_content_key, fi
 from pipeline.journal.formats import detect_format, row_parser
 from pipeline.messages import DeadLetter, RawTrade, encode
 from pipeline.topics import RAW_TRADES, dlq_name
+from storage import journal, ledger
 from storage.db import Database
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -204,19 +205,6 @@ class _Publisher:
                                  "import the file again (rows already stored are skipped)")
 
 
-def _existing(db: Database, ids: list[str]) -> set[str]:
-    """Return which of ``ids`` the ledger already holds (one query per table)."""
-    found: set[str] = set()
-    reader = db.reader()
-    for prefix, table, column in (("f-", "journal_fills", "fill_id"), ("t-", "journal_ledger_records", "trade_id")):
-        some = [i for i in ids if i.startswith(prefix)]
-        if some:
-            marks = ",".join("?" * len(some))
-            sql = f"SELECT {column} FROM {table} WHERE {column} IN ({marks})"
-            found.update(r[0] for r in reader.execute(sql, some))
-    return found
-
-
 class _Lines:
     """The file's lines for ``csv.reader``, counting bytes read for the progress bar."""
 
@@ -304,7 +292,7 @@ def _scan(reader: Any, header: list[str], parse: Callable[..., Any], user_id: st
             pub.dead(line, row, violations, reason)
 
     def settle() -> None:
-        stored = _existing(db, [p[0] for p in pending])
+        stored = ledger.known_ids(db, [p[0] for p in pending])
         for raw_id, line, row in pending:
             if raw_id in stored:
                 report.duplicates += 1
@@ -403,17 +391,12 @@ def save_mapping(db: Database, name: str, header: list[str], mapping: Mapping[st
     """Save (or replace) a named column mapping for files with ``header``."""
     if not name.strip():
         raise ValueError("a mapping needs a name")
-    row = (name.strip(), json.dumps(list(header)), json.dumps(dict(mapping)), int(time.time() * 1000))
-    db.write(lambda d: d.conn.execute(
-        "INSERT INTO import_mappings (name, header, mapping, created_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT(name) DO UPDATE SET header = excluded.header, mapping = excluded.mapping, "
-        "created_at = excluded.created_at", row))
+    journal.save_mapping(db, name.strip(), list(header), dict(mapping), int(time.time() * 1000))
 
 
 def list_mappings(db: Database) -> list[dict[str, Any]]:
     """Return the saved mappings: name, header (list), mapping (dict), created_at (ms), by name."""
-    rows = db.query("SELECT name, header, mapping, created_at FROM import_mappings ORDER BY name")
-    return [{**r, "header": json.loads(r["header"]), "mapping": json.loads(r["mapping"])} for r in rows]
+    return journal.mappings(db)
 
 
 def find_mapping(db: Database, header: list[str]) -> dict[str, Any] | None:

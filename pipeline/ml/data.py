@@ -15,6 +15,7 @@ import pandas as pd
 
 from pipeline.ml.features import BAR_COLUMNS
 from pipeline.sources.simulator import MarketSimulator
+from storage import market
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -32,13 +33,7 @@ def _frame(rows: dict[str, np.ndarray] | list[dict[str, object]]) -> pd.DataFram
 
 def bars_from_store(db: Database, symbol: str, limit: int | None = None) -> pd.DataFrame:
     """Return the stored 1-minute bars of ``symbol`` (the most recent ``limit`` if set), oldest first."""
-    cols = ", ".join(BAR_COLUMNS)
-    if limit is None:
-        rows = db.query(f"SELECT {cols} FROM bars_1m WHERE symbol=? ORDER BY start", (symbol,))
-    else:
-        rows = db.query(f"SELECT * FROM (SELECT {cols} FROM bars_1m WHERE symbol=? "
-                        "ORDER BY start DESC LIMIT ?) ORDER BY start", (symbol, int(limit)))
-    return _frame(rows)
+    return _frame(market.history(db, symbol, limit))
 
 
 def bars_from_simulator(symbol: str, n_bars: int, *, seed: int = 0, interval_ms: int = 60_000,

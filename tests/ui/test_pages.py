@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:  # `import runtime` must work however pytest was s
     sys.path.insert(0, str(ROOT))
 
 import runtime  # noqa: E402
-from storage import queries  # noqa: E402
+from storage import market  # noqa: E402
 
 APP = str(ROOT / "app.py")
 TIMEOUT_S = 30.0
@@ -106,7 +106,7 @@ def test_market_shows_symbols_metrics_and_a_candlestick_chart_per_symbol(desk: P
     # (drawn mid-backfill, a chart may have fewer candles than the 25-bar average needs).
     run_until(at, lambda a: len(charts(a)) == 2 and all(len(closes(c)) >= 25 for c in charts(a)),
               "candlestick charts with their history")
-    assert queries.symbols(runtime.get_runtime().db) == sorted(SYMBOLS)
+    assert market.symbols(runtime.get_runtime().db) == sorted(SYMBOLS)
     assert sorted(at.multiselect(key="market_symbols").options) == sorted(SYMBOLS)
     for chart, symbol in zip(charts(at), ["BTCUSDT", "ETHUSDT"]):
         assert [t["type"] for t in chart["data"]] == ["candlestick", "scatter", "scatter", "bar"]
