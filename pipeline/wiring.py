@@ -29,6 +29,7 @@ from pipeline.stages.journal_store import JournalStore
 from pipeline.stages.market_store import MarketStore
 from pipeline.stages.normalizer import Normalizer
 from pipeline.stages.signal_store import SignalStore
+from pipeline.status_board import StatusBoard
 from pipeline.topics import CATALOG
 from storage.db import Database
 
@@ -174,6 +175,7 @@ class Runtime:
     _backtest: BacktestJob | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stopped: bool = field(default=False, repr=False)
+    _board: StatusBoard | None = field(default=None, repr=False)
 
     @property
     def producer(self) -> Producer:
@@ -253,6 +255,8 @@ class Runtime:
             self._stopped = True
         for w in sorted(self.workers, key=lambda w: w.kind != "source"):
             w.stop()
+        if self._board is not None:
+            self._board.stop()
         if self._producer is not None:
             self._producer.close()  # flushes first
         self.db.close()
@@ -322,5 +326,7 @@ def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, star
         tune_gc()
         for w in runtime.workers:
             w.start()
+        runtime._board = StatusBoard(db, lambda: runtime.workers)
+        runtime._board.start()
     log.info("pipeline started on the %s bus with %s", bus.name, ", ".join(names) or "no stages")
     return runtime

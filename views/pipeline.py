@@ -7,9 +7,8 @@ import time
 import pandas as pd
 import streamlit as st
 
-from pipeline.sources.base import MarketSource
-from pipeline.sources.ws import WebSocketSource
 from runtime import page_runtime
+from storage import status
 
 runtime = page_runtime()
 st.title("Pipeline")
@@ -19,7 +18,7 @@ st.caption(f"{runtime.bus.name} bus · up {int(time.time() - runtime.started_at)
 @st.fragment(run_every="2s")
 def live() -> None:
     now = time.time()
-    health = runtime.health()
+    health = status.stages(runtime.db)
     previous = st.session_state.get("pipeline_prev")
     st.session_state["pipeline_prev"] = (now, {h.name: h.processed + h.produced for h in health})
     rates = {}
@@ -32,6 +31,7 @@ def live() -> None:
         "stage": h.name, "kind": h.kind, "running": h.running, "processed": h.processed,
         "produced": h.produced, "msgs/s": round(rates.get(h.name, 0.0), 1), "lag": h.lag,
         "dead letters": h.dead_lettered, "errors": h.errors, "last error": h.last_error or "",
+        "process": f"{h.host}:{h.pid}",
     } for h in health]), hide_index=True, width="stretch")
 
     topics = runtime.topics()
@@ -56,11 +56,10 @@ def live() -> None:
         else:
             st.info("No consumer group has committed yet.")
 
-    rejected = [{"source": w.name, "rule broken": rule, "count": n}
-                for w in runtime.workers if isinstance(w, MarketSource)
-                for rule, n in sorted(w.rejection_counts().items(), key=lambda x: -x[1])]
-    reconnects = [f"{w.name}: {w.reconnects} reconnects, {w.gaps} gaps" for w in runtime.workers
-                  if isinstance(w, WebSocketSource)]
+    rejected = [{"source": h.name, "rule broken": rule, "count": n} for h in health
+                for rule, n in sorted(h.details.get("rejections", {}).items(), key=lambda x: -x[1])]
+    reconnects = [f"{h.name}: {h.details['reconnects']} reconnects, {h.details.get('gaps', 0)} gaps" for h in health
+                  if "reconnects" in h.details]
     if rejected or reconnects:
         st.subheader("Market feed")
         for line in reconnects:

@@ -12,6 +12,7 @@ import streamlit as st
 from pipeline.config import ML_MODEL_NAMES
 from runtime import page_runtime
 from storage import signals as signal_store
+from storage import status
 
 runtime = page_runtime()
 config = runtime.config
@@ -25,13 +26,12 @@ SOURCES = {"Stored bars": "store", "Simulator history": "simulator", "Candle fil
 
 
 def ml_stage_notes() -> list[str]:
-    """What the running ml stage says about itself: skipped ticks and model files that failed to load."""
-    for w in runtime.workers:
-        stage = getattr(w, "stage", None)
-        if getattr(stage, "name", None) == "ml":
-            notes = [f"{n:,} ticks {why}" for why, n in stage.skipped.items() if n]
-            return notes + list(stage.load_errors[-3:])
-    return ["The ml stage is not running (add `ml` to STAGES)."]
+    """What the ml stage says about itself: skipped ticks and model files that failed to load."""
+    ml = status.stage(runtime.db, "ml")
+    if ml is None or not ml.running:
+        return ["The ml stage is not running (add `ml` to STAGES)."]
+    notes = [f"{n:,} ticks {why}" for why, n in ml.details.get("skipped", {}).items() if n]
+    return notes + list(ml.details.get("load_errors", []))
 
 
 with st.expander("Train models", expanded=not runtime.registry.records(active_only=True)):

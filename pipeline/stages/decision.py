@@ -82,6 +82,15 @@ class DecisionStage(Stage):
         waiting = sum(len(h) for h in self.held.values())
         return self.desk.skipped + self.counts + Counter({"held: waiting for market data": waiting})
 
+    def status(self) -> dict[str, Any]:
+        """Why signals made no order, by reason."""
+        for _ in range(3):  # the counters may change size under us (the cerebro thread): try again
+            try:
+                return {"skipped": dict(self.skipped)}
+            except RuntimeError:
+                continue
+        return {}
+
     # -- the cerebro thread ---------------------------------------------------------------------
 
     def _start_cerebro(self) -> None:

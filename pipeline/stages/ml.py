@@ -104,6 +104,10 @@ class MLStage(Stage):
         self.load_errors: list[str] = []
         self._reloaded_at = -math.inf
 
+    def status(self) -> dict[str, Any]:
+        """Ticks that made no signal, by reason, and the last model files that failed to load."""
+        return {"skipped": dict(self.skipped), "load_errors": list(self.load_errors[-3:])}
+
     # -- models ---------------------------------------------------------------------------------
 
     def reload(self) -> None:

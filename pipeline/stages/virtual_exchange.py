@@ -54,6 +54,10 @@ class VirtualExchangeStage(Stage):
         self._equity_at = 0
         self._stored_at = -math.inf
 
+    def status(self) -> dict[str, Any]:
+        """How many orders the exchange rejected (the account itself is in ``portfolio_state``)."""
+        return {"rejected": self.rejected}
+
     def prepare_record(self, message: Message, record: Record) -> Any:
         return message, record
 

@@ -545,4 +545,5 @@ class Exchange:
                 "exposure": self.exposure(), "exposure_pct": self.exposure() / equity * 100.0 if equity else 0.0,
                 "fees_paid": self.fees_paid, "realized": self.realized, "unrealized": self.unrealized(),
                 "positions": positions,
-                "pending": [self._message(b).model_dump(mode="json") for b in self.pending_orders()]}
+                "pending": [self._message(b).model_dump(mode="json") for b in self.pending_orders()],
+                "market_time": {symbol: int(t) for symbol, (t, _) in self.last.items()}}
