@@ -18,6 +18,10 @@ live stage, the decision stage's replica of the portfolio and the backtest all r
   of each order on the compacted ``crypto.orders``.
 
 An instance is used from one thread at a time.
+
+Why one module of about 550 lines: ``Exchange`` is one state machine. Its fills, exits and the
+reconciliation that rebuilds it from the topic (``restore``, ``adopt``) share the same books and
+invariants, and read best side by side; ``Book`` and the settings are all that stands apart.
 """
 
 from __future__ import annotations
