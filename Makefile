@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test install install-dev kafka-up kafka-down bench clean
+.PHONY: run test lint install install-dev kafka-up kafka-down bench clean
 
 $(VENV)/.deps: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: install-dev
 	scripts/setup-chromium.sh
 	scripts/kafka.sh fetch
 	$(PY) -m pytest
+
+## The linter (ruff: lint and format) and the type checker (mypy) over the whole tree.
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 ## Start a local Kafka broker in the background and print its bootstrap address.
 kafka-up:
