@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.bus import create_bus
 from pipeline.bus.base import Bus, GroupState, Producer, TopicState
@@ -36,7 +36,7 @@ from storage.db import Database
 if TYPE_CHECKING:
     from pipeline.api.context import ApiContext
     from pipeline.jobs.backtests import BacktestJob, BacktestRequest
-    from pipeline.jobs.training import TrainingJob
+    from pipeline.jobs.training import Source, TrainingJob
     from pipeline.ml.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def _live_feed(stage: str) -> WorkerFactory:
     def make(rt: Runtime) -> Worker:
         c = rt.config
         url = {"binance-rest": "base_url", "binance-ws": "url", "bybit-ws": "url", "alpaca-ws": "url"}[stage]
-        kwargs: dict[str, object] = {url: c.feed_urls[stage]} if stage in c.feed_urls else {}
+        kwargs: dict[str, Any] = {url: c.feed_urls[stage]} if stage in c.feed_urls else {}
         if stage == "binance-rest":
             from pipeline.sources.binance import BinanceTickerPoller
             return BinanceTickerPoller(rt.bus.producer(), c.symbols, interval_s=c.binance_poll_s, **kwargs)
@@ -201,7 +201,7 @@ class Runtime:
                 self._registry = Registry(self.db, self.config.data_dir / "models")
             return self._registry
 
-    def train(self, symbols: tuple[str, ...], models: tuple[str, ...], *, source: str = "store",
+    def train(self, symbols: tuple[str, ...], models: tuple[str, ...], *, source: Source = "store",
               bars: int | None = None, path: str | None = None) -> TrainingJob:
         """Start a training job in the background unless one is running; return the job."""
         from pipeline.jobs.training import TrainingJob

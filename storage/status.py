@@ -81,7 +81,7 @@ def stages(db: Database, *, now: float | None = None, stale_s: float = STALE_S) 
     for s in rows:
         if s.kind != "process":
             continue
-        child = children.get((s.host, s.details.get("child_pid"), s.name))
+        child = children.get((s.host, int(s.details.get("child_pid") or 0), s.name))
         if child is None:
             merged.append(s)
             continue

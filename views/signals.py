@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pipeline.config import ML_MODEL_NAMES
+from pipeline.jobs.training import Source
 from runtime import page_runtime
 from storage import signals as signal_store
 from storage import status
@@ -22,7 +23,8 @@ st.caption(f"Models predict the {config.ml_horizon_bars}-bar forward return or d
            f"and sits next to the baselines traded the same way after {config.ml_fee_bps:g} bps fees. "
            f"Signal mapping: BUY above {config.ml_buy_pct:+g} %, SELL below {config.ml_sell_pct:+g} %, else HOLD.")
 
-SOURCES = {"Stored bars": "store", "Simulator history": "simulator", "Candle file on this machine": "file"}
+SOURCES: dict[str, Source] = {"Stored bars": "store", "Simulator history": "simulator",
+                              "Candle file on this machine": "file"}
 
 
 def ml_stage_notes() -> list[str]:

@@ -50,7 +50,8 @@ def add_trade_routes(app: FastAPI, ctx: ApiContext) -> None:
         user = body.get("user_id") or default_user
         if not isinstance(user, str):
             raise BadMessageError([Violation("user_id", user, "a string")])
-        source = body.get("source") if isinstance(body.get("source"), str) and body.get("source") else "api"
+        given = body.get("source")
+        source = given if isinstance(given, str) and given else "api"
         trade_id = await run_in_threadpool(submit_entry, ctx.producer, user, body, source=source)
         return {"trade_id": trade_id}
 

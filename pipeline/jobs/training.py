@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -88,7 +89,7 @@ class TrainingJob(Job):
                 records = train_symbol(
                     self.registry, bars, symbol, self.models, horizon=config.ml_horizon_bars,
                     interval_ms=interval, fee_bps=config.ml_fee_bps,
-                    progress=lambda f, m, i=i, s=symbol: self.progress((i + f) / n, f"{s}: {m}"))
+                    progress=self._progress_of(symbol, i, n))
             except PipelineError as exc:
                 self.fail(f"{symbol}: {exc}")
                 failed = True
@@ -103,6 +104,11 @@ class TrainingJob(Job):
                 assert isinstance(self._state, TrainingState)
                 self._state.trained.extend(f"{r.symbol} {r.model} v{r.version}" for r in records)
         return "done with errors" if failed else "done"
+
+
+    def _progress_of(self, symbol: str, i: int, n: int) -> Callable[[float, str], None]:
+        """Report the progress of the ``i``-th of ``n`` symbols as a share of the whole job."""
+        return lambda fraction, message: self.progress((i + fraction) / n, f"{symbol}: {message}")
 
 
 class ScheduledTrainer(Worker):

@@ -113,9 +113,9 @@ def group_closes(rows: Iterable[Row]) -> list[Close]:
     for (t, symbol), rs in sorted(groups.items()):
         if len(rs) > 1:
             rs.sort(key=lambda r: r.trade_id)
-        pnl = rs[0].pnl if len(rs) == 1 else sum(r.pnl for r in rs)  # type: ignore[misc]
+        pnl = float(sum(r.pnl or 0.0 for r in rs))  # results always carry a pnl (``is_result``)
         notional = rs[0].notional if len(rs) == 1 else sum(r.notional for r in rs)
-        out.append(Close(symbol, t, pnl, pnl / notional * 100.0 if notional > 0 else 0.0,  # type: ignore[operator]
+        out.append(Close(symbol, t, pnl, pnl / notional * 100.0 if notional > 0 else 0.0,
                          tuple(r.trade_id for r in rs), frozenset(r.entry_key for r in rs)))
     return out
 

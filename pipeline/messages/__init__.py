@@ -107,7 +107,7 @@ def trade_avro_schema() -> dict[str, Any]:
     avro_types = {int: "long", float: "double", str: "string", bool: "boolean"}
     fields: list[dict[str, Any]] = []
     for name, info in Trade.model_fields.items():
-        annotation = info.annotation
+        annotation: Any = info.annotation
         literal = getattr(annotation, "__origin__", None) is Literal
         args = () if literal else getattr(annotation, "__args__", ())
         nullable = type(None) in args

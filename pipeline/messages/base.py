@@ -87,7 +87,7 @@ def _violation(err: dict[str, Any]) -> Violation:
 
 def violations_of(exc: ValidationError) -> list[Violation]:
     """Return the broken rules of a pydantic error, each naming field, value and rule."""
-    return [_violation(e) for e in exc.errors(include_url=False)]
+    return [_violation(dict(e)) for e in exc.errors(include_url=False)]
 
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 SUB_STEPS = 4  # simulator steps per bar: enough for a high and a low that differ from O and C
 
 
-def _frame(rows: dict[str, np.ndarray] | list[dict[str, object]]) -> pd.DataFrame:
+def _frame(rows: dict[str, np.ndarray] | Sequence[Sequence[object]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(BAR_COLUMNS))
     frame["start"] = frame["start"].astype(np.int64)
     for col in BAR_COLUMNS[1:]:

@@ -158,8 +158,8 @@ class ReplaySource(MarketSource):
                 by_line[p.line].append(p)
             texts = read_lines(path, set(by_line)) if by_line else {}
             for line, problems in by_line.items():
-                exc = BadMessageError([Violation(p.column, p.value, p.reason) for p in problems])
-                self.reject(f"{path.name}:{line}: {texts.get(line, '')}", exc, key=symbol)
+                refused = BadMessageError([Violation(p.column, p.value, p.reason) for p in problems])
+                self.reject(f"{path.name}:{line}: {texts.get(line, '')}", refused, key=symbol)
         self.flush()
         return loaded
 

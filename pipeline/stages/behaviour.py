@@ -22,6 +22,7 @@ from pipeline.topics import ENRICHED_TRADES
 from storage import behaviour
 from storage.db import Database
 
+
 def row_of(t: Trade) -> Row:
     """Return the rules' row of a journal record; a closed trade without pnl gets its gross pnl."""
     notional = t.entry_price * t.quantity
@@ -88,7 +89,8 @@ class BehaviourStage(Stage):
 
     def _detect(self, conn: Any, user: str, focus: list[Row], fresh: set[str]) -> list[Finding]:
         r = self.rules
-        times = [f.entry_time for f in focus if f.is_entry] + [f.exit_time for f in focus if f.is_result]
+        times = [f.entry_time for f in focus if f.is_entry] + [f.exit_time for f in focus
+                                                               if f.is_result and f.exit_time is not None]
         if not times:
             return []
         f0, f1 = min(times), max(times)

@@ -19,6 +19,7 @@ from pipeline.topics import BEHAVIORAL_ALERTS, ENRICHED_TRADES
 from storage import journal
 from storage.db import Database
 
+
 def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pipeline.errors import BadMessageError, Violation
 from pipeline.journal.fills import Fill, TradeEntry, split_symbol
@@ -96,13 +96,13 @@ class Normalizer(Stage):
 
     def _apply_fills(self, conn: sqlite3.Connection, fills: dict[str, Parsed]) -> list[Message]:
         known = ledger.existing(conn, "journal_fills", "fill_id", fills)
-        out: list[Message] = _republish_fills(conn, known)
+        out: list[Message] = list(_republish_fills(conn, known))
         new = [p for rid, p in fills.items() if rid not in known]
         if not new:
             return out
         seq = ledger.last_seq(conn)
         by_key: dict[Key, list[LedgerFill]] = defaultdict(list)
-        rows = []
+        rows: list[list[Any]] = []
         rates = _Rates(conn)
         for p in new:
             f: Fill = p.item  # type: ignore[assignment]

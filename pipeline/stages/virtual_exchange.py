@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from pipeline.bus.base import Bus, Record, read_to_end
+from pipeline.bus.base import Bus, OffsetReset, Record, read_to_end
 from pipeline.errors import BadMessageError
 from pipeline.messages import MarketData, Message, Order, decode
 from pipeline.runner import Stage
@@ -40,7 +40,7 @@ class VirtualExchangeStage(Stage):
     name: ClassVar[str] = "virtual-exchange"
     inputs: ClassVar[tuple[str, ...]] = (ORDERS, MARKET_DATA)
     # Fills are about now; orders from before a start come from the rebuild.
-    offset_reset: ClassVar[str] = "latest"
+    offset_reset: ClassVar[OffsetReset] = "latest"
     isolates_failures: ClassVar[bool] = False  # its portfolio cannot take a batch twice
 
     def __init__(self, bus: Bus, db: Database | None, settings: ExchangeSettings | None = None, *,
@@ -117,6 +117,7 @@ class VirtualExchangeStage(Stage):
         state = orjson.dumps(snapshot).decode()
 
         now_ms = int(time.time() * 1000)
+        assert self.db is not None  # _store is called only with a store
         self.db.write(lambda db: orders_door.store(db.conn, rows, equity=point, snapshot_json=state, now_ms=now_ms))
 
 
@@ -132,7 +133,7 @@ def account_orders(bus: Bus, group_id: str, account: str) -> list[Order]:
             order = decode(ORDERS, r.value or b"", Order)
         except BadMessageError:
             continue
-        if account_of(order) == account:
+        if isinstance(order, Order) and account_of(order) == account:
             orders.append(order)
     return orders
 

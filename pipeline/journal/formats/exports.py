@@ -68,7 +68,7 @@ class _Binance:
         time = _time(bad, c_date, get(c_date), now_ms, _iso_ms, BINANCE_DATE_RULE)
         if bad:
             raise BadMessageError(bad)
-        return Fill(pair[0], side, price, qty, time,  # type: ignore[arg-type,index]
+        return Fill(pair[0], side, price, qty, time,  # type: ignore[arg-type]
                     fee, fee_asset if fee is not None else None)
 
 
@@ -89,5 +89,5 @@ class _Bybit:
             raise BadMessageError(bad)
         if fee is not None and fee_asset is None:
             fee_asset = base if side == "BUY" else quote
-        return Fill(pair[0], side, price, qty, time,  # type: ignore[arg-type,index]
+        return Fill(pair[0], side, price, qty, time,  # type: ignore[arg-type]
                     fee, fee_asset if fee is not None else None, _id(get(c_txid)))

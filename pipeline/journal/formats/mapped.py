@@ -141,7 +141,7 @@ def _custom(header: tuple[str, ...], mapping: Mapping[str, str]) -> _CustomFill 
     fmt = mapping.get("time_format")
     parse, rule = (_strptime(fmt), f"a date in the form {fmt}") if fmt else (_auto_ms, AUTO_DATE_RULE)
     cls = _CustomFill if kind == "fill" else _Trade
-    return cls(cols, parse, rule, sides)  # type: ignore[return-value]
+    return cls(cols, parse, rule, sides)
 
 
 def _generic(header: tuple[str, ...]) -> _Trade:
