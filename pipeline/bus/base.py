@@ -12,7 +12,7 @@ OffsetReset = Literal["earliest", "latest"]
 PartitionsCallback = Callable[[list[tuple[str, int]]], None]
 
 # Why ``Bus.delete_groups`` left a group alone (the same words on both buses).
-GROUP_HAS_MEMBERS = "it has members: a consumer group is deleted only when no consumer is in it"
+GROUP_HAS_MEMBERS = "it has members (a group is deleted only when no consumer is in it)"
 GROUP_NOT_FOUND = "no such consumer group"
 
 
