@@ -36,7 +36,7 @@ KAFKA_VARS = ("KAFKA_HOME_DIR", "KAFKA_PORT", "KAFKA_TEST_PORT")
 def where(env: dict[str, str], *, test: bool) -> dict[str, str]:
     """``scripts/kafka.sh [--test] where`` as key -> value."""
     done = subprocess.run([str(SCRIPT), *(["--test"] if test else []), "where"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     return dict(line.split("=", 1) for line in done.stdout.splitlines())
 
@@ -67,7 +67,7 @@ def test_the_two_brokers_never_share_a_port_or_a_log_folder(kafka: dict[str, str
 
 def test_a_test_port_on_the_desks_ports_is_refused() -> None:
     done = subprocess.run([str(SCRIPT), "--test", "where"], env=shell(KAFKA_PORT="39500", KAFKA_TEST_PORT="39501"),
-                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+                          cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 1
     assert done.stderr.strip() == ("kafka.sh: KAFKA_TEST_PORT=39501 collides with the desk's broker on 39500 and "
                                    "39501: pick another")
@@ -101,7 +101,7 @@ def test_the_tests_never_follow_the_desks_bootstrap_servers(kafka_bootstrap: str
         env["KAFKA_TEST_BOOTSTRAP_SERVERS"] = os.environ["KAFKA_TEST_BOOTSTRAP_SERVERS"]
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-p", "tests.conftest",
                            "--rootdir", str(tmp_path), str(probe)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     line = next(x for x in done.stdout.splitlines() if "BOOTSTRAP" in x).split()
     assert line[1] == kafka_bootstrap  # the tests' broker (already running: found, not started again)
@@ -139,12 +139,12 @@ def checkout(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield env
     finally:
         for flag in (["--test"], []):
-            subprocess.run([str(SCRIPT), *flag, "stop"], env=env, cwd=ROOT, capture_output=True, timeout=60)
+            subprocess.run([str(SCRIPT), *flag, "stop"], env=env, cwd=ROOT, capture_output=True, timeout=60, check=False)
 
 
 def _start(env: dict[str, str], *, test: bool) -> str:
     done = subprocess.run([str(SCRIPT), *(["--test"] if test else []), "start"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.strip().splitlines()[-1]
 
@@ -166,7 +166,7 @@ def test_what_a_test_makes_on_its_broker_is_not_on_the_desks_broker_of_the_same_
         if message is not None and message.error() is None:
             break
     assert message is not None and message.value() == b"a test's message"
-    consumer.commit(message, asynchronous=False)
+    consumer.commit(message=message, asynchronous=False)
     consumer.close()
 
     desk = _start(checkout, test=False)  # as make kafka-up starts it, in the same checkout and shell
@@ -189,7 +189,7 @@ def test_a_benchmark_leaves_the_catalogs_topics_as_they_were_and_takes_its_own_a
         groups_before = {g.group_id for g in bus.describe_groups()}
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
         done = subprocess.run([sys.executable, "-m", "bench.journal", "--trades", "300", "--backend", "kafka"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
         assert done.returncode == 0, done.stderr[-3000:]
         assert '"trades": 300' in done.stdout  # it ran: every trade reached its journal
         after = {t.name: t.end_offset for t in bus.describe_topics(CATALOG)}

@@ -252,10 +252,10 @@ def test_an_import_is_followed_into_the_journal_as_fills_and_the_round_trips_the
     opened = journal.follow(ImportTracker(first.published_ids))
     assert (opened.caught_up, opened.fills_in_ledger, opened.round_trips) == (True, 1, 0)  # it closed nothing
 
-    trades = journal.import_(("trade_id,user_id,symbol,side,entry_price,exit_price,quantity,entry_time,exit_time,"
-                              "pnl,notes,source\n"
-                              "x1,,XRPUSDT,BUY,0.5,0.55,100,2024-11-16T10:00:00Z,2024-11-16T11:00:00Z,,,\n"
-                              "x2,,XRPUSDT,SELL,0.6,0.5,100,2024-11-16T12:00:00Z,2024-11-16T13:00:00Z,,,\n").encode(),
+    trades = journal.import_(b"trade_id,user_id,symbol,side,entry_price,exit_price,quantity,entry_time,exit_time,"
+                             b"pnl,notes,source\n"
+                             b"x1,,XRPUSDT,BUY,0.5,0.55,100,2024-11-16T10:00:00Z,2024-11-16T11:00:00Z,,,\n"
+                             b"x2,,XRPUSDT,SELL,0.6,0.5,100,2024-11-16T12:00:00Z,2024-11-16T13:00:00Z,,,\n",
                              keep_ids=True)
     assert trades.unit == "trade"
     whole = journal.follow(ImportTracker(trades.published_ids))

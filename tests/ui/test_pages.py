@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -190,7 +191,7 @@ def test_pipeline_shows_stages_topics_and_groups(desk: Path) -> None:
     assert [s.value for s in at.success] == ["No rejected messages."]
 
 
-def _left_group(bus, group: str, topic: str = "crypto.market_data") -> None:  # noqa: ANN001
+def _left_group(bus: Any, group: str, topic: str = "crypto.market_data") -> None:
     """A group that read and committed, then closed: what a closed WebSocket or an earlier run leaves."""
     consumer = bus.consumer(group, [topic])
     try:
