@@ -24,7 +24,8 @@ Three measurements, each printed as JSON lines:
 The stages run in this process on their own threads, as in the app, with group ids of their own
 (``offset_reset`` is "latest": each is warmed up with ticks until it has processed some first).
 The bus is the embedded SQLite log under a temporary folder, or Kafka with ``--backend kafka`` and
-KAFKA_BOOTSTRAP_SERVERS. The exchange's SQLite writes go to a temporary ``desk.db``.
+KAFKA_BOOTSTRAP_SERVERS, where the catalog's topics get names of the run's own (``bench.bus.BenchBus``,
+deleted at the end). The exchange's SQLite writes go to a temporary ``desk.db``.
 """
 
 from __future__ import annotations
@@ -271,7 +272,7 @@ def _bus_run(backend: str, folder: Path, n_symbols: int) -> tuple[str, str, list
     folder.mkdir(parents=True, exist_ok=True)
     salt = uuid.uuid4().hex[:8]
     symbols = symbols_for(n_symbols, salt)
-    bus = make_bus(backend, str(folder))
+    bus = make_bus(backend, str(folder), run=salt)
     bus.create_topics(CATALOG.values())
     return salt, f"bench-{salt}", symbols, {s: 100.0 + 10 * i for i, s in enumerate(symbols)}, bus
 

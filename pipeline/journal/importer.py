@@ -20,7 +20,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -84,6 +84,11 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
     encoding: str = "utf-8"
     published: int = 0
+    # What a row of the file is: "fill" (one execution; the journal pairs fills FIFO into round
+    # trips) or "trade" (a whole trade, entry and exit); None when no row could be read.
+    unit: Literal["fill", "trade"] | None = None
+    # The raw ids published, in order, when ``import_file`` was asked to keep them.
+    published_ids: list[str] = field(default_factory=list)
 
     @property
     def rejected_rows(self) -> int:
@@ -169,11 +174,12 @@ class _Publisher:
     """Sends accepted rows to ``raw-trades`` and rejected ones to its dead-letter topic."""
 
     def __init__(self, producer: Producer, user_id: str, source: str, fmt: str, now_ms: int,
-                 mapping: Mapping[str, str] | None) -> None:
+                 mapping: Mapping[str, str] | None, keep_ids: bool = False) -> None:
         self.producer, self.user_id, self.source, self.fmt, self.now = producer, user_id, source, fmt, now_ms
         self.mapping = dict(mapping) if mapping is not None else None
         self.key = user_id.encode()
         self.published = 0
+        self.ids: list[str] | None = [] if keep_ids else None
         self._unflushed = 0
 
     def raw(self, raw_id: str, line: int, row: dict[str, str]) -> None:
@@ -181,6 +187,8 @@ class _Publisher:
                        received_at=self.now, payload=row, row=line, mapping=self.mapping)
         self.producer.produce(RAW_TRADES, encode(raw), key=self.key)
         self.published += 1
+        if self.ids is not None:
+            self.ids.append(raw_id)
         self._sent()
 
     def dead(self, line: int, row: object, violations: list[Violation], reason: str) -> None:
@@ -263,6 +271,7 @@ def _run(data: bytes, user_id: str, db: Database, mapping: Mapping[str, str] | N
     if pub is not None:
         pub.flush()
         report.published = pub.published
+        report.published_ids = pub.ids or []
     return report
 
 
@@ -333,9 +342,11 @@ def _scan(reader: Any, header: list[str], parse: Callable[..., Any], user_id: st
             reject(line, row, exc.violations, str(exc))
             continue
         if type(item) is Fill:
+            report.unit = "fill"
             fixed = bool(item.exchange_id)
             key = fill_fingerprint(user_id, item, 0, venue=fmt) if fixed else fill_content_key(user_id, item)
         else:
+            report.unit = "trade"
             fixed = bool(item.external_id)
             key = entry_fingerprint(user_id, item, 0)
         number = int(key[-24:], 16)
@@ -372,15 +383,16 @@ def check_file(data: bytes, *, user_id: str, db: Database, mapping: Mapping[str,
 
 def import_file(data: bytes, *, user_id: str, producer: Producer, db: Database, source: str = "csv",
                 mapping: Mapping[str, str] | None = None, progress: Progress | None = None,
-                now_ms: int | None = None) -> ImportReport:
+                now_ms: int | None = None, keep_ids: bool = False) -> ImportReport:
     """Import a file: publish each new row to ``raw-trades`` as read, each bad one to its DLQ.
 
-    Rows already in the journal are skipped. Raises ``ImportFileError`` for a file that cannot be
-    read at all (nothing published), ``TransientError`` when the bus did not take everything.
+    Rows already in the journal are skipped. With ``keep_ids`` the report lists the raw ids
+    published (to follow them into the journal). Raises ``ImportFileError`` for a file that cannot
+    be read at all (nothing published), ``TransientError`` when the bus did not take everything.
     """
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     return _run(data, user_id, db, mapping, progress, now,
-                lambda fmt: _Publisher(producer, user_id, source, fmt, now, mapping))
+                lambda fmt: _Publisher(producer, user_id, source, fmt, now, mapping, keep_ids))
 
 
 def _header_key(header: list[str]) -> list[str]:
