@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test install install-dev kafka-up kafka-down bench clean
+.PHONY: run test lint install install-dev kafka-up kafka-down kafka-reset bench clean
 
 $(VENV)/.deps: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,18 +22,30 @@ install-dev: $(VENV)/.dev-deps
 run: install
 	$(VENV)/bin/streamlit run app.py
 
-## Install, fetch Kafka and Chromium, start a real broker, run the whole suite.
+## Install, fetch Kafka and Chromium, run the whole suite. The suite starts and stops a broker of
+## its own (scripts/kafka.sh --test: .kafka/test, KAFKA_TEST_PORT or KAFKA_PORT+2), never the desk's.
 test: install-dev
 	scripts/setup-chromium.sh
 	scripts/kafka.sh fetch
 	$(PY) -m pytest
 
-## Start a local Kafka broker in the background and print its bootstrap address.
+## The linter (ruff: lint and format) and the type checker (mypy) over the whole tree.
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+## The desk's local Kafka broker (log in .kafka/data, port KAFKA_PORT or 39092): start it in the
+## background and print its bootstrap address; stop it; stop it and delete its topics, messages and
+## groups after a confirmation (CONFIRM=yes make kafka-reset answers it, for scripts).
 kafka-up:
 	@scripts/kafka.sh start
 
 kafka-down:
 	@scripts/kafka.sh stop
+
+kafka-reset:
+	@scripts/kafka.sh reset
 
 ## Bus throughput on both backends (starts the local broker if needed).
 bench: install
@@ -42,4 +54,5 @@ bench: install
 
 clean:
 	scripts/kafka.sh stop
+	scripts/kafka.sh --test stop
 	rm -rf $(VENV) .kafka .pytest_cache test-results

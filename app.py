@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from runtime import page_runtime
+from storage import status
 
 st.set_page_config(page_title="Trader's Desk", page_icon=":material/candlestick_chart:", layout="wide")
 
@@ -24,7 +25,7 @@ runtime = page_runtime()
 with st.sidebar:
     st.caption(f"Bus: **{runtime.bus.name}**"
                + (f" · {runtime.config.kafka_bootstrap_servers}" if runtime.bus.name == "kafka" else ""))
-    down = [h.name for h in runtime.health() if not h.running]
+    down = [s.name for s in status.stages(runtime.db) if not s.running]
     if down:
         st.warning(f"Stopped: {', '.join(down)}")
 

@@ -12,8 +12,7 @@ from dotenv import dotenv_values
 
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
-from pipeline.wiring import KNOWN_STAGES, Runtime, build_runtime
-
+from pipeline.wiring import Runtime, build_runtime
 
 ENV_FILE = Path(".env")
 
@@ -26,7 +25,7 @@ def settings_env() -> dict[str, str]:
 @st.cache_resource(show_spinner="Starting the pipeline…")
 def get_runtime() -> Runtime:
     """Load the configuration (environment over ``.env``), start the pipeline, stop it at exit."""
-    runtime = build_runtime(load_config(settings_env(), KNOWN_STAGES))
+    runtime = build_runtime(load_config(settings_env()))
     atexit.register(runtime.stop)
     return runtime
 
@@ -45,7 +44,7 @@ def save_settings(changes: dict[str, str]) -> list[str]:
     """Check ``changes`` as a whole configuration, then write them into ``.env`` (keeping its other
     lines). Raise ``ConfigError`` for a bad value; return the names the environment overrides (those
     changes take effect only once the environment no longer sets them)."""
-    load_config({**settings_env(), **changes}, KNOWN_STAGES)
+    load_config({**settings_env(), **changes})
     lines = ENV_FILE.read_text().splitlines() if ENV_FILE.exists() else []
     pending = dict(changes)
     out = []

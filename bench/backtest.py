@@ -41,12 +41,14 @@ Three measurements, each printed as JSON lines:
 The stages run in this process on their own threads, as in the app, with group ids of their own
 (``offset_reset`` is "latest": each is warmed up with ticks until it has processed some first).
 The bus is the embedded SQLite log under a temporary folder, or Kafka with ``--backend kafka`` and
-KAFKA_BOOTSTRAP_SERVERS. The exchange's SQLite writes go to a temporary ``desk.db``.
+KAFKA_BOOTSTRAP_SERVERS, where the catalog's topics get names of the run's own (``bench.bus.BenchBus``,
+deleted at the end). The exchange's SQLite writes go to a temporary ``desk.db``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -56,6 +58,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -281,10 +284,11 @@ def bench_backtest(n_bars: int, repeat: int, predictor: Any) -> list[dict[str, A
         started = time.perf_counter()
         plan, clock = prepare({SYMBOL: bars}, predictors, model=MODEL, buy_pct=BUY_PCT, sell_pct=SELL_PCT)
         signals_s = time.perf_counter() - started
-        builders = {"floor_bars": lambda: build_floor(bar_frame), "ours": lambda: build_ours(plan, clock),
-                    "bare_close": lambda: build_bare(bar_frame, close_signals),
-                    "bare_ticks": lambda: build_bare(tick_frame, tick_signals),
-                    "floor_ticks": lambda: build_floor(tick_frame)}
+        builders: dict[str, Callable[[], Run]] = {
+            "floor_bars": functools.partial(build_floor, bar_frame), "ours": functools.partial(build_ours, plan, clock),
+            "bare_close": functools.partial(build_bare, bar_frame, close_signals),
+            "bare_ticks": functools.partial(build_bare, tick_frame, tick_signals),
+            "floor_ticks": functools.partial(build_floor, tick_frame)}
         order = RUNS[r % len(RUNS):] + RUNS[:r % len(RUNS)]  # each repeat starts with another run
         got = {name: timed(builders[name]()) for name in order}
         sec = {name: got[name][0] for name in RUNS}
@@ -374,7 +378,7 @@ def _bus_run(backend: str, folder: Path, n_symbols: int) -> tuple[str, str, list
     folder.mkdir(parents=True, exist_ok=True)
     salt = uuid.uuid4().hex[:8]
     symbols = symbols_for(n_symbols, salt)
-    bus = make_bus(backend, str(folder))
+    bus = make_bus(backend, str(folder), run=salt)
     bus.create_topics(CATALOG.values())
     return salt, f"bench-{salt}", symbols, {s: 100.0 + 10 * i for i, s in enumerate(symbols)}, bus
 

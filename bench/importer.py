@@ -58,10 +58,10 @@ def main() -> None:
     args = parser.parse_args()
     data = binance_csv(args.rows)
     with tempfile.TemporaryDirectory() as folder:
-        bus = make_bus(args.backend, folder, shared=args.processes)
+        suffix = uuid.uuid4().hex[:8]
+        bus = make_bus(args.backend, folder, shared=args.processes, run=suffix)
         bus.create_topics(CATALOG.values())
         db = Database(Path(folder) / "desk.db")
-        suffix = uuid.uuid4().hex[:8]
         user = f"bench-{suffix}"
         stages: InProcess | Processes | None = None
         if args.stored:

@@ -19,6 +19,7 @@ Prints JSON lines.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import statistics
@@ -29,12 +30,12 @@ import timeit
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.candles import read_candles
 from pipeline.config import SEED_MODELS
 from pipeline.ml.data import bars_from_simulator
 from pipeline.ml.evaluate import make_dataset
 from pipeline.ml.features import FeatureState
 from pipeline.ml.models import fit_predictor
-from pipeline.sources.replay import read_candles
 
 
 def _write_klines(path: Path, n: int) -> None:
@@ -77,8 +78,8 @@ def main() -> int:
     rows = X.to_numpy()[:10]
     for name in SEED_MODELS:
         predictor = fit_predictor(name, X.to_numpy(), y, 15)
-        compiled = per_call(lambda: predictor.predict(rows), 300, repeat)
-        plain = per_call(lambda: predictor.pipeline.predict_proba(rows), 100, repeat)
+        compiled = per_call(functools.partial(predictor.predict, rows), 300, repeat)
+        plain = per_call(functools.partial(predictor.pipeline.predict_proba, rows), 100, repeat)
         print(json.dumps({"bench": "inference", "model": name, "rows": 10, "repeat": repeat,
                           **spread(compiled, 1e3, 3, "compiled_ms"), **spread(plain, 1e3, 3, "sklearn_ms")}),
               flush=True)

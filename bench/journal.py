@@ -15,6 +15,9 @@ By default the four stages run in this process on their own threads, as in the a
 ``--processes`` each runs in a process of its own, as ``python -m pipeline run --stage NAME`` runs
 it, on the same bus and database files (embedded) or broker (Kafka): one interpreter's lock no
 longer holds all four stages, so they use every core.
+
+On Kafka the run's topics and groups are its own (``bench.bus.BenchBus``: ``raw-trades.bench-<run>``
+and so on), never the desk's, and are deleted at the end.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ import orjson
 
 from bench.bus import make_bus
 from pipeline.bus.base import Bus
-from pipeline.journal.behaviour import BehaviourRules, BehaviourStage
+from pipeline.journal.behaviour_settings import BehaviourRules
 from pipeline.journal.fills import Fill, fill_fingerprint
 from pipeline.messages import RawTrade, encode
 from pipeline.runner import Stage, StageRunner
+from pipeline.stages.behaviour import BehaviourStage
 from pipeline.stages.enricher import Enricher
 from pipeline.stages.journal_store import JournalStore
 from pipeline.stages.normalizer import Normalizer
@@ -110,7 +114,7 @@ class InProcess:
 def _stage_process(index: int, backend: str, folder: str, db_path: str, suffix: str, ready: Any, stop: Any,
                    report: Any) -> None:
     """One stage in a process of its own, with its own bus client and database writer."""
-    bus = make_bus(backend, folder, shared=True)
+    bus = make_bus(backend, folder, shared=True, run=suffix)
     db = Database(db_path)
     runner = StageRunner(_stage(index, db, suffix), bus, poll_timeout=0.05)
     tune_gc()
@@ -169,7 +173,7 @@ def run_once(backend: str, n: int, rate: float | None, folder: Path, processes: 
     folder.mkdir(parents=True, exist_ok=True)
     suffix = uuid.uuid4().hex[:8]
     user = f"bench-{suffix}"
-    bus = make_bus(backend, str(folder), shared=processes)
+    bus = make_bus(backend, str(folder), shared=processes, run=suffix)
     bus.create_topics(CATALOG.values())
     db = Database(folder / f"desk-{suffix}.db")
     stages = Processes(backend, folder, db, suffix) if processes else InProcess(bus, db, suffix)

@@ -106,7 +106,7 @@ def run(backend: str, n_symbols: int, rate: float, seconds: float, max_ticks: in
     folder.mkdir(parents=True, exist_ok=True)
     salt = uuid.uuid4().hex
     symbols = symbols_for(n_symbols, salt)
-    bus = make_bus(backend, str(folder))
+    bus = make_bus(backend, str(folder), run=salt[:8])
     bus.create_topics(CATALOG.values())
     db, registry = prepare(folder, symbols, models)
     price0 = {s: 100.0 + i for i, s in enumerate(symbols)}

@@ -26,10 +26,8 @@ log = logging.getLogger("pipeline")
 
 
 def _config() -> Config:
-    from pipeline.wiring import KNOWN_STAGES
-
     env = {**{k: v for k, v in dotenv_values(".env").items() if v is not None}, **os.environ}
-    return load_config(env, KNOWN_STAGES)
+    return load_config(env)
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
@@ -165,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train models per symbol with walk-forward evaluation and register them."""
     import dataclasses
 
-    from pipeline.ml.jobs import TrainingJob
+    from pipeline.jobs.training import TrainingJob
 
     config = _config()
     if args.horizon:
@@ -177,7 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise PipelineError("--source replay needs exactly one FILE")
     symbols = tuple(s.upper() for s in args.symbols) if args.symbols else None
     if kind == "replay" and symbols is None:
-        from pipeline.sources.replay import symbol_from_name
+        from pipeline.candles import symbol_from_name
 
         named = symbol_from_name(files[0])
         if named is None:
@@ -262,7 +260,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     """Backtest the decision strategy on history, as the Backtest page does."""
     import dataclasses
 
-    from pipeline.trading.jobs import BacktestRequest, run_request
+    from pipeline.jobs.backtests import BacktestRequest, run_request
 
     config = _config()
     kind, *files = args.source
@@ -272,7 +270,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         raise PipelineError("--source replay needs exactly one FILE")
     symbol = args.symbol.upper() if args.symbol else None
     if symbol is None and kind == "replay":
-        from pipeline.sources.replay import symbol_from_name
+        from pipeline.candles import symbol_from_name
 
         symbol = symbol_from_name(files[0])
     if symbol is None:

@@ -8,17 +8,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.journal.behaviour import BehaviourRules, rules_from_env
-from pipeline.journal.exchanges import TradeHistoryClient, clients_from_env
+from pipeline.journal.behaviour_settings import BehaviourRules, rules_from_env
+from pipeline.stage_catalog import DEFAULT_PIPELINE, KNOWN_STAGES, MARKET_SOURCES
 from pipeline.trading.exchange import ExchangeSettings
 from pipeline.trading.risk import SIZINGS, RiskSettings
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
-# The stages of crypto.market_data's sources; MARKET_SOURCE picks which run (simulator by default).
-MARKET_SOURCES = ("simulator", "replay", "binance-rest", "binance-ws", "bybit-ws", "alpaca-ws")
-PIPELINE_STAGES = ("market-store", "ml", "signal-store", "decision", "virtual-exchange", "normalizer", "enricher",
-                   "behaviour", "journal-store", "api")
-DEFAULT_STAGES = ("simulator", *PIPELINE_STAGES)
+DEFAULT_STAGES = ("simulator", *DEFAULT_PIPELINE)
 # Model names (pipeline.ml.models builds them; kept here so loading the config needs no scikit-learn).
 ML_MODEL_NAMES = ("random_forest", "svm", "logistic_regression", "linear_regression", "knn", "kmeans")
 SEED_MODELS = ("random_forest", "svm", "logistic_regression")
@@ -35,6 +31,20 @@ KAFKA_SECURITY_ENV = {
     "KAFKA_SSL_KEY_LOCATION": "ssl.key.location",
     "KAFKA_SSL_KEY_PASSWORD": "ssl.key.password",
 }
+
+
+@dataclass(frozen=True)
+class ExchangeKeys:
+    """Read-only API keys of one exchange account; they turn its trade-history sync on."""
+
+    venue: str
+    api_key: str = field(repr=False)
+    api_secret: str = field(repr=False)
+    base_url: str | None = None
+
+    def __repr__(self) -> str:
+        masked = self.api_key[:4] + "…" if len(self.api_key) > 4 else "…"
+        return f"ExchangeKeys(venue={self.venue!r}, api_key={masked!r}, base_url={self.base_url!r})"
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,8 @@ class Config:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     behaviour: BehaviourRules = field(default_factory=BehaviourRules)
-    # Exchange trade-history clients (keys from the environment; off unless keys are set).
-    exchange_clients: tuple[TradeHistoryClient, ...] = ()
+    # Exchange accounts whose trade history is synced (off unless keys are set).
+    exchange_keys: tuple[ExchangeKeys, ...] = ()
     # Market data: which sources feed crypto.market_data, and their settings.
     market_sources: tuple[str, ...] = ("simulator",)
     replay_files: str = ""
@@ -100,8 +110,8 @@ class Config:
             value = getattr(self, f.name)
             if f.name == "kafka_client_config":
                 value = {k: ("***" if k in SECRET_KEYS else v) for k, v in value.items()}
-            elif f.name == "exchange_clients":
-                value = [repr(c) for c in value]  # the clients' repr masks keys and never shows secrets
+            elif f.name == "exchange_keys":
+                value = [repr(k) for k in value]  # masks the key and never shows the secret
             elif f.name in ("alpaca_key", "alpaca_secret", "discord_webhook_url", "notify_webhook_url"):
                 value = "***" if value else None
             elif f.name in ("behaviour", "risk", "exchange"):
@@ -151,7 +161,7 @@ FEED_URL_ENV = {"BINANCE_REST_URL": "binance-rest", "BINANCE_WS_URL": "binance-w
                 "ALPACA_WS_URL": "alpaca-ws"}
 
 
-def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = None) -> Config:
+def load_config(env: Mapping[str, str]) -> Config:
     """Build the configuration from environment-style settings; raise ``ConfigError`` on bad ones."""
     symbols = tuple(s.strip().upper() for s in env.get("SYMBOLS", ",".join(DEFAULT_SYMBOLS)).split(",")
                     if s.strip())
@@ -164,12 +174,11 @@ def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = No
         if url and not re.match(r"https?://[^/\s]+", url):
             raise ConfigError(f"{name} must be an http(s) URL")  # the URL itself is a secret: not shown
     notifier = ("notifier",) if discord or webhook else ()
-    stages = tuple(s.strip() for s in env.get("STAGES", ",".join((*sources, *PIPELINE_STAGES, *notifier))).split(",")
+    stages = tuple(s.strip() for s in env.get("STAGES", ",".join((*sources, *DEFAULT_PIPELINE, *notifier))).split(",")
                    if s.strip())
-    if known_stages is not None:
-        unknown = [s for s in stages if s not in known_stages]
-        if unknown:
-            raise ConfigError(f"STAGES has unknown {unknown}; known: {', '.join(sorted(known_stages))}")
+    unknown = [s for s in stages if s not in KNOWN_STAGES]
+    if unknown:
+        raise ConfigError(f"STAGES has unknown {unknown}; known: {', '.join(sorted(KNOWN_STAGES))}")
     stage_processes = tuple(s.strip() for s in env.get("STAGE_PROCESSES", "").split(",") if s.strip())
     outside = [s for s in stage_processes if s not in stages]
     if outside:
@@ -191,7 +200,7 @@ def load_config(env: Mapping[str, str], known_stages: frozenset[str] | None = No
         api_host=env.get("API_HOST") or "127.0.0.1",
         api_port=_int(env, "API_PORT", 8000, 0),
         behaviour=rules_from_env(env),
-        exchange_clients=tuple(clients_from_env(env)),
+        exchange_keys=exchange_keys_from_env(env),
         market_sources=sources,
         replay_files=env.get("REPLAY_FILES", ""),
         replay_speed=_float(env, "REPLAY_SPEED", 60.0, 0.0),
@@ -242,3 +251,24 @@ def _user_id(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", value):
         raise ConfigError(f"USER_ID={value!r} must be 1-64 letters, digits or _ . @ -")
     return value
+
+
+def exchange_keys_from_env(env: Mapping[str, str]) -> tuple[ExchangeKeys, ...]:
+    """Return the keys of each exchange whose key and secret are both set (none by default).
+
+    ``BINANCE_API_KEY``/``BINANCE_API_SECRET`` and ``BYBIT_API_KEY``/``BYBIT_API_SECRET`` turn
+    them on; ``BINANCE_BASE_URL``/``BYBIT_BASE_URL`` point them elsewhere (a testnet, a fake).
+    A key without its secret (or the reverse) is a ``ConfigError``.
+    """
+    keys: list[ExchangeKeys] = []
+    for venue in ("binance", "bybit"):
+        prefix = venue.upper()
+        key = env.get(f"{prefix}_API_KEY", "").strip()
+        secret = env.get(f"{prefix}_API_SECRET", "").strip()
+        if not key and not secret:
+            continue
+        if not key or not secret:
+            missing = f"{prefix}_API_SECRET" if key else f"{prefix}_API_KEY"
+            raise ConfigError(f"{prefix}_API_KEY and {prefix}_API_SECRET go together; {missing} is not set")
+        keys.append(ExchangeKeys(venue, key, secret, env.get(f"{prefix}_BASE_URL", "").strip() or None))
+    return tuple(keys)

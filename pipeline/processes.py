@@ -50,6 +50,10 @@ class StageProcess(Worker):
         self.pid: int | None = None
         self.restarts = 0
 
+    def status(self) -> dict[str, object]:
+        """The child's pid (its own row holds its counters) and how often it was started again."""
+        return {"child_pid": self.pid, "restarts": self.restarts}
+
     def command(self) -> list[str]:
         return [sys.executable, "-m", "pipeline", "run", "--stage", self.name]
 

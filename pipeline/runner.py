@@ -106,6 +106,11 @@ class Stage:
     def close(self) -> None:
         """Called once when the runner stops; release what the stage started."""
 
+    def status(self) -> dict[str, Any]:
+        """What a page shows of this stage beyond its counters (JSON-able; called from another thread,
+        so return copies)."""
+        return {}
+
     def process(self, message: Message) -> list[Message]:
         """Return the messages that ``message`` produces (pure; may raise ``BadMessageError``)."""
         return []
@@ -130,8 +135,15 @@ class Worker:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        with self.health.lock:  # running from now on, so a status published right away says so
+            self.health.running = True
+            self.health.started_at = time.time()
         self._thread = threading.Thread(target=self._guarded, name=f"{self.kind}:{self.name}", daemon=True)
         self._thread.start()
+
+    def status(self) -> dict[str, Any]:
+        """What a page shows of this worker beyond its health (JSON-able; called from another thread)."""
+        return {}
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -141,7 +153,7 @@ class Worker:
     def _guarded(self) -> None:
         with self.health.lock:
             self.health.running = True
-            self.health.started_at = time.time()
+            self.health.started_at = self.health.started_at or time.time()
         try:
             self._run()
         except Exception as exc:  # a crashed worker shows in health instead of vanishing
@@ -173,6 +185,9 @@ class StageRunner(Worker):
         self._models = {t: stage.input_model or model_for(t) for t in stage.inputs}
         self._producer: Producer = bus.producer()
         stage.bind(self)
+
+    def status(self) -> dict[str, Any]:
+        return self.stage.status()
 
     def _run(self) -> None:
         try:

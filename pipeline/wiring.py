@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.bus import create_bus
 from pipeline.bus.base import Bus, GroupState, Producer, TopicState
@@ -23,20 +23,21 @@ from pipeline.errors import ConfigError
 from pipeline.processes import StageProcess
 from pipeline.runner import Health, StageRunner, Worker
 from pipeline.sources.simulator import MarketSimulator, SimulatorSource
-from pipeline.journal.behaviour import BehaviourStage
-from pipeline.journal.exchanges import ExchangeHistorySource
+from pipeline.stages.behaviour import BehaviourStage
 from pipeline.stages.enricher import Enricher
 from pipeline.stages.journal_store import JournalStore
 from pipeline.stages.market_store import MarketStore
 from pipeline.stages.normalizer import Normalizer
 from pipeline.stages.signal_store import SignalStore
+from pipeline.status_board import StatusBoard
 from pipeline.topics import CATALOG
 from storage.db import Database
 
 if TYPE_CHECKING:
-    from pipeline.ml.jobs import TrainingJob
+    from pipeline.api.context import ApiContext
+    from pipeline.jobs.backtests import BacktestJob, BacktestRequest
+    from pipeline.jobs.training import Source, TrainingJob
     from pipeline.ml.registry import Registry
-    from pipeline.trading.jobs import BacktestJob, BacktestRequest
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,10 @@ WorkerFactory = Callable[["Runtime"], "Worker | list[Worker]"]
 
 
 def _api(rt: Runtime) -> Worker:
-    from pipeline.api import ApiServer  # FastAPI loads only when the API is wanted
+    from pipeline.api.app import create_app  # FastAPI loads only when the API is wanted
+    from pipeline.api.server import ApiServer
 
-    return ApiServer(rt, rt.config.api_host, rt.config.api_port)
+    return ApiServer(create_app(rt.api_context()), rt.config.api_host, rt.config.api_port)
 
 
 def _ml(rt: Runtime) -> Worker:
@@ -80,11 +82,11 @@ def _notifier(rt: Runtime) -> Worker:
 
 
 def _trainer(rt: Runtime) -> Worker:
-    from pipeline.ml.jobs import ScheduledTrainer
+    from pipeline.jobs.training import ScheduledTrainer
 
     if not rt.config.ml_retrain_minutes:
         raise ConfigError("the trainer stage needs ML_RETRAIN_MINUTES > 0 (minutes between retrainings)")
-    return ScheduledTrainer(rt, every_s=rt.config.ml_retrain_minutes * 60)
+    return ScheduledTrainer(rt.config, rt.db, rt.registry, every_s=rt.config.ml_retrain_minutes * 60)
 
 
 def _replay(rt: Runtime) -> Worker:
@@ -103,7 +105,7 @@ def _live_feed(stage: str) -> WorkerFactory:
     def make(rt: Runtime) -> Worker:
         c = rt.config
         url = {"binance-rest": "base_url", "binance-ws": "url", "bybit-ws": "url", "alpaca-ws": "url"}[stage]
-        kwargs: dict[str, object] = {url: c.feed_urls[stage]} if stage in c.feed_urls else {}
+        kwargs: dict[str, Any] = {url: c.feed_urls[stage]} if stage in c.feed_urls else {}
         if stage == "binance-rest":
             from pipeline.sources.binance import BinanceTickerPoller
             return BinanceTickerPoller(rt.bus.producer(), c.symbols, interval_s=c.binance_poll_s, **kwargs)
@@ -122,13 +124,18 @@ def _live_feed(stage: str) -> WorkerFactory:
 
 
 def _exchange_history(rt: Runtime) -> list[Worker]:
-    if not rt.config.exchange_clients:
+    from pipeline.sources.exchange_api import client_for
+    from pipeline.sources.trade_history import ExchangeHistorySource
+
+    if not rt.config.exchange_keys:
         raise ConfigError("exchange-history needs BINANCE_API_KEY and BINANCE_API_SECRET, or BYBIT_API_KEY and "
                           "BYBIT_API_SECRET, in the environment or .env")
-    return [ExchangeHistorySource(c, rt.producer, user_id=rt.config.user_id, symbols=rt.config.symbols)
-            for c in rt.config.exchange_clients]
+    return [ExchangeHistorySource(client_for(k.venue, k.api_key, k.api_secret, k.base_url), rt.producer,
+                                  user_id=rt.config.user_id, symbols=rt.config.symbols)
+            for k in rt.config.exchange_keys]
 
 
+# One factory per name of pipeline.stage_catalog (a unit test keeps them equal).
 WORKERS: dict[str, WorkerFactory] = {
     "simulator": lambda rt: SimulatorSource(
         rt.bus, MarketSimulator(rt.config.symbols, rt.config.simulator_seed), tick_ms=rt.config.simulator_tick_ms,
@@ -152,8 +159,6 @@ WORKERS: dict[str, WorkerFactory] = {
     "exchange-history": _exchange_history,
 }
 
-KNOWN_STAGES = frozenset(WORKERS)
-
 
 @dataclass
 class Runtime:
@@ -170,6 +175,7 @@ class Runtime:
     _backtest: BacktestJob | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stopped: bool = field(default=False, repr=False)
+    _board: StatusBoard | None = field(default=None, repr=False)
 
     @property
     def producer(self) -> Producer:
@@ -178,6 +184,12 @@ class Runtime:
             if self._producer is None:
                 self._producer = self.bus.producer()
             return self._producer
+
+    def api_context(self) -> ApiContext:
+        """What the API's routes use of this runtime."""
+        from pipeline.api.context import ApiContext
+
+        return ApiContext(bus=self.bus, producer=self.producer, db=self.db, user_id=self.config.user_id)
 
     @property
     def registry(self) -> Registry:
@@ -189,10 +201,10 @@ class Runtime:
                 self._registry = Registry(self.db, self.config.data_dir / "models")
             return self._registry
 
-    def train(self, symbols: tuple[str, ...], models: tuple[str, ...], *, source: str = "store",
+    def train(self, symbols: tuple[str, ...], models: tuple[str, ...], *, source: Source = "store",
               bars: int | None = None, path: str | None = None) -> TrainingJob:
         """Start a training job in the background unless one is running; return the job."""
-        from pipeline.ml.jobs import TrainingJob
+        from pipeline.jobs.training import TrainingJob
 
         registry = self.registry
         with self._lock:
@@ -210,7 +222,7 @@ class Runtime:
 
     def backtest(self, request: BacktestRequest) -> BacktestJob:
         """Start a backtest in the background unless one is running; return the job."""
-        from pipeline.trading.jobs import BacktestJob
+        from pipeline.jobs.backtests import BacktestJob
 
         with self._lock:
             if self._backtest is not None and self._backtest.running:
@@ -243,6 +255,8 @@ class Runtime:
             self._stopped = True
         for w in sorted(self.workers, key=lambda w: w.kind != "source"):
             w.stop()
+        if self._board is not None:
+            self._board.stop()
         if self._producer is not None:
             self._producer.close()  # flushes first
         self.db.close()
@@ -312,5 +326,7 @@ def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, star
         tune_gc()
         for w in runtime.workers:
             w.start()
+        runtime._board = StatusBoard(db, lambda: runtime.workers)
+        runtime._board.start()
     log.info("pipeline started on the %s bus with %s", bus.name, ", ".join(names) or "no stages")
     return runtime

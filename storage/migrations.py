@@ -123,12 +123,23 @@ def _m005_fill_records(db: sqlite_utils.Database) -> None:
     db.execute("DELETE FROM journal_ledger_records WHERE trade_id LIKE 'lot-%' OR trade_id LIKE 'rt-%'")
 
 
+def _m006_stage_status(db: sqlite_utils.Database) -> None:
+    # What each worker of each process says about itself, rewritten every second: pages read this
+    # instead of a stage's live objects, so they are right whether a stage is a thread or a process.
+    db.execute("""CREATE TABLE stage_status (
+        name TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, kind TEXT NOT NULL, running INTEGER NOT NULL,
+        processed INTEGER NOT NULL, produced INTEGER NOT NULL, dead_lettered INTEGER NOT NULL,
+        errors INTEGER NOT NULL, last_error TEXT, lag INTEGER NOT NULL, started_at REAL, last_activity_at REAL,
+        details TEXT NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (name, host, pid))""")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_market_ticks_and_bars", _m001_market),
     ("002_journal", _m002_journal),
     ("003_ml", _m003_ml),
     ("004_portfolio", _m004_portfolio),
     ("005_fill_records", _m005_fill_records),
+    ("006_stage_status", _m006_stage_status),
 ]
 
 

@@ -1,5 +1,12 @@
-"""Shared fixtures: a real Kafka broker for the session, and the ``bus`` fixture that runs a test
-once on the embedded SQLite log and once on Kafka.
+"""Shared fixtures: the tests' own Kafka broker for the session, and the ``bus`` fixture that runs a
+test once on the embedded SQLite log and once on Kafka.
+
+The tests never touch the desk's state: their broker is ``scripts/kafka.sh --test`` (its log in
+``.kafka/test``, its own port), never the desk's ``make kafka-up`` broker (``.kafka/data``) and never
+``KAFKA_BOOTSTRAP_SERVERS`` (which names the desk's broker); ``KAFKA_TEST_BOOTSTRAP_SERVERS`` points
+them at another broker of their own. For the whole session ``DATA_DIR`` is a temporary folder and
+``KAFKA_BOOTSTRAP_SERVERS`` is empty, so a test that builds the app from the environment runs on the
+embedded bus in that folder, whatever the shell or a ``.env`` says.
 
 The ``kafka`` marker is put on the Kafka half so ``-m "not kafka"`` runs without a broker. Nothing
 here ever skips: a broker that cannot start fails the Kafka tests with the script's stderr.
@@ -9,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,50 +31,63 @@ if str(ROOT) not in sys.path:  # so ``pipeline`` imports however pytest is start
     sys.path.insert(0, str(ROOT))
 
 KAFKA_SCRIPT = ROOT / "scripts" / "kafka.sh"
+TEST_BOOTSTRAP_ENV = "KAFKA_TEST_BOOTSTRAP_SERVERS"
+_DATA_DIR = pytest.StashKey[str]()
 
 log = logging.getLogger(__name__)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "kafka: needs a Kafka broker (started by scripts/kafka.sh unless "
-                   "KAFKA_BOOTSTRAP_SERVERS is set); deselect with -m 'not kafka'")
+        "markers", "kafka: needs a Kafka broker (the tests' own, started by scripts/kafka.sh --test "
+                   f"unless {TEST_BOOTSTRAP_ENV} is set); deselect with -m 'not kafka'")
+    config.stash[_DATA_DIR] = os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="desk-tests-")
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = ""
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_DATA_DIR, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- the broker --------------------------------------------------------------------------------
 
-def _kafka_script(command: str, *, check: bool) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(KAFKA_SCRIPT), command], cwd=ROOT, capture_output=True, text=True,
-                          check=check, timeout=600)
+def kafka_script(command: str, *, check: bool, env: dict[str, str] | None = None,
+                 test: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``scripts/kafka.sh [--test] COMMAND``; ``test=False`` is the desk's broker (make kafka-up)."""
+    args = [str(KAFKA_SCRIPT), *(["--test"] if test else []), command]
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=check, timeout=600,
+                          env=env)
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    """The bootstrap address of a running broker: ``$KAFKA_BOOTSTRAP_SERVERS``, one already started
-    by ``scripts/kafka.sh``, or one this fixture starts (and then stops at the end of the session)."""
-    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    """The bootstrap address of the tests' broker: ``$KAFKA_TEST_BOOTSTRAP_SERVERS``, the one
+    ``scripts/kafka.sh --test`` already runs, or one this fixture starts (and stops at the end)."""
+    env = os.environ.get(TEST_BOOTSTRAP_ENV)
     if env:
         yield env
         return
-    status = _kafka_script("status", check=False)
+    status = kafka_script("status", check=False)
     if status.returncode == 0 and status.stdout.strip():
         yield status.stdout.strip().splitlines()[-1]
         return
     try:
-        started = _kafka_script("start", check=True)
+        started = kafka_script("start", check=True)
     except subprocess.CalledProcessError as exc:
-        pytest.fail(f"scripts/kafka.sh start failed (exit {exc.returncode}):\n{exc.stderr}",
+        pytest.fail(f"scripts/kafka.sh --test start failed (exit {exc.returncode}):\n{exc.stderr}",
                     pytrace=False)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"scripts/kafka.sh start did not finish: {exc}", pytrace=False)
+        pytest.fail(f"scripts/kafka.sh --test start did not finish: {exc}", pytrace=False)
     lines = started.stdout.strip().splitlines()
     if not lines:
-        pytest.fail(f"scripts/kafka.sh start printed no address; stderr:\n{started.stderr}",
+        pytest.fail(f"scripts/kafka.sh --test start printed no address; stderr:\n{started.stderr}",
                     pytrace=False)
     try:
         yield lines[-1].strip()
     finally:
-        _kafka_script("stop", check=False)
+        kafka_script("stop", check=False)
 
 
 # -- unique names ------------------------------------------------------------------------------

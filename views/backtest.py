@@ -18,7 +18,7 @@ import streamlit as st
 
 from pipeline.config import ML_MODEL_NAMES
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.trading.jobs import BacktestRequest
+from pipeline.jobs.backtests import BacktestRequest
 from pipeline.trading.metrics import why_none
 from pipeline.trading.risk import SIZINGS, RiskSettings
 from runtime import page_runtime
@@ -142,8 +142,8 @@ if submitted:
 
 def chart_bars(request: BacktestRequest, result: Any, started: float) -> dict[str, pd.DataFrame]:
     """The tested bars of each symbol for the price charts (at most ``MAX_CANDLES`` candles each)."""
+    from pipeline.jobs.training import SIMULATOR_BARS, load_bars
     from pipeline.ml import data
-    from pipeline.ml.jobs import SIMULATOR_BARS, load_bars
 
     interval = int(result.settings.get("interval_ms") or 60_000)
     out: dict[str, pd.DataFrame] = {}

@@ -4,11 +4,17 @@ The file is checked in full before anything is published (a dry run with a progr
 report of bad rows comes first; the import then publishes the good rows to ``raw-trades`` and
 says how many were new, already in the journal, or rejected. Files in no known format get a
 column mapping that can be saved for next time.
+
+The counters say what they count: an exchange export's rows are fills (executions), which the
+journal pairs FIFO into round trips; a trade file's rows are whole trades. After the import the
+page follows the published rows into the journal (``storage.journal.ImportTracker``) every 2 s:
+fills in the ledger, then the round trips they closed, as the journal's stages store them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 
 import pandas as pd
 import streamlit as st
@@ -18,9 +24,16 @@ from pipeline.journal.formats import FILL_FIELDS, FILL_REQUIRED, TRADE_FIELDS, T
 from pipeline.journal.importer import (MAX_UPLOAD_BYTES, ImportFileError, ImportReport, check_file, find_mapping,
                                        import_file, preview, save_mapping)
 from runtime import page_runtime
+from storage.journal import ImportTracker
 
 TARGETS = {"fill": FILL_FIELDS, "trade": TRADE_FIELDS}
 REQUIRED = {"fill": FILL_REQUIRED, "trade": TRADE_REQUIRED}
+STALLED_S = 60.0  # no row arrived for this long: say where to look
+
+
+def _units(report: ImportReport, n: int, adjective: str = "") -> str:
+    """``n`` rows of the report's kind, e.g. "800 new fills", "1 trade"."""
+    return f"{n:,} {adjective}{report.unit or 'row'}{'s' * (n != 1)}"
 
 runtime = page_runtime()
 user = runtime.config.user_id
@@ -104,17 +117,21 @@ for warning in report.warnings:
     st.warning(warning)
 a, b, c, d = st.columns(4)
 a.metric("Format", report.format)
-b.metric("New trades", f"{report.accepted:,}")
+b.metric(f"New {report.unit or 'row'}s", f"{report.accepted:,}")
 c.metric("Already in the journal", f"{report.duplicates:,}")
 d.metric("Rejected rows", f"{report.rows - report.accepted - report.duplicates:,}")
+if report.unit == "fill":
+    st.caption("Each row is a fill (one execution). The journal pairs a symbol's buys and sells first in, first "
+               "out: each match is a round trip, and what no fill closed stays an open lot.")
 _report_table(report)
 
 done_key = f"done:{digest}:{mapping}"
-if st.button(f"Import {report.accepted:,} trades", type="primary", disabled=report.accepted == 0 or
+if st.button(f"Import {_units(report, report.accepted)}", type="primary", disabled=report.accepted == 0 or
              done_key in st.session_state):
     bar = st.progress(0.0, text="Importing…")
     try:
         result = import_file(data, user_id=user, producer=runtime.producer, db=runtime.db, mapping=mapping,
+                             keep_ids=True,
                              progress=lambda done, total: bar.progress(min(done / max(total, 1), 1.0),
                                                                        text=f"Importing… {done / 2**20:.1f} MB"))
     except PipelineError as exc:
@@ -123,14 +140,41 @@ if st.button(f"Import {report.accepted:,} trades", type="primary", disabled=repo
         st.stop()
     bar.progress(1.0, text="Imported")
     st.session_state[done_key] = result
+    st.session_state[f"track:{done_key}"] = ImportTracker(result.published_ids)
     st.session_state.pop(check_key, None)
+
+
+def _journal_counters(tracker: ImportTracker) -> None:
+    tracker.refresh(runtime.db)
+    if tracker.fills:
+        a, b, c = st.columns(3)
+        a.metric("Fills published", f"{tracker.fills:,}")
+        b.metric("Fills in the ledger", f"{tracker.fills_in_ledger:,}")
+        c.metric("Round trips in the journal", "…" if tracker.round_trips is None else
+                 f"{tracker.round_trips_in_journal:,}")
+    if tracker.trades:
+        a, b, _ = st.columns(3)
+        a.metric("Trades published", f"{tracker.trades:,}")
+        b.metric("Trades in the journal", f"{tracker.trades_in_journal:,}")
+    if tracker.caught_up:
+        trips = tracker.round_trips or 0
+        closed = f": its fills closed {trips:,} round trip{'s' * (trips != 1)}" if tracker.fills else ""
+        st.caption(f"Everything this import published is in the journal{closed}.")
+    elif time.monotonic() - tracker.progress_at > STALLED_S:
+        st.warning(f"Nothing more has reached the journal for {STALLED_S:.0f} s: are the journal's stages running? "
+                   "Rows they reject are on the Pipeline page's dead letters.")
+    else:
+        st.caption("The journal's stages are storing them; this refreshes every 2 s.")
+
 
 if done_key in st.session_state:
     result: ImportReport = st.session_state[done_key]
     st.subheader("After import")
-    st.success(f"Published {result.accepted:,} new trades from {result.rows:,} rows "
+    st.success(f"Published {_units(result, result.accepted, 'new ')} from {result.rows:,} rows "
                f"({result.duplicates:,} already in the journal, "
-               f"{result.rows - result.accepted - result.duplicates:,} rejected). "
-               "They reach the journal within seconds.")
+               f"{result.rows - result.accepted - result.duplicates:,} rejected).")
+    tracker: ImportTracker | None = st.session_state.get(f"track:{done_key}")
+    if tracker is not None:
+        st.fragment(run_every="2s")(_journal_counters)(tracker)
     _report_table(result)
     st.markdown("See them on the **Journal** page.")

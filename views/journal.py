@@ -143,12 +143,12 @@ if submitted:
 # --------------------------------------------------------------------------- filters
 
 st.subheader("Journal")
-c = st.columns([1, 1, 1, 2])
-chosen_symbol = c[0].selectbox("Symbol", [ALL, *journal.symbols(db, user)], key="jf_symbol")
-chosen_tag = c[1].selectbox("Tag", [ALL, *known_tags], key="jf_tag")
-chosen_setup = c[2].selectbox("Setup", [ALL, *known_setups], key="jf_setup")
-dates = c[3].date_input("Dates (UTC, of the exit or of the entry while open)", value=(), key="jf_dates")
-dates = tuple(dates) if isinstance(dates, (tuple, list)) else (dates,) if dates else ()
+f = st.columns([1, 1, 1, 2])
+chosen_symbol = f[0].selectbox("Symbol", [ALL, *journal.symbols(db, user)], key="jf_symbol")
+chosen_tag = f[1].selectbox("Tag", [ALL, *known_tags], key="jf_tag")
+chosen_setup = f[2].selectbox("Setup", [ALL, *known_setups], key="jf_setup")
+picked: Any = f[3].date_input("Dates (UTC, of the exit or of the entry while open)", value=[], key="jf_dates")
+dates: tuple[Any, ...] = tuple(picked) if isinstance(picked, (tuple, list)) else (picked,) if picked else ()
 filters: dict[str, Any] = {
     "symbol": None if chosen_symbol == ALL else chosen_symbol,
     "tag": None if chosen_tag == ALL else chosen_tag,

@@ -11,7 +11,8 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from runtime import page_runtime
-from storage import queries
+from storage import market
+from storage import signals as signal_store
 
 MAX_CANDLES = 3000
 WINDOWS = {"1 h": 60, "3 h": 180, "6 h": 360, "24 h": 1440, "7 d": 10080}
@@ -20,7 +21,7 @@ runtime = page_runtime()
 st.title("Market")
 
 configured = list(runtime.config.symbols)
-known = configured + [s for s in queries.symbols(runtime.db) if s not in configured]
+known = configured + [s for s in market.symbols(runtime.db) if s not in configured]
 left, mid, right = st.columns([3, 2, 2])
 chosen = left.multiselect("Symbols", known, default=configured[:2], key="market_symbols")
 window = mid.segmented_control("Window", list(WINDOWS), default="3 h", key="market_window") or "3 h"
@@ -81,7 +82,7 @@ def live() -> None:
     if not chosen:
         st.info("Pick at least one symbol.")
         return
-    last = queries.latest_ticks(runtime.db).set_index("symbol")
+    last = market.latest_ticks(runtime.db).set_index("symbol")
     cols = st.columns(len(chosen))
     for col, symbol in zip(cols, chosen):
         if symbol in last.index:
@@ -90,13 +91,13 @@ def live() -> None:
     since = int(time.time() * 1000) - WINDOWS[window] * 60_000
     for symbol in chosen:
         warm = max(MA_WINDOWS) * 60_000
-        bars = queries.bars(runtime.db, symbol, since_ms=since - warm, limit=WINDOWS[window] + max(MA_WINDOWS))
+        bars = market.bars(runtime.db, symbol, since_ms=since - warm, limit=WINDOWS[window] + max(MA_WINDOWS))
         if bars.empty:
             st.info(f"No market data for {symbol} yet; the feed writes a bar every minute.")
             continue
         bars = with_moving_averages(bars)
         bars = bars[bars["start"] >= since].reset_index(drop=True)
-        signals = (queries.signals(runtime.db, symbol, since_ms=since, model=signal_model, actionable=True,
+        signals = (signal_store.signals(runtime.db, symbol, since_ms=since, model=signal_model, actionable=True,
                                    limit=2000) if signal_model != "none" else None)
         st.plotly_chart(candles(symbol, resample(bars), signals), width="stretch", key=f"chart-{symbol}")
 

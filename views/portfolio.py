@@ -20,7 +20,7 @@ from pipeline.errors import PipelineError
 from pipeline.messages import Order
 from pipeline.trading.manual import cancel_request, close_request, publish
 from runtime import page_runtime
-from storage import queries
+from storage import market, orders, status
 
 ALL = "All"
 STATUSES = ["PENDING", "FILLED", "CLOSED", "CANCELLED"]
@@ -39,21 +39,12 @@ st.caption(f"The paper account of the virtual exchange: {config.exchange.startin
 
 # --------------------------------------------------------------------------- helpers
 
-def stage(name: str) -> tuple[Any | None, bool]:
-    """The running pipeline's stage called ``name`` and whether its worker runs (None, False: not in STAGES)."""
-    for w in runtime.workers:
-        s = getattr(w, "stage", None)
-        if getattr(s, "name", None) == name:
-            return s, w.health.snapshot().running
-    return None, False
-
-
 def market_now(symbol: str) -> int:
-    """The market time of ``symbol`` as the virtual exchange last saw it (a replay's time is the past),
-    or the clock: a manual order fills at the first tick after this."""
-    exchange_stage, _ = stage("virtual-exchange")
-    last = exchange_stage.exchange.last.get(symbol) if exchange_stage is not None else None
-    return int(last[0]) if last else int(time.time() * 1000)
+    """The market time of ``symbol`` in the account the page shows (a replay's time is the past), or
+    the clock: a manual order fills at the first tick after this."""
+    state = orders.portfolio_state(db)
+    seen = (state or {}).get("market_time", {}).get(symbol)
+    return int(seen) if seen else int(time.time() * 1000)
 
 
 def send(order: Order, done: str) -> None:
@@ -93,12 +84,13 @@ def account() -> None:
     notice = st.session_state.pop("portfolio_notice", None)
     if notice:
         (st.success if notice[0] == "success" else st.error)(notice[1])
-    exchange_stage, exchange_running = stage("virtual-exchange")
+    exchange = status.stage(db, "virtual-exchange")
+    exchange_running = exchange is not None and exchange.running
     if not exchange_running:
         st.warning("The virtual-exchange stage is not running (add `virtual-exchange` to STAGES): orders are not "
                    "filled and the figures below are the last it stored.", icon=":material/warning:")
-    state = queries.portfolio_state(db)
-    if queries.orders(db, limit=1).empty:
+    state = orders.portfolio_state(db)
+    if orders.orders(db, limit=1).empty:
         st.info("No orders yet. Orders appear once a model is trained (Signals page) and its signals reach high "
                 "confidence, or medium confidence confirmed by another model or by the indicators. The decision "
                 "stage then sizes an entry and the virtual exchange fills it at the next tick.",
@@ -164,19 +156,19 @@ def account() -> None:
                 on_click=cancel_order, args=(o,), disabled=not exchange_running)
 
     st.subheader("Why no order")
-    decision, decision_running = stage("decision")
+    decision = status.stage(db, "decision")
     left, right = st.columns([3, 1])
-    if decision is None or not decision_running:
+    if decision is None or not decision.running:
         left.info("The decision stage is not running (add `decision` to STAGES): no order is made from signals.",
                   icon=":material/info:")
     else:
-        skipped = {why: n for why, n in decision.skipped.items() if n}
+        skipped = {why: n for why, n in decision.details.get("skipped", {}).items() if n}
         if skipped:
             left.dataframe(pd.DataFrame(sorted(skipped.items(), key=lambda kv: -kv[1]), columns=["reason", "signals"]),
                            hide_index=True, width="stretch")
         else:
             left.caption("The decision stage has not let a signal go without an order yet.")
-    right.metric("Orders the exchange rejected", f"{exchange_stage.rejected:,}" if exchange_stage else "—",
+    right.metric("Orders the exchange rejected", f"{exchange.details.get('rejected', 0):,}" if exchange else "—",
                  help="Orders that broke one of the exchange's rules (dead-lettered on crypto.orders_dlq).")
 
 
@@ -200,9 +192,9 @@ def equity_figure(curve: pd.DataFrame, hold: pd.DataFrame) -> go.Figure:
 def history() -> None:
     st.subheader("Order history")
     c = st.columns([1, 1, 3])
-    symbol = c[0].selectbox("Symbol", [ALL, *queries.order_symbols(db)], key="pf_symbol")
+    symbol = c[0].selectbox("Symbol", [ALL, *orders.order_symbols(db)], key="pf_symbol")
     status = c[1].selectbox("Status", [ALL, *STATUSES], key="pf_status")
-    rows = queries.orders(db, symbol=None if symbol == ALL else symbol, status=None if status == ALL else status,
+    rows = orders.orders(db, symbol=None if symbol == ALL else symbol, status=None if status == ALL else status,
                           limit=HISTORY_ROWS)
     if rows.empty:
         st.caption("No orders" + ("" if symbol == ALL and status == ALL else " match the filters") + ".")
@@ -219,14 +211,14 @@ def history() -> None:
         if len(rows) == HISTORY_ROWS:
             st.caption(f"The newest {HISTORY_ROWS} orders.")
 
-    curve = queries.equity_curve(db)
+    curve = orders.equity_curve(db)
     if curve.empty:
         st.caption("The equity curve starts with the first tick the virtual exchange sees.")
         return
-    state = queries.portfolio_state(db)
+    state = orders.portfolio_state(db)
     start = float(state["starting_balance"]) if state else config.exchange.starting_balance
-    traded = queries.traded_symbols(db)
-    hold = queries.buy_and_hold(db, traded, int(curve["timestamp"].iloc[0]), int(curve["timestamp"].iloc[-1]), start)
+    traded = orders.traded_symbols(db)
+    hold = market.buy_and_hold(db, traded, int(curve["timestamp"].iloc[0]), int(curve["timestamp"].iloc[-1]), start)
     st.plotly_chart(equity_figure(curve, hold), width="stretch")
     if traded and hold.empty:
         st.caption("Buy-and-hold needs the traded symbols' 1-minute bars (the market-store stage).")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pipeline.config import MARKET_SOURCES, ML_MODEL_NAMES
-from pipeline.trading.risk import SIZINGS
+from pipeline.config import ML_MODEL_NAMES
 from pipeline.errors import ConfigError
+from pipeline.stage_catalog import MARKET_SOURCES
 from pipeline.topics import CATALOG
+from pipeline.trading.risk import SIZINGS
 from runtime import page_runtime, restart_runtime, save_settings, settings_env
+from storage import status
 
 runtime = page_runtime()
 config = runtime.config
@@ -121,7 +123,7 @@ if save:
         restart_runtime()
         st.rerun()
 
-api = next((h for h in runtime.health() if h.name == "api"), None)
+api = status.stage(runtime.db, "api")
 if api is not None:
     address = f"http://{runtime.config.api_host}:{runtime.config.api_port}"
     if api.running:

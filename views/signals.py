@@ -10,8 +10,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pipeline.config import ML_MODEL_NAMES
+from pipeline.jobs.training import Source
 from runtime import page_runtime
-from storage import queries
+from storage import signals as signal_store
+from storage import status
 
 runtime = page_runtime()
 config = runtime.config
@@ -21,17 +23,17 @@ st.caption(f"Models predict the {config.ml_horizon_bars}-bar forward return or d
            f"and sits next to the baselines traded the same way after {config.ml_fee_bps:g} bps fees. "
            f"Signal mapping: BUY above {config.ml_buy_pct:+g} %, SELL below {config.ml_sell_pct:+g} %, else HOLD.")
 
-SOURCES = {"Stored bars": "store", "Simulator history": "simulator", "Candle file on this machine": "file"}
+SOURCES: dict[str, Source] = {"Stored bars": "store", "Simulator history": "simulator",
+                              "Candle file on this machine": "file"}
 
 
 def ml_stage_notes() -> list[str]:
-    """What the running ml stage says about itself: skipped ticks and model files that failed to load."""
-    for w in runtime.workers:
-        stage = getattr(w, "stage", None)
-        if getattr(stage, "name", None) == "ml":
-            notes = [f"{n:,} ticks {why}" for why, n in stage.skipped.items() if n]
-            return notes + list(stage.load_errors[-3:])
-    return ["The ml stage is not running (add `ml` to STAGES)."]
+    """What the ml stage says about itself: skipped ticks and model files that failed to load."""
+    ml = status.stage(runtime.db, "ml")
+    if ml is None or not ml.running:
+        return ["The ml stage is not running (add `ml` to STAGES)."]
+    notes = [f"{n:,} ticks {why}" for why, n in ml.details.get("skipped", {}).items() if n]
+    return notes + list(ml.details.get("load_errors", []))
 
 
 with st.expander("Train models", expanded=not runtime.registry.records(active_only=True)):
@@ -83,7 +85,7 @@ training_progress()
 @st.fragment(run_every="2s")
 def live_feed() -> None:
     st.subheader("Live signals")
-    latest = queries.latest_signals(runtime.db)
+    latest = signal_store.latest(runtime.db)
     if latest.empty:
         st.info("No signals yet. Signals appear once a model is trained for a symbol and ticks arrive.")
     else:
@@ -95,7 +97,7 @@ def live_feed() -> None:
                                                           format="%.2f"),
             "time": st.column_config.DatetimeColumn("time (UTC)", format="HH:mm:ss"),
         })
-        actionable = queries.signals(runtime.db, actionable=True, limit=50)
+        actionable = signal_store.signals(runtime.db, actionable=True, limit=50)
         if not actionable.empty:
             st.caption("Latest BUY and SELL signals")
             st.dataframe(actionable[["time", "symbol", "model", "signal", "expected_change_pct", "confidence",

@@ -11,6 +11,10 @@ from pipeline.topics import TopicSpec
 OffsetReset = Literal["earliest", "latest"]
 PartitionsCallback = Callable[[list[tuple[str, int]]], None]
 
+# Why ``Bus.delete_groups`` left a group alone (the same words on both buses).
+GROUP_HAS_MEMBERS = "it has members (a group is deleted only when no consumer is in it)"
+GROUP_NOT_FOUND = "no such consumer group"
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -143,7 +147,16 @@ class Bus(Protocol):
 
     def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicState]: ...
 
-    def describe_groups(self) -> list[GroupState]: ...
+    def describe_groups(self) -> list[GroupState]:
+        """Return the consumer groups by id. ``members`` counts the consumers in a group now: one
+        that closed, or that has been silent for the session timeout, is no longer in it."""
+        ...
+
+    def delete_groups(self, group_ids: Iterable[str]) -> dict[str, str | None]:
+        """Delete consumer groups that have no members, with their committed offsets (a consumer
+        that joins one later starts from its ``auto_offset_reset``). Return, per group, None when
+        deleted, else why not: ``GROUP_HAS_MEMBERS`` (never deleted) or ``GROUP_NOT_FOUND``."""
+        ...
 
     def producer(self) -> Producer: ...
 

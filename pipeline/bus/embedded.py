@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 
 from pipeline.bus.base import (
-    GroupPartition, GroupState, OffsetReset, PartitionsCallback, PartitionState, Record,
-    TopicState, partition_for,
+    GROUP_HAS_MEMBERS, GROUP_NOT_FOUND, GroupPartition, GroupState, OffsetReset, PartitionsCallback,
+    PartitionState, Record, TopicState, partition_for,
 )
 from pipeline.errors import CommitFailedError, UnknownTopicError
 from pipeline.topics import TopicSpec
@@ -539,7 +539,11 @@ class EmbeddedBus:
     def describe_groups(self) -> list[GroupState]:
         ends = {(t, p): (s, e) for t, p, s, e in self._read(
             "SELECT topic, partition, start_offset, next_offset FROM partitions")}
-        members = dict(self._read("SELECT group_id, count(*) FROM members GROUP BY group_id"))
+        # A member that stopped heartbeating (its process was killed) is out of the group after the
+        # session timeout, as on Kafka, even before another member's heartbeat deletes its row.
+        members = dict(self._read(
+            "SELECT group_id, count(*) FILTER (WHERE heartbeat_at >= ?) FROM members GROUP BY group_id",
+            (_now_ms() - self.session_timeout_ms,)))
         groups: dict[str, list[GroupPartition]] = {}
         for group, topic, p, off in self._read(
                 "SELECT group_id, topic, partition, offset FROM offsets ORDER BY 1, 2, 3"):
@@ -548,6 +552,28 @@ class EmbeddedBus:
         for group in members:
             groups.setdefault(group, [])
         return [GroupState(g, members.get(g, 0), parts) for g, parts in sorted(groups.items())]
+
+    def delete_groups(self, group_ids: Iterable[str]) -> dict[str, str | None]:
+        ids = list(dict.fromkeys(group_ids))
+        timeout = self.session_timeout_ms
+
+        def delete(conn: sqlite3.Connection) -> dict[str, str | None]:
+            now = _now_ms()
+            outcome: dict[str, str | None] = {}
+            for group in ids:
+                # Members silent for the session timeout are gone, as another member's heartbeat finds.
+                if conn.execute("DELETE FROM members WHERE group_id=? AND heartbeat_at<?",
+                                (group, now - timeout)).rowcount:
+                    _bump_generation(conn, group)
+                if conn.execute("SELECT 1 FROM members WHERE group_id=? LIMIT 1", (group,)).fetchone():
+                    outcome[group] = GROUP_HAS_MEMBERS
+                    continue
+                found = conn.execute("DELETE FROM offsets WHERE group_id=?", (group,)).rowcount
+                found += conn.execute("DELETE FROM groups WHERE group_id=?", (group,)).rowcount
+                outcome[group] = None if found else GROUP_NOT_FOUND
+            return outcome
+
+        return self._call(delete) if ids else {}
 
     def producer(self) -> EmbeddedProducer:
         return EmbeddedProducer(self)

@@ -20,7 +20,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
 from pipeline.bus.base import (
-    GroupPartition, GroupState, OffsetReset, PartitionsCallback, PartitionState, Record, TopicState,
+    GROUP_HAS_MEMBERS, GROUP_NOT_FOUND, GroupPartition, GroupState, OffsetReset, PartitionsCallback,
+    PartitionState, Record, TopicState,
 )
 from pipeline.errors import CommitFailedError, ConfigError, TransientError, UnknownTopicError
 from pipeline.topics import TopicSpec
@@ -308,6 +309,25 @@ class KafkaBus:
                                            *offsets[(tp.topic, tp.partition)])
                             for tp in sorted(committed[gid], key=lambda x: (x.topic, x.partition))])
                 for gid in ids]
+
+    def delete_groups(self, group_ids: Iterable[str]) -> dict[str, str | None]:
+        ids = list(dict.fromkeys(group_ids))
+        if not ids:
+            return {}
+        outcome: dict[str, str | None] = {}
+        for gid, fut in self._admin.delete_consumer_groups(ids, request_timeout=10).items():
+            try:
+                fut.result()
+                outcome[gid] = None
+            except KafkaException as exc:
+                code = exc.args[0].code()
+                if code == KafkaError.NON_EMPTY_GROUP:  # the broker checks: never deleted with members
+                    outcome[gid] = GROUP_HAS_MEMBERS
+                elif code == KafkaError.GROUP_ID_NOT_FOUND:
+                    outcome[gid] = GROUP_NOT_FOUND
+                else:
+                    raise TransientError(f"cannot delete consumer group {gid!r}: {exc.args[0].str()}") from None
+        return outcome
 
     def producer(self) -> KafkaProducer:
         return KafkaProducer(self)

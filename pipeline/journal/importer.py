@@ -20,7 +20,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -30,6 +30,7 @@ from pipeline.journal.fills import Fill, entry_fingerprint, fill_content_key, fi
 from pipeline.journal.formats import detect_format, row_parser
 from pipeline.messages import DeadLetter, RawTrade, encode
 from pipeline.topics import RAW_TRADES, dlq_name
+from storage import journal, ledger
 from storage.db import Database
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -83,6 +84,11 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
     encoding: str = "utf-8"
     published: int = 0
+    # What a row of the file is: "fill" (one execution; the journal pairs fills FIFO into round
+    # trips) or "trade" (a whole trade, entry and exit); None when no row could be read.
+    unit: Literal["fill", "trade"] | None = None
+    # The raw ids published, in order, when ``import_file`` was asked to keep them.
+    published_ids: list[str] = field(default_factory=list)
 
     @property
     def rejected_rows(self) -> int:
@@ -168,11 +174,12 @@ class _Publisher:
     """Sends accepted rows to ``raw-trades`` and rejected ones to its dead-letter topic."""
 
     def __init__(self, producer: Producer, user_id: str, source: str, fmt: str, now_ms: int,
-                 mapping: Mapping[str, str] | None) -> None:
+                 mapping: Mapping[str, str] | None, keep_ids: bool = False) -> None:
         self.producer, self.user_id, self.source, self.fmt, self.now = producer, user_id, source, fmt, now_ms
         self.mapping = dict(mapping) if mapping is not None else None
         self.key = user_id.encode()
         self.published = 0
+        self.ids: list[str] | None = [] if keep_ids else None
         self._unflushed = 0
 
     def raw(self, raw_id: str, line: int, row: dict[str, str]) -> None:
@@ -180,6 +187,8 @@ class _Publisher:
                        received_at=self.now, payload=row, row=line, mapping=self.mapping)
         self.producer.produce(RAW_TRADES, encode(raw), key=self.key)
         self.published += 1
+        if self.ids is not None:
+            self.ids.append(raw_id)
         self._sent()
 
     def dead(self, line: int, row: object, violations: list[Violation], reason: str) -> None:
@@ -202,19 +211,6 @@ class _Publisher:
         if left:
             raise TransientError(f"{left} messages of the import were not delivered to the bus; "
                                  "import the file again (rows already stored are skipped)")
-
-
-def _existing(db: Database, ids: list[str]) -> set[str]:
-    """Return which of ``ids`` the ledger already holds (one query per table)."""
-    found: set[str] = set()
-    reader = db.reader()
-    for prefix, table, column in (("f-", "journal_fills", "fill_id"), ("t-", "journal_ledger_records", "trade_id")):
-        some = [i for i in ids if i.startswith(prefix)]
-        if some:
-            marks = ",".join("?" * len(some))
-            sql = f"SELECT {column} FROM {table} WHERE {column} IN ({marks})"
-            found.update(r[0] for r in reader.execute(sql, some))
-    return found
 
 
 class _Lines:
@@ -275,6 +271,7 @@ def _run(data: bytes, user_id: str, db: Database, mapping: Mapping[str, str] | N
     if pub is not None:
         pub.flush()
         report.published = pub.published
+        report.published_ids = pub.ids or []
     return report
 
 
@@ -304,7 +301,7 @@ def _scan(reader: Any, header: list[str], parse: Callable[..., Any], user_id: st
             pub.dead(line, row, violations, reason)
 
     def settle() -> None:
-        stored = _existing(db, [p[0] for p in pending])
+        stored = ledger.known_ids(db, [p[0] for p in pending])
         for raw_id, line, row in pending:
             if raw_id in stored:
                 report.duplicates += 1
@@ -345,9 +342,11 @@ def _scan(reader: Any, header: list[str], parse: Callable[..., Any], user_id: st
             reject(line, row, exc.violations, str(exc))
             continue
         if type(item) is Fill:
+            report.unit = "fill"
             fixed = bool(item.exchange_id)
             key = fill_fingerprint(user_id, item, 0, venue=fmt) if fixed else fill_content_key(user_id, item)
         else:
+            report.unit = "trade"
             fixed = bool(item.external_id)
             key = entry_fingerprint(user_id, item, 0)
         number = int(key[-24:], 16)
@@ -384,15 +383,16 @@ def check_file(data: bytes, *, user_id: str, db: Database, mapping: Mapping[str,
 
 def import_file(data: bytes, *, user_id: str, producer: Producer, db: Database, source: str = "csv",
                 mapping: Mapping[str, str] | None = None, progress: Progress | None = None,
-                now_ms: int | None = None) -> ImportReport:
+                now_ms: int | None = None, keep_ids: bool = False) -> ImportReport:
     """Import a file: publish each new row to ``raw-trades`` as read, each bad one to its DLQ.
 
-    Rows already in the journal are skipped. Raises ``ImportFileError`` for a file that cannot be
-    read at all (nothing published), ``TransientError`` when the bus did not take everything.
+    Rows already in the journal are skipped. With ``keep_ids`` the report lists the raw ids
+    published (to follow them into the journal). Raises ``ImportFileError`` for a file that cannot
+    be read at all (nothing published), ``TransientError`` when the bus did not take everything.
     """
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     return _run(data, user_id, db, mapping, progress, now,
-                lambda fmt: _Publisher(producer, user_id, source, fmt, now, mapping))
+                lambda fmt: _Publisher(producer, user_id, source, fmt, now, mapping, keep_ids))
 
 
 def _header_key(header: list[str]) -> list[str]:
@@ -403,17 +403,12 @@ def save_mapping(db: Database, name: str, header: list[str], mapping: Mapping[st
     """Save (or replace) a named column mapping for files with ``header``."""
     if not name.strip():
         raise ValueError("a mapping needs a name")
-    row = (name.strip(), json.dumps(list(header)), json.dumps(dict(mapping)), int(time.time() * 1000))
-    db.write(lambda d: d.conn.execute(
-        "INSERT INTO import_mappings (name, header, mapping, created_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT(name) DO UPDATE SET header = excluded.header, mapping = excluded.mapping, "
-        "created_at = excluded.created_at", row))
+    journal.save_mapping(db, name.strip(), list(header), dict(mapping), int(time.time() * 1000))
 
 
 def list_mappings(db: Database) -> list[dict[str, Any]]:
     """Return the saved mappings: name, header (list), mapping (dict), created_at (ms), by name."""
-    rows = db.query("SELECT name, header, mapping, created_at FROM import_mappings ORDER BY name")
-    return [{**r, "header": json.loads(r["header"]), "mapping": json.loads(r["mapping"])} for r in rows]
+    return journal.mappings(db)
 
 
 def find_mapping(db: Database, header: list[str]) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from pipeline.bus.base import Producer
 from pipeline.errors import TransientError
-from pipeline.journal.fills import entry_fingerprint
+from pipeline.journal.fills import TradeEntry, entry_fingerprint
 from pipeline.journal.formats import parse_row
 from pipeline.messages import RawTrade, encode
 from pipeline.topics import RAW_TRADES
@@ -24,6 +24,7 @@ def submit_entry(producer: Producer, user_id: str, fields: Mapping[str, object],
     """
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     entry = parse_row("manual", fields, now_ms=now)
+    assert isinstance(entry, TradeEntry)  # the manual format reads whole trades
     raw_id = entry_fingerprint(user_id, entry, 0) if entry.external_id else f"t-{uuid.uuid4().hex[:24]}"
     raw = RawTrade(raw_id=raw_id, user_id=user_id, source=source, format="manual", received_at=now,
                    payload=dict(fields))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 
 from pipeline.ml.features import BAR_COLUMNS
 from pipeline.sources.simulator import MarketSimulator
+from storage import market
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,7 @@ log = logging.getLogger(__name__)
 SUB_STEPS = 4  # simulator steps per bar: enough for a high and a low that differ from O and C
 
 
-def _frame(rows: dict[str, np.ndarray] | list[dict[str, object]]) -> pd.DataFrame:
+def _frame(rows: dict[str, np.ndarray] | Sequence[Sequence[object]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(BAR_COLUMNS))
     frame["start"] = frame["start"].astype(np.int64)
     for col in BAR_COLUMNS[1:]:
@@ -32,13 +34,7 @@ def _frame(rows: dict[str, np.ndarray] | list[dict[str, object]]) -> pd.DataFram
 
 def bars_from_store(db: Database, symbol: str, limit: int | None = None) -> pd.DataFrame:
     """Return the stored 1-minute bars of ``symbol`` (the most recent ``limit`` if set), oldest first."""
-    cols = ", ".join(BAR_COLUMNS)
-    if limit is None:
-        rows = db.query(f"SELECT {cols} FROM bars_1m WHERE symbol=? ORDER BY start", (symbol,))
-    else:
-        rows = db.query(f"SELECT * FROM (SELECT {cols} FROM bars_1m WHERE symbol=? "
-                        "ORDER BY start DESC LIMIT ?) ORDER BY start", (symbol, int(limit)))
-    return _frame(rows)
+    return _frame(market.history(db, symbol, limit))
 
 
 def bars_from_simulator(symbol: str, n_bars: int, *, seed: int = 0, interval_ms: int = 60_000,
@@ -81,7 +77,7 @@ def bars_from_simulator(symbol: str, n_bars: int, *, seed: int = 0, interval_ms:
 
 def bars_from_file(path: Path | str) -> pd.DataFrame:
     """Return the bars of a candle file (an exchange export) read by the replay source."""
-    from pipeline.sources.replay import read_candles  # the replay source is optional here
+    from pipeline.candles import read_candles
 
     candles = read_candles(Path(path))
     if candles.rejected:

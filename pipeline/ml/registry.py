@@ -26,6 +26,7 @@ import sqlite_utils
 from pipeline.errors import PipelineError
 from pipeline.ml.evaluate import Evaluation
 from pipeline.ml.models import Predictor
+from storage import models
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -136,18 +137,14 @@ class Registry:
         written: list[Path] = []
 
         def insert(db: sqlite_utils.Database) -> int:
-            row = db.execute("SELECT max(version) FROM ml_models WHERE symbol=? AND model=?",
-                             (symbol, name)).fetchone()
-            version = int(row[0] or 0) + 1
+            version = models.next_version(db.conn, symbol, name)
             path = self.models_dir.resolve() / symbol / name / f"v{version}.joblib"
             self._dump(path, {"format": FILE_FORMAT, "symbol": symbol, "model": name,
                               "version": version, "predictor": predictor})
             written.append(path)
-            db.execute(
-                "INSERT INTO ml_models (symbol, model, version, active, created_at, path, "
-                "interval_ms, horizon, train_start, train_end, n_samples, features, params, "
-                "metrics, baselines, report, load_error) VALUES (?,?,?,0,?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
-                (symbol, name, version, int(time.time() * 1000), str(path), int(interval_ms),
+            models.insert(
+                db.conn,
+                (symbol, name, version, 0, int(time.time() * 1000), str(path), int(interval_ms),
                  int(predictor.horizon), int(train_start), int(train_end), int(n_samples),
                  _dumps(list(predictor.features)), _dumps(predictor.params),
                  _dumps(evaluation.metrics), _dumps(evaluation.baselines), _dumps(report)))
@@ -169,18 +166,7 @@ class Registry:
     def records(self, symbol: str | None = None, model: str | None = None,
                 active_only: bool = False) -> list[ModelRecord]:
         """Return the matching versions, newest first."""
-        where, args = ["1=1"], []
-        if symbol is not None:
-            where.append("symbol=?")
-            args.append(symbol)
-        if model is not None:
-            where.append("model=?")
-            args.append(model)
-        if active_only:
-            where.append("active=1")
-        rows = self.db.query(f"SELECT * FROM ml_models WHERE {' AND '.join(where)} "
-                             "ORDER BY created_at DESC, version DESC, symbol, model", tuple(args))
-        return [_record(r) for r in rows]
+        return [_record(r) for r in models.rows(self.db, symbol=symbol, model=model, active_only=active_only)]
 
     def load(self, record: ModelRecord) -> Predictor:
         """Return the predictor in ``record``'s file; raise ModelLoadError naming file and reason."""
@@ -206,26 +192,17 @@ class Registry:
         record = self._get(symbol, model, version)
         self._verify(record)
 
-        def switch(db: sqlite_utils.Database) -> None:
-            db.execute("UPDATE ml_models SET active=0 WHERE symbol=? AND model=? AND version<>?",
-                       (symbol, model, version))
-            db.execute("UPDATE ml_models SET active=1, load_error=NULL WHERE symbol=? AND model=? "
-                       "AND version=?", (symbol, model, version))
-
-        self.db.write(switch)
+        self.db.write(lambda db: models.activate(db.conn, symbol, model, version))
         log.info("activated %s", record.label)
         return self._get(symbol, model, version)
 
     def set_load_error(self, symbol: str, model: str, version: int, error: str | None) -> None:
         """Record (or clear, with None) why a version's file does not load; activity is unchanged."""
         text = None if error is None else _one_line(error)
-        self.db.write(lambda db: db.execute(
-            "UPDATE ml_models SET load_error=? WHERE symbol=? AND model=? AND version=?",
-            (text, symbol, model, version)))
+        self.db.write(lambda db: models.set_load_error(db.conn, symbol, model, version, text))
 
     def _get(self, symbol: str, model: str, version: int) -> ModelRecord:
-        rows = self.db.query("SELECT * FROM ml_models WHERE symbol=? AND model=? AND version=?",
-                             (symbol, model, version))
+        rows = models.rows(self.db, symbol=symbol, model=model, version=version)
         if not rows:
             raise UnknownModelError(f"no model {symbol}/{model}/v{version} in the registry")
         return _record(rows[0])

@@ -72,7 +72,7 @@ def _mask(key: str) -> str:
     return key[:4] + "…" if len(key) > 4 else "…"
 
 
-class _WireLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _WireLog(logging.LoggerAdapter):
     """The websockets library's log of one connection: never a frame dump (the auth frame carries
     the secret, and a dump may be cut so the whole secret no longer matches), and any line that
     still holds a fragment of the secret is replaced."""

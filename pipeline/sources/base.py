@@ -95,6 +95,10 @@ class MarketSource(Worker):
             self.health.error(f"{undelivered} ticks not delivered")
         return undelivered
 
+    def status(self) -> dict[str, Any]:
+        """The ticks this source refused, by the rule they broke."""
+        return {"rejections": self.rejection_counts()}
+
     def rejection_counts(self) -> dict[str, int]:
         """Return a copy of the rejections by rule (safe from any thread)."""
         with self._counts_lock:

@@ -156,6 +156,9 @@ class WebSocketSource(MarketSource):
 
     # -- hooks -------------------------------------------------------------------------------------
 
+    def status(self) -> dict[str, Any]:
+        return {**super().status(), "reconnects": self.reconnects, "gaps": self.gaps}
+
     def _connect_url(self) -> str:
         """Return the URL to connect to (subscriptions may be part of it)."""
         return self.url

@@ -1,5 +1,5 @@
 """behaviour: keeps each user's recent journal records in ``behaviour_trades`` and publishes
-behavioural alerts (the rules are in ``pipeline.journal.behaviour``).
+behavioural alerts (the rules are in ``pipeline.journal.behaviour_rules``).
 
 Per batch: one write transaction (upserts, voids), then per affected user one context query, one
 query of entries per trader day for overtrading, and one of a day's entries when that day is over
@@ -14,33 +14,13 @@ from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from pipeline.journal.behaviour import MINUTE_MS, BehaviourRules, Finding, Row, detect
+from pipeline.journal.behaviour_rules import MINUTE_MS, Finding, Row, detect
+from pipeline.journal.behaviour_settings import BehaviourRules
 from pipeline.messages import BehavioralAlert, EnrichedTrade, Message, Trade
 from pipeline.runner import Stage
 from pipeline.topics import ENRICHED_TRADES
+from storage import behaviour
 from storage.db import Database
-
-
-_COLS = "user_id, trade_id, kind, symbol, side, entry_key, entry_time, exit_time, notional, pnl, pnl_pct"
-_T = f"SELECT {_COLS} FROM behaviour_trades WHERE user_id = :u"
-_LAST_ENTRIES = f"""SELECT * FROM ({_T} AND kind != 'round_trip' AND entry_time < :f0
-    ORDER BY entry_time DESC LIMIT :k)"""
-# The context of a batch (f0 = its earliest entry or exit): rows entered in [f0, hi]; results closed
-# in [f0, hi]; the last closes before f0 (streaks); the last entries before f0 (size baselines, and
-# the entries after a big loss before f0) and the big losses among them (revenge).
-_CONTEXT = f"""{_T} AND entry_time BETWEEN :f0 AND :hi
-UNION {_T} AND exit_time BETWEEN :f0 AND :hi AND pnl IS NOT NULL AND entry_time BETWEEN :hist AND :hi
-UNION SELECT * FROM ({_T} AND exit_time < :f0 AND pnl IS NOT NULL AND entry_time BETWEEN :hist AND :hi
-    ORDER BY exit_time DESC LIMIT :closes)
-UNION {_LAST_ENTRIES}
-UNION {_T} AND exit_time >= max(:lo, coalesce((SELECT min(entry_time) FROM ({_LAST_ENTRIES})), 0)) AND exit_time < :f0
-    AND pnl < 0 AND (pnl <= -:min_loss OR pnl_pct <= -:min_pct) AND entry_time BETWEEN :hist AND :hi"""
-_BUCKET_MS = 15 * MINUTE_MS  # every UTC offset is a whole number of quarter hours
-_DAY_COUNTS = f"""SELECT entry_time / {_BUCKET_MS} AS q, count(*) FROM behaviour_trades
-WHERE user_id = ? AND kind != 'round_trip' AND entry_time >= ? AND entry_time < ? GROUP BY q"""
-_DAY_ENTRIES = """SELECT trade_id, entry_time FROM behaviour_trades WHERE user_id = ? AND kind != 'round_trip'
-AND entry_time >= ? AND entry_time < ? ORDER BY entry_time, trade_id LIMIT ? OFFSET ?"""
-_UPSERT = f"INSERT OR REPLACE INTO behaviour_trades ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 
 
 def row_of(t: Trade) -> Row:
@@ -56,13 +36,7 @@ def row_of(t: Trade) -> Row:
 
 def _fresh(conn: Any, rows: list[Row]) -> set[str]:
     """The ids of ``rows`` not stored yet, or stored with another exit or P&L (a rebuilt FIFO)."""
-    stored: dict[str, tuple[Any, Any]] = {}
-    ids = [r.trade_id for r in rows]
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        stored.update((t, (x, p)) for t, x, p in conn.execute(
-            f"SELECT trade_id, exit_time, pnl FROM behaviour_trades WHERE trade_id IN ({','.join('?' * len(chunk))})",
-            chunk))
+    stored = behaviour.stored_results(conn, [r.trade_id for r in rows])
     return {r.trade_id for r in rows if stored.get(r.trade_id) != (r.exit_time, r.pnl)}
 
 
@@ -99,17 +73,12 @@ class BehaviourStage(Stage):
                 latest[m.trade_id] = None if m.void else row_of(m)
         if not latest:
             return []
-        voided = [(tid,) for tid, row in latest.items() if row is None]
+        voided = [tid for tid, row in latest.items() if row is None]
         rows = [row for row in latest.values() if row is not None]
         conn = self.db.reader().conn
         fresh = _fresh(conn, rows)
 
-        def store(db: Any) -> None:
-            db.conn.executemany("DELETE FROM behaviour_trades WHERE trade_id = ?", voided)
-            db.conn.executemany(_UPSERT, [(r.user_id, r.trade_id, r.kind, r.symbol, r.side, r.entry_key, r.entry_time,
-                                           r.exit_time, r.notional, r.pnl, r.pnl_pct) for r in rows])
-
-        self.db.write(store)
+        self.db.write(lambda db: behaviour.store(db.conn, rows, voided))
         by_user: dict[str, list[Row]] = {}
         for r in rows:
             by_user.setdefault(r.user_id, []).append(r)
@@ -120,7 +89,8 @@ class BehaviourStage(Stage):
 
     def _detect(self, conn: Any, user: str, focus: list[Row], fresh: set[str]) -> list[Finding]:
         r = self.rules
-        times = [f.entry_time for f in focus if f.is_entry] + [f.exit_time for f in focus if f.is_result]
+        times = [f.entry_time for f in focus if f.is_entry] + [f.exit_time for f in focus
+                                                               if f.is_result and f.exit_time is not None]
         if not times:
             return []
         f0, f1 = min(times), max(times)
@@ -130,7 +100,7 @@ class BehaviourStage(Stage):
                   "min_loss": r.revenge_min_loss, "min_pct": r.revenge_min_loss_pct,
                   "closes": 2 * max(r.loss_streak, r.escalation_after_losses, r.escalation_after_wins) + 20,
                   "k": max(r.revenge_size_lookback, r.escalation_lookback) + r.revenge_max_entries}
-        context = list(map(Row._make, conn.execute(_CONTEXT, params)))
+        context = list(map(Row._make, behaviour.context(conn, params)))
         entries = [f for f in focus if f.is_entry]
         if not entries:
             return detect(context, focus, r, fresh=fresh)
@@ -141,11 +111,11 @@ class BehaviourStage(Stage):
                 for i in range((last - first).days + 2 * r.overtrading_history_days + 2)]
         starts = [_day_start(d, zone) for d in days]
         counts: Counter[date] = Counter()
-        for q, n in conn.execute(_DAY_COUNTS, (user, starts[0], starts[-1])):
-            counts[days[bisect.bisect_right(starts, q * _BUCKET_MS) - 1]] += n
+        for q, n in behaviour.day_counts(conn, user, starts[0], starts[-1]):
+            counts[days[bisect.bisect_right(starts, q * behaviour.BUCKET_MS) - 1]] += n
 
         def day_entries(day: date, offset: int, limit: int) -> list[tuple[str, int]]:
             lo, hi = _day_start(day, zone), _day_start(day + timedelta(days=1), zone)
-            return conn.execute(_DAY_ENTRIES, (user, lo, hi, limit, offset)).fetchall()
+            return behaviour.day_entries(conn, user, lo, hi, limit, offset)
 
         return detect(context, focus, r, day_counts=counts, day_entries=day_entries, fresh=fresh)

@@ -26,14 +26,23 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pipeline.bus.base import Bus
+from pipeline.bus.base import Bus, OffsetReset
 from pipeline.messages import MarketData, Message, MLSignal, Order
 from pipeline.runner import Stage
 from pipeline.topics import MARKET_DATA, ML_SIGNALS, ORDERS
 from pipeline.trading.exchange import DEFAULT_ACCOUNT, UPDATED_BY, Exchange, ExchangeSettings, OrderRejected, account_of
 from pipeline.trading.risk import RiskSettings
 from pipeline.trading.strategy import (
-    SIGNALS, TICK, Barrier, Desk, LiveEventFeed, MLSignalStrategy, ModelSignal, SignalGroup, bt)
+    SIGNALS,
+    TICK,
+    Barrier,
+    Desk,
+    LiveEventFeed,
+    MLSignalStrategy,
+    ModelSignal,
+    SignalGroup,
+    bt,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +59,7 @@ class DecisionStage(Stage):
 
     name: ClassVar[str] = "decision"
     inputs: ClassVar[tuple[str, ...]] = (ML_SIGNALS, MARKET_DATA, ORDERS)
-    offset_reset: ClassVar[str] = "latest"
+    offset_reset: ClassVar[OffsetReset] = "latest"
     isolates_failures: ClassVar[bool] = False  # its portfolio cannot take a batch twice
 
     def __init__(self, bus: Bus, *, model: str = "random_forest", confirm_models: tuple[str, ...] = (),
@@ -81,6 +90,15 @@ class DecisionStage(Stage):
         """Why signals made no order (the strategy's reasons and this stage's)."""
         waiting = sum(len(h) for h in self.held.values())
         return self.desk.skipped + self.counts + Counter({"held: waiting for market data": waiting})
+
+    def status(self) -> dict[str, Any]:
+        """Why signals made no order, by reason."""
+        for _ in range(3):  # the counters may change size under us (the cerebro thread): try again
+            try:
+                return {"skipped": dict(self.skipped)}
+            except RuntimeError:
+                continue
+        return {}
 
     # -- the cerebro thread ---------------------------------------------------------------------
 

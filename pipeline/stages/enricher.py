@@ -9,12 +9,12 @@ The context comes from the 1-minute bars the market store holds: the price at th
 from __future__ import annotations
 
 import math
-import sqlite3
 from typing import Any, ClassVar
 
 from pipeline.messages import EnrichedTrade, Message, Trade, extend
 from pipeline.runner import Stage
 from pipeline.topics import NORMALIZED_TRADES
+from storage import market
 from storage.db import Database
 
 MINUTE_MS = 60_000
@@ -52,7 +52,6 @@ class Enricher(Stage):
         self.db = db
 
     def process_batch(self, messages: list[Message]) -> list[Message]:
-        conn = self.db.reader().conn
         spans: dict[str, tuple[int, int] | None] = {}
         out: list[Message] = []
         for m in messages:
@@ -62,24 +61,20 @@ class Enricher(Stage):
                 out.append(extend(EnrichedTrade, m, context={}))
                 continue
             if m.symbol not in spans:
-                row = conn.execute("SELECT min(start), max(start) FROM bars_1m WHERE symbol=?", (m.symbol,)).fetchone()
-                spans[m.symbol] = None if row[0] is None else (row[0], row[1])
-            context = {"entry": self._at(conn, spans[m.symbol], m.symbol, m.entry_time)}
+                spans[m.symbol] = market.span(self.db, m.symbol)
+            context = {"entry": self._at(spans[m.symbol], m.symbol, m.entry_time)}
             if m.exit_time is not None:
-                context["exit"] = self._at(conn, spans[m.symbol], m.symbol, m.exit_time)
+                context["exit"] = self._at(spans[m.symbol], m.symbol, m.exit_time)
             out.append(extend(EnrichedTrade, m, context=context))
         return out
 
-    @staticmethod
-    def _at(conn: sqlite3.Connection, span: tuple[int, int] | None, symbol: str, t: int) -> dict[str, Any]:
+    def _at(self, span: tuple[int, int] | None, symbol: str, t: int) -> dict[str, Any]:
         if span is None:
             return {"missing": True, "reason": f"no market data for {symbol}"}
         if t < span[0] or t - span[1] > MAX_GAP_MS + MINUTE_MS:
             return {"missing": True, "reason": f"no {symbol} bars around this time"}
-        rows = conn.execute("SELECT start, close FROM bars_1m WHERE symbol=? AND start<=? ORDER BY start DESC LIMIT ?",
-                            (symbol, t, WINDOW_BARS)).fetchall()
+        rows = market.closes_until(self.db, symbol, t, WINDOW_BARS)
         if not rows or t - rows[0][0] > MAX_GAP_MS:
             return {"missing": True, "reason": f"no {symbol} bar within 5 minutes before this time"}
-        day = conn.execute("SELECT close FROM bars_1m WHERE symbol=? AND start<=? AND start>=? "
-                           "ORDER BY start DESC LIMIT 1", (symbol, t - DAY_MS, t - DAY_MS - MAX_GAP_MS)).fetchone()
-        return context_at([c for _, c in reversed(rows)], day[0] if day else None)
+        day = market.close_between(self.db, symbol, t - DAY_MS - MAX_GAP_MS, t - DAY_MS)
+        return context_at([c for _, c in reversed(rows)], day)

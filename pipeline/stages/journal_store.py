@@ -16,10 +16,8 @@ import orjson
 from pipeline.messages import BehavioralAlert, EnrichedTrade, Message
 from pipeline.runner import Stage
 from pipeline.topics import BEHAVIORAL_ALERTS, ENRICHED_TRADES
+from storage import journal
 from storage.db import Database
-
-_TRADE_COLUMNS = ("trade_id, user_id, symbol, side, kind, entry_price, exit_price, quantity, entry_time, exit_time, "
-                  "pnl, fees, stop_loss, notes, tags, setup, emotion, lot_id, fill_ids, source, context, stored_at")
 
 
 def _dumps(value: object) -> str:
@@ -27,20 +25,19 @@ def _dumps(value: object) -> str:
 
 
 def write_journal(conn: sqlite3.Connection, messages: list[Message], now_ms: int) -> None:
-    """Upsert trades and alerts, delete voided trades; runs inside the caller's transaction."""
+    """Upsert trades and alerts, delete voided ones; runs inside the caller's transaction."""
     trades = [m for m in messages if isinstance(m, EnrichedTrade)]
-    voids = [(t.trade_id,) for t in trades if t.void]
-    rows = [(t.trade_id, t.user_id, t.symbol, t.side, t.kind, t.entry_price, t.exit_price, t.quantity, t.entry_time,
-             t.exit_time, t.pnl, t.fees, t.stop_loss, t.notes, _dumps(list(t.tags)), t.setup, t.emotion, t.lot_id,
-             _dumps(list(t.fill_ids)), t.source, _dumps(t.context), now_ms) for t in trades if not t.void]
-    conn.executemany(f"INSERT OR REPLACE INTO journal_trades ({_TRADE_COLUMNS}) VALUES "
-                     f"({','.join('?' * 22)})", rows)
-    conn.executemany("DELETE FROM journal_trades WHERE trade_id=?", voids)
     alerts = [a for a in messages if isinstance(a, BehavioralAlert)]
-    conn.executemany("INSERT OR REPLACE INTO journal_alerts VALUES (?,?,?,?,?,?,?,?,?)",
-                     [(a.alert_id, a.user_id, a.alert_type, a.severity, a.timestamp, _dumps(a.trade_ids), a.message,
-                       _dumps(a.details), now_ms) for a in alerts if not a.void])
-    conn.executemany("DELETE FROM journal_alerts WHERE alert_id=?", [(a.alert_id,) for a in alerts if a.void])
+    journal.store(
+        conn,
+        trades=[(t.trade_id, t.user_id, t.symbol, t.side, t.kind, t.entry_price, t.exit_price, t.quantity,
+                 t.entry_time, t.exit_time, t.pnl, t.fees, t.stop_loss, t.notes, _dumps(list(t.tags)), t.setup,
+                 t.emotion, t.lot_id, _dumps(list(t.fill_ids)), t.source, _dumps(t.context), now_ms)
+                for t in trades if not t.void],
+        void_trades=[t.trade_id for t in trades if t.void],
+        alerts=[(a.alert_id, a.user_id, a.alert_type, a.severity, a.timestamp, _dumps(a.trade_ids), a.message,
+                 _dumps(a.details), now_ms) for a in alerts if not a.void],
+        void_alerts=[a.alert_id for a in alerts if a.void])
 
 
 class JournalStore(Stage):

@@ -18,40 +18,22 @@ import sqlite_utils
 from pipeline.messages import MarketData, Message
 from pipeline.runner import Stage
 from pipeline.topics import MARKET_DATA
+from storage import market
 from storage.db import Database
 
 MINUTE_MS = 60_000
 WEEK_MS = 7 * 86_400_000
 
 
-def _prune(db: sqlite_utils.Database, ticks: list[MarketData], retention_ms: int) -> None:
-    first_minute: dict[str, int] = {}
-    for t in ticks:
-        minute = t.timestamp - t.timestamp % MINUTE_MS
-        first_minute[t.symbol] = min(minute, first_minute.get(t.symbol, minute))
-    for symbol, minute in first_minute.items():
-        newest = db.conn.execute("SELECT max(timestamp) FROM ticks WHERE symbol=?", (symbol,)).fetchone()[0]
-        db.conn.execute("DELETE FROM ticks WHERE symbol=? AND timestamp<?",
-                        (symbol, min(newest - retention_ms, minute)))
-
-
 def _write(db: sqlite_utils.Database, ticks: list[MarketData], retention_ms: int | None = None) -> None:
-    conn = db.conn
-    conn.executemany(
-        "INSERT OR REPLACE INTO ticks VALUES (?,?,?,?,?,?,?,?,?)",
-        [(t.symbol, t.timestamp, t.price, t.open, t.high, t.low, t.volume, t.price_change_pct,
-          t.tick_volume) for t in ticks])
-    bars = []
-    for symbol, start in sorted({(t.symbol, t.timestamp - t.timestamp % MINUTE_MS) for t in ticks}):
-        rows = conn.execute(
-            "SELECT price, coalesce(tick_volume, 0) FROM ticks WHERE symbol=? AND timestamp>=? "
-            "AND timestamp<? ORDER BY timestamp", (symbol, start, start + MINUTE_MS)).fetchall()
-        prices = [p for p, _ in rows]
-        bars.append((symbol, start, prices[0], max(prices), min(prices), prices[-1],
-                     sum(v for _, v in rows), len(rows)))
-    conn.executemany("INSERT OR REPLACE INTO bars_1m VALUES (?,?,?,?,?,?,?,?)", bars)
+    market.store_ticks(db.conn, [(t.symbol, t.timestamp, t.price, t.open, t.high, t.low, t.volume, t.price_change_pct,
+                                  t.tick_volume) for t in ticks])
     if retention_ms is not None:
-        _prune(db, ticks, retention_ms)
+        first_minute: dict[str, int] = {}
+        for t in ticks:
+            minute = t.timestamp - t.timestamp % MINUTE_MS
+            first_minute[t.symbol] = min(minute, first_minute.get(t.symbol, minute))
+        market.prune_ticks(db.conn, first_minute, retention_ms)
 
 
 class MarketStore(Stage):

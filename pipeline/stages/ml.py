@@ -29,6 +29,7 @@ from pipeline.ml.registry import ModelLoadError, ModelRecord, Registry
 from pipeline.runner import FEED_HEADER, REPLAY, REPLAY_HEADERS, Output, Stage
 from pipeline.topics import MARKET_DATA
 from pipeline.trading.risk import confidence_level
+from storage import market
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,10 @@ class MLStage(Stage):
         self.load_errors: list[str] = []
         self._reloaded_at = -math.inf
 
+    def status(self) -> dict[str, Any]:
+        """Ticks that made no signal, by reason, and the last model files that failed to load."""
+        return {"skipped": dict(self.skipped), "load_errors": list(self.load_errors[-3:])}
+
     # -- models ---------------------------------------------------------------------------------
 
     def reload(self) -> None:
@@ -147,11 +152,8 @@ class MLStage(Stage):
     def _warm(self, symbol: str, state: _SymbolState, before: int) -> None:
         """Push the store's bars of ``symbol`` that closed before ``before`` and after what we have."""
         state.warmed_at = self.clock()
-        rows = self.db.query(
-            "SELECT start, high, low, close, volume FROM bars_1m WHERE symbol=? AND start<? AND start>? "
-            "ORDER BY start DESC LIMIT ?", (symbol, before, state.last_closed, WARMUP_BARS + 5))
-        for r in reversed(rows):
-            state.push(_Bar(r["start"], r["high"], r["low"], r["close"], r["volume"]))
+        for row in market.before(self.db, symbol, before, after_ms=state.last_closed, limit=WARMUP_BARS + 5):
+            state.push(_Bar(*row))
 
     def _features(self, tick: MarketData) -> dict[str, float] | None:
         start = tick.timestamp - tick.timestamp % self.interval_ms

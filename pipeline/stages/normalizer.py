@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pipeline.errors import BadMessageError, Violation
-from pipeline.journal.exchanges import PARSERS
 from pipeline.journal.fills import Fill, TradeEntry, split_symbol
 from pipeline.journal.formats import parse_row
 from pipeline.journal.ledger import DUST, LedgerFill, Lot, apply_fills
+from pipeline.journal.payloads import PARSERS
 from pipeline.messages import Message, RawTrade, Trade, encode
 from pipeline.runner import Stage
 from pipeline.topics import RAW_TRADES
+from storage import ledger, market
 from storage.db import Database
 
 RATE_MAX_AGE_MS = 24 * 3_600_000
@@ -85,7 +85,7 @@ class Normalizer(Stage):
         entries = {p.raw.raw_id: p for p in items if isinstance(p.item, TradeEntry)}
         fills = {p.raw.raw_id: p for p in items if isinstance(p.item, Fill)}
         if entries:
-            known = _existing(conn, "journal_ledger_records", "trade_id", entries)
+            known = ledger.existing(conn, "journal_ledger_records", "trade_id", entries)
             out.extend(_republish(conn, known))
             trades = [_entry_trade(p.raw, p.item) for rid, p in entries.items() if rid not in known]  # type: ignore[arg-type]
             _record(conn, trades)
@@ -95,17 +95,14 @@ class Normalizer(Stage):
         return out
 
     def _apply_fills(self, conn: sqlite3.Connection, fills: dict[str, Parsed]) -> list[Message]:
-        known = _existing(conn, "journal_fills", "fill_id", fills)
-        out: list[Message] = _republish_fills(conn, known)
+        known = ledger.existing(conn, "journal_fills", "fill_id", fills)
+        out: list[Message] = list(_republish_fills(conn, known))
         new = [p for rid, p in fills.items() if rid not in known]
         if not new:
             return out
-        # Fills are only ever appended, in seq order: the last row has the largest seq (max(seq)
-        # would scan the whole table on every batch).
-        seq = conn.execute("SELECT coalesce((SELECT seq FROM journal_fills ORDER BY rowid DESC LIMIT 1), 0)"
-                           ).fetchone()[0]
+        seq = ledger.last_seq(conn)
         by_key: dict[Key, list[LedgerFill]] = defaultdict(list)
-        rows = []
+        rows: list[list[Any]] = []
         rates = _Rates(conn)
         for p in new:
             f: Fill = p.item  # type: ignore[assignment]
@@ -120,7 +117,7 @@ class Normalizer(Stage):
         rebuilt: list[Key] = []
         for key, key_fills in by_key.items():
             key_fills.sort(key=lambda f: (f.time, f.seq))
-            last = conn.execute("SELECT max(time) FROM journal_fills WHERE user_id=? AND symbol=?", key).fetchone()[0]
+            last = ledger.last_fill_time(conn, key)
             if last is None or key_fills[0].time >= last:
                 # The usual case: newer fills continue the FIFO from the stored open lots.
                 lots, records = apply_fills(_load_lots(conn, key), key_fills)
@@ -131,7 +128,7 @@ class Normalizer(Stage):
         made = _by_fill(extended)
         for row in rows:
             row[-1] = made.get(row[0], "")
-        conn.executemany("INSERT INTO journal_fills VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        ledger.add_fills(conn, rows)
         out.extend(extended)
         new_ids = {p.raw.raw_id for p in new}
         for key in rebuilt:
@@ -139,33 +136,15 @@ class Normalizer(Stage):
         return out
 
 
-def _existing(conn: sqlite3.Connection, table: str, column: str, ids: Iterable[str]) -> set[str]:
-    ids = list(ids)
-    found: set[str] = set()
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        found.update(r[0] for r in conn.execute(
-            f"SELECT {column} FROM {table} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk))
-    return found
-
-
 def _record(conn: sqlite3.Connection, trades: list[Trade]) -> None:
     """Remember the whole trades published, by id (see ``_republish``)."""
-    conn.executemany("INSERT OR REPLACE INTO journal_ledger_records VALUES (?,?,?,?,?)",
-                     [(t.trade_id, t.user_id, t.symbol, t.trade_id, encode(t).decode()) for t in trades])
+    ledger.record_trades(conn, [(t.trade_id, t.user_id, t.symbol, t.trade_id, encode(t).decode()) for t in trades])
 
 
 def _republish(conn: sqlite3.Connection, raw_ids: set[str]) -> list[Trade]:
     """Return the whole trades of raw trades seen before: a redelivery means their outputs may have
     been lost (the ledger commits before the runner flushes), and downstream upserts make it harmless."""
-    ids = list(raw_ids)
-    out: list[Trade] = []
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        out.extend(Trade.model_validate_json(r[0]) for r in conn.execute(
-            f"SELECT record FROM journal_ledger_records WHERE trade_id IN ({','.join('?' * len(chunk))}) "
-            "ORDER BY rowid", chunk))
-    return out
+    return [Trade.model_validate_json(r) for r in ledger.trade_records(conn, raw_ids)]
 
 
 def _by_fill(records: list[Trade]) -> dict[str, str]:
@@ -178,42 +157,29 @@ def _by_fill(records: list[Trade]) -> dict[str, str]:
 
 def _republish_fills(conn: sqlite3.Connection, fill_ids: set[str]) -> list[Trade]:
     """Return the lots and round trips the fills seen before made, as ``_republish`` does for trades."""
-    ids = list(fill_ids)
-    out: list[Trade] = []
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        for (records,) in conn.execute(f"SELECT records FROM journal_fills WHERE fill_id IN "
-                                       f"({','.join('?' * len(chunk))}) ORDER BY rowid", chunk):
-            out.extend(Trade.model_validate_json(line) for line in records.split("\n") if line)
-    return out
+    return [Trade.model_validate_json(line) for records in ledger.fill_records(conn, fill_ids)
+            for line in records.split("\n") if line]
 
 
 def _load_lots(conn: sqlite3.Connection, key: Key) -> list[Lot]:
-    return [Lot(*r) for r in conn.execute(
-        "SELECT lot_id, user_id, symbol, side, price, quantity, remaining, time, seq, fee_quote_per_unit "
-        "FROM journal_lots WHERE user_id=? AND symbol=? ORDER BY time, seq", key)]
+    return [Lot(*r) for r in ledger.lots(conn, key)]
 
 
 def _save_lots(conn: sqlite3.Connection, key: Key, lots: list[Lot]) -> None:
-    conn.execute("DELETE FROM journal_lots WHERE user_id=? AND symbol=?", key)
-    conn.executemany("INSERT INTO journal_lots VALUES (?,?,?,?,?,?,?,?,?,?)",
-                     [(x.lot_id, x.user_id, x.symbol, x.side, x.price, x.quantity, x.remaining, x.time, x.seq,
-                       x.fee_per_unit) for x in lots if x.remaining > x.quantity * DUST])
+    ledger.replace_lots(conn, key, [(x.lot_id, x.user_id, x.symbol, x.side, x.price, x.quantity, x.remaining, x.time,
+                                     x.seq, x.fee_per_unit) for x in lots if x.remaining > x.quantity * DUST])
 
 
 def _rebuild(conn: sqlite3.Connection, key: Key, new_ids: set[str]) -> list[Trade]:
     """Older fills arrived: replay every fill of this user and symbol, retract what vanished.
 
     What existed before is what the same replay without this batch's fills makes."""
-    fills = [LedgerFill(*r) for r in conn.execute(
-        "SELECT fill_id, seq, user_id, symbol, side, price, quantity, time, fee_quote, source "
-        "FROM journal_fills WHERE user_id=? AND symbol=? ORDER BY time, seq", key)]
+    fills = [LedgerFill(*r) for r in ledger.fills(conn, key)]
     _, before = apply_fills([], [f for f in fills if f.fill_id not in new_ids])
     lots, records = apply_fills([], fills)
     _save_lots(conn, key, lots)
     made = _by_fill(records)
-    conn.executemany("UPDATE journal_fills SET records=? WHERE fill_id=?",
-                     [(made.get(f.fill_id, ""), f.fill_id) for f in fills])
+    ledger.set_fill_records(conn, [(made.get(f.fill_id, ""), f.fill_id) for f in fills])
     gone = {t.trade_id for t in before} - {t.trade_id for t in records}
     return [_void(i, *key) for i in sorted(gone)] + records
 
@@ -228,10 +194,7 @@ class _Rates:
     def price(self, symbol: str, time_ms: int) -> float | None:
         minute = time_ms // 60_000
         if (symbol, minute) not in self.cache:
-            row = self.conn.execute(
-                "SELECT price FROM ticks WHERE symbol=? AND timestamp<=? AND timestamp>=? "
-                "ORDER BY timestamp DESC LIMIT 1", (symbol, time_ms, time_ms - RATE_MAX_AGE_MS)).fetchone()
-            self.cache[(symbol, minute)] = row[0] if row else None
+            self.cache[(symbol, minute)] = market.price_at(self.conn, symbol, time_ms, RATE_MAX_AGE_MS)
         return self.cache[(symbol, minute)]
 
 

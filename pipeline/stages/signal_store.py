@@ -11,11 +11,11 @@ import time
 from typing import ClassVar
 
 import orjson
-import sqlite_utils
 
 from pipeline.messages import Message, MLSignal
 from pipeline.runner import Stage
 from pipeline.topics import ML_SIGNALS
+from storage import signals
 from storage.db import Database
 
 
@@ -39,12 +39,7 @@ class SignalStore(Stage):
         if prune:
             self._pruned_at = time.monotonic()
 
-        def write(db: sqlite_utils.Database) -> None:
-            db.conn.executemany("INSERT OR REPLACE INTO ml_signals VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-            if prune:
-                db.conn.execute("DELETE FROM ml_signals WHERE timestamp < "
-                                "(SELECT max(timestamp) FROM ml_signals) - ?", (self.retention_ms,))
-
         if rows:
-            self.db.write(write)
+            keep = self.retention_ms if prune else None
+            self.db.write(lambda db: signals.store(db.conn, rows, keep_ms=keep))
         return []

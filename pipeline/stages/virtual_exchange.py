@@ -19,14 +19,14 @@ import time
 from typing import Any, ClassVar
 
 import orjson
-import sqlite_utils
 
-from pipeline.bus.base import Bus, Record, read_to_end
+from pipeline.bus.base import Bus, OffsetReset, Record, read_to_end
 from pipeline.errors import BadMessageError
 from pipeline.messages import MarketData, Message, Order, decode
 from pipeline.runner import Stage
 from pipeline.topics import MARKET_DATA, ORDERS
 from pipeline.trading.exchange import DEFAULT_ACCOUNT, UPDATED_BY, Exchange, ExchangeSettings, OrderRejected, account_of
+from storage import orders as orders_door
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class VirtualExchangeStage(Stage):
     name: ClassVar[str] = "virtual-exchange"
     inputs: ClassVar[tuple[str, ...]] = (ORDERS, MARKET_DATA)
     # Fills are about now; orders from before a start come from the rebuild.
-    offset_reset: ClassVar[str] = "latest"
+    offset_reset: ClassVar[OffsetReset] = "latest"
     isolates_failures: ClassVar[bool] = False  # its portfolio cannot take a batch twice
 
     def __init__(self, bus: Bus, db: Database | None, settings: ExchangeSettings | None = None, *,
@@ -53,6 +53,10 @@ class VirtualExchangeStage(Stage):
         self.rejected = 0
         self._equity_at = 0
         self._stored_at = -math.inf
+
+    def status(self) -> dict[str, Any]:
+        """How many orders the exchange rejected (the account itself is in ``portfolio_state``)."""
+        return {"rejected": self.rejected}
 
     def prepare_record(self, message: Message, record: Record) -> Any:
         return message, record
@@ -112,21 +116,9 @@ class VirtualExchangeStage(Stage):
         rows = [_row(o) for o in orders]
         state = orjson.dumps(snapshot).decode()
 
-        def write(db: sqlite_utils.Database) -> None:
-            if rows:
-                db.conn.executemany(
-                    "INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(order_id) "
-                    "DO UPDATE SET status=excluded.status, updated_at=excluded.updated_at, "
-                    "fill_price=excluded.fill_price, fill_fee=excluded.fill_fee, filled_at=excluded.filled_at, "
-                    "exit_price=excluded.exit_price, exit_fee=excluded.exit_fee, closed_at=excluded.closed_at, "
-                    "exit_reason=excluded.exit_reason, pnl=excluded.pnl, reason=excluded.reason, "
-                    "message=excluded.message "
-                    "WHERE excluded.status != 'PENDING' OR orders.status = 'PENDING'", rows)
-            if point is not None:
-                db.conn.execute("INSERT OR REPLACE INTO portfolio_equity VALUES (?,?,?,?,?,?)", point)
-            db.conn.execute("INSERT OR REPLACE INTO portfolio_state VALUES (1, ?, ?)", (int(time.time() * 1000), state))
-
-        self.db.write(write)
+        now_ms = int(time.time() * 1000)
+        assert self.db is not None  # _store is called only with a store
+        self.db.write(lambda db: orders_door.store(db.conn, rows, equity=point, snapshot_json=state, now_ms=now_ms))
 
 
 def account_orders(bus: Bus, group_id: str, account: str) -> list[Order]:
@@ -141,7 +133,7 @@ def account_orders(bus: Bus, group_id: str, account: str) -> list[Order]:
             order = decode(ORDERS, r.value or b"", Order)
         except BadMessageError:
             continue
-        if account_of(order) == account:
+        if isinstance(order, Order) and account_of(order) == account:
             orders.append(order)
     return orders
 

@@ -25,7 +25,7 @@ import pandas as pd
 from pipeline.errors import PipelineError
 from pipeline.messages import Order
 from pipeline.ml.features import FEATURES, FeatureState
-from pipeline.sources.replay import candle_prices, candle_spans, candle_times
+from pipeline.candles import candle_prices, candle_spans, candle_times
 from pipeline.trading.exchange import Book, Exchange, ExchangeSettings
 from pipeline.trading.metrics import buy_and_hold_curve, curve_metrics, exposure_pct, merge_reasons, trade_metrics
 from pipeline.trading.risk import MEDIUM_CONFIDENCE, RiskSettings

@@ -18,6 +18,10 @@ live stage, the decision stage's replica of the portfolio and the backtest all r
   of each order on the compacted ``crypto.orders``.
 
 An instance is used from one thread at a time.
+
+Why one module of about 550 lines: ``Exchange`` is one state machine. Its fills, exits and the
+reconciliation that rebuilds it from the topic (``restore``, ``adopt``) share the same books and
+invariants, and read best side by side; ``Book`` and the settings are all that stands apart.
 """
 
 from __future__ import annotations
@@ -545,4 +549,5 @@ class Exchange:
                 "exposure": self.exposure(), "exposure_pct": self.exposure() / equity * 100.0 if equity else 0.0,
                 "fees_paid": self.fees_paid, "realized": self.realized, "unrealized": self.unrealized(),
                 "positions": positions,
-                "pending": [self._message(b).model_dump(mode="json") for b in self.pending_orders()]}
+                "pending": [self._message(b).model_dump(mode="json") for b in self.pending_orders()],
+                "market_time": {symbol: int(t) for symbol, (t, _) in self.last.items()}}

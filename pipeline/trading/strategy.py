@@ -32,10 +32,17 @@ if not hasattr(collections, "Iterable"):  # backtrader 1.9.78 still imports it f
 
 import backtrader as bt  # noqa: E402
 
-from pipeline.messages import Order, RiskManagement, TriggerSignal  # noqa: E402
+from pipeline.messages import Order, RiskManagement, Side, TriggerSignal  # noqa: E402
 from pipeline.trading.exchange import DEFAULT_ACCOUNT, Exchange  # noqa: E402
 from pipeline.trading.risk import (  # noqa: E402
-    MEDIUM_CONFIDENCE, RiskSettings, actionable, brackets, confidence_level, indicator_confirms, size_entry)
+    MEDIUM_CONFIDENCE,
+    RiskSettings,
+    actionable,
+    brackets,
+    confidence_level,
+    indicator_confirms,
+    size_entry,
+)
 
 STRATEGY_NAME = "ml_signal_strategy"
 
@@ -188,7 +195,7 @@ class MLSignalStrategy(bt.Strategy):
         self.submit(order)
         return order
 
-    def _order(self, group: SignalGroup, action: str, quantity: float, level: str, confirmed_by: str | None, *,
+    def _order(self, group: SignalGroup, action: Side, quantity: float, level: str, confirmed_by: str | None, *,
                closes: str | None = None, stop: float | None = None, take: float | None = None,
                capped_by: str | None = None) -> Order:
         desk, p, price = self.desk, group.primary, group.price

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import pytest
 
-from pipeline.bus.base import Record, partition_for
+from pipeline.bus.base import GROUP_HAS_MEMBERS, GROUP_NOT_FOUND, Record, partition_for
 from pipeline.errors import UnknownTopicError
 from pipeline.topics import TopicSpec
 
@@ -372,6 +372,33 @@ class TestBusContract:
         assert g.members == 0, "a closed consumer is no longer a member"
         assert [(p.partition, p.committed, p.end_offset, p.lag) for p in g.partitions] == [
             (0, 5, 5, 0), (1, 4, 12, 8)]
+
+    def test_delete_groups_deletes_empty_groups_and_refuses_groups_with_members(
+            self, bus, topic_name, group_name):
+        topic = create(bus, topic_name(), 1)
+        produce(bus, topic, [(None, b"m%d" % i) for i in range(5)])
+        left, live, never = group_name("left"), group_name("live"), group_name("never")
+        gone = Reader(bus.consumer(left, [topic]), commit=True)
+        member = Reader(bus.consumer(live, [topic]), commit=True)
+        poll_until([gone, member], lambda: len(gone.records) == len(member.records) == 5, READ_S,
+                   lambda: f"read {len(gone.records)} and {len(member.records)} of 5")
+        gone.consumer.close()
+        assert (group_state(bus, left).members, group_state(bus, live).members) == (0, 1)
+
+        assert bus.delete_groups([left, live, never]) == {
+            left: None, live: GROUP_HAS_MEMBERS, never: GROUP_NOT_FOUND}
+        groups = {g.group_id: g for g in bus.describe_groups()}
+        assert left not in groups, "a deleted group is still described"
+        assert groups[live].members == 1 and [(p.committed, p.lag) for p in groups[live].partitions] == [(5, 0)], \
+            "a group refused for its members keeps them and its committed offsets"
+        assert bus.delete_groups([]) == {}
+
+        # The deleted group's offsets went with it: joining it again starts from auto_offset_reset.
+        assert [r.offset for r in read_count(bus, left, topic, 5)] == [0, 1, 2, 3, 4]
+        member.poll()
+        member.consumer.close()
+        assert bus.delete_groups([live]) == {live: None}
+        assert live not in {g.group_id for g in bus.describe_groups()}
 
     def test_retention_deletes_expired_messages(self, bus, topic_name, group_name):
         topic = create(bus, topic_name(), 1, retention_ms=1000, extra={"segment.ms": "100"})

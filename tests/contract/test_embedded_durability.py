@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bus.base import Record
+from pipeline.bus.base import GROUP_HAS_MEMBERS, Record
 from pipeline.bus.embedded import EmbeddedBus
 from pipeline.topics import TopicSpec
 
@@ -209,6 +209,29 @@ def test_flushed_messages_and_commits_survive_kill_9(tmp_path, children):
         # committed offset.
         rest = read_all(bus, "g", TOPIC, n - upto)
         assert [r.offset for r in rest] == list(range(upto, n))
+    finally:
+        bus.close()
+
+
+def test_a_member_killed_with_9_leaves_its_group_after_the_session_timeout(tmp_path, children):
+    """On Kafka the broker drops a dead member after its session timeout; here no other member's
+    heartbeat may ever come, so describing and deleting the group look at the heartbeat's age."""
+    path = tmp_path / "bus.db"
+    child = children(PRODUCE_COMMIT_SLEEP, path, 10, 10)
+    assert child.next_line() == "READY"
+    bus = open_bus(path)
+    try:
+        [group] = [g for g in bus.describe_groups() if g.group_id == "g"]
+        assert group.members == 1
+        assert bus.delete_groups(["g"]) == {"g": GROUP_HAS_MEMBERS}
+        child.kill()
+        deadline = time.monotonic() + 30
+        while [g.members for g in bus.describe_groups() if g.group_id == "g"] != [0]:
+            assert time.monotonic() < deadline, f"still described with members: {bus.describe_groups()}"
+            time.sleep(0.1)
+        assert bus.delete_groups(["g"]) == {"g": None}
+        assert "g" not in {g.group_id for g in bus.describe_groups()}
+        assert sqlite3.connect(path).execute("SELECT count(*) FROM members").fetchone()[0] == 0
     finally:
         bus.close()
 

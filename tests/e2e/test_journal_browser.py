@@ -114,15 +114,19 @@ def test_dropping_a_binance_csv_on_import_shows_trades_and_a_revenge_alert_on_th
     # Drop the export; the page checks every row before anything is published.
     drop_file(page, DROPZONE, CSV_NAME, CSV)
     wait_for(page, server, "h3:has-text('Before import')", "pre-import check")
-    checked = metrics_until(page, server, {"New trades": "3", "Rejected rows": "1"})
+    checked = metrics_until(page, server, {"New fills": "3", "Rejected rows": "1"})
     assert checked["Format"] == "binance-spot" and checked["Already in the journal"] == "0", checked
     assert table(page, server, "line", "5") == [
         {"line": "5", "column": "Side", "value": "HOLD", "reason": "one of BUY, SELL"}]
 
-    page.get_by_role("button", name="Import 3 trades").click()
+    page.get_by_role("button", name="Import 3 fills").click()
     visible(page.locator("[data-testid='stAlertContentSuccess']").filter(
-        has_text="Published 3 new trades from 4 rows (0 already in the journal, 1 rejected)"),
+        has_text="Published 3 new fills from 4 rows (0 already in the journal, 1 rejected)"),
         server, "import success message")
+    # The page follows them into the journal: three fills make one round trip (the third stays open).
+    stored = metrics_until(page, server, {"Fills published": "3", "Fills in the ledger": "3",
+                                          "Round trips in the journal": "1"})
+    assert "New trades" not in stored, stored
 
     # The Journal page, through the sidebar: the round trip and the revenge entry, then the alert.
     page.locator("[data-testid='stSidebarNavLink']").filter(has_text="Journal").click()

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.api import create_app
+from pipeline.api.app import create_app
 from pipeline.config import load_config
-from pipeline.wiring import KNOWN_STAGES, Runtime, build_runtime
+from pipeline.wiring import Runtime, build_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNAL_STAGES = "normalizer,enricher,behaviour,journal-store"
@@ -33,7 +33,7 @@ TRADE = {"trade_id": "T-1", "user_id": "alice", "symbol": "BTC/USDT", "side": "B
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    config = load_config({"DATA_DIR": str(tmp_path), "STAGES": JOURNAL_STAGES, "USER_ID": "alice"}, KNOWN_STAGES)
+    config = load_config({"DATA_DIR": str(tmp_path), "STAGES": JOURNAL_STAGES, "USER_ID": "alice"})
     rt = build_runtime(config)
     yield rt
     rt.stop()
@@ -49,7 +49,7 @@ def _until(fn, timeout: float = 30.0):  # noqa: ANN001, ANN202
 
 
 def test_post_a_trade_then_read_it_back_enriched_with_a_summary(runtime: Runtime) -> None:
-    client = TestClient(create_app(runtime))
+    client = TestClient(create_app(runtime.api_context()))
     response = client.post("/api/trades", json=TRADE)
     assert response.status_code == 201, response.text
     trade_id = response.json()["trade_id"]
@@ -65,7 +65,7 @@ def test_post_a_trade_then_read_it_back_enriched_with_a_summary(runtime: Runtime
 
 
 def test_bad_fields_get_422_naming_each_field_value_and_rule(runtime: Runtime) -> None:
-    client = TestClient(create_app(runtime))
+    client = TestClient(create_app(runtime.api_context()))
     bad = {**TRADE, "side": "HOLD", "quantity": -1, "entry_price": "abc"}
     response = client.post("/api/trades", json=bad)
     assert response.status_code == 422
@@ -76,7 +76,7 @@ def test_bad_fields_get_422_naming_each_field_value_and_rule(runtime: Runtime) -
 
 
 def test_import_reports_rows_and_the_websocket_pushes_trades_and_alerts(runtime: Runtime) -> None:
-    client = TestClient(create_app(runtime))
+    client = TestClient(create_app(runtime.api_context()))
     csv = ("Date(UTC),Pair,Side,Price,Executed,Amount,Fee\n"
            "2024-11-16 09:00:00,SOLUSDT,BUY,200,10SOL,2000USDT,0USDT\n"
            "2024-11-16 09:30:00,SOLUSDT,SELL,140,10SOL,1400USDT,0USDT\n"
@@ -105,7 +105,7 @@ def test_import_reports_rows_and_the_websocket_pushes_trades_and_alerts(runtime:
 
 
 def test_import_refuses_empty_and_unknown_files_with_a_reason(runtime: Runtime) -> None:
-    client = TestClient(create_app(runtime))
+    client = TestClient(create_app(runtime.api_context()))
     empty = client.post("/api/trades/import", files={"file": ("e.csv", b"", "text/csv")})
     assert empty.status_code == 422 and "empty" in empty.json()["detail"].lower()
     unknown = client.post("/api/trades/import", files={"file": ("x.csv", b"a,b,c\n1,2,3\n", "text/csv")})

@@ -13,10 +13,11 @@ import orjson
 import pytest
 
 from pipeline.bus.base import Bus
-from pipeline.journal.behaviour import BehaviourRules, BehaviourStage, detect
+from pipeline.journal.behaviour_rules import detect
+from pipeline.journal.behaviour_settings import BehaviourRules
 from pipeline.messages import BehavioralAlert, EnrichedTrade, Message, encode
 from pipeline.runner import StageRunner
-from pipeline.stages.behaviour import alert_of, row_of
+from pipeline.stages.behaviour import BehaviourStage, alert_of, row_of
 from pipeline.topics import BEHAVIORAL_ALERTS, CATALOG, ENRICHED_TRADES
 from storage.db import Database
 

@@ -12,14 +12,23 @@ from typing import Any
 import pytest
 
 from pipeline.bus.base import Bus
+from pipeline.config import exchange_keys_from_env
 from pipeline.errors import BadMessageError, ConfigError, TransientError
-from pipeline.journal.exchanges import (
-    PARSERS, BinanceClient, BybitClient, ExchangeHistorySource, clients_from_env)
 from pipeline.journal.fills import Fill, fill_fingerprint
+from pipeline.journal.payloads import PARSERS
 from pipeline.messages import RawTrade, decode
+from pipeline.sources.exchange_api import BinanceClient, BybitClient, client_for
+from pipeline.sources.trade_history import ExchangeHistorySource
 from pipeline.topics import CATALOG, RAW_TRADES
 from tests.fakes.exchanges import (
-    BINANCE_DOC_TRADE, BYBIT_DOC_EXECUTION, DAY_MS, FakeBinance, FakeBybit, binance_trade, bybit_execution)
+    BINANCE_DOC_TRADE,
+    BYBIT_DOC_EXECUTION,
+    DAY_MS,
+    FakeBinance,
+    FakeBybit,
+    binance_trade,
+    bybit_execution,
+)
 
 KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
 SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
@@ -242,16 +251,18 @@ def test_parsers_name_every_bad_field() -> None:
 # -- configuration -------------------------------------------------------------------------------
 
 
-def test_clients_from_env_is_off_by_default_and_never_shows_secrets() -> None:
-    assert clients_from_env({}) == []
-    clients = clients_from_env({"BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET,
-                                "BYBIT_API_KEY": "bk", "BYBIT_API_SECRET": "bs",
-                                "BYBIT_BASE_URL": "http://127.0.0.1:9/"})
+def test_exchange_keys_are_off_by_default_and_their_clients_never_show_secrets() -> None:
+    assert exchange_keys_from_env({}) == ()
+    keys = exchange_keys_from_env({"BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET,
+                                   "BYBIT_API_KEY": "bk", "BYBIT_API_SECRET": "bs",
+                                   "BYBIT_BASE_URL": "http://127.0.0.1:9/"})
+    assert all(SECRET not in repr(k) and KEY not in repr(k) for k in keys)
+    clients = [client_for(k.venue, k.api_key, k.api_secret, k.base_url) for k in keys]
     assert [(c.venue, c.format) for c in clients] == [("binance", "binance-api"), ("bybit", "bybit-api")]
     assert [c.base_url for c in clients] == ["https://api.binance.com", "http://127.0.0.1:9"]  # type: ignore[attr-defined]
     assert all(SECRET not in repr(c) and KEY not in repr(c) and "bs" not in repr(c) for c in clients)
     with pytest.raises(ConfigError, match="BYBIT_API_SECRET"):
-        clients_from_env({"BYBIT_API_KEY": "bk"})
+        exchange_keys_from_env({"BYBIT_API_KEY": "bk"})
 
 
 # -- the source on the bus -----------------------------------------------------------------------

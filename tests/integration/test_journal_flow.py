@@ -12,16 +12,18 @@ import orjson
 import pytest
 
 from pipeline.bus.base import Bus
-from pipeline.journal.behaviour import BehaviourRules, BehaviourStage
+from pipeline.journal.behaviour_settings import BehaviourRules
 from pipeline.journal.importer import import_file
 from pipeline.messages import MarketData, encode
 from pipeline.runner import Stage, StageRunner
+from pipeline.stages.behaviour import BehaviourStage
 from pipeline.stages.enricher import Enricher
 from pipeline.stages.journal_store import JournalStore
 from pipeline.stages.market_store import MarketStore
 from pipeline.stages.normalizer import Normalizer
 from pipeline.topics import CATALOG
 from storage.db import Database
+from storage.journal import ImportTracker
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -63,8 +65,17 @@ class Journal:
         for r in self.runners:
             r.stop()
 
-    def import_(self, data: bytes):  # noqa: ANN201
-        return import_file(data, user_id=self.user, producer=self.producer, db=self.db)
+    def import_(self, data: bytes, keep_ids: bool = False):  # noqa: ANN201
+        return import_file(data, user_id=self.user, producer=self.producer, db=self.db, keep_ids=keep_ids)
+
+    def follow(self, tracker: ImportTracker, timeout: float = 60.0) -> ImportTracker:
+        """Refresh ``tracker`` until it has caught up (or the time is up)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            tracker.refresh(self.db)
+            if tracker.caught_up or time.monotonic() > deadline:
+                return tracker
+            time.sleep(0.2)
 
     def rows(self, expected: int, kind: str | None = None, timeout: float = 60.0) -> list[dict]:
         sql = ("SELECT * FROM journal_trades WHERE user_id=?" + (" AND kind=?" if kind else "")
@@ -218,3 +229,38 @@ def test_producing_a_raw_trade_twice_stores_it_once(journal: Journal) -> None:
     assert len(rows) == 1
     assert rows[0]["symbol"] == "XRPUSDT" and rows[0]["pnl"] == pytest.approx(5.0)
     assert rows[0]["notes"] == "=HYPERLINK(\"x\")"  # formula-like text kept as text
+
+
+def test_an_import_is_followed_into_the_journal_as_fills_and_the_round_trips_they_closed(journal: Journal) -> None:
+    # An earlier import left one lot open; this export (newest first, as Binance writes it) closes it
+    # with its oldest sell, then holds 40 buy-and-sell pairs of its own: 81 fills, 41 round trips.
+    first = journal.import_(binance("2024-11-14 08:00:00,ETHUSDT,BUY,3000,1ETH,3000USDT,0USDT"), keep_ids=True)
+    assert first.unit == "fill" and len(first.published_ids) == 1
+    rows = ["2024-11-15 08:00:00,ETHUSDT,SELL,3100,1ETH,3100USDT,0USDT"]
+    for i in range(40):
+        stamp = f"2024-11-16 {10 + i // 20:02d}:{i % 20 * 2:02d}"
+        rows += [f"{stamp}:00,SOLUSDT,BUY,{200 + i},1SOL,{200 + i}USDT,0USDT",
+                 f"{stamp}:30,SOLUSDT,SELL,{201 + i},1SOL,{201 + i}USDT,0USDT"]
+    report = journal.import_(binance(*reversed(rows)), keep_ids=True)
+    assert (report.unit, report.accepted, len(report.published_ids)) == ("fill", 81, 81)
+
+    tracker = journal.follow(ImportTracker(report.published_ids))
+    assert tracker.caught_up, vars(tracker)
+    assert (tracker.fills, tracker.fills_in_ledger, tracker.round_trips, tracker.round_trips_in_journal) == (
+        81, 81, 41, 41)
+    assert len(journal.rows(41, kind="round_trip")) == 41  # what the journal holds, counted apart
+    opened = journal.follow(ImportTracker(first.published_ids))
+    assert (opened.caught_up, opened.fills_in_ledger, opened.round_trips) == (True, 1, 0)  # it closed nothing
+
+    trades = journal.import_(b"trade_id,user_id,symbol,side,entry_price,exit_price,quantity,entry_time,exit_time,"
+                             b"pnl,notes,source\n"
+                             b"x1,,XRPUSDT,BUY,0.5,0.55,100,2024-11-16T10:00:00Z,2024-11-16T11:00:00Z,,,\n"
+                             b"x2,,XRPUSDT,SELL,0.6,0.5,100,2024-11-16T12:00:00Z,2024-11-16T13:00:00Z,,,\n",
+                             keep_ids=True)
+    assert trades.unit == "trade"
+    whole = journal.follow(ImportTracker(trades.published_ids))
+    assert (whole.caught_up, whole.trades, whole.trades_in_journal, whole.fills) == (True, 2, 2, 0)
+
+    never = ImportTracker(["f-not-published"])
+    never.refresh(journal.db)
+    assert (never.caught_up, never.fills_in_ledger, never.round_trips) == (False, 0, None)

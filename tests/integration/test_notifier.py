@@ -18,8 +18,10 @@ import pytest
 from pipeline.bus.base import Bus, Producer, Record
 from pipeline.errors import ConfigError
 from pipeline.messages import Alert, BehavioralAlert, Message, Order, build, encode
+from pipeline.notify.formatting import AMBER, GREEN, GREY, RED
+from pipeline.notify.senders import WebhookSender
 from pipeline.runner import FEED_HEADER, REPLAY, StageRunner
-from pipeline.stages.notifier import AMBER, GREEN, GREY, RED, Notifier, WebhookSender
+from pipeline.stages.notifier import Notifier
 from pipeline.topics import ALERTS, BEHAVIORAL_ALERTS, CATALOG, ORDERS
 from tests.fakes.webhook import Answer, Seen, WebhookFake
 

@@ -15,10 +15,11 @@ import pytest
 
 from pipeline.bus.base import Bus, Record
 from pipeline.runner import StageRunner
-from pipeline.sources.replay import ReplaySource, read_candles
+from pipeline.candles import read_candles
+from pipeline.sources.replay import ReplaySource
 from pipeline.stages.market_store import MarketStore
 from pipeline.topics import CATALOG, MARKET_DATA, dlq_name
-from storage import queries
+from storage import market
 from storage.db import Database
 
 CANDLES = Path(__file__).resolve().parents[1] / "fixtures" / "candles"
@@ -92,7 +93,7 @@ def shifted(line: str, minutes: int) -> str:
 
 
 def bar_rows(db: Database, symbol: str) -> list[dict[str, Any]]:
-    return queries.bars(db, symbol)[OHLCV].to_dict("records")
+    return market.bars(db, symbol)[OHLCV].to_dict("records")
 
 
 def test_replayed_klines_become_the_files_bars_and_bad_rows_are_dead_lettered(
@@ -117,7 +118,7 @@ def test_replayed_klines_become_the_files_bars_and_bad_rows_are_dead_lettered(
     assert source.health.snapshot().produced == 4 * len(good)
     # the stored 1-minute bars are the file's good candles, exactly
     assert bar_rows(db, symbol) == good.to_dict("records")
-    assert queries.bars(db, symbol)["ticks"].tolist() == [4] * len(good)
+    assert market.bars(db, symbol)["ticks"].tolist() == [4] * len(good)
     assert tick_count(db, symbol) == 4 * len(good)
     # each bad row is on the dead-letter topic once, naming its line and rule; no tick was refused
     letters = [orjson.loads(r.value) for r in read_all(

@@ -6,7 +6,8 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import orjson
 
@@ -154,8 +155,9 @@ def _prices(n: int, first: float = 1.0) -> list[float]:
     return [first + i for i in range(n)]
 
 
-def test_a_sink_that_crashes_mid_batch_gets_exactly_that_batch_again(bus: Bus, tmp_path, topic_name,  # noqa: ANN001
-                                                                      group_name) -> None:  # noqa: ANN001
+def test_a_sink_that_crashes_mid_batch_gets_exactly_that_batch_again(bus: Bus, tmp_path: Path,
+                                                                      topic_name: Callable[..., str],
+                                                                      group_name: Callable[..., str]) -> None:
     """A plain sink writes each batch in one SQLite transaction; one batch dies half-way through its
     write. The runner starts again from the last commit: every message ends up in the table once, and
     the messages delivered twice are exactly the crashed batch's."""
@@ -180,7 +182,7 @@ def test_a_sink_that_crashes_mid_batch_gets_exactly_that_batch_again(bus: Bus, t
             batch = [(r.partition, r.offset) for _, r in items]
             deliveries.append(batch)
 
-            def write(d) -> None:  # noqa: ANN001
+            def write(d: Any) -> None:
                 for m, r in items:
                     d.conn.execute("INSERT INTO got VALUES (?, ?, ?)", (r.partition, r.offset, m.price))
                     if m.price == crash_at and not crashed:
@@ -223,8 +225,8 @@ def _copy_symbol(price: float) -> str:
     return f"{letters}USDT"
 
 
-def test_outputs_not_delivered_are_not_committed_and_come_again(bus: Bus, topic_name,  # noqa: ANN001
-                                                                 group_name) -> None:  # noqa: ANN001
+def test_outputs_not_delivered_are_not_committed_and_come_again(bus: Bus, topic_name: Callable[..., str],
+                                                                 group_name: Callable[..., str]) -> None:
     """A stage's outputs go to a compacted topic; one output is keyless on its first try, which the bus
     refuses (flush reports it). The runner commits nothing of that batch and takes it again, so every
     input has its output in the end."""

@@ -172,17 +172,19 @@ def run_live(bus: Bus, tmp_path: Path, group_name: Callable[[str], str], registr
 
     keys = {s.encode() for s in files}
     signals: Signals = {}
-    for r in read_to_end(bus, ML_SIGNALS, group_name("signals-reader")):
-        if r.key in keys:
-            s: MLSignal = decode(ML_SIGNALS, r.value)  # type: ignore[assignment]
+    for record in read_to_end(bus, ML_SIGNALS, group_name("signals-reader")):
+        if record.key in keys and record.value is not None:
+            s = decode(ML_SIGNALS, record.value)
+            assert isinstance(s, MLSignal)
             key = (s.symbol, s.timestamp, s.model)
             assert key not in signals, f"two signals of {key}"
             signals[key] = (s.signal, s.confidence, s.expected_change_pct)
-    orders = []
-    for r in read_to_end(bus, ORDERS, group_name("orders-reader")):
-        if account.encode() not in (r.value or b""):
+    orders: list[Order] = []
+    for record in read_to_end(bus, ORDERS, group_name("orders-reader")):
+        if record.value is None or account.encode() not in record.value:
             continue  # other runs' orders, some deliberately malformed, share the topic on Kafka
-        order = decode(ORDERS, r.value)
+        order = decode(ORDERS, record.value)
+        assert isinstance(order, Order)
         if order.metadata.get("account") == account:
             orders.append(order)
     return Live(signals, orders, venue_stage, venue_db, runners, dict(decision_stage.skipped))

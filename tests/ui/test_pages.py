@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ if str(ROOT) not in sys.path:  # `import runtime` must work however pytest was s
     sys.path.insert(0, str(ROOT))
 
 import runtime  # noqa: E402
-from storage import queries  # noqa: E402
+from storage import market  # noqa: E402
 
 APP = str(ROOT / "app.py")
 TIMEOUT_S = 30.0
@@ -106,7 +107,7 @@ def test_market_shows_symbols_metrics_and_a_candlestick_chart_per_symbol(desk: P
     # (drawn mid-backfill, a chart may have fewer candles than the 25-bar average needs).
     run_until(at, lambda a: len(charts(a)) == 2 and all(len(closes(c)) >= 25 for c in charts(a)),
               "candlestick charts with their history")
-    assert queries.symbols(runtime.get_runtime().db) == sorted(SYMBOLS)
+    assert market.symbols(runtime.get_runtime().db) == sorted(SYMBOLS)
     assert sorted(at.multiselect(key="market_symbols").options) == sorted(SYMBOLS)
     for chart, symbol in zip(charts(at), ["BTCUSDT", "ETHUSDT"]):
         assert [t["type"] for t in chart["data"]] == ["candlestick", "scatter", "scatter", "bar"]
@@ -188,6 +189,52 @@ def test_pipeline_shows_stages_topics_and_groups(desk: Path) -> None:
     assert not any(name.endswith("_dlq") for name in topics["topic"])
     assert set(groups["group"]) == {"market-store"}
     assert [s.value for s in at.success] == ["No rejected messages."]
+
+
+def _left_group(bus: Any, group: str, topic: str = "crypto.market_data") -> None:
+    """A group that read and committed, then closed: what a closed WebSocket or an earlier run leaves."""
+    consumer = bus.consumer(group, [topic])
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not (records := consumer.poll(100, 0.2)):
+            assert time.monotonic() < deadline, f"{group} read nothing from {topic}"
+        consumer.commit(records)
+    finally:
+        consumer.close()
+
+
+def test_pipeline_shows_inactive_groups_apart_and_deletes_them_but_not_one_with_members(
+        desk: Path, built_runtimes: list[runtime.Runtime]) -> None:
+    at = new_app()
+    at.run()
+    no_exception(at)
+    bus = built_runtimes[0].bus
+    for group in ("ws-trader-0a1b2c3d", "tail-5e6f7a8b", "normalizer"):
+        _left_group(bus, group)
+    at.switch_page(PAGES["Pipeline"])
+    run_until(at, lambda a: len(a.dataframe) == 4, "consumer-group tables")
+    assert [s.value for s in at.subheader] == [
+        "Stages", "Topics", "Consumer groups", "Inactive consumer groups", "Dead letters"]
+    live, inactive = (d.value for d in at.dataframe[2:4])
+    assert set(live["group"]) == {"market-store"} and (live["members"] > 0).all()
+    assert list(inactive["group"]) == ["normalizer", "tail-5e6f7a8b", "ws-trader-0a1b2c3d"]
+    assert list(inactive["kept"]) == ["a stage of the desk", "", ""]  # a desk stage resumes from its offsets
+    button = at.button(key="delete_inactive")
+    assert button.label == "Delete 2 inactive groups"
+
+    # Between the page's look and the click, a consumer joins one of them: that one is refused.
+    tail = bus.consumer("tail-5e6f7a8b", ["crypto.market_data"])
+    try:
+        tail.poll(10, 0.5)
+        button.click().run()
+        no_exception(at)
+    finally:
+        tail.close()
+    assert [s.value for s in at.success][:1] == ["Deleted 1 inactive consumer group."]
+    assert [w.value for w in at.warning] == [
+        "tail-5e6f7a8b was not deleted: it has members (a group is deleted only when no consumer is in it)."]
+    groups = {g.group_id for g in bus.describe_groups()}
+    assert "ws-trader-0a1b2c3d" not in groups and {"normalizer", "tail-5e6f7a8b", "market-store"} <= groups
 
 
 # --- Settings -------------------------------------------------------------------------------

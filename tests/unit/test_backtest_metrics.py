@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 
@@ -13,7 +14,13 @@ import pytest
 from pipeline.trading.backtest import run_backtest
 from pipeline.trading.exchange import ExchangeSettings
 from pipeline.trading.metrics import (
-    MIN_RETURNS, bars_per_year, buy_and_hold_curve, curve_metrics, exposure_pct, trade_metrics)
+    MIN_RETURNS,
+    bars_per_year,
+    buy_and_hold_curve,
+    curve_metrics,
+    exposure_pct,
+    trade_metrics,
+)
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 T0 = 1_700_000_000_000
@@ -201,7 +208,7 @@ def test_a_backtest_of_40_daily_bars_reports_buy_and_hold_with_its_fee_and_the_i
     assert hold["return_pct"] == pytest.approx((0.999 * 1.1 - 1) * 100, rel=1e-9)  # 9.89 %
     assert hold["cagr_pct"] == pytest.approx(((0.999 * 1.1) ** (365.25 / 40) - 1) * 100, rel=1e-9)
     close = bars["close"].tolist()
-    r = [b / a - 1 for a, b in zip(close, close[1:])]
+    r = [b / a - 1 for a, b in itertools.pairwise(close)]
     assert hold["sharpe"] == pytest.approx(statistics.mean(r) / statistics.stdev(r) * math.sqrt(365.25), rel=1e-9)
     assert hold["sortino"] is None and hold["why_none"]["sortino"] == "no bar lost money"
     assert result.equity["buy_and_hold"].tolist() == pytest.approx([10_000 * 0.999 * c / 100.0 for c in close])
@@ -226,7 +233,8 @@ def test_a_backtest_of_a_day_of_minute_bars_gives_no_cagr_and_says_why() -> None
     assert result.to_json()["metrics"]["why_none"]["cagr_pct"].startswith("only 1 day tested")
 
 
-def test_the_cli_prints_a_dash_and_the_reason_for_a_figure_the_period_cannot_give(capsys) -> None:  # noqa: ANN001
+def test_the_cli_prints_a_dash_and_the_reason_for_a_figure_the_period_cannot_give(
+        capsys: pytest.CaptureFixture[str]) -> None:
     from pipeline.__main__ import _print_backtest
 
     bars = rising_bars(1440, MINUTE, first=100.0, last=120.0)

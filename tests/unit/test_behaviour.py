@@ -8,9 +8,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-import pipeline.journal.behaviour as behaviour
+import pipeline.journal.behaviour_rules as behaviour
+import pipeline.journal.behaviour_settings as behaviour_settings
 from pipeline.errors import ConfigError
-from pipeline.journal.behaviour import BehaviourRules, Finding, Row, detect, rules_from_env
+from pipeline.journal.behaviour_rules import Finding, Row, detect
+from pipeline.journal.behaviour_settings import BehaviourRules, rules_from_env
 from pipeline.messages import EnrichedTrade
 from pipeline.stages.behaviour import row_of
 
@@ -369,6 +371,6 @@ def test_rules_built_in_code_are_validated_too() -> None:
 
 
 def test_every_variable_is_documented() -> None:
-    doc = behaviour.__doc__ or ""
+    doc = behaviour_settings.__doc__ or ""
     missing = [f.name for f in fields(BehaviourRules) if f"BEHAVIOUR_{f.name.upper()} " not in doc]
     assert missing == []

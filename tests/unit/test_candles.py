@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.sources.replay import (
-    CandleFileError, CandleProblem, read_candles, replay_files_from_spec, symbol_from_name,
-)
+from pipeline.candles import CandleFileError, CandleProblem, read_candles, symbol_from_name
+from pipeline.sources.replay import replay_files_from_spec
 
 CANDLES = Path(__file__).resolve().parents[1] / "fixtures" / "candles"
 T0 = 1731715200000  # 2024-11-16 00:00 UTC, the first candle of the 2024 samples

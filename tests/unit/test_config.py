@@ -6,7 +6,6 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
-from pipeline.wiring import KNOWN_STAGES
 
 
 def test_defaults_mean_embedded_bus_under_data() -> None:
@@ -21,12 +20,12 @@ def test_defaults_mean_embedded_bus_under_data() -> None:
     assert config.ml_models == ("random_forest", "svm", "logistic_regression")
     assert (config.ml_buy_pct, config.ml_sell_pct) == (1.5, -1.5)  # seed 001's signal mapping
     assert (config.api_host, config.api_port, config.user_id) == ("127.0.0.1", 8000, "trader")
-    assert config.exchange_clients == ()  # exchange history is off unless keys are set
+    assert config.exchange_keys == ()  # exchange history is off unless keys are set
 
 
 def test_exchange_keys_turn_clients_on_and_never_show_the_secret() -> None:
     config = load_config({"BINANCE_API_KEY": "abcd1234key", "BINANCE_API_SECRET": "topsecretvalue"})
-    assert [c.venue for c in config.exchange_clients] == ["binance"]
+    assert [k.venue for k in config.exchange_keys] == ["binance"]
     assert "topsecretvalue" not in str(config.redacted()) and "topsecretvalue" not in repr(config)
     with pytest.raises(ConfigError, match="BYBIT_API_SECRET"):
         load_config({"BYBIT_API_KEY": "k"})
@@ -46,7 +45,7 @@ def test_bootstrap_servers_select_kafka_and_security_passes_through_redacted() -
 
 def test_market_source_replaces_the_simulator_and_alpaca_keys_stay_hidden() -> None:
     config = load_config({"MARKET_SOURCE": "alpaca-ws", "ALPACA_API_KEY": "PK123", "ALPACA_API_SECRET": "hush-hush",
-                          "ALPACA_WS_URL": "ws://127.0.0.1:9/x"}, KNOWN_STAGES)
+                          "ALPACA_WS_URL": "ws://127.0.0.1:9/x"})
     assert config.stages[0] == "alpaca-ws" and "simulator" not in config.stages
     assert config.feed_urls == {"alpaca-ws": "ws://127.0.0.1:9/x"}
     assert "hush-hush" not in repr(config) and "hush-hush" not in str(config.redacted())
@@ -72,7 +71,7 @@ def test_ml_model_names_match_the_models_module() -> None:
 ])
 def test_bad_settings_fail_with_one_clear_line(env: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(env, KNOWN_STAGES)
+        load_config(env)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -222,8 +223,9 @@ def test_risk_settings_refuse_bad_values_naming_the_field(field: str, value: obj
 
 
 def test_risk_settings_accept_their_edges_and_size_with_them() -> None:
-    edges = dict(position_pct=100.0, risk_pct=100.0, max_symbol_exposure_pct=100.0, max_total_exposure_pct=100.0,
-                 trailing_stop_pct=0.0, min_order_usdt=0.0, stop_loss_pct=99.9)
+    edges: dict[str, Any] = {"position_pct": 100.0, "risk_pct": 100.0, "max_symbol_exposure_pct": 100.0,
+                             "max_total_exposure_pct": 100.0, "trailing_stop_pct": 0.0, "min_order_usdt": 0.0,
+                             "stop_loss_pct": 99.9}
     risk = RiskSettings(**edges, sizing="fixed_risk")
     assert {k: getattr(risk, k) for k in edges} == edges
     # a 99.9 % stop sits at a thousandth of the price

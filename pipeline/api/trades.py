@@ -1,4 +1,4 @@
-"""The trades API (seed 000's endpoints) over a running pipeline, and the worker that serves it.
+"""The journal's routes (seed 000's endpoints): trades in, trades, summary and alerts out, live trades.
 
 Routes are thin: validation and publishing are the journal sources' (the same code as the
 Journal and Import pages), reads are ``storage.journal``'s. Every error names the field, the
@@ -11,49 +11,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, File, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.errors import BadMessageError, PipelineError, TransientError, Violation
+from pipeline.api.context import ApiContext
+from pipeline.errors import BadMessageError, Violation
 from pipeline.journal.fills import normalize_symbol
 from pipeline.journal.importer import MAX_UPLOAD_BYTES, ImportFileError, import_file
 from pipeline.journal.sources import submit_entry
-from pipeline.runner import Worker
 from pipeline.topics import BEHAVIORAL_ALERTS, ENRICHED_TRADES
 from storage import journal
 
-if TYPE_CHECKING:
-    from pipeline.wiring import Runtime
-
 log = logging.getLogger(__name__)
-
-
-def _violations(exc: BadMessageError) -> list[dict[str, Any]]:
-    return [{"field": v.field, "value": v.value, "rule": v.rule} for v in exc.violations]
 
 
 def _records(frame: Any) -> list[dict[str, Any]]:
     return orjson.loads(frame.to_json(orient="records")) if len(frame) else []
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """Return the API bound to ``runtime`` (its bus producer, database and default user)."""
-    app = FastAPI(title="Trader's desk: trades API", version="1")
-    default_user = runtime.config.user_id
-
-    @app.exception_handler(BadMessageError)
-    async def _bad(_: Request, exc: BadMessageError) -> JSONResponse:
-        return JSONResponse({"detail": _violations(exc)}, status_code=422)
-
-    @app.exception_handler(TransientError)
-    async def _busy(_: Request, exc: TransientError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+def add_trade_routes(app: FastAPI, ctx: ApiContext) -> None:
+    """Add the journal's routes: trades in (one, or a CSV file), trades, summary and alerts out, live trades."""
+    default_user = ctx.user_id
 
     @app.post("/api/trades", status_code=201)
     async def post_trade(request: Request) -> dict[str, str]:
@@ -67,8 +50,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         user = body.get("user_id") or default_user
         if not isinstance(user, str):
             raise BadMessageError([Violation("user_id", user, "a string")])
-        source = body.get("source") if isinstance(body.get("source"), str) and body.get("source") else "api"
-        trade_id = await run_in_threadpool(submit_entry, runtime.producer, user, body, source=source)
+        given = body.get("source")
+        source = given if isinstance(given, str) and given else "api"
+        trade_id = await run_in_threadpool(submit_entry, ctx.producer, user, body, source=source)
         return {"trade_id": trade_id}
 
     @app.post("/api/trades/import")
@@ -77,7 +61,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         data = await file.read(MAX_UPLOAD_BYTES + 1)
         try:
             report = await run_in_threadpool(import_file, data, user_id=user_id or default_user,
-                                             producer=runtime.producer, db=runtime.db, source="csv")
+                                             producer=ctx.producer, db=ctx.db, source="csv")
         except ImportFileError as exc:
             status = 413 if len(data) > MAX_UPLOAD_BYTES else 422
             return JSONResponse({"detail": str(exc), "needs_mapping": exc.needs_mapping, "header": exc.header},
@@ -88,18 +72,18 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def get_trades(user_id: str | None = None, symbol: str | None = None,
                          limit: int = Query(500, ge=1, le=100_000)) -> list[dict[str, Any]]:
         """The journal's trades as stored, enriched, newest first."""
-        frame = await run_in_threadpool(journal.trades, runtime.db, user_id or default_user,
+        frame = await run_in_threadpool(journal.trades, ctx.db, user_id or default_user,
                                         symbol=_symbol(symbol), limit=limit)
         return _records(frame)
 
     @app.get("/api/journal/summary")
     async def get_summary(user_id: str | None = None, symbol: str | None = None) -> dict[str, Any]:
-        return await run_in_threadpool(journal.journal_summary, runtime.db, user_id or default_user,
+        return await run_in_threadpool(journal.journal_summary, ctx.db, user_id or default_user,
                                        _symbol(symbol))
 
     @app.get("/api/alerts")
     async def get_alerts(user_id: str | None = None, limit: int = Query(200, ge=1, le=10_000)) -> list[dict]:
-        return await run_in_threadpool(journal.alerts, runtime.db, user_id or default_user, limit)
+        return await run_in_threadpool(journal.alerts, ctx.db, user_id or default_user, limit)
 
     @app.websocket("/ws/trades/{user_id}")
     async def ws_trades(socket: WebSocket, user_id: str) -> None:
@@ -111,7 +95,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         ready = threading.Event()
 
         def pump() -> None:
-            consumer = runtime.bus.consumer(f"ws-{user_id}-{uuid.uuid4().hex[:8]}", [ENRICHED_TRADES, BEHAVIORAL_ALERTS],
+            consumer = ctx.bus.consumer(f"ws-{user_id}-{uuid.uuid4().hex[:8]}", [ENRICHED_TRADES, BEHAVIORAL_ALERTS],
                                             auto_offset_reset="latest")
             try:
                 while not stop.is_set():
@@ -137,45 +121,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         finally:
             stop.set()
 
-    return app
 
 
 def _symbol(symbol: str | None) -> str | None:
     return normalize_symbol(symbol) if symbol else None
-
-
-class ApiServer(Worker):
-    """Serves the API with uvicorn on its own thread (kind "source": it publishes what it gets)."""
-
-    kind = "source"
-
-    def __init__(self, runtime: Runtime, host: str, port: int) -> None:
-        super().__init__("api")
-        import uvicorn
-
-        self.host, self.port = host, port
-        self.server = uvicorn.Server(uvicorn.Config(create_app(runtime), host=host, port=port, log_level="warning",
-                                                   lifespan="off", ws="websockets-sansio"))
-
-    def _run(self) -> None:
-        try:
-            self.server.run()
-        except SystemExit as exc:  # uvicorn exits when it cannot bind; say so in health instead
-            raise PipelineError(f"the trades API could not listen on {self.host}:{self.port} ({exc})") from None
-        if not self._stop.is_set() and not self.server.started:
-            raise PipelineError(f"the trades API could not listen on {self.host}:{self.port}")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.server.should_exit = True
-        super().stop(timeout)
-
-    def wait_started(self, timeout: float = 10.0) -> bool:
-        """Return True once the server accepts connections."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.server.started:
-                return True
-            if self._thread is not None and not self._thread.is_alive():
-                return False
-            time.sleep(0.05)
-        return False

@@ -1,4 +1,4 @@
-"""Exchange trade-history clients (Binance, Bybit) and the source that polls them into ``raw-trades``.
+"""Exchange trade-history clients (Binance, Bybit): signed REST requests with retries.
 
 Each client speaks its exchange's public, documented REST wire format with ``urllib.request``:
 
@@ -20,24 +20,20 @@ import hashlib
 import hmac
 import http.client
 import logging
-import math
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.message import Message as Headers
 from typing import Any, Protocol
 
 import orjson
 
-from pipeline.bus.base import Producer
-from pipeline.errors import BadMessageError, ConfigError, TransientError, Violation
-from pipeline.journal.fills import Fill, fill_fingerprint, normalize_symbol
-from pipeline.messages import RawTrade, encode
-from pipeline.runner import Worker
-from pipeline.topics import RAW_TRADES
+from pipeline.errors import ConfigError, TransientError
+from pipeline.journal.fills import normalize_symbol
+from pipeline.journal.payloads import BINANCE_API, BYBIT_API
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +169,7 @@ class BinanceClient(_SignedClient):
     """Binance spot ``GET /api/v3/myTrades`` for one API key (read-only permission is enough)."""
 
     venue = "binance"
-    format = "binance-api"
+    format = BINANCE_API
     path = "/api/v3/myTrades"
     limit = 1000
     recv_window = 5000
@@ -235,7 +231,7 @@ class BybitClient(_SignedClient):
     """Bybit v5 ``GET /v5/execution/list`` (spot executions) for one API key."""
 
     venue = "bybit"
-    format = "bybit-api"
+    format = BYBIT_API
     path = "/v5/execution/list"
     limit = 100
     AUTH_CODES = frozenset({10003, 10004, 10005, 10007, 10008, 10009, 10010, 33004, -2015})
@@ -352,214 +348,7 @@ def _exec_time(item: Any) -> int:
         return 0
 
 
-# --------------------------------------------------------------------------- parsers
-
-
-class _Fields:
-    """Reads typed fields from one raw object, collecting every violation before raising."""
-
-    def __init__(self, raw: Mapping[str, object]) -> None:
-        self.raw = raw
-        self.violations: list[Violation] = []
-
-    def bad(self, field: str, rule: str) -> None:
-        self.violations.append(Violation(field, self.raw.get(field), rule))
-
-    def text(self, field: str, *, required: bool = True) -> str | None:
-        value = self.raw.get(field)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-        if value is None or value == "":
-            if required:
-                self.bad(field, "is required")
-            return None
-        self.bad(field, "is a non-empty string")
-        return None
-
-    def number(self, field: str, *, positive: bool = True, required: bool = True) -> float | None:
-        value = self.raw.get(field)
-        if value is None or value == "":
-            if required:
-                self.bad(field, "is required")
-            return None
-        try:
-            if isinstance(value, bool):
-                raise TypeError
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            self.bad(field, "is a decimal number")
-            return None
-        if not math.isfinite(number) or (positive and number <= 0):
-            self.bad(field, "is a finite number > 0" if positive else "is a finite number")
-            return None
-        return number
-
-    def millis(self, field: str) -> int | None:
-        value = self.raw.get(field)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-        if isinstance(value, str) and value.isdigit() and int(value) > 0:
-            return int(value)
-        self.bad(field, "is Unix milliseconds > 0")
-        return None
-
-    def done(self) -> None:
-        if self.violations:
-            raise BadMessageError(self.violations)
-
-
-def parse_binance_trade(raw: Mapping[str, object]) -> Fill:
-    """Return the ``Fill`` of one Binance ``myTrades`` object; raise ``BadMessageError`` if bad."""
-    f = _Fields(raw)
-    symbol = f.text("symbol")
-    price, qty = f.number("price"), f.number("qty")
-    fee = f.number("commission", positive=False, required=False)
-    when = f.millis("time")
-    is_buyer = raw.get("isBuyer")
-    if not isinstance(is_buyer, bool):
-        f.bad("isBuyer", "is true or false")
-    trade_id = raw.get("id")
-    if isinstance(trade_id, bool) or not (isinstance(trade_id, int) or (isinstance(trade_id, str) and trade_id.isdigit())):
-        f.bad("id", "is an integer trade id")
-    f.done()
-    assert symbol is not None and price is not None and qty is not None and when is not None
-    return Fill(symbol=normalize_symbol(symbol), side="BUY" if is_buyer else "SELL", price=price,
-                quantity=qty, time=when, fee=fee, fee_asset=f.text("commissionAsset", required=False),
-                exchange_id=str(trade_id))
-
-
-def parse_bybit_execution(raw: Mapping[str, object]) -> Fill:
-    """Return the ``Fill`` of one Bybit v5 execution; only ``execType`` "Trade" is a fill."""
-    f = _Fields(raw)
-    exec_type = raw.get("execType", "Trade")
-    if exec_type != "Trade":
-        f.bad("execType", 'is "Trade" (funding, settlement and ADL rows are not fills)')
-    symbol = f.text("symbol")
-    side = raw.get("side")
-    if side not in ("Buy", "Sell"):
-        f.bad("side", 'is "Buy" or "Sell"')
-    price, qty = f.number("execPrice"), f.number("execQty")
-    fee = f.number("execFee", positive=False, required=False)
-    when = f.millis("execTime")
-    exec_id = f.text("execId")
-    f.done()
-    assert symbol is not None and price is not None and qty is not None and when is not None
-    fee_asset = f.text("feeCurrency", required=False) or f.text("execFeeCurrency", required=False)
-    return Fill(symbol=normalize_symbol(symbol), side="BUY" if side == "Buy" else "SELL", price=price,
-                quantity=qty, time=when, fee=fee, fee_asset=fee_asset, exchange_id=exec_id)
-
-
-PARSERS: dict[str, Callable[[Mapping[str, object]], Fill]] = {
-    BinanceClient.format: parse_binance_trade,
-    BybitClient.format: parse_bybit_execution,
-}
-
-
-# --------------------------------------------------------------------------- the source
-
-
-class ExchangeHistorySource(Worker):
-    """Polls one exchange's trade history every ``interval_s`` and publishes new trades.
-
-    Each trade goes to ``raw-trades`` as received, keyed by user, with a ``raw_id`` from the
-    exchange's trade id, so polling the same history twice gives the same ids. The last trade
-    time per symbol is kept in memory (starting at ``since_ms``). Runs on its own thread;
-    ``poll_once`` may also be called directly. Errors go to health; the next poll retries.
-    """
-
-    kind = "source"
-
-    def __init__(self, client: TradeHistoryClient, producer: Producer, *, user_id: str,
-                 symbols: Sequence[str], interval_s: float = 300.0, since_ms: int | None = None,
-                 clock: Clock = time.time) -> None:
-        super().__init__(f"{client.venue}-history")
-        self.client = client
-        self.producer = producer
-        self.user_id = user_id
-        self.symbols = tuple(normalize_symbol(s) for s in symbols)
-        self.interval_s = interval_s
-        self.clock = clock
-        self.parse = PARSERS[client.format]
-        self._since: dict[str, int | None] = {s: since_ms for s in self.symbols}
-        self._seen_at_since: dict[str, set[str]] = {s: set() for s in self.symbols}
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.poll_once()
-            self._stop.wait(self.interval_s)
-
-    def poll_once(self) -> int:
-        """Fetch every symbol once and publish what is new; return how many were published."""
-        published = 0
-        for symbol in self.symbols:
-            if self._stop.is_set():
-                break
-            try:
-                published += self._poll(symbol)
-            except (TransientError, ConfigError) as exc:
-                log.warning("%s %s: %s", self.name, symbol, exc)
-                self.health.error(f"{symbol}: {exc}")
-            except Exception as exc:  # a bug must not stop the other symbols or the process
-                log.exception("%s %s failed", self.name, symbol)
-                self.health.error(f"{symbol}: {type(exc).__name__}: {exc}")
-        with self.health.lock:
-            self.health.last_activity_at = time.time()
-        return published
-
-    def _poll(self, symbol: str) -> int:
-        since = self._since[symbol]
-        seen = self._seen_at_since[symbol]
-        now_ms = int(self.clock() * 1000)
-        batch: list[tuple[int, RawTrade]] = []
-        for raw in self.client.fetch(symbol, since):
-            try:
-                fill = self.parse(raw)
-            except BadMessageError as exc:
-                self.health.error(f"{symbol}: skipped a {self.client.venue} trade: {exc}")
-                continue
-            raw_id = fill_fingerprint(self.user_id, fill, 0, venue=self.client.venue)
-            if since is not None and (fill.time < since or (fill.time == since and raw_id in seen)):
-                continue
-            batch.append((fill.time, RawTrade(raw_id=raw_id, user_id=self.user_id, source=self.client.venue,
-                                              format=self.client.format, received_at=now_ms, payload=dict(raw))))
-        if not batch:
-            return 0
-        key = self.user_id.encode()
-        for _, message in batch:
-            self.producer.produce(RAW_TRADES, encode(message), key=key)
-        undelivered = self.producer.flush(30.0)
-        if undelivered:
-            raise TransientError(f"{undelivered} of {len(batch)} trades not delivered to {RAW_TRADES}")
-        last = max(t for t, _ in batch)
-        at_last = {m.raw_id for t, m in batch if t == last}
-        self._seen_at_since[symbol] = (seen | at_last) if last == since else at_last
-        self._since[symbol] = last
-        with self.health.lock:
-            self.health.produced += len(batch)
-        return len(batch)
-
-
-# --------------------------------------------------------------------------- wiring
-
-
-def clients_from_env(env: Mapping[str, str]) -> list[TradeHistoryClient]:
-    """Return a client per exchange whose key and secret are both set (none by default).
-
-    ``BINANCE_API_KEY``/``BINANCE_API_SECRET`` and ``BYBIT_API_KEY``/``BYBIT_API_SECRET`` turn
-    them on; ``BINANCE_BASE_URL``/``BYBIT_BASE_URL`` point them elsewhere (a testnet, a fake).
-    A key without its secret (or the reverse) is a ``ConfigError``.
-    """
-    clients: list[TradeHistoryClient] = []
-    makers: tuple[tuple[str, Callable[..., TradeHistoryClient]], ...] = (
-        ("BINANCE", BinanceClient), ("BYBIT", BybitClient))
-    for prefix, make in makers:
-        key = env.get(f"{prefix}_API_KEY", "").strip()
-        secret = env.get(f"{prefix}_API_SECRET", "").strip()
-        if not key and not secret:
-            continue
-        if not key or not secret:
-            missing = f"{prefix}_API_SECRET" if key else f"{prefix}_API_KEY"
-            raise ConfigError(f"{prefix}_API_KEY and {prefix}_API_SECRET go together; {missing} is not set")
-        base_url = env.get(f"{prefix}_BASE_URL", "").strip()
-        clients.append(make(key, secret, base_url) if base_url else make(key, secret))
-    return clients
+def client_for(venue: str, api_key: str, api_secret: str, base_url: str | None = None) -> TradeHistoryClient:
+    """Return the trade-history client of ``venue`` ("binance" or "bybit")."""
+    make = {"binance": BinanceClient, "bybit": BybitClient}[venue]
+    return make(api_key, api_secret, base_url) if base_url else make(api_key, api_secret)

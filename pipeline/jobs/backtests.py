@@ -1,4 +1,4 @@
-"""Backtest jobs for the CLI and the Backtest page: load bars, pick out-of-sample models, run.
+"""Backtests for the CLI and the Backtest page: load bars, pick out-of-sample models, run.
 
 A model must not be tested on the bars it learned from. By default (``models_from="train"``) each
 symbol's model is fitted on the first ``train_fraction`` of its bars and the backtest runs on the
@@ -10,7 +10,6 @@ into the tested bars, so no page or report shows such a result as out-of-sample.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,7 +17,8 @@ from typing import Any, Literal
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.errors import PipelineError
+from pipeline.jobs.base import Job, JobState
+from pipeline.jobs.training import load_bars
 from pipeline.trading.backtest import BacktestError, BacktestResult, run_backtest
 from pipeline.trading.exchange import ExchangeSettings
 from pipeline.trading.risk import RiskSettings
@@ -45,15 +45,6 @@ class BacktestRequest:
     train_fraction: float = 0.3
     risk: RiskSettings = field(default_factory=RiskSettings)
     exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
-
-
-@dataclass
-class BacktestState:
-    running: bool = False
-    progress: float = 0.0
-    message: str = "waiting"
-    error: str | None = None
-    result: BacktestResult | None = None
 
 
 def _period(frame: pd.DataFrame, start_ms: int | None, end_ms: int | None) -> pd.DataFrame:
@@ -120,8 +111,6 @@ def models_for(config: Config, db: Database, request: BacktestRequest, bars: dic
 
 def run_request(config: Config, db: Database, request: BacktestRequest, progress: Any = None) -> BacktestResult:
     """Load the bars, pick the models and run the backtest; raise ``PipelineError`` with the reason."""
-    from pipeline.ml.jobs import load_bars
-
     if not request.symbols:
         raise BacktestError("pick at least one symbol")
     bars: dict[str, pd.DataFrame] = {}
@@ -142,50 +131,31 @@ def run_request(config: Config, db: Database, request: BacktestRequest, progress
     return result
 
 
-class BacktestJob:
-    """Runs one backtest on its own thread; ``snapshot`` may be read from any thread."""
+@dataclass
+class BacktestState(JobState):
+    """A backtest's state: its result once done."""
+
+    result: BacktestResult | None = None
+
+
+class BacktestJob(Job):
+    """Runs one backtest on its own thread."""
+
+    name = "backtest"
 
     def __init__(self, config: Config, db: Database, request: BacktestRequest) -> None:
+        super().__init__(BacktestState())
         self.config, self.db, self.request = config, db, request
-        self._state = BacktestState()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self.run, name="backtest", daemon=True)
-
-    @property
-    def running(self) -> bool:
-        with self._lock:
-            return self._state.running
 
     def snapshot(self) -> BacktestState:
-        with self._lock:
-            s = self._state
-            return BacktestState(s.running, s.progress, s.message, s.error, s.result)
+        state = super().snapshot()
+        assert isinstance(state, BacktestState)
+        return state
 
-    def start(self) -> None:
-        with self._lock:
-            self._state.running = True
-        self._thread.start()
-
-    def _set(self, progress: float, message: str) -> None:
-        with self._lock:
-            self._state.progress, self._state.message = min(1.0, max(0.0, progress)), message
-
-    def run(self) -> None:
+    def work(self) -> str:
         started = time.monotonic()
+        result = run_request(self.config, self.db, self.request, self.progress)
         with self._lock:
-            self._state.running = True
-        try:
-            result = run_request(self.config, self.db, self.request, self._set)
-            with self._lock:
-                self._state.result = result
-                self._state.message = f"done in {time.monotonic() - started:.1f} s"
-        except PipelineError as exc:
-            with self._lock:
-                self._state.error = str(exc)
-        except Exception as exc:  # a job must end and say why, whatever happened
-            log.exception("backtest failed")
-            with self._lock:
-                self._state.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            with self._lock:
-                self._state.running, self._state.progress = False, 1.0
+            assert isinstance(self._state, BacktestState)
+            self._state.result = result
+        return f"done in {time.monotonic() - started:.1f} s"

@@ -1,0 +1,35 @@
+"""The FastAPI app: the routes of every area over one ``ApiContext``, and errors as JSON.
+
+Every error names the field, the value and the rule (422), or says the desk is busy (503).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from pipeline.api.context import ApiContext
+from pipeline.api.trades import add_trade_routes
+from pipeline.errors import BadMessageError, TransientError
+
+
+def _violations(exc: BadMessageError) -> list[dict[str, Any]]:
+    return [{"field": v.field, "value": v.value, "rule": v.rule} for v in exc.violations]
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    """Return the API over ``ctx`` (its bus, producer, store and default user)."""
+    app = FastAPI(title="Trader's desk API", version="1")
+
+    @app.exception_handler(BadMessageError)
+    async def _bad(_: Request, exc: BadMessageError) -> JSONResponse:
+        return JSONResponse({"detail": _violations(exc)}, status_code=422)
+
+    @app.exception_handler(TransientError)
+    async def _busy(_: Request, exc: TransientError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    add_trade_routes(app, ctx)
+    return app

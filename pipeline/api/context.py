@@ -1,0 +1,19 @@
+"""What the API's routes use, passed in by the wiring: never the whole runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.bus.base import Bus, Producer
+from storage.db import Database
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """The bus (live routes read it with groups of their own), the producer routes publish with,
+    the store routes read, and the user a request means when it names none."""
+
+    bus: Bus
+    producer: Producer
+    db: Database
+    user_id: str

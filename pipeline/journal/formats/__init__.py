@@ -1,0 +1,93 @@
+"""Read one row of a trade file or of the entry form into a ``Fill`` or a ``TradeEntry``.
+
+Formats: Binance and Bybit spot exports (one execution per row -> ``Fill``; ``exports``), the
+generic template and the entry form (one whole trade per row -> ``TradeEntry``), and a trader's own
+column mapping (``custom``; both in ``mapped``), over the cell readers of ``cells``. Every bad field
+of a row is named at once in one ``BadMessageError``: the column as the trader sees it, the value as
+received and the rule in words. Pure: no I/O, no pandas.
+
+``row_parser`` builds a parser for one header once (column lookups resolved, cached), so a file of
+a million rows pays for them once; ``parse_row`` is the one-row convenience over it. Text cells
+(notes, setup, emotion, tags) are kept exactly as given, formulas included; ``escape_cell`` makes
+them safe when written back to a CSV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from typing import Literal
+
+from pipeline.errors import BadMessageError, Violation
+from pipeline.journal.fills import Fill, TradeEntry
+from pipeline.journal.formats.cells import _key
+from pipeline.journal.formats.exports import BINANCE_COLUMNS, BINANCE_KEYS, BYBIT_COLUMNS, BYBIT_KEYS, _Binance, _Bybit
+from pipeline.journal.formats.mapped import (
+    FILL_FIELDS,
+    FILL_REQUIRED,
+    MAPPING_OPTIONS,
+    TRADE_FIELDS,
+    TRADE_REQUIRED,
+    _custom,
+    _generic,
+)
+
+Format = Literal["binance-spot", "bybit-spot", "generic", "manual", "custom"]
+FORMATS: tuple[str, ...] = ("binance-spot", "bybit-spot", "generic", "manual", "custom")
+RowParser = Callable[[Mapping[str, object], int], "Fill | TradeEntry"]
+
+
+__all__ = ["BINANCE_COLUMNS", "BYBIT_COLUMNS", "FILL_FIELDS", "FILL_REQUIRED", "FORMATS", "MAPPING_OPTIONS", "TRADE_FIELDS",
+           "TRADE_REQUIRED", "Format", "RowParser",
+           "detect_format", "escape_cell", "parse_row", "row_parser"]
+
+
+def detect_format(header: list[str]) -> str | None:
+    """Return the format of a file from its header row, or None when a column mapping is needed."""
+    keys = {_key(str(h)) for h in header}
+    if BINANCE_KEYS <= keys:
+        return "binance-spot"
+    if BYBIT_KEYS <= keys:
+        return "bybit-spot"
+    if set(TRADE_REQUIRED) <= keys:
+        return "generic"
+    return None
+
+
+
+@lru_cache(maxsize=256)
+def _cached(fmt: str, header: tuple[str, ...], mapping: tuple[tuple[str, str], ...] | None) -> RowParser:
+    if mapping is not None or fmt == "custom":
+        if mapping is None:
+            raise BadMessageError([Violation("mapping", None, "a column mapping for format custom")])
+        return _custom(header, dict(mapping))
+    if fmt == "binance-spot":
+        return _Binance(header)
+    if fmt == "bybit-spot":
+        return _Bybit(header)
+    if fmt in ("generic", "manual"):
+        return _generic(header)
+    raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+def row_parser(fmt: str, header: Sequence[str], mapping: Mapping[str, str] | None = None) -> RowParser:
+    """Return ``parse(row, now_ms)`` for rows under ``header``; cached per (format, header, mapping).
+
+    Raises ``BadMessageError`` for a custom mapping that misses required targets or names columns
+    the header does not have.
+    """
+    frozen = None
+    if mapping is not None:
+        frozen = tuple(sorted((str(k), "" if v is None else str(v)) for k, v in mapping.items()))
+    return _cached(fmt, tuple(header), frozen)
+
+
+def parse_row(fmt: str, row: Mapping[str, object], mapping: Mapping[str, str] | None = None, *,
+              now_ms: int) -> Fill | TradeEntry:
+    """Parse one row (column -> cell) of ``fmt``; raise ``BadMessageError`` naming every bad field."""
+    return row_parser(fmt, tuple(row), mapping)(row, now_ms)
+
+
+def escape_cell(value: str) -> str:
+    """Return ``value`` safe for a CSV export: a ``'`` before a leading ``= + - @``, tab or CR (OWASP)."""
+    return "'" + value if value and value[0] in "=+-@\t\r" else value

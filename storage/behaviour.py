@@ -1,0 +1,67 @@
+"""The behaviour stage's door: each user's recent journal records (``behaviour_trades``).
+
+The stage upserts the records it receives (``store``) and reads the context its rules need for a
+batch: the rows around the batch's times, entries per trader day, and one day's entries. The
+queries on exit time want the index on ``behaviour_trades (user_id, exit_time)``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from storage.select import select_in
+
+MINUTE_MS = 60_000
+COLUMNS = "user_id, trade_id, kind, symbol, side, entry_key, entry_time, exit_time, notional, pnl, pnl_pct"
+_T = f"SELECT {COLUMNS} FROM behaviour_trades WHERE user_id = :u"
+_LAST_ENTRIES = f"""SELECT * FROM ({_T} AND kind != 'round_trip' AND entry_time < :f0
+    ORDER BY entry_time DESC LIMIT :k)"""
+# The context of a batch (f0 = its earliest entry or exit): rows entered in [f0, hi]; results closed
+# in [f0, hi]; the last closes before f0 (streaks); the last entries before f0 (size baselines, and
+# the entries after a big loss before f0) and the big losses among them (revenge).
+_CONTEXT = f"""{_T} AND entry_time BETWEEN :f0 AND :hi
+UNION {_T} AND exit_time BETWEEN :f0 AND :hi AND pnl IS NOT NULL AND entry_time BETWEEN :hist AND :hi
+UNION SELECT * FROM ({_T} AND exit_time < :f0 AND pnl IS NOT NULL AND entry_time BETWEEN :hist AND :hi
+    ORDER BY exit_time DESC LIMIT :closes)
+UNION {_LAST_ENTRIES}
+UNION {_T} AND exit_time >= max(:lo, coalesce((SELECT min(entry_time) FROM ({_LAST_ENTRIES})), 0)) AND exit_time < :f0
+    AND pnl < 0 AND (pnl <= -:min_loss OR pnl_pct <= -:min_pct) AND entry_time BETWEEN :hist AND :hi"""
+BUCKET_MS = 15 * MINUTE_MS  # every UTC offset is a whole number of quarter hours
+_DAY_COUNTS = f"""SELECT entry_time / {BUCKET_MS} AS q, count(*) FROM behaviour_trades
+WHERE user_id = ? AND kind != 'round_trip' AND entry_time >= ? AND entry_time < ? GROUP BY q"""
+_DAY_ENTRIES = """SELECT trade_id, entry_time FROM behaviour_trades WHERE user_id = ? AND kind != 'round_trip'
+AND entry_time >= ? AND entry_time < ? ORDER BY entry_time, trade_id LIMIT ? OFFSET ?"""
+_UPSERT = f"INSERT OR REPLACE INTO behaviour_trades ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+
+
+
+
+def stored_results(conn: sqlite3.Connection, trade_ids: Iterable[str]) -> dict[str, tuple[Any, Any]]:
+    """Return (exit_time, pnl) of the ids stored."""
+    return {t: (x, p) for t, x, p in select_in(
+        conn, "SELECT trade_id, exit_time, pnl FROM behaviour_trades WHERE trade_id IN ({marks})", trade_ids)}
+
+
+def store(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]], voided: Sequence[str]) -> None:
+    """Delete the voided ids and upsert ``rows`` (``COLUMNS`` order)."""
+    conn.executemany("DELETE FROM behaviour_trades WHERE trade_id = ?", [(i,) for i in voided])
+    conn.executemany(_UPSERT, rows)
+
+
+def context(conn: sqlite3.Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Return the rows a batch's rules need (see ``_CONTEXT``), as ``COLUMNS``."""
+    return conn.execute(_CONTEXT, params).fetchall()
+
+
+def day_counts(conn: sqlite3.Connection, user: str, lo_ms: int, hi_ms: int) -> list[tuple[int, int]]:
+    """Return (quarter hour, entries) of ``user``'s entries in [lo, hi); quarters, since every UTC
+    offset is a whole number of them, let the caller sum trader days in any time zone."""
+    return conn.execute(_DAY_COUNTS, (user, lo_ms, hi_ms)).fetchall()
+
+
+def day_entries(conn: sqlite3.Connection, user: str, lo_ms: int, hi_ms: int, limit: int,
+                offset: int) -> list[tuple[str, int]]:
+    """Return (trade_id, entry_time) of ``user``'s entries in [lo, hi), by time, a page at a time."""
+    return conn.execute(_DAY_ENTRIES, (user, lo_ms, hi_ms, limit, offset)).fetchall()
