@@ -1,19 +1,36 @@
-"""Backtests and the trading stages: backtest speed next to bare backtrader, orders through the
-virtual exchange, and the decision stage's signal-to-order latency.
+"""Backtests and the trading stages: backtest speed next to a floor and bare backtrader, orders
+through the virtual exchange, and the decision stage's signal-to-order latency.
 
     python -m bench.backtest [--bars N] [--repeat R] [--backend embedded|kafka] [--orders M]
                              [--signals K] [--rate S] [--year] [--parts backtest exchange decision]
 
 Three measurements, each printed as JSON lines:
 
-* ``backtest``: ``run_backtest`` (ours: the live path's four ticks a bar, the virtual exchange, the
-  strategy's rules) and the same ``MLSignalStrategy`` rules on bare backtrader (its own broker and
-  bracket orders, one precomputed signal group a bar, the one at the bar's close), alternately in
-  each repeat, on the same N simulator bars and the same random-forest model. Only ``cerebro.run()``
-  is timed for both: ``ours_bars_per_s`` and ``bare_bars_per_s``; ``overhead_pct`` is how much
-  faster bare is; ``ours_total_bars_per_s`` includes computing every tick's features and signals
-  (``signals_s``). One line per repeat, then one with the medians (``"summary": true``). ``--year``
-  adds one run of ``run_backtest`` on a year of 1-minute bars (525,600) and its wall time.
+* ``backtest``: five backtrader runs on the same N simulator bars and the same random-forest
+  model's signals (computed before any of them). Only ``cerebro.run()`` is timed, each after
+  ``gc.collect()``; building the cerebro and the data is not. Each repeat starts with another run,
+  in turn:
+
+  - ``floor_bars``: a strategy that does nothing on the N bars (backtrader's own cost per bar);
+  - ``ours``: ``run_backtest``'s cerebro (the live path's four ticks a bar through the desk's
+    paper exchange, every actionable signal through the strategy's rules, the equity each bar);
+    a run of ``run_backtest`` itself must make the same orders and trades, else the line has an
+    ``error``;
+  - ``bare_close``: the same rules on backtrader's own broker with bracket orders, one signal a bar
+    (the one at the close): less work than ours;
+  - ``bare_ticks``: the same workload as ours on bare backtrader: the four ticks of every bar as
+    4N backtrader bars, the signal at every tick, backtrader's broker and bracket orders;
+  - ``floor_ticks``: a strategy that does nothing on those 4N ticks.
+
+  Per run ``<run>_s`` and ``<run>_bars_per_s`` (N bars over its seconds, also for the tick runs);
+  ``signals_s`` times computing every tick's features and signals (``prepare``, also after
+  ``gc.collect()``) and ``ours_total_bars_per_s`` counts it with ours. ``ours_minus_floor_bars_s``
+  is what the desk's work adds to backtrader stepping through the bars; ``ours_vs_bare_ticks_pct``
+  and ``ours_vs_bare_close_pct`` are ours' time over the bare run's, minus one, in % (negative:
+  ours is faster; against ``bare_close`` it is not an overhead, as bare does less). Trades and
+  orders per run say how comparable the work was. One line per repeat, then the medians
+  (``"summary": true``). ``--year`` adds one run of ``run_backtest`` on a year of 1-minute bars
+  (525,600), timed whole (signals, backtrader, metrics), after ``gc.collect()``.
 * ``virtual_exchange``: M PENDING BUY orders of one fresh account over a few symbols, with ticks
   that fill them, published onto the bus; ``orders_per_s`` is M over the time from the first
   publish until the stage has produced the FILLED status of every order.
@@ -31,6 +48,8 @@ deleted at the end). The exchange's SQLite writes go to a temporary ``desk.db``.
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import json
 import os
 import statistics
@@ -39,6 +58,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,10 +75,10 @@ from pipeline.runner import StageRunner
 from pipeline.stages.decision import DecisionStage
 from pipeline.stages.virtual_exchange import VirtualExchangeStage
 from pipeline.topics import CATALOG, MARKET_DATA, ML_SIGNALS, ORDERS
-from pipeline.trading.backtest import SIGNAL_CODES, model_signals, run_backtest, tick_features
+from pipeline.trading.backtest import SIGNAL_CODES, model_signals, prepare, run_backtest, tick_features
 from pipeline.trading.exchange import Exchange, ExchangeSettings
 from pipeline.trading.risk import MEDIUM_CONFIDENCE, RiskSettings
-from pipeline.trading.strategy import Desk, MLSignalStrategy, ModelSignal, SignalGroup, bt
+from pipeline.trading.strategy import BarEventFeed, Desk, MLSignalStrategy, ModelSignal, SignalGroup, bt
 from pipeline.wiring import tune_gc
 from storage.db import Database
 
@@ -76,18 +96,22 @@ COMMISSION = 0.001
 
 
 class BareSignals:
-    """The signal at each bar's close (tick 3), computed before the run."""
+    """Signals computed before the run, one per backtrader bar: at each bar's close (``ticks=3``,
+    one a bar) or at every tick (``ticks=None``: the four ticks of every bar, each a backtrader bar)."""
 
     def __init__(self, symbol: str, times: np.ndarray, prices: np.ndarray, code: np.ndarray, conf: np.ndarray,
-                 change: np.ndarray, levels: np.ndarray) -> None:
+                 change: np.ndarray, levels: np.ndarray, ticks: int | None = 3) -> None:
+        def pick(a: np.ndarray) -> np.ndarray:
+            return a[:, ticks] if ticks is not None else a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
+
         self.symbol = symbol
-        self.times = times[:, 3].tolist()
-        self.prices = prices[:, 3].tolist()
-        self.code = code[:, 3].tolist()
-        self.conf = conf[:, 3].tolist()
-        self.change = change[:, 3].tolist()
-        self.levels = levels[:, 3].tolist()
-        self.act = ((code[:, 3] != 0) & (conf[:, 3] >= MEDIUM_CONFIDENCE)).tolist()
+        self.times = pick(times).tolist()
+        self.prices = pick(prices).tolist()
+        self.code = pick(code).tolist()
+        self.conf = pick(conf).tolist()
+        self.change = pick(change).tolist()
+        self.levels = pick(levels).tolist()
+        self.act = ((pick(code) != 0) & (pick(conf) >= MEDIUM_CONFIDENCE)).tolist()
 
     def group(self, i: int) -> SignalGroup:
         ma7, ma25, rsi = self.levels[i]
@@ -161,20 +185,73 @@ class BareStrategy(MLSignalStrategy):
                 self.pending.add(close.ref)
 
 
-def run_bare(bars: pd.DataFrame, signals: BareSignals) -> tuple[float, int, int]:
-    """Run ``BareStrategy`` on bare backtrader; return (seconds of cerebro.run(), closed trades, orders)."""
-    frame = bars[["open", "high", "low", "close", "volume"]].copy()
-    frame.index = pd.to_datetime(bars["start"].to_numpy(), unit="ms")
+class Floor(bt.Strategy):
+    """Does nothing: what backtrader costs to step through the data at all."""
+
+    def next(self) -> None:
+        pass
+
+
+# A run: a cerebro built (untimed), then run (timed); the function returns (trades, orders) after it.
+Run = tuple[Any, Any]
+
+
+def _frame(index_ms: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarray,
+           close: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": 1.0},
+                        index=pd.to_datetime(index_ms, unit="ms"))
+
+
+def build_floor(frame: pd.DataFrame) -> Run:
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=frame))
+    cerebro.addstrategy(Floor)
+    return cerebro, lambda strategy: (0, 0)
+
+
+def build_bare(frame: pd.DataFrame, signals: BareSignals) -> Run:
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(bt.feeds.PandasData(dataname=frame))
     cerebro.broker.setcash(START_CASH)
     cerebro.broker.setcommission(commission=COMMISSION)
     desk = Desk(Exchange(), RiskSettings(), MODEL)
     cerebro.addstrategy(BareStrategy, desk=desk, signals=signals)
+    return cerebro, lambda strategy: (strategy.closed_trades, len(desk.orders))
+
+
+def build_ours(plan: Any, clock: pd.DataFrame) -> Run:
+    """``run_backtest``'s cerebro on a plan computed beforehand: the bar's four ticks and every
+    actionable signal through the desk's paper exchange and rules, the equity recorded each bar."""
+    desk = Desk(Exchange(ExchangeSettings()), RiskSettings(), MODEL, ())
+    equity = np.empty(len(clock))
+    exposed = np.zeros(len(clock), dtype=bool)
+
+    def on_point(strategy: MLSignalStrategy) -> None:
+        i = len(strategy.data) - 1
+        ex = desk.exchange
+        equity[i] = ex.equity()
+        exposed[i] = bool(ex.open) and any(ex.open.values())
+
+    desk.on_point = on_point
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(BarEventFeed(dataname=clock, plan=plan))
+    cerebro.addstrategy(MLSignalStrategy, desk=desk)
+
+    def counts(strategy: Any) -> tuple[int, int]:
+        books = desk.exchange.books.values()
+        return sum(1 for b in books if b.order.action == "BUY" and b.status == "CLOSED"), len(desk.orders)
+
+    return cerebro, counts
+
+
+def timed(run: Run) -> tuple[float, int, int]:
+    """Collect garbage, then time ``cerebro.run()`` alone; return (seconds, closed trades, orders)."""
+    cerebro, counts = run
+    gc.collect()
     started = time.perf_counter()
     (strategy,) = cerebro.run()
     seconds = time.perf_counter() - started
-    return seconds, strategy.closed_trades, len(desk.orders)
+    return (seconds, *counts(strategy))
 
 
 def train_model() -> Any:
@@ -184,31 +261,59 @@ def train_model() -> Any:
     return fit_predictor(MODEL, X.to_numpy(), y, HORIZON)
 
 
+RUNS = ("floor_bars", "ours", "bare_close", "bare_ticks", "floor_ticks")
+
+
 def bench_backtest(n_bars: int, repeat: int, predictor: Any) -> list[dict[str, Any]]:
     bars = bars_from_simulator(SYMBOL, n_bars, seed=2)
     predictors = {(SYMBOL, MODEL): predictor}
-    # The bare run's signals, with the functions run_backtest uses, outside any timing.
+    # The bare runs' signals, with the functions run_backtest uses, outside any timing.
     times, prices, X, levels = tick_features(bars, 60_000)
     code, conf, change = model_signals(predictor, X, BUY_PCT, SELL_PCT)
-    signals = BareSignals(SYMBOL, times, prices, code, conf, change, levels)
     del X
+    close_signals = BareSignals(SYMBOL, times, prices, code, conf, change, levels, ticks=3)
+    tick_signals = BareSignals(SYMBOL, times, prices, code, conf, change, levels, ticks=None)
+    start = bars["start"].to_numpy()
+    bar_frame = _frame(start, *(bars[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close")))
+    flat = prices.reshape(-1)
+    tick_frame = _frame(times.reshape(-1), flat, flat, flat, flat)
+    reference = run_backtest({SYMBOL: bars}, predictors, model=MODEL, buy_pct=BUY_PCT, sell_pct=SELL_PCT)
     runs = []
-    for _ in range(repeat):
-        result = run_backtest({SYMBOL: bars}, predictors, model=MODEL, buy_pct=BUY_PCT, sell_pct=SELL_PCT)
-        bare_s, bare_trades, bare_orders = run_bare(bars, signals)
-        t = result.timings
-        ours_bps, bare_bps = n_bars / t["backtrader"], n_bars / bare_s
-        line = {"bench": "backtest", "bars": n_bars, "ours_bars_per_s": round(ours_bps),
-                "ours_total_bars_per_s": round(n_bars / t["total"]), "bare_bars_per_s": round(bare_bps),
-                "overhead_pct": round((bare_bps / ours_bps - 1) * 100, 1), "ours_trades": result.metrics["trades"],
-                "bare_trades": bare_trades, "ours_orders": result.metrics["orders"], "bare_orders": bare_orders,
-                "signals_s": t["signals"], "ours_backtrader_s": t["backtrader"], "bare_s": round(bare_s, 3)}
+    for r in range(repeat):
+        gc.collect()
+        started = time.perf_counter()
+        plan, clock = prepare({SYMBOL: bars}, predictors, model=MODEL, buy_pct=BUY_PCT, sell_pct=SELL_PCT)
+        signals_s = time.perf_counter() - started
+        builders: dict[str, Callable[[], Run]] = {
+            "floor_bars": functools.partial(build_floor, bar_frame), "ours": functools.partial(build_ours, plan, clock),
+            "bare_close": functools.partial(build_bare, bar_frame, close_signals),
+            "bare_ticks": functools.partial(build_bare, tick_frame, tick_signals),
+            "floor_ticks": functools.partial(build_floor, tick_frame)}
+        order = RUNS[r % len(RUNS):] + RUNS[:r % len(RUNS)]  # each repeat starts with another run
+        got = {name: timed(builders[name]()) for name in order}
+        sec = {name: got[name][0] for name in RUNS}
+        line: dict[str, Any] = {"bench": "backtest", "bars": n_bars, "round": r + 1, "order": list(order)}
+        for name in RUNS:
+            line[f"{name}_s"] = round(sec[name], 3)
+            line[f"{name}_bars_per_s"] = round(n_bars / sec[name])
+        line.update({
+            "signals_s": round(signals_s, 3),
+            "ours_total_bars_per_s": round(n_bars / (signals_s + sec["ours"])),
+            "ours_minus_floor_bars_s": round(sec["ours"] - sec["floor_bars"], 3),
+            "ours_vs_bare_ticks_pct": round((sec["ours"] / sec["bare_ticks"] - 1) * 100, 1),
+            "ours_vs_bare_close_pct": round((sec["ours"] / sec["bare_close"] - 1) * 100, 1)})
+        for name in ("ours", "bare_close", "bare_ticks"):
+            line[f"{name}_trades"], line[f"{name}_orders"] = got[name][1], got[name][2]
+        if (got["ours"][1], got["ours"][2]) != (reference.metrics["trades"], reference.metrics["orders"]):
+            line["error"] = (f"the timed run made {got['ours'][2]} orders, {got['ours'][1]} trades; run_backtest "
+                             f"made {reference.metrics['orders']}, {reference.metrics['trades']}")
         print(json.dumps(line), flush=True)
         runs.append(line)
-    summary = {"bench": "backtest", "summary": True, "bars": n_bars, "repeat": repeat}
-    for key in ("ours_bars_per_s", "ours_total_bars_per_s", "bare_bars_per_s", "overhead_pct", "signals_s",
-                "ours_trades", "bare_trades"):
-        summary[key] = statistics.median(r[key] for r in runs)
+    summary: dict[str, Any] = {"bench": "backtest", "summary": True, "stat": "median", "bars": n_bars,
+                               "repeat": repeat}
+    for key, value in runs[0].items():
+        if key not in summary and key not in ("round", "order", "error") and isinstance(value, (int, float)):
+            summary[key] = round(statistics.median(r[key] for r in runs), 3)
     print(json.dumps(summary), flush=True)
     return runs
 
@@ -217,6 +322,7 @@ def bench_year(predictor: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     bars = bars_from_simulator(SYMBOL, YEAR_BARS, seed=3)
     simulate_s = time.perf_counter() - t0
+    gc.collect()
     started = time.perf_counter()
     result = run_backtest({SYMBOL: bars}, {(SYMBOL, MODEL): predictor}, model=MODEL, buy_pct=BUY_PCT,
                           sell_pct=SELL_PCT)

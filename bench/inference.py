@@ -1,11 +1,17 @@
 """Small timings behind the ML stage and the replay source, side by side in one run:
 
-    python -m bench.inference
+    python -m bench.inference [--repeat R]
 
-* ``features_call_us``: one ``FeatureState.features(price)`` call (per tick, per symbol);
-* per seed model, one ``predict`` of 10 rows through the compiled numpy form and through the
-  scikit-learn pipeline it was compiled from (``compiled_ms``, ``sklearn_ms``);
-* ``read_candles`` on a 1,000,000-row Binance kline file written to a temporary folder.
+Every figure is the median of R timed repeats (default 5), each after ``gc.collect()``; the lines
+also give the fastest and slowest repeat. What is timed:
+
+* ``features_call_us``: one ``FeatureState.features(price)`` call (per tick, per symbol), over
+  100,000 calls per repeat on a state warmed with 3,000 simulator bars;
+* per seed model, one ``predict`` of 10 rows through the compiled numpy form (``compiled_ms``,
+  300 calls per repeat) and one ``predict_proba`` of the scikit-learn pipeline it was compiled from
+  (``sklearn_ms``, 100 calls per repeat); fitting the models is not timed;
+* ``read_candles`` of a 1,000,000-row Binance kline file (``seconds``); writing the file to a
+  temporary folder is not timed.
 
 Prints JSON lines.
 """
@@ -13,19 +19,23 @@ Prints JSON lines.
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import json
+import statistics
 import sys
 import tempfile
-import timeit
 import time
+import timeit
+from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.candles import read_candles
 from pipeline.config import SEED_MODELS
 from pipeline.ml.data import bars_from_simulator
 from pipeline.ml.evaluate import make_dataset
 from pipeline.ml.features import FeatureState
 from pipeline.ml.models import fit_predictor
-from pipeline.candles import read_candles
 
 
 def _write_klines(path: Path, n: int) -> None:
@@ -36,33 +46,57 @@ def _write_klines(path: Path, n: int) -> None:
             f.write(f"{start},{o:.2f},{h:.2f},{low:.2f},{c:.2f},{v:.4f},{start + 59_999},0,1,0,0,0\n")
 
 
+def per_call(fn: Callable[[], object], number: int, repeat: int) -> list[float]:
+    """Seconds per call of ``fn``, one figure per repeat of ``number`` calls, each after gc.collect()."""
+    out = []
+    for _ in range(repeat):
+        gc.collect()
+        out.append(timeit.timeit(fn, number=number) / number)
+    return out
+
+
+def spread(seconds: list[float], scale: float, digits: int, name: str) -> dict[str, float]:
+    return {name: round(statistics.median(seconds) * scale, digits), f"{name}_min": round(min(seconds) * scale, digits),
+            f"{name}_max": round(max(seconds) * scale, digits)}
+
+
 def main() -> int:
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    parser = argparse.ArgumentParser(prog="python -m bench.inference", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5, help="timed repeats of each figure (the median is printed)")
+    args = parser.parse_args()
+    repeat = max(1, args.repeat)
     bars = bars_from_simulator("BTCUSDT", 3000, seed=1)
     state = FeatureState()
     for b in bars.itertuples():
         state.push(b.close, b.high, b.low, b.volume)
-    n = 100_000
-    seconds = timeit.timeit(lambda: state.features(100.0), number=n)
-    print(json.dumps({"bench": "inference", "features_call_us": round(seconds / n * 1e6, 2)}), flush=True)
+    calls = per_call(lambda: state.features(100.0), 100_000, repeat)
+    print(json.dumps({"bench": "inference", "repeat": repeat, **spread(calls, 1e6, 2, "features_call_us")}),
+          flush=True)
 
     X, y, _ = make_dataset(bars, 15)
     rows = X.to_numpy()[:10]
     for name in SEED_MODELS:
         predictor = fit_predictor(name, X.to_numpy(), y, 15)
-        compiled = timeit.timeit(lambda: predictor.predict(rows), number=300) / 300
-        plain = timeit.timeit(lambda: predictor.pipeline.predict_proba(rows), number=100) / 100
-        print(json.dumps({"bench": "inference", "model": name, "rows": 10, "compiled_ms": round(compiled * 1e3, 3),
-                          "sklearn_ms": round(plain * 1e3, 3)}), flush=True)
+        compiled = per_call(functools.partial(predictor.predict, rows), 300, repeat)
+        plain = per_call(functools.partial(predictor.pipeline.predict_proba, rows), 100, repeat)
+        print(json.dumps({"bench": "inference", "model": name, "rows": 10, "repeat": repeat,
+                          **spread(compiled, 1e3, 3, "compiled_ms"), **spread(plain, 1e3, 3, "sklearn_ms")}),
+              flush=True)
 
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
         path = Path(tmp) / "BTCUSDT-1m-2024-01-01.csv"
         _write_klines(path, 1_000_000)
-        started = time.perf_counter()
-        candles = read_candles(path)
-        print(json.dumps({"bench": "inference", "read_candles_rows": len(candles.frame),
-                          "rejected": len(candles.rejected), "seconds": round(time.perf_counter() - started, 2)}),
-              flush=True)
+        seconds, rows_read, rejected = [], 0, 0
+        for _ in range(repeat):
+            gc.collect()
+            started = time.perf_counter()
+            candles = read_candles(path)
+            seconds.append(time.perf_counter() - started)
+            rows_read, rejected = len(candles.frame), len(candles.rejected)
+            del candles
+        print(json.dumps({"bench": "inference", "read_candles_rows": rows_read, "rejected": rejected,
+                          "repeat": repeat, **spread(seconds, 1.0, 2, "seconds")}), flush=True)
     return 0
 
 

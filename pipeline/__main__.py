@@ -221,6 +221,11 @@ def _fmt(value: object, pct: bool = False) -> str:
     return f"{value:+.2f}%" if pct else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _metric(value: object, pct: bool = False) -> str:
+    """A backtest figure, or "—" when the period cannot give it (the reason is printed below the table)."""
+    return "—" if value is None else _fmt(value, pct)
+
+
 def _print_models(records: list) -> None:
     if not records:
         print("no models yet: run `python -m pipeline train`")
@@ -299,6 +304,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _print_backtest(result) -> None:  # noqa: ANN001
+    from pipeline.trading.metrics import why_none
+
     m, h = result.metrics, result.buy_and_hold
     models = result.settings.get("models", {})
     print(f"{', '.join(result.symbols)}: {result.model}, models {models.get('models_from')}"
@@ -307,9 +314,15 @@ def _print_backtest(result) -> None:  # noqa: ANN001
             ("Sortino", "sortino", False), ("max drawdown", "max_drawdown_pct", True))
     print(f"{'':<16} {'strategy':>12} {'buy & hold':>12}")
     for label, key, pct in rows:
-        print(f"{label:<16} {_fmt(m.get(key), pct):>12} {_fmt(h.get(key), pct):>12}")
-    print(f"trades {m['trades']} (open {m['open_trades']}), win rate {_fmt(m['win_rate_pct'])}%, profit factor "
-          f"{_fmt(m['profit_factor'])}, exposure {m['exposure_pct']:.1f}%, fees {m['fees_paid']:.2f} USDT")
+        print(f"{label:<16} {_metric(m.get(key), pct):>12} {_metric(h.get(key), pct):>12}")
+    win_rate = "—" if m["win_rate_pct"] is None else f"{m['win_rate_pct']:.1f}%"
+    print(f"trades {m['trades']} (open {m['open_trades']}), win rate {win_rate}, profit factor "
+          f"{_metric(m['profit_factor'])}, exposure {m['exposure_pct']:.1f}%, fees {m['fees_paid']:.2f} USDT")
+    for label, key in (*((label, key) for label, key, _ in rows), ("win rate", "win_rate_pct"),
+                       ("profit factor", "profit_factor")):
+        reason = why_none(key, m, h)
+        if reason:
+            print(f"  {label}: — {reason}")
     for t in result.trades[-10:]:
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(t["entry_time"] / 1000))
         print(f"  {when} {t['symbol']} {t['quantity']:.8g} @ {t['entry_price']:.6g} -> {t['exit_price']:.6g} "

@@ -19,6 +19,7 @@ import streamlit as st
 from pipeline.config import ML_MODEL_NAMES
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.jobs.backtests import BacktestRequest
+from pipeline.trading.metrics import why_none
 from pipeline.trading.risk import SIZINGS, RiskSettings
 from runtime import page_runtime
 
@@ -231,19 +232,20 @@ c = st.columns(6)
 c[0].metric("Return", fmt(m["return_pct"], "+.2f") + " %",
             delta=f"{m['return_pct'] - hold['return_pct']:+.2f} pp vs B&H",
             help=f"Buy-and-hold of the same symbols: {hold['return_pct']:+.2f} %")
-c[1].metric("Win rate", fmt(m["win_rate_pct"], ".1f") + (" %" if m["win_rate_pct"] is not None else ""))
-c[2].metric("Profit factor", fmt(m["profit_factor"], ".2f"))
+c[1].metric("Win rate", fmt(m["win_rate_pct"], ".1f") + (" %" if m["win_rate_pct"] is not None else ""),
+            help=why_none("win_rate_pct", m))
+c[2].metric("Profit factor", fmt(m["profit_factor"], ".2f"), help=why_none("profit_factor", m))
 c[3].metric("Exposure", f"{m['exposure_pct']:.1f} %", help="Share of bars with an open position")
 c[4].metric("Trades", f"{m['trades']:,}" + (f" (+{m['open_trades']} open)" if m["open_trades"] else ""))
 c[5].metric("Fees paid (USDT)", f"{m['fees_paid']:,.2f}")
 
-ROWS = [("Return %", "return_pct"), ("CAGR %", "cagr_pct"), ("Sharpe", "sharpe"), ("Sortino", "sortino"),
-        ("Max drawdown %", "max_drawdown_pct")]
-st.dataframe(pd.DataFrame([{"metric": label, "strategy": m.get(key), "buy & hold": hold.get(key)}
-                           for label, key in ROWS]),
-             hide_index=True, column_config={"strategy": st.column_config.NumberColumn(format="%+.2f"),
-                                             "buy & hold": st.column_config.NumberColumn(format="%+.2f")})
-st.caption("CAGR, Sharpe and Sortino are annualized from the bars; over a few days they say little.")
+ROWS = [("Return %", "return_pct", "+.2f"), ("CAGR %", "cagr_pct", "+.2f"), ("Sharpe", "sharpe", "+.2f"),
+        ("Sortino", "sortino", "+.2f"), ("Max drawdown %", "max_drawdown_pct", ".2f")]
+st.dataframe(pd.DataFrame([{"metric": label, "strategy": fmt(m.get(key), spec), "buy & hold": fmt(hold.get(key), spec),
+                            "note": why_none(key, m, hold) or ""} for label, key, spec in ROWS]),
+             hide_index=True)
+st.caption("CAGR, Sharpe and Sortino are annualized from the bars (a year of 365.25 days); \"—\" marks a figure the "
+           "period cannot give, with the reason beside it.")
 
 curve = result.equity.assign(time=pd.to_datetime(result.equity["start"], unit="ms", utc=True))
 fig = go.Figure([go.Scatter(x=curve["time"], y=curve["equity"], mode="lines", name="strategy",

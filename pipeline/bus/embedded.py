@@ -336,18 +336,19 @@ class EmbeddedConsumer:
         """SQLite's count of commits by other connections to the file (this process's writer included)."""
         return self._conn.execute("PRAGMA data_version").fetchone()[0]
 
-    def _wait(self, version: int, timeout: float) -> None:
-        """Wait up to ``timeout`` for new data: this process's writer wakes us at once; on a shared
-        file a commit by another process is seen within 10 ms by the file's data version, a check
-        far cheaper than a fetch."""
+    def _wait(self, version: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` for new data; return True when new data woke us, False when the
+        time ran out. This process's writer wakes us at once; on a shared file a commit by another
+        process is seen within 10 ms by the file's data version, a check far cheaper than a fetch."""
         if not self._bus.shared:
-            self._bus._wait_for_data(timeout)
-            return
+            return self._bus._wait_for_data(timeout)
         end = time.monotonic() + timeout
         while True:
             left = end - time.monotonic()
-            if left <= 0 or self._bus._wait_for_data(min(left, 0.01)) or self._data_version() != version:
-                return
+            if left <= 0:
+                return False
+            if self._bus._wait_for_data(min(left, 0.01)) or self._data_version() != version:
+                return True
 
     def _fetch(self, max_messages: int) -> list[Record]:
         parts = list(self._positions)

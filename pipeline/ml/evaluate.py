@@ -4,8 +4,8 @@
 each ``TimeSeriesSplit`` training fold (with a gap of ``horizon`` rows, so no training target
 overlaps a test row), predicts the test fold, and reports direction metrics, the profit after
 fees of trading the signal, a confusion matrix and a calibration table. The baselines
-(persistence, always-up, moving-average crossover, buy-and-hold) are scored on the same test
-rows and trade under the same rules.
+(persistence, always-up, moving-average crossover, buy-and-hold; ``pipeline.ml.baselines``) are
+scored on the same test rows and trade under the same rules.
 
 Trading rule, per test fold: decide at every ``horizon``-th row (non-overlapping holding
 periods); be long for the next ``horizon`` bars when the signal says so, else flat; a position
@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import TimeSeriesSplit
 
+from pipeline.ml.baselines import BASELINES, baseline_calls
 from pipeline.ml.features import FEATURES, compute_features
 from pipeline.ml.models import TrainingError, fit_predictor
 
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 
 CALIBRATION_EDGES: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-BASELINES: tuple[str, ...] = ("persistence", "always_up", "ma_crossover", "buy_and_hold")
 
 
 @dataclass
@@ -171,12 +171,6 @@ def _calibration(confidence: np.ndarray, hit: np.ndarray) -> list[dict[str, Any]
     return bins
 
 
-def _column(X: pd.DataFrame | np.ndarray, name: str) -> np.ndarray:
-    if isinstance(X, pd.DataFrame):
-        return X[name].to_numpy(dtype=float)
-    return np.asarray(X, dtype=float)[:, FEATURES.index(name)]
-
-
 def _scored(up: np.ndarray, y_folds: list[np.ndarray], up_folds: list[np.ndarray],
             horizon: int, fee_bps: float, direction: bool = True) -> dict[str, Any]:
     trades = sum((simulate_trades(u, yf, horizon, fee_bps) for u, yf in zip(up_folds, y_folds)),
@@ -209,9 +203,7 @@ def walk_forward(name: str, X: pd.DataFrame | np.ndarray, y: np.ndarray, horizon
     except ValueError as exc:
         raise TrainingError(f"{name}: {len(values)} rows cannot make {n_splits} folds: {exc}") from exc
     threshold = 2 * fee_bps / 1e4
-    past = np.full(len(y), np.nan)
-    past[horizon:] = y[:-horizon]  # rows are consecutive bars: y[i-h] = ln(close[i] / close[i-h])
-    ma_up = _column(X, "ma_7_gap") < _column(X, "ma_25_gap")  # p/ma_7 < p/ma_25 <=> ma_7 > ma_25
+    calls = baseline_calls(X, y, horizon)
     expected_f, confidence_f, y_f, idx_f, folds = [], [], [], [], []
     for k, (train, test) in enumerate(splits):
         if max_train_rows is not None:
@@ -232,7 +224,6 @@ def walk_forward(name: str, X: pd.DataFrame | np.ndarray, y: np.ndarray, horizon
     expected = np.concatenate(expected_f)
     confidence = np.concatenate(confidence_f)
     y_test = np.concatenate(y_f)
-    idx = np.concatenate(idx_f)
     up_pred = expected > 0
     model_scores = _scored(up_pred, y_f, [e > threshold for e in expected_f], horizon, fee_bps)
     metrics: dict[str, Any] = {key: model_scores[key] for key in (
@@ -246,15 +237,9 @@ def walk_forward(name: str, X: pd.DataFrame | np.ndarray, y: np.ndarray, horizon
     metrics.update(profit_pct=model_scores["profit_pct"], trades=model_scores["trades"],
                    exposure=model_scores["exposure"], samples=int(len(y_test)),
                    base_rate_up=float((y_test > 0).mean()))
-    signals = {
-        "persistence": [past[i] > 0 for i in idx_f],
-        "always_up": [np.ones(len(i), dtype=bool) for i in idx_f],
-        "ma_crossover": [ma_up[i] for i in idx_f],
-    }
-    baselines = {b: _scored(np.concatenate(s), y_f, s, horizon, fee_bps)
+    signals = {b: [calls[b][i] for i in idx_f] for b in BASELINES}
+    baselines = {b: _scored(np.concatenate(s), y_f, s, horizon, fee_bps, direction=b != "buy_and_hold")
                  for b, s in signals.items()}
-    baselines["buy_and_hold"] = _scored(np.ones(len(idx), dtype=bool), y_f,
-                                        signals["always_up"], horizon, fee_bps, direction=False)
     report = {"confusion": _confusion(up_pred, y_test),
               "calibration": _calibration(confidence, up_pred == (y_test > 0)),
               "importances": None, "folds": folds}

@@ -179,27 +179,36 @@ class MLStage(Stage):
         if self.clock() - self._reloaded_at >= self.reload_s:
             self.reload()
         rows: dict[str, list[tuple[MarketData, bool, dict[str, float]]]] = {}
+        order: list[tuple[str, int]] = []  # (symbol, row) of each tick with features, as they came
         for tick, replay in messages:
             features = self._features(tick)
             if features is not None:
-                rows.setdefault(tick.symbol, []).append((tick, replay, features))
-        out: list[Output] = []
+                items = rows.setdefault(tick.symbol, [])
+                order.append((tick.symbol, len(items)))
+                items.append((tick, replay, features))
+        signals: dict[str, list[list[Output]]] = {}  # symbol -> per row, every model's signal
         for symbol, items in rows.items():
             active = [self.loaded[(symbol, m)] for m in self.models if (symbol, m) in self.loaded]
             if not active:
                 self.skipped["no model"] += len(items)
                 continue
             matrices: dict[tuple[str, ...], np.ndarray] = {}  # models sharing features share the rows
+            per_row: list[list[Output]] = [[] for _ in items]
             for loaded in active:
                 names = tuple(loaded.record.features)
                 X = matrices.get(names)
                 if X is None:
                     X = matrices[names] = np.array([[f[n] for n in names] for _, _, f in items], dtype=float)
                 expected, confidence = loaded.predictor.predict(X)
-                for (tick, replay, features), r, c in zip(items, expected.tolist(), confidence.tolist()):
+                for row, (tick, replay, features), r, c in zip(per_row, items, expected.tolist(),
+                                                                confidence.tolist()):
                     signal = self._signal(tick, features, loaded, r, c)
-                    out.append((signal, REPLAY_HEADERS) if replay else signal)
-        return out
+                    row.append((signal, REPLAY_HEADERS) if replay else signal)
+            signals[symbol] = per_row
+        # Published in the ticks' order, every model's signal of a tick together: the decision stage
+        # gathers a tick's signals as they come, takes a later tick's signal as the end of the group,
+        # and sizes from prices of every symbol as of that tick.
+        return [s for symbol, i in order if symbol in signals for s in signals[symbol][i]]
 
     def _signal(self, tick: MarketData, features: dict[str, float], loaded: _Loaded, expected: float,
                 confidence: float) -> MLSignal:

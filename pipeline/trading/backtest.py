@@ -7,13 +7,12 @@ batch per model. Backtrader steps through the bars (``BarEventFeed``) and the st
 bar's ticks to a virtual ``Exchange`` and each actionable signal group to its rules, so a backtest
 makes the orders the live decision stage makes on a replay of the same candles.
 
-Metrics are computed on the equity at every bar's close and compared with buy-and-hold of the same
-symbols (an equal split at the first bar's open, one fee in).
+Metrics (``pipeline.trading.metrics``) are computed on the equity at every bar's close and compared
+with buy-and-hold of the same symbols (an equal split at the first bar's open, one fee in).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,11 +27,11 @@ from pipeline.messages import Order
 from pipeline.ml.features import FEATURES, FeatureState
 from pipeline.candles import candle_prices, candle_spans, candle_times
 from pipeline.trading.exchange import Book, Exchange, ExchangeSettings
+from pipeline.trading.metrics import buy_and_hold_curve, curve_metrics, exposure_pct, merge_reasons, trade_metrics
 from pipeline.trading.risk import MEDIUM_CONFIDENCE, RiskSettings
 from pipeline.trading.strategy import (
     SIGNALS, TICK, BarEventFeed, Desk, Event, MLSignalStrategy, ModelSignal, SignalGroup, bt)
 
-YEAR_MS = 365.25 * 86_400_000
 SIGNAL_CODES = ("HOLD", "BUY", "SELL")
 Progress = Callable[[float, str], None]
 
@@ -245,19 +244,15 @@ def _result(plan: TickPlan, clock: pd.DataFrame, desk: Desk, equity: np.ndarray,
     ex = desk.exchange
     starts = plan.slots
     start_balance = settings.starting_balance
-    growth = np.mean([_hold_growth(frame, starts) for frame in bars.values()], axis=0)
-    hold = start_balance * (1.0 - settings.fee_bps / 10_000.0) * growth
+    hold = buy_and_hold_curve(bars, starts, start_balance, settings.fee_bps)
     trades = [_trade(b, ex) for b in ex.books.values() if b.order.action == "BUY" and b.status in ("FILLED", "CLOSED")]
     trades.sort(key=lambda t: t["entry_time"])
     closed = [t for t in trades if t["exit_reason"] != "open"]
-    wins = [t["pnl"] for t in closed if t["pnl"] > 0]
-    losses = [t["pnl"] for t in closed if t["pnl"] <= 0]
-    metrics = _curve_metrics(equity, starts, start_balance, interval_ms)
+    metrics = curve_metrics(equity, starts, start_balance, interval_ms)
+    by_trade = trade_metrics(t["pnl"] for t in closed)
     metrics.update({
-        "trades": len(closed), "open_trades": len(trades) - len(closed),
-        "win_rate_pct": len(wins) / len(closed) * 100.0 if closed else None,
-        "profit_factor": (sum(wins) / -sum(losses)) if losses and sum(losses) < 0 else None,
-        "exposure_pct": float(exposed.mean() * 100.0) if len(exposed) else 0.0,
+        **by_trade, "why_none": merge_reasons(metrics, by_trade), "open_trades": len(trades) - len(closed),
+        "exposure_pct": exposure_pct(exposed),
         "fees_paid": ex.fees_paid, "final_equity": float(equity[-1]) if len(equity) else start_balance,
         "orders": len(desk.orders), "cancelled": sum(1 for b in ex.books.values() if b.status == "CANCELLED")})
     peak = np.maximum.accumulate(equity) if len(equity) else equity
@@ -270,14 +265,9 @@ def _result(plan: TickPlan, clock: pd.DataFrame, desk: Desk, equity: np.ndarray,
         skipped["hold"] += int(((code == 0) & ready).sum())
         skipped["low confidence"] += int(((code != 0) & (conf < MEDIUM_CONFIDENCE)).sum())
     return BacktestResult(symbols=[s.symbol for s in plan.symbols], model=plan.model, metrics=metrics,
-                          buy_and_hold=_curve_metrics(hold, starts, start_balance, interval_ms), trades=trades,
+                          buy_and_hold=curve_metrics(hold, starts, start_balance, interval_ms), trades=trades,
                           orders=list(desk.orders), statuses=list(desk.statuses), equity=curve,
                           skipped=dict(skipped), settings={})
-
-
-def _hold_growth(frame: pd.DataFrame, starts: np.ndarray) -> np.ndarray:
-    close = frame.set_index("start")["close"].reindex(starts).ffill().bfill().to_numpy(dtype=float)
-    return close / float(frame["open"].iloc[0])
 
 
 def _trade(book: Book, ex: Exchange) -> dict[str, Any]:
@@ -292,24 +282,3 @@ def _trade(book: Book, ex: Exchange) -> dict[str, Any]:
             "pnl": pnl, "pnl_pct": pnl / cost * 100.0 if cost else 0.0,
             "exit_reason": "open" if is_open else book.exit_reason,
             "model": book.order.trigger_signal.model, "confidence": book.order.trigger_signal.confidence}
-
-
-def _curve_metrics(equity: np.ndarray, starts: np.ndarray, start_balance: float, interval_ms: int) -> dict[str, Any]:
-    """Return, CAGR, Sharpe, Sortino and max drawdown of an equity curve sampled once a bar."""
-    if len(equity) < 2:
-        return {"return_pct": 0.0, "cagr_pct": None, "sharpe": None, "sortino": None, "max_drawdown_pct": 0.0}
-    final = float(equity[-1])
-    years = (int(starts[-1]) - int(starts[0]) + interval_ms) / YEAR_MS
-    returns = np.diff(equity) / equity[:-1]
-    per_year = math.sqrt(YEAR_MS / interval_ms)
-    sd = float(returns.std(ddof=1)) if len(returns) > 1 else 0.0
-    downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2)))
-    mean = float(returns.mean())
-    peak = np.maximum.accumulate(equity)
-    return {
-        "return_pct": (final / start_balance - 1.0) * 100.0,
-        "cagr_pct": ((final / start_balance) ** (1.0 / years) - 1.0) * 100.0 if years > 0 and final > 0 else None,
-        "sharpe": mean / sd * per_year if sd > 0 else None,
-        "sortino": mean / downside * per_year if downside > 0 else None,
-        "max_drawdown_pct": float((1.0 - equity / peak).max() * 100.0),
-    }

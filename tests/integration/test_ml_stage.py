@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pytest
 
 from pipeline.bus.base import Bus
@@ -67,7 +69,8 @@ def test_ticks_become_signals_with_out_of_sample_metadata_and_replays_stay_repla
         name: ClassVar[str] = f"signal-store-{suffix}"
         offset_reset: ClassVar[str] = "latest"  # a shared broker holds other runs' signals
 
-    ml = StageRunner(Stage(db, registry, models=MODELS), bus, poll_timeout=0.2)
+    # thresholds at 0: every signal is a BUY or a SELL by the sign of the expected change
+    ml = StageRunner(Stage(db, registry, models=MODELS, buy_pct=0.0, sell_pct=0.0), bus, poll_timeout=0.2)
     store = StageRunner(Store(db), bus, poll_timeout=0.2)
     ml.start()
     store.start()
@@ -100,20 +103,37 @@ def test_ticks_become_signals_with_out_of_sample_metadata_and_replays_stay_repla
     finally:
         ml.stop()
         store.stop()
-    signals = [(decode(ML_SIGNALS, r.value), r.header(FEED_HEADER)) for r in records_read]
-    last_five = signals
-    assert len(last_five) == 2 * 5  # one signal per tick and model
-    for signal, header in last_five:
-        assert isinstance(signal, MLSignal)
+    signals: list[tuple[MLSignal, bytes | None]] = []
+    for r in records_read:
+        decoded = decode(ML_SIGNALS, r.value)
+        assert isinstance(decoded, MLSignal)
+        signals.append((decoded, r.header(FEED_HEADER)))
+    assert len(signals) == 2 * 5  # one signal per tick and model
+    # tick by tick, both models' signals of a tick together (the decision stage groups them so)
+    assert [(s.timestamp, s.model) for s, _ in signals] == [(now + 10 + i, m) for i in range(5) for m in MODELS]
+    predictors = {m: registry.load(r) for m, r in records.items()}
+    for signal, header in signals:
         record = records[signal.model]
+        assert signal.current_price == pytest.approx(price * (1 + (signal.timestamp - now - 10) / 1000))
+        # the registry's model on the features the signal carries gives the signal's numbers
+        row = np.array([[signal.features[name] for name in record.features]])
+        expected_log, confidence = (float(v[0]) for v in predictors[signal.model].predict(row))
+        assert signal.expected_change_pct == pytest.approx((math.exp(expected_log) - 1) * 100, rel=1e-9)
+        assert signal.predicted_value == pytest.approx(signal.current_price * math.exp(expected_log), rel=1e-9)
+        assert signal.confidence == pytest.approx(min(1.0, max(0.0, confidence)), rel=1e-9)
+        assert 0.0 <= signal.confidence <= 1.0
+        # seed 001's mapping, by hand: above the buy threshold BUY, below the sell one SELL
+        assert signal.signal == ("BUY" if signal.expected_change_pct > 0 else
+                                 "SELL" if signal.expected_change_pct < 0 else "HOLD")
+        assert signal.metadata["confidence_level"] == ("high" if signal.confidence >= 0.8 else
+                                                       "medium" if signal.confidence >= 0.6 else "low")
         assert signal.metadata["model_version"] == str(record.version)
         assert signal.metadata["out_of_sample"]["accuracy"] == pytest.approx(record.metrics["accuracy"])
-        assert set(signal.metadata["baselines"]) >= {"persistence", "always_up", "ma_crossover", "buy_and_hold"}
-        assert signal.metadata["confidence_level"] == confidence_level(signal.confidence)
-        assert signal.signal == signal_of(signal.expected_change_pct, 1.5, -1.5)
-        assert signal.predicted_value == pytest.approx(signal.current_price * (1 + signal.expected_change_pct / 100))
+        assert signal.metadata["baselines"]["persistence"]["accuracy"] == \
+            pytest.approx(record.baselines["persistence"]["accuracy"])
         assert {"ma_7", "ma_25", "rsi_14", "volatility_7d", "volume_change_pct"} <= set(signal.features)
         assert header == (REPLAY if signal.timestamp == now + 14 else None)
+    assert {s.signal for s, _ in signals} <= {"BUY", "SELL"}
     assert stored[0]["n"] == 10
     db.close()
 

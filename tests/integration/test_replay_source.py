@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import string
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -147,22 +148,33 @@ def test_replayed_klines_become_the_files_bars_and_bad_rows_are_dead_lettered(
     assert last["price_change_pct"] == pytest.approx((91255.55 / 91000 - 1) * 100)
 
 
-def test_speed_60_replays_three_minutes_of_candles_in_about_three_seconds(bus: Bus, tmp_path: Path) -> None:
+def test_speed_60_replays_three_minutes_of_candles_in_three_seconds_of_its_clock(bus: Bus, tmp_path: Path) -> None:
     bus.create_topics(CATALOG.values())
     path = write_klines(tmp_path / "c.csv", KLINES.read_text().splitlines()[:3])
-    source = ReplaySource(bus.producer(), {new_symbol(): path}, speed=60, name=f"replay-test-{time.time_ns()}")
-    started = time.monotonic()
+    start = 1000.0
+    now = [start]
+    halfway, go_on = threading.Event(), threading.Event()
+
+    def sleep(seconds: float) -> None:  # time passes only when the replay waits; it stops half-way
+        now[0] += seconds
+        if now[0] - start >= 1.5 and not halfway.is_set():
+            halfway.set()
+            go_on.wait(60)
+
+    source = ReplaySource(bus.producer(), {new_symbol(): path}, speed=60, name=f"replay-test-{time.time_ns()}",
+                          clock=lambda: now[0], sleep=sleep)
     source.start()
     try:
-        time.sleep(1.5)
+        assert halfway.wait(30), source.health.snapshot()
         assert 0.0 < source.progress < 1.0 and not source.done
+        go_on.set()
         wait_for(lambda: source.done, lambda: source.health.snapshot(), timeout=30)
-        elapsed = time.monotonic() - started
-        assert 2.0 <= elapsed <= 8.0, elapsed
+        assert now[0] - start == pytest.approx(179.999 / 60)  # first open to last close, at 60x
         assert source.progress == 1.0
         assert source.health.snapshot().running  # idles until stopped
         assert source.health.snapshot().produced == 12
     finally:
+        go_on.set()
         source.stop()
     assert not source.health.snapshot().running
 
@@ -190,15 +202,15 @@ def test_pacing_follows_candle_time_with_an_injected_clock(bus: Bus, tmp_path: P
 
 
 def test_stop_is_prompt_while_pacing(bus: Bus, tmp_path: Path) -> None:
+    """The pacing wait is the stop event's: stopping wakes it. At speed 0.001 the next tick is
+    15,000 s away, so a wait that stop did not wake would outlast stop's 10 s join."""
     bus.create_topics(CATALOG.values())
-    source = ReplaySource(bus.producer(), {new_symbol(): KLINES}, speed=1, name=f"replay-test-{time.time_ns()}")
+    source = ReplaySource(bus.producer(), {new_symbol(): KLINES}, speed=0.001, name=f"replay-test-{time.time_ns()}")
     source.start()
-    time.sleep(0.5)
-    started = time.monotonic()
-    source.stop()
-    assert time.monotonic() - started < 2.0
+    wait_for(lambda: source.health.snapshot().produced == 1, lambda: source.health.snapshot(), timeout=30)
+    source.stop(timeout=10.0)
     assert not source.health.snapshot().running and not source.done
-    assert source.health.snapshot().produced == 1  # the first open; the next tick is 15 s away
+    assert source.health.snapshot().produced == 1  # the first open; the next tick never came
 
 
 def test_loop_repeats_the_files_later_in_time(bus: Bus, db: Database) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,11 +16,16 @@ from pathlib import Path
 import pytest
 
 from bench.journal import raw_trades
+from pipeline.bus.base import partition_for, read_to_end
+from pipeline.bus.embedded import EmbeddedBus
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
+from pipeline.messages import decode, encode
 from pipeline.processes import StageProcess
-from pipeline.topics import RAW_TRADES
+from pipeline.stages.normalizer import Normalizer
+from pipeline.topics import CATALOG, NORMALIZED_TRADES, RAW_TRADES
 from pipeline.wiring import build_runtime
+from storage.db import Database
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -127,3 +133,101 @@ def test_a_child_stops_when_the_process_that_started_it_is_killed(tmp_path: Path
         _wait("the orphaned child to stop", lambda: not _alive(child), timeout=30)
     finally:
         parent.kill()
+
+
+def _user_on_partition(partition: int, partitions: int) -> str:
+    n = 0
+    while partition_for(f"kill-user-{n}".encode(), partitions) != partition:
+        n += 1
+    return f"kill-user-{n}"
+
+
+def _write_locked(path: Path) -> bool:
+    """Tell whether some connection holds the database's write lock (without waiting for it)."""
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
+        return True
+    finally:
+        conn.close()
+
+
+def test_a_stage_process_killed_mid_batch_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """``python -m pipeline run --stage normalizer`` under ``StageProcess`` is killed with SIGKILL
+    while it is inside a batch's write: a trigger the test puts on the ledger spins when the second
+    batch's 100th fill goes in, so the child holds the write lock with part of the batch written and
+    nothing committed. Killed there, started again by ``StageProcess``, it takes the batch again: every fill
+    is in the ledger once, and normalized-trades carries each record once, as one normalizer run over
+    the same trades makes them."""
+    bus = EmbeddedBus(tmp_path / "bus.db", shared=True)
+    bus.create_topics(CATALOG.values())
+    db = Database(tmp_path / "desk.db")
+    partitions = CATALOG[RAW_TRADES].partitions
+    # The killed member keeps its partitions until its session expires (30 s); a restarted member
+    # joins after it and gets the last partition at once (range assignment), so the trades go there.
+    user = _user_on_partition(partitions - 1, partitions)
+    trades = raw_trades(400, user)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": "", "DISCORD_WEBHOOK_URL": "", "NOTIFY_WEBHOOK_URL": ""}
+    child = StageProcess("normalizer", tmp_path, env=env, restart_pause_s=3.0)
+    producer = bus.producer()
+    sql = sqlite3.connect(tmp_path / "desk.db", timeout=30, isolation_level=None)
+
+    def fills() -> int:
+        return db.query("SELECT count(*) AS n FROM journal_fills WHERE user_id=?", (user,))[0]["n"]
+
+    def committed() -> int | None:
+        for g in bus.describe_groups():
+            for p in g.partitions if g.group_id == "normalizer" else ():
+                if (p.topic, p.partition) == (RAW_TRADES, partitions - 1):
+                    return p.committed
+        return None
+
+    def publish(batch: list[tuple[str, bytes]]) -> None:
+        for _, value in batch:
+            producer.produce(RAW_TRADES, value, key=user.encode())
+        assert producer.flush(30) == 0
+
+    child.start()
+    try:
+        _wait("the child to join its group", lambda: any(
+            g.group_id == "normalizer" and g.members for g in bus.describe_groups()))
+        publish(trades[:200])
+        _wait("the first 200 fills committed", lambda: fills() == 200 and committed() == 200)
+
+        spin_at = trades[299][0]  # the 100th fill of the next 200
+        sql.execute("CREATE TABLE spin (x INTEGER)")
+        sql.executemany("INSERT INTO spin VALUES (?)", [(i,) for i in range(1000)])
+        sql.execute(f"CREATE TRIGGER spin_fill BEFORE INSERT ON journal_fills WHEN NEW.fill_id = '{spin_at}' "
+                    "BEGIN SELECT count(*) FROM spin a, spin b, spin c, spin d; END")
+        publish(trades[200:])
+        _wait("the child to be inside the batch's write", lambda: _write_locked(tmp_path / "desk.db"), timeout=60)
+        pid = child.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        sql.execute("DROP TRIGGER spin_fill")  # waits for the lock the dead child held
+        # killed mid-batch: the batch was being written and none of it is committed, in the store or the bus
+        assert fills() == 200 and committed() == 200
+
+        _wait("the child started again", lambda: child.restarts == 1 and child.pid not in (None, pid))
+        assert "exited with code -9" in (child.health.last_error or "")
+        _wait("all 400 fills committed", lambda: fills() == 400 and committed() == 400)
+    finally:
+        child.stop()
+        sql.close()
+    assert db.query("SELECT count(DISTINCT fill_id) AS n FROM journal_fills WHERE user_id=?", (user,))[0]["n"] == 400
+
+    published = [r.value for r in read_to_end(bus, NORMALIZED_TRADES, "kill-test-reader")
+                 if r.key == user.encode() and r.value is not None]
+    reference_db = Database(tmp_path / "reference.db")
+    reference = Normalizer(reference_db)
+    expected = reference.process_batch([reference.prepare(decode(RAW_TRADES, v)) for _, v in trades])
+    reference_db.close()
+    db.close()
+    bus.close()
+    assert len(published) == len(expected) == 400  # nothing doubled
+    assert sorted(published) == sorted(encode(m) for m in expected)  # nothing lost

@@ -3,6 +3,7 @@ its metrics next to buy-and-hold, the charts and the trades; a bad risk field st
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +87,16 @@ def test_a_backtest_on_simulator_history_shows_metrics_beside_buy_and_hold_chart
 
     side_by_side = frame_with(at, "buy & hold").set_index("metric")
     assert list(side_by_side.index) == ["Return %", "CAGR %", "Sharpe", "Sortino", "Max drawdown %"]
-    assert side_by_side.loc["Return %", "strategy"] == pytest.approx(result.metrics["return_pct"])
-    assert side_by_side.loc["Return %", "buy & hold"] == pytest.approx(result.buy_and_hold["return_pct"])
-    assert side_by_side.loc["Max drawdown %", "buy & hold"] == pytest.approx(result.buy_and_hold["max_drawdown_pct"])
+    assert side_by_side.loc["Return %", "strategy"] == f"{result.metrics['return_pct']:+.2f}"
+    assert side_by_side.loc["Return %", "buy & hold"] == f"{result.buy_and_hold['return_pct']:+.2f}"
+    assert side_by_side.loc["Max drawdown %", "buy & hold"] == f"{result.buy_and_hold['max_drawdown_pct']:.2f}"
+    assert side_by_side.loc["Sharpe", "buy & hold"] == f"{result.buy_and_hold['sharpe']:+.2f}"
+    # about 1.4 days of bars tested: no yearly growth rate, a dash and the reason instead
+    assert result.metrics["cagr_pct"] is None and result.buy_and_hold["cagr_pct"] is None
+    assert list(side_by_side.loc["CAGR %", ["strategy", "buy & hold"]]) == ["—", "—"]
+    assert re.fullmatch(r"only 1\.\d+ days tested; a yearly rate needs at least 30 days",
+                        side_by_side.loc["CAGR %", "note"])
+    assert side_by_side.loc["Return %", "note"] == ""
 
     trades = frame_with(at, "entry_price")
     assert len(trades) == len(result.trades) > 0
@@ -167,7 +175,3 @@ def test_no_symbol_is_an_error_on_the_symbols_field(desk: Path) -> None:
     assert [e.value for e in at.error] == ["**Symbols** (`symbols`) breaks the rule: pick at least one symbol",
                                            "Nothing was started: fix the fields above."]
     assert runtime.get_runtime().backtesting is None
-
-
-def test_the_app_lists_portfolio_and_backtest_after_signals() -> None:
-    assert list(PAGES)[1:4] == ["Signals", "Portfolio", "Backtest"]

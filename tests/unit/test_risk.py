@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -221,9 +222,27 @@ def test_risk_settings_refuse_bad_values_naming_the_field(field: str, value: obj
     assert field in str(err.value)
 
 
-def test_risk_settings_accept_their_edges() -> None:
-    RiskSettings(position_pct=100.0, risk_pct=100.0, max_symbol_exposure_pct=100.0, max_total_exposure_pct=100.0,
-                 trailing_stop_pct=0.0, min_order_usdt=0.0, stop_loss_pct=99.9, sizing="fixed_risk")
+def test_risk_settings_accept_their_edges_and_size_with_them() -> None:
+    edges: dict[str, Any] = {"position_pct": 100.0, "risk_pct": 100.0, "max_symbol_exposure_pct": 100.0,
+                             "max_total_exposure_pct": 100.0, "trailing_stop_pct": 0.0, "min_order_usdt": 0.0,
+                             "stop_loss_pct": 99.9}
+    risk = RiskSettings(**edges, sizing="fixed_risk")
+    assert {k: getattr(risk, k) for k in edges} == edges
+    # a 99.9 % stop sits at a thousandth of the price
+    stop, take = brackets(100.0, risk)
+    assert stop == pytest.approx(0.1) and take == pytest.approx(105.0)
+    # risking 100 % of 1,000 USDT over 99.9 USDT a unit wants 1,001 USDT: the 100 % symbol cap leaves 1,000
+    d = size_entry(100.0, stop, equity=1_000.0, cash=1_000.0, symbol_exposure=0.0, total_exposure=0.0,
+                   settings=risk)
+    assert (d.quantity, d.capped_by, d.reason) == (10.0, "symbol exposure", None)
+    # 100 % of equity as a fixed fraction is the whole equity, with nothing capping it
+    whole = size_entry(100.0, stop, equity=1_000.0, cash=1_000.0, symbol_exposure=0.0, total_exposure=0.0,
+                       settings=RiskSettings(**edges))
+    assert (whole.quantity, whole.notional, whole.capped_by) == (10.0, 1_000.0, None)
+    # no minimum order: half a USDT still buys something
+    dust = size_entry(100.0, stop, equity=0.5, cash=0.5, symbol_exposure=0.0, total_exposure=0.0,
+                      settings=RiskSettings(**edges))
+    assert (dust.quantity, dust.reason) == (0.005, None)
 
 
 # -- confidence and confirmation ----------------------------------------------------------------
