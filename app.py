@@ -9,22 +9,26 @@ from storage import status
 
 st.set_page_config(page_title="Trader's Desk", page_icon=":material/candlestick_chart:", layout="wide")
 
-pages = st.navigation([
-    st.Page("views/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
-    st.Page("views/signals.py", title="Signals", icon=":material/insights:"),
-    st.Page("views/portfolio.py", title="Portfolio", icon=":material/account_balance_wallet:"),
-    st.Page("views/backtest.py", title="Backtest", icon=":material/history:"),
-    st.Page("views/journal.py", title="Journal", icon=":material/menu_book:"),
-    st.Page("views/imports.py", title="Import", icon=":material/upload_file:"),
-    st.Page("views/pipeline.py", title="Pipeline", icon=":material/account_tree:"),
-    st.Page("views/settings.py", title="Settings", icon=":material/settings:"),
-])
+pages = st.navigation(
+    [
+        st.Page("views/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
+        st.Page("views/signals.py", title="Signals", icon=":material/insights:"),
+        st.Page("views/portfolio.py", title="Portfolio", icon=":material/account_balance_wallet:"),
+        st.Page("views/backtest.py", title="Backtest", icon=":material/history:"),
+        st.Page("views/journal.py", title="Journal", icon=":material/menu_book:"),
+        st.Page("views/imports.py", title="Import", icon=":material/upload_file:"),
+        st.Page("views/pipeline.py", title="Pipeline", icon=":material/account_tree:"),
+        st.Page("views/settings.py", title="Settings", icon=":material/settings:"),
+    ]
+)
 
 runtime = page_runtime()
 
 with st.sidebar:
-    st.caption(f"Bus: **{runtime.bus.name}**"
-               + (f" · {runtime.config.kafka_bootstrap_servers}" if runtime.bus.name == "kafka" else ""))
+    st.caption(
+        f"Bus: **{runtime.bus.name}**"
+        + (f" · {runtime.config.kafka_bootstrap_servers}" if runtime.bus.name == "kafka" else "")
+    )
     down = [s.name for s in status.stages(runtime.db) if not s.running]
     if down:
         st.warning(f"Stopped: {', '.join(down)}")

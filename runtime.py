@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -61,8 +62,6 @@ def save_settings(changes: dict[str, str]) -> list[str]:
 
 def restart_runtime() -> None:
     """Stop the running pipeline; the next page view starts one with the saved settings."""
-    try:
+    with contextlib.suppress(PipelineError):  # a runtime that never started has nothing to stop
         get_runtime().stop()
-    except PipelineError:
-        pass
     get_runtime.clear()

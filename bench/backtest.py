@@ -99,8 +99,17 @@ class BareSignals:
     """Signals computed before the run, one per backtrader bar: at each bar's close (``ticks=3``,
     one a bar) or at every tick (``ticks=None``: the four ticks of every bar, each a backtrader bar)."""
 
-    def __init__(self, symbol: str, times: np.ndarray, prices: np.ndarray, code: np.ndarray, conf: np.ndarray,
-                 change: np.ndarray, levels: np.ndarray, ticks: int | None = 3) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        times: np.ndarray,
+        prices: np.ndarray,
+        code: np.ndarray,
+        conf: np.ndarray,
+        change: np.ndarray,
+        levels: np.ndarray,
+        ticks: int | None = 3,
+    ) -> None:
         def pick(a: np.ndarray) -> np.ndarray:
             return a[:, ticks] if ticks is not None else a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
 
@@ -115,9 +124,14 @@ class BareSignals:
 
     def group(self, i: int) -> SignalGroup:
         ma7, ma25, rsi = self.levels[i]
-        return SignalGroup(self.symbol, self.times[i], self.prices[i],
-                           ModelSignal(MODEL, SIGNAL_CODES[self.code[i]], self.conf[i], self.change[i]), (),
-                           {"ma_7": ma7, "ma_25": ma25, "rsi_14": rsi})
+        return SignalGroup(
+            self.symbol,
+            self.times[i],
+            self.prices[i],
+            ModelSignal(MODEL, SIGNAL_CODES[self.code[i]], self.conf[i], self.change[i]),
+            (),
+            {"ma_7": ma7, "ma_25": ma25, "rsi_14": rsi},
+        )
 
 
 class BareStrategy(MLSignalStrategy):
@@ -130,7 +144,7 @@ class BareStrategy(MLSignalStrategy):
         super().__init__()
         self.signals: BareSignals = self.p.signals
         self.pending: set[int] = set()  # refs of entry and close orders not done yet
-        self.children: list[Any] = []   # the open position's stop and take-profit orders
+        self.children: list[Any] = []  # the open position's stop and take-profit orders
         self.entry_id = ""
         self.closed_trades = 0
 
@@ -171,8 +185,9 @@ class BareStrategy(MLSignalStrategy):
         self.desk.orders.append(order)
         if order.action == "BUY":
             rm = order.risk_management
-            main, stop, limit = self.buy_bracket(size=order.quantity, stopprice=rm.stop_loss,
-                                                 limitprice=rm.take_profit, exectype=bt.Order.Market)
+            main, stop, limit = self.buy_bracket(
+                size=order.quantity, stopprice=rm.stop_loss, limitprice=rm.take_profit, exectype=bt.Order.Market
+            )
             self.pending.add(main.ref)
             self.children = [stop, limit]
             self.entry_id = order.order_id
@@ -196,10 +211,13 @@ class Floor(bt.Strategy):
 Run = tuple[Any, Any]
 
 
-def _frame(index_ms: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarray,
-           close: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": 1.0},
-                        index=pd.to_datetime(index_ms, unit="ms"))
+def _frame(
+    index_ms: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close, "volume": 1.0},
+        index=pd.to_datetime(index_ms, unit="ms"),
+    )
 
 
 def build_floor(frame: pd.DataFrame) -> Run:
@@ -285,32 +303,38 @@ def bench_backtest(n_bars: int, repeat: int, predictor: Any) -> list[dict[str, A
         plan, clock = prepare({SYMBOL: bars}, predictors, model=MODEL, buy_pct=BUY_PCT, sell_pct=SELL_PCT)
         signals_s = time.perf_counter() - started
         builders: dict[str, Callable[[], Run]] = {
-            "floor_bars": functools.partial(build_floor, bar_frame), "ours": functools.partial(build_ours, plan, clock),
+            "floor_bars": functools.partial(build_floor, bar_frame),
+            "ours": functools.partial(build_ours, plan, clock),
             "bare_close": functools.partial(build_bare, bar_frame, close_signals),
             "bare_ticks": functools.partial(build_bare, tick_frame, tick_signals),
-            "floor_ticks": functools.partial(build_floor, tick_frame)}
-        order = RUNS[r % len(RUNS):] + RUNS[:r % len(RUNS)]  # each repeat starts with another run
+            "floor_ticks": functools.partial(build_floor, tick_frame),
+        }
+        order = RUNS[r % len(RUNS) :] + RUNS[: r % len(RUNS)]  # each repeat starts with another run
         got = {name: timed(builders[name]()) for name in order}
         sec = {name: got[name][0] for name in RUNS}
         line: dict[str, Any] = {"bench": "backtest", "bars": n_bars, "round": r + 1, "order": list(order)}
         for name in RUNS:
             line[f"{name}_s"] = round(sec[name], 3)
             line[f"{name}_bars_per_s"] = round(n_bars / sec[name])
-        line.update({
-            "signals_s": round(signals_s, 3),
-            "ours_total_bars_per_s": round(n_bars / (signals_s + sec["ours"])),
-            "ours_minus_floor_bars_s": round(sec["ours"] - sec["floor_bars"], 3),
-            "ours_vs_bare_ticks_pct": round((sec["ours"] / sec["bare_ticks"] - 1) * 100, 1),
-            "ours_vs_bare_close_pct": round((sec["ours"] / sec["bare_close"] - 1) * 100, 1)})
+        line.update(
+            {
+                "signals_s": round(signals_s, 3),
+                "ours_total_bars_per_s": round(n_bars / (signals_s + sec["ours"])),
+                "ours_minus_floor_bars_s": round(sec["ours"] - sec["floor_bars"], 3),
+                "ours_vs_bare_ticks_pct": round((sec["ours"] / sec["bare_ticks"] - 1) * 100, 1),
+                "ours_vs_bare_close_pct": round((sec["ours"] / sec["bare_close"] - 1) * 100, 1),
+            }
+        )
         for name in ("ours", "bare_close", "bare_ticks"):
             line[f"{name}_trades"], line[f"{name}_orders"] = got[name][1], got[name][2]
         if (got["ours"][1], got["ours"][2]) != (reference.metrics["trades"], reference.metrics["orders"]):
-            line["error"] = (f"the timed run made {got['ours'][2]} orders, {got['ours'][1]} trades; run_backtest "
-                             f"made {reference.metrics['orders']}, {reference.metrics['trades']}")
+            line["error"] = (
+                f"the timed run made {got['ours'][2]} orders, {got['ours'][1]} trades; run_backtest "
+                f"made {reference.metrics['orders']}, {reference.metrics['trades']}"
+            )
         print(json.dumps(line), flush=True)
         runs.append(line)
-    summary: dict[str, Any] = {"bench": "backtest", "summary": True, "stat": "median", "bars": n_bars,
-                               "repeat": repeat}
+    summary: dict[str, Any] = {"bench": "backtest", "summary": True, "stat": "median", "bars": n_bars, "repeat": repeat}
     for key, value in runs[0].items():
         if key not in summary and key not in ("round", "order", "error") and isinstance(value, (int, float)):
             summary[key] = round(statistics.median(r[key] for r in runs), 3)
@@ -324,13 +348,20 @@ def bench_year(predictor: Any) -> dict[str, Any]:
     simulate_s = time.perf_counter() - t0
     gc.collect()
     started = time.perf_counter()
-    result = run_backtest({SYMBOL: bars}, {(SYMBOL, MODEL): predictor}, model=MODEL, buy_pct=BUY_PCT,
-                          sell_pct=SELL_PCT)
+    result = run_backtest({SYMBOL: bars}, {(SYMBOL, MODEL): predictor}, model=MODEL, buy_pct=BUY_PCT, sell_pct=SELL_PCT)
     seconds = time.perf_counter() - started
-    line = {"bench": "backtest", "year": True, "bars": YEAR_BARS, "seconds": round(seconds, 2),
-            "target_s": YEAR_TARGET_S, "within_target": seconds <= YEAR_TARGET_S,
-            "signals_s": result.timings["signals"], "backtrader_s": result.timings["backtrader"],
-            "trades": result.metrics["trades"], "simulate_s": round(simulate_s, 2)}
+    line = {
+        "bench": "backtest",
+        "year": True,
+        "bars": YEAR_BARS,
+        "seconds": round(seconds, 2),
+        "target_s": YEAR_TARGET_S,
+        "within_target": seconds <= YEAR_TARGET_S,
+        "signals_s": result.timings["signals"],
+        "backtrader_s": result.timings["backtrader"],
+        "trades": result.metrics["trades"],
+        "simulate_s": round(simulate_s, 2),
+    }
     print(json.dumps(line), flush=True)
     return line
 
@@ -346,16 +377,33 @@ def symbols_for(n: int, salt: str) -> list[str]:
 
 
 def tick(symbol: str, ts: int, price: float) -> bytes:
-    return encode(MarketData(symbol=symbol, timestamp=ts, price=price, open=price, high=price * 1.02,
-                             low=price * 0.98, volume=1e6, price_change_pct=0.1, tick_volume=1.0))
+    return encode(
+        MarketData(
+            symbol=symbol,
+            timestamp=ts,
+            price=price,
+            open=price,
+            high=price * 1.02,
+            low=price * 0.98,
+            volume=1e6,
+            price_change_pct=0.1,
+            tick_volume=1.0,
+        )
+    )
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def warm_up(runner: StageRunner, producer: Any, symbols: list[str], price: dict[str, float],
-            extra: threading.Event | None = None, timeout: float = 120.0) -> None:
+def warm_up(
+    runner: StageRunner,
+    producer: Any,
+    symbols: list[str],
+    price: dict[str, float],
+    extra: threading.Event | None = None,
+    timeout: float = 120.0,
+) -> None:
     """Publish ticks until the stage has processed some (it joined and found the topics' ends)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -401,13 +449,23 @@ def bench_exchange(backend: str, n_orders: int, folder: Path, n_symbols: int = 4
     for i in range(n_orders):
         s = symbols[i % n_symbols]
         p = price[s]
-        order = Order(order_id=f"ORD-BENCH-{salt}-{i:07d}-B", symbol=s, timestamp=base, action="BUY",
-                      order_type="MARKET", quantity=1.0, price=p, total_value=p, status="PENDING",
-                      strategy="bench", trigger_signal=TriggerSignal(model=MODEL, confidence=0.9,
-                                                                     expected_change_pct=1.0),
-                      risk_management=RiskManagement(stop_loss=p * 0.98, take_profit=p * 1.05,
-                                                     stop_loss_pct=-2.0, take_profit_pct=5.0),
-                      metadata={"account": account, "created_by": "bench"})
+        order = Order(
+            order_id=f"ORD-BENCH-{salt}-{i:07d}-B",
+            symbol=s,
+            timestamp=base,
+            action="BUY",
+            order_type="MARKET",
+            quantity=1.0,
+            price=p,
+            total_value=p,
+            status="PENDING",
+            strategy="bench",
+            trigger_signal=TriggerSignal(model=MODEL, confidence=0.9, expected_change_pct=1.0),
+            risk_management=RiskManagement(
+                stop_loss=p * 0.98, take_profit=p * 1.05, stop_loss_pct=-2.0, take_profit_pct=5.0
+            ),
+            metadata={"account": account, "created_by": "bench"},
+        )
         orders.append((order.key(), encode(order)))
     produced0 = runner.health.snapshot().produced
     last_ts = base
@@ -441,9 +499,18 @@ def bench_exchange(backend: str, n_orders: int, folder: Path, n_symbols: int = 4
     producer.close()
     db.close()
     bus.close()
-    line = {"bench": "virtual_exchange", "backend": backend, "orders": n_orders, "symbols": n_symbols,
-            "seconds": round(elapsed, 3), "orders_per_s": round(done / elapsed, 1), "fills": fills,
-            "cancelled": cancelled, "rejected": stage.rejected, "dead_lettered": health.dead_lettered}
+    line = {
+        "bench": "virtual_exchange",
+        "backend": backend,
+        "orders": n_orders,
+        "symbols": n_symbols,
+        "seconds": round(elapsed, 3),
+        "orders_per_s": round(done / elapsed, 1),
+        "fills": fills,
+        "cancelled": cancelled,
+        "rejected": stage.rejected,
+        "dead_lettered": health.dead_lettered,
+    }
     if done < n_orders:
         line["error"] = f"only {done} of {n_orders} statuses produced"
     print(json.dumps(line), flush=True)
@@ -472,9 +539,9 @@ class _Orders(threading.Thread):
             now = time.time() * 1000
             for r in records:
                 parts = (r.key or b"").split(b"-")  # ORD-<yyyymmdd>-<symbol>-<ts>-B|S
-                if len(parts) == 5 and parts[2] in self.symbols:
-                    if orjson.loads(r.value or b"{}").get("status") == "PENDING":
-                        self.seen.setdefault((parts[2], int(parts[3])), now)
+                pending = len(parts) == 5 and parts[2] in self.symbols
+                if pending and orjson.loads(r.value or b"{}").get("status") == "PENDING":
+                    self.seen.setdefault((parts[2], int(parts[3])), now)
         self.consumer.close()
 
 
@@ -507,10 +574,19 @@ def bench_decision(backend: str, n_signals: int, rate: float, folder: Path, n_sy
         signal = "BUY" if side[s] % 2 == 0 else "SELL"
         side[s] += 1
         change = 1.0 if signal == "BUY" else -1.0
-        message = MLSignal(symbol=s, timestamp=ts, model=MODEL, prediction_type="price",
-                           predicted_value=p * (1 + change / 100), current_price=p, expected_change_pct=change,
-                           confidence=0.9, signal=signal, features={"ma_7": p, "ma_25": p, "rsi_14": 50.0},
-                           metadata={"bench": salt})
+        message = MLSignal(
+            symbol=s,
+            timestamp=ts,
+            model=MODEL,
+            prediction_type="price",
+            predicted_value=p * (1 + change / 100),
+            current_price=p,
+            expected_change_pct=change,
+            confidence=0.9,
+            signal=signal,
+            features={"ma_7": p, "ma_25": p, "rsi_14": 50.0},
+            metadata={"bench": salt},
+        )
         value = encode(message)
         producer.produce(MARKET_DATA, tick(s, ts, p), key=s.encode())
         sent[(s.encode(), ts)] = time.time() * 1000
@@ -535,11 +611,20 @@ def bench_decision(backend: str, n_signals: int, rate: float, folder: Path, n_sy
     q = np.percentile(latencies, [50, 99]) if latencies else [float("nan")] * 2
     producer.close()
     bus.close()
-    line = {"bench": "decision_latency", "backend": backend, "signals": n_signals, "symbols": n_symbols,
-            "rate_per_s": rate, "offered_s": round(offered_s, 2), "orders": len(latencies),
-            "latency_ms_p50": round(float(q[0]), 2), "latency_ms_p99": round(float(q[1]), 2),
-            "latency_ms_max": round(latencies[-1], 2) if latencies else None,
-            "skipped": dict(stage.skipped), "dead_lettered": health.dead_lettered}
+    line = {
+        "bench": "decision_latency",
+        "backend": backend,
+        "signals": n_signals,
+        "symbols": n_symbols,
+        "rate_per_s": rate,
+        "offered_s": round(offered_s, 2),
+        "orders": len(latencies),
+        "latency_ms_p50": round(float(q[0]), 2),
+        "latency_ms_p99": round(float(q[1]), 2),
+        "latency_ms_max": round(latencies[-1], 2) if latencies else None,
+        "skipped": dict(stage.skipped),
+        "dead_lettered": health.dead_lettered,
+    }
     print(json.dumps(line), flush=True)
     return line
 
@@ -550,12 +635,14 @@ PARTS = ("backtest", "exchange", "decision")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.backtest", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.backtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bars", type=int, default=50_000, help="bars of each side-by-side backtest")
     parser.add_argument("--repeat", type=int, default=3, help="side-by-side backtest repeats")
-    parser.add_argument("--backend", choices=("embedded", "kafka"), default="embedded",
-                        help="kafka needs KAFKA_BOOTSTRAP_SERVERS")
+    parser.add_argument(
+        "--backend", choices=("embedded", "kafka"), default="embedded", help="kafka needs KAFKA_BOOTSTRAP_SERVERS"
+    )
     parser.add_argument("--orders", type=int, default=20_000, help="orders through the virtual exchange")
     parser.add_argument("--signals", type=int, default=2_000, help="signals offered to the decision stage")
     parser.add_argument("--rate", type=float, default=200.0, help="signals per second offered")

@@ -48,9 +48,17 @@ def payloads(n: int) -> list[tuple[bytes, bytes]]:
     for i in range(n):
         sym = SYMBOLS[i % len(SYMBOLS)]
         price = 100.0 + (i % 1000) * 0.137
-        tick = MarketData(symbol=sym, timestamp=now + i, price=price, open=price * 0.99, high=price * 1.02,
-                          low=price * 0.97, volume=123456.789 + i, price_change_pct=1.2345,
-                          tick_volume=0.5 + (i % 7))
+        tick = MarketData(
+            symbol=sym,
+            timestamp=now + i,
+            price=price,
+            open=price * 0.99,
+            high=price * 1.02,
+            low=price * 0.97,
+            volume=123456.789 + i,
+            price_change_pct=1.2345,
+            tick_volume=0.5 + (i % 7),
+        )
         out.append((sym.encode(), encode(tick)))
     return out
 
@@ -115,12 +123,19 @@ class BenchBus:
 
     def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicState]:
         wanted = None if names is None else [self.physical(n) for n in names]
-        return [dataclasses.replace(t, name=self.logical(t.name)) for t in self.inner.describe_topics(wanted)
-                if t.name.endswith(self.suffix)]
+        return [
+            dataclasses.replace(t, name=self.logical(t.name))
+            for t in self.inner.describe_topics(wanted)
+            if t.name.endswith(self.suffix)
+        ]
 
     def describe_groups(self) -> list[GroupState]:
-        return [dataclasses.replace(g, partitions=[dataclasses.replace(p, topic=self.logical(p.topic))
-                                                   for p in g.partitions]) for g in self.inner.describe_groups()]
+        return [
+            dataclasses.replace(
+                g, partitions=[dataclasses.replace(p, topic=self.logical(p.topic)) for p in g.partitions]
+            )
+            for g in self.inner.describe_groups()
+        ]
 
     def delete_groups(self, group_ids: Iterable[str]) -> dict[str, str | None]:
         return self.inner.delete_groups(group_ids)
@@ -128,9 +143,15 @@ class BenchBus:
     def producer(self) -> Producer:
         return _BenchProducer(self, self.inner.producer())
 
-    def consumer(self, group_id: str, topics: Sequence[str], *, auto_offset_reset: OffsetReset = "earliest",
-                 on_assign: PartitionsCallback | None = None,
-                 on_revoke: PartitionsCallback | None = None) -> Consumer:
+    def consumer(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        auto_offset_reset: OffsetReset = "earliest",
+        on_assign: PartitionsCallback | None = None,
+        on_revoke: PartitionsCallback | None = None,
+    ) -> Consumer:
         self._groups.add(group_id)
         return _BenchConsumer(self, group_id, topics, auto_offset_reset, on_assign, on_revoke)
 
@@ -145,8 +166,13 @@ class _BenchProducer:
     def __init__(self, bus: BenchBus, inner: Producer) -> None:
         self._suffix, self._inner = bus.suffix, inner
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
-                headers: Sequence[tuple[str, bytes]] | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None:
         self._inner.produce(topic + self._suffix, value, key, headers)
 
     def flush(self, timeout: float = 30.0) -> int:
@@ -157,8 +183,15 @@ class _BenchProducer:
 
 
 class _BenchConsumer:
-    def __init__(self, bus: BenchBus, group_id: str, topics: Sequence[str], reset: OffsetReset,
-                 on_assign: PartitionsCallback | None, on_revoke: PartitionsCallback | None) -> None:
+    def __init__(
+        self,
+        bus: BenchBus,
+        group_id: str,
+        topics: Sequence[str],
+        reset: OffsetReset,
+        on_assign: PartitionsCallback | None,
+        on_revoke: PartitionsCallback | None,
+    ) -> None:
         self.group_id = group_id
         self._bus = bus
         self._names = {bus.physical(t): t for t in topics}
@@ -168,8 +201,13 @@ class _BenchConsumer:
                 return None
             return lambda parts: callback([(bus.logical(t), p) for t, p in parts])
 
-        self._inner = bus.inner.consumer(group_id, list(self._names), auto_offset_reset=reset,
-                                         on_assign=logical(on_assign), on_revoke=logical(on_revoke))
+        self._inner = bus.inner.consumer(
+            group_id,
+            list(self._names),
+            auto_offset_reset=reset,
+            on_assign=logical(on_assign),
+            on_revoke=logical(on_revoke),
+        )
 
     def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Record]:
         records = self._inner.poll(max_messages, timeout)
@@ -250,9 +288,14 @@ def main() -> None:
                 first_polls.append(first_poll_s)
                 for op, seconds in (("produce", produce_s), ("consume", consume_s)):
                     results[op].append(seconds)
-                    line = {"backend": args.backend, "op": op, "messages": args.messages,
-                            "seconds": round(seconds, 4), "msgs_per_s": round(args.messages / seconds),
-                            "avg_bytes": round(size)}
+                    line = {
+                        "backend": args.backend,
+                        "op": op,
+                        "messages": args.messages,
+                        "seconds": round(seconds, 4),
+                        "msgs_per_s": round(args.messages / seconds),
+                        "avg_bytes": round(size),
+                    }
                     if op == "consume":
                         line["first_poll_s"] = round(first_poll_s, 4)
                     print(json.dumps(line), flush=True)
@@ -260,8 +303,14 @@ def main() -> None:
             bus.close()
     for op, runs in results.items():
         seconds = statistics.median(runs)
-        line = {"backend": args.backend, "op": op, "messages": args.messages, "stat": "median",
-                "seconds": round(seconds, 4), "msgs_per_s": round(args.messages / seconds)}
+        line = {
+            "backend": args.backend,
+            "op": op,
+            "messages": args.messages,
+            "stat": "median",
+            "seconds": round(seconds, 4),
+            "msgs_per_s": round(args.messages / seconds),
+        }
         if op == "consume":
             line["first_poll_s"] = round(statistics.median(first_polls), 4)
         print(json.dumps(line))

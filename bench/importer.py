@@ -44,8 +44,9 @@ def binance_csv(rows: int, seed: int = 7) -> bytes:
         qty = round(rnd.uniform(0.001, 5), 6)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t0 + i * 13))
         side = "BUY" if (i // len(PAIRS)) % 2 == 0 else "SELL"
-        out.write(f"{stamp},{base}{quote},{side},{price},{qty:.10f}{base},{price * qty:.4f}{quote},"
-                  f"{qty * 0.001:.8f}{base}\n")
+        out.write(
+            f"{stamp},{base}{quote},{side},{price},{qty:.10f}{base},{price * qty:.4f}{quote},{qty * 0.001:.8f}{base}\n"
+        )
     return out.getvalue().encode()
 
 
@@ -70,13 +71,21 @@ def main() -> None:
         updates: list[float] = []
         producer = bus.producer()
         start = time.perf_counter()
-        report = import_file(data, user_id=user, producer=producer, db=db,
-                             progress=lambda done, total: updates.append(done / total))
+        report = import_file(
+            data, user_id=user, producer=producer, db=db, progress=lambda done, total: updates.append(done / total)
+        )
         seconds = time.perf_counter() - start
-        result = {"backend": args.backend, "rows": args.rows, "mb": round(len(data) / 2**20, 1),
-                  "accepted": report.accepted, "rejected": len(report.rejected), "import_seconds": round(seconds, 2),
-                  "rows_per_s": round(args.rows / seconds), "progress_updates": len(updates),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+        result = {
+            "backend": args.backend,
+            "rows": args.rows,
+            "mb": round(len(data) / 2**20, 1),
+            "accepted": report.accepted,
+            "rejected": len(report.rejected),
+            "import_seconds": round(seconds, 2),
+            "rows_per_s": round(args.rows / seconds),
+            "progress_updates": len(updates),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        }
         if stages is not None:
             expected = report.accepted
             while True:
@@ -86,8 +95,9 @@ def main() -> None:
                     break
                 time.sleep(0.5)
             result["stored_seconds"] = round(time.perf_counter() - start, 2)
-            result["journal_rows"] = db.query("SELECT count(*) AS n FROM journal_trades WHERE user_id=?",
-                                              (user,))[0]["n"]
+            result["journal_rows"] = db.query("SELECT count(*) AS n FROM journal_trades WHERE user_id=?", (user,))[0][
+                "n"
+            ]
             result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
             stages.stop()
             if args.processes:

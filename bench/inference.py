@@ -56,13 +56,17 @@ def per_call(fn: Callable[[], object], number: int, repeat: int) -> list[float]:
 
 
 def spread(seconds: list[float], scale: float, digits: int, name: str) -> dict[str, float]:
-    return {name: round(statistics.median(seconds) * scale, digits), f"{name}_min": round(min(seconds) * scale, digits),
-            f"{name}_max": round(max(seconds) * scale, digits)}
+    return {
+        name: round(statistics.median(seconds) * scale, digits),
+        f"{name}_min": round(min(seconds) * scale, digits),
+        f"{name}_max": round(max(seconds) * scale, digits),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.inference", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.inference", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=5, help="timed repeats of each figure (the median is printed)")
     args = parser.parse_args()
     repeat = max(1, args.repeat)
@@ -71,8 +75,7 @@ def main() -> int:
     for b in bars.itertuples():
         state.push(b.close, b.high, b.low, b.volume)
     calls = per_call(lambda: state.features(100.0), 100_000, repeat)
-    print(json.dumps({"bench": "inference", "repeat": repeat, **spread(calls, 1e6, 2, "features_call_us")}),
-          flush=True)
+    print(json.dumps({"bench": "inference", "repeat": repeat, **spread(calls, 1e6, 2, "features_call_us")}), flush=True)
 
     X, y, _ = make_dataset(bars, 15)
     rows = X.to_numpy()[:10]
@@ -80,9 +83,19 @@ def main() -> int:
         predictor = fit_predictor(name, X.to_numpy(), y, 15)
         compiled = per_call(functools.partial(predictor.predict, rows), 300, repeat)
         plain = per_call(functools.partial(predictor.pipeline.predict_proba, rows), 100, repeat)
-        print(json.dumps({"bench": "inference", "model": name, "rows": 10, "repeat": repeat,
-                          **spread(compiled, 1e3, 3, "compiled_ms"), **spread(plain, 1e3, 3, "sklearn_ms")}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "bench": "inference",
+                    "model": name,
+                    "rows": 10,
+                    "repeat": repeat,
+                    **spread(compiled, 1e3, 3, "compiled_ms"),
+                    **spread(plain, 1e3, 3, "sklearn_ms"),
+                }
+            ),
+            flush=True,
+        )
 
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
         path = Path(tmp) / "BTCUSDT-1m-2024-01-01.csv"
@@ -95,8 +108,18 @@ def main() -> int:
             seconds.append(time.perf_counter() - started)
             rows_read, rejected = len(candles.frame), len(candles.rejected)
             del candles
-        print(json.dumps({"bench": "inference", "read_candles_rows": rows_read, "rejected": rejected,
-                          "repeat": repeat, **spread(seconds, 1.0, 2, "seconds")}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "bench": "inference",
+                    "read_candles_rows": rows_read,
+                    "rejected": rejected,
+                    "repeat": repeat,
+                    **spread(seconds, 1.0, 2, "seconds"),
+                }
+            ),
+            flush=True,
+        )
     return 0
 
 

@@ -63,12 +63,26 @@ def raw_trades(n: int, user: str) -> list[tuple[str, bytes]]:
         price = 100.0 + (i % 500) * 0.01 + (0.5 if side == "SELL" else 0.0)
         t = T0 + i * 1000
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t / 1000))
-        row = dict(zip(HEADER, (stamp, "SOLUSDT", side, f"{price:.2f}", "0.5SOL", f"{price * 0.5:.4f}USDT",
-                                f"{price * 0.0005:.6f}USDT"), strict=True))
+        row = dict(
+            zip(
+                HEADER,
+                (
+                    stamp,
+                    "SOLUSDT",
+                    side,
+                    f"{price:.2f}",
+                    "0.5SOL",
+                    f"{price * 0.5:.4f}USDT",
+                    f"{price * 0.0005:.6f}USDT",
+                ),
+                strict=True,
+            )
+        )
         fill = Fill("SOLUSDT", side, round(price, 2), 0.5, t)
         fid = fill_fingerprint(user, fill, 0, venue="binance-spot")
-        raw = RawTrade(raw_id=fid, user_id=user, source="csv", format="binance-spot", received_at=now,
-                       payload=row, row=i + 2)
+        raw = RawTrade(
+            raw_id=fid, user_id=user, source="csv", format="binance-spot", received_at=now, payload=row, row=i + 2
+        )
         out.append((fid, encode(raw)))
     return out
 
@@ -107,12 +121,15 @@ class InProcess:
     def stop(self) -> dict[str, tuple[int, ...]]:
         for r in self.runners:
             r.stop()
-        return {r.name: (r.health.processed, r.health.produced, r.health.dead_lettered, r.health.errors)
-                for r in self.runners}
+        return {
+            r.name: (r.health.processed, r.health.produced, r.health.dead_lettered, r.health.errors)
+            for r in self.runners
+        }
 
 
-def _stage_process(index: int, backend: str, folder: str, db_path: str, suffix: str, ready: Any, stop: Any,
-                   report: Any) -> None:
+def _stage_process(
+    index: int, backend: str, folder: str, db_path: str, suffix: str, ready: Any, stop: Any, report: Any
+) -> None:
     """One stage in a process of its own, with its own bus client and database writer."""
     bus = make_bus(backend, folder, shared=True, run=suffix)
     db = Database(db_path)
@@ -137,9 +154,15 @@ class Processes:
         ctx = multiprocessing.get_context("spawn")
         self.stop_event, self.report = ctx.Event(), ctx.Queue()
         readies = [ctx.Event() for _ in _CLASSES]
-        self.procs = [ctx.Process(target=_stage_process, name=f"stage-{i}", daemon=True,
-                                  args=(i, backend, str(folder), str(db.path), suffix, readies[i], self.stop_event,
-                                        self.report)) for i in range(len(_CLASSES))]
+        self.procs = [
+            ctx.Process(
+                target=_stage_process,
+                name=f"stage-{i}",
+                daemon=True,
+                args=(i, backend, str(folder), str(db.path), suffix, readies[i], self.stop_event, self.report),
+            )
+            for i in range(len(_CLASSES))
+        ]
         for p in self.procs:
             p.start()
         for p, ready in zip(self.procs, readies, strict=True):
@@ -212,9 +235,17 @@ def run_once(backend: str, n: int, rate: float | None, folder: Path, processes: 
     if stored < n:
         raise SystemExit(f"only {stored} of {n} trades stored; stages: {health}")
     seconds = last_stored - start
-    return {"backend": backend, "processes": processes, "trades": n, "rate": rate, "seconds": round(seconds, 3),
-            "throughput_per_s": round(n / seconds), "latency_ms_p50": round(_pct(latencies, 50), 1),
-            "latency_ms_p99": round(_pct(latencies, 99), 1), "latency_ms_max": round(latencies[-1], 1)}
+    return {
+        "backend": backend,
+        "processes": processes,
+        "trades": n,
+        "rate": rate,
+        "seconds": round(seconds, 3),
+        "throughput_per_s": round(n / seconds),
+        "latency_ms_p50": round(_pct(latencies, 50), 1),
+        "latency_ms_p99": round(_pct(latencies, 99), 1),
+        "latency_ms_max": round(latencies[-1], 1),
+    }
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -236,10 +267,21 @@ def main() -> None:
             runs.append(result)
             print(json.dumps(result), flush=True)
     if args.repeat > 1:
-        print(json.dumps({"backend": args.backend, "processes": args.processes, "trades": args.trades,
-                          "rate": args.rate, "stat": "median",
-                          **{k: statistics.median(r[k] for r in runs)  # type: ignore[misc]
-                             for k in ("throughput_per_s", "latency_ms_p50", "latency_ms_p99")}}))
+        print(
+            json.dumps(
+                {
+                    "backend": args.backend,
+                    "processes": args.processes,
+                    "trades": args.trades,
+                    "rate": args.rate,
+                    "stat": "median",
+                    **{
+                        k: statistics.median(r[k] for r in runs)  # type: ignore[misc]
+                        for k in ("throughput_per_s", "latency_ms_p50", "latency_ms_p99")
+                    },
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -66,8 +66,15 @@ def prepare(folder: Path, symbols: list[str], models: tuple[str, ...]) -> tuple[
         evaluation = walk_forward(model, X, y, HORIZON, n_splits=2)
         predictor = fit_predictor(model, X.to_numpy(), y, HORIZON)
         for symbol in symbols:
-            registry.register(symbol, predictor, evaluation, interval_ms=60_000, train_start=int(times[0]),
-                              train_end=int(times[-1]), n_samples=len(y))
+            registry.register(
+                symbol,
+                predictor,
+                evaluation,
+                interval_ms=60_000,
+                train_start=int(times[0]),
+                train_end=int(times[-1]),
+                n_samples=len(y),
+            )
     tail = bars.tail(60)
     rows = [(s, int(b.start), b.open, b.high, b.low, b.close, b.volume, 4) for s in symbols for b in tail.itertuples()]
     db.write(lambda d: d.conn.executemany("INSERT OR REPLACE INTO bars_1m VALUES (?,?,?,?,?,?,?,?)", rows))
@@ -101,8 +108,9 @@ class _Signals(threading.Thread):
         self.consumer.close()
 
 
-def run(backend: str, n_symbols: int, rate: float, seconds: float, max_ticks: int, models: tuple[str, ...],
-        folder: Path) -> list[dict[str, object]]:
+def run(
+    backend: str, n_symbols: int, rate: float, seconds: float, max_ticks: int, models: tuple[str, ...], folder: Path
+) -> list[dict[str, object]]:
     folder.mkdir(parents=True, exist_ok=True)
     salt = uuid.uuid4().hex
     symbols = symbols_for(n_symbols, salt)
@@ -123,8 +131,19 @@ def run(backend: str, n_symbols: int, rate: float, seconds: float, max_ticks: in
 
     def tick(symbol: str, ts: int, i: int) -> bytes:
         p = price0[symbol] * (1 + 0.001 * np.sin(i / 7))
-        return encode(MarketData(symbol=symbol, timestamp=ts, price=p, open=p, high=p * 1.02, low=p * 0.98,
-                                 volume=1e6, price_change_pct=0.1, tick_volume=1.0))
+        return encode(
+            MarketData(
+                symbol=symbol,
+                timestamp=ts,
+                price=p,
+                open=p,
+                high=p * 1.02,
+                low=p * 0.98,
+                volume=1e6,
+                price_change_pct=0.1,
+                tick_volume=1.0,
+            )
+        )
 
     # Warm up until the stage has joined, loaded every model and answered a tick of every symbol.
     deadline = time.monotonic() + 120
@@ -161,11 +180,22 @@ def run(backend: str, n_symbols: int, rate: float, seconds: float, max_ticks: in
     elapsed = time.monotonic() - t0
     latencies = [reader.first_seen[k] - k[1] for k in produced if k in reader.first_seen]
     q = np.percentile(latencies, [50, 99]) if latencies else [float("nan")] * 2
-    results.append({"bench": "signals", "mode": "paced", "backend": backend, "symbols": n_symbols,
-                    "models": list(models), "rate_per_symbol": rate, "offered_ticks_per_s": rate * n_symbols,
-                    "ticks": len(produced), "answered": len(latencies),
-                    "ticks_per_s": round((runner.health.snapshot().processed - processed0) / elapsed, 1),
-                    "latency_ms_p50": round(float(q[0]), 2), "latency_ms_p99": round(float(q[1]), 2)})
+    results.append(
+        {
+            "bench": "signals",
+            "mode": "paced",
+            "backend": backend,
+            "symbols": n_symbols,
+            "models": list(models),
+            "rate_per_symbol": rate,
+            "offered_ticks_per_s": rate * n_symbols,
+            "ticks": len(produced),
+            "answered": len(latencies),
+            "ticks_per_s": round((runner.health.snapshot().processed - processed0) / elapsed, 1),
+            "latency_ms_p50": round(float(q[0]), 2),
+            "latency_ms_p99": round(float(q[1]), 2),
+        }
+    )
 
     # max
     processed0 = runner.health.snapshot().processed
@@ -185,10 +215,19 @@ def run(backend: str, n_symbols: int, rate: float, seconds: float, max_ticks: in
         time.sleep(0.01)
     elapsed = time.monotonic() - t0
     done = runner.health.snapshot().processed - processed0
-    results.append({"bench": "signals", "mode": "max", "backend": backend, "symbols": n_symbols,
-                    "models": list(models), "ticks": done, "seconds": round(elapsed, 3),
-                    "ticks_per_s": round(done / elapsed, 1),
-                    "signals_per_s": round(done * len(models) / elapsed, 1)})
+    results.append(
+        {
+            "bench": "signals",
+            "mode": "max",
+            "backend": backend,
+            "symbols": n_symbols,
+            "models": list(models),
+            "ticks": done,
+            "seconds": round(elapsed, 3),
+            "ticks_per_s": round(done / elapsed, 1),
+            "signals_per_s": round(done * len(models) / elapsed, 1),
+        }
+    )
     reader.stop.set()
     runner.stop()
     reader.join(5)
@@ -199,8 +238,9 @@ def run(backend: str, n_symbols: int, rate: float, seconds: float, max_ticks: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.signals", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.signals", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--rate", type=float, default=10.0, help="ticks per second per symbol (paced run)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the paced run")
@@ -212,15 +252,28 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="bench-signals-") as tmp:
         for k in range(args.repeat):
-            for line in run(args.backend, args.symbols, args.rate, args.seconds, args.max_ticks, tuple(args.models),
-                            Path(tmp) / str(k)):
+            for line in run(
+                args.backend,
+                args.symbols,
+                args.rate,
+                args.seconds,
+                args.max_ticks,
+                tuple(args.models),
+                Path(tmp) / str(k),
+            ):
                 print(json.dumps(line), flush=True)
                 runs.append(line)
     if args.repeat > 1:
         for mode in ("paced", "max"):
             of = [r for r in runs if r["mode"] == mode]
-            summary = {"bench": "signals", "mode": mode, "summary": "median", "backend": args.backend,
-                       "repeat": args.repeat, "ticks_per_s": statistics.median(r["ticks_per_s"] for r in of)}
+            summary = {
+                "bench": "signals",
+                "mode": mode,
+                "summary": "median",
+                "backend": args.backend,
+                "repeat": args.repeat,
+                "ticks_per_s": statistics.median(r["ticks_per_s"] for r in of),
+            }
             if mode == "paced":
                 summary["latency_ms_p50"] = statistics.median(r["latency_ms_p50"] for r in of)
                 summary["latency_ms_p99"] = statistics.median(r["latency_ms_p99"] for r in of)

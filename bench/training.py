@@ -25,16 +25,26 @@ from storage.db import Database
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bars", type=int, default=100_000)
     parser.add_argument("--models", nargs="+", default=list(ML_MODEL_NAMES), choices=ML_MODEL_NAMES)
     parser.add_argument("--horizon", type=int, default=15)
     args = parser.parse_args(argv)
     started = time.perf_counter()
     bars = bars_from_simulator("BTCUSDT", args.bars, seed=1)
-    print(json.dumps({"bench": "training", "step": "simulate", "bars": args.bars,
-                      "seconds": round(time.perf_counter() - started, 3)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "bench": "training",
+                "step": "simulate",
+                "bars": args.bars,
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        ),
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         db = Database(Path(tmp) / "desk.db")
         registry = Registry(db, Path(tmp) / "models")
@@ -47,10 +57,21 @@ def main(argv: list[str] | None = None) -> int:
 
             t0 = time.perf_counter()
             (record,) = train_symbol(registry, bars, "BTCUSDT", (model,), horizon=args.horizon, progress=progress)
-            print(json.dumps({"bench": "training", "model": model, "bars": args.bars, "horizon": args.horizon,
-                              "seconds": round(time.perf_counter() - t0, 2), "progress_updates": updates,
-                              "accuracy": record.metrics.get("accuracy"),
-                              "base_rate_up": record.metrics.get("base_rate_up")}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "bench": "training",
+                        "model": model,
+                        "bars": args.bars,
+                        "horizon": args.horizon,
+                        "seconds": round(time.perf_counter() - t0, 2),
+                        "progress_updates": updates,
+                        "accuracy": record.metrics.get("accuracy"),
+                        "base_rate_up": record.metrics.get("base_rate_up"),
+                    }
+                ),
+                flush=True,
+            )
         db.close()
     return 0
 

@@ -36,10 +36,18 @@ def cmd_topics(args: argparse.Namespace) -> int:
         states = bus.describe_topics()
     finally:
         bus.close()
-    rows = [{"topic": s.name, "partitions": len(s.partitions), "end_offset": s.end_offset,
-             "messages": s.messages, "cleanup.policy": s.config.get("cleanup.policy"),
-             "retention.ms": s.config.get("retention.ms"), "in_catalog": s.name in CATALOG}
-            for s in states]
+    rows = [
+        {
+            "topic": s.name,
+            "partitions": len(s.partitions),
+            "end_offset": s.end_offset,
+            "messages": s.messages,
+            "cleanup.policy": s.config.get("cleanup.policy"),
+            "retention.ms": s.config.get("retention.ms"),
+            "in_catalog": s.name in CATALOG,
+        }
+        for s in states
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -49,8 +57,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
     width = max(len(r["topic"]) for r in rows)
     print(f"{'TOPIC':<{width}}  PARTS  MESSAGES  END_OFFSET  CLEANUP  RETENTION_MS")
     for r in rows:
-        print(f"{r['topic']:<{width}}  {r['partitions']:>5}  {r['messages']:>8}  {r['end_offset']:>10}  "
-              f"{r['cleanup.policy'] or '-':<7}  {r['retention.ms'] or '-'}")
+        print(
+            f"{r['topic']:<{width}}  {r['partitions']:>5}  {r['messages']:>8}  {r['end_offset']:>10}  "
+            f"{r['cleanup.policy'] or '-':<7}  {r['retention.ms'] or '-'}"
+        )
     return 0
 
 
@@ -85,8 +95,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             ticks += 1
             if ticks % 10 == 0:
                 for h in runtime.health():
-                    log.info("%s running=%s processed=%d produced=%d dead=%d errors=%d lag=%d",
-                             h.name, h.running, h.processed, h.produced, h.dead_lettered, h.errors, h.lag)
+                    log.info(
+                        "%s running=%s processed=%d produced=%d dead=%d errors=%d lag=%d",
+                        h.name,
+                        h.running,
+                        h.processed,
+                        h.produced,
+                        h.dead_lettered,
+                        h.errors,
+                        h.lag,
+                    )
     except KeyboardInterrupt:
         pass
     print("stopping...", file=sys.stderr)
@@ -101,18 +119,24 @@ def cmd_api(args: argparse.Namespace) -> int:
     from pipeline.wiring import build_runtime
 
     config = _config()
-    stages = tuple(s for s in config.stages if s != "api") + ("api",)
-    config = dataclasses.replace(config, api_host=args.host or config.api_host,
-                                 api_port=args.port if args.port is not None else config.api_port)
+    stages = (*(s for s in config.stages if s != "api"), "api")
+    config = dataclasses.replace(
+        config, api_host=args.host or config.api_host, api_port=args.port if args.port is not None else config.api_port
+    )
     runtime = build_runtime(config, stages)
     api = next(w for w in runtime.workers if w.name == "api")
     if not api.wait_started(15.0):  # type: ignore[attr-defined]
         runtime.stop()
-        raise PipelineError(api.health.snapshot().last_error or
-                            f"the trades API did not start on {config.api_host}:{config.api_port}")
-    print(f"trades API on http://{config.api_host}:{config.api_port} (docs at /docs) with "
-          f"{', '.join(w.name for w in runtime.workers if w.name != 'api')} on the {runtime.bus.name} bus; "
-          "Ctrl-C stops", file=sys.stderr, flush=True)
+        raise PipelineError(
+            api.health.snapshot().last_error or f"the trades API did not start on {config.api_host}:{config.api_port}"
+        )
+    print(
+        f"trades API on http://{config.api_host}:{config.api_port} (docs at /docs) with "
+        f"{', '.join(w.name for w in runtime.workers if w.name != 'api')} on the {runtime.bus.name} bus; "
+        "Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -126,8 +150,9 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_tail(args: argparse.Namespace) -> int:
     bus = create_bus(_config())
-    consumer = bus.consumer(f"tail-{uuid.uuid4().hex[:8]}", [args.topic],
-                            auto_offset_reset="earliest" if args.from_beginning else "latest")
+    consumer = bus.consumer(
+        f"tail-{uuid.uuid4().hex[:8]}", [args.topic], auto_offset_reset="earliest" if args.from_beginning else "latest"
+    )
     shown = 0
     deadline = time.monotonic() + args.timeout if args.timeout else None
     try:
@@ -183,9 +208,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         symbols = (named,)
     db, registry = _store(config)
     try:
-        job = TrainingJob(config, db, registry, symbols or config.symbols, tuple(args.models or config.ml_models),
-                          source="file" if kind == "replay" else kind, bars=args.bars,
-                          path=files[0] if files else None)
+        job = TrainingJob(
+            config,
+            db,
+            registry,
+            symbols or config.symbols,
+            tuple(args.models or config.ml_models),
+            source="file" if kind == "replay" else kind,
+            bars=args.bars,
+            path=files[0] if files else None,
+        )
         thread = threading.Thread(target=job.run, daemon=True)
         thread.start()
         while thread.is_alive():
@@ -193,8 +225,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             state = job.snapshot()
             if not args.json:
                 bar = "#" * int(state.progress * 30)
-                print(f"\r[{bar:<30}] {state.progress:4.0%} {state.message[:60]:<60}", end="", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"\r[{bar:<30}] {state.progress:4.0%} {state.message[:60]:<60}", end="", file=sys.stderr, flush=True
+                )
         state = job.snapshot()
         if args.json:
             print(json.dumps({"trained": [_record_json(r) for r in job.records], "errors": state.errors}, indent=2))
@@ -209,10 +242,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _record_json(r) -> dict:  # noqa: ANN001
-    return {"symbol": r.symbol, "model": r.model, "version": r.version, "active": bool(r.active),
-            "interval_ms": r.interval_ms, "horizon_bars": r.horizon, "train_start": r.train_start,
-            "train_end": r.train_end, "samples": r.n_samples, "features": list(r.features),
-            "out_of_sample": r.metrics, "baselines": r.baselines, "load_error": r.load_error}
+    return {
+        "symbol": r.symbol,
+        "model": r.model,
+        "version": r.version,
+        "active": bool(r.active),
+        "interval_ms": r.interval_ms,
+        "horizon_bars": r.horizon,
+        "train_start": r.train_start,
+        "train_end": r.train_end,
+        "samples": r.n_samples,
+        "features": list(r.features),
+        "out_of_sample": r.metrics,
+        "baselines": r.baselines,
+        "load_error": r.load_error,
+    }
 
 
 def _fmt(value: object, pct: bool = False) -> str:
@@ -230,16 +274,23 @@ def _print_models(records: list) -> None:
     if not records:
         print("no models yet: run `python -m pipeline train`")
         return
-    print(f"{'SYMBOL':<10} {'MODEL':<20} {'VER':>3} {'ACT':>3}  {'WINDOW (UTC)':<33} {'ACC':>6} {'BASE':>6} "
-          f"{'PROFIT':>8} {'B&H':>8}")
+    print(
+        f"{'SYMBOL':<10} {'MODEL':<20} {'VER':>3} {'ACT':>3}  {'WINDOW (UTC)':<33} {'ACC':>6} {'BASE':>6} "
+        f"{'PROFIT':>8} {'B&H':>8}"
+    )
     for r in records:
-        window = (time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.train_start / 1000)) + " - "
-                  + time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.train_end / 1000)))
+        window = (
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.train_start / 1000))
+            + " - "
+            + time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.train_end / 1000))
+        )
         base = max((b.get("accuracy") or 0.0 for b in r.baselines.values()), default=None)
         bh = r.baselines.get("buy_and_hold", {}).get("profit_pct")
-        print(f"{r.symbol:<10} {r.model:<20} {r.version:>3} {'*' if r.active else '':>3}  {window:<33} "
-              f"{_fmt(r.metrics.get('accuracy')):>6} {_fmt(base):>6} {_fmt(r.metrics.get('profit_pct'), True):>8} "
-              f"{_fmt(bh, True):>8}" + (f"  load error: {r.load_error}" if r.load_error else ""))
+        print(
+            f"{r.symbol:<10} {r.model:<20} {r.version:>3} {'*' if r.active else '':>3}  {window:<33} "
+            f"{_fmt(r.metrics.get('accuracy')):>6} {_fmt(base):>6} {_fmt(r.metrics.get('profit_pct'), True):>8} "
+            f"{_fmt(bh, True):>8}" + (f"  load error: {r.load_error}" if r.load_error else "")
+        )
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -275,15 +326,33 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         symbol = symbol_from_name(files[0])
     if symbol is None:
         raise PipelineError("pass --symbol (it could not be told from the file's name)")
-    risk = dataclasses.replace(config.risk, **{k: v for k, v in (
-        ("stop_loss_pct", args.stop_loss_pct), ("take_profit_pct", args.take_profit_pct),
-        ("trailing_stop_pct", args.trailing_stop_pct), ("sizing", args.sizing), ("position_pct", args.position_pct),
-        ("risk_pct", args.risk_pct)) if v is not None})
+    risk = dataclasses.replace(
+        config.risk,
+        **{
+            k: v
+            for k, v in (
+                ("stop_loss_pct", args.stop_loss_pct),
+                ("take_profit_pct", args.take_profit_pct),
+                ("trailing_stop_pct", args.trailing_stop_pct),
+                ("sizing", args.sizing),
+                ("position_pct", args.position_pct),
+                ("risk_pct", args.risk_pct),
+            )
+            if v is not None
+        },
+    )
     request = BacktestRequest(
-        symbols=(symbol,), source="file" if kind == "replay" else kind, path=files[0] if files else None,
-        bars=args.bars, model=args.model or config.decision_model,
-        confirm_models=tuple(args.confirm or config.decision_confirm_models), models_from=args.models_from,
-        train_fraction=args.train_fraction, risk=risk, exchange=config.exchange)
+        symbols=(symbol,),
+        source="file" if kind == "replay" else kind,
+        path=files[0] if files else None,
+        bars=args.bars,
+        model=args.model or config.decision_model,
+        confirm_models=tuple(args.confirm or config.decision_confirm_models),
+        models_from=args.models_from,
+        train_fraction=args.train_fraction,
+        risk=risk,
+        exchange=config.exchange,
+    )
     db, _ = _store(config)
 
     def progress(fraction: float, message: str) -> None:
@@ -308,25 +377,39 @@ def _print_backtest(result) -> None:  # noqa: ANN001
 
     m, h = result.metrics, result.buy_and_hold
     models = result.settings.get("models", {})
-    print(f"{', '.join(result.symbols)}: {result.model}, models {models.get('models_from')}"
-          + ("  (IN-SAMPLE: the model saw these bars)" if models.get("in_sample") else ""))
-    rows = (("return", "return_pct", True), ("CAGR", "cagr_pct", True), ("Sharpe", "sharpe", False),
-            ("Sortino", "sortino", False), ("max drawdown", "max_drawdown_pct", True))
+    print(
+        f"{', '.join(result.symbols)}: {result.model}, models {models.get('models_from')}"
+        + ("  (IN-SAMPLE: the model saw these bars)" if models.get("in_sample") else "")
+    )
+    rows = (
+        ("return", "return_pct", True),
+        ("CAGR", "cagr_pct", True),
+        ("Sharpe", "sharpe", False),
+        ("Sortino", "sortino", False),
+        ("max drawdown", "max_drawdown_pct", True),
+    )
     print(f"{'':<16} {'strategy':>12} {'buy & hold':>12}")
     for label, key, pct in rows:
         print(f"{label:<16} {_metric(m.get(key), pct):>12} {_metric(h.get(key), pct):>12}")
     win_rate = "—" if m["win_rate_pct"] is None else f"{m['win_rate_pct']:.1f}%"
-    print(f"trades {m['trades']} (open {m['open_trades']}), win rate {win_rate}, profit factor "
-          f"{_metric(m['profit_factor'])}, exposure {m['exposure_pct']:.1f}%, fees {m['fees_paid']:.2f} USDT")
-    for label, key in (*((label, key) for label, key, _ in rows), ("win rate", "win_rate_pct"),
-                       ("profit factor", "profit_factor")):
+    print(
+        f"trades {m['trades']} (open {m['open_trades']}), win rate {win_rate}, profit factor "
+        f"{_metric(m['profit_factor'])}, exposure {m['exposure_pct']:.1f}%, fees {m['fees_paid']:.2f} USDT"
+    )
+    for label, key in (
+        *((label, key) for label, key, _ in rows),
+        ("win rate", "win_rate_pct"),
+        ("profit factor", "profit_factor"),
+    ):
         reason = why_none(key, m, h)
         if reason:
             print(f"  {label}: — {reason}")
     for t in result.trades[-10:]:
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(t["entry_time"] / 1000))
-        print(f"  {when} {t['symbol']} {t['quantity']:.8g} @ {t['entry_price']:.6g} -> {t['exit_price']:.6g} "
-              f"{t['exit_reason']:<13} {t['pnl']:+.2f} USDT")
+        print(
+            f"  {when} {t['symbol']} {t['quantity']:.8g} @ {t['entry_price']:.6g} -> {t['exit_price']:.6g} "
+            f"{t['exit_reason']:<13} {t['pnl']:+.2f} USDT"
+        )
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
@@ -358,9 +441,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(fn=cmd_tail)
     p = sub.add_parser("train", help="train models per symbol (walk-forward evaluated) and register them")
     p.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="default: SYMBOLS (or the replay file's symbol)")
-    p.add_argument("--source", nargs="+", default=["store"], metavar="KIND",
-                   help="store (the stored 1-minute bars; default), simulator (synthetic history), "
-                        "or replay FILE (a Binance kline or timestamp,open,high,low,close,volume CSV)")
+    p.add_argument(
+        "--source",
+        nargs="+",
+        default=["store"],
+        metavar="KIND",
+        help="store (the stored 1-minute bars; default), simulator (synthetic history), "
+        "or replay FILE (a Binance kline or timestamp,open,high,low,close,volume CSV)",
+    )
     p.add_argument("--models", nargs="+", choices=ML_MODEL_NAMES, help="default: ML_MODELS")
     p.add_argument("--bars", type=int, default=None, help="use at most this many most recent bars")
     p.add_argument("--horizon", type=int, default=None, help="bars ahead to predict (default ML_HORIZON_BARS)")
@@ -372,14 +460,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(fn=cmd_models)
     p = sub.add_parser("backtest", help="backtest the decision strategy on history (metrics and trades)")
     p.add_argument("--symbol", default=None, help="default: told from the replay file's name")
-    p.add_argument("--source", nargs="+", default=["store"], metavar="KIND",
-                   help="replay FILE (a Binance kline or timestamp,open,high,low,close,volume CSV), store (the "
-                        "stored 1-minute bars; default) or simulator")
+    p.add_argument(
+        "--source",
+        nargs="+",
+        default=["store"],
+        metavar="KIND",
+        help="replay FILE (a Binance kline or timestamp,open,high,low,close,volume CSV), store (the "
+        "stored 1-minute bars; default) or simulator",
+    )
     p.add_argument("--model", choices=ML_MODEL_NAMES, default=None, help="the trading model (default DECISION_MODEL)")
     p.add_argument("--confirm", nargs="+", choices=ML_MODEL_NAMES, help="models that confirm medium signals")
-    p.add_argument("--models-from", choices=("train", "registry"), default="train",
-                   help="train: fit on the first --train-fraction of the bars, test on the rest (default); "
-                        "registry: the active versions (flagged in-sample when they saw the tested bars)")
+    p.add_argument(
+        "--models-from",
+        choices=("train", "registry"),
+        default="train",
+        help="train: fit on the first --train-fraction of the bars, test on the rest (default); "
+        "registry: the active versions (flagged in-sample when they saw the tested bars)",
+    )
     p.add_argument("--train-fraction", type=float, default=0.3)
     p.add_argument("--bars", type=int, default=None, help="use at most this many most recent bars")
     p.add_argument("--stop-loss-pct", type=float, default=None)
@@ -394,8 +491,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--avro", action="store_true")
     p.set_defaults(fn=cmd_schemas)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "run" else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose or args.command == "run" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.fn(args)
     except PipelineError as exc:

@@ -26,8 +26,20 @@ CandleFormat = Literal["binance-klines", "ohlcv"]
 DAY_MS = 86_400_000
 DEFAULT_INTERVAL_MS = 60_000  # when a file has fewer than two candles to measure
 
-KLINE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
-                 "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore")
+KLINE_COLUMNS = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "count",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "ignore",
+)
 OHLCV_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 PRICES = ("open", "high", "low", "close")
 
@@ -43,8 +55,10 @@ NEGATIVE_VOLUME = "negative volume"
 DUPLICATE_TIME = "duplicate time"
 OUT_OF_ORDER = "out of order"
 
-_EXPECTED = ("a Binance kline CSV (12 columns " + ",".join(KLINE_COLUMNS) + ", header optional) "
-             "or a CSV with the header " + ",".join(OHLCV_COLUMNS))
+_EXPECTED = (
+    "a Binance kline CSV (12 columns " + ",".join(KLINE_COLUMNS) + ", header optional) "
+    "or a CSV with the header " + ",".join(OHLCV_COLUMNS)
+)
 _BINANCE_NAME = re.compile(r"^([A-Za-z0-9]{2,20})-\d+(?:s|m|h|d|w|mo|M)-\d{4}-\d{2}(?:-\d{2})?\.(?:csv|zip)$")
 
 
@@ -162,12 +176,18 @@ def read_candles(path: str | Path, *, max_bytes: int | None = None) -> CandleFil
         index = {c: cells.index(c) for c in OHLCV_COLUMNS}
     else:
         shown = first if len(first) <= 100 else first[:100] + "..."
-        raise CandleFileError(f"{path.name}: not a candle file: expected {_EXPECTED}; "
-                              f"found {len(cells)} columns: {shown!r}")
+        raise CandleFileError(
+            f"{path.name}: not a candle file: expected {_EXPECTED}; found {len(cells)} columns: {shown!r}"
+        )
     wanted = [time_col, *PRICES, "volume"]
     try:
-        raw = pd.read_csv(io.BytesIO(data), header=None, skiprows=skipped + header, usecols=[index[c] for c in wanted],
-                          skip_blank_lines=False)
+        raw = pd.read_csv(
+            io.BytesIO(data),
+            header=None,
+            skiprows=skipped + header,
+            usecols=[index[c] for c in wanted],
+            skip_blank_lines=False,
+        )
     except pd.errors.EmptyDataError:
         raw = pd.DataFrame({i: pd.Series(dtype=float) for i in sorted(index[c] for c in wanted)})
     except (pd.errors.ParserError, ValueError) as exc:
@@ -176,8 +196,9 @@ def read_candles(path: str | Path, *, max_bytes: int | None = None) -> CandleFil
     return _check(fmt, raw, first_line=skipped + header + 1, lines=_Lines(data), index=index, time_col=time_col)
 
 
-def _check(fmt: CandleFormat, raw: pd.DataFrame, *, first_line: int, lines: _Lines, index: dict[str, int],
-           time_col: str) -> CandleFile:
+def _check(
+    fmt: CandleFormat, raw: pd.DataFrame, *, first_line: int, lines: _Lines, index: dict[str, int], time_col: str
+) -> CandleFile:
     n = len(raw)
     values = {c: _to_float(raw[c]) for c in (*PRICES, "volume")}
     time_rule = NOT_A_NUMBER
@@ -197,11 +218,16 @@ def _check(fmt: CandleFormat, raw: pd.DataFrame, *, first_line: int, lines: _Lin
     o, h, lo, c, v = (values[k] for k in (*PRICES, "volume"))
     with np.errstate(invalid="ignore"):
         checks: list[tuple[str, str, np.ndarray]] = [
-            (col, time_rule if col == time_col else NOT_A_NUMBER, m) for col, m in missing.items()]
+            (col, time_rule if col == time_col else NOT_A_NUMBER, m) for col, m in missing.items()
+        ]
         checks.append((time_col, NON_POSITIVE_TIME, start <= 0))
         checks += [(col, NON_POSITIVE_PRICE, values[col] <= 0) for col in PRICES]
-        checks += [("high", HIGH_BELOW_LOW, h < lo), ("high", HIGH_BELOW_OPEN_CLOSE, h < np.maximum(o, c)),
-                   ("low", LOW_ABOVE_OPEN_CLOSE, lo > np.minimum(o, c)), ("volume", NEGATIVE_VOLUME, v < 0)]
+        checks += [
+            ("high", HIGH_BELOW_LOW, h < lo),
+            ("high", HIGH_BELOW_OPEN_CLOSE, h < np.maximum(o, c)),
+            ("low", LOW_ABOVE_OPEN_CLOSE, lo > np.minimum(o, c)),
+            ("volume", NEGATIVE_VOLUME, v < 0),
+        ]
     bad = np.logical_or.reduce([m for _, _, m in checks]) & ~blank
     ok = ~bad & ~blank
     # order: each good row must be later than every good row before it
@@ -213,11 +239,15 @@ def _check(fmt: CandleFormat, raw: pd.DataFrame, *, first_line: int, lines: _Lin
         m[ok_idx[mask]] = True
         checks.append((time_col, rule, m))
     keep = ok_idx[t_ok > prev]
-    problems = [CandleProblem(first_line + int(i), col, lines.field(first_line + int(i), index[col]), rule)
-                for col, rule, mask in checks for i in np.flatnonzero(mask & ~blank)]
+    problems = [
+        CandleProblem(first_line + int(i), col, lines.field(first_line + int(i), index[col]), rule)
+        for col, rule, mask in checks
+        for i in np.flatnonzero(mask & ~blank)
+    ]
     problems.sort(key=lambda p: p.line)
-    frame = pd.DataFrame({"start": np.rint(start[keep]).astype(np.int64),
-                          **{k: values[k][keep] for k in (*PRICES, "volume")}})
+    frame = pd.DataFrame(
+        {"start": np.rint(start[keep]).astype(np.int64), **{k: values[k][keep] for k in (*PRICES, "volume")}}
+    )
     interval = int(np.median(np.diff(frame["start"].to_numpy()))) if len(frame) > 1 else DEFAULT_INTERVAL_MS
     return CandleFile(format=fmt, frame=frame, interval_ms=interval, rejected=problems)
 
@@ -226,7 +256,6 @@ def symbol_from_name(path: str | Path) -> str | None:
     """Return the symbol a Binance public-data file name states (``BTCUSDT-1m-2024-11-16.csv``), or None."""
     m = _BINANCE_NAME.match(Path(path).name)
     return m.group(1).upper() if m else None
-
 
 
 def read_lines(path: Path, wanted: set[int]) -> dict[int, str]:

@@ -133,8 +133,9 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float | None = None,
-           maximum: float | None = None) -> float:
+def _float(
+    env: Mapping[str, str], name: str, default: float, minimum: float | None = None, maximum: float | None = None
+) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -143,8 +144,11 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float | N
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
     if value != value or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        bounds = " and ".join(b for b in (f">= {minimum}" if minimum is not None else "",
-                                          f"<= {maximum}" if maximum is not None else "") if b)
+        bounds = " and ".join(
+            b
+            for b in (f">= {minimum}" if minimum is not None else "", f"<= {maximum}" if maximum is not None else "")
+            if b
+        )
         raise ConfigError(f"{name}={raw} must be a number {bounds}")
     return value
 
@@ -157,14 +161,17 @@ def _names(env: Mapping[str, str], name: str, default: tuple[str, ...], known: t
     return values
 
 
-FEED_URL_ENV = {"BINANCE_REST_URL": "binance-rest", "BINANCE_WS_URL": "binance-ws", "BYBIT_WS_URL": "bybit-ws",
-                "ALPACA_WS_URL": "alpaca-ws"}
+FEED_URL_ENV = {
+    "BINANCE_REST_URL": "binance-rest",
+    "BINANCE_WS_URL": "binance-ws",
+    "BYBIT_WS_URL": "bybit-ws",
+    "ALPACA_WS_URL": "alpaca-ws",
+}
 
 
 def load_config(env: Mapping[str, str]) -> Config:
     """Build the configuration from environment-style settings; raise ``ConfigError`` on bad ones."""
-    symbols = tuple(s.strip().upper() for s in env.get("SYMBOLS", ",".join(DEFAULT_SYMBOLS)).split(",")
-                    if s.strip())
+    symbols = tuple(s.strip().upper() for s in env.get("SYMBOLS", ",".join(DEFAULT_SYMBOLS)).split(",") if s.strip())
     bad = [s for s in symbols if not re.fullmatch(r"[A-Z]{3,6}USDT", s)]
     if bad or not symbols:
         raise ConfigError(f"SYMBOLS has {bad or 'nothing'}: each must match ^[A-Z]{{3,6}}USDT$")
@@ -174,8 +181,9 @@ def load_config(env: Mapping[str, str]) -> Config:
         if url and not re.match(r"https?://[^/\s]+", url):
             raise ConfigError(f"{name} must be an http(s) URL")  # the URL itself is a secret: not shown
     notifier = ("notifier",) if discord or webhook else ()
-    stages = tuple(s.strip() for s in env.get("STAGES", ",".join((*sources, *DEFAULT_PIPELINE, *notifier))).split(",")
-                   if s.strip())
+    stages = tuple(
+        s.strip() for s in env.get("STAGES", ",".join((*sources, *DEFAULT_PIPELINE, *notifier))).split(",") if s.strip()
+    )
     unknown = [s for s in stages if s not in KNOWN_STAGES]
     if unknown:
         raise ConfigError(f"STAGES has unknown {unknown}; known: {', '.join(sorted(KNOWN_STAGES))}")
@@ -219,13 +227,15 @@ def load_config(env: Mapping[str, str]) -> Config:
         ml_retrain_minutes=_int(env, "ML_RETRAIN_MINUTES", 0, 0),
         decision_model=_names(env, "DECISION_MODEL", ("random_forest",), ML_MODEL_NAMES)[0],
         decision_confirm_models=_names(env, "DECISION_CONFIRM_MODELS", ("none",), ("none", *ML_MODEL_NAMES))
-        if env.get("DECISION_CONFIRM_MODELS") not in (None, "", "none") else (),
+        if env.get("DECISION_CONFIRM_MODELS") not in (None, "", "none")
+        else (),
         risk=_risk(env),
         exchange=ExchangeSettings(
             starting_balance=_float(env, "STARTING_BALANCE_USDT", 10_000.0, 1.0),
             fee_bps=_float(env, "EXCHANGE_FEE_BPS", 10.0, 0.0, 1000.0),
             slippage_bps=_float(env, "EXCHANGE_SLIPPAGE_BPS", 5.0, 0.0, 1000.0),
-            limit_ttl_ms=_int(env, "LIMIT_ORDER_TTL_MINUTES", 60, 1) * 60_000),
+            limit_ttl_ms=_int(env, "LIMIT_ORDER_TTL_MINUTES", 60, 1) * 60_000,
+        ),
         discord_webhook_url=discord,
         notify_webhook_url=webhook,
     )
@@ -244,7 +254,8 @@ def _risk(env: Mapping[str, str]) -> RiskSettings:
         risk_pct=_float(env, "RISK_PER_TRADE_PCT", 1.0, 0.01, 100.0),
         max_symbol_exposure_pct=_float(env, "MAX_SYMBOL_EXPOSURE_PCT", 25.0, 0.01, 100.0),
         max_total_exposure_pct=_float(env, "MAX_TOTAL_EXPOSURE_PCT", 100.0, 0.01, 100.0),
-        min_order_usdt=_float(env, "MIN_ORDER_USDT", 10.0, 0.0))
+        min_order_usdt=_float(env, "MIN_ORDER_USDT", 10.0, 0.0),
+    )
 
 
 def _user_id(value: str) -> str:

@@ -37,13 +37,25 @@ class StageProcess(Worker):
 
     kind = "process"
 
-    def __init__(self, name: str, data_dir: Path, *, env: Mapping[str, str] | None = None,
-                 lag: Callable[[], int | None] | None = None, restart_pause_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        data_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        lag: Callable[[], int | None] | None = None,
+        restart_pause_s: float = 2.0,
+    ) -> None:
         super().__init__(name)
         self.data_dir = data_dir.resolve()
         # The child runs its stage itself: it must not start children of its own.
-        self.env = {**(env if env is not None else os.environ), "STAGE_PROCESSES": "", "DATA_DIR": str(self.data_dir),
-                    "EMBEDDED_BUS_SHARED": "1", PARENT_PID_ENV: str(os.getpid())}
+        self.env = {
+            **(env if env is not None else os.environ),
+            "STAGE_PROCESSES": "",
+            "DATA_DIR": str(self.data_dir),
+            "EMBEDDED_BUS_SHARED": "1",
+            PARENT_PID_ENV: str(os.getpid()),
+        }
         self.lag = lag
         self.restart_pause_s = restart_pause_s
         self.log_path = self.data_dir / "logs" / f"{name}.log"
@@ -61,8 +73,9 @@ class StageProcess(Worker):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         while not self._stop.is_set():
             with open(self.log_path, "ab") as out:
-                proc = subprocess.Popen(self.command(), env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+                proc = subprocess.Popen(
+                    self.command(), env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                )
             self.pid = proc.pid
             log.info("stage %s runs in process %d (log: %s)", self.name, proc.pid, self.log_path)
             try:

@@ -172,8 +172,17 @@ class StageRunner(Worker):
 
     kind = "stage"
 
-    def __init__(self, stage: Stage, bus: Bus, *, max_batch: int = 2000, poll_timeout: float = 0.5,
-                 max_retries: int = 4, backoff_s: float = 0.1, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        stage: Stage,
+        bus: Bus,
+        *,
+        max_batch: int = 2000,
+        poll_timeout: float = 0.5,
+        max_retries: int = 4,
+        backoff_s: float = 0.1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__(stage.name)
         self.stage = stage
         self.bus = bus
@@ -192,8 +201,9 @@ class StageRunner(Worker):
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                consumer = self.bus.consumer(self.stage.group_id, self.stage.inputs,
-                                             auto_offset_reset=self.stage.offset_reset)
+                consumer = self.bus.consumer(
+                    self.stage.group_id, self.stage.inputs, auto_offset_reset=self.stage.offset_reset
+                )
                 try:
                     self._consume(consumer)
                 except Exception as exc:
@@ -266,7 +276,7 @@ class StageRunner(Worker):
                 if attempt == self.max_retries:
                     raise
                 self.health.error(f"retry {attempt + 1}: {exc}")
-                self._stop.wait(self.backoff_s * 2 ** attempt)
+                self._stop.wait(self.backoff_s * 2**attempt)
         raise AssertionError("unreachable")
 
     def _publish(self, messages: list[Output]) -> None:
@@ -282,19 +292,44 @@ class StageRunner(Worker):
     def dead_letter(self, record: Record, exc: Exception, retries: int) -> None:
         """Send ``record`` to its dead-letter topic with the reason and where it came from."""
         if not isinstance(exc, BadMessageError):
-            log.warning("stage %s dead-letters %s[%d]@%d: %s: %s\n%s", self.name, record.topic,
-                        record.partition, record.offset, type(exc).__name__, exc, traceback.format_exc(limit=3))
+            log.warning(
+                "stage %s dead-letters %s[%d]@%d: %s: %s\n%s",
+                self.name,
+                record.topic,
+                record.partition,
+                record.offset,
+                type(exc).__name__,
+                exc,
+                traceback.format_exc(limit=3),
+            )
         reason = publish_dead_letter(
-            self._producer, exc, topic=record.topic, value=record.value or b"", stage=self.name,
-            key=record.key, partition=record.partition, offset=record.offset, retries=retries)
+            self._producer,
+            exc,
+            topic=record.topic,
+            value=record.value or b"",
+            stage=self.name,
+            key=record.key,
+            partition=record.partition,
+            offset=record.offset,
+            retries=retries,
+        )
         with self.health.lock:
             self.health.dead_lettered += 1
             self.health.last_error = f"{record.topic}[{record.partition}]@{record.offset}: {reason}"
 
 
-def publish_dead_letter(producer: Producer, exc: Exception | str, *, topic: str, value: bytes | str, stage: str,
-                        key: bytes | None = None, partition: int = -1, offset: int = -1,
-                        retries: int = 0) -> str:
+def publish_dead_letter(
+    producer: Producer,
+    exc: Exception | str,
+    *,
+    topic: str,
+    value: bytes | str,
+    stage: str,
+    key: bytes | None = None,
+    partition: int = -1,
+    offset: int = -1,
+    retries: int = 0,
+) -> str:
     """Produce a ``DeadLetter`` for ``value`` (bytes of ``topic``, or a raw frame a source could not
     turn into a message: then partition and offset are -1) on ``<topic>_dlq``; return the reason."""
     if isinstance(exc, str):
@@ -307,11 +342,17 @@ def publish_dead_letter(producer: Producer, exc: Exception | str, *, topic: str,
         reason = f"{type(exc).__name__}: {exc}"
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     letter = DeadLetter(
-        source_topic=topic, source_partition=partition, source_offset=offset,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
         source_key=key.decode("utf-8", "replace") if key is not None else None,
-        value=text, reason=reason,
+        value=text,
+        reason=reason,
         violations=[{"field": v.field, "value": _jsonable(v.value), "rule": v.rule} for v in violations],
-        stage=stage, retry_count=retries, failed_at=int(time.time() * 1000))
+        stage=stage,
+        retry_count=retries,
+        failed_at=int(time.time() * 1000),
+    )
     producer.produce(dlq_name(topic), encode(letter), key=key)
     return reason
 

@@ -46,11 +46,24 @@ class StatusBoard:
                 log.debug("status of %s failed", w.name, exc_info=True)
                 details = self._details.get(w.name, {})
             self._details[w.name] = details
-            out.append(status.StageStatus(
-                name=w.name, kind=w.kind, running=h.running, processed=h.processed, produced=h.produced,
-                dead_lettered=h.dead_lettered, errors=h.errors, last_error=h.last_error, lag=h.lag,
-                started_at=h.started_at, last_activity_at=h.last_activity_at, details=details, pid=self.pid,
-                updated_at=now))
+            out.append(
+                status.StageStatus(
+                    name=w.name,
+                    kind=w.kind,
+                    running=h.running,
+                    processed=h.processed,
+                    produced=h.produced,
+                    dead_lettered=h.dead_lettered,
+                    errors=h.errors,
+                    last_error=h.last_error,
+                    lag=h.lag,
+                    started_at=h.started_at,
+                    last_activity_at=h.last_activity_at,
+                    details=details,
+                    pid=self.pid,
+                    updated_at=now,
+                )
+            )
         return out
 
     def publish(self) -> None:

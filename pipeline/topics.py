@@ -60,29 +60,36 @@ def dlq_name(topic: str) -> str:
 
 
 _SOURCES: tuple[TopicSpec, ...] = (
-    TopicSpec(MARKET_DATA, 3, DAY_MS, compression="lz4",
-              description="OHLCV ticks per symbol (seed 001); key = symbol"),
-    TopicSpec(ML_SIGNALS, 3, 7 * DAY_MS, compression="lz4",
-              description="model predictions and BUY/SELL/HOLD signals (seed 001)"),
-    TopicSpec(ORDERS, 1, 30 * DAY_MS, cleanup="compact",
-              description="orders and their status changes; key = order_id, compacted (seed 002)"),
+    TopicSpec(MARKET_DATA, 3, DAY_MS, compression="lz4", description="OHLCV ticks per symbol (seed 001); key = symbol"),
+    TopicSpec(
+        ML_SIGNALS,
+        3,
+        7 * DAY_MS,
+        compression="lz4",
+        description="model predictions and BUY/SELL/HOLD signals (seed 001)",
+    ),
+    TopicSpec(
+        ORDERS,
+        1,
+        30 * DAY_MS,
+        cleanup="compact",
+        description="orders and their status changes; key = order_id, compacted (seed 002)",
+    ),
     TopicSpec(RAW_TRADES, 3, 7 * DAY_MS, description="trades as received from any source (seed 000)"),
     TopicSpec(NORMALIZED_TRADES, 3, 30 * DAY_MS, description="trades in the Trade record (seed 000)"),
     TopicSpec(ENRICHED_TRADES, 3, 90 * DAY_MS, description="trades with market context (seed 000)"),
     TopicSpec(BEHAVIORAL_ALERTS, 3, 7 * DAY_MS, description="behavioural alerts (seed 000)"),
-    TopicSpec(STOCK_PRICES_RAW, 10, 7 * DAY_MS, compression="snappy",
-              description="stock price bars (seed 003)"),
+    TopicSpec(STOCK_PRICES_RAW, 10, 7 * DAY_MS, compression="snappy", description="stock price bars (seed 003)"),
     TopicSpec(STOCK_NEWS_RAW, 5, 30 * DAY_MS, compression="gzip", description="stock news (seed 003)"),
-    TopicSpec(ANALYSIS_TRIGGERS, 3, DAY_MS, compression="snappy",
-              description="analysis jobs to run (seed 003)"),
-    TopicSpec(ANALYSIS_RESULTS, 5, 7 * DAY_MS, compression="snappy",
-              description="technical and sentiment results (seed 003)"),
+    TopicSpec(ANALYSIS_TRIGGERS, 3, DAY_MS, compression="snappy", description="analysis jobs to run (seed 003)"),
+    TopicSpec(
+        ANALYSIS_RESULTS, 5, 7 * DAY_MS, compression="snappy", description="technical and sentiment results (seed 003)"
+    ),
     TopicSpec(ALERTS, 3, 30 * DAY_MS, compression="snappy", description="alerts to notify (seed 003)"),
 )
 
 _DEAD_LETTERS: tuple[TopicSpec, ...] = tuple(
-    TopicSpec(dlq_name(s.name), 3, 7 * DAY_MS, description=f"rejected messages of {s.name}")
-    for s in _SOURCES
+    TopicSpec(dlq_name(s.name), 3, 7 * DAY_MS, description=f"rejected messages of {s.name}") for s in _SOURCES
 )
 
 CATALOG: dict[str, TopicSpec] = {s.name: s for s in _SOURCES + _DEAD_LETTERS}

@@ -54,16 +54,24 @@ def _api(rt: Runtime) -> Worker:
 def _ml(rt: Runtime) -> Worker:
     from pipeline.stages.ml import MLStage  # scikit-learn loads only when models are wanted
 
-    return StageRunner(MLStage(rt.db, rt.registry, models=rt.config.ml_models, buy_pct=rt.config.ml_buy_pct,
-                               sell_pct=rt.config.ml_sell_pct), rt.bus)
+    return StageRunner(
+        MLStage(
+            rt.db, rt.registry, models=rt.config.ml_models, buy_pct=rt.config.ml_buy_pct, sell_pct=rt.config.ml_sell_pct
+        ),
+        rt.bus,
+    )
 
 
 def _decision(rt: Runtime) -> Worker:
     from pipeline.stages.decision import DecisionStage  # backtrader loads only when trading
 
     c = rt.config
-    return StageRunner(DecisionStage(rt.bus, model=c.decision_model, confirm_models=c.decision_confirm_models,
-                                     risk=c.risk, exchange=c.exchange), rt.bus)
+    return StageRunner(
+        DecisionStage(
+            rt.bus, model=c.decision_model, confirm_models=c.decision_confirm_models, risk=c.risk, exchange=c.exchange
+        ),
+        rt.bus,
+    )
 
 
 def _virtual_exchange(rt: Runtime) -> Worker:
@@ -108,14 +116,18 @@ def _live_feed(stage: str) -> WorkerFactory:
         kwargs: dict[str, Any] = {url: c.feed_urls[stage]} if stage in c.feed_urls else {}
         if stage == "binance-rest":
             from pipeline.sources.binance import BinanceTickerPoller
+
             return BinanceTickerPoller(rt.bus.producer(), c.symbols, interval_s=c.binance_poll_s, **kwargs)
         if stage == "binance-ws":
             from pipeline.sources.binance import BinanceStream
+
             return BinanceStream(rt.bus.producer(), c.symbols, **kwargs)
         if stage == "bybit-ws":
             from pipeline.sources.bybit import BybitStream
+
             return BybitStream(rt.bus.producer(), c.symbols, **kwargs)
         from pipeline.sources.alpaca import AlpacaStream
+
         if not (c.alpaca_key and c.alpaca_secret):
             raise ConfigError("alpaca-ws needs ALPACA_API_KEY and ALPACA_API_SECRET in the environment or .env")
         return AlpacaStream(rt.bus.producer(), c.symbols, key=c.alpaca_key, secret=c.alpaca_secret, **kwargs)
@@ -128,22 +140,34 @@ def _exchange_history(rt: Runtime) -> list[Worker]:
     from pipeline.sources.trade_history import ExchangeHistorySource
 
     if not rt.config.exchange_keys:
-        raise ConfigError("exchange-history needs BINANCE_API_KEY and BINANCE_API_SECRET, or BYBIT_API_KEY and "
-                          "BYBIT_API_SECRET, in the environment or .env")
-    return [ExchangeHistorySource(client_for(k.venue, k.api_key, k.api_secret, k.base_url), rt.producer,
-                                  user_id=rt.config.user_id, symbols=rt.config.symbols)
-            for k in rt.config.exchange_keys]
+        raise ConfigError(
+            "exchange-history needs BINANCE_API_KEY and BINANCE_API_SECRET, or BYBIT_API_KEY and "
+            "BYBIT_API_SECRET, in the environment or .env"
+        )
+    return [
+        ExchangeHistorySource(
+            client_for(k.venue, k.api_key, k.api_secret, k.base_url),
+            rt.producer,
+            user_id=rt.config.user_id,
+            symbols=rt.config.symbols,
+        )
+        for k in rt.config.exchange_keys
+    ]
 
 
 # One factory per name of pipeline.stage_catalog (a unit test keeps them equal).
 WORKERS: dict[str, WorkerFactory] = {
     "simulator": lambda rt: SimulatorSource(
-        rt.bus, MarketSimulator(rt.config.symbols, rt.config.simulator_seed), tick_ms=rt.config.simulator_tick_ms,
-        history_minutes=rt.config.simulator_history_minutes),
+        rt.bus,
+        MarketSimulator(rt.config.symbols, rt.config.simulator_seed),
+        tick_ms=rt.config.simulator_tick_ms,
+        history_minutes=rt.config.simulator_history_minutes,
+    ),
     "replay": _replay,
     **{name: _live_feed(name) for name in ("binance-rest", "binance-ws", "bybit-ws", "alpaca-ws")},
     "market-store": lambda rt: StageRunner(
-        MarketStore(rt.db, tick_retention_ms=rt.config.tick_retention_days * 86_400_000), rt.bus),
+        MarketStore(rt.db, tick_retention_ms=rt.config.tick_retention_days * 86_400_000), rt.bus
+    ),
     "ml": _ml,
     # Three signals a tick per symbol add up (1.3M rows a day for 5 symbols): the store keeps two days.
     "signal-store": lambda rt: StageRunner(SignalStore(rt.db, retention_ms=2 * 86_400_000), rt.bus),
@@ -201,8 +225,15 @@ class Runtime:
                 self._registry = Registry(self.db, self.config.data_dir / "models")
             return self._registry
 
-    def train(self, symbols: tuple[str, ...], models: tuple[str, ...], *, source: Source = "store",
-              bars: int | None = None, path: str | None = None) -> TrainingJob:
+    def train(
+        self,
+        symbols: tuple[str, ...],
+        models: tuple[str, ...],
+        *,
+        source: Source = "store",
+        bars: int | None = None,
+        path: str | None = None,
+    ) -> TrainingJob:
         """Start a training job in the background unless one is running; return the job."""
         from pipeline.jobs.training import TrainingJob
 
@@ -210,8 +241,9 @@ class Runtime:
         with self._lock:
             if self._training is not None and self._training.running:
                 return self._training
-            self._training = TrainingJob(self.config, self.db, registry, symbols, models, source=source,
-                                         bars=bars, path=path)
+            self._training = TrainingJob(
+                self.config, self.db, registry, symbols, models, source=source, bars=bars, path=path
+            )
         self._training.start()
         return self._training
 

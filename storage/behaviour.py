@@ -36,12 +36,14 @@ AND entry_time >= ? AND entry_time < ? ORDER BY entry_time, trade_id LIMIT ? OFF
 _UPSERT = f"INSERT OR REPLACE INTO behaviour_trades ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 
 
-
-
 def stored_results(conn: sqlite3.Connection, trade_ids: Iterable[str]) -> dict[str, tuple[Any, Any]]:
     """Return (exit_time, pnl) of the ids stored."""
-    return {t: (x, p) for t, x, p in select_in(
-        conn, "SELECT trade_id, exit_time, pnl FROM behaviour_trades WHERE trade_id IN ({marks})", trade_ids)}
+    return {
+        t: (x, p)
+        for t, x, p in select_in(
+            conn, "SELECT trade_id, exit_time, pnl FROM behaviour_trades WHERE trade_id IN ({marks})", trade_ids
+        )
+    }
 
 
 def store(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]], voided: Sequence[str]) -> None:
@@ -61,7 +63,8 @@ def day_counts(conn: sqlite3.Connection, user: str, lo_ms: int, hi_ms: int) -> l
     return conn.execute(_DAY_COUNTS, (user, lo_ms, hi_ms)).fetchall()
 
 
-def day_entries(conn: sqlite3.Connection, user: str, lo_ms: int, hi_ms: int, limit: int,
-                offset: int) -> list[tuple[str, int]]:
+def day_entries(
+    conn: sqlite3.Connection, user: str, lo_ms: int, hi_ms: int, limit: int, offset: int
+) -> list[tuple[str, int]]:
     """Return (trade_id, entry_time) of ``user``'s entries in [lo, hi), by time, a page at a time."""
     return conn.execute(_DAY_ENTRIES, (user, lo_ms, hi_ms, limit, offset)).fetchall()

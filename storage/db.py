@@ -61,7 +61,7 @@ class Database:
                 result = fn(db)
                 db.conn.execute("COMMIT")
                 fut.set_result(result)
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - rolled back, and raised in the caller's thread
                 if db.conn.in_transaction:
                     db.conn.execute("ROLLBACK")
                 fut.set_exception(exc)

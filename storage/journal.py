@@ -27,13 +27,43 @@ CLOSED_KINDS = ("trade", "round_trip")
 DUST = 1e-9
 
 TRADE_COLUMNS = [
-    "trade_id", "user_id", "symbol", "side", "kind", "entry_price", "exit_price", "quantity",
-    "open_quantity", "entry_time", "exit_time", "pnl", "fees", "stop_loss", "notes", "tags", "setup",
-    "emotion", "lot_id", "fill_ids", "source", "context", "stored_at", "annotated",
+    "trade_id",
+    "user_id",
+    "symbol",
+    "side",
+    "kind",
+    "entry_price",
+    "exit_price",
+    "quantity",
+    "open_quantity",
+    "entry_time",
+    "exit_time",
+    "pnl",
+    "fees",
+    "stop_loss",
+    "notes",
+    "tags",
+    "setup",
+    "emotion",
+    "lot_id",
+    "fill_ids",
+    "source",
+    "context",
+    "stored_at",
+    "annotated",
 ]
 POSITION_COLUMNS = ["symbol", "side", "open_quantity", "avg_entry_price", "open_lots", "opened_at", "last_entry_at"]
-SUMMARY_KEYS = ("fills", "trades", "open_positions", "net_pnl", "fees", "win_rate", "profit_factor",
-                "expectancy", "max_drawdown")
+SUMMARY_KEYS = (
+    "fills",
+    "trades",
+    "open_positions",
+    "net_pnl",
+    "fees",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "max_drawdown",
+)
 
 # The journal with the trader's edits applied and each lot's quantity still open.
 _JOURNAL = """
@@ -73,7 +103,7 @@ def _json(text: str | None, default: Any) -> Any:
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Turn journal rows into a DataFrame: lists for tags and fill ids, a dict for context."""
-    frame = pd.DataFrame(rows, columns=TRADE_COLUMNS + ["at_time"]).drop(columns="at_time")
+    frame = pd.DataFrame(rows, columns=[*TRADE_COLUMNS, "at_time"]).drop(columns="at_time")
     for column in ("entry_price", "exit_price", "quantity", "open_quantity", "pnl", "fees", "stop_loss"):
         frame[column] = pd.to_numeric(frame[column]).astype(float)
     frame["open_quantity"] = frame["open_quantity"].where(frame["open_quantity"] > DUST * frame["quantity"], 0.0)
@@ -83,14 +113,25 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         frame[column] = pd.Series([kind(_json(v, kind())) for v in frame[column]], index=frame.index, dtype=object)
     frame["annotated"] = frame["annotated"].astype(bool)
     for column in ("notes", "setup", "emotion", "lot_id"):  # None, not NaN, for missing text
-        frame[column] = pd.Series([v if isinstance(v, str) else None for v in frame[column]],
-                                  index=frame.index, dtype=object)
+        frame[column] = pd.Series(
+            [v if isinstance(v, str) else None for v in frame[column]], index=frame.index, dtype=object
+        )
     return frame
 
 
-def _select(db: Database, user_id: str, *, symbol: str | None = None, tag: str | None = None,
-            setup: str | None = None, since_ms: int | None = None, until_ms: int | None = None,
-            kind: str | Sequence[str] | None = None, closed: bool = False, limit: int | None = None) -> pd.DataFrame:
+def _select(
+    db: Database,
+    user_id: str,
+    *,
+    symbol: str | None = None,
+    tag: str | None = None,
+    setup: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    kind: str | Sequence[str] | None = None,
+    closed: bool = False,
+    limit: int | None = None,
+) -> pd.DataFrame:
     where, params = [], {"user_id": user_id}
     if symbol is not None:
         where.append("symbol = :symbol")
@@ -123,25 +164,54 @@ def _select(db: Database, user_id: str, *, symbol: str | None = None, tag: str |
     return _frame(db.query(sql, params))
 
 
-def trades(db: Database, user_id: str, *, symbol: str | None = None, tag: str | None = None,
-           setup: str | None = None, since_ms: int | None = None, until_ms: int | None = None,
-           kind: str | Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
+def trades(
+    db: Database,
+    user_id: str,
+    *,
+    symbol: str | None = None,
+    tag: str | None = None,
+    setup: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    kind: str | Sequence[str] | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
     """Return the user's journal, newest first, with the trader's edits applied.
 
     Every filter is optional: ``since_ms <= time < until_ms`` where a trade's time is its exit
     time when closed, else its entry time. ``tags`` and ``fill_ids`` are lists, ``context`` a
     dict; ``open_quantity`` is what is still open of a lot or of a trade without exit (0 else).
     """
-    return _select(db, user_id, symbol=symbol, tag=tag, setup=setup, since_ms=since_ms, until_ms=until_ms,
-                   kind=kind, limit=limit)
+    return _select(
+        db, user_id, symbol=symbol, tag=tag, setup=setup, since_ms=since_ms, until_ms=until_ms, kind=kind, limit=limit
+    )
 
 
-def closed_trades(db: Database, user_id: str, *, symbol: str | None = None, tag: str | None = None,
-                  setup: str | None = None, since_ms: int | None = None, until_ms: int | None = None,
-                  kind: str | Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
+def closed_trades(
+    db: Database,
+    user_id: str,
+    *,
+    symbol: str | None = None,
+    tag: str | None = None,
+    setup: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    kind: str | Sequence[str] | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
     """Return the closed trades for analytics (whole trades with an exit and round trips), newest first."""
-    return _select(db, user_id, symbol=symbol, tag=tag, setup=setup, since_ms=since_ms, until_ms=until_ms,
-                   kind=kind, closed=True, limit=limit)
+    return _select(
+        db,
+        user_id,
+        symbol=symbol,
+        tag=tag,
+        setup=setup,
+        since_ms=since_ms,
+        until_ms=until_ms,
+        kind=kind,
+        closed=True,
+        limit=limit,
+    )
 
 
 def open_positions(db: Database, user_id: str, symbol: str | None = None) -> pd.DataFrame:
@@ -153,8 +223,12 @@ def open_positions(db: Database, user_id: str, symbol: str | None = None) -> pd.
         return pd.DataFrame(columns=POSITION_COLUMNS)
     rows = rows.assign(cost=rows["open_quantity"] * rows["entry_price"])
     out = rows.groupby(["symbol", "side"], as_index=False).agg(
-        open_quantity=("open_quantity", "sum"), cost=("cost", "sum"), open_lots=("trade_id", "size"),
-        opened_at=("entry_time", "min"), last_entry_at=("entry_time", "max"))
+        open_quantity=("open_quantity", "sum"),
+        cost=("cost", "sum"),
+        open_lots=("trade_id", "size"),
+        opened_at=("entry_time", "min"),
+        last_entry_at=("entry_time", "max"),
+    )
     out["avg_entry_price"] = out["cost"] / out["open_quantity"]
     out["open_lots"] = out["open_lots"].astype("int64")
     return out.sort_values(["symbol", "side"]).reset_index(drop=True)[POSITION_COLUMNS]
@@ -162,9 +236,11 @@ def open_positions(db: Database, user_id: str, symbol: str | None = None) -> pd.
 
 def alerts(db: Database, user_id: str, limit: int = 200) -> list[dict[str, Any]]:
     """Return the user's behavioural alerts, newest first, with ``trade_ids`` and ``details`` parsed."""
-    rows = db.query("SELECT alert_id, user_id, alert_type, severity, timestamp, trade_ids, message, details "
-                    "FROM journal_alerts WHERE user_id = ? ORDER BY timestamp DESC, alert_id LIMIT ?",
-                    (user_id, int(limit)))
+    rows = db.query(
+        "SELECT alert_id, user_id, alert_type, severity, timestamp, trade_ids, message, details "
+        "FROM journal_alerts WHERE user_id = ? ORDER BY timestamp DESC, alert_id LIMIT ?",
+        (user_id, int(limit)),
+    )
     for row in rows:
         row["trade_ids"] = list(_json(row["trade_ids"], []))
         row["details"] = dict(_json(row["details"], {}))
@@ -184,28 +260,35 @@ def journal_summary(db: Database, user_id: str, symbol: str | None = None) -> di
         params += (symbol,)
     fills = int(db.query(sql, params)[0]["n"])
     stats = analytics.summary(closed_trades(db, user_id, symbol=symbol))
-    out: dict[str, Any] = {"fills": fills, "open_positions": int(len(open_positions(db, user_id, symbol)))}
+    out: dict[str, Any] = {"fills": fills, "open_positions": len(open_positions(db, user_id, symbol))}
     out.update({k: stats[k] for k in SUMMARY_KEYS if k in stats})
     return {k: out[k] for k in SUMMARY_KEYS}
 
 
 def symbols(db: Database, user_id: str) -> list[str]:
     """Return the symbols in the user's journal, alphabetically."""
-    return [r["symbol"] for r in db.query(
-        "SELECT DISTINCT symbol FROM journal_trades WHERE user_id = ? ORDER BY symbol", (user_id,))]
+    return [
+        r["symbol"]
+        for r in db.query("SELECT DISTINCT symbol FROM journal_trades WHERE user_id = ? ORDER BY symbol", (user_id,))
+    ]
 
 
 def tags(db: Database, user_id: str) -> list[str]:
     """Return the tags in the user's journal (after the trader's edits), alphabetically."""
-    rows = db.query(_JOURNAL + "SELECT DISTINCT json_each.value AS tag FROM j, json_each(j.tags) "
-                    "WHERE json_valid(j.tags) ORDER BY tag", {"user_id": user_id})
+    rows = db.query(
+        _JOURNAL + "SELECT DISTINCT json_each.value AS tag FROM j, json_each(j.tags) "
+        "WHERE json_valid(j.tags) ORDER BY tag",
+        {"user_id": user_id},
+    )
     return [r["tag"] for r in rows if isinstance(r["tag"], str) and r["tag"]]
 
 
 def setups(db: Database, user_id: str) -> list[str]:
     """Return the setups in the user's journal (after the trader's edits), alphabetically."""
-    rows = db.query(_JOURNAL + "SELECT DISTINCT setup FROM j WHERE setup IS NOT NULL AND setup != '' "
-                    "ORDER BY setup", {"user_id": user_id})
+    rows = db.query(
+        _JOURNAL + "SELECT DISTINCT setup FROM j WHERE setup IS NOT NULL AND setup != '' ORDER BY setup",
+        {"user_id": user_id},
+    )
     return [r["setup"] for r in rows]
 
 
@@ -223,8 +306,9 @@ def clean_tags(values: Sequence[str] | str | None) -> list[str]:
     return out
 
 
-def annotate(db: Database, trade_id: str, *, notes: str | None, tags: Sequence[str] | str | None,
-             setup: str | None) -> None:
+def annotate(
+    db: Database, trade_id: str, *, notes: str | None, tags: Sequence[str] | str | None, setup: str | None
+) -> None:
     """Save the trader's notes, tags and setup of a trade; they replace the stored ones from now on.
 
     Blank notes or setup are stored as None (cleared); returns once the edit is durable.
@@ -232,20 +316,32 @@ def annotate(db: Database, trade_id: str, *, notes: str | None, tags: Sequence[s
     notes = (notes or "").strip() or None
     setup = (setup or "").strip() or None
     values = (trade_id, notes, json.dumps(clean_tags(tags)), setup, int(time.time() * 1000))
-    db.write(lambda d: d.conn.execute(
-        "INSERT INTO journal_annotations (trade_id, notes, tags, setup, updated_at) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT(trade_id) DO UPDATE SET notes = excluded.notes, tags = excluded.tags, "
-        "setup = excluded.setup, updated_at = excluded.updated_at", values))
+    db.write(
+        lambda d: d.conn.execute(
+            "INSERT INTO journal_annotations (trade_id, notes, tags, setup, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(trade_id) DO UPDATE SET notes = excluded.notes, tags = excluded.tags, "
+            "setup = excluded.setup, updated_at = excluded.updated_at",
+            values,
+        )
+    )
 
 
 # --------------------------------------------------------------------------- the journal store's writes
 
-_TRADE_COLUMNS = ("trade_id, user_id, symbol, side, kind, entry_price, exit_price, quantity, entry_time, exit_time, "
-                  "pnl, fees, stop_loss, notes, tags, setup, emotion, lot_id, fill_ids, source, context, stored_at")
+_TRADE_COLUMNS = (
+    "trade_id, user_id, symbol, side, kind, entry_price, exit_price, quantity, entry_time, exit_time, "
+    "pnl, fees, stop_loss, notes, tags, setup, emotion, lot_id, fill_ids, source, context, stored_at"
+)
 
 
-def store(conn: sqlite3.Connection, *, trades: Sequence[tuple[Any, ...]], void_trades: Sequence[str],
-          alerts: Sequence[tuple[Any, ...]], void_alerts: Sequence[str]) -> None:
+def store(
+    conn: sqlite3.Connection,
+    *,
+    trades: Sequence[tuple[Any, ...]],
+    void_trades: Sequence[str],
+    alerts: Sequence[tuple[Any, ...]],
+    void_alerts: Sequence[str],
+) -> None:
     """Upsert trades (``_TRADE_COLUMNS`` order) and alerts (the table's order) and delete the voided
     ids; runs inside the caller's write transaction. The trader's annotations are never touched."""
     conn.executemany(f"INSERT OR REPLACE INTO journal_trades ({_TRADE_COLUMNS}) VALUES ({','.join('?' * 22)})", trades)
@@ -260,10 +356,14 @@ def store(conn: sqlite3.Connection, *, trades: Sequence[tuple[Any, ...]], void_t
 def save_mapping(db: Database, name: str, header: list[str], mapping: dict[str, str], now_ms: int) -> None:
     """Save (or replace) the column mapping called ``name``, made for files with ``header``."""
     row = (name, json.dumps(header), json.dumps(mapping), now_ms)
-    db.write(lambda d: d.conn.execute(
-        "INSERT INTO import_mappings (name, header, mapping, created_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT(name) DO UPDATE SET header = excluded.header, mapping = excluded.mapping, "
-        "created_at = excluded.created_at", row))
+    db.write(
+        lambda d: d.conn.execute(
+            "INSERT INTO import_mappings (name, header, mapping, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET header = excluded.header, mapping = excluded.mapping, "
+            "created_at = excluded.created_at",
+            row,
+        )
+    )
 
 
 def mappings(db: Database) -> list[dict[str, Any]]:
@@ -277,8 +377,7 @@ def mappings(db: Database) -> list[dict[str, Any]]:
 
 def stored_trade_ids(conn: sqlite3.Connection, trade_ids: Iterable[str]) -> set[str]:
     """Return which of ``trade_ids`` the journal holds."""
-    return {r[0] for r in select_in(conn, "SELECT trade_id FROM journal_trades WHERE trade_id IN ({marks})",
-                                    trade_ids)}
+    return {r[0] for r in select_in(conn, "SELECT trade_id FROM journal_trades WHERE trade_id IN ({marks})", trade_ids)}
 
 
 class ImportTracker:
@@ -320,8 +419,7 @@ class ImportTracker:
     @property
     def caught_up(self) -> bool:
         """Every fill is in the ledger, and every round trip and whole trade in the journal."""
-        round_trips_done = self.fills == 0 or (self._round_trips_pending is not None
-                                                 and not self._round_trips_pending)
+        round_trips_done = self.fills == 0 or (self._round_trips_pending is not None and not self._round_trips_pending)
         return not self._fills_pending and not self._trades_pending and round_trips_done
 
     def refresh(self, db: Database) -> None:
@@ -330,9 +428,14 @@ class ImportTracker:
         conn = db.reader().conn
         self._fills_pending -= ledger.existing(conn, "journal_fills", "fill_id", self._fills_pending)
         if not self._fills_pending and self._round_trips_pending is None and self.fills:
-            made = {record["trade_id"] for records in ledger.fill_records(conn, self.fill_ids)
-                    for line in records.splitlines() if '"round_trip"' in line
-                    for record in (json.loads(line),) if record.get("kind") == "round_trip"}
+            made = {
+                record["trade_id"]
+                for records in ledger.fill_records(conn, self.fill_ids)
+                for line in records.splitlines()
+                if '"round_trip"' in line
+                for record in (json.loads(line),)
+                if record.get("kind") == "round_trip"
+            }
             self.round_trips = len(made)
             self._round_trips_pending = made
         if self._round_trips_pending:

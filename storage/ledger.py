@@ -27,8 +27,9 @@ def existing(conn: sqlite3.Connection, table: str, column: str, ids: Iterable[st
 def known_ids(db: Database, ids: Sequence[str]) -> set[str]:
     """Return which raw ids the ledger already holds: ``f-`` ids as fills, ``t-`` ids as whole trades."""
     conn = db.reader().conn
-    return (existing(conn, "journal_fills", "fill_id", [i for i in ids if i.startswith("f-")])
-            | existing(conn, "journal_ledger_records", "trade_id", [i for i in ids if i.startswith("t-")]))
+    return existing(conn, "journal_fills", "fill_id", [i for i in ids if i.startswith("f-")]) | existing(
+        conn, "journal_ledger_records", "trade_id", [i for i in ids if i.startswith("t-")]
+    )
 
 
 def record_trades(conn: sqlite3.Connection, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
@@ -38,14 +39,22 @@ def record_trades(conn: sqlite3.Connection, rows: Sequence[tuple[str, str, str, 
 
 def trade_records(conn: sqlite3.Connection, trade_ids: Iterable[str]) -> list[str]:
     """Return the published JSON of whole trades, in the order they were first recorded."""
-    return [r[0] for r in select_in(
-        conn, "SELECT record FROM journal_ledger_records WHERE trade_id IN ({marks}) ORDER BY rowid", trade_ids)]
+    return [
+        r[0]
+        for r in select_in(
+            conn, "SELECT record FROM journal_ledger_records WHERE trade_id IN ({marks}) ORDER BY rowid", trade_ids
+        )
+    ]
 
 
 def fill_records(conn: sqlite3.Connection, fill_ids: Iterable[str]) -> list[str]:
     """Return the records (lots, round trips; one JSON a line) each fill made, in fill order."""
-    return [r[0] for r in select_in(
-        conn, "SELECT records FROM journal_fills WHERE fill_id IN ({marks}) ORDER BY rowid", fill_ids)]
+    return [
+        r[0]
+        for r in select_in(
+            conn, "SELECT records FROM journal_fills WHERE fill_id IN ({marks}) ORDER BY rowid", fill_ids
+        )
+    ]
 
 
 def last_seq(conn: sqlite3.Connection) -> int:
@@ -66,8 +75,9 @@ def add_fills(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
 
 def fills(conn: sqlite3.Connection, key: Key) -> list[tuple[Any, ...]]:
     """Return every fill of (user, symbol) in FIFO order, as ``FILL_COLUMNS``."""
-    return conn.execute(f"SELECT {FILL_COLUMNS} FROM journal_fills WHERE user_id=? AND symbol=? ORDER BY time, seq",
-                        key).fetchall()
+    return conn.execute(
+        f"SELECT {FILL_COLUMNS} FROM journal_fills WHERE user_id=? AND symbol=? ORDER BY time, seq", key
+    ).fetchall()
 
 
 def set_fill_records(conn: sqlite3.Connection, rows: Sequence[tuple[str, str]]) -> None:
@@ -77,8 +87,9 @@ def set_fill_records(conn: sqlite3.Connection, rows: Sequence[tuple[str, str]]) 
 
 def lots(conn: sqlite3.Connection, key: Key) -> list[tuple[Any, ...]]:
     """Return the open lots of (user, symbol) in FIFO order, as ``LOT_COLUMNS``."""
-    return conn.execute(f"SELECT {LOT_COLUMNS} FROM journal_lots WHERE user_id=? AND symbol=? ORDER BY time, seq",
-                        key).fetchall()
+    return conn.execute(
+        f"SELECT {LOT_COLUMNS} FROM journal_lots WHERE user_id=? AND symbol=? ORDER BY time, seq", key
+    ).fetchall()
 
 
 def replace_lots(conn: sqlite3.Connection, key: Key, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -17,8 +17,17 @@ from storage.db import Database
 
 MINUTE_MS = 60_000
 BAR_COLUMNS = ["start", "open", "high", "low", "close", "volume", "ticks"]
-TICK_COLUMNS = ["symbol", "timestamp", "price", "open_24h", "high_24h", "low_24h", "volume_24h",
-                "change_pct_24h", "tick_volume"]
+TICK_COLUMNS = [
+    "symbol",
+    "timestamp",
+    "price",
+    "open_24h",
+    "high_24h",
+    "low_24h",
+    "volume_24h",
+    "change_pct_24h",
+    "tick_volume",
+]
 
 # --------------------------------------------------------------------------- writes
 
@@ -32,10 +41,13 @@ def store_ticks(conn: sqlite3.Connection, ticks: Sequence[TickRow]) -> None:
     for symbol, start in sorted({(t[0], t[1] - t[1] % MINUTE_MS) for t in ticks}):
         rows = conn.execute(
             "SELECT price, coalesce(tick_volume, 0) FROM ticks WHERE symbol=? AND timestamp>=? "
-            "AND timestamp<? ORDER BY timestamp", (symbol, start, start + MINUTE_MS)).fetchall()
+            "AND timestamp<? ORDER BY timestamp",
+            (symbol, start, start + MINUTE_MS),
+        ).fetchall()
         prices = [p for p, _ in rows]
-        bars.append((symbol, start, prices[0], max(prices), min(prices), prices[-1],
-                     sum(v for _, v in rows), len(rows)))
+        bars.append(
+            (symbol, start, prices[0], max(prices), min(prices), prices[-1], sum(v for _, v in rows), len(rows))
+        )
     conn.executemany("INSERT OR REPLACE INTO bars_1m VALUES (?,?,?,?,?,?,?,?)", bars)
 
 
@@ -64,9 +76,15 @@ def span(db: Database, symbol: str) -> tuple[int, int] | None:
 def bars(db: Database, symbol: str, since_ms: int = 0, limit: int = 5000) -> pd.DataFrame:
     """Return up to ``limit`` most recent 1-minute bars of ``symbol`` since ``since_ms``, oldest
     first, with ``time`` (UTC)."""
-    rows = db.reader().conn.execute(
-        "SELECT * FROM (SELECT start, open, high, low, close, volume, ticks FROM bars_1m "
-        "WHERE symbol=? AND start>=? ORDER BY start DESC LIMIT ?) ORDER BY start", (symbol, since_ms, limit)).fetchall()
+    rows = (
+        db.reader()
+        .conn.execute(
+            "SELECT * FROM (SELECT start, open, high, low, close, volume, ticks FROM bars_1m "
+            "WHERE symbol=? AND start>=? ORDER BY start DESC LIMIT ?) ORDER BY start",
+            (symbol, since_ms, limit),
+        )
+        .fetchall()
+    )
     frame = pd.DataFrame(rows, columns=BAR_COLUMNS)
     frame["time"] = pd.to_datetime(frame["start"], unit="ms", utc=True)
     return frame
@@ -79,33 +97,52 @@ def history(db: Database, symbol: str, limit: int | None = None) -> list[tuple[i
     cols = "start, open, high, low, close, volume"
     if limit is None:
         return conn.execute(f"SELECT {cols} FROM bars_1m WHERE symbol=? ORDER BY start", (symbol,)).fetchall()
-    return conn.execute(f"SELECT * FROM (SELECT {cols} FROM bars_1m WHERE symbol=? ORDER BY start DESC LIMIT ?) "
-                        "ORDER BY start", (symbol, int(limit))).fetchall()
+    return conn.execute(
+        f"SELECT * FROM (SELECT {cols} FROM bars_1m WHERE symbol=? ORDER BY start DESC LIMIT ?) ORDER BY start",
+        (symbol, int(limit)),
+    ).fetchall()
 
 
-def before(db: Database, symbol: str, before_ms: int, *, after_ms: int = -1,
-           limit: int) -> list[tuple[int, float, float, float, float]]:
+def before(
+    db: Database, symbol: str, before_ms: int, *, after_ms: int = -1, limit: int
+) -> list[tuple[int, float, float, float, float]]:
     """Return the last ``limit`` bars of ``symbol`` that start in (``after_ms``, ``before_ms``) as
     (start, high, low, close, volume), oldest first."""
-    rows = db.reader().conn.execute(
-        "SELECT start, high, low, close, volume FROM bars_1m WHERE symbol=? AND start<? AND start>? "
-        "ORDER BY start DESC LIMIT ?", (symbol, before_ms, after_ms, limit)).fetchall()
+    rows = (
+        db.reader()
+        .conn.execute(
+            "SELECT start, high, low, close, volume FROM bars_1m WHERE symbol=? AND start<? AND start>? "
+            "ORDER BY start DESC LIMIT ?",
+            (symbol, before_ms, after_ms, limit),
+        )
+        .fetchall()
+    )
     rows.reverse()
     return rows
 
 
 def closes_until(db: Database, symbol: str, at_ms: int, limit: int) -> list[tuple[int, float]]:
     """Return the last ``limit`` (start, close) of ``symbol`` starting at or before ``at_ms``, newest first."""
-    return db.reader().conn.execute(
-        "SELECT start, close FROM bars_1m WHERE symbol=? AND start<=? ORDER BY start DESC LIMIT ?",
-        (symbol, at_ms, limit)).fetchall()
+    return (
+        db.reader()
+        .conn.execute(
+            "SELECT start, close FROM bars_1m WHERE symbol=? AND start<=? ORDER BY start DESC LIMIT ?",
+            (symbol, at_ms, limit),
+        )
+        .fetchall()
+    )
 
 
 def close_between(db: Database, symbol: str, lo_ms: int, hi_ms: int) -> float | None:
     """Return the close of ``symbol``'s last bar that starts in [``lo_ms``, ``hi_ms``], or None."""
-    row = db.reader().conn.execute(
-        "SELECT close FROM bars_1m WHERE symbol=? AND start<=? AND start>=? ORDER BY start DESC LIMIT 1",
-        (symbol, hi_ms, lo_ms)).fetchone()
+    row = (
+        db.reader()
+        .conn.execute(
+            "SELECT close FROM bars_1m WHERE symbol=? AND start<=? AND start>=? ORDER BY start DESC LIMIT 1",
+            (symbol, hi_ms, lo_ms),
+        )
+        .fetchone()
+    )
     return row[0] if row else None
 
 
@@ -115,25 +152,38 @@ def between(db: Database, symbols: Sequence[str], since_ms: int, until_ms: int) 
     if not symbols:
         return pd.DataFrame(columns=["symbol", "start", "close"])
     marks = ",".join("?" * len(symbols))
-    rows = db.reader().conn.execute(
-        f"SELECT symbol, start, close FROM bars_1m WHERE symbol IN ({marks}) AND start>=? AND start<=? "
-        "ORDER BY start", (*symbols, since_ms, until_ms)).fetchall()
+    rows = (
+        db.reader()
+        .conn.execute(
+            f"SELECT symbol, start, close FROM bars_1m WHERE symbol IN ({marks}) AND start>=? AND start<=? "
+            "ORDER BY start",
+            (*symbols, since_ms, until_ms),
+        )
+        .fetchall()
+    )
     return pd.DataFrame(rows, columns=["symbol", "start", "close"])
 
 
 def latest_ticks(db: Database) -> pd.DataFrame:
     """Return the last tick of every symbol."""
-    rows = db.reader().conn.execute(
-        "SELECT t.* FROM ticks t JOIN (SELECT symbol, max(timestamp) AS ts FROM ticks GROUP BY symbol) l "
-        "ON t.symbol=l.symbol AND t.timestamp=l.ts ORDER BY t.symbol").fetchall()
+    rows = (
+        db.reader()
+        .conn.execute(
+            "SELECT t.* FROM ticks t JOIN (SELECT symbol, max(timestamp) AS ts FROM ticks GROUP BY symbol) l "
+            "ON t.symbol=l.symbol AND t.timestamp=l.ts ORDER BY t.symbol"
+        )
+        .fetchall()
+    )
     return pd.DataFrame(rows, columns=TICK_COLUMNS)
 
 
 def price_at(conn: sqlite3.Connection, symbol: str, at_ms: int, max_age_ms: int) -> float | None:
     """Return ``symbol``'s last tick price at or before ``at_ms`` and at most ``max_age_ms`` older,
     or None. Takes a connection: the normalizer asks inside its write transaction."""
-    row = conn.execute("SELECT price FROM ticks WHERE symbol=? AND timestamp<=? AND timestamp>=? "
-                       "ORDER BY timestamp DESC LIMIT 1", (symbol, at_ms, at_ms - max_age_ms)).fetchone()
+    row = conn.execute(
+        "SELECT price FROM ticks WHERE symbol=? AND timestamp<=? AND timestamp>=? ORDER BY timestamp DESC LIMIT 1",
+        (symbol, at_ms, at_ms - max_age_ms),
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -156,7 +206,6 @@ def buy_and_hold(db: Database, symbols: list[str], since_ms: int, until_ms: int,
     if closes.empty:
         return empty
     growth = closes / closes.iloc[0]
-    out = pd.DataFrame({"timestamp": growth.index.astype("int64"),
-                        "value": (growth.mean(axis=1) * balance).to_numpy()})
+    out = pd.DataFrame({"timestamp": growth.index.astype("int64"), "value": (growth.mean(axis=1) * balance).to_numpy()})
     out["time"] = pd.to_datetime(out["timestamp"], unit="ms", utc=True)
     return out

@@ -11,8 +11,10 @@ from typing import Any
 
 from storage.db import Database
 
-INSERT_COLUMNS = ("symbol, model, version, active, created_at, path, interval_ms, horizon, train_start, train_end, "
-                  "n_samples, features, params, metrics, baselines, report")
+INSERT_COLUMNS = (
+    "symbol, model, version, active, created_at, path, interval_ms, horizon, train_start, train_end, "
+    "n_samples, features, params, metrics, baselines, report"
+)
 
 
 def next_version(conn: sqlite3.Connection, symbol: str, model: str) -> int:
@@ -26,8 +28,14 @@ def insert(conn: sqlite3.Connection, row: Sequence[Any]) -> None:
     conn.execute(f"INSERT INTO ml_models ({INSERT_COLUMNS}, load_error) VALUES ({','.join('?' * 16)}, NULL)", row)
 
 
-def rows(db: Database, *, symbol: str | None = None, model: str | None = None, version: int | None = None,
-         active_only: bool = False) -> list[dict[str, Any]]:
+def rows(
+    db: Database,
+    *,
+    symbol: str | None = None,
+    model: str | None = None,
+    version: int | None = None,
+    active_only: bool = False,
+) -> list[dict[str, Any]]:
     """Return the matching rows, newest first."""
     where, args = ["1=1"], []
     for column, value in (("symbol", symbol), ("model", model), ("version", version)):
@@ -36,18 +44,23 @@ def rows(db: Database, *, symbol: str | None = None, model: str | None = None, v
             args.append(value)
     if active_only:
         where.append("active=1")
-    return db.query(f"SELECT * FROM ml_models WHERE {' AND '.join(where)} "
-                    "ORDER BY created_at DESC, version DESC, symbol, model", tuple(args))
+    return db.query(
+        f"SELECT * FROM ml_models WHERE {' AND '.join(where)} ORDER BY created_at DESC, version DESC, symbol, model",
+        tuple(args),
+    )
 
 
 def activate(conn: sqlite3.Connection, symbol: str, model: str, version: int) -> None:
     """Make ``version`` the one active version of (symbol, model) and clear its load error."""
     conn.execute("UPDATE ml_models SET active=0 WHERE symbol=? AND model=? AND version<>?", (symbol, model, version))
-    conn.execute("UPDATE ml_models SET active=1, load_error=NULL WHERE symbol=? AND model=? AND version=?",
-                 (symbol, model, version))
+    conn.execute(
+        "UPDATE ml_models SET active=1, load_error=NULL WHERE symbol=? AND model=? AND version=?",
+        (symbol, model, version),
+    )
 
 
 def set_load_error(conn: sqlite3.Connection, symbol: str, model: str, version: int, error: str | None) -> None:
     """Record (or clear, with None) why a version's file does not load."""
-    conn.execute("UPDATE ml_models SET load_error=? WHERE symbol=? AND model=? AND version=?",
-                 (error, symbol, model, version))
+    conn.execute(
+        "UPDATE ml_models SET load_error=? WHERE symbol=? AND model=? AND version=?", (error, symbol, model, version)
+    )

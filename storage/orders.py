@@ -17,14 +17,40 @@ import pandas as pd
 from storage.db import Database
 from storage.signals import equal_terms
 
-ORDER_COLUMNS = ["order_id", "symbol", "action", "order_type", "status", "quantity", "price", "created_at",
-                 "updated_at", "strategy", "model", "fill_price", "fill_fee", "filled_at", "exit_price", "exit_fee",
-                 "closed_at", "exit_reason", "pnl", "reason", "closes"]
+ORDER_COLUMNS = [
+    "order_id",
+    "symbol",
+    "action",
+    "order_type",
+    "status",
+    "quantity",
+    "price",
+    "created_at",
+    "updated_at",
+    "strategy",
+    "model",
+    "fill_price",
+    "fill_fee",
+    "filled_at",
+    "exit_price",
+    "exit_fee",
+    "closed_at",
+    "exit_reason",
+    "pnl",
+    "reason",
+    "closes",
+]
 EQUITY_COLUMNS = ["timestamp", "cash", "equity", "exposure", "fees_paid", "realized"]
 
 
-def store(conn: sqlite3.Connection, orders: Sequence[tuple[Any, ...]], *, equity: tuple[Any, ...] | None,
-          snapshot_json: str, now_ms: int) -> None:
+def store(
+    conn: sqlite3.Connection,
+    orders: Sequence[tuple[Any, ...]],
+    *,
+    equity: tuple[Any, ...] | None,
+    snapshot_json: str,
+    now_ms: int,
+) -> None:
     """Write orders (rows in the table's column order, ``message`` last), an equity point
     (``EQUITY_COLUMNS`` order) when given, and the account's snapshot."""
     if orders:
@@ -35,7 +61,9 @@ def store(conn: sqlite3.Connection, orders: Sequence[tuple[Any, ...]], *, equity
             "exit_price=excluded.exit_price, exit_fee=excluded.exit_fee, closed_at=excluded.closed_at, "
             "exit_reason=excluded.exit_reason, pnl=excluded.pnl, reason=excluded.reason, "
             "message=excluded.message "
-            "WHERE excluded.status != 'PENDING' OR orders.status = 'PENDING'", orders)
+            "WHERE excluded.status != 'PENDING' OR orders.status = 'PENDING'",
+            orders,
+        )
     if equity is not None:
         conn.execute("INSERT OR REPLACE INTO portfolio_equity VALUES (?,?,?,?,?,?)", equity)
     conn.execute("INSERT OR REPLACE INTO portfolio_state VALUES (1, ?, ?)", (now_ms, snapshot_json))
@@ -45,9 +73,15 @@ def orders(db: Database, symbol: str | None = None, status: str | None = None, l
     """Return up to ``limit`` orders in their last state as the virtual exchange stored them, newest
     first, with ``created``/``updated`` as UTC times."""
     where, params = equal_terms(symbol=symbol, status=status)
-    rows = db.reader().conn.execute(
-        f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders WHERE {' AND '.join(where) or '1=1'} "
-        "ORDER BY created_at DESC, order_id DESC LIMIT ?", (*params, limit)).fetchall()
+    rows = (
+        db.reader()
+        .conn.execute(
+            f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders WHERE {' AND '.join(where) or '1=1'} "
+            "ORDER BY created_at DESC, order_id DESC LIMIT ?",
+            (*params, limit),
+        )
+        .fetchall()
+    )
     frame = pd.DataFrame(rows, columns=ORDER_COLUMNS)
     frame["created"] = pd.to_datetime(frame["created_at"], unit="ms", utc=True)
     frame["updated"] = pd.to_datetime(frame["updated_at"], unit="ms", utc=True)
@@ -61,8 +95,12 @@ def order_symbols(db: Database) -> list[str]:
 
 def traded_symbols(db: Database) -> list[str]:
     """Return the symbols of BUY orders that filled (open or closed), alphabetically."""
-    return [r[0] for r in db.reader().conn.execute(
-        "SELECT DISTINCT symbol FROM orders WHERE action='BUY' AND filled_at IS NOT NULL ORDER BY symbol")]
+    return [
+        r[0]
+        for r in db.reader().conn.execute(
+            "SELECT DISTINCT symbol FROM orders WHERE action='BUY' AND filled_at IS NOT NULL ORDER BY symbol"
+        )
+    ]
 
 
 def portfolio_state(db: Database) -> dict[str, Any] | None:
@@ -76,8 +114,14 @@ def portfolio_state(db: Database) -> dict[str, Any] | None:
 
 def equity_curve(db: Database, since_ms: int = 0) -> pd.DataFrame:
     """Return the account's equity points since ``since_ms``, oldest first, with ``time`` (UTC)."""
-    rows = db.reader().conn.execute(f"SELECT {', '.join(EQUITY_COLUMNS)} FROM portfolio_equity WHERE timestamp>=? "
-                                    "ORDER BY timestamp", (since_ms,)).fetchall()
+    rows = (
+        db.reader()
+        .conn.execute(
+            f"SELECT {', '.join(EQUITY_COLUMNS)} FROM portfolio_equity WHERE timestamp>=? ORDER BY timestamp",
+            (since_ms,),
+        )
+        .fetchall()
+    )
     frame = pd.DataFrame(rows, columns=EQUITY_COLUMNS)
     frame["time"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
     return frame

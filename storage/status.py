@@ -52,9 +52,27 @@ def publish(conn: sqlite3.Connection, statuses: Sequence[StageStatus]) -> None:
     """Write this process's rows (inside the caller's write transaction)."""
     conn.executemany(
         "INSERT OR REPLACE INTO stage_status VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        [(s.name, s.host, s.pid, s.kind, int(s.running), s.processed, s.produced, s.dead_lettered, s.errors,
-          s.last_error, s.lag, s.started_at, s.last_activity_at, json.dumps(s.details, default=str), s.updated_at)
-         for s in statuses])
+        [
+            (
+                s.name,
+                s.host,
+                s.pid,
+                s.kind,
+                int(s.running),
+                s.processed,
+                s.produced,
+                s.dead_lettered,
+                s.errors,
+                s.last_error,
+                s.lag,
+                s.started_at,
+                s.last_activity_at,
+                json.dumps(s.details, default=str),
+                s.updated_at,
+            )
+            for s in statuses
+        ],
+    )
 
 
 def forget(conn: sqlite3.Connection, older_than: float) -> None:
@@ -63,18 +81,52 @@ def forget(conn: sqlite3.Connection, older_than: float) -> None:
 
 
 def _status(row: sqlite3.Row | tuple[Any, ...]) -> StageStatus:
-    (name, host, pid, kind, running, processed, produced, dead, errors, last_error, lag, started, active, details,
-     updated) = row
-    return StageStatus(name, kind, bool(running), processed, produced, dead, errors, last_error, lag, started, active,
-                       json.loads(details), host, pid, updated)
+    (
+        name,
+        host,
+        pid,
+        kind,
+        running,
+        processed,
+        produced,
+        dead,
+        errors,
+        last_error,
+        lag,
+        started,
+        active,
+        details,
+        updated,
+    ) = row
+    return StageStatus(
+        name,
+        kind,
+        bool(running),
+        processed,
+        produced,
+        dead,
+        errors,
+        last_error,
+        lag,
+        started,
+        active,
+        json.loads(details),
+        host,
+        pid,
+        updated,
+    )
 
 
 def stages(db: Database, *, now: float | None = None, stale_s: float = STALE_S) -> list[StageStatus]:
     """Return every worker that published in the last ``stale_s`` seconds, a stage process merged
     with its child's own row, in the order they were started."""
     now = time.time() if now is None else now
-    rows = [_status(r) for r in db.reader().conn.execute(
-        "SELECT * FROM stage_status WHERE updated_at >= ? ORDER BY started_at, name", (now - stale_s,))]
+    rows = [
+        _status(r)
+        for r in db.reader().conn.execute(
+            "SELECT * FROM stage_status WHERE updated_at >= ? ORDER BY started_at, name", (now - stale_s,)
+        )
+    ]
     children = {(s.host, s.pid, s.name): s for s in rows if s.kind != "process"}
     merged: list[StageStatus] = []
     used: set[tuple[str, int, str]] = set()
@@ -86,10 +138,25 @@ def stages(db: Database, *, now: float | None = None, stale_s: float = STALE_S) 
             merged.append(s)
             continue
         used.add((child.host, child.pid, child.name))
-        merged.append(StageStatus(
-            s.name, s.kind, s.running and child.running, child.processed, child.produced, child.dead_lettered,
-            s.errors + child.errors, child.last_error or s.last_error, child.lag, s.started_at,
-            child.last_activity_at, {**child.details, **s.details}, s.host, s.pid, max(s.updated_at, child.updated_at)))
+        merged.append(
+            StageStatus(
+                s.name,
+                s.kind,
+                s.running and child.running,
+                child.processed,
+                child.produced,
+                child.dead_lettered,
+                s.errors + child.errors,
+                child.last_error or s.last_error,
+                child.lag,
+                s.started_at,
+                child.last_activity_at,
+                {**child.details, **s.details},
+                s.host,
+                s.pid,
+                max(s.updated_at, child.updated_at),
+            )
+        )
     merged.extend(s for s in rows if s.kind != "process" and (s.host, s.pid, s.name) not in used)
     return sorted(merged, key=lambda s: s.started_at or 0.0)
 

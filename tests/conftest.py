@@ -14,6 +14,7 @@ here ever skips: a broker that cannot start fails the Kafka tests with the scrip
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -39,8 +40,10 @@ log = logging.getLogger(__name__)
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "kafka: needs a Kafka broker (the tests' own, started by scripts/kafka.sh --test "
-                   f"unless {TEST_BOOTSTRAP_ENV} is set); deselect with -m 'not kafka'")
+        "markers",
+        "kafka: needs a Kafka broker (the tests' own, started by scripts/kafka.sh --test "
+        f"unless {TEST_BOOTSTRAP_ENV} is set); deselect with -m 'not kafka'",
+    )
     config.stash[_DATA_DIR] = os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="desk-tests-")
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = ""
 
@@ -53,12 +56,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 # -- the broker --------------------------------------------------------------------------------
 
-def kafka_script(command: str, *, check: bool, env: dict[str, str] | None = None,
-                 test: bool = True) -> subprocess.CompletedProcess[str]:
+
+def kafka_script(
+    command: str, *, check: bool, env: dict[str, str] | None = None, test: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run ``scripts/kafka.sh [--test] COMMAND``; ``test=False`` is the desk's broker (make kafka-up)."""
     args = [str(KAFKA_SCRIPT), *(["--test"] if test else []), command]
-    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=check, timeout=600,
-                          env=env)
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=check, timeout=600, env=env)
 
 
 @pytest.fixture(scope="session")
@@ -76,14 +80,12 @@ def kafka_bootstrap() -> Iterator[str]:
     try:
         started = kafka_script("start", check=True)
     except subprocess.CalledProcessError as exc:
-        pytest.fail(f"scripts/kafka.sh --test start failed (exit {exc.returncode}):\n{exc.stderr}",
-                    pytrace=False)
+        pytest.fail(f"scripts/kafka.sh --test start failed (exit {exc.returncode}):\n{exc.stderr}", pytrace=False)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"scripts/kafka.sh --test start did not finish: {exc}", pytrace=False)
     lines = started.stdout.strip().splitlines()
     if not lines:
-        pytest.fail(f"scripts/kafka.sh --test start printed no address; stderr:\n{started.stderr}",
-                    pytrace=False)
+        pytest.fail(f"scripts/kafka.sh --test start printed no address; stderr:\n{started.stderr}", pytrace=False)
     try:
         yield lines[-1].strip()
     finally:
@@ -91,6 +93,7 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 # -- unique names ------------------------------------------------------------------------------
+
 
 class _Names:
     """Unique topic and group names for one test; remembers them so Kafka can be tidied after."""
@@ -131,6 +134,7 @@ def group_name(names: _Names) -> Callable[..., str]:
 
 # -- the bus -----------------------------------------------------------------------------------
 
+
 def _track(bus):
     """Make ``bus.producer()`` / ``bus.consumer()`` remember what they open, so teardown closes
     every client (before the bus) even when a test fails half-way."""
@@ -156,7 +160,7 @@ def _close_quietly(client: object) -> None:
         client.close()  # type: ignore[attr-defined]
     except RuntimeError:  # a confluent-kafka client closed already by the test
         pass
-    except Exception as exc:  # teardown must not hide the test's own failure
+    except Exception as exc:  # noqa: BLE001 - teardown must not hide the test's own failure
         log.warning("closing %r failed: %s", client, exc)
 
 
@@ -171,23 +175,25 @@ def _tidy_kafka(bootstrap: str, names: _Names) -> None:
     if names.topics:
         futures.update(admin.delete_topics(names.topics, operation_timeout=10, request_timeout=10))
     for fut in futures.values():
-        try:
+        # An unknown group or topic (never created) or a group not empty yet is fine here.
+        with contextlib.suppress(Exception):
             fut.result()
-        except Exception:  # unknown group/topic (never created), group not empty yet: fine
-            pass
 
 
-@pytest.fixture(params=[
-    pytest.param("embedded", id="embedded"),
-    pytest.param("kafka", id="kafka", marks=pytest.mark.kafka),
-])
+@pytest.fixture(
+    params=[
+        pytest.param("embedded", id="embedded"),
+        pytest.param("kafka", id="kafka", marks=pytest.mark.kafka),
+    ]
+)
 def bus(request: pytest.FixtureRequest, tmp_path: Path, names: _Names):
     """The bus under test: the embedded SQLite log, then a real Kafka broker."""
     if request.param == "embedded":
         from pipeline.bus.embedded import EmbeddedBus
 
-        the_bus = EmbeddedBus(tmp_path / "bus.db", session_timeout_ms=1500,
-                              maintenance_interval_s=0.2, poll_interval_s=0.02)
+        the_bus = EmbeddedBus(
+            tmp_path / "bus.db", session_timeout_ms=1500, maintenance_interval_s=0.2, poll_interval_s=0.02
+        )
         bootstrap = None
     else:
         from pipeline.bus.kafka import KafkaBus

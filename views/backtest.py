@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -24,13 +24,20 @@ from pipeline.trading.risk import SIZINGS, RiskSettings
 from runtime import page_runtime
 
 SOURCES = {"Stored bars": "store", "Simulator history": "simulator", "Candle file on this machine": "file"}
-MODELS_FROM = {"Train on the first part of the period (out-of-sample)": "train",
-               "The registry's active versions": "registry"}
-RISK_LABELS = {"stop_loss_pct": "Stop-loss %", "take_profit_pct": "Take-profit %",
-               "trailing_stop_pct": "Trailing stop % (0 = off)", "sizing": "Position sizing",
-               "position_pct": "Position % of equity (fixed fraction)",
-               "risk_pct": "Risk per trade % of equity (fixed risk)",
-               "max_symbol_exposure_pct": "Max exposure per symbol %", "max_total_exposure_pct": "Max total exposure %"}
+MODELS_FROM = {
+    "Train on the first part of the period (out-of-sample)": "train",
+    "The registry's active versions": "registry",
+}
+RISK_LABELS = {
+    "stop_loss_pct": "Stop-loss %",
+    "take_profit_pct": "Take-profit %",
+    "trailing_stop_pct": "Trailing stop % (0 = off)",
+    "sizing": "Position sizing",
+    "position_pct": "Position % of equity (fixed fraction)",
+    "risk_pct": "Risk per trade % of equity (fixed risk)",
+    "max_symbol_exposure_pct": "Max exposure per symbol %",
+    "max_total_exposure_pct": "Max total exposure %",
+}
 LABELS = {"symbols": "Symbols", "path": "Candle file path", "period": "Period (UTC)", **RISK_LABELS}
 MAX_CANDLES = 1500
 UP, DOWN = "#2e7d32", "#c62828"
@@ -38,15 +45,18 @@ UP, DOWN = "#2e7d32", "#c62828"
 runtime = page_runtime()
 config = runtime.config
 st.title("Backtest")
-st.caption("The decision stage's strategy on history: the same signals at every tick, the same risk rules, the same "
-           f"virtual exchange ({config.exchange.fee_bps:g} bps fee, {config.exchange.slippage_bps:g} bps slippage), "
-           "next to buy-and-hold of the same symbols (an equal split at the first bar, one fee in).")
+st.caption(
+    "The decision stage's strategy on history: the same signals at every tick, the same risk rules, the same "
+    f"virtual exchange ({config.exchange.fee_bps:g} bps fee, {config.exchange.slippage_bps:g} bps slippage), "
+    "next to buy-and-hold of the same symbols (an equal split at the first bar, one fee in)."
+)
 
 
 # --------------------------------------------------------------------------- the form
 
+
 def utc_ms(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
 
 
 def risk_problems(message: str) -> dict[str, str]:
@@ -71,19 +81,25 @@ with st.form("backtest"):
     left, mid, right = st.columns(3)
     symbols = left.multiselect(LABELS["symbols"], list(config.symbols), default=list(config.symbols[:1]))
     slot(left, "symbols")
-    source_label = mid.radio("Bars from", list(SOURCES), horizontal=True,
-                             index=1 if "simulator" in config.market_sources else 0)
-    bars = right.number_input("Most recent bars (0 = all / default)", min_value=0, max_value=2_000_000, value=0,
-                              step=1000)
-    path = st.text_input(LABELS["path"] + " (for 'Candle file'): a Binance kline CSV or "
-                         "timestamp,open,high,low,close,volume", "")
+    source_label = mid.radio(
+        "Bars from", list(SOURCES), horizontal=True, index=1 if "simulator" in config.market_sources else 0
+    )
+    bars = right.number_input(
+        "Most recent bars (0 = all / default)", min_value=0, max_value=2_000_000, value=0, step=1000
+    )
+    path = st.text_input(
+        LABELS["path"] + " (for 'Candle file'): a Binance kline CSV or timestamp,open,high,low,close,volume", ""
+    )
     slot(st, "path")
     left, mid, right = st.columns(3)
     dates = left.date_input(LABELS["period"] + ", optional", value=(), format="YYYY-MM-DD")
     slot(left, "period")
     model = mid.selectbox("Trading model", ML_MODEL_NAMES, index=ML_MODEL_NAMES.index(config.decision_model))
-    confirm = right.multiselect("Confirm models (a medium signal acts when one agrees)", list(ML_MODEL_NAMES),
-                                default=list(config.decision_confirm_models))
+    confirm = right.multiselect(
+        "Confirm models (a medium signal acts when one agrees)",
+        list(ML_MODEL_NAMES),
+        default=list(config.decision_confirm_models),
+    )
     left, right = st.columns([2, 1])
     models_from_label = left.radio("Models from", list(MODELS_FROM))
     train_pct = right.number_input("Train on the first % of the period", min_value=5, max_value=90, value=30, step=5)
@@ -127,10 +143,19 @@ if submitted:
         outcome.error("Nothing was started: fix the fields above.")
     else:
         request = BacktestRequest(
-            symbols=tuple(symbols), source=source, path=path.strip() or None, bars=int(bars) or None,
-            start_ms=start_ms, end_ms=end_ms, model=model, confirm_models=tuple(m for m in confirm if m != model),
-            models_from=MODELS_FROM[models_from_label], train_fraction=train_pct / 100.0, risk=risk_settings,
-            exchange=config.exchange)
+            symbols=tuple(symbols),
+            source=source,
+            path=path.strip() or None,
+            bars=int(bars) or None,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            model=model,
+            confirm_models=tuple(m for m in confirm if m != model),
+            models_from=MODELS_FROM[models_from_label],
+            train_fraction=train_pct / 100.0,
+            risk=risk_settings,
+            exchange=config.exchange,
+        )
         job = runtime.backtest(request)
         if job.request is not request:
             outcome.warning("A backtest is already running; its result shows below when it is done.")
@@ -139,6 +164,7 @@ if submitted:
 
 
 # --------------------------------------------------------------------------- the job
+
 
 def chart_bars(request: BacktestRequest, result: Any, started: float) -> dict[str, pd.DataFrame]:
     """The tested bars of each symbol for the price charts (at most ``MAX_CANDLES`` candles each)."""
@@ -151,17 +177,29 @@ def chart_bars(request: BacktestRequest, result: Any, started: float) -> dict[st
         if request.source == "simulator":
             # the simulator's bars end "now": end them where the job's ended, so times line up
             end = last + interval if request.end_ms is None else int(started * 1000)
-            frame = data.bars_from_simulator(symbol, request.bars or SIMULATOR_BARS,
-                                             seed=config.simulator_seed or 0, end_ms=end)
+            frame = data.bars_from_simulator(
+                symbol, request.bars or SIMULATOR_BARS, seed=config.simulator_seed or 0, end_ms=end
+            )
         else:
-            frame, _ = load_bars(config, runtime.db, symbol, request.source,  # type: ignore[arg-type]
-                                 bars=request.bars, path=request.path)
+            frame, _ = load_bars(
+                config,
+                runtime.db,
+                symbol,
+                request.source,  # type: ignore[arg-type]
+                bars=request.bars,
+                path=request.path,
+            )
         frame = frame[(frame["start"] >= first) & (frame["start"] <= last)]
         step = -(-len(frame) // MAX_CANDLES) if len(frame) > MAX_CANDLES else 1
         if step > 1:  # merge bars so a chart never draws more than MAX_CANDLES candles
             group = frame["start"].sub(first) // (interval * step)
-            frame = frame.groupby(group).agg(start=("start", "first"), open=("open", "first"), high=("high", "max"),
-                                             low=("low", "min"), close=("close", "last"))
+            frame = frame.groupby(group).agg(
+                start=("start", "first"),
+                open=("open", "first"),
+                high=("high", "max"),
+                low=("low", "min"),
+                close=("close", "last"),
+            )
         out[symbol] = frame.assign(time=pd.to_datetime(frame["start"], unit="ms", utc=True)).reset_index(drop=True)
     return out
 
@@ -177,8 +215,12 @@ if job is not None and not job.running and st.session_state.get("backtest_collec
         except PipelineError as exc:
             prices = {}
             st.session_state["backtest_error"] = f"The price charts could not load the bars: {exc}"
-        st.session_state["backtest_last"] = {"request": job.request, "result": state.result, "prices": prices,
-                                             "message": state.message}
+        st.session_state["backtest_last"] = {
+            "request": job.request,
+            "result": state.result,
+            "prices": prices,
+            "message": state.message,
+        }
 
 
 @st.fragment(run_every="1s")
@@ -211,17 +253,29 @@ m, hold = result.metrics, result.buy_and_hold
 notes = result.settings.get("models", {})
 tested = result.settings.get("period", {})
 st.subheader("Result")
-when = [f"{s} {pd.to_datetime(a, unit='ms'):%Y-%m-%d %H:%M} – {pd.to_datetime(b, unit='ms'):%Y-%m-%d %H:%M}"
-        for s, (a, b) in tested.items()]
-st.caption(f"{result.model}" + (f" confirmed by {', '.join(request.confirm_models)}" if request.confirm_models else "")
-           + f" on {'; '.join(when)} (UTC) · models from "
-           + ("the registry" if notes.get("models_from") == "registry"
-              else f"the first {request.train_fraction:.0%} of the bars") + f" · {last['message']}")
+when = [
+    f"{s} {pd.to_datetime(a, unit='ms'):%Y-%m-%d %H:%M} – {pd.to_datetime(b, unit='ms'):%Y-%m-%d %H:%M}"
+    for s, (a, b) in tested.items()
+]
+st.caption(
+    f"{result.model}"
+    + (f" confirmed by {', '.join(request.confirm_models)}" if request.confirm_models else "")
+    + f" on {'; '.join(when)} (UTC) · models from "
+    + (
+        "the registry"
+        if notes.get("models_from") == "registry"
+        else f"the first {request.train_fraction:.0%} of the bars"
+    )
+    + f" · {last['message']}"
+)
 if notes.get("in_sample"):
     inside = [name for name, note in notes.get("models", {}).items() if note.get("in_sample")]
-    st.warning(f"**In-sample result, not a test.** The registry's {', '.join(inside)} learned from bars inside the "
-               "tested period, so these figures overstate what the strategy would have made. Pick \"Train on the "
-               "first part of the period\" for an out-of-sample backtest.", icon=":material/warning:")
+    st.warning(
+        f"**In-sample result, not a test.** The registry's {', '.join(inside)} learned from bars inside the "
+        'tested period, so these figures overstate what the strategy would have made. Pick "Train on the '
+        'first part of the period" for an out-of-sample backtest.',
+        icon=":material/warning:",
+    )
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -229,66 +283,154 @@ def fmt(value: float | None, spec: str) -> str:
 
 
 c = st.columns(6)
-c[0].metric("Return", fmt(m["return_pct"], "+.2f") + " %",
-            delta=f"{m['return_pct'] - hold['return_pct']:+.2f} pp vs B&H",
-            help=f"Buy-and-hold of the same symbols: {hold['return_pct']:+.2f} %")
-c[1].metric("Win rate", fmt(m["win_rate_pct"], ".1f") + (" %" if m["win_rate_pct"] is not None else ""),
-            help=why_none("win_rate_pct", m))
+c[0].metric(
+    "Return",
+    fmt(m["return_pct"], "+.2f") + " %",
+    delta=f"{m['return_pct'] - hold['return_pct']:+.2f} pp vs B&H",
+    help=f"Buy-and-hold of the same symbols: {hold['return_pct']:+.2f} %",
+)
+c[1].metric(
+    "Win rate",
+    fmt(m["win_rate_pct"], ".1f") + (" %" if m["win_rate_pct"] is not None else ""),
+    help=why_none("win_rate_pct", m),
+)
 c[2].metric("Profit factor", fmt(m["profit_factor"], ".2f"), help=why_none("profit_factor", m))
 c[3].metric("Exposure", f"{m['exposure_pct']:.1f} %", help="Share of bars with an open position")
 c[4].metric("Trades", f"{m['trades']:,}" + (f" (+{m['open_trades']} open)" if m["open_trades"] else ""))
 c[5].metric("Fees paid (USDT)", f"{m['fees_paid']:,.2f}")
 
-ROWS = [("Return %", "return_pct", "+.2f"), ("CAGR %", "cagr_pct", "+.2f"), ("Sharpe", "sharpe", "+.2f"),
-        ("Sortino", "sortino", "+.2f"), ("Max drawdown %", "max_drawdown_pct", ".2f")]
-st.dataframe(pd.DataFrame([{"metric": label, "strategy": fmt(m.get(key), spec), "buy & hold": fmt(hold.get(key), spec),
-                            "note": why_none(key, m, hold) or ""} for label, key, spec in ROWS]),
-             hide_index=True)
-st.caption("CAGR, Sharpe and Sortino are annualized from the bars (a year of 365.25 days); \"—\" marks a figure the "
-           "period cannot give, with the reason beside it.")
+ROWS = [
+    ("Return %", "return_pct", "+.2f"),
+    ("CAGR %", "cagr_pct", "+.2f"),
+    ("Sharpe", "sharpe", "+.2f"),
+    ("Sortino", "sortino", "+.2f"),
+    ("Max drawdown %", "max_drawdown_pct", ".2f"),
+]
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "metric": label,
+                "strategy": fmt(m.get(key), spec),
+                "buy & hold": fmt(hold.get(key), spec),
+                "note": why_none(key, m, hold) or "",
+            }
+            for label, key, spec in ROWS
+        ]
+    ),
+    hide_index=True,
+)
+st.caption(
+    'CAGR, Sharpe and Sortino are annualized from the bars (a year of 365.25 days); "—" marks a figure the '
+    "period cannot give, with the reason beside it."
+)
 
 curve = result.equity.assign(time=pd.to_datetime(result.equity["start"], unit="ms", utc=True))
-fig = go.Figure([go.Scatter(x=curve["time"], y=curve["equity"], mode="lines", name="strategy",
-                            line=dict(color="#1e88e5", width=2)),
-                 go.Scatter(x=curve["time"], y=curve["buy_and_hold"], mode="lines", name="buy & hold",
-                            line=dict(color="#9e9e9e", dash="dot"))])
-fig.update_layout(title="Equity vs buy-and-hold", height=340, yaxis_title="USDT", margin=dict(l=10, r=10, t=40, b=10),
-                  legend=dict(orientation="h", y=1.02, x=0.5))
+fig = go.Figure(
+    [
+        go.Scatter(
+            x=curve["time"], y=curve["equity"], mode="lines", name="strategy", line=dict(color="#1e88e5", width=2)
+        ),
+        go.Scatter(
+            x=curve["time"],
+            y=curve["buy_and_hold"],
+            mode="lines",
+            name="buy & hold",
+            line=dict(color="#9e9e9e", dash="dot"),
+        ),
+    ]
+)
+fig.update_layout(
+    title="Equity vs buy-and-hold",
+    height=340,
+    yaxis_title="USDT",
+    margin=dict(l=10, r=10, t=40, b=10),
+    legend=dict(orientation="h", y=1.02, x=0.5),
+)
 st.plotly_chart(fig, width="stretch")
 hold_dd = (curve["buy_and_hold"] / curve["buy_and_hold"].cummax() - 1.0) * 100.0
-fig = go.Figure([go.Scatter(x=curve["time"], y=curve["drawdown_pct"], mode="lines", fill="tozeroy", name="strategy",
-                            line=dict(color=DOWN)),
-                 go.Scatter(x=curve["time"], y=hold_dd, mode="lines", name="buy & hold",
-                            line=dict(color="#9e9e9e", dash="dot"))])
-fig.update_layout(title="Drawdown", height=260, yaxis_title="%", margin=dict(l=10, r=10, t=40, b=10),
-                  legend=dict(orientation="h", y=1.02, x=0.5))
+fig = go.Figure(
+    [
+        go.Scatter(
+            x=curve["time"],
+            y=curve["drawdown_pct"],
+            mode="lines",
+            fill="tozeroy",
+            name="strategy",
+            line=dict(color=DOWN),
+        ),
+        go.Scatter(x=curve["time"], y=hold_dd, mode="lines", name="buy & hold", line=dict(color="#9e9e9e", dash="dot")),
+    ]
+)
+fig.update_layout(
+    title="Drawdown",
+    height=260,
+    yaxis_title="%",
+    margin=dict(l=10, r=10, t=40, b=10),
+    legend=dict(orientation="h", y=1.02, x=0.5),
+)
 st.plotly_chart(fig, width="stretch")
 
-trades = pd.DataFrame(result.trades, columns=["order_id", "symbol", "entry_time", "entry_price", "exit_time",
-                                              "exit_price", "quantity", "fees", "pnl", "pnl_pct", "exit_reason",
-                                              "model", "confidence"])
+trades = pd.DataFrame(
+    result.trades,
+    columns=[
+        "order_id",
+        "symbol",
+        "entry_time",
+        "entry_price",
+        "exit_time",
+        "exit_price",
+        "quantity",
+        "fees",
+        "pnl",
+        "pnl_pct",
+        "exit_reason",
+        "model",
+        "confidence",
+    ],
+)
 for column in ("entry_time", "exit_time"):
     trades[column] = pd.to_datetime(trades[column].astype("Float64"), unit="ms", utc=True)
 
 
 def price_figure(symbol: str, bars: pd.DataFrame, trades: pd.DataFrame) -> go.Figure:
-    fig = go.Figure(go.Candlestick(x=bars["time"], open=bars["open"], high=bars["high"], low=bars["low"],
-                                   close=bars["close"], name=symbol))
+    fig = go.Figure(
+        go.Candlestick(
+            x=bars["time"], open=bars["open"], high=bars["high"], low=bars["low"], close=bars["close"], name=symbol
+        )
+    )
     entries = trades[trades["symbol"] == symbol]
     exits = entries[entries["exit_reason"] != "open"]
-    fig.add_trace(go.Scatter(x=entries["entry_time"], y=entries["entry_price"], mode="markers", name="entry",
-                             marker=dict(symbol="triangle-up", size=11, color=UP, line=dict(width=1, color="white")),
-                             customdata=entries[["confidence"]],
-                             hovertemplate="entry %{y:.6g}<br>confidence %{customdata[0]:.2f}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=exits["exit_time"], y=exits["exit_price"], mode="markers", name="exit",
-                             marker=dict(symbol="triangle-down", size=11, color=DOWN,
-                                         line=dict(width=1, color="white")),
-                             customdata=exits[["exit_reason", "pnl"]],
-                             hovertemplate="exit %{y:.6g} (%{customdata[0]})<br>P&L %{customdata[1]:+.2f}"
-                                           "<extra></extra>"))
-    fig.update_layout(title=f"{symbol}: entries and exits", height=400, xaxis_rangeslider_visible=False,
-                      yaxis_title="USDT", margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", y=1.02, x=0.5))
+    fig.add_trace(
+        go.Scatter(
+            x=entries["entry_time"],
+            y=entries["entry_price"],
+            mode="markers",
+            name="entry",
+            marker=dict(symbol="triangle-up", size=11, color=UP, line=dict(width=1, color="white")),
+            customdata=entries[["confidence"]],
+            hovertemplate="entry %{y:.6g}<br>confidence %{customdata[0]:.2f}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=exits["exit_time"],
+            y=exits["exit_price"],
+            mode="markers",
+            name="exit",
+            marker=dict(symbol="triangle-down", size=11, color=DOWN, line=dict(width=1, color="white")),
+            customdata=exits[["exit_reason", "pnl"]],
+            hovertemplate="exit %{y:.6g} (%{customdata[0]})<br>P&L %{customdata[1]:+.2f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"{symbol}: entries and exits",
+        height=400,
+        xaxis_rangeslider_visible=False,
+        yaxis_title="USDT",
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", y=1.02, x=0.5),
+    )
     return fig
 
 
@@ -299,15 +441,21 @@ st.subheader("Trades")
 if trades.empty:
     st.caption("No trade: no signal passed the rules (see why below).")
 else:
-    st.dataframe(trades, hide_index=True, width="stretch", column_config={
-        "entry_time": st.column_config.DatetimeColumn("entry (UTC)", format="YYYY-MM-DD HH:mm"),
-        "exit_time": st.column_config.DatetimeColumn("exit (UTC)", format="YYYY-MM-DD HH:mm"),
-        "entry_price": st.column_config.NumberColumn("entry price", format="%.6g"),
-        "exit_price": st.column_config.NumberColumn("exit price", format="%.6g"),
-        "fees": st.column_config.NumberColumn(format="%.2f"),
-        "pnl": st.column_config.NumberColumn("P&L", format="%+.2f"),
-        "pnl_pct": st.column_config.NumberColumn("P&L %", format="%+.2f"),
-        "confidence": st.column_config.NumberColumn(format="%.2f")})
+    st.dataframe(
+        trades,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "entry_time": st.column_config.DatetimeColumn("entry (UTC)", format="YYYY-MM-DD HH:mm"),
+            "exit_time": st.column_config.DatetimeColumn("exit (UTC)", format="YYYY-MM-DD HH:mm"),
+            "entry_price": st.column_config.NumberColumn("entry price", format="%.6g"),
+            "exit_price": st.column_config.NumberColumn("exit price", format="%.6g"),
+            "fees": st.column_config.NumberColumn(format="%.2f"),
+            "pnl": st.column_config.NumberColumn("P&L", format="%+.2f"),
+            "pnl_pct": st.column_config.NumberColumn("P&L %", format="%+.2f"),
+            "confidence": st.column_config.NumberColumn(format="%.2f"),
+        },
+    )
 
 st.subheader("Why no order")
 skipped = sorted(((why, n) for why, n in result.skipped.items() if n), key=lambda kv: -kv[1])

@@ -21,8 +21,16 @@ import streamlit as st
 
 from pipeline.errors import PipelineError
 from pipeline.journal.formats import FILL_FIELDS, FILL_REQUIRED, TRADE_FIELDS, TRADE_REQUIRED
-from pipeline.journal.importer import (MAX_UPLOAD_BYTES, ImportFileError, ImportReport, check_file, find_mapping,
-                                       import_file, preview, save_mapping)
+from pipeline.journal.importer import (
+    MAX_UPLOAD_BYTES,
+    ImportFileError,
+    ImportReport,
+    check_file,
+    find_mapping,
+    import_file,
+    preview,
+    save_mapping,
+)
 from runtime import page_runtime
 from storage.journal import ImportTracker
 
@@ -35,11 +43,14 @@ def _units(report: ImportReport, n: int, adjective: str = "") -> str:
     """``n`` rows of the report's kind, e.g. "800 new fills", "1 trade"."""
     return f"{n:,} {adjective}{report.unit or 'row'}{'s' * (n != 1)}"
 
+
 runtime = page_runtime()
 user = runtime.config.user_id
 st.title("Import")
-st.caption("Binance spot trade history, Bybit spot order history, the generic template (the Trade record's "
-           "columns), or any CSV with a column mapping. Importing the same file twice adds nothing twice.")
+st.caption(
+    "Binance spot trade history, Bybit spot order history, the generic template (the Trade record's "
+    "columns), or any CSV with a column mapping. Importing the same file twice adds nothing twice."
+)
 
 upload = st.file_uploader("Drop a CSV export here", type=["csv", "txt"], max_upload_size=MAX_UPLOAD_BYTES // 2**20)
 if upload is None:
@@ -53,16 +64,24 @@ mapping: dict[str, str] | None = st.session_state.get(f"mapping:{digest}")
 
 def _report_table(report: ImportReport) -> None:
     if report.rejected:
-        st.dataframe(pd.DataFrame([vars(r) for r in report.rejected]), hide_index=True, width="stretch",
-                     column_config={"row": st.column_config.NumberColumn("line", format="%d")})
+        st.dataframe(
+            pd.DataFrame([vars(r) for r in report.rejected]),
+            hide_index=True,
+            width="stretch",
+            column_config={"row": st.column_config.NumberColumn("line", format="%d")},
+        )
 
 
 def _mapping_form(header: list[str]) -> None:
     st.warning("This file's columns match no known export. Map them once; the mapping is saved for next time.")
-    kind = st.radio("Each row is", ["fill", "trade"], horizontal=True,
-                    format_func=lambda k: "one fill (execution)" if k == "fill" else "one whole trade (entry and exit)")
+    kind = st.radio(
+        "Each row is",
+        ["fill", "trade"],
+        horizontal=True,
+        format_func=lambda k: "one fill (execution)" if k == "fill" else "one whole trade (entry and exit)",
+    )
     with st.form("mapping"):
-        choices = ["—"] + header
+        choices = ["—", *header]
         picked = {}
         cols = st.columns(3)
         for i, target in enumerate(TARGETS[kind]):
@@ -94,9 +113,15 @@ check_key = f"check:{digest}:{mapping}"
 if check_key not in st.session_state:
     bar = st.progress(0.0, text="Checking every row…")
     try:
-        report = check_file(data, user_id=user, db=runtime.db, mapping=mapping,
-                            progress=lambda done, total: bar.progress(min(done / max(total, 1), 1.0),
-                                                                      text=f"Checking… {done / 2**20:.1f} MB"))
+        report = check_file(
+            data,
+            user_id=user,
+            db=runtime.db,
+            mapping=mapping,
+            progress=lambda done, total: bar.progress(
+                min(done / max(total, 1), 1.0), text=f"Checking… {done / 2**20:.1f} MB"
+            ),
+        )
     except ImportFileError as exc:
         bar.empty()
         if exc.needs_mapping and exc.header:
@@ -121,19 +146,31 @@ b.metric(f"New {report.unit or 'row'}s", f"{report.accepted:,}")
 c.metric("Already in the journal", f"{report.duplicates:,}")
 d.metric("Rejected rows", f"{report.rows - report.accepted - report.duplicates:,}")
 if report.unit == "fill":
-    st.caption("Each row is a fill (one execution). The journal pairs a symbol's buys and sells first in, first "
-               "out: each match is a round trip, and what no fill closed stays an open lot.")
+    st.caption(
+        "Each row is a fill (one execution). The journal pairs a symbol's buys and sells first in, first "
+        "out: each match is a round trip, and what no fill closed stays an open lot."
+    )
 _report_table(report)
 
 done_key = f"done:{digest}:{mapping}"
-if st.button(f"Import {_units(report, report.accepted)}", type="primary", disabled=report.accepted == 0 or
-             done_key in st.session_state):
+if st.button(
+    f"Import {_units(report, report.accepted)}",
+    type="primary",
+    disabled=report.accepted == 0 or done_key in st.session_state,
+):
     bar = st.progress(0.0, text="Importing…")
     try:
-        result = import_file(data, user_id=user, producer=runtime.producer, db=runtime.db, mapping=mapping,
-                             keep_ids=True,
-                             progress=lambda done, total: bar.progress(min(done / max(total, 1), 1.0),
-                                                                       text=f"Importing… {done / 2**20:.1f} MB"))
+        result = import_file(
+            data,
+            user_id=user,
+            producer=runtime.producer,
+            db=runtime.db,
+            mapping=mapping,
+            keep_ids=True,
+            progress=lambda done, total: bar.progress(
+                min(done / max(total, 1), 1.0), text=f"Importing… {done / 2**20:.1f} MB"
+            ),
+        )
     except PipelineError as exc:
         bar.empty()
         st.error(f"The import stopped: {exc}. Nothing is lost: import the file again; rows already in are skipped.")
@@ -150,8 +187,9 @@ def _journal_counters(tracker: ImportTracker) -> None:
         a, b, c = st.columns(3)
         a.metric("Fills published", f"{tracker.fills:,}")
         b.metric("Fills in the ledger", f"{tracker.fills_in_ledger:,}")
-        c.metric("Round trips in the journal", "…" if tracker.round_trips is None else
-                 f"{tracker.round_trips_in_journal:,}")
+        c.metric(
+            "Round trips in the journal", "…" if tracker.round_trips is None else f"{tracker.round_trips_in_journal:,}"
+        )
     if tracker.trades:
         a, b, _ = st.columns(3)
         a.metric("Trades published", f"{tracker.trades:,}")
@@ -161,8 +199,10 @@ def _journal_counters(tracker: ImportTracker) -> None:
         closed = f": its fills closed {trips:,} round trip{'s' * (trips != 1)}" if tracker.fills else ""
         st.caption(f"Everything this import published is in the journal{closed}.")
     elif time.monotonic() - tracker.progress_at > STALLED_S:
-        st.warning(f"Nothing more has reached the journal for {STALLED_S:.0f} s: are the journal's stages running? "
-                   "Rows they reject are on the Pipeline page's dead letters.")
+        st.warning(
+            f"Nothing more has reached the journal for {STALLED_S:.0f} s: are the journal's stages running? "
+            "Rows they reject are on the Pipeline page's dead letters."
+        )
     else:
         st.caption("The journal's stages are storing them; this refreshes every 2 s.")
 
@@ -170,9 +210,11 @@ def _journal_counters(tracker: ImportTracker) -> None:
 if done_key in st.session_state:
     result: ImportReport = st.session_state[done_key]
     st.subheader("After import")
-    st.success(f"Published {_units(result, result.accepted, 'new ')} from {result.rows:,} rows "
-               f"({result.duplicates:,} already in the journal, "
-               f"{result.rows - result.accepted - result.duplicates:,} rejected).")
+    st.success(
+        f"Published {_units(result, result.accepted, 'new ')} from {result.rows:,} rows "
+        f"({result.duplicates:,} already in the journal, "
+        f"{result.rows - result.accepted - result.duplicates:,} rejected)."
+    )
     tracker: ImportTracker | None = st.session_state.get(f"track:{done_key}")
     if tracker is not None:
         st.fragment(run_every="2s")(_journal_counters)(tracker)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pandas as pd
@@ -24,15 +24,53 @@ from runtime import page_runtime
 from storage import journal
 
 EMOTIONS = ["calm", "confident", "focused", "anxious", "fearful", "greedy", "frustrated", "bored", "FOMO", "revenge"]
-SEVERITY = {"high": ("red", ":material/error:"), "medium": ("orange", ":material/warning:"),
-            "low": ("blue", ":material/info:")}
-LABELS = {"symbol": "Symbol", "side": "Side", "entry_price": "Entry price", "entry_time": "Entry date and time",
-          "exit_price": "Exit price", "exit_time": "Exit date and time", "quantity": "Quantity", "fees": "Fees",
-          "stop_loss": "Stop loss", "notes": "Notes", "tags": "Tags", "setup": "Setup", "emotion": "Emotion"}
-BREAKDOWNS: dict[str, analytics.BreakdownBy] = {"Symbol": "symbol", "Tag": "tag", "Setup": "setup",
-                                                "Weekday": "weekday", "Hour (UTC)": "hour"}
-EXPORT_COLUMNS = ["trade_id", "symbol", "side", "kind", "entry_price", "exit_price", "quantity", "entry_time",
-                  "exit_time", "pnl", "fees", "stop_loss", "notes", "tags", "setup", "emotion", "lot_id", "source"]
+SEVERITY = {
+    "high": ("red", ":material/error:"),
+    "medium": ("orange", ":material/warning:"),
+    "low": ("blue", ":material/info:"),
+}
+LABELS = {
+    "symbol": "Symbol",
+    "side": "Side",
+    "entry_price": "Entry price",
+    "entry_time": "Entry date and time",
+    "exit_price": "Exit price",
+    "exit_time": "Exit date and time",
+    "quantity": "Quantity",
+    "fees": "Fees",
+    "stop_loss": "Stop loss",
+    "notes": "Notes",
+    "tags": "Tags",
+    "setup": "Setup",
+    "emotion": "Emotion",
+}
+BREAKDOWNS: dict[str, analytics.BreakdownBy] = {
+    "Symbol": "symbol",
+    "Tag": "tag",
+    "Setup": "setup",
+    "Weekday": "weekday",
+    "Hour (UTC)": "hour",
+}
+EXPORT_COLUMNS = [
+    "trade_id",
+    "symbol",
+    "side",
+    "kind",
+    "entry_price",
+    "exit_price",
+    "quantity",
+    "entry_time",
+    "exit_time",
+    "pnl",
+    "fees",
+    "stop_loss",
+    "notes",
+    "tags",
+    "setup",
+    "emotion",
+    "lot_id",
+    "source",
+]
 ALL = "All"
 MAX_ROWS = 1000
 EMPTY_JOURNAL = "No trades yet: add one above or import a CSV on the Import page."
@@ -44,6 +82,7 @@ st.title("Journal")
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 def iso_utc(at: datetime | None) -> str | None:
     """Return ``2024-11-16T14:35:00Z`` for a naive datetime meant as UTC, or None."""
@@ -104,26 +143,50 @@ with st.form("journal_entry"):
     fees = field(c[3], "fees", "number_input", suffix=" (quote currency)", **number)
     c = st.columns(4)
     entry_price = field(c[0], "entry_price", "number_input", **number)
-    entry_time = field(c[1], "entry_time", "datetime_input", suffix=" (UTC)", step=60, format="YYYY-MM-DD",
-                       value=datetime.now(timezone.utc).replace(tzinfo=None, second=0, microsecond=0))
+    entry_time = field(
+        c[1],
+        "entry_time",
+        "datetime_input",
+        suffix=" (UTC)",
+        step=60,
+        format="YYYY-MM-DD",
+        value=datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0),
+    )
     stop_loss = field(c[2], "stop_loss", "number_input", suffix=" (optional)", **number)
     emotion = field(c[3], "emotion", "selectbox", EMOTIONS, index=None, accept_new_options=True)
     c = st.columns(4)
     exit_price = field(c[0], "exit_price", "number_input", suffix=" (blank while open)", **number)
-    exit_time = field(c[1], "exit_time", "datetime_input", suffix=" (UTC)", value=None, step=60,
-                      format="YYYY-MM-DD")
+    exit_time = field(c[1], "exit_time", "datetime_input", suffix=" (UTC)", value=None, step=60, format="YYYY-MM-DD")
     tags = field(c[2], "tags", "multiselect", known_tags, accept_new_options=True, placeholder="Pick or type tags")
-    setup = field(c[3], "setup", "selectbox", known_setups, index=None, accept_new_options=True,
-                  placeholder="Pick or type a setup")
+    setup = field(
+        c[3],
+        "setup",
+        "selectbox",
+        known_setups,
+        index=None,
+        accept_new_options=True,
+        placeholder="Pick or type a setup",
+    )
     notes = field(st, "notes", "text_area", height=80)
     submitted = st.form_submit_button("Add trade", type="primary")
     outcome = st.container()
 
 if submitted:
-    fields = {"symbol": symbol.strip(), "side": side, "entry_price": entry_price, "quantity": quantity,
-              "entry_time": iso_utc(entry_time), "exit_price": exit_price, "exit_time": iso_utc(exit_time),
-              "fees": fees, "stop_loss": stop_loss, "notes": notes.strip() or None, "tags": list(tags),
-              "setup": setup or None, "emotion": emotion or None}
+    fields = {
+        "symbol": symbol.strip(),
+        "side": side,
+        "entry_price": entry_price,
+        "quantity": quantity,
+        "entry_time": iso_utc(entry_time),
+        "exit_price": exit_price,
+        "exit_time": iso_utc(exit_time),
+        "fees": fees,
+        "stop_loss": stop_loss,
+        "notes": notes.strip() or None,
+        "tags": list(tags),
+        "setup": setup or None,
+        "emotion": emotion or None,
+    }
     fields = {k: float(v) if isinstance(v, (int, float)) else v for k, v in fields.items()}
     try:
         trade_id = submit_entry(runtime.producer, user, fields)
@@ -136,8 +199,10 @@ if submitted:
     except PipelineError as exc:
         outcome.error(f"Nothing was saved: {exc}")
     else:
-        outcome.success(f"Trade `{trade_id}` sent to the journal; it shows below within a second or so.",
-                        icon=":material/check_circle:")
+        outcome.success(
+            f"Trade `{trade_id}` sent to the journal; it shows below within a second or so.",
+            icon=":material/check_circle:",
+        )
 
 
 # --------------------------------------------------------------------------- filters
@@ -153,26 +218,34 @@ filters: dict[str, Any] = {
     "symbol": None if chosen_symbol == ALL else chosen_symbol,
     "tag": None if chosen_tag == ALL else chosen_tag,
     "setup": None if chosen_setup == ALL else chosen_setup,
-    "since_ms": int(datetime.combine(dates[0], time(0), timezone.utc).timestamp() * 1000) if dates else None,
-    "until_ms": (int(datetime.combine(dates[-1] + timedelta(days=1), time(0), timezone.utc).timestamp() * 1000)
-                 if dates else None),
+    "since_ms": int(datetime.combine(dates[0], time(0), UTC).timestamp() * 1000) if dates else None,
+    "until_ms": (
+        int(datetime.combine(dates[-1] + timedelta(days=1), time(0), UTC).timestamp() * 1000) if dates else None
+    ),
 }
 filtered = any(v is not None for v in filters.values())
 
 
 # --------------------------------------------------------------------------- live parts
 
+
 def metric_tiles(s: dict[str, Any]) -> None:
     pf = s["profit_factor"]
     pf_text = f"{pf:.2f}" if pf is not None else "∞" if s["gross_profit"] > 0 else "—"
     tiles = [
         ("Net P&L", money(s["net_pnl"], sign=True), "Sum of closed trades' P&L, net of fees"),
-        ("Win rate", "—" if s["win_rate"] is None else f"{s['win_rate']:.0%}",
-         f"{s['wins']} wins of {s['trades']} closed trades"),
+        (
+            "Win rate",
+            "—" if s["win_rate"] is None else f"{s['win_rate']:.0%}",
+            f"{s['wins']} wins of {s['trades']} closed trades",
+        ),
         ("Profit factor", pf_text, "Gross profit / gross loss"),
         ("Expectancy", money(s["expectancy"], sign=True), "Average P&L per closed trade"),
-        ("Average R", "—" if s["avg_r"] is None else f"{s['avg_r']:+.2f} R",
-         f"P&L / initial risk over the {s['trades_with_stop']} trades with a stop loss"),
+        (
+            "Average R",
+            "—" if s["avg_r"] is None else f"{s['avg_r']:+.2f} R",
+            f"P&L / initial risk over the {s['trades_with_stop']} trades with a stop loss",
+        ),
         ("Max drawdown", money(s["max_drawdown"]), "Largest fall of cumulative P&L from a peak"),
         ("Fees", money(s["fees"]), "Known fees of closed trades, in quote currency"),
         ("Closed trades", f"{s['trades']:,}", None),
@@ -182,35 +255,78 @@ def metric_tiles(s: dict[str, Any]) -> None:
 
 
 def journal_table(rows: pd.DataFrame) -> None:
-    view = rows.assign(entry=utc(rows["entry_time"]), exit=utc(rows["exit_time"]),
-                       market=rows["context"].map(market_text))
+    view = rows.assign(
+        entry=utc(rows["entry_time"]), exit=utc(rows["exit_time"]), market=rows["context"].map(market_text)
+    )
     money_col = st.column_config.NumberColumn
-    st.dataframe(view, hide_index=True, width="stretch", key="j_table", column_order=[
-        "entry", "exit", "symbol", "side", "kind", "quantity", "open_quantity", "entry_price", "exit_price",
-        "stop_loss", "pnl", "fees", "tags", "setup", "emotion", "notes", "market", "source", "trade_id"],
+    st.dataframe(
+        view,
+        hide_index=True,
+        width="stretch",
+        key="j_table",
+        column_order=[
+            "entry",
+            "exit",
+            "symbol",
+            "side",
+            "kind",
+            "quantity",
+            "open_quantity",
+            "entry_price",
+            "exit_price",
+            "stop_loss",
+            "pnl",
+            "fees",
+            "tags",
+            "setup",
+            "emotion",
+            "notes",
+            "market",
+            "source",
+            "trade_id",
+        ],
         column_config={
             "entry": st.column_config.DatetimeColumn("entry (UTC)", format="YYYY-MM-DD HH:mm:ss"),
             "exit": st.column_config.DatetimeColumn("exit (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-            "quantity": money_col("qty", format="%g"), "open_quantity": money_col("open qty", format="%g"),
-            "entry_price": money_col("entry", format="%g"), "exit_price": money_col("exit", format="%g"),
+            "quantity": money_col("qty", format="%g"),
+            "open_quantity": money_col("open qty", format="%g"),
+            "entry_price": money_col("entry", format="%g"),
+            "exit_price": money_col("exit", format="%g"),
             "stop_loss": money_col("stop", format="%g"),
             "pnl": money_col("P&L", format="%+.2f", help="Net of fees, in quote currency"),
-            "fees": money_col("fees", format="%.2f"), "tags": st.column_config.ListColumn("tags"),
+            "fees": money_col("fees", format="%.2f"),
+            "tags": st.column_config.ListColumn("tags"),
             "market": st.column_config.TextColumn("market at entry"),
-        })
+        },
+    )
 
 
 def equity_chart(closed: pd.DataFrame) -> go.Figure:
     curve = analytics.equity_curve(closed)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.04)
-    fig.add_trace(go.Scatter(x=curve["time"], y=curve["equity"], mode="lines+markers", name="equity",
-                             line=dict(color=UP, shape="hv")), row=1, col=1)
-    fig.add_trace(go.Scatter(x=curve["time"], y=curve["drawdown"], fill="tozeroy", name="drawdown",
-                             line=dict(color=DOWN, shape="hv")), row=2, col=1)
+    fig.add_trace(
+        go.Scatter(
+            x=curve["time"], y=curve["equity"], mode="lines+markers", name="equity", line=dict(color=UP, shape="hv")
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=curve["time"], y=curve["drawdown"], fill="tozeroy", name="drawdown", line=dict(color=DOWN, shape="hv")
+        ),
+        row=2,
+        col=1,
+    )
     fig.update_yaxes(title_text="cumulative P&L", row=1, col=1)
     fig.update_yaxes(title_text="drawdown", row=2, col=1)
-    fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
-                      title=dict(text="Equity curve", x=0.01), uirevision="equity")
+    fig.update_layout(
+        height=420,
+        margin=dict(l=10, r=10, t=30, b=10),
+        showlegend=False,
+        title=dict(text="Equity curve", x=0.01),
+        uirevision="equity",
+    )
     return fig
 
 
@@ -220,18 +336,32 @@ def calendar_chart(closed: pd.DataFrame) -> go.Figure:
     last = daily.index.max()
     first = max(daily.index.min(), last - pd.Timedelta(weeks=53))
     days = pd.date_range(first - pd.Timedelta(days=first.weekday()), last, freq="D")
-    grid = pd.DataFrame({"date": days, "pnl": daily["pnl"].reindex(days).to_numpy(),
-                         "trades": daily["trades"].reindex(days).fillna(0).to_numpy()})
+    grid = pd.DataFrame(
+        {
+            "date": days,
+            "pnl": daily["pnl"].reindex(days).to_numpy(),
+            "trades": daily["trades"].reindex(days).fillna(0).to_numpy(),
+        }
+    )
     grid["week"] = (grid["date"] - pd.to_timedelta(grid["date"].dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
     grid["weekday"] = grid["date"].dt.day_of_week
-    grid["label"] = (grid["date"].dt.strftime("%a %Y-%m-%d") + " · "
-                     + grid["trades"].astype(int).astype(str) + " trades")
+    grid["label"] = grid["date"].dt.strftime("%a %Y-%m-%d") + " · " + grid["trades"].astype(int).astype(str) + " trades"
     z = grid.pivot(index="weekday", columns="week", values="pnl").reindex(range(7))
     text = grid.pivot(index="weekday", columns="week", values="label").reindex(range(7))
-    fig = go.Figure(go.Heatmap(z=z.to_numpy(), x=list(z.columns), y=list(analytics.WEEKDAYS),
-                               customdata=text.to_numpy(), colorscale="RdYlGn", zmid=0, xgap=2, ygap=2,
-                               hovertemplate="%{customdata}<br>P&L %{z:+,.2f}<extra></extra>",
-                               colorbar=dict(title="P&L")))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z.to_numpy(),
+            x=list(z.columns),
+            y=list(analytics.WEEKDAYS),
+            customdata=text.to_numpy(),
+            colorscale="RdYlGn",
+            zmid=0,
+            xgap=2,
+            ygap=2,
+            hovertemplate="%{customdata}<br>P&L %{z:+,.2f}<extra></extra>",
+            colorbar=dict(title="P&L"),
+        )
+    )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="week of", type="category")
     fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), title=dict(text="Daily P&L", x=0.01))
@@ -241,11 +371,16 @@ def calendar_chart(closed: pd.DataFrame) -> go.Figure:
 def breakdown_chart(closed: pd.DataFrame, by: analytics.BreakdownBy, title: str) -> go.Figure:
     table = analytics.breakdown(closed, by)
     keys = table["key"].astype(str)
-    fig = go.Figure(go.Bar(
-        x=keys, y=table["net_pnl"], marker_color=[UP if v >= 0 else DOWN for v in table["net_pnl"]],
-        customdata=table[["trades", "win_rate", "expectancy"]].to_numpy(),
-        hovertemplate="%{x}<br>net P&L %{y:+,.2f}<br>%{customdata[0]} trades · win rate "
-                      "%{customdata[1]:.0%}<br>expectancy %{customdata[2]:+,.2f}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=keys,
+            y=table["net_pnl"],
+            marker_color=[UP if v >= 0 else DOWN for v in table["net_pnl"]],
+            customdata=table[["trades", "win_rate", "expectancy"]].to_numpy(),
+            hovertemplate="%{x}<br>net P&L %{y:+,.2f}<br>%{customdata[0]} trades · win rate "
+            "%{customdata[1]:.0%}<br>expectancy %{customdata[2]:+,.2f}<extra></extra>",
+        )
+    )
     fig.update_xaxes(type="category", title_text=title)
     fig.update_yaxes(title_text="net P&L")
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10))
@@ -254,12 +389,14 @@ def breakdown_chart(closed: pd.DataFrame, by: analytics.BreakdownBy, title: str)
 
 def alert_list(alerts: list[dict[str, Any]]) -> None:
     if not alerts:
-        st.info("No behavioural alerts. They appear here when your trades look like revenge trading, "
-                "overtrading or tilt.", icon=":material/psychology:")
+        st.info(
+            "No behavioural alerts. They appear here when your trades look like revenge trading, overtrading or tilt.",
+            icon=":material/psychology:",
+        )
         return
     for a in alerts[:50]:
         color, icon = SEVERITY.get(a["severity"], ("gray", ":material/info:"))
-        when = datetime.fromtimestamp(a["timestamp"] / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        when = datetime.fromtimestamp(a["timestamp"] / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
         with st.container(border=True):
             st.markdown(f":{color}-badge[{icon} {a['severity']}] **{a['alert_type'].replace('_', ' ')}** · {when}")
             st.text(a["message"])
@@ -280,21 +417,33 @@ def live() -> None:
             journal_table(rows)
             if len(rows) == MAX_ROWS:
                 st.caption(f"Showing the newest {MAX_ROWS:,}; the export has them all.")
-            st.download_button("Export CSV", lambda: export_csv(journal.trades(db, user, **filters)),
-                               file_name="journal.csv", mime="text/csv", on_click="ignore",
-                               icon=":material/download:", key="j_export")
+            st.download_button(
+                "Export CSV",
+                lambda: export_csv(journal.trades(db, user, **filters)),
+                file_name="journal.csv",
+                mime="text/csv",
+                on_click="ignore",
+                icon=":material/download:",
+                key="j_export",
+            )
         st.markdown("**Open positions**")
         positions = journal.open_positions(db, user, filters["symbol"])
         if positions.empty:
             st.caption("No open positions.")
         else:
-            st.dataframe(positions.assign(opened=utc(positions["opened_at"])), hide_index=True, width="stretch",
-                         key="j_positions",
-                         column_order=["symbol", "side", "open_quantity", "avg_entry_price", "open_lots", "opened"],
-                         column_config={"open_quantity": st.column_config.NumberColumn("open qty", format="%g"),
-                                        "avg_entry_price": st.column_config.NumberColumn("avg entry", format="%g"),
-                                        "open_lots": st.column_config.NumberColumn("lots / trades"),
-                                        "opened": st.column_config.DatetimeColumn("first entry (UTC)")})
+            st.dataframe(
+                positions.assign(opened=utc(positions["opened_at"])),
+                hide_index=True,
+                width="stretch",
+                key="j_positions",
+                column_order=["symbol", "side", "open_quantity", "avg_entry_price", "open_lots", "opened"],
+                column_config={
+                    "open_quantity": st.column_config.NumberColumn("open qty", format="%g"),
+                    "avg_entry_price": st.column_config.NumberColumn("avg entry", format="%g"),
+                    "open_lots": st.column_config.NumberColumn("lots / trades"),
+                    "opened": st.column_config.DatetimeColumn("first entry (UTC)"),
+                },
+            )
     with analytics_tab:
         if closed.empty:
             st.info("Analytics start with your first closed trade.", icon=":material/insights:")
@@ -313,6 +462,7 @@ live()
 
 # --------------------------------------------------------------------------- annotations
 
+
 @st.fragment
 def edit() -> None:
     st.subheader("Notes, tags and setup")
@@ -323,17 +473,28 @@ def edit() -> None:
     by_id = rows.set_index("trade_id")
     describe: Callable[[str], str] = lambda tid: (  # noqa: E731
         f"{utc(pd.Series([by_id.at[tid, 'entry_time']])).iloc[0]:%Y-%m-%d %H:%M} · {by_id.at[tid, 'symbol']} "
-        f"{by_id.at[tid, 'side']} {by_id.at[tid, 'quantity']:g} · {by_id.at[tid, 'kind']} · {tid}")
+        f"{by_id.at[tid, 'side']} {by_id.at[tid, 'quantity']:g} · {by_id.at[tid, 'kind']} · {tid}"
+    )
     trade_id = st.selectbox("Trade", list(by_id.index), format_func=describe, key="je_edit_trade")
     row = by_id.loc[trade_id]
     with st.form(f"je_edit_{trade_id}"):
         new_notes = st.text_area("Notes", value=row["notes"] or "", key=f"je_edit_notes_{trade_id}")
         c = st.columns(2)
-        new_tags = c[0].multiselect("Tags", sorted({*known_tags, *row["tags"]}), default=row["tags"],
-                                    accept_new_options=True, key=f"je_edit_tags_{trade_id}")
+        new_tags = c[0].multiselect(
+            "Tags",
+            sorted({*known_tags, *row["tags"]}),
+            default=row["tags"],
+            accept_new_options=True,
+            key=f"je_edit_tags_{trade_id}",
+        )
         setups = sorted({*known_setups, *([row["setup"]] if row["setup"] else [])})
-        new_setup = c[1].selectbox("Setup", setups, index=setups.index(row["setup"]) if row["setup"] else None,
-                                   accept_new_options=True, key=f"je_edit_setup_{trade_id}")
+        new_setup = c[1].selectbox(
+            "Setup",
+            setups,
+            index=setups.index(row["setup"]) if row["setup"] else None,
+            accept_new_options=True,
+            key=f"je_edit_setup_{trade_id}",
+        )
         if st.form_submit_button("Save"):
             journal.annotate(db, trade_id, notes=new_notes, tags=new_tags, setup=new_setup)
             st.success(f"Saved the notes, tags and setup of `{trade_id}`.", icon=":material/check_circle:")

@@ -34,8 +34,14 @@ def resample(bars: pd.DataFrame, limit: int = MAX_CANDLES) -> pd.DataFrame:
     if len(bars) <= limit:
         return bars
     minutes = -(-len(bars) // limit)
-    how = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum",
-           **{c: "last" for c in bars.columns if c.startswith("ma_")}}
+    how = {
+        "open": "first",
+        "high": "max",
+        "low": "min",
+        "close": "last",
+        "volume": "sum",
+        **{c: "last" for c in bars.columns if c.startswith("ma_")},
+    }
     agg = bars.set_index("time").resample(f"{minutes}min").agg(how).dropna(subset=["open"])
     return agg.reset_index()
 
@@ -50,28 +56,51 @@ def with_moving_averages(bars: pd.DataFrame) -> pd.DataFrame:
 
 def candles(symbol: str, bars: pd.DataFrame, signals: pd.DataFrame | None = None) -> go.Figure:
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22], vertical_spacing=0.02)
-    fig.add_trace(go.Candlestick(x=bars["time"], open=bars["open"], high=bars["high"], low=bars["low"],
-                                 close=bars["close"], name=symbol), row=1, col=1)
+    fig.add_trace(
+        go.Candlestick(
+            x=bars["time"], open=bars["open"], high=bars["high"], low=bars["low"], close=bars["close"], name=symbol
+        ),
+        row=1,
+        col=1,
+    )
     for n, color in zip(MA_WINDOWS, ("#f0a202", "#5c6bc0")):
         if f"ma_{n}" in bars:
-            fig.add_trace(go.Scatter(x=bars["time"], y=bars[f"ma_{n}"], mode="lines", name=f"MA {n}",
-                                     line=dict(width=1.2, color=color)), row=1, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=bars["time"], y=bars[f"ma_{n}"], mode="lines", name=f"MA {n}", line=dict(width=1.2, color=color)
+                ),
+                row=1,
+                col=1,
+            )
     if signals is not None and not signals.empty:
         for kind, symbol_shape, color in (("BUY", "triangle-up", "#2e7d32"), ("SELL", "triangle-down", "#c62828")):
             part = signals[signals["signal"] == kind]
             if not part.empty:
-                fig.add_trace(go.Scatter(
-                    x=part["time"], y=part["current_price"], mode="markers", name=kind,
-                    marker=dict(symbol=symbol_shape, size=11, color=color, line=dict(width=1, color="white")),
-                    customdata=part[["model", "expected_change_pct", "confidence"]],
-                    hovertemplate=kind + " %{customdata[0]}<br>expected %{customdata[1]:+.2f}%<br>"
-                                         "confidence %{customdata[2]:.2f}<extra></extra>"), row=1, col=1)
+                fig.add_trace(
+                    go.Scatter(
+                        x=part["time"],
+                        y=part["current_price"],
+                        mode="markers",
+                        name=kind,
+                        marker=dict(symbol=symbol_shape, size=11, color=color, line=dict(width=1, color="white")),
+                        customdata=part[["model", "expected_change_pct", "confidence"]],
+                        hovertemplate=kind + " %{customdata[0]}<br>expected %{customdata[1]:+.2f}%<br>"
+                        "confidence %{customdata[2]:.2f}<extra></extra>",
+                    ),
+                    row=1,
+                    col=1,
+                )
     colors = ["#26a69a" if c >= o else "#ef5350" for o, c in zip(bars["open"], bars["close"])]
     fig.add_trace(go.Bar(x=bars["time"], y=bars["volume"], marker_color=colors, name="volume"), row=2, col=1)
-    fig.update_layout(height=460, margin=dict(l=10, r=10, t=30, b=10), showlegend=True,
-                      legend=dict(orientation="h", y=1.02, x=0.3),
-                      xaxis_rangeslider_visible=False, title=dict(text=symbol, x=0.01),
-                      uirevision=symbol)
+    fig.update_layout(
+        height=460,
+        margin=dict(l=10, r=10, t=30, b=10),
+        showlegend=True,
+        legend=dict(orientation="h", y=1.02, x=0.3),
+        xaxis_rangeslider_visible=False,
+        title=dict(text=symbol, x=0.01),
+        uirevision=symbol,
+    )
     fig.update_yaxes(title_text="USDT", row=1, col=1)
     fig.update_yaxes(title_text="volume", row=2, col=1)
     return fig
@@ -97,8 +126,11 @@ def live() -> None:
             continue
         bars = with_moving_averages(bars)
         bars = bars[bars["start"] >= since].reset_index(drop=True)
-        signals = (signal_store.signals(runtime.db, symbol, since_ms=since, model=signal_model, actionable=True,
-                                   limit=2000) if signal_model != "none" else None)
+        signals = (
+            signal_store.signals(runtime.db, symbol, since_ms=since, model=signal_model, actionable=True, limit=2000)
+            if signal_model != "none"
+            else None
+        )
         st.plotly_chart(candles(symbol, resample(bars), signals), width="stretch", key=f"chart-{symbol}")
 
 

@@ -39,41 +39,85 @@ def live() -> None:
         rates = {h.name: (h.processed + h.produced - previous[1].get(h.name, 0)) / dt for h in health}
 
     st.subheader("Stages")
-    st.dataframe(pd.DataFrame([{
-        "stage": h.name, "kind": h.kind, "running": h.running, "processed": h.processed,
-        "produced": h.produced, "msgs/s": round(rates.get(h.name, 0.0), 1), "lag": h.lag,
-        "dead letters": h.dead_lettered, "errors": h.errors, "last error": h.last_error or "",
-        "process": f"{h.host}:{h.pid}",
-    } for h in health]), hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "stage": h.name,
+                    "kind": h.kind,
+                    "running": h.running,
+                    "processed": h.processed,
+                    "produced": h.produced,
+                    "msgs/s": round(rates.get(h.name, 0.0), 1),
+                    "lag": h.lag,
+                    "dead letters": h.dead_lettered,
+                    "errors": h.errors,
+                    "last error": h.last_error or "",
+                    "process": f"{h.host}:{h.pid}",
+                }
+                for h in health
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
 
     topics = runtime.topics()
     groups = runtime.groups()
     left, right = st.columns([3, 2])
     with left:
         st.subheader("Topics")
-        frame = pd.DataFrame([{
-            "topic": t.name, "partitions": len(t.partitions), "messages": t.messages,
-            "end offset": t.end_offset, "cleanup": t.config.get("cleanup.policy", ""),
-            "retention h": (int(t.config["retention.ms"]) / 3_600_000
-                            if t.config.get("retention.ms", "-1") not in ("-1", "") else None),
-        } for t in topics if not t.name.endswith("_dlq")])
+        frame = pd.DataFrame(
+            [
+                {
+                    "topic": t.name,
+                    "partitions": len(t.partitions),
+                    "messages": t.messages,
+                    "end offset": t.end_offset,
+                    "cleanup": t.config.get("cleanup.policy", ""),
+                    "retention h": (
+                        int(t.config["retention.ms"]) / 3_600_000
+                        if t.config.get("retention.ms", "-1") not in ("-1", "")
+                        else None
+                    ),
+                }
+                for t in topics
+                if not t.name.endswith("_dlq")
+            ]
+        )
         st.dataframe(frame, hide_index=True, width="stretch")
     live_groups = [g for g in groups if g.members]
     with right:
         st.subheader("Consumer groups")
-        rows = [{"group": g.group_id, "members": g.members, "topic": p.topic, "partition": p.partition,
-                 "committed": p.committed, "end offset": p.end_offset, "lag": p.lag}
-                for g in live_groups for p in g.partitions]
+        rows = [
+            {
+                "group": g.group_id,
+                "members": g.members,
+                "topic": p.topic,
+                "partition": p.partition,
+                "committed": p.committed,
+                "end offset": p.end_offset,
+                "lag": p.lag,
+            }
+            for g in live_groups
+            for p in g.partitions
+        ]
         if rows:
             st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         else:
             st.info("No live consumer group has committed yet.")
     inactive_groups([g for g in groups if not g.members])
 
-    rejected = [{"source": h.name, "rule broken": rule, "count": n} for h in health
-                for rule, n in sorted(h.details.get("rejections", {}).items(), key=lambda x: -x[1])]
-    reconnects = [f"{h.name}: {h.details['reconnects']} reconnects, {h.details.get('gaps', 0)} gaps" for h in health
-                  if "reconnects" in h.details]
+    rejected = [
+        {"source": h.name, "rule broken": rule, "count": n}
+        for h in health
+        for rule, n in sorted(h.details.get("rejections", {}).items(), key=lambda x: -x[1])
+    ]
+    reconnects = [
+        f"{h.name}: {h.details['reconnects']} reconnects, {h.details.get('gaps', 0)} gaps"
+        for h in health
+        if "reconnects" in h.details
+    ]
     if rejected or reconnects:
         st.subheader("Market feed")
         for line in reconnects:
@@ -113,16 +157,34 @@ def inactive_groups(groups: list[GroupState]) -> None:
     if not groups:
         return
     st.subheader("Inactive consumer groups")
-    st.caption("No consumer is in these groups now. Deleting a group deletes its committed offsets; the "
-               "groups of the desk's own stages are kept, since a stage resumes from its group's offsets.")
-    st.dataframe(pd.DataFrame([{
-        "group": g.group_id, "topics": ", ".join(sorted({p.topic for p in g.partitions})),
-        "partitions committed": len(g.partitions), "lag": g.lag,
-        "kept": "a stage of the desk" if g.group_id in DESK_GROUPS else "",
-    } for g in groups]), hide_index=True, width="stretch")
+    st.caption(
+        "No consumer is in these groups now. Deleting a group deletes its committed offsets; the "
+        "groups of the desk's own stages are kept, since a stage resumes from its group's offsets."
+    )
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "group": g.group_id,
+                    "topics": ", ".join(sorted({p.topic for p in g.partitions})),
+                    "partitions committed": len(g.partitions),
+                    "lag": g.lag,
+                    "kept": "a stage of the desk" if g.group_id in DESK_GROUPS else "",
+                }
+                for g in groups
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
     deletable = [g.group_id for g in groups if g.group_id not in DESK_GROUPS]
-    st.button(f"Delete {len(deletable)} inactive group{'s' * (len(deletable) != 1)}", key="delete_inactive",
-              on_click=_delete_groups, args=(deletable,), disabled=not deletable)
+    st.button(
+        f"Delete {len(deletable)} inactive group{'s' * (len(deletable) != 1)}",
+        key="delete_inactive",
+        on_click=_delete_groups,
+        args=(deletable,),
+        disabled=not deletable,
+    )
 
 
 live()

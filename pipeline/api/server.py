@@ -20,8 +20,9 @@ class ApiServer(Worker):
         import uvicorn
 
         self.host, self.port = host, port
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                                   lifespan="off", ws="websockets-sansio"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", ws="websockets-sansio")
+        )
 
     def _run(self) -> None:
         try:

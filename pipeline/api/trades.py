@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import FastAPI, File, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
@@ -56,30 +56,35 @@ def add_trade_routes(app: FastAPI, ctx: ApiContext) -> None:
         return {"trade_id": trade_id}
 
     @app.post("/api/trades/import")
-    async def post_import(file: UploadFile = File(...), user_id: str | None = Query(None)) -> JSONResponse:
+    async def post_import(
+        file: Annotated[UploadFile, File()], user_id: Annotated[str | None, Query()] = None
+    ) -> JSONResponse:
         """Import a CSV export; the report names each rejected row, column, value and reason."""
         data = await file.read(MAX_UPLOAD_BYTES + 1)
         try:
-            report = await run_in_threadpool(import_file, data, user_id=user_id or default_user,
-                                             producer=ctx.producer, db=ctx.db, source="csv")
+            report = await run_in_threadpool(
+                import_file, data, user_id=user_id or default_user, producer=ctx.producer, db=ctx.db, source="csv"
+            )
         except ImportFileError as exc:
             status = 413 if len(data) > MAX_UPLOAD_BYTES else 422
-            return JSONResponse({"detail": str(exc), "needs_mapping": exc.needs_mapping, "header": exc.header},
-                                status_code=status)
+            return JSONResponse(
+                {"detail": str(exc), "needs_mapping": exc.needs_mapping, "header": exc.header}, status_code=status
+            )
         return JSONResponse(report.to_json())
 
     @app.get("/api/trades")
-    async def get_trades(user_id: str | None = None, symbol: str | None = None,
-                         limit: int = Query(500, ge=1, le=100_000)) -> list[dict[str, Any]]:
+    async def get_trades(
+        user_id: str | None = None, symbol: str | None = None, limit: int = Query(500, ge=1, le=100_000)
+    ) -> list[dict[str, Any]]:
         """The journal's trades as stored, enriched, newest first."""
-        frame = await run_in_threadpool(journal.trades, ctx.db, user_id or default_user,
-                                        symbol=_symbol(symbol), limit=limit)
+        frame = await run_in_threadpool(
+            journal.trades, ctx.db, user_id or default_user, symbol=_symbol(symbol), limit=limit
+        )
         return _records(frame)
 
     @app.get("/api/journal/summary")
     async def get_summary(user_id: str | None = None, symbol: str | None = None) -> dict[str, Any]:
-        return await run_in_threadpool(journal.journal_summary, ctx.db, user_id or default_user,
-                                       _symbol(symbol))
+        return await run_in_threadpool(journal.journal_summary, ctx.db, user_id or default_user, _symbol(symbol))
 
     @app.get("/api/alerts")
     async def get_alerts(user_id: str | None = None, limit: int = Query(200, ge=1, le=10_000)) -> list[dict]:
@@ -95,8 +100,9 @@ def add_trade_routes(app: FastAPI, ctx: ApiContext) -> None:
         ready = threading.Event()
 
         def pump() -> None:
-            consumer = ctx.bus.consumer(f"ws-{user_id}-{uuid.uuid4().hex[:8]}", [ENRICHED_TRADES, BEHAVIORAL_ALERTS],
-                                            auto_offset_reset="latest")
+            consumer = ctx.bus.consumer(
+                f"ws-{user_id}-{uuid.uuid4().hex[:8]}", [ENRICHED_TRADES, BEHAVIORAL_ALERTS], auto_offset_reset="latest"
+            )
             try:
                 while not stop.is_set():
                     records = consumer.poll(500, 0.2)
@@ -120,7 +126,6 @@ def add_trade_routes(app: FastAPI, ctx: ApiContext) -> None:
             pass
         finally:
             stop.set()
-
 
 
 def _symbol(symbol: str | None) -> str | None:

@@ -15,8 +15,11 @@ def create_bus(config: Config) -> Bus:
     if config.kafka_bootstrap_servers:
         from pipeline.bus.kafka import KafkaBus
 
-        return KafkaBus(config.kafka_bootstrap_servers, client_config=config.kafka_client_config,
-                        replication_factor=config.kafka_replication_factor)
+        return KafkaBus(
+            config.kafka_bootstrap_servers,
+            client_config=config.kafka_client_config,
+            replication_factor=config.kafka_replication_factor,
+        )
     from pipeline.bus.embedded import EmbeddedBus
 
     return EmbeddedBus(config.data_dir / "bus.db", shared=config.bus_shared)

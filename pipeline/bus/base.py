@@ -102,8 +102,13 @@ def partition_for(key: bytes, partitions: int) -> int:
 class Producer(Protocol):
     """Publishes messages. Thread-safe; ``flush`` makes everything produced so far durable."""
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
-                headers: Sequence[tuple[str, bytes]] | None = None) -> None: ...
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None: ...
 
     def flush(self, timeout: float = 30.0) -> int:
         """Block until delivered; return how many messages are still undelivered (0 is good)."""
@@ -160,10 +165,15 @@ class Bus(Protocol):
 
     def producer(self) -> Producer: ...
 
-    def consumer(self, group_id: str, topics: Sequence[str], *,
-                 auto_offset_reset: OffsetReset = "earliest",
-                 on_assign: PartitionsCallback | None = None,
-                 on_revoke: PartitionsCallback | None = None) -> Consumer: ...
+    def consumer(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        auto_offset_reset: OffsetReset = "earliest",
+        on_assign: PartitionsCallback | None = None,
+        on_revoke: PartitionsCallback | None = None,
+    ) -> Consumer: ...
 
     def close(self) -> None: ...
 

@@ -25,8 +25,16 @@ from typing import Any
 import orjson
 
 from pipeline.bus.base import (
-    GROUP_HAS_MEMBERS, GROUP_NOT_FOUND, GroupPartition, GroupState, OffsetReset, PartitionsCallback,
-    PartitionState, Record, TopicState, partition_for,
+    GROUP_HAS_MEMBERS,
+    GROUP_NOT_FOUND,
+    GroupPartition,
+    GroupState,
+    OffsetReset,
+    PartitionsCallback,
+    PartitionState,
+    Record,
+    TopicState,
+    partition_for,
 )
 from pipeline.errors import CommitFailedError, UnknownTopicError
 from pipeline.topics import TopicSpec
@@ -158,7 +166,7 @@ class _Writer(threading.Thread):
                     try:
                         results.append(op[1](conn))
                         conn.execute("RELEASE call")
-                    except Exception as exc:  # the caller gets it through its future
+                    except Exception as exc:  # noqa: BLE001 - any failure goes back to the caller through its future
                         conn.execute("ROLLBACK TO call")
                         conn.execute("RELEASE call")
                         results.append(exc)
@@ -184,8 +192,13 @@ class EmbeddedProducer:
         self._bus = bus
         self._round_robin = 0
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
-                headers: Sequence[tuple[str, bytes]] | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None:
         partitions = self._bus._partitions(topic)
         if key is None and self._bus._topic_cleanup[topic] == "compact":
             # Kafka refuses a keyless message on a compacted topic and flush() reports it: same here.
@@ -197,8 +210,7 @@ class EmbeddedProducer:
         else:
             self._round_robin += 1
             part = self._round_robin % partitions
-        self._bus._writer.submit(
-            (_APPEND, topic, part, key, value, _now_ms(), _encode_headers(headers)))
+        self._bus._writer.submit((_APPEND, topic, part, key, value, _now_ms(), _encode_headers(headers)))
 
     def flush(self, timeout: float = 30.0) -> int:
         if not self._bus._writer.is_alive():  # the bus is closed: nothing more will be written
@@ -217,9 +229,15 @@ class EmbeddedProducer:
 class EmbeddedConsumer:
     """A member of a consumer group on the embedded log. Use from one thread only."""
 
-    def __init__(self, bus: EmbeddedBus, group_id: str, topics: Sequence[str],
-                 auto_offset_reset: OffsetReset, on_assign: PartitionsCallback | None,
-                 on_revoke: PartitionsCallback | None) -> None:
+    def __init__(
+        self,
+        bus: EmbeddedBus,
+        group_id: str,
+        topics: Sequence[str],
+        auto_offset_reset: OffsetReset,
+        on_assign: PartitionsCallback | None,
+        on_revoke: PartitionsCallback | None,
+    ) -> None:
         for topic in topics:
             bus._partitions(topic)
         self.group_id = group_id
@@ -244,8 +262,7 @@ class EmbeddedConsumer:
 
         def join(conn: sqlite3.Connection) -> None:
             now = _now_ms()
-            conn.execute("INSERT OR REPLACE INTO members VALUES (?,?,?,?,?)",
-                         (group, member, topics, now, now))
+            conn.execute("INSERT OR REPLACE INTO members VALUES (?,?,?,?,?)", (group, member, topics, now, now))
             _bump_generation(conn, group)
 
         self._bus._call(join)
@@ -259,24 +276,23 @@ class EmbeddedConsumer:
 
         def beat(conn: sqlite3.Connection) -> None:
             now = _now_ms()
-            conn.execute("UPDATE members SET heartbeat_at=? WHERE group_id=? AND member_id=?",
-                         (now, group, member))
-            expired = conn.execute("DELETE FROM members WHERE group_id=? AND heartbeat_at<?",
-                                   (group, now - timeout)).rowcount
+            conn.execute("UPDATE members SET heartbeat_at=? WHERE group_id=? AND member_id=?", (now, group, member))
+            expired = conn.execute(
+                "DELETE FROM members WHERE group_id=? AND heartbeat_at<?", (group, now - timeout)
+            ).rowcount
             if expired:
                 _bump_generation(conn, group)
 
         self._bus._writer.submit((_CALL, beat, Future()))
 
     def _rebalance_if_needed(self) -> None:
-        row = self._conn.execute("SELECT generation FROM groups WHERE group_id=?",
-                                 (self.group_id,)).fetchone()
+        row = self._conn.execute("SELECT generation FROM groups WHERE group_id=?", (self.group_id,)).fetchone()
         generation = row[0] if row else None
         if generation == self._generation:
             return
         members = self._conn.execute(
-            "SELECT member_id, topics FROM members WHERE group_id=? ORDER BY joined_at, member_id",
-            (self.group_id,)).fetchall()
+            "SELECT member_id, topics FROM members WHERE group_id=? ORDER BY joined_at, member_id", (self.group_id,)
+        ).fetchall()
         if self.member_id not in {m for m, _ in members}:  # expelled after a long pause: rejoin
             self._join()
             return self._rebalance_if_needed()
@@ -309,8 +325,8 @@ class EmbeddedConsumer:
 
     def _start_position(self, tp: tuple[str, int]) -> int:
         row = self._conn.execute(
-            "SELECT offset FROM offsets WHERE group_id=? AND topic=? AND partition=?",
-            (self.group_id, *tp)).fetchone()
+            "SELECT offset FROM offsets WHERE group_id=? AND topic=? AND partition=?", (self.group_id, *tp)
+        ).fetchone()
         if row:
             return row[0]
         start, end = self._conn.execute(
@@ -363,11 +379,13 @@ class EmbeddedConsumer:
             rows = self._conn.execute(
                 "SELECT offset, key, value, timestamp, headers FROM messages "
                 "WHERE topic=? AND partition=? AND offset>=? ORDER BY offset LIMIT ?",
-                (tp[0], tp[1], self._positions[tp], max_messages - len(records))).fetchall()
+                (tp[0], tp[1], self._positions[tp], max_messages - len(records)),
+            ).fetchall()
             if rows:
                 topic, part = tp
-                records.extend(Record(topic, part, off, key, value, ts, _decode_headers(h))
-                               for off, key, value, ts, h in rows)
+                records.extend(
+                    Record(topic, part, off, key, value, ts, _decode_headers(h)) for off, key, value, ts, h in rows
+                )
                 self._positions[tp] = rows[-1][0] + 1
         self._next_partition = (self._next_partition + 1) % n
         return records
@@ -387,12 +405,13 @@ class EmbeddedConsumer:
         rows = [(group, tp[0], tp[1], off, _now_ms()) for tp, off in offsets.items()]
 
         def commit(conn: sqlite3.Connection) -> None:
-            if not conn.execute("SELECT 1 FROM members WHERE group_id=? AND member_id=?",
-                                (group, member)).fetchone():
+            if not conn.execute("SELECT 1 FROM members WHERE group_id=? AND member_id=?", (group, member)).fetchone():
                 raise CommitFailedError(f"{member} is no longer in group {group}: not committed")
             conn.executemany(
                 "INSERT INTO offsets VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET "
-                "offset=max(offset, excluded.offset), committed_at=excluded.committed_at", rows)
+                "offset=max(offset, excluded.offset), committed_at=excluded.committed_at",
+                rows,
+            )
 
         self._bus._call(commit)
 
@@ -403,8 +422,8 @@ class EmbeddedConsumer:
         total = 0
         for (topic, part), pos in self._positions.items():
             end = self._conn.execute(
-                "SELECT next_offset FROM partitions WHERE topic=? AND partition=?",
-                (topic, part)).fetchone()[0]
+                "SELECT next_offset FROM partitions WHERE topic=? AND partition=?", (topic, part)
+            ).fetchone()[0]
             total += max(end - pos, 0)
         return total
 
@@ -415,8 +434,7 @@ class EmbeddedConsumer:
         group, member = self.group_id, self.member_id
 
         def leave(conn: sqlite3.Connection) -> None:
-            if conn.execute("DELETE FROM members WHERE group_id=? AND member_id=?",
-                            (group, member)).rowcount:
+            if conn.execute("DELETE FROM members WHERE group_id=? AND member_id=?", (group, member)).rowcount:
                 _bump_generation(conn, group)
 
         try:
@@ -426,8 +444,7 @@ class EmbeddedConsumer:
 
 
 def _bump_generation(conn: sqlite3.Connection, group: str) -> None:
-    conn.execute("INSERT INTO groups VALUES (?, 1) ON CONFLICT DO UPDATE SET generation=generation+1",
-                 (group,))
+    conn.execute("INSERT INTO groups VALUES (?, 1) ON CONFLICT DO UPDATE SET generation=generation+1", (group,))
 
 
 class EmbeddedBus:
@@ -435,8 +452,15 @@ class EmbeddedBus:
 
     name = "embedded"
 
-    def __init__(self, path: Path | str, *, session_timeout_ms: int = 30_000,
-                 maintenance_interval_s: float = 30.0, poll_interval_s: float = 0.05, shared: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        session_timeout_ms: int = 30_000,
+        maintenance_interval_s: float = 30.0,
+        poll_interval_s: float = 0.05,
+        shared: bool = False,
+    ) -> None:
         """``shared``: other processes write this file too (stages in processes of their own), so an
         idle consumer also watches the file's data version every 10 ms instead of only waiting for
         this process's writer (or ``poll_interval_s``): four idle consumers then use about 4-5 % of
@@ -487,8 +511,7 @@ class EmbeddedBus:
     def _maintain(self, conn: sqlite3.Connection) -> None:
         """Apply retention and compaction, as the catalog says per topic."""
         now = _now_ms()
-        for name, retention, cleanup in conn.execute(
-                "SELECT name, retention_ms, cleanup FROM topics").fetchall():
+        for name, retention, cleanup in conn.execute("SELECT name, retention_ms, cleanup FROM topics").fetchall():
             if cleanup == "delete" and retention is not None and retention >= 0:
                 conn.execute("DELETE FROM messages WHERE topic=? AND timestamp<?", (name, now - retention))
             elif cleanup == "compact":
@@ -496,11 +519,15 @@ class EmbeddedBus:
                     "DELETE FROM messages WHERE topic=? AND (partition, offset) IN ("
                     " SELECT partition, offset FROM (SELECT partition, offset, ROW_NUMBER() OVER ("
                     "  PARTITION BY partition, key ORDER BY offset DESC) AS rn"
-                    "  FROM messages WHERE topic=? AND key IS NOT NULL) WHERE rn > 1)", (name, name))
+                    "  FROM messages WHERE topic=? AND key IS NOT NULL) WHERE rn > 1)",
+                    (name, name),
+                )
             conn.execute(
                 "UPDATE partitions SET start_offset=coalesce((SELECT min(offset) FROM messages m "
                 "WHERE m.topic=partitions.topic AND m.partition=partitions.partition), next_offset) "
-                "WHERE topic=?", (name,))
+                "WHERE topic=?",
+                (name,),
+            )
 
     def run_maintenance(self) -> None:
         """Apply retention and compaction now (the writer also does it every interval)."""
@@ -516,12 +543,20 @@ class EmbeddedBus:
             for s in specs:
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO topics VALUES (?,?,?,?,?,?)",
-                    (s.name, s.partitions, s.retention_ms, s.cleanup,
-                     orjson.dumps(s.kafka_config()).decode(), _now_ms()))
+                    (
+                        s.name,
+                        s.partitions,
+                        s.retention_ms,
+                        s.cleanup,
+                        orjson.dumps(s.kafka_config()).decode(),
+                        _now_ms(),
+                    ),
+                )
                 created[s.name] = cur.rowcount == 1
                 if created[s.name]:
-                    conn.executemany("INSERT OR IGNORE INTO partitions VALUES (?,?,0,0)",
-                                     [(s.name, p) for p in range(s.partitions)])
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO partitions VALUES (?,?,0,0)", [(s.name, p) for p in range(s.partitions)]
+                    )
             return created
 
         return self._call(create)
@@ -530,23 +565,33 @@ class EmbeddedBus:
         topics = self._read("SELECT name, config FROM topics ORDER BY name")
         parts: dict[str, list[PartitionState]] = {}
         for topic, p, start, end in self._read(
-                "SELECT topic, partition, start_offset, next_offset FROM partitions ORDER BY 1, 2"):
+            "SELECT topic, partition, start_offset, next_offset FROM partitions ORDER BY 1, 2"
+        ):
             parts.setdefault(topic, []).append(PartitionState(p, start, end))
         wanted = set(names) if names is not None else None
-        return [TopicState(name, parts.get(name, []), orjson.loads(config))
-                for name, config in topics if wanted is None or name in wanted]
+        return [
+            TopicState(name, parts.get(name, []), orjson.loads(config))
+            for name, config in topics
+            if wanted is None or name in wanted
+        ]
 
     def describe_groups(self) -> list[GroupState]:
-        ends = {(t, p): (s, e) for t, p, s, e in self._read(
-            "SELECT topic, partition, start_offset, next_offset FROM partitions")}
+        ends = {
+            (t, p): (s, e)
+            for t, p, s, e in self._read("SELECT topic, partition, start_offset, next_offset FROM partitions")
+        }
         # A member that stopped heartbeating (its process was killed) is out of the group after the
         # session timeout, as on Kafka, even before another member's heartbeat deletes its row.
-        members = dict(self._read(
-            "SELECT group_id, count(*) FILTER (WHERE heartbeat_at >= ?) FROM members GROUP BY group_id",
-            (_now_ms() - self.session_timeout_ms,)))
+        members = dict(
+            self._read(
+                "SELECT group_id, count(*) FILTER (WHERE heartbeat_at >= ?) FROM members GROUP BY group_id",
+                (_now_ms() - self.session_timeout_ms,),
+            )
+        )
         groups: dict[str, list[GroupPartition]] = {}
         for group, topic, p, off in self._read(
-                "SELECT group_id, topic, partition, offset FROM offsets ORDER BY 1, 2, 3"):
+            "SELECT group_id, topic, partition, offset FROM offsets ORDER BY 1, 2, 3"
+        ):
             start, end = ends.get((topic, p), (0, 0))
             groups.setdefault(group, []).append(GroupPartition(topic, p, off, start, end))
         for group in members:
@@ -562,8 +607,9 @@ class EmbeddedBus:
             outcome: dict[str, str | None] = {}
             for group in ids:
                 # Members silent for the session timeout are gone, as another member's heartbeat finds.
-                if conn.execute("DELETE FROM members WHERE group_id=? AND heartbeat_at<?",
-                                (group, now - timeout)).rowcount:
+                if conn.execute(
+                    "DELETE FROM members WHERE group_id=? AND heartbeat_at<?", (group, now - timeout)
+                ).rowcount:
                     _bump_generation(conn, group)
                 if conn.execute("SELECT 1 FROM members WHERE group_id=? LIMIT 1", (group,)).fetchone():
                     outcome[group] = GROUP_HAS_MEMBERS
@@ -578,10 +624,15 @@ class EmbeddedBus:
     def producer(self) -> EmbeddedProducer:
         return EmbeddedProducer(self)
 
-    def consumer(self, group_id: str, topics: Sequence[str], *,
-                 auto_offset_reset: OffsetReset = "earliest",
-                 on_assign: PartitionsCallback | None = None,
-                 on_revoke: PartitionsCallback | None = None) -> EmbeddedConsumer:
+    def consumer(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        auto_offset_reset: OffsetReset = "earliest",
+        on_assign: PartitionsCallback | None = None,
+        on_revoke: PartitionsCallback | None = None,
+    ) -> EmbeddedConsumer:
         return EmbeddedConsumer(self, group_id, topics, auto_offset_reset, on_assign, on_revoke)
 
     def close(self) -> None:

@@ -14,14 +14,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import (
-    Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
 from pipeline.bus.base import (
-    GROUP_HAS_MEMBERS, GROUP_NOT_FOUND, GroupPartition, GroupState, OffsetReset, PartitionsCallback,
-    PartitionState, Record, TopicState,
+    GROUP_HAS_MEMBERS,
+    GROUP_NOT_FOUND,
+    GroupPartition,
+    GroupState,
+    OffsetReset,
+    PartitionsCallback,
+    PartitionState,
+    Record,
+    TopicState,
 )
 from pipeline.errors import CommitFailedError, ConfigError, TransientError, UnknownTopicError
 from pipeline.topics import TopicSpec
@@ -39,16 +50,19 @@ class KafkaProducer:
     def __init__(self, bus: KafkaBus) -> None:
         self._bus = bus
         self._failed = 0
-        self._producer = Producer({
-            **bus.client_config,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "batch.num.messages": 10_000,
-            "queue.buffering.max.messages": 500_000,
-            "compression.type": "lz4",
-            "message.timeout.ms": 60_000,
-        }, logger=log)
+        self._producer = Producer(
+            {
+                **bus.client_config,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "batch.num.messages": 10_000,
+                "queue.buffering.max.messages": 500_000,
+                "compression.type": "lz4",
+                "message.timeout.ms": 60_000,
+            },
+            logger=log,
+        )
         self._since_poll = 0
 
     def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
@@ -56,8 +70,13 @@ class KafkaProducer:
             self._failed += 1
             log.error("kafka delivery failed: %s", err)
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
-                headers: Sequence[tuple[str, bytes]] | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None:
         self._bus._require_topic(topic)
         while True:
             try:
@@ -82,9 +101,15 @@ class KafkaProducer:
 class KafkaConsumer:
     """A member of a Kafka consumer group. Use from one thread only."""
 
-    def __init__(self, bus: KafkaBus, group_id: str, topics: Sequence[str],
-                 auto_offset_reset: OffsetReset, on_assign: PartitionsCallback | None,
-                 on_revoke: PartitionsCallback | None) -> None:
+    def __init__(
+        self,
+        bus: KafkaBus,
+        group_id: str,
+        topics: Sequence[str],
+        auto_offset_reset: OffsetReset,
+        on_assign: PartitionsCallback | None,
+        on_revoke: PartitionsCallback | None,
+    ) -> None:
         for topic in topics:
             bus._require_topic(topic)
         self.group_id = group_id
@@ -92,19 +117,21 @@ class KafkaConsumer:
         self._on_assign_cb = on_assign
         self._on_revoke_cb = on_revoke
         self._assigned: set[tuple[str, int]] = set()
-        self._consumer = Consumer({
-            **bus.client_config,
-            "group.id": group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": auto_offset_reset,
-            "session.timeout.ms": bus.session_timeout_ms,
-            "heartbeat.interval.ms": max(bus.session_timeout_ms // 3, 100),
-            "enable.partition.eof": False,
-            "fetch.wait.max.ms": 100,
-        }, logger=log)
-        self._consumer.subscribe(list(topics), on_assign=self._assign, on_revoke=self._revoke,
-                                 on_lost=self._lost)
+        self._consumer = Consumer(
+            {
+                **bus.client_config,
+                "group.id": group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": auto_offset_reset,
+                "session.timeout.ms": bus.session_timeout_ms,
+                "heartbeat.interval.ms": max(bus.session_timeout_ms // 3, 100),
+                "enable.partition.eof": False,
+                "fetch.wait.max.ms": 100,
+            },
+            logger=log,
+        )
+        self._consumer.subscribe(list(topics), on_assign=self._assign, on_revoke=self._revoke, on_lost=self._lost)
 
     def _assign(self, _c: Consumer, parts: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in parts]
@@ -144,8 +171,11 @@ class KafkaConsumer:
                     raise ConfigError(f"kafka consumer {self.group_id}: {err.str()}")
                 log.warning("kafka consumer %s: %s", self.group_id, err.str())
                 continue
-            records.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                                  m.timestamp()[1], tuple(m.headers() or ())))
+            records.append(
+                Record(
+                    m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1], tuple(m.headers() or ())
+                )
+            )
         return records
 
     def commit(self, records: Iterable[Record] | None = None) -> None:
@@ -173,8 +203,12 @@ class KafkaConsumer:
             code = exc.args[0].code()
             if code == KafkaError._NO_OFFSET:
                 return
-            if code in (KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
-                        KafkaError.UNKNOWN_MEMBER_ID, KafkaError._STATE):
+            if code in (
+                KafkaError.REBALANCE_IN_PROGRESS,
+                KafkaError.ILLEGAL_GENERATION,
+                KafkaError.UNKNOWN_MEMBER_ID,
+                KafkaError._STATE,
+            ):
                 raise CommitFailedError(f"commit failed in group {self.group_id}: {exc}") from None
             raise TransientError(f"commit failed in group {self.group_id}: {exc}") from None
 
@@ -211,9 +245,15 @@ class KafkaBus:
 
     name = "kafka"
 
-    def __init__(self, bootstrap_servers: str, *, client_config: Mapping[str, str] | None = None,
-                 replication_factor: int = 1, session_timeout_ms: int = 10_000,
-                 connect_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        client_config: Mapping[str, str] | None = None,
+        replication_factor: int = 1,
+        session_timeout_ms: int = 10_000,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.client_config = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
         self.replication_factor = replication_factor
@@ -236,14 +276,18 @@ class KafkaBus:
             return
         self._refresh_topics()
         if topic not in self._topics:
-            raise UnknownTopicError(f"unknown topic {topic!r} on Kafka at {self.bootstrap_servers}: "
-                                    "create it first (python -m pipeline init-topics)")
+            raise UnknownTopicError(
+                f"unknown topic {topic!r} on Kafka at {self.bootstrap_servers}: "
+                "create it first (python -m pipeline init-topics)"
+            )
 
     def create_topics(self, specs: Iterable[TopicSpec]) -> dict[str, bool]:
         specs = list(specs)
         futures = self._admin.create_topics(
-            [NewTopic(s.name, s.partitions, self.replication_factor, config=s.kafka_config())
-             for s in specs], operation_timeout=30, request_timeout=30)
+            [NewTopic(s.name, s.partitions, self.replication_factor, config=s.kafka_config()) for s in specs],
+            operation_timeout=30,
+            request_timeout=30,
+        )
         created: dict[str, bool] = {}
         for name, fut in futures.items():
             try:
@@ -258,9 +302,12 @@ class KafkaBus:
             meta = self._admin.list_topics(timeout=10)
             with self._lock:
                 self._topics = set(meta.topics)
-            if all(s.name in meta.topics and meta.topics[s.name].partitions
-                   and all(p.leader >= 0 for p in meta.topics[s.name].partitions.values())
-                   for s in specs):
+            if all(
+                s.name in meta.topics
+                and meta.topics[s.name].partitions
+                and all(p.leader >= 0 for p in meta.topics[s.name].partitions.values())
+                for s in specs
+            ):
                 break
             time.sleep(0.1)
         return created
@@ -270,14 +317,12 @@ class KafkaBus:
             return {}
         earliest = self._admin.list_offsets({tp: OffsetSpec.earliest() for tp in parts}, request_timeout=10)
         latest = self._admin.list_offsets({tp: OffsetSpec.latest() for tp in parts}, request_timeout=10)
-        return {(tp.topic, tp.partition): (earliest[tp].result().offset, latest[tp].result().offset)
-                for tp in parts}
+        return {(tp.topic, tp.partition): (earliest[tp].result().offset, latest[tp].result().offset) for tp in parts}
 
     def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicState]:
         meta = self._admin.list_topics(timeout=10)
         wanted = set(names) if names is not None else None
-        topics = sorted(n for n in meta.topics if not n.startswith("__")
-                        and (wanted is None or n in wanted))
+        topics = sorted(n for n in meta.topics if not n.startswith("__") and (wanted is None or n in wanted))
         parts = [TopicPartition(n, p) for n in topics for p in meta.topics[n].partitions]
         offsets = self._offsets(parts)
         configs: dict[str, dict[str, str]] = {}
@@ -286,29 +331,36 @@ class KafkaBus:
             for res, fut in self._admin.describe_configs(resources, request_timeout=10).items():
                 entries = fut.result()
                 configs[res.name] = {k: entries[k].value for k in _SHOWN_CONFIG if k in entries}
-        return [TopicState(n, [PartitionState(p, *offsets[(n, p)])
-                               for p in sorted(meta.topics[n].partitions)], configs.get(n, {}))
-                for n in topics]
+        return [
+            TopicState(
+                n, [PartitionState(p, *offsets[(n, p)]) for p in sorted(meta.topics[n].partitions)], configs.get(n, {})
+            )
+            for n in topics
+        ]
 
     def describe_groups(self) -> list[GroupState]:
         listing = self._admin.list_consumer_groups(request_timeout=10).result()
         ids = sorted(g.group_id for g in listing.valid)
         if not ids:
             return []
-        described = {g: f.result() for g, f in
-                     self._admin.describe_consumer_groups(ids, request_timeout=10).items()}
+        described = {g: f.result() for g, f in self._admin.describe_consumer_groups(ids, request_timeout=10).items()}
         committed: dict[str, list[TopicPartition]] = {}
         for gid in ids:
-            fut = self._admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid)],
-                                                          request_timeout=10)[gid]
+            fut = self._admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid)], request_timeout=10)[gid]
             committed[gid] = [tp for tp in fut.result().topic_partitions if tp.offset >= 0]
         parts = {TopicPartition(tp.topic, tp.partition) for tps in committed.values() for tp in tps}
         offsets = self._offsets(sorted(parts, key=lambda tp: (tp.topic, tp.partition)))
-        return [GroupState(gid, len(described[gid].members),
-                           [GroupPartition(tp.topic, tp.partition, tp.offset,
-                                           *offsets[(tp.topic, tp.partition)])
-                            for tp in sorted(committed[gid], key=lambda x: (x.topic, x.partition))])
-                for gid in ids]
+        return [
+            GroupState(
+                gid,
+                len(described[gid].members),
+                [
+                    GroupPartition(tp.topic, tp.partition, tp.offset, *offsets[(tp.topic, tp.partition)])
+                    for tp in sorted(committed[gid], key=lambda x: (x.topic, x.partition))
+                ],
+            )
+            for gid in ids
+        ]
 
     def delete_groups(self, group_ids: Iterable[str]) -> dict[str, str | None]:
         ids = list(dict.fromkeys(group_ids))
@@ -332,14 +384,16 @@ class KafkaBus:
     def producer(self) -> KafkaProducer:
         return KafkaProducer(self)
 
-    def consumer(self, group_id: str, topics: Sequence[str], *,
-                 auto_offset_reset: OffsetReset = "earliest",
-                 on_assign: PartitionsCallback | None = None,
-                 on_revoke: PartitionsCallback | None = None) -> KafkaConsumer:
+    def consumer(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        auto_offset_reset: OffsetReset = "earliest",
+        on_assign: PartitionsCallback | None = None,
+        on_revoke: PartitionsCallback | None = None,
+    ) -> KafkaConsumer:
         return KafkaConsumer(self, group_id, topics, auto_offset_reset, on_assign, on_revoke)
 
     def close(self) -> None:
         """Nothing to release: clients close themselves."""
-
-
-

@@ -55,8 +55,9 @@ def _period(frame: pd.DataFrame, start_ms: int | None, end_ms: int | None) -> pd
     return frame.reset_index(drop=True)
 
 
-def models_for(config: Config, db: Database, request: BacktestRequest, bars: dict[str, pd.DataFrame],
-               progress: Any = None) -> tuple[dict[str, pd.DataFrame], dict[tuple[str, str], Any], dict[str, Any]]:
+def models_for(
+    config: Config, db: Database, request: BacktestRequest, bars: dict[str, pd.DataFrame], progress: Any = None
+) -> tuple[dict[str, pd.DataFrame], dict[tuple[str, str], Any], dict[str, Any]]:
     """Return (the bars to test, the predictors, a note on the models) for ``request``."""
     from pipeline.ml.evaluate import make_dataset
     from pipeline.ml.features import WARMUP_BARS
@@ -74,16 +75,21 @@ def models_for(config: Config, db: Database, request: BacktestRequest, bars: dic
             for model in models:
                 records = registry.records(symbol=symbol, model=model, active_only=True)
                 if not records:
-                    raise BacktestError(f"{symbol}: no active {model} in the registry; train one or use "
-                                        f"models from the backtest's own training split")
+                    raise BacktestError(
+                        f"{symbol}: no active {model} in the registry; train one or use "
+                        f"models from the backtest's own training split"
+                    )
                 try:
                     predictors[(symbol, model)] = registry.load(records[0])
                 except ModelLoadError as exc:
                     raise BacktestError(f"{symbol} {model}: {exc}") from exc
                 r = records[0]
                 notes["models"][f"{symbol} {model}"] = {
-                    "version": r.version, "trained_from": r.train_start, "trained_until": r.train_end,
-                    "in_sample": bool(r.train_end >= int(frame["start"].iloc[0]))}
+                    "version": r.version,
+                    "trained_from": r.train_start,
+                    "trained_until": r.train_end,
+                    "in_sample": bool(r.train_end >= int(frame["start"].iloc[0])),
+                }
             tested[symbol] = frame
         notes["in_sample"] = any(m["in_sample"] for m in notes["models"].values())
         return tested, predictors, notes
@@ -92,8 +98,9 @@ def models_for(config: Config, db: Database, request: BacktestRequest, bars: dic
     for symbol, frame in bars.items():
         cut = int(len(frame) * request.train_fraction)
         if cut < WARMUP_BARS + horizon + 50 or len(frame) - cut - horizon < WARMUP_BARS + 10:
-            raise BacktestError(f"{symbol}: {len(frame)} bars are too few to train on {request.train_fraction:.0%} "
-                                f"and test on the rest")
+            raise BacktestError(
+                f"{symbol}: {len(frame)} bars are too few to train on {request.train_fraction:.0%} and test on the rest"
+            )
         train = frame.iloc[:cut].reset_index(drop=True)
         X, y, _ = make_dataset(train, horizon)
         for model in models:
@@ -101,10 +108,13 @@ def models_for(config: Config, db: Database, request: BacktestRequest, bars: dic
                 progress(0.0, f"{symbol}: fitting {model} on {cut:,} bars")
             predictors[(symbol, model)] = fit_predictor(model, X.to_numpy(), y, horizon)
         # the test starts a horizon after the training bars end: their targets reach that far
-        tested[symbol] = frame.iloc[cut + horizon:].reset_index(drop=True)
-        notes["models"][f"{symbol}"] = {"trained_from": int(train["start"].iloc[0]),
-                                        "trained_until": int(train["start"].iloc[-1]), "train_bars": cut,
-                                        "in_sample": False}
+        tested[symbol] = frame.iloc[cut + horizon :].reset_index(drop=True)
+        notes["models"][f"{symbol}"] = {
+            "trained_from": int(train["start"].iloc[0]),
+            "trained_until": int(train["start"].iloc[-1]),
+            "train_bars": cut,
+            "in_sample": False,
+        }
     notes["in_sample"] = False
     return tested, predictors, notes
 
@@ -116,16 +126,31 @@ def run_request(config: Config, db: Database, request: BacktestRequest, progress
     bars: dict[str, pd.DataFrame] = {}
     interval = 60_000
     for symbol in request.symbols:
-        frame, interval = load_bars(config, db, symbol, request.source, bars=request.bars,  # type: ignore[arg-type]
-                                    path=request.path)
+        frame, interval = load_bars(
+            config,
+            db,
+            symbol,
+            request.source,
+            bars=request.bars,  # type: ignore[arg-type]
+            path=request.path,
+        )
         frame = _period(frame, request.start_ms, request.end_ms)
         if frame.empty:
             raise BacktestError(f"{symbol}: no bars in the chosen period")
         bars[symbol] = frame
     tested, predictors, notes = models_for(config, db, request, bars, progress)
-    result = run_backtest(tested, predictors, model=request.model, confirm_models=request.confirm_models,
-                          risk=request.risk, exchange=request.exchange, buy_pct=config.ml_buy_pct,
-                          sell_pct=config.ml_sell_pct, interval_ms=interval, progress=progress)
+    result = run_backtest(
+        tested,
+        predictors,
+        model=request.model,
+        confirm_models=request.confirm_models,
+        risk=request.risk,
+        exchange=request.exchange,
+        buy_pct=config.ml_buy_pct,
+        sell_pct=config.ml_sell_pct,
+        interval_ms=interval,
+        progress=progress,
+    )
     result.settings["models"] = notes
     result.settings["period"] = {s: [int(f["start"].iloc[0]), int(f["start"].iloc[-1])] for s, f in tested.items()}
     return result

@@ -28,8 +28,9 @@ Source = Literal["store", "simulator", "file"]
 SIMULATOR_BARS = 20_000
 
 
-def load_bars(config: Config, db: Database, symbol: str, source: Source, *, bars: int | None = None,
-              path: str | None = None) -> tuple[pd.DataFrame, int]:
+def load_bars(
+    config: Config, db: Database, symbol: str, source: Source, *, bars: int | None = None, path: str | None = None
+) -> tuple[pd.DataFrame, int]:
     """Return the bars to train ``symbol`` on and their interval in ms."""
     from pipeline.ml import data
 
@@ -61,9 +62,18 @@ class TrainingJob(Job):
 
     name = "ml:training"
 
-    def __init__(self, config: Config, db: Database, registry: Registry, symbols: tuple[str, ...],
-                 models: tuple[str, ...], *, source: Source = "store", bars: int | None = None,
-                 path: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        registry: Registry,
+        symbols: tuple[str, ...],
+        models: tuple[str, ...],
+        *,
+        source: Source = "store",
+        bars: int | None = None,
+        path: str | None = None,
+    ) -> None:
         super().__init__(TrainingState())
         self.config, self.db, self.registry = config, db, registry
         self.symbols, self.models = symbols, models
@@ -87,9 +97,15 @@ class TrainingJob(Job):
             try:
                 bars, interval = load_bars(config, self.db, symbol, self.source, bars=self.bars, path=self.path)
                 records = train_symbol(
-                    self.registry, bars, symbol, self.models, horizon=config.ml_horizon_bars,
-                    interval_ms=interval, fee_bps=config.ml_fee_bps,
-                    progress=self._progress_of(symbol, i, n))
+                    self.registry,
+                    bars,
+                    symbol,
+                    self.models,
+                    horizon=config.ml_horizon_bars,
+                    interval_ms=interval,
+                    fee_bps=config.ml_fee_bps,
+                    progress=self._progress_of(symbol, i, n),
+                )
             except PipelineError as exc:
                 self.fail(f"{symbol}: {exc}")
                 failed = True
@@ -104,7 +120,6 @@ class TrainingJob(Job):
                 assert isinstance(self._state, TrainingState)
                 self._state.trained.extend(f"{r.symbol} {r.model} v{r.version}" for r in records)
         return "done with errors" if failed else "done"
-
 
     def _progress_of(self, symbol: str, i: int, n: int) -> Callable[[float, str], None]:
         """Report the progress of the ``i``-th of ``n`` symbols as a share of the whole job."""

@@ -20,8 +20,21 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 NO_TAG = "(untagged)"
 NO_SETUP = "(no setup)"
 BREAKDOWN_COLUMNS = ["key", "trades", "net_pnl", "win_rate", "expectancy"]
-COLUMNS = ["trade_id", "symbol", "side", "entry_price", "exit_price", "quantity", "entry_time", "exit_time",
-           "pnl", "fees", "stop_loss", "tags", "setup"]
+COLUMNS = [
+    "trade_id",
+    "symbol",
+    "side",
+    "entry_price",
+    "exit_price",
+    "quantity",
+    "entry_time",
+    "exit_time",
+    "pnl",
+    "fees",
+    "stop_loss",
+    "tags",
+    "setup",
+]
 
 
 def to_utc(values: pd.Series) -> pd.Series:
@@ -36,8 +49,11 @@ def to_utc(values: pd.Series) -> pd.Series:
 def realized_pnl(closed: pd.DataFrame) -> pd.Series:
     """Return each trade's net P&L: its own ``pnl``, else (exit - entry) x quantity x direction - fees."""
     direction = np.where(closed["side"].astype(str).str.upper() == "SELL", -1.0, 1.0)
-    gross = (pd.to_numeric(closed["exit_price"]) - pd.to_numeric(closed["entry_price"])) \
-        * pd.to_numeric(closed["quantity"]) * direction
+    gross = (
+        (pd.to_numeric(closed["exit_price"]) - pd.to_numeric(closed["entry_price"]))
+        * pd.to_numeric(closed["quantity"])
+        * direction
+    )
     computed = gross - pd.to_numeric(closed["fees"]).fillna(0.0)
     return pd.to_numeric(closed["pnl"]).astype(float).fillna(computed.astype(float))
 
@@ -91,7 +107,7 @@ def summary(closed: pd.DataFrame) -> dict[str, Any]:
     """
     frame = _prepared(closed)
     pnl = frame["pnl"]
-    n = int(len(frame))
+    n = len(frame)
     wins, losses = pnl[pnl > 0], pnl[pnl < 0]
     gross_profit, gross_loss = float(wins.sum()), float(-losses.sum())
     r_multiples = (pnl / _risk(frame)).dropna() if n else pd.Series(dtype=float)
@@ -100,8 +116,8 @@ def summary(closed: pd.DataFrame) -> dict[str, Any]:
     worst = frame.loc[pnl.idxmin()] if n else None
     return {
         "trades": n,
-        "wins": int(len(wins)),
-        "losses": int(len(losses)),
+        "wins": len(wins),
+        "losses": len(losses),
         "net_pnl": float(pnl.sum()),
         "gross_profit": gross_profit,
         "gross_loss": gross_loss,
@@ -112,7 +128,7 @@ def summary(closed: pd.DataFrame) -> dict[str, Any]:
         "avg_win": _num(wins.mean()) if len(wins) else None,
         "avg_loss": _num(losses.mean()) if len(losses) else None,
         "avg_r": _num(r_multiples.mean()) if len(r_multiples) else None,
-        "trades_with_stop": int(len(r_multiples)),
+        "trades_with_stop": len(r_multiples),
         "max_drawdown": float(-drawdown.min()) if n else 0.0,
         "best_trade": _num(best["pnl"]) if best is not None else None,
         "best_trade_id": str(best["trade_id"]) if best is not None else None,
@@ -126,16 +142,20 @@ def equity_curve(closed: pd.DataFrame) -> pd.DataFrame:
     its running peak, 0 or negative), one row per trade in exit order."""
     frame = _prepared(closed)
     equity, drawdown = _drawdown(frame["pnl"])
-    return pd.DataFrame({"time": frame["exit_at"], "equity": equity.astype(float),
-                         "drawdown": drawdown.astype(float)})
+    return pd.DataFrame({"time": frame["exit_at"], "equity": equity.astype(float), "drawdown": drawdown.astype(float)})
 
 
 def daily_pnl(closed: pd.DataFrame) -> pd.DataFrame:
     """Return ``date`` (UTC day of the exit, a midnight timestamp), ``pnl`` and ``trades`` per day."""
     frame = _prepared(closed)
     if frame.empty:
-        return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "pnl": pd.Series(dtype=float),
-                             "trades": pd.Series(dtype="int64")})
+        return pd.DataFrame(
+            {
+                "date": pd.Series(dtype="datetime64[ns]"),
+                "pnl": pd.Series(dtype=float),
+                "trades": pd.Series(dtype="int64"),
+            }
+        )
     days = frame["exit_at"].dt.tz_localize(None).dt.normalize().rename("date")
     out = frame.groupby(days).agg(pnl=("pnl", "sum"), trades=("pnl", "size")).reset_index()
     out["trades"] = out["trades"].astype("int64")
@@ -167,8 +187,9 @@ def breakdown(closed: pd.DataFrame, by: BreakdownBy) -> pd.DataFrame:
     else:
         raise ValueError(f"unknown breakdown {by!r}; one of symbol, tag, setup, weekday, hour")
     grouped = frame.assign(key=keys.to_numpy(), win=(frame["pnl"] > 0).astype(float)).groupby("key")
-    out = grouped.agg(trades=("pnl", "size"), net_pnl=("pnl", "sum"), win_rate=("win", "mean"),
-                      expectancy=("pnl", "mean")).reset_index()
+    out = grouped.agg(
+        trades=("pnl", "size"), net_pnl=("pnl", "sum"), win_rate=("win", "mean"), expectancy=("pnl", "mean")
+    ).reset_index()
     out["trades"] = out["trades"].astype("int64")
     if by in ("weekday", "hour"):
         out = out.sort_values("key").reset_index(drop=True)

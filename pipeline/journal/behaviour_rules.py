@@ -115,8 +115,16 @@ def group_closes(rows: Iterable[Row]) -> list[Close]:
             rs.sort(key=lambda r: r.trade_id)
         pnl = float(sum(r.pnl or 0.0 for r in rs))  # results always carry a pnl (``is_result``)
         notional = rs[0].notional if len(rs) == 1 else sum(r.notional for r in rs)
-        out.append(Close(symbol, t, pnl, pnl / notional * 100.0 if notional > 0 else 0.0,
-                         tuple(r.trade_id for r in rs), frozenset(r.entry_key for r in rs)))
+        out.append(
+            Close(
+                symbol,
+                t,
+                pnl,
+                pnl / notional * 100.0 if notional > 0 else 0.0,
+                tuple(r.trade_id for r in rs),
+                frozenset(r.entry_key for r in rs),
+            )
+        )
     return out
 
 
@@ -152,9 +160,15 @@ class _Book:
 DayEntries = Callable[[date, int, int], Sequence[tuple[str, int]]]
 
 
-def detect(rows: Sequence[Row], focus: Sequence[Row], rules: BehaviourRules, *,
-           day_counts: Mapping[date, int] | None = None, day_entries: DayEntries | None = None,
-           fresh: set[str] | None = None) -> list[Finding]:
+def detect(
+    rows: Sequence[Row],
+    focus: Sequence[Row],
+    rules: BehaviourRules,
+    *,
+    day_counts: Mapping[date, int] | None = None,
+    day_entries: DayEntries | None = None,
+    fresh: set[str] | None = None,
+) -> list[Finding]:
     """Return the findings of one user's ``rows`` that involve the newly arrived ``focus`` rows.
 
     ``rows`` is the context (it may include the focus rows; a focus row replaces a row of its id).
@@ -171,16 +185,32 @@ def detect(rows: Sequence[Row], focus: Sequence[Row], rules: BehaviourRules, *,
     user = focus[0].user_id
     ids = {f.trade_id for f in focus}
     focus_entries = [f for f in focus if f.is_entry]
-    return (_revenge(user, book, ids, focus_entries) + _escalation(user, book, ids, focus_entries)
-            + _overtrading(user, book, focus_entries, day_counts, day_entries)
-            + _loss_streaks(user, book, ids, ids if fresh is None else fresh & ids)
-            + _outside_hours(user, book, focus_entries))
+    return (
+        _revenge(user, book, ids, focus_entries)
+        + _escalation(user, book, ids, focus_entries)
+        + _overtrading(user, book, focus_entries, day_counts, day_entries)
+        + _loss_streaks(user, book, ids, ids if fresh is None else fresh & ids)
+        + _outside_hours(user, book, focus_entries)
+    )
+
+
+def _revenge_conditions(e: Row, loss: Close, r: BehaviourRules, *, burst: int, average: float | None) -> list[str]:
+    """The revenge conditions an entry after ``loss`` meets (``burst``: entries in the burst window)."""
+    met = []
+    if burst >= r.revenge_burst_trades and e.entry_time <= loss.time + r.revenge_burst_min * MINUTE_MS:
+        met.append("burst")
+    if average is not None and e.notional >= average * (1 + r.revenge_size_up_pct / 100):
+        met.append("size_up")
+    if e.entry_time - loss.time <= r.revenge_quick_min * MINUTE_MS:
+        met.append("quick")
+    if e.symbol == loss.symbol:
+        met.append("same_symbol")
+    return met
 
 
 def _revenge(user: str, book: _Book, ids: set[str], focus_entries: list[Row]) -> list[Finding]:
     r = book.rules
     window, burst_ms = r.revenge_window_min * MINUTE_MS, r.revenge_burst_min * MINUTE_MS
-    quick_ms = r.revenge_quick_min * MINUTE_MS
     at = sorted(book.index[e.trade_id] for e in focus_entries)
     out = []
     for loss in book.closes:
@@ -189,26 +219,19 @@ def _revenge(user: str, book: _Book, ids: set[str], focus_entries: list[Row]) ->
         p = bisect.bisect_left(book.times, loss.time)
         q = min(bisect.bisect_right(book.times, loss.time + window), p + r.revenge_max_entries)
         # Anything that can change this alert re-evaluates it: the loss, its baseline, its entries.
-        if not (ids.intersection(loss.trade_ids)
-                or bisect.bisect_left(at, max(0, p - r.revenge_size_lookback)) < bisect.bisect_left(at, q)):
+        if not (
+            ids.intersection(loss.trade_ids)
+            or bisect.bisect_left(at, max(0, p - r.revenge_size_lookback)) < bisect.bisect_left(at, q)
+        ):
             continue
         after = [e for e in book.entries[p:q] if e.entry_key not in loss.entry_keys]
         burst = sum(1 for e in after if e.entry_time <= loss.time + burst_ms)
         average = book.average_before(p, r.revenge_size_lookback)
-
-        def conditions(e: Row) -> list[str]:
-            met = []
-            if burst >= r.revenge_burst_trades and e.entry_time <= loss.time + burst_ms:
-                met.append("burst")
-            if average is not None and e.notional >= average * (1 + r.revenge_size_up_pct / 100):
-                met.append("size_up")
-            if e.entry_time - loss.time <= quick_ms:
-                met.append("quick")
-            if e.symbol == loss.symbol:
-                met.append("same_symbol")
-            return met
-
-        hits = [(e, c) for e in after if len(c := conditions(e)) >= r.revenge_min_conditions]
+        hits = [
+            (e, c)
+            for e in after
+            if len(c := _revenge_conditions(e, loss, r, burst=burst, average=average)) >= r.revenge_min_conditions
+        ]
         if not hits:
             continue
         first, met = hits[0]
@@ -220,16 +243,40 @@ def _revenge(user: str, book: _Book, ids: set[str], focus_entries: list[Row]) ->
             text += f", {burst} entries within {r.revenge_burst_min} min"
         if len(hits) > 1:
             text += f"; {len(hits)} revenge entries within {r.revenge_window_min} min"
-        details = {"loss_pnl": round(loss.pnl, 2), "loss_pnl_pct": round(loss.pnl_pct, 2), "loss_symbol": loss.symbol,
-                   "loss_time": loss.time, "loss_trade_ids": list(loss.trade_ids), "burst_entries": burst,
-                   "average_size": None if average is None else round(average, 2), "revenge_entries": len(hits),
-                   "entries": [{"trade_id": e.trade_id, "symbol": e.symbol, "size": round(e.notional, 2),
-                                "minutes_after": round((e.entry_time - loss.time) / MINUTE_MS, 1), "conditions": c}
-                               for e, c in hits[:20]]}
+        details = {
+            "loss_pnl": round(loss.pnl, 2),
+            "loss_pnl_pct": round(loss.pnl_pct, 2),
+            "loss_symbol": loss.symbol,
+            "loss_time": loss.time,
+            "loss_trade_ids": list(loss.trade_ids),
+            "burst_entries": burst,
+            "average_size": None if average is None else round(average, 2),
+            "revenge_entries": len(hits),
+            "entries": [
+                {
+                    "trade_id": e.trade_id,
+                    "symbol": e.symbol,
+                    "size": round(e.notional, 2),
+                    "minutes_after": round((e.entry_time - loss.time) / MINUTE_MS, 1),
+                    "conditions": c,
+                }
+                for e, c in hits[:20]
+            ],
+        }
         severity: Severity = "high" if any(len(c) >= 3 for _, c in hits) else "medium"
         trade_ids = (loss.trade_ids + tuple(e.trade_id for e, _ in hits))[:MAX_IDS]
-        out.append(Finding(alert_id(user, "revenge_trading", loss.key), user, "revenge_trading", severity,
-                           first.entry_time, trade_ids, text, details))
+        out.append(
+            Finding(
+                alert_id(user, "revenge_trading", loss.key),
+                user,
+                "revenge_trading",
+                severity,
+                first.entry_time,
+                trade_ids,
+                text,
+                details,
+            )
+        )
     return out
 
 
@@ -243,8 +290,13 @@ def overtrading_limit(day: date, counts: Mapping[date, int], rules: BehaviourRul
     return rules.overtrading_multiplier * median, median, len(prior)
 
 
-def _overtrading(user: str, book: _Book, focus_entries: list[Row], day_counts: Mapping[date, int] | None,
-                 day_entries: DayEntries | None) -> list[Finding]:
+def _overtrading(
+    user: str,
+    book: _Book,
+    focus_entries: list[Row],
+    day_counts: Mapping[date, int] | None,
+    day_entries: DayEntries | None,
+) -> list[Finding]:
     r = book.rules
     focus_days = {book.day(e.entry_time) for e in focus_entries}
     if not focus_days:
@@ -258,7 +310,7 @@ def _overtrading(user: str, book: _Book, focus_entries: list[Row], day_counts: M
         by_day: dict[date, list[tuple[str, int]]] = {}
         for e in book.entries:
             by_day.setdefault(book.day(e.entry_time), []).append((e.trade_id, e.entry_time))
-        day_entries = lambda d, offset, limit: by_day.get(d, [])[offset:offset + limit]  # noqa: E731
+        day_entries = lambda d, offset, limit: by_day.get(d, [])[offset : offset + limit]  # noqa: E731
     out = []
     for day in sorted(days):
         count = day_counts.get(day, 0)
@@ -271,14 +323,32 @@ def _overtrading(user: str, book: _Book, focus_entries: list[Row], day_counts: M
         ratio = count / max(limit, 1.0)
         severity: Severity = "high" if ratio >= 2 else "medium" if ratio >= 1.5 else "low"
         if median is not None:
-            text = (f"{count} entries on {day:%a %Y-%m-%d}, {count / median:.1f}x your median of {median:g} "
-                    f"over {history} earlier active days (limit {limit:g})")
+            text = (
+                f"{count} entries on {day:%a %Y-%m-%d}, {count / median:.1f}x your median of {median:g} "
+                f"over {history} earlier active days (limit {limit:g})"
+            )
         else:
             text = f"{count} entries on {day:%a %Y-%m-%d}, over the limit of {limit:g} a day"
-        details = {"day": day.isoformat(), "entries": count, "limit": limit, "median": median, "history_days": history,
-                   "timezone": r.timezone}
-        out.append(Finding(alert_id(user, "overtrading", day.isoformat()), user, "overtrading", severity,
-                           over[0][1], tuple(tid for tid, _ in over), text, details))
+        details = {
+            "day": day.isoformat(),
+            "entries": count,
+            "limit": limit,
+            "median": median,
+            "history_days": history,
+            "timezone": r.timezone,
+        }
+        out.append(
+            Finding(
+                alert_id(user, "overtrading", day.isoformat()),
+                user,
+                "overtrading",
+                severity,
+                over[0][1],
+                tuple(tid for tid, _ in over),
+                text,
+                details,
+            )
+        )
     return out
 
 
@@ -306,17 +376,35 @@ def _escalation(user: str, book: _Book, ids: set[str], focus_entries: list[Row])
         average = book.average_before(book.index[e.trade_id], r.escalation_lookback)
         if average is None or e.notional < average * (1 + r.escalation_size_pct / 100):
             continue
-        streak = book.closes[j - run + 1:j + 1]
+        streak = book.closes[j - run + 1 : j + 1]
         up = (e.notional / average - 1) * 100
         what = "losses" if last.sign < 0 else "wins"
-        text = (f"Entered {e.symbol} at size {e.notional:.2f}, {up:+.0f}% over your average of {average:.2f}, "
-                f"right after {run} {what} in a row ({sum(c.pnl for c in streak):+.2f})")
-        details = {"size": round(e.notional, 2), "average_size": round(average, 2), "size_up_pct": round(up, 1),
-                   "streak": what, "streak_length": run, "streak_pnl": round(sum(c.pnl for c in streak), 2)}
+        text = (
+            f"Entered {e.symbol} at size {e.notional:.2f}, {up:+.0f}% over your average of {average:.2f}, "
+            f"right after {run} {what} in a row ({sum(c.pnl for c in streak):+.2f})"
+        )
+        details = {
+            "size": round(e.notional, 2),
+            "average_size": round(average, 2),
+            "size_up_pct": round(up, 1),
+            "streak": what,
+            "streak_length": run,
+            "streak_pnl": round(sum(c.pnl for c in streak), 2),
+        }
         severity: Severity = "high" if up >= 2 * r.escalation_size_pct else "medium"
-        trade_ids = ((e.trade_id,) + tuple(t for c in streak for t in c.trade_ids))[:MAX_IDS]
-        out.append(Finding(alert_id(user, "size_escalation", e.trade_id), user, "size_escalation", severity,
-                           e.entry_time, trade_ids, text, details))
+        trade_ids = (e.trade_id, *(t for c in streak for t in c.trade_ids))[:MAX_IDS]
+        out.append(
+            Finding(
+                alert_id(user, "size_escalation", e.trade_id),
+                user,
+                "size_escalation",
+                severity,
+                e.entry_time,
+                trade_ids,
+                text,
+                details,
+            )
+        )
     return out
 
 
@@ -328,27 +416,54 @@ def _loss_streaks(user: str, book: _Book, ids: set[str], fresh: set[str]) -> lis
         ends = j + 1 == len(book.closes) or book.run[j + 1] <= run
         if c.sign >= 0 or run < r.loss_streak or not ends:
             continue
-        streak = book.closes[j - run + 1:j + 1]
+        streak = book.closes[j - run + 1 : j + 1]
         all_ids = [t for s in streak for t in s.trade_ids]
         if not ids.intersection(all_ids):
             continue
         total = sum(s.pnl for s in streak)
-        text = (f"{run} losing closes in a row, {total:.2f} in total, from {streak[0].symbol} to {c.symbol} "
-                f"over {(c.time - streak[0].time) / 3_600_000:.1f} h")
-        details = {"length": run, "total_pnl": round(total, 2), "first_exit": streak[0].time, "last_exit": c.time,
-                   "pnls": [round(s.pnl, 2) for s in streak[-20:]]}
+        text = (
+            f"{run} losing closes in a row, {total:.2f} in total, from {streak[0].symbol} to {c.symbol} "
+            f"over {(c.time - streak[0].time) / 3_600_000:.1f} h"
+        )
+        details = {
+            "length": run,
+            "total_pnl": round(total, 2),
+            "first_exit": streak[0].time,
+            "last_exit": c.time,
+            "pnls": [round(s.pnl, 2) for s in streak[-20:]],
+        }
         anchor = alert_id(user, "loss_streak", streak[0].key)
-        out.append(Finding(anchor, user, "loss_streak", "high" if run >= 2 * r.loss_streak else "medium", c.time,
-                           tuple(all_ids[:MAX_IDS]), text, details))
+        out.append(
+            Finding(
+                anchor,
+                user,
+                "loss_streak",
+                "high" if run >= 2 * r.loss_streak else "medium",
+                c.time,
+                tuple(all_ids[:MAX_IDS]),
+                text,
+                details,
+            )
+        )
         # An alert was anchored on close k of this streak if the close before it is new while the
         # streak's first closes from k were known already: retract it.
         for k in range(1, run - r.loss_streak + 1):
             if fresh.intersection(streak[k - 1].trade_ids) and not any(
-                    fresh.intersection(s.trade_ids) for s in streak[k:k + r.loss_streak]):
-                out.append(Finding(alert_id(user, "loss_streak", streak[k].key), user, "loss_streak", "low", c.time,
-                                   tuple(t for s in streak[k:] for t in s.trade_ids)[:MAX_IDS],
-                                   f"superseded by the streak from {streak[0].symbol} at {streak[0].time}",
-                                   {"superseded_by": anchor}, void=True))
+                fresh.intersection(s.trade_ids) for s in streak[k : k + r.loss_streak]
+            ):
+                out.append(
+                    Finding(
+                        alert_id(user, "loss_streak", streak[k].key),
+                        user,
+                        "loss_streak",
+                        "low",
+                        c.time,
+                        tuple(t for s in streak[k:] for t in s.trade_ids)[:MAX_IDS],
+                        f"superseded by the streak from {streak[0].symbol} at {streak[0].time}",
+                        {"superseded_by": anchor},
+                        void=True,
+                    )
+                )
     return out
 
 
@@ -379,8 +494,23 @@ def _outside_hours(user: str, book: _Book, focus_entries: list[Row]) -> list[Fin
             continue
         local = datetime.fromtimestamp(e.entry_time / 1000, r.zone)
         text = f"Entered {e.symbol} at {local:%a %H:%M} {r.timezone}, outside your hours {hours} on {days}"
-        details = {"local_time": local.isoformat(), "weekday": local.weekday(), "trading_hours": hours,
-                   "trading_days": list(r.trading_days), "timezone": r.timezone}
-        out.append(Finding(alert_id(user, "outside_hours", e.trade_id), user, "outside_hours", "low",
-                           e.entry_time, (e.trade_id,), text, details))
+        details = {
+            "local_time": local.isoformat(),
+            "weekday": local.weekday(),
+            "trading_hours": hours,
+            "trading_days": list(r.trading_days),
+            "timezone": r.timezone,
+        }
+        out.append(
+            Finding(
+                alert_id(user, "outside_hours", e.trade_id),
+                user,
+                "outside_hours",
+                "low",
+                e.entry_time,
+                (e.trade_id,),
+                text,
+                details,
+            )
+        )
     return out

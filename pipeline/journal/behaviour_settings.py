@@ -46,7 +46,6 @@ Hours = tuple[tuple[int, int], tuple[int, int]]
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-
 def _n(default: float, lo: float, hi: float | None = None) -> Any:
     """A numeric threshold with its bounds (checked on construction and when read from the env)."""
     return field(default=default, metadata={"bounds": (lo, hi)})
@@ -106,8 +105,13 @@ def _broken_rule(name: str, value: Any) -> str | None:
     if "bounds" in _FIELDS[name].metadata:
         lo, hi = _FIELDS[name].metadata["bounds"]
         whole = isinstance(_FIELDS[name].default, int)
-        ok = (isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
-              and math.isfinite(value) and value >= lo and (hi is None or value <= hi))
+        ok = (
+            isinstance(value, int if whole else (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value >= lo
+            and (hi is None or value <= hi)
+        )
         rule = f"{'a whole number' if whole else 'a number'} >= {lo:g}" + (f" and <= {hi:g}" if hi else "")
         return None if ok else rule
     if name == "trading_hours":

@@ -15,8 +15,24 @@ from dataclasses import dataclass
 from pipeline.messages import Side
 
 # Quote currencies, longest first so "FDUSD" wins over "USD" and "USDT" over "USD".
-QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USDE", "DAI", "USD", "EUR", "TRY", "BRL", "GBP",
-          "JPY", "BTC", "ETH", "BNB")
+QUOTES = (
+    "FDUSD",
+    "USDT",
+    "USDC",
+    "BUSD",
+    "TUSD",
+    "USDE",
+    "DAI",
+    "USD",
+    "EUR",
+    "TRY",
+    "BRL",
+    "GBP",
+    "JPY",
+    "BTC",
+    "ETH",
+    "BNB",
+)
 _SEPARATORS = re.compile(r"[\s/\-_:.]+")
 
 
@@ -94,5 +110,14 @@ def entry_fingerprint(user_id: str, entry: TradeEntry, occurrence: int) -> str:
     """Return a whole trade's stable id: its own id when it has one, else its content."""
     if entry.external_id:
         return "t-" + _digest(user_id, entry.external_id)
-    return "t-" + _digest(user_id, entry.symbol, entry.side, entry.entry_time, repr(entry.entry_price),
-                          repr(entry.quantity), entry.exit_time, repr(entry.exit_price), occurrence)
+    return "t-" + _digest(
+        user_id,
+        entry.symbol,
+        entry.side,
+        entry.entry_time,
+        repr(entry.entry_price),
+        repr(entry.quantity),
+        entry.exit_time,
+        repr(entry.exit_price),
+        occurrence,
+    )

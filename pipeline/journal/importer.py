@@ -43,9 +43,15 @@ FLUSH_EVERY = 10_000
 
 Progress = Callable[[int, int], None]
 
-_MAGIC = {b"\x89PNG": "a PNG image", b"PK\x03\x04": "a ZIP archive (or an .xlsx workbook)",
-          b"%PDF": "a PDF document", b"\x1f\x8b": "a gzip archive", b"\xff\xd8\xff": "a JPEG image",
-          b"GIF8": "a GIF image", b"\xd0\xcf\x11\xe0": "an old Excel/Office document"}
+_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"PK\x03\x04": "a ZIP archive (or an .xlsx workbook)",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "a gzip archive",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"\xd0\xcf\x11\xe0": "an old Excel/Office document",
+}
 _CONTROL = frozenset(chr(c) for c in range(32) if chr(c) not in "\t\n\r\f") | {"\x7f"}
 
 
@@ -97,10 +103,15 @@ class ImportReport:
 
     def to_json(self) -> dict[str, Any]:
         """Return the report for the API and the page."""
-        return {"format": self.format, "rows": self.rows, "accepted": self.accepted,
-                "duplicates": self.duplicates,
-                "rejected": [{"row": e.row, "column": e.column, "value": e.value, "reason": e.reason}
-                             for e in self.rejected]}
+        return {
+            "format": self.format,
+            "rows": self.rows,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": [
+                {"row": e.row, "column": e.column, "value": e.value, "reason": e.reason} for e in self.rejected
+            ],
+        }
 
 
 # --------------------------------------------------------------------------- reading the file
@@ -109,8 +120,10 @@ class ImportReport:
 def _decode(data: bytes) -> tuple[str, list[str]]:
     """Return the encoding to read ``data`` with, and warnings; raise for files that are not text."""
     if len(data) > MAX_UPLOAD_BYTES:
-        raise ImportFileError(f"the file is {len(data) / 1e6:.1f} MB ({len(data)} bytes); "
-                              f"the limit is {MAX_UPLOAD_BYTES // (1024 * 1024)} MB ({MAX_UPLOAD_BYTES} bytes)")
+        raise ImportFileError(
+            f"the file is {len(data) / 1e6:.1f} MB ({len(data)} bytes); "
+            f"the limit is {MAX_UPLOAD_BYTES // (1024 * 1024)} MB ({MAX_UPLOAD_BYTES} bytes)"
+        )
     if not data[:SNIFF_BYTES].strip() and not data.strip():
         raise ImportFileError("the file is empty")
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -128,8 +141,10 @@ def _decode(data: bytes) -> tuple[str, list[str]]:
         if encoding == "utf-16":
             raise ImportFileError("the file starts with a UTF-16 mark but is not valid UTF-16 text")
         encoding = "cp1252" if _decodes(data, "cp1252") else "latin-1"
-        warnings.append(f"the file is not UTF-8; it was read as {encoding} (Windows/Western European "
-                        "text): check accented letters in notes")
+        warnings.append(
+            f"the file is not UTF-8; it was read as {encoding} (Windows/Western European "
+            "text): check accented letters in notes"
+        )
     sample = data[:SNIFF_BYTES].decode(encoding, errors="ignore")
     if sum(ch in _CONTROL for ch in sample) > 2 + len(sample) // 100:
         raise ImportFileError("the file is not a CSV text file: it has binary content (control characters)")
@@ -143,7 +158,7 @@ def _decodes(data: bytes, encoding: str) -> bool:
     step = 1 << 20
     try:
         for start in range(0, len(view), step):
-            decoder.decode(view[start:start + step], final=start + step >= len(view))
+            decoder.decode(view[start : start + step], final=start + step >= len(view))
     except UnicodeDecodeError:
         return False
     return True
@@ -159,7 +174,7 @@ def preview(data: bytes, rows: int = 20) -> tuple[list[str], list[list[str]]]:
     """Return the header and the first ``rows`` rows as the importer reads them (same encoding and
     delimiter), padded or cut to the header's width; raise ``ImportFileError`` like an import."""
     encoding, _ = _decode(data)
-    lines = data[:65_536].decode(encoding, errors="ignore").lstrip("\ufeff").splitlines()[:rows + 1]
+    lines = data[:65_536].decode(encoding, errors="ignore").lstrip("\ufeff").splitlines()[: rows + 1]
     if not lines:
         raise ImportFileError("the file is empty")
     parsed = list(csv.reader(lines, delimiter=_delimiter(lines[0])))
@@ -173,8 +188,16 @@ def preview(data: bytes, rows: int = 20) -> tuple[list[str], list[list[str]]]:
 class _Publisher:
     """Sends accepted rows to ``raw-trades`` and rejected ones to its dead-letter topic."""
 
-    def __init__(self, producer: Producer, user_id: str, source: str, fmt: str, now_ms: int,
-                 mapping: Mapping[str, str] | None, keep_ids: bool = False) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        user_id: str,
+        source: str,
+        fmt: str,
+        now_ms: int,
+        mapping: Mapping[str, str] | None,
+        keep_ids: bool = False,
+    ) -> None:
         self.producer, self.user_id, self.source, self.fmt, self.now = producer, user_id, source, fmt, now_ms
         self.mapping = dict(mapping) if mapping is not None else None
         self.key = user_id.encode()
@@ -183,8 +206,16 @@ class _Publisher:
         self._unflushed = 0
 
     def raw(self, raw_id: str, line: int, row: dict[str, str]) -> None:
-        raw = RawTrade(raw_id=raw_id, user_id=self.user_id, source=self.source, format=self.fmt,
-                       received_at=self.now, payload=row, row=line, mapping=self.mapping)
+        raw = RawTrade(
+            raw_id=raw_id,
+            user_id=self.user_id,
+            source=self.source,
+            format=self.fmt,
+            received_at=self.now,
+            payload=row,
+            row=line,
+            mapping=self.mapping,
+        )
         self.producer.produce(RAW_TRADES, encode(raw), key=self.key)
         self.published += 1
         if self.ids is not None:
@@ -193,10 +224,17 @@ class _Publisher:
 
     def dead(self, line: int, row: object, violations: list[Violation], reason: str) -> None:
         letter = DeadLetter(
-            source_topic=RAW_TRADES, source_partition=-1, source_offset=line, source_key=self.user_id,
-            value=orjson.dumps(row).decode(), reason=reason,
+            source_topic=RAW_TRADES,
+            source_partition=-1,
+            source_offset=line,
+            source_key=self.user_id,
+            value=orjson.dumps(row).decode(),
+            reason=reason,
             violations=[{"field": v.field, "value": v.value, "rule": v.rule} for v in violations],
-            stage="import", retry_count=0, failed_at=int(time.time() * 1000))
+            stage="import",
+            retry_count=0,
+            failed_at=int(time.time() * 1000),
+        )
         self.producer.produce(dlq_name(RAW_TRADES), encode(letter), key=self.key)
         self._sent()
 
@@ -209,8 +247,10 @@ class _Publisher:
         self._unflushed = 0
         left = self.producer.flush(FLUSH_TIMEOUT_S)
         if left:
-            raise TransientError(f"{left} messages of the import were not delivered to the bus; "
-                                 "import the file again (rows already stored are skipped)")
+            raise TransientError(
+                f"{left} messages of the import were not delivered to the bus; "
+                "import the file again (rows already stored are skipped)"
+            )
 
 
 class _Lines:
@@ -227,9 +267,15 @@ class _Lines:
         return self.raw.tell()
 
 
-def _run(data: bytes, user_id: str, db: Database, mapping: Mapping[str, str] | None,
-         progress: Progress | None, now_ms: int | None, publisher: Callable[[str], _Publisher] | None
-         ) -> ImportReport:
+def _run(
+    data: bytes,
+    user_id: str,
+    db: Database,
+    mapping: Mapping[str, str] | None,
+    progress: Progress | None,
+    now_ms: int | None,
+    publisher: Callable[[str], _Publisher] | None,
+) -> ImportReport:
     if not user_id:
         raise ValueError("user_id is required")
     now = now_ms if now_ms is not None else int(time.time() * 1000)
@@ -252,22 +298,27 @@ def _run(data: bytes, user_id: str, db: Database, mapping: Mapping[str, str] | N
         raise ImportFileError(f"the header repeats columns: {', '.join(repeated)}", header=header)
     fmt = "custom" if mapping is not None else detect_format(header)
     if fmt is None:
-        raise ImportFileError(f"unknown file format; columns: {', '.join(header)}. Map these columns to "
-                              "the journal's fields (a column mapping) to import it",
-                              header=header, needs_mapping=True)
+        raise ImportFileError(
+            f"unknown file format; columns: {', '.join(header)}. Map these columns to "
+            "the journal's fields (a column mapping) to import it",
+            header=header,
+            needs_mapping=True,
+        )
     try:
         parse = row_parser(fmt, header, mapping)
     except BadMessageError as exc:
-        raise ImportFileError(f"the column mapping does not fit this file: {exc}",
-                              header=header, needs_mapping=True) from None
+        raise ImportFileError(
+            f"the column mapping does not fit this file: {exc}", header=header, needs_mapping=True
+        ) from None
     pub = publisher(fmt) if publisher else None
     report = ImportReport(format=fmt, warnings=warnings, encoding=encoding.replace("-sig", ""))
     capped = _scan(reader, header, parse, user_id, db, now, report, pub, lines, progress, len(data))
     if report.rows == 0:
         raise ImportFileError("the file has a header but no rows", header=header)
     if capped:
-        report.warnings.append(f"{report.rejected_rows} rows were rejected; only the first "
-                               f"{MAX_REJECTED} problems are listed")
+        report.warnings.append(
+            f"{report.rejected_rows} rows were rejected; only the first {MAX_REJECTED} problems are listed"
+        )
     if pub is not None:
         pub.flush()
         report.published = pub.published
@@ -275,9 +326,19 @@ def _run(data: bytes, user_id: str, db: Database, mapping: Mapping[str, str] | N
     return report
 
 
-def _scan(reader: Any, header: list[str], parse: Callable[..., Any], user_id: str, db: Database, now: int,
-          report: ImportReport, pub: _Publisher | None, lines: _Lines, progress: Progress | None,
-          total: int) -> bool:
+def _scan(
+    reader: Any,
+    header: list[str],
+    parse: Callable[..., Any],
+    user_id: str,
+    db: Database,
+    now: int,
+    report: ImportReport,
+    pub: _Publisher | None,
+    lines: _Lines,
+    progress: Progress | None,
+    total: int,
+) -> bool:
     """Read every data row once; count, fingerprint, look up and publish in chunks.
 
     Return whether problems were left off ``report.rejected`` (past ``MAX_REJECTED``)."""
@@ -331,8 +392,12 @@ def _scan(reader: Any, header: list[str], parse: Callable[..., Any], user_id: st
         report.rows += 1
         if len(cells) != width:
             if len(cells) > width:
-                reject(line, cells, [Violation("", str(len(cells)), f"at most {width} cells, like the header")],
-                       f"the row has {len(cells)} cells; the header has {width}")
+                reject(
+                    line,
+                    cells,
+                    [Violation("", str(len(cells)), f"at most {width} cells, like the header")],
+                    f"the row has {len(cells)} cells; the header has {width}",
+                )
                 continue
             cells = cells + [""] * (width - len(cells))
         row = dict(zip(header, cells))
@@ -372,8 +437,15 @@ def _scan(reader: Any, header: list[str], parse: Callable[..., Any], user_id: st
 # --------------------------------------------------------------------------- public API
 
 
-def check_file(data: bytes, *, user_id: str, db: Database, mapping: Mapping[str, str] | None = None,
-               progress: Progress | None = None, now_ms: int | None = None) -> ImportReport:
+def check_file(
+    data: bytes,
+    *,
+    user_id: str,
+    db: Database,
+    mapping: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+    now_ms: int | None = None,
+) -> ImportReport:
     """Dry-run an import: report rows, new ones, duplicates and every problem; publish nothing.
 
     Raises ``ImportFileError`` for a file that cannot be read at all.
@@ -381,9 +453,18 @@ def check_file(data: bytes, *, user_id: str, db: Database, mapping: Mapping[str,
     return _run(data, user_id, db, mapping, progress, now_ms, None)
 
 
-def import_file(data: bytes, *, user_id: str, producer: Producer, db: Database, source: str = "csv",
-                mapping: Mapping[str, str] | None = None, progress: Progress | None = None,
-                now_ms: int | None = None, keep_ids: bool = False) -> ImportReport:
+def import_file(
+    data: bytes,
+    *,
+    user_id: str,
+    producer: Producer,
+    db: Database,
+    source: str = "csv",
+    mapping: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+    now_ms: int | None = None,
+    keep_ids: bool = False,
+) -> ImportReport:
     """Import a file: publish each new row to ``raw-trades`` as read, each bad one to its DLQ.
 
     Rows already in the journal are skipped. With ``keep_ids`` the report lists the raw ids
@@ -391,8 +472,15 @@ def import_file(data: bytes, *, user_id: str, producer: Producer, db: Database, 
     be read at all (nothing published), ``TransientError`` when the bus did not take everything.
     """
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    return _run(data, user_id, db, mapping, progress, now,
-                lambda fmt: _Publisher(producer, user_id, source, fmt, now, mapping, keep_ids))
+    return _run(
+        data,
+        user_id,
+        db,
+        mapping,
+        progress,
+        now,
+        lambda fmt: _Publisher(producer, user_id, source, fmt, now, mapping, keep_ids),
+    )
 
 
 def _header_key(header: list[str]) -> list[str]:

@@ -59,9 +59,20 @@ def round_trip_id(lot_id: str, fill_id: str) -> str:
 
 def _lot_record(lot: Lot, source: str) -> Trade:
     fees = None if lot.fee_per_unit is None else lot.fee_per_unit * lot.quantity
-    return Trade(trade_id=lot.lot_id, user_id=lot.user_id, symbol=lot.symbol, side=lot.side,
-                 entry_price=lot.price, quantity=lot.quantity, entry_time=lot.time, source=source,
-                 kind="lot", fees=fees, lot_id=lot.lot_id, fill_ids=("f-" + lot.lot_id.removeprefix("lot-"),))
+    return Trade(
+        trade_id=lot.lot_id,
+        user_id=lot.user_id,
+        symbol=lot.symbol,
+        side=lot.side,
+        entry_price=lot.price,
+        quantity=lot.quantity,
+        entry_time=lot.time,
+        source=source,
+        kind="lot",
+        fees=fees,
+        lot_id=lot.lot_id,
+        fill_ids=("f-" + lot.lot_id.removeprefix("lot-"),),
+    )
 
 
 def _round_trip(lot: Lot, fill: LedgerFill, qty: float, fill_fee_per_unit: float | None) -> Trade:
@@ -69,11 +80,23 @@ def _round_trip(lot: Lot, fill: LedgerFill, qty: float, fill_fee_per_unit: float
     gross = (fill.price - lot.price) * qty * direction
     known = [f * qty for f in (lot.fee_per_unit, fill_fee_per_unit) if f is not None]
     fees = sum(known) if len(known) == 2 else None
-    return Trade(trade_id=round_trip_id(lot.lot_id, fill.fill_id), user_id=lot.user_id, symbol=lot.symbol,
-                 side=lot.side, entry_price=lot.price, exit_price=fill.price, quantity=qty,
-                 entry_time=lot.time, exit_time=fill.time, pnl=gross - sum(known), source=fill.source,
-                 kind="round_trip", fees=fees, lot_id=lot.lot_id,
-                 fill_ids=("f-" + lot.lot_id.removeprefix("lot-"), fill.fill_id))
+    return Trade(
+        trade_id=round_trip_id(lot.lot_id, fill.fill_id),
+        user_id=lot.user_id,
+        symbol=lot.symbol,
+        side=lot.side,
+        entry_price=lot.price,
+        exit_price=fill.price,
+        quantity=qty,
+        entry_time=lot.time,
+        exit_time=fill.time,
+        pnl=gross - sum(known),
+        source=fill.source,
+        kind="round_trip",
+        fees=fees,
+        lot_id=lot.lot_id,
+        fill_ids=("f-" + lot.lot_id.removeprefix("lot-"), fill.fill_id),
+    )
 
 
 def apply_fills(lots: list[Lot], fills: list[LedgerFill]) -> tuple[list[Lot], list[Trade]]:
@@ -96,8 +119,18 @@ def apply_fills(lots: list[Lot], fills: list[LedgerFill]) -> tuple[list[Lot], li
                 lot.remaining = 0.0
                 open_lots.pop(0)
         if left > fill.quantity * DUST:
-            lot = Lot(lot_id_of(fill.fill_id), fill.user_id, fill.symbol, fill.side, fill.price, left, left,
-                      fill.time, fill.seq, fee_per_unit)
+            lot = Lot(
+                lot_id_of(fill.fill_id),
+                fill.user_id,
+                fill.symbol,
+                fill.side,
+                fill.price,
+                left,
+                left,
+                fill.time,
+                fill.seq,
+                fee_per_unit,
+            )
             open_lots.append(lot)
             records.append(_lot_record(lot, fill.source))
     return open_lots, records

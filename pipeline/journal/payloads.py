@@ -78,13 +78,22 @@ def parse_binance_trade(raw: Mapping[str, object]) -> Fill:
     if not isinstance(is_buyer, bool):
         f.bad("isBuyer", "is true or false")
     trade_id = raw.get("id")
-    if isinstance(trade_id, bool) or not (isinstance(trade_id, int) or (isinstance(trade_id, str) and trade_id.isdigit())):
+    if isinstance(trade_id, bool) or not (
+        isinstance(trade_id, int) or (isinstance(trade_id, str) and trade_id.isdigit())
+    ):
         f.bad("id", "is an integer trade id")
     f.done()
     assert symbol is not None and price is not None and qty is not None and when is not None
-    return Fill(symbol=normalize_symbol(symbol), side="BUY" if is_buyer else "SELL", price=price,
-                quantity=qty, time=when, fee=fee, fee_asset=f.text("commissionAsset", required=False),
-                exchange_id=str(trade_id))
+    return Fill(
+        symbol=normalize_symbol(symbol),
+        side="BUY" if is_buyer else "SELL",
+        price=price,
+        quantity=qty,
+        time=when,
+        fee=fee,
+        fee_asset=f.text("commissionAsset", required=False),
+        exchange_id=str(trade_id),
+    )
 
 
 def parse_bybit_execution(raw: Mapping[str, object]) -> Fill:
@@ -104,8 +113,16 @@ def parse_bybit_execution(raw: Mapping[str, object]) -> Fill:
     f.done()
     assert symbol is not None and price is not None and qty is not None and when is not None
     fee_asset = f.text("feeCurrency", required=False) or f.text("execFeeCurrency", required=False)
-    return Fill(symbol=normalize_symbol(symbol), side="BUY" if side == "Buy" else "SELL", price=price,
-                quantity=qty, time=when, fee=fee, fee_asset=fee_asset, exchange_id=exec_id)
+    return Fill(
+        symbol=normalize_symbol(symbol),
+        side="BUY" if side == "Buy" else "SELL",
+        price=price,
+        quantity=qty,
+        time=when,
+        fee=fee,
+        fee_asset=fee_asset,
+        exchange_id=exec_id,
+    )
 
 
 # The ``RawTrade.format`` of each exchange API's payload, and its parser.

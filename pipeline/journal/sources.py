@@ -14,8 +14,15 @@ from pipeline.messages import RawTrade, encode
 from pipeline.topics import RAW_TRADES
 
 
-def submit_entry(producer: Producer, user_id: str, fields: Mapping[str, object], *, source: str = "manual",
-                 now_ms: int | None = None, timeout: float = 10.0) -> str:
+def submit_entry(
+    producer: Producer,
+    user_id: str,
+    fields: Mapping[str, object],
+    *,
+    source: str = "manual",
+    now_ms: int | None = None,
+    timeout: float = 10.0,
+) -> str:
     """Validate a whole trade field by field, publish it as received, return its trade id.
 
     Raises ``BadMessageError`` naming each bad field (nothing is published then), or
@@ -26,8 +33,9 @@ def submit_entry(producer: Producer, user_id: str, fields: Mapping[str, object],
     entry = parse_row("manual", fields, now_ms=now)
     assert isinstance(entry, TradeEntry)  # the manual format reads whole trades
     raw_id = entry_fingerprint(user_id, entry, 0) if entry.external_id else f"t-{uuid.uuid4().hex[:24]}"
-    raw = RawTrade(raw_id=raw_id, user_id=user_id, source=source, format="manual", received_at=now,
-                   payload=dict(fields))
+    raw = RawTrade(
+        raw_id=raw_id, user_id=user_id, source=source, format="manual", received_at=now, payload=dict(fields)
+    )
     producer.produce(RAW_TRADES, encode(raw), key=user_id.encode())
     if producer.flush(timeout):
         raise TransientError("the trade was not delivered to raw-trades; try again")

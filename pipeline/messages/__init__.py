@@ -43,11 +43,41 @@ from pipeline.messages.market import MarketData, MLSignal
 from pipeline.messages.orders import Order, RiskManagement, TriggerSignal
 
 __all__ = [
-    "CRYPTO_SYMBOL", "MODELS", "Alert", "AnalysisResult", "AnalysisScores", "AnalysisTrigger", "BehavioralAlert",
-    "DeadLetter", "EnrichedTrade", "MLSignal", "MarketData", "Message", "Order", "OrderStatus", "OrderType",
-    "PredictionType", "RawTrade", "RiskManagement", "Side", "Signal", "StockNews", "StockPrice", "Trade",
-    "TradeKind", "TriggerSignal", "build", "check_fresh", "decode", "encode", "extend", "json_schemas", "model_for",
-    "rule_error", "trade_avro_schema", "violations_of",
+    "CRYPTO_SYMBOL",
+    "MODELS",
+    "Alert",
+    "AnalysisResult",
+    "AnalysisScores",
+    "AnalysisTrigger",
+    "BehavioralAlert",
+    "DeadLetter",
+    "EnrichedTrade",
+    "MLSignal",
+    "MarketData",
+    "Message",
+    "Order",
+    "OrderStatus",
+    "OrderType",
+    "PredictionType",
+    "RawTrade",
+    "RiskManagement",
+    "Side",
+    "Signal",
+    "StockNews",
+    "StockPrice",
+    "Trade",
+    "TradeKind",
+    "TriggerSignal",
+    "build",
+    "check_fresh",
+    "decode",
+    "encode",
+    "extend",
+    "json_schemas",
+    "model_for",
+    "rule_error",
+    "trade_avro_schema",
+    "violations_of",
 ]
 
 
@@ -66,11 +96,22 @@ class DeadLetter(Message):
     failed_at: int
 
 
-
 MODELS: dict[str, type[Message]] = {
     m.topic: m
-    for m in (MarketData, MLSignal, Order, RawTrade, Trade, EnrichedTrade, BehavioralAlert,
-              StockPrice, StockNews, AnalysisTrigger, AnalysisResult, Alert)
+    for m in (
+        MarketData,
+        MLSignal,
+        Order,
+        RawTrade,
+        Trade,
+        EnrichedTrade,
+        BehavioralAlert,
+        StockPrice,
+        StockNews,
+        AnalysisTrigger,
+        AnalysisResult,
+        Alert,
+    )
 }
 
 
@@ -84,7 +125,6 @@ def model_for(topic: str) -> type[Message]:
         raise KeyError(f"no message model for topic {topic!r}") from None
 
 
-
 def decode(topic: str, raw: bytes | str, model: type[Message] | None = None) -> Message:
     """Parse and validate wire bytes of ``topic``; raise ``BadMessageError`` naming each rule."""
     cls = model or model_for(topic)
@@ -92,7 +132,6 @@ def decode(topic: str, raw: bytes | str, model: type[Message] | None = None) -> 
         return cls.model_validate_json(raw)
     except ValidationError as exc:
         raise BadMessageError(violations_of(exc)) from None
-
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

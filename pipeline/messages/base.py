@@ -52,10 +52,11 @@ class Message(BaseModel):
         return str(getattr(self, self.key_field)).encode()
 
 
-
 _OPS = {
-    "greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
-    "less_than": ("lt", "<"), "less_than_equal": ("le", "<="),
+    "greater_than": ("gt", ">"),
+    "greater_than_equal": ("ge", ">="),
+    "less_than": ("lt", "<"),
+    "less_than_equal": ("le", "<="),
 }
 
 
@@ -88,7 +89,6 @@ def _violation(err: dict[str, Any]) -> Violation:
 def violations_of(exc: ValidationError) -> list[Violation]:
     """Return the broken rules of a pydantic error, each naming field, value and rule."""
     return [_violation(dict(e)) for e in exc.errors(include_url=False)]
-
 
 
 M = TypeVar("M", bound=Message)
@@ -126,8 +126,9 @@ def check_fresh(message: Message, now_ms: int) -> None:
     ts = getattr(message, message.time_field)
     if abs(now_ms - ts) > limit:
         minutes = limit // 60_000
-        raise BadMessageError([Violation(message.time_field, ts,
-                                         f"within the last {minutes} minutes of now ({now_ms})")])
+        raise BadMessageError(
+            [Violation(message.time_field, ts, f"within the last {minutes} minutes of now ({now_ms})")]
+        )
 
 
 def encode(message: Message) -> bytes:
@@ -135,4 +136,3 @@ def encode(message: Message) -> bytes:
     if message.plain_json:
         return orjson.dumps(message.__dict__)
     return message.__pydantic_serializer__.to_json(message)
-

@@ -33,8 +33,12 @@ def baseline_calls(X: pd.DataFrame | np.ndarray, y: np.ndarray, horizon: int) ->
     y = np.asarray(y, dtype=float)
     n = len(y)
     persistence = np.zeros(n, dtype=bool)
-    persistence[horizon:] = y[:n - horizon] > 0 if n > horizon else False
+    persistence[horizon:] = y[: n - horizon] > 0 if n > horizon else False
     # the features are price over average: p/ma_7 < p/ma_25 <=> ma_7 > ma_25
     ma_up = _column(X, "ma_7_gap") < _column(X, "ma_25_gap")
-    return {"persistence": persistence, "always_up": np.ones(n, dtype=bool), "ma_crossover": ma_up,
-            "buy_and_hold": np.ones(n, dtype=bool)}
+    return {
+        "persistence": persistence,
+        "always_up": np.ones(n, dtype=bool),
+        "ma_crossover": ma_up,
+        "buy_and_hold": np.ones(n, dtype=bool),
+    }

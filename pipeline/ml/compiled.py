@@ -113,8 +113,7 @@ class ForestEvaluator(Evaluator):
         if len(flat) <= _CHUNK_ROWS:
             return self._walk(flat)
         # (trees, rows) work arrays stay in cache: twice as fast on 20,000 rows as one pass.
-        return np.concatenate([self._walk(flat[i:i + _CHUNK_ROWS])
-                               for i in range(0, len(flat), _CHUNK_ROWS)])
+        return np.concatenate([self._walk(flat[i : i + _CHUNK_ROWS]) for i in range(0, len(flat), _CHUNK_ROWS)])
 
     def _walk(self, rows: np.ndarray) -> np.ndarray:
         n = len(rows)
@@ -133,8 +132,7 @@ class ForestEvaluator(Evaluator):
 class CalibratedSVMEvaluator(Evaluator):
     """Nystroem(rbf) + CalibratedClassifierCV(LinearSVC, sigmoid).predict_proba[:, 1]."""
 
-    def __init__(self, scaler: StandardScaler, kernel: Nystroem,
-                 model: CalibratedClassifierCV) -> None:
+    def __init__(self, scaler: StandardScaler, kernel: Nystroem, model: CalibratedClassifierCV) -> None:
         super().__init__(scaler)
         self.components = np.asarray(kernel.components_, dtype=float)
         self.components_norms = np.einsum("ij,ij->i", self.components, self.components)[None, :]
@@ -227,9 +225,13 @@ def compile_pipeline(pipeline: Pipeline) -> Evaluator | None:
             return None
         for calibrated in model.calibrated_classifiers_:
             estimator = calibrated.estimator
-            if (calibrated.method != "sigmoid" or type(estimator) is not LinearSVC
-                    or not _binary(estimator) or len(calibrated.calibrators) != 1
-                    or list(estimator.classes_) != list(model.classes_)):
+            if (
+                calibrated.method != "sigmoid"
+                or type(estimator) is not LinearSVC
+                or not _binary(estimator)
+                or len(calibrated.calibrators) != 1
+                or list(estimator.classes_) != list(model.classes_)
+            ):
                 return None
         return CalibratedSVMEvaluator(scaler, kernel, model)
     return None

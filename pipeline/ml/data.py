@@ -37,8 +37,9 @@ def bars_from_store(db: Database, symbol: str, limit: int | None = None) -> pd.D
     return _frame(market.history(db, symbol, limit))
 
 
-def bars_from_simulator(symbol: str, n_bars: int, *, seed: int = 0, interval_ms: int = 60_000,
-                        end_ms: int | None = None) -> pd.DataFrame:
+def bars_from_simulator(
+    symbol: str, n_bars: int, *, seed: int = 0, interval_ms: int = 60_000, end_ms: int | None = None
+) -> pd.DataFrame:
     """Return ``n_bars`` synthetic bars of ``symbol`` from the market simulator's GARCH walk.
 
     Each bar is ``SUB_STEPS`` simulator steps: open is the previous close, high and low the
@@ -71,8 +72,7 @@ def bars_from_simulator(symbol: str, n_bars: int, *, seed: int = 0, interval_ms:
                 lo = price
         highs[i], lows[i], closes[i], volumes[i] = hi, lo, price, volume
     starts = end_ms - interval_ms * np.arange(n_bars, 0, -1, dtype=np.int64)
-    return _frame({"start": starts, "open": opens, "high": highs, "low": lows, "close": closes,
-                   "volume": volumes})
+    return _frame({"start": starts, "open": opens, "high": highs, "low": lows, "close": closes, "volume": volumes})
 
 
 def bars_from_file(path: Path | str) -> pd.DataFrame:

@@ -15,6 +15,7 @@ exit (an open position is closed at the end of the fold); compound.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -73,8 +74,12 @@ class TradeResult:
     long_periods: int
 
     def __add__(self, other: TradeResult) -> TradeResult:
-        return TradeResult(self.log_growth + other.log_growth, self.trades + other.trades,
-                           self.periods + other.periods, self.long_periods + other.long_periods)
+        return TradeResult(
+            self.log_growth + other.log_growth,
+            self.trades + other.trades,
+            self.periods + other.periods,
+            self.long_periods + other.long_periods,
+        )
 
     @property
     def profit_pct(self) -> float:
@@ -147,46 +152,71 @@ def direction_metrics(up_pred: np.ndarray, y: np.ndarray) -> dict[str, float | N
     fn = int((~up_pred & up_true).sum())
     return {
         "accuracy": _ratio(tp + tn, len(y)),
-        "precision_up": _ratio(tp, tp + fp), "recall_up": _ratio(tp, tp + fn),
-        "precision_down": _ratio(tn, tn + fn), "recall_down": _ratio(tn, tn + fp),
+        "precision_up": _ratio(tp, tp + fp),
+        "recall_up": _ratio(tp, tp + fn),
+        "precision_down": _ratio(tn, tn + fn),
+        "recall_down": _ratio(tn, tn + fp),
     }
 
 
 def _confusion(up_pred: np.ndarray, y: np.ndarray) -> list[list[int]]:
     up_true = y > 0
-    return [[int((~up_pred & ~up_true).sum()), int((up_pred & ~up_true).sum())],
-            [int((~up_pred & up_true).sum()), int((up_pred & up_true).sum())]]
+    return [
+        [int((~up_pred & ~up_true).sum()), int((up_pred & ~up_true).sum())],
+        [int((~up_pred & up_true).sum()), int((up_pred & up_true).sum())],
+    ]
 
 
 def _calibration(confidence: np.ndarray, hit: np.ndarray) -> list[dict[str, Any]]:
     bins = []
     edges = CALIBRATION_EDGES
-    for i, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
+    for i, (low, high) in enumerate(itertools.pairwise(edges)):
         last = i == len(edges) - 2
         mask = (confidence >= low) & ((confidence <= high) if last else (confidence < high))
         n = int(mask.sum())
-        bins.append({"low": low, "high": high, "count": n,
-                     "mean_confidence": float(confidence[mask].mean()) if n else None,
-                     "hit_rate": float(hit[mask].mean()) if n else None})
+        bins.append(
+            {
+                "low": low,
+                "high": high,
+                "count": n,
+                "mean_confidence": float(confidence[mask].mean()) if n else None,
+                "hit_rate": float(hit[mask].mean()) if n else None,
+            }
+        )
     return bins
 
 
-def _scored(up: np.ndarray, y_folds: list[np.ndarray], up_folds: list[np.ndarray],
-            horizon: int, fee_bps: float, direction: bool = True) -> dict[str, Any]:
-    trades = sum((simulate_trades(u, yf, horizon, fee_bps) for u, yf in zip(up_folds, y_folds)),
-                 NO_TRADES)
+def _scored(
+    up: np.ndarray,
+    y_folds: list[np.ndarray],
+    up_folds: list[np.ndarray],
+    horizon: int,
+    fee_bps: float,
+    direction: bool = True,
+) -> dict[str, Any]:
+    trades = sum((simulate_trades(u, yf, horizon, fee_bps) for u, yf in zip(up_folds, y_folds)), NO_TRADES)
     y = np.concatenate(y_folds) if y_folds else np.zeros(0)
-    metrics: dict[str, Any] = (direction_metrics(up, y) if direction else
-                               dict.fromkeys(("accuracy", "precision_up", "recall_up",
-                                              "precision_down", "recall_down")))
+    metrics: dict[str, Any] = (
+        direction_metrics(up, y)
+        if direction
+        else dict.fromkeys(("accuracy", "precision_up", "recall_up", "precision_down", "recall_down"))
+    )
     metrics.update(profit_pct=trades.profit_pct, trades=trades.trades, exposure=trades.exposure)
     return metrics
 
 
-def walk_forward(name: str, X: pd.DataFrame | np.ndarray, y: np.ndarray, horizon: int, *,
-                 n_splits: int = 5, fee_bps: float = 10.0, max_train_rows: int | None = None,
-                 params: dict[str, Any] | None = None,
-                 progress: Progress | None = None) -> Evaluation:
+def walk_forward(
+    name: str,
+    X: pd.DataFrame | np.ndarray,
+    y: np.ndarray,
+    horizon: int,
+    *,
+    n_splits: int = 5,
+    fee_bps: float = 10.0,
+    max_train_rows: int | None = None,
+    params: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> Evaluation:
     """Evaluate model ``name`` out-of-sample on consecutive rows ``X`` with forward returns ``y``.
 
     Folds come from ``TimeSeriesSplit(n_splits, gap=horizon)``; each fits on its training rows
@@ -215,9 +245,17 @@ def walk_forward(name: str, X: pd.DataFrame | np.ndarray, y: np.ndarray, horizon
         y_f.append(y[test])
         idx_f.append(test)
         fold_acc = direction_metrics(expected > 0, y[test])["accuracy"]
-        folds.append({"fold": k + 1, "train_rows": int(len(train)), "test_rows": int(len(test)),
-                      "train_first": int(train[0]), "test_first": int(test[0]),
-                      "accuracy": fold_acc, "base_rate_up": float((y[test] > 0).mean())})
+        folds.append(
+            {
+                "fold": k + 1,
+                "train_rows": len(train),
+                "test_rows": len(test),
+                "train_first": int(train[0]),
+                "test_first": int(test[0]),
+                "accuracy": fold_acc,
+                "base_rate_up": float((y[test] > 0).mean()),
+            }
+        )
         log.debug("%s fold %d/%d: accuracy %.4f", name, k + 1, n_splits, fold_acc or 0.0)
         if progress is not None:
             progress((k + 1) / n_splits, f"{name}: fold {k + 1}/{n_splits}")
@@ -226,22 +264,39 @@ def walk_forward(name: str, X: pd.DataFrame | np.ndarray, y: np.ndarray, horizon
     y_test = np.concatenate(y_f)
     up_pred = expected > 0
     model_scores = _scored(up_pred, y_f, [e > threshold for e in expected_f], horizon, fee_bps)
-    metrics: dict[str, Any] = {key: model_scores[key] for key in (
-        "accuracy", "precision_up", "recall_up", "precision_down", "recall_down")}
+    metrics: dict[str, Any] = {
+        key: model_scores[key] for key in ("accuracy", "precision_up", "recall_up", "precision_down", "recall_down")
+    }
     if name in ("linear_regression", "knn", "kmeans"):
         ss_tot = float(((y_test - y_test.mean()) ** 2).sum())
         metrics["r2"] = 1.0 - float(((y_test - expected) ** 2).sum()) / ss_tot if ss_tot else None
         metrics["mae_pct"] = float(np.abs(y_test - expected).mean() * 100.0)
     else:
         metrics["r2"] = metrics["mae_pct"] = None
-    metrics.update(profit_pct=model_scores["profit_pct"], trades=model_scores["trades"],
-                   exposure=model_scores["exposure"], samples=int(len(y_test)),
-                   base_rate_up=float((y_test > 0).mean()))
+    metrics.update(
+        profit_pct=model_scores["profit_pct"],
+        trades=model_scores["trades"],
+        exposure=model_scores["exposure"],
+        samples=len(y_test),
+        base_rate_up=float((y_test > 0).mean()),
+    )
     signals = {b: [calls[b][i] for i in idx_f] for b in BASELINES}
-    baselines = {b: _scored(np.concatenate(s), y_f, s, horizon, fee_bps, direction=b != "buy_and_hold")
-                 for b, s in signals.items()}
-    report = {"confusion": _confusion(up_pred, y_test),
-              "calibration": _calibration(confidence, up_pred == (y_test > 0)),
-              "importances": None, "folds": folds}
-    return Evaluation(model=name, horizon=horizon, n_splits=n_splits, fee_bps=fee_bps,
-                      metrics=metrics, baselines=baselines, report=report)
+    baselines = {
+        b: _scored(np.concatenate(s), y_f, s, horizon, fee_bps, direction=b != "buy_and_hold")
+        for b, s in signals.items()
+    }
+    report = {
+        "confusion": _confusion(up_pred, y_test),
+        "calibration": _calibration(confidence, up_pred == (y_test > 0)),
+        "importances": None,
+        "folds": folds,
+    }
+    return Evaluation(
+        model=name,
+        horizon=horizon,
+        n_splits=n_splits,
+        fee_bps=fee_bps,
+        metrics=metrics,
+        baselines=baselines,
+        report=report,
+    )

@@ -42,8 +42,17 @@ from pipeline.errors import PipelineError
 log = logging.getLogger(__name__)
 
 FEATURES: tuple[str, ...] = (
-    "ret_1", "ret_5", "ret_15", "ma_7_gap", "ma_25_gap", "rsi_14", "volatility_7d",
-    "volatility_25", "volume_change_pct", "range_pct")
+    "ret_1",
+    "ret_5",
+    "ret_15",
+    "ma_7_gap",
+    "ma_25_gap",
+    "rsi_14",
+    "volatility_7d",
+    "volatility_25",
+    "volume_change_pct",
+    "range_pct",
+)
 SEED_FEATURES: tuple[str, ...] = ("ma_7", "ma_25", "rsi_14", "volatility_7d", "volume_change_pct")
 LEVELS: tuple[str, ...] = ("ma_7", "ma_25")
 WARMUP_BARS = 26
@@ -74,11 +83,11 @@ def _windows(x: np.ndarray, n: int, how: str) -> np.ndarray:
     if len(x) >= n:
         view = sliding_window_view(x, n)
         if how == "sum":
-            out[n - 1:] = view.sum(axis=1)
+            out[n - 1 :] = view.sum(axis=1)
         elif how == "mean":
-            out[n - 1:] = view.mean(axis=1)
+            out[n - 1 :] = view.mean(axis=1)
         else:
-            out[n - 1:] = view.std(axis=1, ddof=1)
+            out[n - 1 :] = view.std(axis=1, ddof=1)
     return out
 
 
@@ -86,7 +95,7 @@ def _shift(x: np.ndarray, k: int) -> np.ndarray:
     """Return ``x`` delayed by ``k`` rows (row i holds x[i-k]), NaN in front."""
     out = np.full(len(x), np.nan)
     if k < len(x):
-        out[k:] = x[:len(x) - k]
+        out[k:] = x[: len(x) - k]
     return out
 
 
@@ -151,7 +160,7 @@ class FeatureState:
     computed at ``push``, so ``features`` does a handful of float operations.
     """
 
-    __slots__ = ("_closes", "_volumes", "_count", "_pre")
+    __slots__ = ("_closes", "_count", "_pre", "_volumes")
 
     def __init__(self) -> None:
         self._closes: deque[float] = deque(maxlen=25)
@@ -191,8 +200,7 @@ class FeatureState:
         mean_v = sum(v[:-1]) / _VOLUME_N
         vcp = 0.0 if mean_v == 0 else (v[-1] / mean_v - 1.0) * 100.0
         rng = (float(high) - float(low)) / last * 100.0
-        self._pre = (last, c[-5], c[-15], sum(c[-6:]), sum(c[-24:]), gain13, loss13,
-                     m6, ss6, m24, ss24, vcp, rng)
+        self._pre = (last, c[-5], c[-15], sum(c[-6:]), sum(c[-24:]), gain13, loss13, m6, ss6, m24, ss24, vcp, rng)
 
     def features(self, price: float) -> dict[str, float] | None:
         """Return the features at ``price`` (FEATURES plus ma_7, ma_25), or None before warm-up."""
@@ -217,11 +225,18 @@ class FeatureState:
         delta = r1 - m24
         var25 = (ss24 + delta * (r1 - (m24 + delta / 25))) / 24
         return {
-            "ret_1": r1, "ret_5": math.log(p / c5), "ret_15": math.log(p / c15),
-            "ma_7_gap": p / ma_7 - 1.0, "ma_25_gap": p / ma_25 - 1.0, "rsi_14": rsi,
+            "ret_1": r1,
+            "ret_5": math.log(p / c5),
+            "ret_15": math.log(p / c15),
+            "ma_7_gap": p / ma_7 - 1.0,
+            "ma_25_gap": p / ma_25 - 1.0,
+            "rsi_14": rsi,
             "volatility_7d": math.sqrt(var7) if var7 > 0 else 0.0,
             "volatility_25": math.sqrt(var25) if var25 > 0 else 0.0,
-            "volume_change_pct": vcp, "range_pct": rng, "ma_7": ma_7, "ma_25": ma_25,
+            "volume_change_pct": vcp,
+            "range_pct": rng,
+            "ma_7": ma_7,
+            "ma_25": ma_25,
         }
 
     def vector(self, price: float) -> list[float] | None:

@@ -39,22 +39,37 @@ log = logging.getLogger(__name__)
 Kind = Literal["classifier", "regressor", "cluster"]
 PredictionType = Literal["direction", "return"]
 
-MODEL_NAMES: tuple[str, ...] = (
-    "random_forest", "svm", "logistic_regression", "linear_regression", "knn", "kmeans")
+MODEL_NAMES: tuple[str, ...] = ("random_forest", "svm", "logistic_regression", "linear_regression", "knn", "kmeans")
 SEED_MODELS: tuple[str, ...] = ("random_forest", "svm", "logistic_regression")
 
 KINDS: dict[str, Kind] = {
-    "random_forest": "classifier", "svm": "classifier", "logistic_regression": "classifier",
-    "linear_regression": "regressor", "knn": "regressor", "kmeans": "cluster",
+    "random_forest": "classifier",
+    "svm": "classifier",
+    "logistic_regression": "classifier",
+    "linear_regression": "regressor",
+    "knn": "regressor",
+    "kmeans": "cluster",
 }
 
 # Defaults per model; ``fit_predictor(params=...)`` overrides any of these keys and no others.
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "random_forest": {"n_estimators": 100, "max_depth": 8, "min_samples_leaf": 50,
-                      "max_samples": 10_000, "max_features": "sqrt", "n_jobs": 2,
-                      "random_state": 0},
-    "svm": {"n_components": 100, "gamma": 0.1, "C": 0.1, "calibration_folds": 3,
-            "max_train_rows": 30_000, "random_state": 0},
+    "random_forest": {
+        "n_estimators": 100,
+        "max_depth": 8,
+        "min_samples_leaf": 50,
+        "max_samples": 10_000,
+        "max_features": "sqrt",
+        "n_jobs": 2,
+        "random_state": 0,
+    },
+    "svm": {
+        "n_components": 100,
+        "gamma": 0.1,
+        "C": 0.1,
+        "calibration_folds": 3,
+        "max_train_rows": 30_000,
+        "random_state": 0,
+    },
     "logistic_regression": {"C": 1.0, "max_iter": 1000},
     "linear_regression": {"alpha": 1.0},
     "knn": {"n_neighbors": 50, "max_train_rows": 20_000},
@@ -75,19 +90,33 @@ def _build(name: str, p: dict[str, Any], n_rows: int) -> Pipeline:
         if isinstance(max_samples, int) and max_samples >= n_rows:
             max_samples = None  # a plain bootstrap when the data is smaller than the cap
         model = RandomForestClassifier(
-            n_estimators=p["n_estimators"], max_depth=p["max_depth"],
-            min_samples_leaf=p["min_samples_leaf"], max_samples=max_samples,
-            max_features=p["max_features"], n_jobs=p["n_jobs"], random_state=p["random_state"])
+            n_estimators=p["n_estimators"],
+            max_depth=p["max_depth"],
+            min_samples_leaf=p["min_samples_leaf"],
+            max_samples=max_samples,
+            max_features=p["max_features"],
+            n_jobs=p["n_jobs"],
+            random_state=p["random_state"],
+        )
         return Pipeline([("scale", StandardScaler()), ("model", model)])
     if name == "svm":
         svc = LinearSVC(C=p["C"], dual=False)
         folds = max(2, min(p["calibration_folds"], n_rows // 20))
-        return Pipeline([
-            ("scale", StandardScaler()),
-            ("kernel", Nystroem(kernel="rbf", gamma=p["gamma"],
-                                n_components=min(p["n_components"], n_rows),
-                                random_state=p["random_state"])),
-            ("model", CalibratedClassifierCV(svc, method="sigmoid", cv=folds))])
+        return Pipeline(
+            [
+                ("scale", StandardScaler()),
+                (
+                    "kernel",
+                    Nystroem(
+                        kernel="rbf",
+                        gamma=p["gamma"],
+                        n_components=min(p["n_components"], n_rows),
+                        random_state=p["random_state"],
+                    ),
+                ),
+                ("model", CalibratedClassifierCV(svc, method="sigmoid", cv=folds)),
+            ]
+        )
     if name == "logistic_regression":
         model = LogisticRegression(C=p["C"], max_iter=p["max_iter"])
     elif name == "linear_regression":
@@ -96,8 +125,7 @@ def _build(name: str, p: dict[str, Any], n_rows: int) -> Pipeline:
         # Brute force is BLAS matrix products: ~6x faster than a k-d tree on 10 dimensions.
         model = KNeighborsRegressor(n_neighbors=min(p["n_neighbors"], n_rows), algorithm="brute")
     elif name == "kmeans":
-        model = KMeans(n_clusters=p["n_clusters"], n_init=p["n_init"],
-                       random_state=p["random_state"])
+        model = KMeans(n_clusters=p["n_clusters"], n_init=p["n_init"], random_state=p["random_state"])
     else:  # pragma: no cover - guarded by fit_predictor
         raise TrainingError(f"unknown model {name!r}")
     return Pipeline([("scale", StandardScaler()), ("model", model)])
@@ -143,8 +171,9 @@ class Predictor:
             if self.kind != "classifier" or [int(c) for c in self.pipeline.classes_] == [0, 1]:
                 self.compiled = compile_pipeline(self.pipeline)
         except Exception as exc:  # noqa: BLE001 - an unexpected estimator keeps the sklearn path
-            log.warning("%s: no compiled form (%s: %s); predicting with scikit-learn",
-                        self.name, type(exc).__name__, exc)
+            log.warning(
+                "%s: no compiled form (%s: %s); predicting with scikit-learn", self.name, type(exc).__name__, exc
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -204,7 +233,7 @@ class Predictor:
             return None
         total = float(weights.sum())
         if total <= 0 or not math.isfinite(total):
-            return {f: 0.0 for f in self.features}
+            return dict.fromkeys(self.features, 0.0)
         return {f: float(w / total) for f, w in zip(self.features, weights)}
 
 
@@ -220,8 +249,9 @@ def resolve_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
-def fit_predictor(name: str, X: np.ndarray, y: np.ndarray, horizon: int,
-                  params: dict[str, Any] | None = None) -> Predictor:
+def fit_predictor(
+    name: str, X: np.ndarray, y: np.ndarray, horizon: int, params: dict[str, Any] | None = None
+) -> Predictor:
     """Fit model ``name`` on rows ``X`` (FEATURES order) and forward log returns ``y``.
 
     Models with a ``max_train_rows`` parameter (svm, knn) keep only that many most recent rows.
@@ -245,10 +275,17 @@ def fit_predictor(name: str, X: np.ndarray, y: np.ndarray, horizon: int,
         raise TrainingError(f"{name}: every training row goes the same way; nothing to learn")
     pipeline = _build(name, p, len(X))
     predictor = Predictor(
-        name=name, kind=kind, prediction_type="direction" if kind == "classifier" else "return",
-        horizon=horizon, features=FEATURES, params=p, pipeline=pipeline, n_train=len(X),
+        name=name,
+        kind=kind,
+        prediction_type="direction" if kind == "classifier" else "return",
+        horizon=horizon,
+        features=FEATURES,
+        params=p,
+        pipeline=pipeline,
+        n_train=len(X),
         mean_up=float(y[up].mean()) if up.any() else 0.0,
-        mean_down=float(y[~up].mean()) if (~up).any() else 0.0)
+        mean_down=float(y[~up].mean()) if (~up).any() else 0.0,
+    )
     if kind == "classifier":
         pipeline.fit(X, up.astype(int))
         if name == "random_forest":

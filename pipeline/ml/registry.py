@@ -88,14 +88,24 @@ def _dumps(value: object) -> str:
 
 def _record(row: dict[str, Any]) -> ModelRecord:
     return ModelRecord(
-        symbol=row["symbol"], model=row["model"], version=int(row["version"]),
-        active=bool(row["active"]), created_at=int(row["created_at"]), path=row["path"],
-        interval_ms=int(row["interval_ms"]), horizon=int(row["horizon"]),
-        train_start=int(row["train_start"]), train_end=int(row["train_end"]),
-        n_samples=int(row["n_samples"]), features=tuple(json.loads(row["features"])),
-        params=json.loads(row["params"]), metrics=json.loads(row["metrics"]),
-        baselines=json.loads(row["baselines"]), report=json.loads(row["report"]),
-        load_error=row["load_error"])
+        symbol=row["symbol"],
+        model=row["model"],
+        version=int(row["version"]),
+        active=bool(row["active"]),
+        created_at=int(row["created_at"]),
+        path=row["path"],
+        interval_ms=int(row["interval_ms"]),
+        horizon=int(row["horizon"]),
+        train_start=int(row["train_start"]),
+        train_end=int(row["train_end"]),
+        n_samples=int(row["n_samples"]),
+        features=tuple(json.loads(row["features"])),
+        params=json.loads(row["params"]),
+        metrics=json.loads(row["metrics"]),
+        baselines=json.loads(row["baselines"]),
+        report=json.loads(row["report"]),
+        load_error=row["load_error"],
+    )
 
 
 def _one_line(text: str) -> str:
@@ -118,9 +128,18 @@ class Registry:
         path = Path(record.path)
         return path if path.is_absolute() else self.models_dir / path
 
-    def register(self, symbol: str, predictor: Predictor, evaluation: Evaluation, *,
-                 interval_ms: int, train_start: int, train_end: int, n_samples: int,
-                 activate: bool = True) -> ModelRecord:
+    def register(
+        self,
+        symbol: str,
+        predictor: Predictor,
+        evaluation: Evaluation,
+        *,
+        interval_ms: int,
+        train_start: int,
+        train_end: int,
+        n_samples: int,
+        activate: bool = True,
+    ) -> ModelRecord:
         """Store ``predictor`` as the next version of (symbol, its model) and return its record.
 
         The file is written atomically, then loaded back; only a file that loads is activated
@@ -139,15 +158,32 @@ class Registry:
         def insert(db: sqlite_utils.Database) -> int:
             version = models.next_version(db.conn, symbol, name)
             path = self.models_dir.resolve() / symbol / name / f"v{version}.joblib"
-            self._dump(path, {"format": FILE_FORMAT, "symbol": symbol, "model": name,
-                              "version": version, "predictor": predictor})
+            self._dump(
+                path,
+                {"format": FILE_FORMAT, "symbol": symbol, "model": name, "version": version, "predictor": predictor},
+            )
             written.append(path)
             models.insert(
                 db.conn,
-                (symbol, name, version, 0, int(time.time() * 1000), str(path), int(interval_ms),
-                 int(predictor.horizon), int(train_start), int(train_end), int(n_samples),
-                 _dumps(list(predictor.features)), _dumps(predictor.params),
-                 _dumps(evaluation.metrics), _dumps(evaluation.baselines), _dumps(report)))
+                (
+                    symbol,
+                    name,
+                    version,
+                    0,
+                    int(time.time() * 1000),
+                    str(path),
+                    int(interval_ms),
+                    int(predictor.horizon),
+                    int(train_start),
+                    int(train_end),
+                    int(n_samples),
+                    _dumps(list(predictor.features)),
+                    _dumps(predictor.params),
+                    _dumps(evaluation.metrics),
+                    _dumps(evaluation.baselines),
+                    _dumps(report),
+                ),
+            )
             return version
 
         try:
@@ -163,8 +199,9 @@ class Registry:
         self._verify(record)
         return record
 
-    def records(self, symbol: str | None = None, model: str | None = None,
-                active_only: bool = False) -> list[ModelRecord]:
+    def records(
+        self, symbol: str | None = None, model: str | None = None, active_only: bool = False
+    ) -> list[ModelRecord]:
         """Return the matching versions, newest first."""
         return [_record(r) for r in models.rows(self.db, symbol=symbol, model=model, active_only=active_only)]
 

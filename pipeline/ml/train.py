@@ -29,11 +29,19 @@ def min_bars(horizon: int, n_splits: int) -> int:
     return WARMUP_BARS + horizon + (n_splits + 1) * MIN_FOLD_ROWS + n_splits * horizon
 
 
-def train_symbol(registry: Registry, bars: pd.DataFrame, symbol: str,
-                 models: Sequence[str] = SEED_MODELS, *, horizon: int = 15,
-                 interval_ms: int = 60_000, n_splits: int = 5, fee_bps: float = 10.0,
-                 max_train_rows: int | None = None,
-                 progress: Progress | None = None) -> list[ModelRecord]:
+def train_symbol(
+    registry: Registry,
+    bars: pd.DataFrame,
+    symbol: str,
+    models: Sequence[str] = SEED_MODELS,
+    *,
+    horizon: int = 15,
+    interval_ms: int = 60_000,
+    n_splits: int = 5,
+    fee_bps: float = 10.0,
+    max_train_rows: int | None = None,
+    progress: Progress | None = None,
+) -> list[ModelRecord]:
     """Evaluate, fit and register each of ``models`` on ``bars`` of ``symbol``; return the records.
 
     Per model: a walk-forward evaluation (out-of-sample metrics and baselines), then a final fit
@@ -48,7 +56,8 @@ def train_symbol(registry: Registry, bars: pd.DataFrame, symbol: str,
         raise NotEnoughDataError(
             f"{symbol} has {len(bars)} bars; training needs at least {needed} (warm-up "
             f"{WARMUP_BARS} + horizon {horizon} + {n_splits + 1} blocks of {MIN_FOLD_ROWS} rows "
-            f"for {n_splits} folds + {n_splits} gaps of {horizon})")
+            f"for {n_splits} folds + {n_splits} gaps of {horizon})"
+        )
     X, y, starts = make_dataset(bars, horizon)
     values = X.to_numpy(dtype=float)
     steps = len(models) * (n_splits + 1)
@@ -60,24 +69,39 @@ def train_symbol(registry: Registry, bars: pd.DataFrame, symbol: str,
             if progress is not None:
                 progress((base + fraction * n_splits) / steps, message)
 
-        evaluation = walk_forward(name, X, y, horizon, n_splits=n_splits, fee_bps=fee_bps,
-                                  max_train_rows=max_train_rows, progress=fold_done)
+        evaluation = walk_forward(
+            name, X, y, horizon, n_splits=n_splits, fee_bps=fee_bps, max_train_rows=max_train_rows, progress=fold_done
+        )
         rows = np.arange(len(values))
         if max_train_rows is not None:
             rows = rows[-max_train_rows:]
         predictor = fit_predictor(name, values[rows], y[rows], horizon)
         first = len(values) - predictor.n_train  # models with their own window keep the newest rows
         evaluation.report["importances"] = predictor.importances()
-        evaluation.report["settings"] = {"n_splits": n_splits, "fee_bps": fee_bps,
-                                         "max_train_rows": max_train_rows, "horizon": horizon}
-        record = registry.register(symbol, predictor, evaluation, interval_ms=interval_ms,
-                                   train_start=int(starts[first]), train_end=int(starts[-1]),
-                                   n_samples=predictor.n_train)
+        evaluation.report["settings"] = {
+            "n_splits": n_splits,
+            "fee_bps": fee_bps,
+            "max_train_rows": max_train_rows,
+            "horizon": horizon,
+        }
+        record = registry.register(
+            symbol,
+            predictor,
+            evaluation,
+            interval_ms=interval_ms,
+            train_start=int(starts[first]),
+            train_end=int(starts[-1]),
+            n_samples=predictor.n_train,
+        )
         records.append(record)
         acc = evaluation.metrics["accuracy"]
-        log.info("%s: out-of-sample accuracy %.4f (base rate up %.4f) on %d rows",
-                 record.label, acc or 0.0, evaluation.metrics["base_rate_up"],
-                 evaluation.metrics["samples"])
+        log.info(
+            "%s: out-of-sample accuracy %.4f (base rate up %.4f) on %d rows",
+            record.label,
+            acc or 0.0,
+            evaluation.metrics["base_rate_up"],
+            evaluation.metrics["samples"],
+        )
         if progress is not None:
             progress((base + n_splits + 1) / steps, f"{name}: registered v{record.version}")
     return records

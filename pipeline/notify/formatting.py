@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.messages import Alert, BehavioralAlert, Order
@@ -41,17 +41,19 @@ class Notification:
         return {"kind": self.kind, "title": self.title, "text": self.text, "data": self.data}
 
     def discord(self) -> dict[str, Any]:
-        embed: dict[str, Any] = {"title": _cut(self.title, DISCORD_TITLE_MAX),
-                                 "description": _cut(self.text, DISCORD_DESCRIPTION_MAX), "color": self.color}
+        embed: dict[str, Any] = {
+            "title": _cut(self.title, DISCORD_TITLE_MAX),
+            "description": _cut(self.text, DISCORD_DESCRIPTION_MAX),
+            "color": self.color,
+        }
         if self.timestamp is not None:
             embed["timestamp"] = self.timestamp
         # allowed_mentions: an alert's text must not be able to ping @everyone.
-        return {"content": _cut(self.title, DISCORD_CONTENT_MAX), "embeds": [embed],
-                "allowed_mentions": {"parse": []}}
+        return {"content": _cut(self.title, DISCORD_CONTENT_MAX), "embeds": [embed], "allowed_mentions": {"parse": []}}
 
 
 def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def fmt_price(value: float) -> str:
@@ -91,7 +93,7 @@ def _text(metadata: dict[str, Any], key: str) -> str | None:
 
 
 def iso_of_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def iso_of_text(text: str) -> str | None:
@@ -101,8 +103,8 @@ def iso_of_text(text: str) -> str | None:
     except ValueError:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def _duration(ms: float) -> str:
@@ -115,15 +117,19 @@ def _duration(ms: float) -> str:
 
 def _risk_line(order: Order, price: float) -> str | None:
     rm = order.risk_management
-    parts = [f"{label} {fmt_price(level)} ({(level / price - 1) * 100:+.1f}%)"
-             for label, level in (("stop loss", rm.stop_loss), ("take profit", rm.take_profit)) if level is not None]
+    parts = [
+        f"{label} {fmt_price(level)} ({(level / price - 1) * 100:+.1f}%)"
+        for label, level in (("stop loss", rm.stop_loss), ("take profit", rm.take_profit))
+        if level is not None
+    ]
     return "Risk: " + ", ".join(parts) if parts else None
 
 
 def _signal_line(order: Order) -> str:
     s = order.trigger_signal
-    return (f"Strategy {order.strategy}: {s.model} at {s.confidence:.0%} confidence, "
-            f"expected {s.expected_change_pct:+.2f}%")
+    return (
+        f"Strategy {order.strategy}: {s.model} at {s.confidence:.0%} confidence, expected {s.expected_change_pct:+.2f}%"
+    )
 
 
 def order_notification(order: Order) -> Notification:
@@ -131,28 +137,42 @@ def order_notification(order: Order) -> Notification:
     side_color = GREEN if order.action == "BUY" else RED
     closes = _text(meta, "closes")
     if order.status == "PENDING":
-        title = f"{order.action} {fmt_qty(order.quantity)} {order.symbol} @ {fmt_price(order.price)} placed " \
-                f"({order.order_type}{f', closes {closes}' if closes else ''})"
+        title = (
+            f"{order.action} {fmt_qty(order.quantity)} {order.symbol} @ {fmt_price(order.price)} placed "
+            f"({order.order_type}{f', closes {closes}' if closes else ''})"
+        )
         lines = [f"Value: {fmt_usdt(order.total_value)}", _risk_line(order, order.price), _signal_line(order)]
         color = side_color
     elif order.status == "FILLED":
         price = _num(meta, "fill_price") or order.price
         fee = _num(meta, "fill_fee")
         title = f"{order.action} {fmt_qty(order.quantity)} {order.symbol} @ {fmt_price(price)} filled"
-        lines = [f"Value: {fmt_usdt(order.quantity * price)}" + (f", fee {fmt_usdt(fee)}" if fee is not None else ""),
-                 _risk_line(order, price), f"Closes {closes}" if closes else None, _signal_line(order)]
+        lines = [
+            f"Value: {fmt_usdt(order.quantity * price)}" + (f", fee {fmt_usdt(fee)}" if fee is not None else ""),
+            _risk_line(order, price),
+            f"Closes {closes}" if closes else None,
+            _signal_line(order),
+        ]
         color = side_color
     elif order.status == "CLOSED":
         title, lines, color = _close_parts(order)
     else:
         reason = _text(meta, "reason")
         title = f"{order.symbol} order cancelled" + (f": {reason}" if reason else "")
-        lines = [f"{order.action} {fmt_qty(order.quantity)} {order.symbol} @ {fmt_price(order.price)} "
-                 f"({order.order_type})", _signal_line(order)]
+        lines = [
+            f"{order.action} {fmt_qty(order.quantity)} {order.symbol} @ {fmt_price(order.price)} ({order.order_type})",
+            _signal_line(order),
+        ]
         color = GREY
     lines.append(f"Order {order.order_id}")
-    return Notification(kind=KIND_OF_STATUS[order.status], title=title, text="\n".join(x for x in lines if x),
-                        color=color, timestamp=iso_of_ms(order.timestamp), data=order.model_dump(mode="json"))
+    return Notification(
+        kind=KIND_OF_STATUS[order.status],
+        title=title,
+        text="\n".join(x for x in lines if x),
+        color=color,
+        timestamp=iso_of_ms(order.timestamp),
+        data=order.model_dump(mode="json"),
+    )
 
 
 def _close_parts(order: Order) -> tuple[str, list[str | None], int]:
@@ -171,20 +191,32 @@ def _close_parts(order: Order) -> tuple[str, list[str | None], int]:
         + (f", exit {fmt_price(exit_)}" if exit_ is not None else ""),
         f"Fees: {fmt_usdt(sum(fees))}" if fees else None,
         f"Held {_duration(closed_at - filled_at)}" if filled_at and closed_at and closed_at >= filled_at else None,
-        f"Strategy {order.strategy}"]
+        f"Strategy {order.strategy}",
+    ]
     color = GREEN if pnl is not None and pnl > 0 else RED if pnl is not None and pnl < 0 else GREY
     return title, lines, color
 
 
 def behavioral_notification(alert: BehavioralAlert) -> Notification:
-    trades = ", ".join(alert.trade_ids[:10]) + (f" and {len(alert.trade_ids) - 10} more"
-                                                if len(alert.trade_ids) > 10 else "")
-    return Notification(kind="alert", title=f"{alert.severity.title()} alert: {alert.alert_type} ({alert.user_id})",
-                        text=f"{alert.message}\nTrades: {trades}", color=AMBER, timestamp=iso_of_ms(alert.timestamp),
-                        data=alert.model_dump(mode="json"))
+    trades = ", ".join(alert.trade_ids[:10]) + (
+        f" and {len(alert.trade_ids) - 10} more" if len(alert.trade_ids) > 10 else ""
+    )
+    return Notification(
+        kind="alert",
+        title=f"{alert.severity.title()} alert: {alert.alert_type} ({alert.user_id})",
+        text=f"{alert.message}\nTrades: {trades}",
+        color=AMBER,
+        timestamp=iso_of_ms(alert.timestamp),
+        data=alert.model_dump(mode="json"),
+    )
 
 
 def alert_notification(alert: Alert) -> Notification:
-    return Notification(kind="alert", title=f"{alert.priority.title()} alert: {alert.alert_type} ({alert.symbol})",
-                        text=alert.message, color=AMBER, timestamp=iso_of_text(alert.timestamp),
-                        data=alert.model_dump(mode="json"))
+    return Notification(
+        kind="alert",
+        title=f"{alert.priority.title()} alert: {alert.alert_type} ({alert.symbol})",
+        text=alert.message,
+        color=AMBER,
+        timestamp=iso_of_text(alert.timestamp),
+        data=alert.model_dump(mode="json"),
+    )

@@ -32,8 +32,10 @@ def check_webhook_url(name: str, url: str) -> None:
     """Raise ``ConfigError`` unless ``url`` is an absolute http(s) URL (the message never shows the URL)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"the {name} webhook URL must be an absolute http(s) URL "
-                          f"(got scheme {parts.scheme!r}{'' if parts.hostname else ' and no host'})")
+        raise ConfigError(
+            f"the {name} webhook URL must be an absolute http(s) URL "
+            f"(got scheme {parts.scheme!r}{'' if parts.hostname else ' and no host'})"
+        )
 
 
 def origin_of(url: str) -> str:
@@ -62,8 +64,16 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class WebhookSender:
     """Posts JSON to one URL from its own daemon thread, through a bounded queue."""
 
-    def __init__(self, name: str, url: str, *, timeout_s: float = 5.0, max_queue: int = 1000,
-                 max_retries: int = 3, backoff_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        max_queue: int = 1000,
+        max_retries: int = 3,
+        backoff_s: float = 1.0,
+    ) -> None:
         check_webhook_url(name, url)
         self.name = name
         self.origin = origin_of(url)
@@ -113,8 +123,13 @@ class WebhookSender:
 
     def stats(self) -> dict[str, int | str | None]:
         with self._lock:
-            return {"sent": self._sent, "failed": self._failed, "dropped": self._dropped,
-                    "queued": self._queue.qsize(), "last_error": self._last_error}
+            return {
+                "sent": self._sent,
+                "failed": self._failed,
+                "dropped": self._dropped,
+                "queued": self._queue.qsize(),
+                "last_error": self._last_error,
+            }
 
     # -- the sender's thread
 
@@ -140,7 +155,7 @@ class WebhookSender:
                 return
             if not outcome.retry or attempt == self.max_retries:
                 break
-            wait = outcome.wait_s if outcome.wait_s is not None else self.backoff_s * 2 ** attempt
+            wait = outcome.wait_s if outcome.wait_s is not None else self.backoff_s * 2**attempt
             log.info("webhook %s: %s; retry %d in %.2f s", self.name, outcome.error, attempt + 1, wait)
             if self._stop.wait(min(MAX_WAIT_S, max(0.0, wait))):
                 return  # stopping: give up on this payload rather than hold up the shutdown
@@ -148,10 +163,16 @@ class WebhookSender:
         self._count_failure(outcome.error)
 
     def _post(self, body: bytes) -> _Outcome:
-        request = urllib.request.Request(self._url, data=body, method="POST", headers={
-            "Content-Type": "application/json",
-            # Discord's edge refuses urllib's default User-Agent.
-            "User-Agent": "traders-desk-notifier/1.0"})
+        request = urllib.request.Request(
+            self._url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                # Discord's edge refuses urllib's default User-Agent.
+                "User-Agent": "traders-desk-notifier/1.0",
+            },
+        )
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
                 response.read()

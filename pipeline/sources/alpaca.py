@@ -16,8 +16,9 @@ pushed after each minute mark even without trades (quote midpoints), so a missin
 Rejected credentials (error 402 ``auth failed``) or a plan without this feed (409 ``insufficient
 subscription``) stop the source with one line in its health naming the key by its first
 characters: retrying with the same credentials cannot help. Other errors (406 ``connection limit
-exceeded``, 404 ``auth timeout``, ...) go to health and the connection is retried with backoff. The secret never reaches a log line, a health line or ``repr``:
-the websockets library's log of these connections never dumps frames.
+exceeded``, 404 ``auth timeout``, ...) go to health and the connection is retried with backoff.
+The secret never reaches a log line, a health line or ``repr``: the websockets library's log of
+these connections never dumps frames.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def to_pair(symbol: str) -> str:
     """Return Alpaca's name of a configured symbol: ``BTCUSDT`` -> ``BTC/USDT``."""
     for quote in QUOTES:
         if symbol.endswith(quote) and len(symbol) > len(quote):
-            return f"{symbol[:-len(quote)]}/{quote}"
+            return f"{symbol[: -len(quote)]}/{quote}"
     return symbol
 
 
@@ -80,9 +81,9 @@ class _WireLog(logging.LoggerAdapter):
     def __init__(self, secret: str) -> None:
         super().__init__(logging.getLogger("websockets.client"), {})
         n = min(8, len(secret))
-        self._pieces = {secret[i:i + n] for i in range(len(secret) - n + 1)}
+        self._pieces = {secret[i : i + n] for i in range(len(secret) - n + 1)}
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 (logging's naming)
+    def isEnabledFor(self, level: int) -> bool:
         return level > logging.DEBUG and self.logger.isEnabledFor(level)
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
@@ -102,17 +103,41 @@ class AlpacaStream(WebSocketSource):
 
     replay = False
 
-    def __init__(self, producer: Producer, symbols: Iterable[str], *, key: str, secret: str,
-                 url: str = "wss://stream.data.alpaca.markets/v1beta3/crypto/us", backoff_s: float = 1.0,
-                 backoff_max_s: float = 60.0, jitter: float = 0.3, healthy_after_s: float = 30.0,
-                 recv_timeout_s: float = 150.0, open_timeout_s: float = 10.0, coalesce_s: float = 0.1,
-                 clock: Callable[[], float] = time.time, name: str = "alpaca-ws") -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        symbols: Iterable[str],
+        *,
+        key: str,
+        secret: str,
+        url: str = "wss://stream.data.alpaca.markets/v1beta3/crypto/us",
+        backoff_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        jitter: float = 0.3,
+        healthy_after_s: float = 30.0,
+        recv_timeout_s: float = 150.0,
+        open_timeout_s: float = 10.0,
+        coalesce_s: float = 0.1,
+        clock: Callable[[], float] = time.time,
+        name: str = "alpaca-ws",
+    ) -> None:
         if not key or not secret:
             raise ConfigError("alpaca: an API key and secret are both required")
-        super().__init__(name, producer, symbols, url=url, clock=clock, backoff_s=backoff_s,
-                         backoff_max_s=backoff_max_s, jitter=jitter, healthy_after_s=healthy_after_s,
-                         recv_timeout_s=recv_timeout_s, open_timeout_s=open_timeout_s, coalesce_s=coalesce_s,
-                         ws_logger=_WireLog(secret))
+        super().__init__(
+            name,
+            producer,
+            symbols,
+            url=url,
+            clock=clock,
+            backoff_s=backoff_s,
+            backoff_max_s=backoff_max_s,
+            jitter=jitter,
+            healthy_after_s=healthy_after_s,
+            recv_timeout_s=recv_timeout_s,
+            open_timeout_s=open_timeout_s,
+            coalesce_s=coalesce_s,
+            ws_logger=_WireLog(secret),
+        )
         self._key = key
         self._secret = secret
         self.pairs = sorted(to_pair(s) for s in self.symbols)
@@ -128,8 +153,11 @@ class AlpacaStream(WebSocketSource):
         self._expect(ws, "connected")
         ws.send(orjson.dumps({"action": "auth", "key": self._key, "secret": self._secret}).decode())
         self._expect(ws, "authenticated")
-        ws.send(orjson.dumps({"action": "subscribe", "trades": self.pairs, "bars": self.pairs,
-                              "dailyBars": self.pairs}).decode())
+        ws.send(
+            orjson.dumps(
+                {"action": "subscribe", "trades": self.pairs, "bars": self.pairs, "dailyBars": self.pairs}
+            ).decode()
+        )
 
     def _expect(self, ws: ClientConnection, what: str) -> None:
         """Read control messages until ``{"T":"success","msg":what}``; raise on an error."""
@@ -174,12 +202,20 @@ class AlpacaStream(WebSocketSource):
             raise BadMessageError([Violation("[]", item, "an object with a type T")])
         kind = item.get("T")
         if kind == "t":
-            self._trade(dump(item), from_pair(text(item, "S")), rfc3339_ms(item.get("t")),
-                        number(item, "p"), number(item, "s"))
+            self._trade(
+                dump(item), from_pair(text(item, "S")), rfc3339_ms(item.get("t")), number(item, "p"), number(item, "s")
+            )
         elif kind == "d":
-            self._set_day(dump(item), from_pair(text(item, "S")), rfc3339_ms(item.get("t")), last=number(item, "c"),
-                          open=number(item, "o"), high=number(item, "h"), low=number(item, "l"),
-                          volume=number(item, "v"))
+            self._set_day(
+                dump(item),
+                from_pair(text(item, "S")),
+                rfc3339_ms(item.get("t")),
+                last=number(item, "c"),
+                open=number(item, "o"),
+                high=number(item, "h"),
+                low=number(item, "l"),
+                volume=number(item, "v"),
+            )
         elif kind == "b":
             symbol = from_pair(text(item, "S"))
             if self._known(dump(item), symbol):

@@ -34,8 +34,9 @@ class MarketSource(Worker):
     # Replays are exempt from the freshness rule (header ``feed: replay``); live feeds are not.
     replay: bool = False
 
-    def __init__(self, name: str, producer: Producer, symbols: Iterable[str], *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, name: str, producer: Producer, symbols: Iterable[str], *, clock: Callable[[], float] = time.time
+    ) -> None:
         super().__init__(name)
         self.producer = producer
         self.symbols = frozenset(symbols)
@@ -53,15 +54,27 @@ class MarketSource(Worker):
             tick = build(MarketData, **fields)
             assert isinstance(tick, MarketData)
             if self.symbols and tick.symbol not in self.symbols:
-                raise BadMessageError([Violation("symbol", tick.symbol,
-                                                 f"one of the configured symbols ({', '.join(sorted(self.symbols))})")])
+                raise BadMessageError(
+                    [
+                        Violation(
+                            "symbol", tick.symbol, f"one of the configured symbols ({', '.join(sorted(self.symbols))})"
+                        )
+                    ]
+                )
             if not self.replay:
                 check_fresh(tick, int(self.clock() * 1000))
             last = self._last_ts.get(tick.symbol)
             if last is not None and tick.timestamp <= last:
                 what = "duplicate" if tick.timestamp == last else "out of order"
-                raise BadMessageError([Violation("timestamp", tick.timestamp,
-                                                 f"newer than the symbol's last tick ({last}); this one is {what}")])
+                raise BadMessageError(
+                    [
+                        Violation(
+                            "timestamp",
+                            tick.timestamp,
+                            f"newer than the symbol's last tick ({last}); this one is {what}",
+                        )
+                    ]
+                )
         except BadMessageError as exc:
             self.reject(raw, exc, key=str(fields.get("symbol") or "") or None)
             return None
@@ -75,8 +88,9 @@ class MarketSource(Worker):
         if isinstance(exc, str):
             exc = BadMessageError(exc)
         value = raw if isinstance(raw, (bytes, str)) else repr(raw)
-        reason = publish_dead_letter(self.producer, exc, topic=MARKET_DATA, value=value, stage=self.name,
-                                     key=key.encode() if key else None)
+        reason = publish_dead_letter(
+            self.producer, exc, topic=MARKET_DATA, value=value, stage=self.name, key=key.encode() if key else None
+        )
         rule = exc.violations[0].rule if exc.violations else reason
         with self._counts_lock:
             self.rejections[rule] += 1

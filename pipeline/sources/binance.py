@@ -60,10 +60,19 @@ class BinanceTickerPoller(MarketSource):
 
     replay = False
 
-    def __init__(self, producer: Producer, symbols: Iterable[str], *, base_url: str = "https://api.binance.com",
-                 interval_s: float = 60.0, timeout_s: float = 10.0, backoff_s: float = 1.0,
-                 backoff_max_s: float = 300.0, clock: Callable[[], float] = time.time,
-                 name: str = "binance-rest") -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        symbols: Iterable[str],
+        *,
+        base_url: str = "https://api.binance.com",
+        interval_s: float = 60.0,
+        timeout_s: float = 10.0,
+        backoff_s: float = 1.0,
+        backoff_max_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+        name: str = "binance-rest",
+    ) -> None:
         super().__init__(name, producer, symbols, clock=clock)
         self.base_url = base_url.rstrip("/")
         self.interval_s = interval_s
@@ -128,7 +137,7 @@ class BinanceTickerPoller(MarketSource):
     def _get(self, url: str) -> tuple[int, Any, bytes]:
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:  # noqa: S310 (URL from config)
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
                 return resp.status, resp.headers, resp.read()
         except urllib.error.HTTPError as exc:  # 4xx/5xx carry Binance's JSON and headers
             try:
@@ -145,9 +154,14 @@ class BinanceTickerPoller(MarketSource):
         try:
             symbol = text(item, "symbol")
             close_time = int(number(item, "closeTime"))
-            fields = dict(price=number(item, "lastPrice"), open=number(item, "openPrice"),
-                          high=number(item, "highPrice"), low=number(item, "lowPrice"),
-                          volume=number(item, "volume"), price_change_pct=number(item, "priceChangePercent"))
+            fields = dict(
+                price=number(item, "lastPrice"),
+                open=number(item, "openPrice"),
+                high=number(item, "highPrice"),
+                low=number(item, "lowPrice"),
+                volume=number(item, "volume"),
+                price_change_pct=number(item, "priceChangePercent"),
+            )
         except BadMessageError as exc:
             self.reject(raw, exc, key=item.get("symbol") if isinstance(item, dict) else None)
             return 0
@@ -169,14 +183,36 @@ class BinanceStream(WebSocketSource):
 
     replay = False
 
-    def __init__(self, producer: Producer, symbols: Iterable[str], *, url: str = "wss://stream.binance.com:9443",
-                 backoff_s: float = 1.0, backoff_max_s: float = 60.0, jitter: float = 0.3,
-                 healthy_after_s: float = 30.0, recv_timeout_s: float = 30.0, open_timeout_s: float = 10.0,
-                 coalesce_s: float = 0.1, clock: Callable[[], float] = time.time,
-                 name: str = "binance-ws") -> None:
-        super().__init__(name, producer, symbols, url=url, clock=clock, backoff_s=backoff_s,
-                         backoff_max_s=backoff_max_s, jitter=jitter, healthy_after_s=healthy_after_s,
-                         recv_timeout_s=recv_timeout_s, open_timeout_s=open_timeout_s, coalesce_s=coalesce_s)
+    def __init__(
+        self,
+        producer: Producer,
+        symbols: Iterable[str],
+        *,
+        url: str = "wss://stream.binance.com:9443",
+        backoff_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        jitter: float = 0.3,
+        healthy_after_s: float = 30.0,
+        recv_timeout_s: float = 30.0,
+        open_timeout_s: float = 10.0,
+        coalesce_s: float = 0.1,
+        clock: Callable[[], float] = time.time,
+        name: str = "binance-ws",
+    ) -> None:
+        super().__init__(
+            name,
+            producer,
+            symbols,
+            url=url,
+            clock=clock,
+            backoff_s=backoff_s,
+            backoff_max_s=backoff_max_s,
+            jitter=jitter,
+            healthy_after_s=healthy_after_s,
+            recv_timeout_s=recv_timeout_s,
+            open_timeout_s=open_timeout_s,
+            coalesce_s=coalesce_s,
+        )
 
     def streams(self) -> list[str]:
         """Return the stream names subscribed to, three per symbol."""
@@ -190,15 +226,22 @@ class BinanceStream(WebSocketSource):
         if isinstance(msg, dict) and "id" in msg and ("result" in msg or "error" in msg):
             return  # the answer to a live SUBSCRIBE/LIST_SUBSCRIPTIONS request
         if not isinstance(msg, dict) or not isinstance(msg.get("data"), dict) or "stream" not in msg:
-            raise BadMessageError("not a combined-stream frame ({\"stream\": ..., \"data\": {...}})")
+            raise BadMessageError('not a combined-stream frame ({"stream": ..., "data": {...}})')
         data = msg["data"]
         event = text(data, "e")
         if event == "trade":
             self._trade(frame, text(data, "s"), int(number(data, "T")), number(data, "p"), number(data, "q"))
         elif event == "24hrMiniTicker":
-            self._set_day(frame, text(data, "s"), int(number(data, "E")), last=number(data, "c"),
-                          open=number(data, "o"), high=number(data, "h"), low=number(data, "l"),
-                          volume=number(data, "v"))
+            self._set_day(
+                frame,
+                text(data, "s"),
+                int(number(data, "E")),
+                last=number(data, "c"),
+                open=number(data, "o"),
+                high=number(data, "h"),
+                low=number(data, "l"),
+                volume=number(data, "v"),
+            )
         elif event == "kline":
             k = data.get("k")
             if not isinstance(k, dict) or not isinstance(k.get("x"), bool):

@@ -37,15 +37,38 @@ class BybitStream(WebSocketSource):
 
     replay = False
 
-    def __init__(self, producer: Producer, symbols: Iterable[str], *,
-                 url: str = "wss://stream.bybit.com/v5/public/spot", ping_interval_s: float = 20.0,
-                 backoff_s: float = 1.0, backoff_max_s: float = 60.0, jitter: float = 0.3,
-                 healthy_after_s: float = 30.0, recv_timeout_s: float = 45.0, open_timeout_s: float = 10.0,
-                 coalesce_s: float = 0.1, clock: Callable[[], float] = time.time, name: str = "bybit-ws") -> None:
-        super().__init__(name, producer, symbols, url=url, clock=clock, backoff_s=backoff_s,
-                         backoff_max_s=backoff_max_s, jitter=jitter, healthy_after_s=healthy_after_s,
-                         recv_timeout_s=recv_timeout_s, heartbeat_s=ping_interval_s,
-                         open_timeout_s=open_timeout_s, coalesce_s=coalesce_s)
+    def __init__(
+        self,
+        producer: Producer,
+        symbols: Iterable[str],
+        *,
+        url: str = "wss://stream.bybit.com/v5/public/spot",
+        ping_interval_s: float = 20.0,
+        backoff_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        jitter: float = 0.3,
+        healthy_after_s: float = 30.0,
+        recv_timeout_s: float = 45.0,
+        open_timeout_s: float = 10.0,
+        coalesce_s: float = 0.1,
+        clock: Callable[[], float] = time.time,
+        name: str = "bybit-ws",
+    ) -> None:
+        super().__init__(
+            name,
+            producer,
+            symbols,
+            url=url,
+            clock=clock,
+            backoff_s=backoff_s,
+            backoff_max_s=backoff_max_s,
+            jitter=jitter,
+            healthy_after_s=healthy_after_s,
+            recv_timeout_s=recv_timeout_s,
+            heartbeat_s=ping_interval_s,
+            open_timeout_s=open_timeout_s,
+            coalesce_s=coalesce_s,
+        )
         self.ping_interval_s = ping_interval_s
         self.pings = 0
         self.pongs = 0
@@ -57,8 +80,11 @@ class BybitStream(WebSocketSource):
     def _on_open(self, ws: ClientConnection) -> None:
         topics = self.topics()
         for i in range(0, len(topics), MAX_ARGS):
-            ws.send(orjson.dumps({"req_id": f"sub-{i // MAX_ARGS + 1}", "op": "subscribe",
-                                  "args": topics[i:i + MAX_ARGS]}).decode())
+            ws.send(
+                orjson.dumps(
+                    {"req_id": f"sub-{i // MAX_ARGS + 1}", "op": "subscribe", "args": topics[i : i + MAX_ARGS]}
+                ).decode()
+            )
 
     def _heartbeat(self, ws: ClientConnection) -> None:
         ws.send('{"op":"ping"}')
@@ -80,13 +106,21 @@ class BybitStream(WebSocketSource):
             self._ticker(frame, data, int(number(msg, "ts")))
         elif kind == "publicTrade":
             for item in self._items(data):
-                self._item(item, lambda it: self._trade(dump(it), text(it, "s"), int(number(it, "T")),
-                                                        number(it, "p"), number(it, "v")))
+                self._item(
+                    item,
+                    lambda it: self._trade(
+                        dump(it), text(it, "s"), int(number(it, "T")), number(it, "p"), number(it, "v")
+                    ),
+                )
         elif kind == "kline.1":
             if self._known(frame, symbol):
                 for item in self._items(data):
-                    self._item(item, lambda it: self._closed_bar(symbol, int(number(it, "start")))
-                               if it.get("confirm") is True else None)
+                    self._item(
+                        item,
+                        lambda it: (
+                            self._closed_bar(symbol, int(number(it, "start"))) if it.get("confirm") is True else None
+                        ),
+                    )
         else:
             log.debug("%s: ignoring topic %s", self.name, topic)
 
@@ -105,8 +139,16 @@ class BybitStream(WebSocketSource):
             open_ = number(d, "prevPrice24h")
         else:  # price24hPcnt is a fraction of the price 24 h ago
             open_ = last / (1 + number(d, "price24hPcnt"))
-        self._set_day(frame, symbol, ts, last=last, open=open_, high=number(d, "highPrice24h"),
-                      low=number(d, "lowPrice24h"), volume=number(d, "volume24h"))
+        self._set_day(
+            frame,
+            symbol,
+            ts,
+            last=last,
+            open=open_,
+            high=number(d, "highPrice24h"),
+            low=number(d, "lowPrice24h"),
+            volume=number(d, "volume24h"),
+        )
 
     @staticmethod
     def _items(data: Any) -> list[Any]:

@@ -81,8 +81,18 @@ class _SignedClient:
     venue = ""
     format = ""
 
-    def __init__(self, api_key: str, api_secret: str, base_url: str, timeout: float, clock: Clock,
-                 max_attempts: int, backoff_s: float, max_wait_s: float, sleep: Sleep) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        base_url: str,
+        timeout: float,
+        clock: Clock,
+        max_attempts: int,
+        backoff_s: float,
+        max_wait_s: float,
+        sleep: Sleep,
+    ) -> None:
         if not api_key or not api_secret:
             raise ConfigError(f"{self.venue}: an API key and secret are both required")
         self._api_key = api_key
@@ -121,7 +131,7 @@ class _SignedClient:
     def _send(self, url: str, headers: dict[str, str]) -> _Response:
         request = urllib.request.Request(url, headers={"Accept": "application/json", **headers})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as resp:  # noqa: S310 (https URL from config)
+            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                 return _Response(resp.status, resp.headers, resp.read())
         except urllib.error.HTTPError as exc:  # 4xx/5xx still carry the exchange's JSON
             try:
@@ -146,7 +156,7 @@ class _SignedClient:
             if wait_s > self.max_wait_s:
                 raise TransientError(f"{self.venue} {path}: {last}; retry after {wait_s:.0f} s") from None
             if attempt + 1 < self.max_attempts:
-                delay = max(wait_s, self.backoff_s * 2 ** attempt)
+                delay = max(wait_s, self.backoff_s * 2**attempt)
                 log.warning("%s %s failed (%s); retry %d in %.1f s", self.venue, path, last, attempt + 1, delay)
                 self.sleep(delay)
         raise TransientError(f"{self.venue} {path}: {last} (gave up after {self.max_attempts} attempts)")
@@ -175,9 +185,19 @@ class BinanceClient(_SignedClient):
     recv_window = 5000
     AUTH_CODES = frozenset({-1021, -1022, -2014, -2015})
 
-    def __init__(self, api_key: str, api_secret: str, base_url: str = "https://api.binance.com",
-                 timeout: float = 10, clock: Clock = time.time, *, max_attempts: int = 4,
-                 backoff_s: float = 0.5, max_wait_s: float = 60.0, sleep: Sleep = time.sleep) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        base_url: str = "https://api.binance.com",
+        timeout: float = 10,
+        clock: Clock = time.time,
+        *,
+        max_attempts: int = 4,
+        backoff_s: float = 0.5,
+        max_wait_s: float = 60.0,
+        sleep: Sleep = time.sleep,
+    ) -> None:
         super().__init__(api_key, api_secret, base_url, timeout, clock, max_attempts, backoff_s, max_wait_s, sleep)
 
     def fetch(self, symbol: str, since_ms: int | None) -> list[dict[str, Any]]:
@@ -204,8 +224,9 @@ class BinanceClient(_SignedClient):
             params = [("symbol", symbol), ("fromId", next_id), ("limit", self.limit)]
 
     def _sign(self, path: str, params: Sequence[tuple[str, object]]) -> tuple[str, dict[str, str]]:
-        query = urllib.parse.urlencode([*params, ("recvWindow", self.recv_window),
-                                        ("timestamp", int(self.clock() * 1000))])
+        query = urllib.parse.urlencode(
+            [*params, ("recvWindow", self.recv_window), ("timestamp", int(self.clock() * 1000))]
+        )
         url = f"{self.base_url}{path}?{query}&signature={self._hmac(query)}"
         return url, {"X-MBX-APIKEY": self._api_key}
 
@@ -237,10 +258,20 @@ class BybitClient(_SignedClient):
     AUTH_CODES = frozenset({10003, 10004, 10005, 10007, 10008, 10009, 10010, 33004, -2015})
     RETRY_CODES = frozenset({10000, 10016})  # server timeout / server error
 
-    def __init__(self, api_key: str, api_secret: str, base_url: str = "https://api.bybit.com",
-                 timeout: float = 10, clock: Clock = time.time, recv_window: int = 5000, *,
-                 max_attempts: int = 4, backoff_s: float = 0.5, max_wait_s: float = 60.0,
-                 sleep: Sleep = time.sleep) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        base_url: str = "https://api.bybit.com",
+        timeout: float = 10,
+        clock: Clock = time.time,
+        recv_window: int = 5000,
+        *,
+        max_attempts: int = 4,
+        backoff_s: float = 0.5,
+        max_wait_s: float = 60.0,
+        sleep: Sleep = time.sleep,
+    ) -> None:
         super().__init__(api_key, api_secret, base_url, timeout, clock, max_attempts, backoff_s, max_wait_s, sleep)
         self.recv_window = recv_window
 
@@ -305,8 +336,12 @@ class BybitClient(_SignedClient):
         query = "&".join(f"{k}={v}" for k, v in params)
         timestamp = str(int(self.clock() * 1000))
         sign = self._hmac(timestamp + self._api_key + str(self.recv_window) + query)
-        headers = {"X-BAPI-API-KEY": self._api_key, "X-BAPI-TIMESTAMP": timestamp,
-                   "X-BAPI-RECV-WINDOW": str(self.recv_window), "X-BAPI-SIGN": sign}
+        headers = {
+            "X-BAPI-API-KEY": self._api_key,
+            "X-BAPI-TIMESTAMP": timestamp,
+            "X-BAPI-RECV-WINDOW": str(self.recv_window),
+            "X-BAPI-SIGN": sign,
+        }
         return f"{self.base_url}{path}?{query}", headers
 
     def _judge(self, path: str, response: _Response) -> Any:

@@ -71,7 +71,6 @@ def replay_files_from_spec(spec: str) -> dict[str, Path]:
     return files
 
 
-
 Tick = tuple[int, int, dict[str, Any], bool]  # (timestamp, symbol order, MarketData fields, closes a candle)
 
 
@@ -86,9 +85,17 @@ class ReplaySource(MarketSource):
     replay = True
     flush_every = 500  # ticks per producer flush when nothing else flushes
 
-    def __init__(self, producer: Producer, files: Mapping[str, str | Path], *, speed: float = 60.0,
-                 loop: bool = False, name: str = "replay", clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], object] | None = None) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        files: Mapping[str, str | Path],
+        *,
+        speed: float = 60.0,
+        loop: bool = False,
+        name: str = "replay",
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
         if not files:
             raise ConfigError("replay: no files to replay")
         for symbol, path in files.items():
@@ -200,17 +207,28 @@ class ReplaySource(MarketSource):
         window = max(DAY_MS - interval, 0)  # the earlier candles in the 24 h that end with this one
         left = np.searchsorted(start, start - window, side="left")
         index = pd.to_datetime(start, unit="ms")
-        roll = {k: pd.Series(f[k].to_numpy(), index=index).rolling(pd.Timedelta(milliseconds=max(window, 1)),
-                                                                   closed="left")
-                for k in ("high", "low", "volume")}
+        roll = {
+            k: pd.Series(f[k].to_numpy(), index=index).rolling(pd.Timedelta(milliseconds=max(window, 1)), closed="left")
+            for k in ("high", "low", "volume")
+        }
         prev_high = roll["high"].max().fillna(-np.inf).to_numpy() if window else np.full(len(f), -np.inf)
         prev_low = roll["low"].min().fillna(np.inf).to_numpy() if window else np.full(len(f), np.inf)
         prev_vol = roll["volume"].sum().fillna(0.0).to_numpy() if window else np.zeros(len(f))
         opens = f["open"].to_numpy()
         open_24h = opens[left]
-        rows = zip(start.tolist(), span.tolist(), opens.tolist(), f["high"].tolist(), f["low"].tolist(),
-                   f["close"].tolist(), f["volume"].tolist(), open_24h.tolist(), prev_high.tolist(),
-                   prev_low.tolist(), prev_vol.tolist())
+        rows = zip(
+            start.tolist(),
+            span.tolist(),
+            opens.tolist(),
+            f["high"].tolist(),
+            f["low"].tolist(),
+            f["close"].tolist(),
+            f["volume"].tolist(),
+            open_24h.tolist(),
+            prev_high.tolist(),
+            prev_low.tolist(),
+            prev_vol.tolist(),
+        )
         for st, sp, o, h, lo, c, v, o24, ph, pl, pv in rows:
             st += offset
             # quarters of the volume whose running sums are exact, so any summation gives v back
@@ -222,7 +240,19 @@ class ReplaySource(MarketSource):
             for k in range(4):
                 price = prices[k]
                 high, low, cum = max(high, price), min(low, price), cum + volumes[k]
-                yield (times[k], order, {
-                    "symbol": symbol, "timestamp": times[k], "price": price, "open": o24,
-                    "high": max(ph, high), "low": min(pl, low), "volume": cum,
-                    "price_change_pct": (price / o24 - 1) * 100, "tick_volume": volumes[k]}, k == 3)
+                yield (
+                    times[k],
+                    order,
+                    {
+                        "symbol": symbol,
+                        "timestamp": times[k],
+                        "price": price,
+                        "open": o24,
+                        "high": max(ph, high),
+                        "low": min(pl, low),
+                        "volume": cum,
+                        "price_change_pct": (price / o24 - 1) * 100,
+                        "tick_volume": volumes[k],
+                    },
+                    k == 3,
+                )

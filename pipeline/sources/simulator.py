@@ -76,7 +76,7 @@ class MarketSimulator:
 
     def _step(self, walk: _Walk, dt_s: float) -> tuple[float, float]:
         """Advance one step of ``dt_s`` seconds; return (log return, base volume traded)."""
-        long_run = walk.vol ** 2 * dt_s / YEAR_S
+        long_run = walk.vol**2 * dt_s / YEAR_S
         z = self.rng.standard_t(DOF) * math.sqrt((DOF - 2) / DOF)
         r = math.sqrt(walk.var_ratio * long_run) * z
         walk.var_ratio = (1 - ALPHA - BETA) + ALPHA * z * z * walk.var_ratio + BETA * walk.var_ratio
@@ -98,10 +98,16 @@ class MarketSimulator:
         day = [x for x in walk.minutes if x.start > ts - DAY_MS]
         open_24h = day[0].open
         return MarketData(
-            symbol=symbol, timestamp=ts, price=price, open=open_24h,
-            high=max(x.high for x in day), low=min(x.low for x in day),
+            symbol=symbol,
+            timestamp=ts,
+            price=price,
+            open=open_24h,
+            high=max(x.high for x in day),
+            low=min(x.low for x in day),
             volume=sum(x.volume for x in day),
-            price_change_pct=(price / open_24h - 1) * 100, tick_volume=volume)
+            price_change_pct=(price / open_24h - 1) * 100,
+            tick_volume=volume,
+        )
 
     def tick(self, now_ms: int, dt_s: float = 1.0) -> list[MarketData]:
         """Return one tick per symbol at ``now_ms``, ``dt_s`` seconds after the previous one."""
@@ -116,7 +122,6 @@ class MarketSimulator:
         return out
 
 
-
 class SimulatorSource(Worker):
     """Publishes the simulator's ticks to ``crypto.market_data`` every ``tick_ms``.
 
@@ -126,8 +131,15 @@ class SimulatorSource(Worker):
 
     kind = "source"
 
-    def __init__(self, bus: Bus, simulator: MarketSimulator, *, tick_ms: int = 1000,
-                 history_minutes: int = 180, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        simulator: MarketSimulator,
+        *,
+        tick_ms: int = 1000,
+        history_minutes: int = 180,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__("simulator")
         self.bus = bus
         self.simulator = simulator
@@ -154,7 +166,7 @@ class SimulatorSource(Worker):
             try:
                 empty = all(t.end_offset == 0 for t in self.bus.describe_topics([MARKET_DATA]))
                 break
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a young topic's errors vary by backend; all are retried
                 log.warning("cannot read %s offsets yet (%s); retrying", MARKET_DATA, exc)
                 self._stop.wait(0.5 * (attempt + 1))
         if empty and self.history_minutes:

@@ -31,9 +31,17 @@ class ExchangeHistorySource(Worker):
 
     kind = "source"
 
-    def __init__(self, client: TradeHistoryClient, producer: Producer, *, user_id: str,
-                 symbols: Sequence[str], interval_s: float = 300.0, since_ms: int | None = None,
-                 clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        client: TradeHistoryClient,
+        producer: Producer,
+        *,
+        user_id: str,
+        symbols: Sequence[str],
+        interval_s: float = 300.0,
+        since_ms: int | None = None,
+        clock: Clock = time.time,
+    ) -> None:
         super().__init__(f"{client.venue}-history")
         self.client = client
         self.producer = producer
@@ -42,7 +50,7 @@ class ExchangeHistorySource(Worker):
         self.interval_s = interval_s
         self.clock = clock
         self.parse = PARSERS[client.format]
-        self._since: dict[str, int | None] = {s: since_ms for s in self.symbols}
+        self._since: dict[str, int | None] = dict.fromkeys(self.symbols, since_ms)
         self._seen_at_since: dict[str, set[str]] = {s: set() for s in self.symbols}
 
     def _run(self) -> None:
@@ -82,8 +90,19 @@ class ExchangeHistorySource(Worker):
             raw_id = fill_fingerprint(self.user_id, fill, 0, venue=self.client.venue)
             if since is not None and (fill.time < since or (fill.time == since and raw_id in seen)):
                 continue
-            batch.append((fill.time, RawTrade(raw_id=raw_id, user_id=self.user_id, source=self.client.venue,
-                                              format=self.client.format, received_at=now_ms, payload=dict(raw))))
+            batch.append(
+                (
+                    fill.time,
+                    RawTrade(
+                        raw_id=raw_id,
+                        user_id=self.user_id,
+                        source=self.client.venue,
+                        format=self.client.format,
+                        received_at=now_ms,
+                        payload=dict(raw),
+                    ),
+                )
+            )
         if not batch:
             return 0
         key = self.user_id.encode()

@@ -125,12 +125,26 @@ class WebSocketSource(MarketSource):
     poll_s = 0.05
     max_batch = 500  # frames handled before a flush even while more are waiting
 
-    def __init__(self, name: str, producer: Producer, symbols: Iterable[str], *, url: str,
-                 clock: Callable[[], float] = time.time, backoff_s: float = 1.0, backoff_max_s: float = 60.0,
-                 jitter: float = 0.3, healthy_after_s: float = 30.0, recv_timeout_s: float = 30.0,
-                 heartbeat_s: float | None = None, open_timeout_s: float = 10.0, coalesce_s: float = 0.1,
-                 max_held: int = 5000, rng: random.Random | None = None,
-                 ws_logger: logging.Logger | logging.LoggerAdapter[Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        producer: Producer,
+        symbols: Iterable[str],
+        *,
+        url: str,
+        clock: Callable[[], float] = time.time,
+        backoff_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        jitter: float = 0.3,
+        healthy_after_s: float = 30.0,
+        recv_timeout_s: float = 30.0,
+        heartbeat_s: float | None = None,
+        open_timeout_s: float = 10.0,
+        coalesce_s: float = 0.1,
+        max_held: int = 5000,
+        rng: random.Random | None = None,
+        ws_logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    ) -> None:
         super().__init__(name, producer, symbols, clock=clock)
         self.url = url.rstrip("/")
         self.backoff_s = backoff_s
@@ -188,8 +202,9 @@ class WebSocketSource(MarketSource):
                 self.reconnects += 1
             opened_at: float | None = None
             try:
-                with connect(self._connect_url(), open_timeout=self.open_timeout_s, close_timeout=1.0,
-                             logger=self._ws_logger) as ws:
+                with connect(
+                    self._connect_url(), open_timeout=self.open_timeout_s, close_timeout=1.0, logger=self._ws_logger
+                ) as ws:
                     opened_at = time.monotonic()
                     self._on_open(ws)
                     self._session(ws)
@@ -265,8 +280,12 @@ class WebSocketSource(MarketSource):
             self.reject(frame, exc)
         except Exception as exc:  # a frame shaped unlike the docs must not stop the feed
             log.debug("%s: cannot handle frame %.200s", self.name, frame, exc_info=True)
-            self.reject(frame, BadMessageError([Violation("frame", None, f"shaped as the exchange documents it "
-                                                                       f"({type(exc).__name__}: {exc})")]))
+            self.reject(
+                frame,
+                BadMessageError(
+                    [Violation("frame", None, f"shaped as the exchange documents it ({type(exc).__name__}: {exc})")]
+                ),
+            )
 
     def _deliver(self) -> None:
         if self._dirty or self._pending:
@@ -287,18 +306,33 @@ class WebSocketSource(MarketSource):
     def _known(self, raw: Any, symbol: str) -> bool:
         if not self.symbols or symbol in self.symbols:
             return True
-        self.reject(raw, BadMessageError([Violation(
-            "symbol", symbol, f"one of the configured symbols ({', '.join(sorted(self.symbols))})")]), key=symbol)
+        self.reject(
+            raw,
+            BadMessageError(
+                [Violation("symbol", symbol, f"one of the configured symbols ({', '.join(sorted(self.symbols))})")]
+            ),
+            key=symbol,
+        )
         return False
 
-    def _set_day(self, raw: Any, symbol: str, ts: int, *, last: float, open: float, high: float, low: float,
-                 volume: float) -> bool:
+    def _set_day(
+        self, raw: Any, symbol: str, ts: int, *, last: float, open: float, high: float, low: float, volume: float
+    ) -> bool:
         """Check and keep a symbol's 24 h snapshot; dead-letter a bad one (the previous one stays)."""
         if not self._known(raw, symbol):
             return False
         try:
-            build(MarketData, symbol=symbol, timestamp=ts, price=last, open=open, high=high, low=low,
-                  volume=volume, price_change_pct=(last / open - 1) * 100 if open > 0 else 0.0)
+            build(
+                MarketData,
+                symbol=symbol,
+                timestamp=ts,
+                price=last,
+                open=open,
+                high=high,
+                low=low,
+                volume=volume,
+                price_change_pct=(last / open - 1) * 100 if open > 0 else 0.0,
+            )
         except BadMessageError as exc:
             self.reject(raw, exc, key=symbol)
             return False
@@ -354,8 +388,18 @@ class WebSocketSource(MarketSource):
             high, low = max(high, trade.high), min(low, trade.low)
         pct = (price / day.open - 1) * 100 if day.open > 0 and price > 0 else 0.0
         raw = trade.raw[0] if len(trade.raw) == 1 else "\n".join(trade.raw)
-        self.emit(raw, symbol=symbol, timestamp=trade.ts, price=price, open=day.open, high=high, low=low,
-                  volume=day.volume, price_change_pct=pct, tick_volume=trade.qty)
+        self.emit(
+            raw,
+            symbol=symbol,
+            timestamp=trade.ts,
+            price=price,
+            open=day.open,
+            high=high,
+            low=low,
+            volume=day.volume,
+            price_change_pct=pct,
+            tick_volume=trade.qty,
+        )
 
     def _closed_bar(self, symbol: str, open_ms: int, interval_ms: int = MINUTE_MS) -> None:
         """Note a closed kline of ``symbol``; count a gap when klines are missing before it."""
@@ -366,5 +410,7 @@ class WebSocketSource(MarketSource):
         if previous is not None and open_ms - previous > interval_ms:
             minutes = (open_ms - previous - interval_ms) / MINUTE_MS
             self.gaps += 1
-            self.health.error(f"{symbol}: kline gap, {minutes:g} minute{'' if minutes == 1 else 's'} missing "
-                              f"between the closed klines opened at {previous} and {open_ms}")
+            self.health.error(
+                f"{symbol}: kline gap, {minutes:g} minute{'' if minutes == 1 else 's'} missing "
+                f"between the closed klines opened at {previous} and {open_ms}"
+            )

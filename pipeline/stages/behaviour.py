@@ -30,8 +30,19 @@ def row_of(t: Trade) -> Row:
     if pnl is None and t.kind != "lot" and t.exit_price is not None:
         pnl = (t.exit_price - t.entry_price) * t.quantity * (1.0 if t.side == "BUY" else -1.0)
     key = t.lot_id if t.kind == "round_trip" and t.lot_id else t.trade_id
-    return Row(t.user_id, t.trade_id, t.kind, t.symbol, t.side, key, t.entry_time, t.exit_time, notional, pnl,
-               None if pnl is None or notional <= 0 else pnl / notional * 100.0)
+    return Row(
+        t.user_id,
+        t.trade_id,
+        t.kind,
+        t.symbol,
+        t.side,
+        key,
+        t.entry_time,
+        t.exit_time,
+        notional,
+        pnl,
+        None if pnl is None or notional <= 0 else pnl / notional * 100.0,
+    )
 
 
 def _fresh(conn: Any, rows: list[Row]) -> set[str]:
@@ -42,9 +53,17 @@ def _fresh(conn: Any, rows: list[Row]) -> set[str]:
 
 def alert_of(f: Finding) -> BehavioralAlert:
     """Return the ``behavioral-alerts`` message of a finding."""
-    return BehavioralAlert(alert_id=f.alert_id, user_id=f.user_id, alert_type=f.alert_type, severity=f.severity,
-                           timestamp=f.timestamp, trade_ids=list(f.trade_ids), message=f.message, details=f.details,
-                           void=f.void)
+    return BehavioralAlert(
+        alert_id=f.alert_id,
+        user_id=f.user_id,
+        alert_type=f.alert_type,
+        severity=f.severity,
+        timestamp=f.timestamp,
+        trade_ids=list(f.trade_ids),
+        message=f.message,
+        details=f.details,
+        void=f.void,
+    )
 
 
 def _day_start(day: date, zone: ZoneInfo) -> int:
@@ -89,17 +108,25 @@ class BehaviourStage(Stage):
 
     def _detect(self, conn: Any, user: str, focus: list[Row], fresh: set[str]) -> list[Finding]:
         r = self.rules
-        times = [f.entry_time for f in focus if f.is_entry] + [f.exit_time for f in focus
-                                                               if f.is_result and f.exit_time is not None]
+        times = [f.entry_time for f in focus if f.is_entry] + [
+            f.exit_time for f in focus if f.is_result and f.exit_time is not None
+        ]
         if not times:
             return []
         f0, f1 = min(times), max(times)
         window = max(r.revenge_window_min, r.escalation_window_min) * MINUTE_MS
         hist = f0 - (r.overtrading_history_days + 1) * 86_400_000
-        params = {"u": user, "f0": f0, "hi": f1 + window, "lo": f0 - r.revenge_window_min * MINUTE_MS, "hist": hist,
-                  "min_loss": r.revenge_min_loss, "min_pct": r.revenge_min_loss_pct,
-                  "closes": 2 * max(r.loss_streak, r.escalation_after_losses, r.escalation_after_wins) + 20,
-                  "k": max(r.revenge_size_lookback, r.escalation_lookback) + r.revenge_max_entries}
+        params = {
+            "u": user,
+            "f0": f0,
+            "hi": f1 + window,
+            "lo": f0 - r.revenge_window_min * MINUTE_MS,
+            "hist": hist,
+            "min_loss": r.revenge_min_loss,
+            "min_pct": r.revenge_min_loss_pct,
+            "closes": 2 * max(r.loss_streak, r.escalation_after_losses, r.escalation_after_wins) + 20,
+            "k": max(r.revenge_size_lookback, r.escalation_lookback) + r.revenge_max_entries,
+        }
         context = list(map(Row._make, behaviour.context(conn, params)))
         entries = [f for f in focus if f.is_entry]
         if not entries:
@@ -107,8 +134,10 @@ class BehaviourStage(Stage):
         zone = r.zone
         first = datetime.fromtimestamp(min(e.entry_time for e in entries) / 1000, zone).date()
         last = datetime.fromtimestamp(max(e.entry_time for e in entries) / 1000, zone).date()
-        days = [first - timedelta(days=r.overtrading_history_days) + timedelta(days=i)
-                for i in range((last - first).days + 2 * r.overtrading_history_days + 2)]
+        days = [
+            first - timedelta(days=r.overtrading_history_days) + timedelta(days=i)
+            for i in range((last - first).days + 2 * r.overtrading_history_days + 2)
+        ]
         starts = [_day_start(d, zone) for d in days]
         counts: Counter[date] = Counter()
         for q, n in behaviour.day_counts(conn, user, starts[0], starts[-1]):

@@ -18,6 +18,7 @@ first batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -62,13 +63,27 @@ class DecisionStage(Stage):
     offset_reset: ClassVar[OffsetReset] = "latest"
     isolates_failures: ClassVar[bool] = False  # its portfolio cannot take a batch twice
 
-    def __init__(self, bus: Bus, *, model: str = "random_forest", confirm_models: tuple[str, ...] = (),
-                 risk: RiskSettings | None = None, exchange: ExchangeSettings | None = None,
-                 hold_ms: int = 120_000, account: str = DEFAULT_ACCOUNT) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        model: str = "random_forest",
+        confirm_models: tuple[str, ...] = (),
+        risk: RiskSettings | None = None,
+        exchange: ExchangeSettings | None = None,
+        hold_ms: int = 120_000,
+        account: str = DEFAULT_ACCOUNT,
+    ) -> None:
         self.bus = bus
         self.models = (model, *[m for m in confirm_models if m != model])
-        self.desk = Desk(Exchange(exchange or ExchangeSettings()), risk or RiskSettings(), model,
-                         tuple(confirm_models), account=account, keep_statuses=False)
+        self.desk = Desk(
+            Exchange(exchange or ExchangeSettings()),
+            risk or RiskSettings(),
+            model,
+            tuple(confirm_models),
+            account=account,
+            keep_statuses=False,
+        )
         self.hold_ms = hold_ms
         self.forming: dict[str, _Forming] = {}
         # per symbol: (point, when it was held, monotonic s), oldest first
@@ -133,8 +148,10 @@ class DecisionStage(Stage):
             if self._thread is None or not self._thread.is_alive():
                 failure = self._failure
                 self._reset()
-                raise RuntimeError(f"the decision strategy stopped ({failure!r}); starting again from the "
-                                   f"last commit with the portfolio rebuilt from {ORDERS}")
+                raise RuntimeError(
+                    f"the decision strategy stopped ({failure!r}); starting again from the "
+                    f"last commit with the portfolio rebuilt from {ORDERS}"
+                )
         orders, self.desk.orders = self.desk.orders, []
         return orders
 
@@ -200,10 +217,9 @@ class DecisionStage(Stage):
         self.deferred = later
 
     def _receive(self, order: Order) -> None:
-        try:
+        # The live exchange dead-letters a rejected order and says it CANCELLED; the replica adopts that.
+        with contextlib.suppress(OrderRejected):
             self.exchange.receive(order, authoritative=False)
-        except OrderRejected:
-            pass  # the live exchange dead-letters it and says it CANCELLED; the replica adopts that
 
     def _order(self, order: Order) -> None:
         if account_of(order) != self.desk.account:
@@ -240,8 +256,9 @@ class DecisionStage(Stage):
             point: list[Any] = [tick]  # the replica still sees the price
         else:
             others = tuple(_model_signal(s) for m, s in forming.signals.items() if m != self.desk.model)
-            group = SignalGroup(symbol, forming.timestamp, forming.price, _model_signal(primary), others,
-                                primary.features)
+            group = SignalGroup(
+                symbol, forming.timestamp, forming.price, _model_signal(primary), others, primary.features
+            )
             point = [tick, (SIGNALS, group)]
         held = self.held.setdefault(symbol, deque())
         held.append((point, time.monotonic()))

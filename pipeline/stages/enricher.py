@@ -8,6 +8,7 @@ The context comes from the 1-minute bars the market store holds: the price at th
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, ClassVar
 
@@ -27,7 +28,7 @@ TREND_BAND_PCT = 0.1
 def context_at(closes: list[float], day_ago: float | None) -> dict[str, Any]:
     """Return the context of a time from the closes of the bars up to it (oldest first)."""
     price = closes[-1]
-    returns = [math.log(b / a) for a, b in zip(closes, closes[1:], strict=False)]
+    returns = [math.log(b / a) for a, b in itertools.pairwise(closes)]
     if len(returns) >= 2:
         mean = sum(returns) / len(returns)
         volatility = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)) * 100
@@ -36,9 +37,13 @@ def context_at(closes: list[float], day_ago: float | None) -> dict[str, Any]:
     avg = sum(closes) / len(closes)
     off = (price / avg - 1) * 100
     trend = "flat" if len(closes) < 10 or abs(off) < TREND_BAND_PCT else ("up" if off > 0 else "down")
-    return {"price": price,
-            "change_24h_pct": None if day_ago is None else (price / day_ago - 1) * 100,
-            "volatility_pct": volatility, "trend": trend, "bars": len(closes)}
+    return {
+        "price": price,
+        "change_24h_pct": None if day_ago is None else (price / day_ago - 1) * 100,
+        "volatility_pct": volatility,
+        "trend": trend,
+        "bars": len(closes),
+    }
 
 
 class Enricher(Stage):

@@ -30,14 +30,52 @@ def write_journal(conn: sqlite3.Connection, messages: list[Message], now_ms: int
     alerts = [a for a in messages if isinstance(a, BehavioralAlert)]
     journal.store(
         conn,
-        trades=[(t.trade_id, t.user_id, t.symbol, t.side, t.kind, t.entry_price, t.exit_price, t.quantity,
-                 t.entry_time, t.exit_time, t.pnl, t.fees, t.stop_loss, t.notes, _dumps(list(t.tags)), t.setup,
-                 t.emotion, t.lot_id, _dumps(list(t.fill_ids)), t.source, _dumps(t.context), now_ms)
-                for t in trades if not t.void],
+        trades=[
+            (
+                t.trade_id,
+                t.user_id,
+                t.symbol,
+                t.side,
+                t.kind,
+                t.entry_price,
+                t.exit_price,
+                t.quantity,
+                t.entry_time,
+                t.exit_time,
+                t.pnl,
+                t.fees,
+                t.stop_loss,
+                t.notes,
+                _dumps(list(t.tags)),
+                t.setup,
+                t.emotion,
+                t.lot_id,
+                _dumps(list(t.fill_ids)),
+                t.source,
+                _dumps(t.context),
+                now_ms,
+            )
+            for t in trades
+            if not t.void
+        ],
         void_trades=[t.trade_id for t in trades if t.void],
-        alerts=[(a.alert_id, a.user_id, a.alert_type, a.severity, a.timestamp, _dumps(a.trade_ids), a.message,
-                 _dumps(a.details), now_ms) for a in alerts if not a.void],
-        void_alerts=[a.alert_id for a in alerts if a.void])
+        alerts=[
+            (
+                a.alert_id,
+                a.user_id,
+                a.alert_type,
+                a.severity,
+                a.timestamp,
+                _dumps(a.trade_ids),
+                a.message,
+                _dumps(a.details),
+                now_ms,
+            )
+            for a in alerts
+            if not a.void
+        ],
+        void_alerts=[a.alert_id for a in alerts if a.void],
+    )
 
 
 class JournalStore(Stage):

@@ -26,8 +26,13 @@ WEEK_MS = 7 * 86_400_000
 
 
 def _write(db: sqlite_utils.Database, ticks: list[MarketData], retention_ms: int | None = None) -> None:
-    market.store_ticks(db.conn, [(t.symbol, t.timestamp, t.price, t.open, t.high, t.low, t.volume, t.price_change_pct,
-                                  t.tick_volume) for t in ticks])
+    market.store_ticks(
+        db.conn,
+        [
+            (t.symbol, t.timestamp, t.price, t.open, t.high, t.low, t.volume, t.price_change_pct, t.tick_volume)
+            for t in ticks
+        ],
+    )
     if retention_ms is not None:
         first_minute: dict[str, int] = {}
         for t in ticks:

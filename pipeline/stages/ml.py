@@ -88,9 +88,18 @@ class MLStage(Stage):
     # Signals are about now: a fresh group starts at the topic's end and warms up from the store.
     offset_reset: ClassVar[str] = "latest"
 
-    def __init__(self, db: Database, registry: Registry, *, models: Sequence[str], buy_pct: float = 1.5,
-                 sell_pct: float = -1.5, interval_ms: int = 60_000, reload_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        db: Database,
+        registry: Registry,
+        *,
+        models: Sequence[str],
+        buy_pct: float = 1.5,
+        sell_pct: float = -1.5,
+        interval_ms: int = 60_000,
+        reload_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.db = db
         self.registry = registry
         self.models = tuple(models)
@@ -200,8 +209,7 @@ class MLStage(Stage):
                 if X is None:
                     X = matrices[names] = np.array([[f[n] for n in names] for _, _, f in items], dtype=float)
                 expected, confidence = loaded.predictor.predict(X)
-                for row, (tick, replay, features), r, c in zip(per_row, items, expected.tolist(),
-                                                                confidence.tolist()):
+                for row, (tick, replay, features), r, c in zip(per_row, items, expected.tolist(), confidence.tolist()):
                     signal = self._signal(tick, features, loaded, r, c)
                     row.append((signal, REPLAY_HEADERS) if replay else signal)
             signals[symbol] = per_row
@@ -210,25 +218,37 @@ class MLStage(Stage):
         # and sizes from prices of every symbol as of that tick.
         return [s for symbol, i in order if symbol in signals for s in signals[symbol][i]]
 
-    def _signal(self, tick: MarketData, features: dict[str, float], loaded: _Loaded, expected: float,
-                confidence: float) -> MLSignal:
+    def _signal(
+        self, tick: MarketData, features: dict[str, float], loaded: _Loaded, expected: float, confidence: float
+    ) -> MLSignal:
         change = math.expm1(expected) * 100
         confidence = min(1.0, max(0.0, confidence))
         return MLSignal.model_construct(
-            symbol=tick.symbol, timestamp=tick.timestamp, model=loaded.record.model,
+            symbol=tick.symbol,
+            timestamp=tick.timestamp,
+            model=loaded.record.model,
             prediction_type=loaded.predictor.prediction_type,
-            predicted_value=tick.price * math.exp(expected), current_price=tick.price,
-            expected_change_pct=change, confidence=confidence,
+            predicted_value=tick.price * math.exp(expected),
+            current_price=tick.price,
+            expected_change_pct=change,
+            confidence=confidence,
             signal=signal_of(change, self.buy_pct, self.sell_pct),
             features={k: features[k] for k in (*SEED_FEATURES, *loaded.record.features) if k in features},
-            metadata={**loaded.metadata, "confidence_level": confidence_level(confidence)})
+            metadata={**loaded.metadata, "confidence_level": confidence_level(confidence)},
+        )
 
 
 def _metadata(record: ModelRecord) -> dict[str, Any]:
     """What every signal of ``record`` says about the model: version and out-of-sample quality."""
     metrics = {k: record.metrics.get(k) for k in METADATA_METRICS}
-    baselines = {name: {"accuracy": b.get("accuracy"), "profit_pct": b.get("profit_pct")}
-                 for name, b in record.baselines.items()}
-    return {"model_version": str(record.version), "horizon_bars": record.horizon,
-            "interval_ms": record.interval_ms, "trained_until": record.train_end,
-            "out_of_sample": metrics, "baselines": baselines}
+    baselines = {
+        name: {"accuracy": b.get("accuracy"), "profit_pct": b.get("profit_pct")} for name, b in record.baselines.items()
+    }
+    return {
+        "model_version": str(record.version),
+        "horizon_bars": record.horizon,
+        "interval_ms": record.interval_ms,
+        "trained_until": record.train_end,
+        "out_of_sample": metrics,
+        "baselines": baselines,
+    }

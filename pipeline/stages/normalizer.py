@@ -51,15 +51,40 @@ def parse_raw(raw: RawTrade) -> Fill | TradeEntry:
 
 
 def _entry_trade(raw: RawTrade, e: TradeEntry) -> Trade:
-    return Trade(trade_id=raw.raw_id, user_id=raw.user_id, symbol=e.symbol, side=e.side,
-                 entry_price=e.entry_price, exit_price=e.exit_price, quantity=e.quantity,
-                 entry_time=e.entry_time, exit_time=e.exit_time, pnl=e.pnl, notes=e.notes, source=raw.source,
-                 kind="trade", fees=e.fees, stop_loss=e.stop_loss, tags=e.tags, setup=e.setup, emotion=e.emotion)
+    return Trade(
+        trade_id=raw.raw_id,
+        user_id=raw.user_id,
+        symbol=e.symbol,
+        side=e.side,
+        entry_price=e.entry_price,
+        exit_price=e.exit_price,
+        quantity=e.quantity,
+        entry_time=e.entry_time,
+        exit_time=e.exit_time,
+        pnl=e.pnl,
+        notes=e.notes,
+        source=raw.source,
+        kind="trade",
+        fees=e.fees,
+        stop_loss=e.stop_loss,
+        tags=e.tags,
+        setup=e.setup,
+        emotion=e.emotion,
+    )
 
 
 def _void(trade_id: str, user_id: str, symbol: str) -> Trade:
-    return Trade(trade_id=trade_id, user_id=user_id, symbol=symbol, side="BUY", entry_price=1.0, quantity=1.0,
-                 entry_time=1, source="normalizer", void=True)
+    return Trade(
+        trade_id=trade_id,
+        user_id=user_id,
+        symbol=symbol,
+        side="BUY",
+        entry_price=1.0,
+        quantity=1.0,
+        entry_time=1,
+        source="normalizer",
+        void=True,
+    )
 
 
 class Normalizer(Stage):
@@ -108,11 +133,39 @@ class Normalizer(Stage):
             f: Fill = p.item  # type: ignore[assignment]
             seq += 1
             fee_quote = _fee_in_quote(f, rates)
-            by_key[(p.raw.user_id, f.symbol)].append(LedgerFill(
-                p.raw.raw_id, seq, p.raw.user_id, f.symbol, f.side, f.price, f.quantity, f.time, fee_quote,
-                p.raw.source))
-            rows.append([p.raw.raw_id, seq, p.raw.user_id, f.symbol, f.side, f.price, f.quantity, f.time, f.fee,
-                         f.fee_asset, fee_quote, f.exchange_id, p.raw.source, p.raw.format, ""])
+            by_key[(p.raw.user_id, f.symbol)].append(
+                LedgerFill(
+                    p.raw.raw_id,
+                    seq,
+                    p.raw.user_id,
+                    f.symbol,
+                    f.side,
+                    f.price,
+                    f.quantity,
+                    f.time,
+                    fee_quote,
+                    p.raw.source,
+                )
+            )
+            rows.append(
+                [
+                    p.raw.raw_id,
+                    seq,
+                    p.raw.user_id,
+                    f.symbol,
+                    f.side,
+                    f.price,
+                    f.quantity,
+                    f.time,
+                    f.fee,
+                    f.fee_asset,
+                    fee_quote,
+                    f.exchange_id,
+                    p.raw.source,
+                    p.raw.format,
+                    "",
+                ]
+            )
         extended: list[Trade] = []
         rebuilt: list[Key] = []
         for key, key_fills in by_key.items():
@@ -157,8 +210,12 @@ def _by_fill(records: list[Trade]) -> dict[str, str]:
 
 def _republish_fills(conn: sqlite3.Connection, fill_ids: set[str]) -> list[Trade]:
     """Return the lots and round trips the fills seen before made, as ``_republish`` does for trades."""
-    return [Trade.model_validate_json(line) for records in ledger.fill_records(conn, fill_ids)
-            for line in records.split("\n") if line]
+    return [
+        Trade.model_validate_json(line)
+        for records in ledger.fill_records(conn, fill_ids)
+        for line in records.split("\n")
+        if line
+    ]
 
 
 def _load_lots(conn: sqlite3.Connection, key: Key) -> list[Lot]:
@@ -166,8 +223,15 @@ def _load_lots(conn: sqlite3.Connection, key: Key) -> list[Lot]:
 
 
 def _save_lots(conn: sqlite3.Connection, key: Key, lots: list[Lot]) -> None:
-    ledger.replace_lots(conn, key, [(x.lot_id, x.user_id, x.symbol, x.side, x.price, x.quantity, x.remaining, x.time,
-                                     x.seq, x.fee_per_unit) for x in lots if x.remaining > x.quantity * DUST])
+    ledger.replace_lots(
+        conn,
+        key,
+        [
+            (x.lot_id, x.user_id, x.symbol, x.side, x.price, x.quantity, x.remaining, x.time, x.seq, x.fee_per_unit)
+            for x in lots
+            if x.remaining > x.quantity * DUST
+        ],
+    )
 
 
 def _rebuild(conn: sqlite3.Connection, key: Key, new_ids: set[str]) -> list[Trade]:
@@ -214,4 +278,3 @@ def _fee_in_quote(fill: Fill, rates: _Rates) -> float | None:
     if rate is None and quote in ("USDT", "USDC", "FDUSD", "BUSD"):
         rate = rates.price(asset + "USDT", fill.time)  # dollar stablecoins taken at par
     return None if rate is None else fill.fee * rate
-

@@ -50,8 +50,13 @@ class Notifier(Stage):
     inputs: ClassVar[tuple[str, ...]] = (ORDERS, BEHAVIORAL_ALERTS, ALERTS)
     offset_reset: ClassVar[OffsetReset] = "latest"  # notify about now, not the topic's history
 
-    def __init__(self, *, discord_url: str | None = None, webhook_url: str | None = None,
-                 senders: list[WebhookSender] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        discord_url: str | None = None,
+        webhook_url: str | None = None,
+        senders: list[WebhookSender] | None = None,
+    ) -> None:
         if senders is None:
             senders = self._build(discord_url, webhook_url)
         if not senders:

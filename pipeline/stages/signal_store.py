@@ -31,10 +31,23 @@ class SignalStore(Stage):
         self._pruned_at = 0.0
 
     def process_batch(self, messages: list[Message]) -> list[Message]:
-        rows = [(s.symbol, s.model, s.timestamp, s.signal, s.prediction_type, s.predicted_value, s.current_price,
-                 s.expected_change_pct, s.confidence, str(s.metadata.get("model_version", "")),
-                 orjson.dumps(s.features).decode())
-                for s in messages if isinstance(s, MLSignal)]
+        rows = [
+            (
+                s.symbol,
+                s.model,
+                s.timestamp,
+                s.signal,
+                s.prediction_type,
+                s.predicted_value,
+                s.current_price,
+                s.expected_change_pct,
+                s.confidence,
+                str(s.metadata.get("model_version", "")),
+                orjson.dumps(s.features).decode(),
+            )
+            for s in messages
+            if isinstance(s, MLSignal)
+        ]
         prune = time.monotonic() - self._pruned_at > 60
         if prune:
             self._pruned_at = time.monotonic()

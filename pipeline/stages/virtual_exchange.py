@@ -43,8 +43,9 @@ class VirtualExchangeStage(Stage):
     offset_reset: ClassVar[OffsetReset] = "latest"
     isolates_failures: ClassVar[bool] = False  # its portfolio cannot take a batch twice
 
-    def __init__(self, bus: Bus, db: Database | None, settings: ExchangeSettings | None = None, *,
-                 account: str = DEFAULT_ACCOUNT) -> None:
+    def __init__(
+        self, bus: Bus, db: Database | None, settings: ExchangeSettings | None = None, *, account: str = DEFAULT_ACCOUNT
+    ) -> None:
         self.bus = bus
         self.account = account
         self.db = db
@@ -67,9 +68,16 @@ class VirtualExchangeStage(Stage):
         orders = account_orders(self.bus, f"{self.name}-rebuild", self.account)
         repairs = self.exchange.restore(orders)
         self.rebuilt = True
-        log.info("virtual-exchange: rebuilt %d orders from %s in %.2f s: cash %.2f, %d open, %d pending, "
-                 "%d repaired", len(orders), ORDERS, time.monotonic() - started, self.exchange.cash,
-                 len(self.exchange.positions()), len(self.exchange.pending_orders()), len(repairs))
+        log.info(
+            "virtual-exchange: rebuilt %d orders from %s in %.2f s: cash %.2f, %d open, %d pending, %d repaired",
+            len(orders),
+            ORDERS,
+            time.monotonic() - started,
+            self.exchange.cash,
+            len(self.exchange.positions()),
+            len(self.exchange.pending_orders()),
+            len(repairs),
+        )
         return repairs
 
     def process_batch(self, messages: list[Any]) -> list[Message]:
@@ -93,8 +101,12 @@ class VirtualExchangeStage(Stage):
                 self.rejected += 1
                 self.reject(record, exc)
                 if order.order_id not in ex.books and order.status == "PENDING":
-                    meta = {**order.metadata, "updated_by": UPDATED_BY, "reason": f"rejected: {exc}",
-                            "cancelled_at": order.timestamp}
+                    meta = {
+                        **order.metadata,
+                        "updated_by": UPDATED_BY,
+                        "reason": f"rejected: {exc}",
+                        "cancelled_at": order.timestamp,
+                    }
                     out.append(order.model_copy(update={"status": "CANCELLED", "metadata": meta}))
         # Ticks alone move only the marks: the page's snapshot is rewritten at most once a second then.
         if self.db is not None and (out or received or time.monotonic() - self._stored_at >= 1.0):
@@ -111,8 +123,14 @@ class VirtualExchangeStage(Stage):
         fills = any(o.status in ("FILLED", "CLOSED") for o in orders)
         if now and (fills or now - self._equity_at >= EQUITY_EVERY_MS):
             self._equity_at = now
-            point = (now, snapshot["cash"], snapshot["equity"], snapshot["exposure"], snapshot["fees_paid"],
-                     snapshot["realized"])
+            point = (
+                now,
+                snapshot["cash"],
+                snapshot["equity"],
+                snapshot["exposure"],
+                snapshot["fees_paid"],
+                snapshot["realized"],
+            )
         rows = [_row(o) for o in orders]
         state = orjson.dumps(snapshot).decode()
 
@@ -141,7 +159,27 @@ def account_orders(bus: Bus, group_id: str, account: str) -> list[Order]:
 def _row(o: Order) -> tuple[Any, ...]:
     m = o.metadata
     updated = max(int(m.get(k) or 0) for k in ("filled_at", "closed_at", "cancelled_at")) or o.timestamp
-    return (o.order_id, o.symbol, o.action, o.order_type, o.status, o.quantity, o.price, o.timestamp, updated,
-            o.strategy, o.trigger_signal.model, m.get("fill_price"), m.get("fill_fee"), m.get("filled_at"),
-            m.get("exit_price"), m.get("exit_fee"), m.get("closed_at"), m.get("exit_reason"), m.get("pnl"),
-            m.get("reason"), m.get("closes"), orjson.dumps(o.model_dump(mode="json")).decode())
+    return (
+        o.order_id,
+        o.symbol,
+        o.action,
+        o.order_type,
+        o.status,
+        o.quantity,
+        o.price,
+        o.timestamp,
+        updated,
+        o.strategy,
+        o.trigger_signal.model,
+        m.get("fill_price"),
+        m.get("fill_fee"),
+        m.get("filled_at"),
+        m.get("exit_price"),
+        m.get("exit_fee"),
+        m.get("closed_at"),
+        m.get("exit_reason"),
+        m.get("pnl"),
+        m.get("reason"),
+        m.get("closes"),
+        orjson.dumps(o.model_dump(mode="json")).decode(),
+    )

@@ -22,15 +22,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.candles import candle_prices, candle_spans, candle_times
 from pipeline.errors import PipelineError
 from pipeline.messages import Order
 from pipeline.ml.features import FEATURES, FeatureState
-from pipeline.candles import candle_prices, candle_spans, candle_times
 from pipeline.trading.exchange import Book, Exchange, ExchangeSettings
 from pipeline.trading.metrics import buy_and_hold_curve, curve_metrics, exposure_pct, merge_reasons, trade_metrics
 from pipeline.trading.risk import MEDIUM_CONFIDENCE, RiskSettings
 from pipeline.trading.strategy import (
-    SIGNALS, TICK, BarEventFeed, Desk, Event, MLSignalStrategy, ModelSignal, SignalGroup, bt)
+    SIGNALS,
+    TICK,
+    BarEventFeed,
+    Desk,
+    Event,
+    MLSignalStrategy,
+    ModelSignal,
+    SignalGroup,
+    bt,
+)
 
 SIGNAL_CODES = ("HOLD", "BUY", "SELL")
 Progress = Callable[[float, str], None]
@@ -50,7 +59,7 @@ class _SymbolTicks:
     prices: np.ndarray
     signals: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # model -> (code, confidence, change %)
     levels: np.ndarray  # (bars, 4, 3): ma_7, ma_25, rsi_14
-    act: np.ndarray     # (bars, 4): the trading model's signal can act
+    act: np.ndarray  # (bars, 4): the trading model's signal can act
 
 
 def tick_features(bars: pd.DataFrame, interval_ms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -66,8 +75,9 @@ def tick_features(bars: pd.DataFrame, interval_ms: int) -> tuple[np.ndarray, np.
     levels = np.full((n, 4, 3), np.nan)
     state = FeatureState()
     names = FEATURES
-    for i, (st, sp, oi, hi, li, ci, vi) in enumerate(zip(start.tolist(), span.tolist(), o.tolist(), h.tolist(),
-                                                           lo.tolist(), c.tolist(), v.tolist())):
+    for i, (st, sp, oi, hi, li, ci, vi) in enumerate(
+        zip(start.tolist(), span.tolist(), o.tolist(), h.tolist(), lo.tolist(), c.tolist(), v.tolist())
+    ):
         ps = candle_prices(oi, hi, li, ci)
         times[i] = candle_times(st, sp)
         prices[i] = ps
@@ -80,8 +90,9 @@ def tick_features(bars: pd.DataFrame, interval_ms: int) -> tuple[np.ndarray, np.
     return times, prices, X, levels
 
 
-def model_signals(predictor: Any, X: np.ndarray, buy_pct: float, sell_pct: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def model_signals(
+    predictor: Any, X: np.ndarray, buy_pct: float, sell_pct: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(code, confidence, expected change %) per tick, as the ml stage maps a prediction; code 0 is
     HOLD (also before warm-up), 1 BUY, 2 SELL."""
     shape = X.shape[:2]
@@ -102,8 +113,9 @@ class TickPlan:
     """The events of each backtest bar (slot): every symbol's ticks of that bar in time order, each
     followed by its signal group when the trading model's signal can act."""
 
-    def __init__(self, symbols: list[_SymbolTicks], slots: np.ndarray, model: str,
-                 confirm_models: Sequence[str]) -> None:
+    def __init__(
+        self, symbols: list[_SymbolTicks], slots: np.ndarray, model: str, confirm_models: Sequence[str]
+    ) -> None:
         self.symbols = symbols
         self.slots = slots
         self.model = model
@@ -141,8 +153,14 @@ class TickPlan:
             return ModelSignal(model, SIGNAL_CODES[code[j, k]], float(conf[j, k]), float(change[j, k]))
 
         ma7, ma25, rsi = s.levels[j, k].tolist()
-        return SignalGroup(s.symbol, int(s.times[j, k]), float(s.prices[j, k]), one(self.model),
-                           tuple(one(m) for m in self.confirm), {"ma_7": ma7, "ma_25": ma25, "rsi_14": rsi})
+        return SignalGroup(
+            s.symbol,
+            int(s.times[j, k]),
+            float(s.prices[j, k]),
+            one(self.model),
+            tuple(one(m) for m in self.confirm),
+            {"ma_7": ma7, "ma_25": ma25, "rsi_14": rsi},
+        )
 
 
 @dataclass
@@ -163,14 +181,29 @@ class BacktestResult:
 
     def to_json(self) -> dict[str, Any]:
         """The metrics and every trade as one JSON-ready object (the CLI's ``--json``)."""
-        return {"symbols": self.symbols, "model": self.model, "settings": self.settings, "metrics": self.metrics,
-                "buy_and_hold": self.buy_and_hold, "trades": self.trades, "skipped": self.skipped,
-                "orders": len(self.orders), "timings_s": self.timings}
+        return {
+            "symbols": self.symbols,
+            "model": self.model,
+            "settings": self.settings,
+            "metrics": self.metrics,
+            "buy_and_hold": self.buy_and_hold,
+            "trades": self.trades,
+            "skipped": self.skipped,
+            "orders": len(self.orders),
+            "timings_s": self.timings,
+        }
 
 
-def prepare(bars: Mapping[str, pd.DataFrame], predictors: Mapping[tuple[str, str], Any], *, model: str,
-            confirm_models: Sequence[str] = (), buy_pct: float = 1.5, sell_pct: float = -1.5,
-            interval_ms: int = 60_000) -> tuple[TickPlan, pd.DataFrame]:
+def prepare(
+    bars: Mapping[str, pd.DataFrame],
+    predictors: Mapping[tuple[str, str], Any],
+    *,
+    model: str,
+    confirm_models: Sequence[str] = (),
+    buy_pct: float = 1.5,
+    sell_pct: float = -1.5,
+    interval_ms: int = 60_000,
+) -> tuple[TickPlan, pd.DataFrame]:
     """Compute every tick's signals; return the plan and the clock frame backtrader steps through."""
     models = [model, *[m for m in confirm_models if m != model]]
     symbols: list[_SymbolTicks] = []
@@ -184,19 +217,31 @@ def prepare(bars: Mapping[str, pd.DataFrame], predictors: Mapping[tuple[str, str
         signals = {m: model_signals(predictors[(symbol, m)], X, buy_pct, sell_pct) for m in models}
         code, conf, _ = signals[model]
         act = (code != 0) & (conf >= MEDIUM_CONFIDENCE)
-        symbols.append(_SymbolTicks(symbol, frame["start"].to_numpy(dtype=np.int64), times, prices, signals,
-                                    levels, act))
+        symbols.append(
+            _SymbolTicks(symbol, frame["start"].to_numpy(dtype=np.int64), times, prices, signals, levels, act)
+        )
     slots = np.unique(np.concatenate([s.starts for s in symbols]))
     first = next(iter(bars.values())).set_index("start").reindex(slots).ffill().bfill()
-    clock = pd.DataFrame({k: first[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close", "volume")},
-                         index=pd.to_datetime(slots, unit="ms"))
+    clock = pd.DataFrame(
+        {k: first[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close", "volume")},
+        index=pd.to_datetime(slots, unit="ms"),
+    )
     return TickPlan(symbols, slots, model, confirm_models), clock
 
 
-def run_backtest(bars: Mapping[str, pd.DataFrame], predictors: Mapping[tuple[str, str], Any], *,
-                 model: str = "random_forest", confirm_models: Sequence[str] = (), risk: RiskSettings | None = None,
-                 exchange: ExchangeSettings | None = None, buy_pct: float = 1.5, sell_pct: float = -1.5,
-                 interval_ms: int = 60_000, progress: Progress | None = None) -> BacktestResult:
+def run_backtest(
+    bars: Mapping[str, pd.DataFrame],
+    predictors: Mapping[tuple[str, str], Any],
+    *,
+    model: str = "random_forest",
+    confirm_models: Sequence[str] = (),
+    risk: RiskSettings | None = None,
+    exchange: ExchangeSettings | None = None,
+    buy_pct: float = 1.5,
+    sell_pct: float = -1.5,
+    interval_ms: int = 60_000,
+    progress: Progress | None = None,
+) -> BacktestResult:
     """Backtest ``MLSignalStrategy`` on ``bars`` (symbol -> start, open, high, low, close, volume) with
     ``predictors`` ((symbol, model) -> Predictor)."""
     risk = risk or RiskSettings()
@@ -204,8 +249,15 @@ def run_backtest(bars: Mapping[str, pd.DataFrame], predictors: Mapping[tuple[str
     started = time.perf_counter()
     if progress:
         progress(0.0, "computing the models' signals at every tick")
-    plan, clock = prepare(bars, predictors, model=model, confirm_models=confirm_models, buy_pct=buy_pct,
-                          sell_pct=sell_pct, interval_ms=interval_ms)
+    plan, clock = prepare(
+        bars,
+        predictors,
+        model=model,
+        confirm_models=confirm_models,
+        buy_pct=buy_pct,
+        sell_pct=sell_pct,
+        interval_ms=interval_ms,
+    )
     signals_s = time.perf_counter() - started
     n = len(clock)
     equity = np.empty(n)
@@ -231,16 +283,33 @@ def run_backtest(bars: Mapping[str, pd.DataFrame], predictors: Mapping[tuple[str
     if progress:
         progress(1.0, "done")
     result = _result(plan, clock, desk, equity, exposed, bars, exchange_settings, interval_ms)
-    result.settings = {"model": model, "confirm_models": list(confirm_models), "risk": vars(risk),
-                       "exchange": vars(exchange_settings), "buy_pct": buy_pct, "sell_pct": sell_pct,
-                       "interval_ms": interval_ms}
-    result.timings = {"signals": round(signals_s, 3), "backtrader": round(run_s, 3),
-                      "total": round(time.perf_counter() - started, 3)}
+    result.settings = {
+        "model": model,
+        "confirm_models": list(confirm_models),
+        "risk": vars(risk),
+        "exchange": vars(exchange_settings),
+        "buy_pct": buy_pct,
+        "sell_pct": sell_pct,
+        "interval_ms": interval_ms,
+    }
+    result.timings = {
+        "signals": round(signals_s, 3),
+        "backtrader": round(run_s, 3),
+        "total": round(time.perf_counter() - started, 3),
+    }
     return result
 
 
-def _result(plan: TickPlan, clock: pd.DataFrame, desk: Desk, equity: np.ndarray, exposed: np.ndarray,
-            bars: Mapping[str, pd.DataFrame], settings: ExchangeSettings, interval_ms: int) -> BacktestResult:
+def _result(
+    plan: TickPlan,
+    clock: pd.DataFrame,
+    desk: Desk,
+    equity: np.ndarray,
+    exposed: np.ndarray,
+    bars: Mapping[str, pd.DataFrame],
+    settings: ExchangeSettings,
+    interval_ms: int,
+) -> BacktestResult:
     ex = desk.exchange
     starts = plan.slots
     start_balance = settings.starting_balance
@@ -250,24 +319,45 @@ def _result(plan: TickPlan, clock: pd.DataFrame, desk: Desk, equity: np.ndarray,
     closed = [t for t in trades if t["exit_reason"] != "open"]
     metrics = curve_metrics(equity, starts, start_balance, interval_ms)
     by_trade = trade_metrics(t["pnl"] for t in closed)
-    metrics.update({
-        **by_trade, "why_none": merge_reasons(metrics, by_trade), "open_trades": len(trades) - len(closed),
-        "exposure_pct": exposure_pct(exposed),
-        "fees_paid": ex.fees_paid, "final_equity": float(equity[-1]) if len(equity) else start_balance,
-        "orders": len(desk.orders), "cancelled": sum(1 for b in ex.books.values() if b.status == "CANCELLED")})
+    metrics.update(
+        {
+            **by_trade,
+            "why_none": merge_reasons(metrics, by_trade),
+            "open_trades": len(trades) - len(closed),
+            "exposure_pct": exposure_pct(exposed),
+            "fees_paid": ex.fees_paid,
+            "final_equity": float(equity[-1]) if len(equity) else start_balance,
+            "orders": len(desk.orders),
+            "cancelled": sum(1 for b in ex.books.values() if b.status == "CANCELLED"),
+        }
+    )
     peak = np.maximum.accumulate(equity) if len(equity) else equity
-    curve = pd.DataFrame({"start": starts, "equity": equity, "buy_and_hold": hold,
-                          "drawdown_pct": (equity / peak - 1.0) * 100.0 if len(equity) else equity})
+    curve = pd.DataFrame(
+        {
+            "start": starts,
+            "equity": equity,
+            "buy_and_hold": hold,
+            "drawdown_pct": (equity / peak - 1.0) * 100.0 if len(equity) else equity,
+        }
+    )
     skipped = Counter(desk.skipped)
     for s in plan.symbols:
         code, conf, _ = s.signals[plan.model]
         ready = ~np.isnan(s.levels[..., 0])
         skipped["hold"] += int(((code == 0) & ready).sum())
         skipped["low confidence"] += int(((code != 0) & (conf < MEDIUM_CONFIDENCE)).sum())
-    return BacktestResult(symbols=[s.symbol for s in plan.symbols], model=plan.model, metrics=metrics,
-                          buy_and_hold=curve_metrics(hold, starts, start_balance, interval_ms), trades=trades,
-                          orders=list(desk.orders), statuses=list(desk.statuses), equity=curve,
-                          skipped=dict(skipped), settings={})
+    return BacktestResult(
+        symbols=[s.symbol for s in plan.symbols],
+        model=plan.model,
+        metrics=metrics,
+        buy_and_hold=curve_metrics(hold, starts, start_balance, interval_ms),
+        trades=trades,
+        orders=list(desk.orders),
+        statuses=list(desk.statuses),
+        equity=curve,
+        skipped=dict(skipped),
+        settings={},
+    )
 
 
 def _trade(book: Book, ex: Exchange) -> dict[str, Any]:
@@ -276,9 +366,18 @@ def _trade(book: Book, ex: Exchange) -> dict[str, Any]:
     exit_price = price if is_open else book.exit_price
     pnl = book.unrealized(price) if is_open else book.pnl
     cost = book.quantity * book.fill_price + book.fill_fee
-    return {"order_id": book.order_id, "symbol": book.symbol, "entry_time": book.filled_at,
-            "entry_price": book.fill_price, "exit_time": None if is_open else book.closed_at,
-            "exit_price": exit_price, "quantity": book.quantity, "fees": book.fill_fee + book.exit_fee,
-            "pnl": pnl, "pnl_pct": pnl / cost * 100.0 if cost else 0.0,
-            "exit_reason": "open" if is_open else book.exit_reason,
-            "model": book.order.trigger_signal.model, "confidence": book.order.trigger_signal.confidence}
+    return {
+        "order_id": book.order_id,
+        "symbol": book.symbol,
+        "entry_time": book.filled_at,
+        "entry_price": book.fill_price,
+        "exit_time": None if is_open else book.closed_at,
+        "exit_price": exit_price,
+        "quantity": book.quantity,
+        "fees": book.fill_fee + book.exit_fee,
+        "pnl": pnl,
+        "pnl_pct": pnl / cost * 100.0 if cost else 0.0,
+        "exit_reason": "open" if is_open else book.exit_reason,
+        "model": book.order.trigger_signal.model,
+        "confidence": book.order.trigger_signal.confidence,
+    }

@@ -232,21 +232,29 @@ class Exchange:
             return
         closes = order.metadata.get("closes")
         if not closes:
-            raise OrderRejected([Violation("metadata.closes", closes, "a SELL names the open BUY order it closes; "
-                                           "short selling is not supported")])
+            raise OrderRejected(
+                [
+                    Violation(
+                        "metadata.closes",
+                        closes,
+                        "a SELL names the open BUY order it closes; short selling is not supported",
+                    )
+                ]
+            )
         target = self.books.get(str(closes))
         if target is None or target.order.action != "BUY" or target.symbol != order.symbol:
-            raise OrderRejected([Violation("metadata.closes", closes,
-                                           f"names no BUY order of {order.symbol} on this exchange")])
+            raise OrderRejected(
+                [Violation("metadata.closes", closes, f"names no BUY order of {order.symbol} on this exchange")]
+            )
         if target.status == "CANCELLED":
             raise OrderRejected([Violation("metadata.closes", closes, "that order was cancelled, nothing to close")])
         if not math.isclose(order.quantity, target.quantity, rel_tol=1e-9):
-            raise OrderRejected([Violation("quantity", order.quantity,
-                                           f"a close sells the whole position ({target.quantity})")])
+            raise OrderRejected(
+                [Violation("quantity", order.quantity, f"a close sells the whole position ({target.quantity})")]
+            )
         for other in self.pending_orders(order.symbol):
             if other.closes == closes:
-                raise OrderRejected([Violation("metadata.closes", closes,
-                                               f"order {other.order_id} already closes it")])
+                raise OrderRejected([Violation("metadata.closes", closes, f"order {other.order_id} already closes it")])
 
     def _settle_race(self, book: Book, out: list[Order]) -> bool:
         """A close that arrives after its position was closed by a stop or target: if it would have
@@ -259,8 +267,12 @@ class Exchange:
         if fill_at is not None and fill_at <= target.closed_at and target.exit_order_id is None:
             self._reopen(target)
             return True
-        self._cancel(book, book.order.timestamp, f"the position {target.order_id} was already closed by "
-                                                 f"{target.exit_reason}", out)
+        self._cancel(
+            book,
+            book.order.timestamp,
+            f"the position {target.order_id} was already closed by {target.exit_reason}",
+            out,
+        )
         return False
 
     def _reopen(self, book: Book) -> None:
@@ -302,8 +314,9 @@ class Exchange:
         if order.order_type == "LIMIT":
             ttl = int(order.metadata.get("ttl_ms") or self.settings.limit_ttl_ms)
             if ts > order.timestamp + ttl:
-                self._cancel(book, ts, f"expired: the limit {order.price:g} was not reached in {ttl / 60_000:g} min",
-                             out)
+                self._cancel(
+                    book, ts, f"expired: the limit {order.price:g} was not reached in {ttl / 60_000:g} min", out
+                )
                 return
             if (price > order.price) if order.action == "BUY" else (price < order.price):
                 return
@@ -319,8 +332,12 @@ class Exchange:
         cost = book.quantity * fill
         fee = cost * self._fee
         if cost + fee > self.cash + 1e-9:
-            self._cancel(book, ts, f"insufficient cash: the fill costs {cost + fee:,.2f} USDT, "
-                                   f"cash is {self.cash:,.2f} USDT", out)
+            self._cancel(
+                book,
+                ts,
+                f"insufficient cash: the fill costs {cost + fee:,.2f} USDT, cash is {self.cash:,.2f} USDT",
+                out,
+            )
             return
         self.cash -= cost + fee
         self.fees_paid += fee
@@ -391,9 +408,15 @@ class Exchange:
                 meta["stop"] = book.stop
                 meta["high"] = book.high
         if book.status == "CLOSED":
-            meta.update(exit_price=book.exit_price, exit_fee=book.exit_fee, closed_at=book.closed_at,
-                        exit_reason=book.exit_reason, exit_order_id=book.exit_order_id, pnl=book.pnl,
-                        pnl_pct=book.pnl / (book.quantity * book.fill_price + book.fill_fee) * 100.0)
+            meta.update(
+                exit_price=book.exit_price,
+                exit_fee=book.exit_fee,
+                closed_at=book.closed_at,
+                exit_reason=book.exit_reason,
+                exit_order_id=book.exit_order_id,
+                pnl=book.pnl,
+                pnl_pct=book.pnl / (book.quantity * book.fill_price + book.fill_fee) * 100.0,
+            )
         if book.status == "CANCELLED":
             meta.update(reason=book.reason, cancelled_at=book.closed_at)
         return book.order.model_copy(update={"status": book.status, "metadata": meta})
@@ -479,8 +502,14 @@ class Exchange:
             del self.pending[book.symbol][book.order_id]
             self.open.setdefault(book.symbol, {})[book.order_id] = book
         if order.status == "CLOSED":
-            self._adopt_close(book, float(meta["exit_price"]), float(meta["exit_fee"]), int(meta["closed_at"]),
-                              str(meta.get("exit_reason")), meta.get("exit_order_id"))
+            self._adopt_close(
+                book,
+                float(meta["exit_price"]),
+                float(meta["exit_fee"]),
+                int(meta["closed_at"]),
+                str(meta.get("exit_reason")),
+                meta.get("exit_order_id"),
+            )
         return []
 
     def _correct(self, book: Book, order: Order) -> None:
@@ -539,15 +568,32 @@ class Exchange:
         positions = []
         for b in self.positions():
             mark = self._mark(b)
-            positions.append({
-                "order_id": b.order_id, "symbol": b.symbol, "quantity": b.quantity, "entry_price": b.fill_price,
-                "price": mark, "value": b.quantity * mark, "unrealized": b.unrealized(mark),
-                "unrealized_pct": (mark / b.fill_price - 1.0) * 100.0, "stop": b.stop, "take_profit": b.take_profit,
-                "filled_at": b.filled_at})
+            positions.append(
+                {
+                    "order_id": b.order_id,
+                    "symbol": b.symbol,
+                    "quantity": b.quantity,
+                    "entry_price": b.fill_price,
+                    "price": mark,
+                    "value": b.quantity * mark,
+                    "unrealized": b.unrealized(mark),
+                    "unrealized_pct": (mark / b.fill_price - 1.0) * 100.0,
+                    "stop": b.stop,
+                    "take_profit": b.take_profit,
+                    "filled_at": b.filled_at,
+                }
+            )
         equity = self.equity()
-        return {"cash": self.cash, "equity": equity, "starting_balance": self.settings.starting_balance,
-                "exposure": self.exposure(), "exposure_pct": self.exposure() / equity * 100.0 if equity else 0.0,
-                "fees_paid": self.fees_paid, "realized": self.realized, "unrealized": self.unrealized(),
-                "positions": positions,
-                "pending": [self._message(b).model_dump(mode="json") for b in self.pending_orders()],
-                "market_time": {symbol: int(t) for symbol, (t, _) in self.last.items()}}
+        return {
+            "cash": self.cash,
+            "equity": equity,
+            "starting_balance": self.settings.starting_balance,
+            "exposure": self.exposure(),
+            "exposure_pct": self.exposure() / equity * 100.0 if equity else 0.0,
+            "fees_paid": self.fees_paid,
+            "realized": self.realized,
+            "unrealized": self.unrealized(),
+            "positions": positions,
+            "pending": [self._message(b).model_dump(mode="json") for b in self.pending_orders()],
+            "market_time": {symbol: int(t) for symbol, (t, _) in self.last.items()},
+        }

@@ -18,16 +18,26 @@ MANUAL_STRATEGY = "manual"
 TRADER = "trader"
 
 
-def close_request(order_id: str, symbol: str, quantity: float, price: float, *, now_ms: int,
-                  account: str = DEFAULT_ACCOUNT) -> Order:
+def close_request(
+    order_id: str, symbol: str, quantity: float, price: float, *, now_ms: int, account: str = DEFAULT_ACCOUNT
+) -> Order:
     """Return a SELL MARKET order that closes the open BUY ``order_id`` (its whole ``quantity``)
     at the next tick after ``now_ms``; ``price`` is the last price, for the order's value."""
     return Order(
-        order_id=f"MAN-{now_ms}-{symbol}-X", symbol=symbol, timestamp=now_ms, action="SELL", order_type="MARKET",
-        quantity=quantity, price=price, total_value=quantity * price, status="PENDING", strategy=MANUAL_STRATEGY,
+        order_id=f"MAN-{now_ms}-{symbol}-X",
+        symbol=symbol,
+        timestamp=now_ms,
+        action="SELL",
+        order_type="MARKET",
+        quantity=quantity,
+        price=price,
+        total_value=quantity * price,
+        status="PENDING",
+        strategy=MANUAL_STRATEGY,
         trigger_signal=TriggerSignal(model="manual", confidence=1.0, expected_change_pct=0.0),
         risk_management=RiskManagement(),
-        metadata={"closes": order_id, "reason": "manual", "created_by": TRADER, "account": account})
+        metadata={"closes": order_id, "reason": "manual", "created_by": TRADER, "account": account},
+    )
 
 
 def cancel_request(order: Order, *, now_ms: int) -> Order:

@@ -55,8 +55,14 @@ def curve_metrics(equity: np.ndarray, starts: np.ndarray, start_balance: float, 
     """Return, CAGR, Sharpe, Sortino and max drawdown of ``equity`` sampled at every bar's close."""
     equity = np.asarray(equity, dtype=float)
     why: dict[str, str] = {}
-    out: dict[str, Any] = {"return_pct": 0.0, "cagr_pct": None, "sharpe": None, "sortino": None,
-                           "max_drawdown_pct": 0.0, "why_none": why}
+    out: dict[str, Any] = {
+        "return_pct": 0.0,
+        "cagr_pct": None,
+        "sharpe": None,
+        "sortino": None,
+        "max_drawdown_pct": 0.0,
+        "why_none": why,
+    }
     if len(equity) == 0:
         for key in ("cagr_pct", "sharpe", "sortino"):
             why[key] = "no bar was tested"
@@ -125,8 +131,9 @@ def exposure_pct(exposed: np.ndarray) -> float:
     return float(exposed.mean() * 100.0) if len(exposed) else 0.0
 
 
-def buy_and_hold_curve(bars: Mapping[str, pd.DataFrame], starts: np.ndarray, start_balance: float,
-                       fee_bps: float) -> np.ndarray:
+def buy_and_hold_curve(
+    bars: Mapping[str, pd.DataFrame], starts: np.ndarray, start_balance: float, fee_bps: float
+) -> np.ndarray:
     """Return the buy-and-hold equity at every slot of ``starts`` (see the module docstring)."""
     growth = np.mean([_growth(frame, starts) for frame in bars.values()], axis=0)
     return start_balance * (1.0 - fee_bps / 10_000.0) * growth

@@ -8,8 +8,8 @@ same signals, prices and portfolio make the same orders.
 from __future__ import annotations
 
 import math
-from decimal import ROUND_DOWN, Decimal
 from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
 from typing import Literal
 
 from pipeline.errors import ConfigError
@@ -28,15 +28,15 @@ SIZINGS: tuple[str, ...] = ("fixed_fraction", "fixed_risk")
 class RiskSettings:
     """How the decision engine sizes and protects positions (percentages are of equity or price)."""
 
-    stop_loss_pct: float = 2.0        # seed 001: stop 2 % under the entry
-    take_profit_pct: float = 5.0      # seed 001: take profit 5 % over the entry
-    trailing_stop_pct: float = 0.0    # 0: off; else the stop follows the highest price by this much
+    stop_loss_pct: float = 2.0  # seed 001: stop 2 % under the entry
+    take_profit_pct: float = 5.0  # seed 001: take profit 5 % over the entry
+    trailing_stop_pct: float = 0.0  # 0: off; else the stop follows the highest price by this much
     sizing: Sizing = "fixed_fraction"
-    position_pct: float = 10.0        # fixed_fraction: each entry is this share of equity
-    risk_pct: float = 1.0             # fixed_risk: a stop-out loses this share of equity
+    position_pct: float = 10.0  # fixed_fraction: each entry is this share of equity
+    risk_pct: float = 1.0  # fixed_risk: a stop-out loses this share of equity
     max_symbol_exposure_pct: float = 25.0
     max_total_exposure_pct: float = 100.0
-    min_order_usdt: float = 10.0      # exchanges refuse smaller orders (Binance's minimum notional)
+    min_order_usdt: float = 10.0  # exchanges refuse smaller orders (Binance's minimum notional)
 
     def __post_init__(self) -> None:
         problems = []
@@ -106,8 +106,17 @@ class SizeDecision:
     capped_by: str | None = None
 
 
-def size_entry(price: float, stop: float, *, equity: float, cash: float, symbol_exposure: float,
-               total_exposure: float, settings: RiskSettings, cost_rate: float = 0.0) -> SizeDecision:
+def size_entry(
+    price: float,
+    stop: float,
+    *,
+    equity: float,
+    cash: float,
+    symbol_exposure: float,
+    total_exposure: float,
+    settings: RiskSettings,
+    cost_rate: float = 0.0,
+) -> SizeDecision:
     """Size a long entry at ``price`` with its stop at ``stop``.
 
     ``cost_rate`` is what a fill costs over its notional (slippage and fee), so a sized order
@@ -137,9 +146,12 @@ def size_entry(price: float, stop: float, *, equity: float, cash: float, symbol_
             notional, capped_by = room, name
     if notional < max(settings.min_order_usdt, 1e-12):
         why = capped_by or "sizing"
-        return SizeDecision(0.0, max(notional, 0.0),
-                            f"{why} leaves {max(notional, 0.0):.2f} USDT, under the "
-                            f"{settings.min_order_usdt:g} USDT minimum order", capped_by)
+        return SizeDecision(
+            0.0,
+            max(notional, 0.0),
+            f"{why} leaves {max(notional, 0.0):.2f} USDT, under the {settings.min_order_usdt:g} USDT minimum order",
+            capped_by,
+        )
     quantity = floor_quantity(notional / price)
     if quantity <= 0:
         return SizeDecision(0.0, 0.0, f"{notional:.2f} USDT buys nothing at {price}")

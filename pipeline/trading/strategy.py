@@ -25,16 +25,16 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 if not hasattr(collections, "Iterable"):  # backtrader 1.9.78 still imports it from collections
     collections.Iterable = collections.abc.Iterable  # type: ignore[attr-defined]
 
-import backtrader as bt  # noqa: E402
+import backtrader as bt
 
-from pipeline.messages import Order, RiskManagement, Side, TriggerSignal  # noqa: E402
-from pipeline.trading.exchange import DEFAULT_ACCOUNT, Exchange  # noqa: E402
-from pipeline.trading.risk import (  # noqa: E402
+from pipeline.messages import Order, RiskManagement, Side, TriggerSignal
+from pipeline.trading.exchange import DEFAULT_ACCOUNT, Exchange
+from pipeline.trading.risk import (
     MEDIUM_CONFIDENCE,
     RiskSettings,
     actionable,
@@ -184,28 +184,49 @@ class MLSignalStrategy(bt.Strategy):
                 desk.skipped["already in a position"] += 1
                 return None
             stop, take = brackets(group.price, desk.risk)
-            size = size_entry(group.price, stop, equity=self.equity(), cash=self.cash(),
-                              symbol_exposure=self.exposure(symbol), total_exposure=self.exposure(),
-                              settings=desk.risk, cost_rate=self.cost_rate())
+            size = size_entry(
+                group.price,
+                stop,
+                equity=self.equity(),
+                cash=self.cash(),
+                symbol_exposure=self.exposure(symbol),
+                total_exposure=self.exposure(),
+                settings=desk.risk,
+                cost_rate=self.cost_rate(),
+            )
             if not size.quantity:
                 desk.skipped[f"no size: {size.capped_by or 'sizing'}"] += 1
                 return None
-            order = self._order(group, "BUY", size.quantity, level, confirmed_by, stop=stop, take=take,
-                                capped_by=size.capped_by)
+            order = self._order(
+                group, "BUY", size.quantity, level, confirmed_by, stop=stop, take=take, capped_by=size.capped_by
+            )
         self.submit(order)
         return order
 
-    def _order(self, group: SignalGroup, action: Side, quantity: float, level: str, confirmed_by: str | None, *,
-               closes: str | None = None, stop: float | None = None, take: float | None = None,
-               capped_by: str | None = None) -> Order:
+    def _order(
+        self,
+        group: SignalGroup,
+        action: Side,
+        quantity: float,
+        level: str,
+        confirmed_by: str | None,
+        *,
+        closes: str | None = None,
+        stop: float | None = None,
+        take: float | None = None,
+        capped_by: str | None = None,
+    ) -> Order:
         desk, p, price = self.desk, group.primary, group.price
         equity = self.equity()
         risk = desk.risk
         metadata: dict[str, Any] = {
             "portfolio_balance_usdt": round(equity, 8),
             "position_size_pct": quantity * price / equity * 100.0 if equity > 0 else 0.0,
-            "created_by": "backtrader_engine", "confidence_level": level, "confirmed_by": confirmed_by,
-            "account": desk.account}
+            "created_by": "backtrader_engine",
+            "confidence_level": level,
+            "confirmed_by": confirmed_by,
+            "account": desk.account,
+        }
         if closes is not None:
             metadata.update(closes=closes, reason="signal")
             rm = RiskManagement()
@@ -213,15 +234,29 @@ class MLSignalStrategy(bt.Strategy):
             metadata["capped_by"] = capped_by
             if risk.trailing_stop_pct:
                 metadata["trailing_stop_pct"] = risk.trailing_stop_pct
-            rm = RiskManagement(stop_loss=stop, take_profit=take, stop_loss_pct=-risk.stop_loss_pct,
-                                take_profit_pct=risk.take_profit_pct)
+            rm = RiskManagement(
+                stop_loss=stop,
+                take_profit=take,
+                stop_loss_pct=-risk.stop_loss_pct,
+                take_profit_pct=risk.take_profit_pct,
+            )
         return Order(
-            order_id=order_id(group.symbol, group.timestamp, action), symbol=group.symbol,
-            timestamp=group.timestamp, action=action, order_type="MARKET", quantity=quantity, price=price,
-            total_value=quantity * price, status="PENDING", strategy=desk.strategy,
-            trigger_signal=TriggerSignal(model=p.model, confidence=p.confidence,
-                                         expected_change_pct=p.expected_change_pct),
-            risk_management=rm, metadata=metadata)
+            order_id=order_id(group.symbol, group.timestamp, action),
+            symbol=group.symbol,
+            timestamp=group.timestamp,
+            action=action,
+            order_type="MARKET",
+            quantity=quantity,
+            price=price,
+            total_value=quantity * price,
+            status="PENDING",
+            strategy=desk.strategy,
+            trigger_signal=TriggerSignal(
+                model=p.model, confidence=p.confidence, expected_change_pct=p.expected_change_pct
+            ),
+            risk_management=rm,
+            metadata=metadata,
+        )
 
 
 def order_id(symbol: str, timestamp: int, action: str) -> str:
@@ -241,7 +276,7 @@ class LiveEventFeed(bt.feed.DataBase):
     params = (("queue", None), ("qcheck", 0.5))
 
     STOP = object()
-    _events: list[Event] = []  # the current point's events; replaced, never changed in place
+    _events: ClassVar[list[Event]] = []  # the current point's events; replaced, never changed in place
 
     def islive(self) -> bool:
         return True

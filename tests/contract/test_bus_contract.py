@@ -21,12 +21,13 @@ from pipeline.topics import TopicSpec
 
 pytestmark = pytest.mark.timeout(240)
 
-POLL_S = 0.1          # one poll's wait inside the loops below
-REBALANCE_S = 60.0    # deadline for a group to settle (Kafka needs a few seconds)
-READ_S = 60.0         # deadline to read what was produced
+POLL_S = 0.1  # one poll's wait inside the loops below
+REBALANCE_S = 60.0  # deadline for a group to settle (Kafka needs a few seconds)
+READ_S = 60.0  # deadline to read what was produced
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
 
 def keys_by_partition(partitions: int, prefix: str = "key") -> dict[int, bytes]:
     """Return one key per partition, found by the same CRC32 rule both buses use."""
@@ -39,16 +40,20 @@ def keys_by_partition(partitions: int, prefix: str = "key") -> dict[int, bytes]:
     return found
 
 
-def create(bus, name: str, partitions: int = 1, retention_ms: int | None = None,
-           cleanup: str = "delete", extra: dict[str, str] | None = None) -> str:
-    created = bus.create_topics([TopicSpec(name, partitions, retention_ms, cleanup=cleanup,
-                                           extra=extra or {})])
+def create(
+    bus,
+    name: str,
+    partitions: int = 1,
+    retention_ms: int | None = None,
+    cleanup: str = "delete",
+    extra: dict[str, str] | None = None,
+) -> str:
+    created = bus.create_topics([TopicSpec(name, partitions, retention_ms, cleanup=cleanup, extra=extra or {})])
     assert created == {name: True}
     return name
 
 
-def produce(bus, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]],
-            producer=None) -> int:
+def produce(bus, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]], producer=None) -> int:
     """Produce (key, value) pairs and flush; fail unless everything was delivered."""
     p = producer or bus.producer()
     n = 0
@@ -94,8 +99,9 @@ class Reader:
         return {r.partition for r in self.records}
 
 
-def poll_until(readers: Sequence[Reader], condition: Callable[[], bool], timeout: float,
-               why: Callable[[], str]) -> None:
+def poll_until(
+    readers: Sequence[Reader], condition: Callable[[], bool], timeout: float, why: Callable[[], str]
+) -> None:
     """Poll every reader in turn until ``condition()`` holds; fail with ``why()`` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -107,8 +113,9 @@ def poll_until(readers: Sequence[Reader], condition: Callable[[], bool], timeout
             pytest.fail(f"not reached within {timeout:.0f} s: {why()}")
 
 
-def read_fresh(bus, group: str, topic: str, until: Callable[[list[Record]], bool],
-               timeout: float = READ_S, *, must: bool = True) -> list[Record]:
+def read_fresh(
+    bus, group: str, topic: str, until: Callable[[list[Record]], bool], timeout: float = READ_S, *, must: bool = True
+) -> list[Record]:
     """Read ``topic`` from the earliest offset with a new group until ``until(records)`` holds;
     at the deadline fail, or (``must=False``) return what was read."""
     reader = Reader(bus.consumer(group, [topic], auto_offset_reset="earliest"))
@@ -117,8 +124,10 @@ def read_fresh(bus, group: str, topic: str, until: Callable[[list[Record]], bool
         while not until(reader.records):
             if time.monotonic() > deadline:
                 if must:
-                    pytest.fail(f"not reached within {timeout:.0f} s: {len(reader.records)} "
-                                f"records read from {topic}, last {reader.records[-3:]}")
+                    pytest.fail(
+                        f"not reached within {timeout:.0f} s: {len(reader.records)} "
+                        f"records read from {topic}, last {reader.records[-3:]}"
+                    )
                 break
             reader.poll()
         return reader.records
@@ -137,8 +146,8 @@ def tpo(records: Iterable[Record]) -> list[tuple[int, int, bytes | None]]:
 
 # -- the contract ----------------------------------------------------------------------------------
 
-class TestBusContract:
 
+class TestBusContract:
     def test_create_topics_is_idempotent_and_described(self, bus, topic_name):
         events, orders, other = topic_name("events"), topic_name("orders"), topic_name("other")
         specs = [TopicSpec(events, 3, 60_000), TopicSpec(orders, 1, None, cleanup="compact")]
@@ -146,13 +155,14 @@ class TestBusContract:
         assert bus.create_topics(specs) == {events: True, orders: True}
         assert bus.create_topics(specs) == {events: False, orders: False}
         assert bus.create_topics([TopicSpec(events, 3, 60_000), TopicSpec(other, 2, None)]) == {
-            events: False, other: True}
+            events: False,
+            other: True,
+        }
 
         states = {t.name: t for t in bus.describe_topics([events, orders])}
         assert set(states) == {events, orders}, "describe_topics(names) must give exactly those"
         ev, od = states[events], states[orders]
-        assert [(p.partition, p.start_offset, p.end_offset) for p in ev.partitions] == [
-            (0, 0, 0), (1, 0, 0), (2, 0, 0)]
+        assert [(p.partition, p.start_offset, p.end_offset) for p in ev.partitions] == [(0, 0, 0), (1, 0, 0), (2, 0, 0)]
         assert [p.partition for p in od.partitions] == [0]
         assert ev.config["cleanup.policy"] == "delete"
         assert ev.config["retention.ms"] == "60000"
@@ -188,7 +198,8 @@ class TestBusContract:
             assert offs == list(range(len(offs))), f"partition {p} offsets not contiguous from 0"
         state = topic_state(bus, topic)
         assert {p.partition: p.end_offset for p in state.partitions} == {
-            p: len(offsets.get(p, [])) for p in range(partitions)}
+            p: len(offsets.get(p, [])) for p in range(partitions)
+        }
 
     def test_group_members_split_partitions_and_take_over(self, bus, topic_name, group_name):
         topic = create(bus, topic_name(), 3)
@@ -198,58 +209,72 @@ class TestBusContract:
         callbacks: dict[str, set[tuple[str, int]]] = {"a": set(), "b": set()}
 
         def tracker(name: str):
-            return (lambda tps: callbacks[name].update(tps),
-                    lambda tps: callbacks[name].difference_update(tps))
+            return (lambda tps: callbacks[name].update(tps), lambda tps: callbacks[name].difference_update(tps))
 
         on_assign, on_revoke = tracker("a")
-        a = Reader(bus.consumer(group, [topic], on_assign=on_assign, on_revoke=on_revoke),
-                   commit=True)
-        poll_until([a], lambda: set(a.consumer.assignment()) == everything, REBALANCE_S,
-                   lambda: f"lone member has {a.consumer.assignment()}")
+        a = Reader(bus.consumer(group, [topic], on_assign=on_assign, on_revoke=on_revoke), commit=True)
+        poll_until(
+            [a],
+            lambda: set(a.consumer.assignment()) == everything,
+            REBALANCE_S,
+            lambda: f"lone member has {a.consumer.assignment()}",
+        )
 
         on_assign, on_revoke = tracker("b")
-        b = Reader(bus.consumer(group, [topic], on_assign=on_assign, on_revoke=on_revoke),
-                   commit=True)
+        b = Reader(bus.consumer(group, [topic], on_assign=on_assign, on_revoke=on_revoke), commit=True)
 
         def split() -> bool:
             sa, sb = set(a.consumer.assignment()), set(b.consumer.assignment())
             return bool(sa) and bool(sb) and not sa & sb and sa | sb == everything
 
-        poll_until([a, b], split, REBALANCE_S,
-                   lambda: f"a={a.consumer.assignment()} b={b.consumer.assignment()}")
+        poll_until([a, b], split, REBALANCE_S, lambda: f"a={a.consumer.assignment()} b={b.consumer.assignment()}")
         assign_a, assign_b = set(a.consumer.assignment()), set(b.consumer.assignment())
-        assert callbacks["a"] == assign_a and callbacks["b"] == assign_b, \
+        assert callbacks["a"] == assign_a and callbacks["b"] == assign_b, (
             f"on_assign/on_revoke disagree with assignment(): {callbacks}"
+        )
         assert not a.records and not b.records
 
         per_partition = 20
-        produce(bus, topic, ((keys[p], b"first:%d:%d" % (p, i))
-                             for i in range(per_partition) for p in range(3)))
-        poll_until([a, b], lambda: len(a.records) + len(b.records) >= 3 * per_partition, READ_S,
-                   lambda: f"a read {len(a.records)}, b read {len(b.records)}")
+        produce(bus, topic, ((keys[p], b"first:%d:%d" % (p, i)) for i in range(per_partition) for p in range(3)))
+        poll_until(
+            [a, b],
+            lambda: len(a.records) + len(b.records) >= 3 * per_partition,
+            READ_S,
+            lambda: f"a read {len(a.records)}, b read {len(b.records)}",
+        )
         assert a.partitions_read() and b.partitions_read(), "both members must get messages"
         assert not a.partitions_read() & b.partitions_read(), "a partition was read by both"
         assert {(topic, p) for p in a.partitions_read()} <= assign_a
         assert {(topic, p) for p in b.partitions_read()} <= assign_b
         assert sorted(a.values() + b.values()) == sorted(
-            b"first:%d:%d" % (p, i) for i in range(per_partition) for p in range(3))
+            b"first:%d:%d" % (p, i) for i in range(per_partition) for p in range(3)
+        )
 
         b_partitions = {p for _, p in assign_b}
         b.consumer.close()
-        poll_until([a], lambda: set(a.consumer.assignment()) == everything, REBALANCE_S,
-                   lambda: f"survivor has {a.consumer.assignment()}")
+        poll_until(
+            [a],
+            lambda: set(a.consumer.assignment()) == everything,
+            REBALANCE_S,
+            lambda: f"survivor has {a.consumer.assignment()}",
+        )
         assert callbacks["a"] == everything
         before = len(a.records)
-        produce(bus, topic, ((keys[p], b"after:%d:%d" % (p, i))
-                             for i in range(per_partition) for p in sorted(b_partitions)))
-        expected = sorted(b"after:%d:%d" % (p, i) for i in range(per_partition)
-                          for p in sorted(b_partitions))
-        poll_until([a], lambda: len(a.records) - before >= len(expected), READ_S,
-                   lambda: f"survivor read {len(a.records) - before} of {len(expected)}")
+        produce(
+            bus, topic, ((keys[p], b"after:%d:%d" % (p, i)) for i in range(per_partition) for p in sorted(b_partitions))
+        )
+        expected = sorted(b"after:%d:%d" % (p, i) for i in range(per_partition) for p in sorted(b_partitions))
+        poll_until(
+            [a],
+            lambda: len(a.records) - before >= len(expected),
+            READ_S,
+            lambda: f"survivor read {len(a.records) - before} of {len(expected)}",
+        )
         a.poll(0.5)  # anything extra (a committed message delivered again) would show here
         taken_over = a.records[before:]
-        assert sorted(r.value for r in taken_over) == expected, \
+        assert sorted(r.value for r in taken_over) == expected, (
             "survivor must get exactly the new messages of the partitions it took over"
+        )
         assert {r.partition for r in taken_over} == b_partitions
 
     def test_uncommitted_messages_are_delivered_again(self, bus, topic_name, group_name):
@@ -296,8 +321,9 @@ class TestBusContract:
         # New messages in every partition: old ones, if delivered again, would come before them.
         produce(bus, topic, ((keys[i % 3], b"new%d" % i) for i in range(9)))
         b = Reader(bus.consumer(group, [topic]))
-        poll_until([b], lambda: sum(v.startswith(b"new") for v in b.values()) >= 9, READ_S,
-                   lambda: f"b read {b.values()}")
+        poll_until(
+            [b], lambda: sum(v.startswith(b"new") for v in b.values()) >= 9, READ_S, lambda: f"b read {b.values()}"
+        )
         b.poll(0.5)
         assert sorted(b.values()) == sorted(b"new%d" % i for i in range(9))
 
@@ -326,13 +352,14 @@ class TestBusContract:
             assert time.monotonic() < deadline, "the latest consumer never got a message"
         after = [b"after%d" % p for p in range(3)]
         produce(bus, topic, ((keys[p], v) for p, v in enumerate(after)), producer)
-        poll_until([latest], lambda: set(after) <= set(latest.values()), READ_S,
-                   lambda: f"latest read {latest.values()}")
-        assert not [v for v in latest.values() if v.startswith(b"old")], \
+        poll_until(
+            [latest], lambda: set(after) <= set(latest.values()), READ_S, lambda: f"latest read {latest.values()}"
+        )
+        assert not [v for v in latest.values() if v.startswith(b"old")], (
             "auto_offset_reset=latest delivered messages produced before the group existed"
+        )
 
-        earliest = read_fresh(bus, group_name("earliest"), topic,
-                              lambda rs: set(after) <= {r.value for r in rs})
+        earliest = read_fresh(bus, group_name("earliest"), topic, lambda rs: set(after) <= {r.value for r in rs})
         values = [r.value for r in earliest]
         assert set(old) <= set(values)
         assert len(values) == len(old) + markers + len(after)
@@ -341,56 +368,61 @@ class TestBusContract:
         topic = create(bus, topic_name(), 3)
         keys = keys_by_partition(3)
         counts = {0: 5, 1: 10, 2: 15}
-        produce(bus, topic, ((keys[p], b"%d:%d" % (p, i)) for p, n in counts.items()
-                             for i in range(n)))
+        produce(bus, topic, ((keys[p], b"%d:%d" % (p, i)) for p, n in counts.items() for i in range(n)))
         state = topic_state(bus, topic)
         assert [(p.partition, p.start_offset, p.end_offset) for p in state.partitions] == [
-            (0, 0, 5), (1, 0, 10), (2, 0, 15)]
+            (0, 0, 5),
+            (1, 0, 10),
+            (2, 0, 15),
+        ]
         assert state.messages == 30 and state.end_offset == 30
 
         group = group_name()
         reader = Reader(bus.consumer(group, [topic]))
-        poll_until([reader], lambda: len(reader.records) >= 30, READ_S,
-                   lambda: f"read {len(reader.records)}")
+        poll_until([reader], lambda: len(reader.records) >= 30, READ_S, lambda: f"read {len(reader.records)}")
         assert reader.consumer.lag() == 0, "everything assigned was consumed"
         by_part: dict[int, list[Record]] = defaultdict(list)
         for r in reader.records:
             by_part[r.partition].append(r)
-        reader.consumer.commit(by_part[0])          # all of partition 0 -> 5
-        reader.consumer.commit(by_part[1][:4])      # offsets 0..3 of partition 1 -> 4
+        reader.consumer.commit(by_part[0])  # all of partition 0 -> 5
+        reader.consumer.commit(by_part[1][:4])  # offsets 0..3 of partition 1 -> 4
         # partition 2: nothing committed
 
         g = group_state(bus, group)
         assert g.members == 1
-        assert [(p.topic, p.partition, p.committed, p.start_offset, p.end_offset)
-                for p in g.partitions] == [(topic, 0, 5, 0, 5), (topic, 1, 4, 0, 10)]
+        assert [(p.topic, p.partition, p.committed, p.start_offset, p.end_offset) for p in g.partitions] == [
+            (topic, 0, 5, 0, 5),
+            (topic, 1, 4, 0, 10),
+        ]
         assert [p.lag for p in g.partitions] == [0, 6] and g.lag == 6
 
         reader.consumer.close()
         produce(bus, topic, [(keys[1], b"late1"), (keys[1], b"late2")])
         g = group_state(bus, group)
         assert g.members == 0, "a closed consumer is no longer a member"
-        assert [(p.partition, p.committed, p.end_offset, p.lag) for p in g.partitions] == [
-            (0, 5, 5, 0), (1, 4, 12, 8)]
+        assert [(p.partition, p.committed, p.end_offset, p.lag) for p in g.partitions] == [(0, 5, 5, 0), (1, 4, 12, 8)]
 
-    def test_delete_groups_deletes_empty_groups_and_refuses_groups_with_members(
-            self, bus, topic_name, group_name):
+    def test_delete_groups_deletes_empty_groups_and_refuses_groups_with_members(self, bus, topic_name, group_name):
         topic = create(bus, topic_name(), 1)
         produce(bus, topic, [(None, b"m%d" % i) for i in range(5)])
         left, live, never = group_name("left"), group_name("live"), group_name("never")
         gone = Reader(bus.consumer(left, [topic]), commit=True)
         member = Reader(bus.consumer(live, [topic]), commit=True)
-        poll_until([gone, member], lambda: len(gone.records) == len(member.records) == 5, READ_S,
-                   lambda: f"read {len(gone.records)} and {len(member.records)} of 5")
+        poll_until(
+            [gone, member],
+            lambda: len(gone.records) == len(member.records) == 5,
+            READ_S,
+            lambda: f"read {len(gone.records)} and {len(member.records)} of 5",
+        )
         gone.consumer.close()
         assert (group_state(bus, left).members, group_state(bus, live).members) == (0, 1)
 
-        assert bus.delete_groups([left, live, never]) == {
-            left: None, live: GROUP_HAS_MEMBERS, never: GROUP_NOT_FOUND}
+        assert bus.delete_groups([left, live, never]) == {left: None, live: GROUP_HAS_MEMBERS, never: GROUP_NOT_FOUND}
         groups = {g.group_id: g for g in bus.describe_groups()}
         assert left not in groups, "a deleted group is still described"
-        assert groups[live].members == 1 and [(p.committed, p.lag) for p in groups[live].partitions] == [(5, 0)], \
+        assert groups[live].members == 1 and [(p.committed, p.lag) for p in groups[live].partitions] == [(5, 0)], (
             "a group refused for its members keeps them and its committed offsets"
+        )
         assert bus.delete_groups([]) == {}
 
         # The deleted group's offsets went with it: joining it again starts from auto_offset_reset.
@@ -422,9 +454,14 @@ class TestBusContract:
         while True:
             batch = [b"B%d-%d" % (rounds, i) for i in range(5)]
             produced += produce(bus, topic, ((None, v) for v in batch), producer)
-            records = read_fresh(bus, group_name(f"r{rounds}"), topic,
-                                 lambda rs: any(r.value == batch[-1] for r in rs), timeout=5,
-                                 must=False)
+            records = read_fresh(
+                bus,
+                group_name(f"r{rounds}"),
+                topic,
+                lambda rs, last=batch[-1]: any(r.value == last for r in rs),
+                timeout=5,
+                must=False,
+            )
             values = [r.value for r in records]
             if not set(old) & set(values) and set(batch) <= set(values):
                 break
@@ -438,12 +475,20 @@ class TestBusContract:
         assert state.partitions[0].end_offset == produced, "retention must not move the end"
 
     def test_compaction_keeps_the_last_value_per_key(self, bus, topic_name, group_name):
-        topic = create(bus, topic_name(), 1, cleanup="compact", extra={
-            "segment.ms": "100", "min.cleanable.dirty.ratio": "0.01",
-            "delete.retention.ms": "100", "min.compaction.lag.ms": "0"})
+        topic = create(
+            bus,
+            topic_name(),
+            1,
+            cleanup="compact",
+            extra={
+                "segment.ms": "100",
+                "min.cleanable.dirty.ratio": "0.01",
+                "delete.retention.ms": "100",
+                "min.compaction.lag.ms": "0",
+            },
+        )
         producer = bus.producer()
-        produce(bus, topic, [(b"k1", b"v1"), (b"k2", b"v1"), (b"k1", b"v2"), (b"k1", b"v3")],
-                producer)
+        produce(bus, topic, [(b"k1", b"v1"), (b"k2", b"v1"), (b"k1", b"v2"), (b"k1", b"v3")], producer)
         deadline = time.monotonic() + 90
         fillers = 0
         while True:
@@ -451,8 +496,9 @@ class TestBusContract:
             filler = b"filler-%d" % fillers
             produce(bus, topic, [(filler, b"x")], producer)
             fillers += 1
-            records = read_fresh(bus, group_name(f"r{fillers}"), topic,
-                                 lambda rs: any(r.key == filler for r in rs), timeout=30)
+            records = read_fresh(
+                bus, group_name(f"r{fillers}"), topic, lambda rs, key=filler: any(r.key == key for r in rs), timeout=30
+            )
             kept = [(r.offset, r.key, r.value) for r in records if r.key in (b"k1", b"k2")]
             if kept == [(1, b"k2", b"v1"), (3, b"k1", b"v3")]:
                 break
@@ -474,15 +520,13 @@ class TestBusContract:
             bus.consumer(group_name(), [unknown])
         with pytest.raises(UnknownTopicError):
             bus.consumer(group_name(), [known, unknown])
-        assert unknown not in {t.name for t in bus.describe_topics()}, \
-            "a failed produce must not create the topic"
+        assert unknown not in {t.name for t in bus.describe_topics()}, "a failed produce must not create the topic"
         producer.produce(known, b"still fine")
         assert producer.flush() == 0
 
     def test_headers_none_key_and_none_value_round_trip(self, bus, topic_name, group_name):
         topic = create(bus, topic_name(), 1)
-        headers = [("trace", b"abc"), ("bin", bytes(range(256))), ("trace", b"second"),
-                   ("empty", b"")]
+        headers = [("trace", b"abc"), ("bin", bytes(range(256))), ("trace", b"second"), ("empty", b"")]
         producer = bus.producer()
         before = int(time.time() * 1000)
         producer.produce(topic, b"with headers", key=None, headers=headers)
@@ -510,7 +554,7 @@ class TestBusContract:
             try:
                 for i in range(per_thread):
                     producer.produce(topic, b"%d:%d" % (t, i), key=b"thread-%d" % t)
-            except BaseException as exc:  # pragma: no cover - reported below
+            except BaseException as exc:  # noqa: BLE001 - any failure in a thread is reported below
                 errors.append(exc)
 
         threads = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]

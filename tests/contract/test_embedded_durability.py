@@ -30,8 +30,7 @@ TOPIC = "durable"
 
 
 def open_bus(path: Path) -> EmbeddedBus:
-    return EmbeddedBus(path, session_timeout_ms=1500, maintenance_interval_s=0.2,
-                       poll_interval_s=0.02)
+    return EmbeddedBus(path, session_timeout_ms=1500, maintenance_interval_s=0.2, poll_interval_s=0.02)
 
 
 class Child:
@@ -39,9 +38,14 @@ class Child:
 
     def __init__(self, script: str, *args: object) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(script), *map(str, args)], cwd=ROOT,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            bufsize=1)
+            [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -104,8 +108,7 @@ def children():
         child.stop()
 
 
-def read_all(bus: EmbeddedBus, group: str, topic: str, count: int,
-             timeout: float = 60.0) -> list[Record]:
+def read_all(bus: EmbeddedBus, group: str, topic: str, count: int, timeout: float = 60.0) -> list[Record]:
     consumer = bus.consumer(group, [topic])
     records: list[Record] = []
     deadline = time.monotonic() + timeout
@@ -197,8 +200,7 @@ def test_flushed_messages_and_commits_survive_kill_9(tmp_path, children):
         state = bus.describe_topics([TOPIC])[0]
         assert [(p.start_offset, p.end_offset) for p in state.partitions] == [(0, n)]
         [group] = [g for g in bus.describe_groups() if g.group_id == "g"]
-        assert [(p.topic, p.partition, p.committed) for p in group.partitions] == [
-            (TOPIC, 0, upto)]
+        assert [(p.topic, p.partition, p.committed) for p in group.partitions] == [(TOPIC, 0, upto)]
 
         records = read_all(bus, "fresh", TOPIC, n)
         assert [r.offset for r in records] == list(range(n))
@@ -263,8 +265,9 @@ def test_kill_9_while_producing_keeps_every_flushed_message_once(tmp_path, child
             assert part.end_offset >= flushed, "a message flush() returned for is lost"
             records = read_all(bus, f"check-{round_}", TOPIC, part.end_offset)
             assert [r.offset for r in records] == list(range(part.end_offset)), "offsets gap"
-            assert [r.value for r in records] == [b"%d" % i for i in range(part.end_offset)], \
+            assert [r.value for r in records] == [b"%d" % i for i in range(part.end_offset)], (
                 "a message is missing, duplicated or out of order"
+            )
         finally:
             bus.close()
 
@@ -287,7 +290,7 @@ def test_threads_producing_concurrently_lose_nothing(tmp_path):
                     if i % 500 == 499:
                         undelivered.append(producer.flush())
                 undelivered.append(producer.flush())
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - any failure in the thread is reported by the test
                 errors.append(exc)
 
         threads = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]

@@ -8,6 +8,7 @@ assertion messages carry the tail of the server's output.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -27,8 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "test-results"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 HEALTH_DEADLINE_S = 60.0
 
@@ -87,29 +93,50 @@ def streamlit_server(workdir: Path, extra_env: dict[str, str] | None = None) -> 
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "STREAMLIT_"))}
-    env.update({
-        "DATA_DIR": str(data_dir),
-        "SIMULATOR_SEED": "7",
-        "SIMULATOR_TICK_MS": "500",
-        "SIMULATOR_HISTORY_MINUTES": "180",
-        "SYMBOLS": "BTCUSDT,ETHUSDT,SOLUSDT,BNBUSDT,XRPUSDT",
-        "STAGES": "simulator,market-store",
-        # No KAFKA_BOOTSTRAP_SERVERS: the embedded bus. Empty (= unset for the app's config)
-        # rather than absent, so a developer's .env naming a broker cannot win.
-        "KAFKA_BOOTSTRAP_SERVERS": "",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DATA_DIR": str(data_dir),
+            "SIMULATOR_SEED": "7",
+            "SIMULATOR_TICK_MS": "500",
+            "SIMULATOR_HISTORY_MINUTES": "180",
+            "SYMBOLS": "BTCUSDT,ETHUSDT,SOLUSDT,BNBUSDT,XRPUSDT",
+            "STAGES": "simulator,market-store",
+            # No KAFKA_BOOTSTRAP_SERVERS: the embedded bus. Empty (= unset for the app's config)
+            # rather than absent, so a developer's .env naming a broker cannot win.
+            "KAFKA_BOOTSTRAP_SERVERS": "",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra_env or {})
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = workdir / "streamlit.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--server.fileWatcherType",
+                "none",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     server = Server(url=url, data_dir=data_dir, log_path=log_path, proc=proc)
     try:
         deadline = time.monotonic() + HEALTH_DEADLINE_S
@@ -117,8 +144,9 @@ def streamlit_server(workdir: Path, extra_env: dict[str, str] | None = None) -> 
             if proc.poll() is not None:
                 pytest.fail(f"streamlit exited before it was healthy; {server.describe()}")
             if time.monotonic() > deadline:
-                pytest.fail(f"/_stcore/health did not answer 'ok' within {HEALTH_DEADLINE_S:.0f} s; "
-                            f"{server.describe()}")
+                pytest.fail(
+                    f"/_stcore/health did not answer 'ok' within {HEALTH_DEADLINE_S:.0f} s; {server.describe()}"
+                )
             time.sleep(0.2)
         yield server
     finally:
@@ -169,7 +197,7 @@ class Tab:
 
 
 @pytest.fixture
-def tab(browser, request: pytest.FixtureRequest) -> Iterator[Tab]:  # noqa: ANN001
+def tab(browser, request: pytest.FixtureRequest) -> Iterator[Tab]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(30_000)
     page = context.new_page()
@@ -179,8 +207,6 @@ def tab(browser, request: pytest.FixtureRequest) -> Iterator[Tab]:  # noqa: ANN0
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
         RESULTS.mkdir(exist_ok=True)
-        try:
+        with contextlib.suppress(Exception):  # a screenshot is a courtesy; the failure is reported anyway
             page.screenshot(path=str(RESULTS / f"{request.node.name}-failure.png"), full_page=True)
-        except Exception:  # noqa: BLE001 - a screenshot is a courtesy; the failure is reported anyway
-            pass
     context.close()

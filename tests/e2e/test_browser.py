@@ -63,7 +63,9 @@ def table(page: Page, server: Server, first_column: str, must_contain: str) -> l
         page.wait_for_function(
             f"(args) => {{ const rows = ({TABLE_JS})(args[0]); "
             f"return rows && rows.some(r => Object.values(r).includes(args[1])); }}",
-            arg=[first_column, must_contain], timeout=30_000)
+            arg=[first_column, must_contain],
+            timeout=30_000,
+        )
     except PlaywrightTimeout:
         pytest.fail(f"no '{first_column}' table with {must_contain!r} within 30 s; {server.describe()}")
     return page.evaluate(TABLE_JS, first_column)
@@ -81,7 +83,8 @@ def assert_healthy(tab: Tab, server: Server) -> None:
     page = tab.page
     assert page.locator(CONNECTED).count() == 1, f"the page lost its connection; {server.describe()}"
     assert page.locator("[data-testid='stException']").count() == 0, page.locator(
-        "[data-testid='stException']").first.inner_text()
+        "[data-testid='stException']"
+    ).first.inner_text()
     assert not tab.js_errors, tab.js_errors
     assert "Traceback" not in server.output(tail=None), server.describe()
 
@@ -100,7 +103,9 @@ def test_market_draws_candlesticks_and_the_data_is_live(tab: Tab, server: Server
         page.wait_for_function(
             f"() => {{ const charts = ({CHARTS_JS})(); return charts.length === 2 && "
             "charts.every(c => c.candles > 30 && c.drawn === c.candles) && "
-            "document.querySelectorAll(\"[data-testid='stMetricValue']\").length === 2; }", timeout=30_000)
+            "document.querySelectorAll(\"[data-testid='stMetricValue']\").length === 2; }",
+            timeout=30_000,
+        )
     except PlaywrightTimeout:
         pytest.fail(f"charts not fully drawn: {page.evaluate(CHARTS_JS)}; {server.describe()}")
 
@@ -122,8 +127,9 @@ def test_market_draws_candlesticks_and_the_data_is_live(tab: Tab, server: Server
         if price != first[0] and now["lastClose"] != first[1]:
             break
         if time.monotonic() > deadline:
-            pytest.fail(f"price still {first[0]} and last close {first[1]} after {LIVE_WITHIN_S:.0f} s; "
-                        f"{server.describe()}")
+            pytest.fail(
+                f"price still {first[0]} and last close {first[1]} after {LIVE_WITHIN_S:.0f} s; {server.describe()}"
+            )
         time.sleep(0.5)
     # The metric (last tick) and the chart (last bar's close) show the same market.
     assert abs(now["lastClose"] - price) / price < 0.01, (price, now)

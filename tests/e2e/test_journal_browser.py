@@ -30,11 +30,13 @@ JOURNAL_WITHIN_S = 30.0  # the Journal page's live parts refresh every 3 s
 # twice the size six minutes after that loss on the same symbol (quick and same symbol: revenge),
 # and line 5 is no trade at all (Side HOLD).
 CSV_NAME = "binance-spot-trade-history.csv"
-CSV = ("\ufeffDate(UTC),Pair,Side,Price,Executed,Amount,Fee\r\n"
-       "2024-11-16 09:00:00,SOLUSDT,BUY,200,10.00000000SOL,2000.00000000USDT,0USDT\r\n"
-       "2024-11-16 09:30:00,SOLUSDT,SELL,140,10.00000000SOL,1400.00000000USDT,0USDT\r\n"
-       "2024-11-16 09:36:00,SOLUSDT,BUY,141,20.00000000SOL,2820.00000000USDT,0USDT\r\n"
-       "2024-11-16 09:40:00,SOLUSDT,HOLD,141,1.00000000SOL,141.00000000USDT,0USDT\r\n").encode()
+CSV = (
+    "\ufeffDate(UTC),Pair,Side,Price,Executed,Amount,Fee\r\n"
+    "2024-11-16 09:00:00,SOLUSDT,BUY,200,10.00000000SOL,2000.00000000USDT,0USDT\r\n"
+    "2024-11-16 09:30:00,SOLUSDT,SELL,140,10.00000000SOL,1400.00000000USDT,0USDT\r\n"
+    "2024-11-16 09:36:00,SOLUSDT,BUY,141,20.00000000SOL,2820.00000000USDT,0USDT\r\n"
+    "2024-11-16 09:40:00,SOLUSDT,HOLD,141,1.00000000SOL,141.00000000USDT,0USDT\r\n"
+).encode()
 REVENGE_MESSAGE = "Entered SOLUSDT 6 min after a -600.00 loss on SOLUSDT"
 
 DROPZONE = "[data-testid='stFileUploaderDropzone']"
@@ -74,15 +76,24 @@ def metrics_until(page: Page, server: Server, wanted: dict[str, str], timeout_s:
         page.wait_for_function(
             f"(wanted) => {{ const m = ({METRICS_JS})(); "
             "return Object.entries(wanted).every(([k, v]) => m[k] === v); }",
-            arg=wanted, timeout=timeout_s * 1000)
+            arg=wanted,
+            timeout=timeout_s * 1000,
+        )
     except PlaywrightTimeout:
-        pytest.fail(f"metrics {page.evaluate(METRICS_JS)} never included {wanted} within {timeout_s:.0f} s; "
-                    f"{server.describe()}")
+        pytest.fail(
+            f"metrics {page.evaluate(METRICS_JS)} never included {wanted} within {timeout_s:.0f} s; {server.describe()}"
+        )
     return page.evaluate(METRICS_JS)
 
 
-def rows_until(page: Page, server: Server, first_column: str, done: Callable[[list[dict[str, str]]], bool],
-               what: str, timeout_s: float = JOURNAL_WITHIN_S) -> list[dict[str, str]]:
+def rows_until(
+    page: Page,
+    server: Server,
+    first_column: str,
+    done: Callable[[list[dict[str, str]]], bool],
+    what: str,
+    timeout_s: float = JOURNAL_WITHIN_S,
+) -> list[dict[str, str]]:
     """The rows of the st.dataframe whose first column is ``first_column``, once ``done(rows)``."""
     deadline = time.monotonic() + timeout_s
     rows: list[dict[str, str]] | None = None
@@ -91,8 +102,7 @@ def rows_until(page: Page, server: Server, first_column: str, done: Callable[[li
         if rows and done(rows):
             return rows
         if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {timeout_s:.0f} s; the '{first_column}' table: {rows}; "
-                        f"{server.describe()}")
+            pytest.fail(f"no {what} within {timeout_s:.0f} s; the '{first_column}' table: {rows}; {server.describe()}")
         time.sleep(0.5)
 
 
@@ -105,7 +115,8 @@ def visible(locator: Locator, server: Server, what: str, timeout_s: float = JOUR
 
 
 def test_dropping_a_binance_csv_on_import_shows_trades_and_a_revenge_alert_on_the_journal(
-        tab: Tab, journal_server: Server) -> None:
+    tab: Tab, journal_server: Server
+) -> None:
     server = journal_server
     page = open_app(tab, server, "imports")
     wait_for(page, server, "h1:has-text('Import')", "Import title")
@@ -117,15 +128,21 @@ def test_dropping_a_binance_csv_on_import_shows_trades_and_a_revenge_alert_on_th
     checked = metrics_until(page, server, {"New fills": "3", "Rejected rows": "1"})
     assert checked["Format"] == "binance-spot" and checked["Already in the journal"] == "0", checked
     assert table(page, server, "line", "5") == [
-        {"line": "5", "column": "Side", "value": "HOLD", "reason": "one of BUY, SELL"}]
+        {"line": "5", "column": "Side", "value": "HOLD", "reason": "one of BUY, SELL"}
+    ]
 
     page.get_by_role("button", name="Import 3 fills").click()
-    visible(page.locator("[data-testid='stAlertContentSuccess']").filter(
-        has_text="Published 3 new fills from 4 rows (0 already in the journal, 1 rejected)"),
-        server, "import success message")
+    visible(
+        page.locator("[data-testid='stAlertContentSuccess']").filter(
+            has_text="Published 3 new fills from 4 rows (0 already in the journal, 1 rejected)"
+        ),
+        server,
+        "import success message",
+    )
     # The page follows them into the journal: three fills make one round trip (the third stays open).
-    stored = metrics_until(page, server, {"Fills published": "3", "Fills in the ledger": "3",
-                                          "Round trips in the journal": "1"})
+    stored = metrics_until(
+        page, server, {"Fills published": "3", "Fills in the ledger": "3", "Round trips in the journal": "1"}
+    )
     assert "New trades" not in stored, stored
 
     # The Journal page, through the sidebar: the round trip and the revenge entry, then the alert.
@@ -141,19 +158,29 @@ def test_dropping_a_binance_csv_on_import_shows_trades_and_a_revenge_alert_on_th
     assert {r["symbol"] for r in rows} == {"SOLUSDT"}, rows
     round_trip = next(r for r in rows if r["kind"] == "round_trip")
     assert (round_trip["entry (UTC)"], round_trip["exit (UTC)"], round_trip["side"]) == (
-        "2024-11-16 09:00:00+00:00", "2024-11-16 09:30:00+00:00", "BUY"), round_trip
+        "2024-11-16 09:00:00+00:00",
+        "2024-11-16 09:30:00+00:00",
+        "BUY",
+    ), round_trip
     # The accessible copy of the grid holds the raw value; the Net P&L tile below shows it formatted.
     assert (round_trip["entry"], round_trip["exit"], float(round_trip["P&L"])) == ("200", "140", -600.0), round_trip
     revenge = next(r for r in rows if r["kind"] == "lot" and r["qty"] == "20")
     assert (revenge["entry (UTC)"], revenge["side"], revenge["entry"], revenge["open qty"]) == (
-        "2024-11-16 09:36:00+00:00", "BUY", "141", "20"), revenge
+        "2024-11-16 09:36:00+00:00",
+        "BUY",
+        "141",
+        "20",
+    ), revenge
     summary = metrics_until(page, server, {"Net P&L": "-600.00", "Closed trades": "1"})
     assert summary["Win rate"] == "0%", summary
 
     page.get_by_role("tab", name="Alerts").click()
-    alert = page.locator("[data-testid='stVerticalBlock']").filter(
-        has=page.locator("strong", has_text=re.compile(r"^revenge trading$"))).filter(
-        has=page.locator("[data-testid='stText']", has_text=REVENGE_MESSAGE)).last
+    alert = (
+        page.locator("[data-testid='stVerticalBlock']")
+        .filter(has=page.locator("strong", has_text=re.compile(r"^revenge trading$")))
+        .filter(has=page.locator("[data-testid='stText']", has_text=REVENGE_MESSAGE))
+        .last
+    )
     visible(alert, server, f"revenge trading alert ({REVENGE_MESSAGE!r})")
     text = alert.inner_text()
     # Quick and same symbol (too few earlier entries for a size-up baseline): two conditions, medium.

@@ -20,11 +20,14 @@ PROCESSES = ("ml", "decision", "virtual-exchange")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with streamlit_server(tmp_path_factory.mktemp("processes"), {
-        "STAGES": "simulator,market-store," + ",".join(PROCESSES),
-        "STAGE_PROCESSES": ",".join(PROCESSES),
-        "SYMBOLS": "BTCUSDT,ETHUSDT",
-    }) as s:
+    with streamlit_server(
+        tmp_path_factory.mktemp("processes"),
+        {
+            "STAGES": "simulator,market-store," + ",".join(PROCESSES),
+            "STAGE_PROCESSES": ",".join(PROCESSES),
+            "SYMBOLS": "BTCUSDT,ETHUSDT",
+        },
+    ) as s:
         yield s
 
 

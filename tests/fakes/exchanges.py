@@ -110,22 +110,54 @@ class _FakeExchange(LocalHttpFake):
 # --------------------------------------------------------------------------- Binance
 
 
-def binance_trade(trade_id: int, time_ms: int, *, symbol: str = "BTCUSDT", price: str = "92150.01",
-                  qty: str = "0.00150000", is_buyer: bool = True, commission: str = "0.00000150",
-                  commission_asset: str = "BTC", order_id: int | None = None, is_maker: bool = False) -> dict[str, Any]:
+def binance_trade(
+    trade_id: int,
+    time_ms: int,
+    *,
+    symbol: str = "BTCUSDT",
+    price: str = "92150.01",
+    qty: str = "0.00150000",
+    is_buyer: bool = True,
+    commission: str = "0.00000150",
+    commission_asset: str = "BTC",
+    order_id: int | None = None,
+    is_maker: bool = False,
+) -> dict[str, Any]:
     """Return one ``GET /api/v3/myTrades`` object with Binance's field names and encodings."""
     quote = f"{float(price) * float(qty):.8f}".rstrip("0").rstrip(".")
-    return {"symbol": symbol, "id": trade_id, "orderId": order_id if order_id is not None else 100_000 + trade_id,
-            "orderListId": -1, "price": price, "qty": qty, "quoteQty": quote, "commission": commission,
-            "commissionAsset": commission_asset, "time": time_ms, "isBuyer": is_buyer, "isMaker": is_maker,
-            "isBestMatch": True}
+    return {
+        "symbol": symbol,
+        "id": trade_id,
+        "orderId": order_id if order_id is not None else 100_000 + trade_id,
+        "orderListId": -1,
+        "price": price,
+        "qty": qty,
+        "quoteQty": quote,
+        "commission": commission,
+        "commissionAsset": commission_asset,
+        "time": time_ms,
+        "isBuyer": is_buyer,
+        "isMaker": is_maker,
+        "isBestMatch": True,
+    }
 
 
 # The example of the Binance spot REST API documentation, as recorded there.
 BINANCE_DOC_TRADE: dict[str, Any] = {
-    "symbol": "BNBBTC", "id": 28457, "orderId": 100234, "orderListId": -1, "price": "4.00000100",
-    "qty": "12.00000000", "quoteQty": "48.000012", "commission": "10.10000000", "commissionAsset": "BNB",
-    "time": 1499865549590, "isBuyer": True, "isMaker": False, "isBestMatch": True}
+    "symbol": "BNBBTC",
+    "id": 28457,
+    "orderId": 100234,
+    "orderListId": -1,
+    "price": "4.00000100",
+    "qty": "12.00000000",
+    "quoteQty": "48.000012",
+    "commission": "10.10000000",
+    "commissionAsset": "BNB",
+    "time": 1499865549590,
+    "isBuyer": True,
+    "isMaker": False,
+    "isBestMatch": True,
+}
 
 
 class FakeBinance(_FakeExchange):
@@ -133,8 +165,9 @@ class FakeBinance(_FakeExchange):
 
     PATH = "/api/v3/myTrades"
 
-    def __init__(self, api_key: str, api_secret: str, trades: Iterable[dict[str, Any]] = (),
-                 clock: Any = time.time) -> None:
+    def __init__(
+        self, api_key: str, api_secret: str, trades: Iterable[dict[str, Any]] = (), clock: Any = time.time
+    ) -> None:
         super().__init__(api_key, api_secret, clock)
         self.trades: list[dict[str, Any]] = list(trades)
 
@@ -144,8 +177,10 @@ class FakeBinance(_FakeExchange):
 
     def failure_body(self, status: int) -> bytes:
         if status == 429:
-            return (b'{"code":-1003,"msg":"Too many requests; current limit of IP(127.0.0.1) is 6000 requests '
-                    b'per minute. Please use WebSocket Streams for live updates to avoid polling the API."}')
+            return (
+                b'{"code":-1003,"msg":"Too many requests; current limit of IP(127.0.0.1) is 6000 requests '
+                b'per minute. Please use WebSocket Streams for live updates to avoid polling the API."}'
+            )
         if status == 418:
             return b'{"code":-1003,"msg":"Way too many requests; IP(127.0.0.1) banned until 1731767702000."}'
         return super().failure_body(status)
@@ -168,16 +203,16 @@ class FakeBinance(_FakeExchange):
             timestamp = int(p["timestamp"])
             recv_window = int(p.get("recvWindow", "5000"))
         except (KeyError, ValueError):
-            return self._error(400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, "
-                                           "or malformed.")
+            return self._error(
+                400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
+            )
         if recv_window > 60_000:
             return self._error(400, -1131, "recvWindow must be less than 60000")
         now = self.now_ms()
         if not now - recv_window <= timestamp < now + 1000:
             return self._error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
         if not p.get("symbol"):
-            return self._error(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, "
-                                           "or malformed.")
+            return self._error(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
         limit = int(p.get("limit", "500"))
         if not 1 <= limit <= 1000:
             return self._error(400, -1130, "Data sent for parameter 'limit' is not valid.")
@@ -201,20 +236,54 @@ class FakeBinance(_FakeExchange):
 # --------------------------------------------------------------------------- Bybit
 
 
-def bybit_execution(exec_id: str, time_ms: int, *, symbol: str = "BTCUSDT", side: str = "Buy",
-                    price: str = "92150.5", qty: str = "0.002", fee: str = "0.000002",
-                    fee_currency: str | None = "BTC", fee_field: str = "feeCurrency",
-                    exec_type: str = "Trade", order_id: str | None = None, is_maker: bool = False) -> dict[str, Any]:
+def bybit_execution(
+    exec_id: str,
+    time_ms: int,
+    *,
+    symbol: str = "BTCUSDT",
+    side: str = "Buy",
+    price: str = "92150.5",
+    qty: str = "0.002",
+    fee: str = "0.000002",
+    fee_currency: str | None = "BTC",
+    fee_field: str = "feeCurrency",
+    exec_type: str = "Trade",
+    order_id: str | None = None,
+    is_maker: bool = False,
+) -> dict[str, Any]:
     """Return one ``/v5/execution/list`` spot execution with Bybit's field names and encodings."""
     value = f"{float(price) * float(qty):.8f}".rstrip("0").rstrip(".")
     item: dict[str, Any] = {
-        "symbol": symbol, "orderType": "Limit", "underlyingPrice": "", "orderLinkId": "",
-        "orderId": order_id or f"18537182457652{exec_id[-5:]:0>5}", "stopOrderType": "", "execTime": str(time_ms),
-        "createType": "CreateByUser", "feeRate": "0.001", "tradeIv": "", "blockTradeId": "", "markPrice": "",
-        "execPrice": price, "markIv": "", "orderQty": qty, "orderPrice": price, "execValue": value,
-        "closedSize": "", "execType": exec_type, "seq": 47264718237, "side": side, "indexPrice": "",
-        "leavesQty": "0", "isMaker": is_maker, "execFee": fee, "execId": exec_id, "marketUnit": "",
-        "execQty": qty, "extraFees": ""}
+        "symbol": symbol,
+        "orderType": "Limit",
+        "underlyingPrice": "",
+        "orderLinkId": "",
+        "orderId": order_id or f"18537182457652{exec_id[-5:]:0>5}",
+        "stopOrderType": "",
+        "execTime": str(time_ms),
+        "createType": "CreateByUser",
+        "feeRate": "0.001",
+        "tradeIv": "",
+        "blockTradeId": "",
+        "markPrice": "",
+        "execPrice": price,
+        "markIv": "",
+        "orderQty": qty,
+        "orderPrice": price,
+        "execValue": value,
+        "closedSize": "",
+        "execType": exec_type,
+        "seq": 47264718237,
+        "side": side,
+        "indexPrice": "",
+        "leavesQty": "0",
+        "isMaker": is_maker,
+        "execFee": fee,
+        "execId": exec_id,
+        "marketUnit": "",
+        "execQty": qty,
+        "extraFees": "",
+    }
     if fee_currency is not None:
         item[fee_field] = fee_currency
     return item
@@ -222,7 +291,8 @@ def bybit_execution(exec_id: str, time_ms: int, *, symbol: str = "BTCUSDT", side
 
 # An execution as the Bybit v5 documentation and a spot account return it.
 BYBIT_DOC_EXECUTION: dict[str, Any] = bybit_execution(
-    "2100000000072181418", 1731767702000, price="92150.5", qty="0.002", fee="0.00012", fee_currency="BTC")
+    "2100000000072181418", 1731767702000, price="92150.5", qty="0.002", fee="0.00012", fee_currency="BTC"
+)
 
 
 class FakeBybit(_FakeExchange):
@@ -230,8 +300,9 @@ class FakeBybit(_FakeExchange):
 
     PATH = "/v5/execution/list"
 
-    def __init__(self, api_key: str, api_secret: str, executions: Iterable[dict[str, Any]] = (),
-                 clock: Any = time.time) -> None:
+    def __init__(
+        self, api_key: str, api_secret: str, executions: Iterable[dict[str, Any]] = (), clock: Any = time.time
+    ) -> None:
         super().__init__(api_key, api_secret, clock)
         self.executions: list[dict[str, Any]] = list(executions)
         self._rate_limited = 0
@@ -248,8 +319,13 @@ class FakeBybit(_FakeExchange):
             self._reset_in_ms = reset_in_ms
 
     def _envelope(self, code: int, msg: str, result: Any = None) -> dict[str, Any]:
-        return {"retCode": code, "retMsg": msg, "result": result if result is not None else {},
-                "retExtInfo": {}, "time": self.now_ms()}
+        return {
+            "retCode": code,
+            "retMsg": msg,
+            "result": result if result is not None else {},
+            "retExtInfo": {},
+            "time": self.now_ms(),
+        }
 
     def handle(self, req: SeenRequest) -> tuple[int, Any, dict[str, str]]:
         now = self.now_ms()
@@ -257,28 +333,41 @@ class FakeBybit(_FakeExchange):
         if req.path != self.PATH:
             return 404, self._envelope(10017, "Route not found."), {}
         h = req.headers
-        key, ts, recv, sign = (h.get("X-BAPI-API-KEY", ""), h.get("X-BAPI-TIMESTAMP", ""),
-                               h.get("X-BAPI-RECV-WINDOW", "5000"), h.get("X-BAPI-SIGN", ""))
+        key, ts, recv, sign = (
+            h.get("X-BAPI-API-KEY", ""),
+            h.get("X-BAPI-TIMESTAMP", ""),
+            h.get("X-BAPI-RECV-WINDOW", "5000"),
+            h.get("X-BAPI-SIGN", ""),
+        )
         if key != self.api_key:
             return 200, self._envelope(10003, "API key is invalid."), {}
         origin = ts + key + recv + req.query
         if not hmac.compare_digest(self._hmac(origin), sign):
             return 200, self._envelope(10004, f"error sign! origin_string[{origin}]"), {}
         if not (ts.isdigit() and recv.isdigit() and now - int(recv) <= int(ts) < now + 1000):
-            return 200, self._envelope(10002, "invalid request, please check your server timestamp or "
-                                              f"recv_window param. req_timestamp[{ts}],server_timestamp[{now}],"
-                                              f"recv_window[{recv}]"), {}
+            return (
+                200,
+                self._envelope(
+                    10002,
+                    "invalid request, please check your server timestamp or "
+                    f"recv_window param. req_timestamp[{ts}],server_timestamp[{now}],"
+                    f"recv_window[{recv}]",
+                ),
+                {},
+            )
         with self._lock:
             if self._rate_limited:
                 self._rate_limited -= 1
-                limits.update({"X-Bapi-Limit-Status": "0",
-                               "X-Bapi-Limit-Reset-Timestamp": str(now + self._reset_in_ms)})
+                limits.update(
+                    {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": str(now + self._reset_in_ms)}
+                )
                 return 200, self._envelope(10006, "Too many visits. Exceeded the API Rate Limit."), limits
             executions = list(self.executions)
         return self._list(req.params, executions, now, limits)
 
-    def _list(self, p: dict[str, str], executions: list[dict[str, Any]], now: int,
-              limits: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+    def _list(
+        self, p: dict[str, str], executions: list[dict[str, Any]], now: int, limits: dict[str, str]
+    ) -> tuple[int, Any, dict[str, str]]:
         if p.get("category") not in ("spot", "linear", "inverse", "option"):
             return 200, self._envelope(10001, "category only support spot,linear,inverse,option"), limits
         limit = int(p.get("limit", "50"))
@@ -296,10 +385,16 @@ class FakeBybit(_FakeExchange):
         else:
             lo, hi = int(start), int(end)
             if hi - lo > 7 * DAY_MS:
-                return 200, self._envelope(10001, "The time range between startTime and endTime cannot "
-                                                  "exceed 7 days"), limits
-        rows = [e for e in executions if (not p.get("symbol") or e["symbol"] == p["symbol"])
-                and lo <= int(e["execTime"]) <= hi]
+                return (
+                    200,
+                    self._envelope(10001, "The time range between startTime and endTime cannot exceed 7 days"),
+                    limits,
+                )
+        rows = [
+            e
+            for e in executions
+            if (not p.get("symbol") or e["symbol"] == p["symbol"]) and lo <= int(e["execTime"]) <= hi
+        ]
         rows.sort(key=lambda e: (int(e["execTime"]), e["execId"]), reverse=True)  # newest first
         offset = 0
         if p.get("cursor"):
@@ -307,7 +402,7 @@ class FakeBybit(_FakeExchange):
                 offset = int(p["cursor"].split(":")[0])
             except ValueError:
                 return 200, self._envelope(10001, "cursor invalid"), limits
-        page = rows[offset:offset + limit]
+        page = rows[offset : offset + limit]
         more = offset + limit < len(rows)
         # Bybit's cursors come URL-encoded ("page%3A1%2C...") and go back exactly as given.
         cursor = urllib.parse.quote(f"{offset + limit}:{len(rows)},{offset + limit}:{lo}", safe="") if more else ""

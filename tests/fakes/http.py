@@ -17,7 +17,7 @@ class LocalHttpFake:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 fake._serve(self)
 
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
@@ -25,8 +25,9 @@ class LocalHttpFake:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name=type(self).__name__,
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, args=(0.05,), name=type(self).__name__, daemon=True
+        )
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         raise NotImplementedError

@@ -28,7 +28,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -57,40 +57,104 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "co
 # --------------------------------------------------------------------------- frames: Binance
 
 
-def binance_ticker_24hr(symbol: str, *, last: str, open: str, high: str, low: str, volume: str,
-                        pct: str | None = None, close_time: int | None = None) -> dict[str, Any]:
+def binance_ticker_24hr(
+    symbol: str,
+    *,
+    last: str,
+    open: str,
+    high: str,
+    low: str,
+    volume: str,
+    pct: str | None = None,
+    close_time: int | None = None,
+) -> dict[str, Any]:
     """One FULL ``GET /api/v3/ticker/24hr`` object."""
     close_time = close_time or now_ms()
     change = float(last) - float(open)
-    return {"symbol": symbol, "priceChange": f"{change:.8f}",
-            "priceChangePercent": pct if pct is not None else f"{change / float(open) * 100:.3f}",
-            "weightedAvgPrice": last, "prevClosePrice": open, "lastPrice": last, "lastQty": "0.01000000",
-            "bidPrice": last, "bidQty": "1.00000000", "askPrice": last, "askQty": "1.00000000",
-            "openPrice": open, "highPrice": high, "lowPrice": low, "volume": volume,
-            "quoteVolume": f"{float(volume) * float(last):.8f}", "openTime": close_time - 86_400_000,
-            "closeTime": close_time, "firstId": 28385, "lastId": 28460, "count": 76}
+    return {
+        "symbol": symbol,
+        "priceChange": f"{change:.8f}",
+        "priceChangePercent": pct if pct is not None else f"{change / float(open) * 100:.3f}",
+        "weightedAvgPrice": last,
+        "prevClosePrice": open,
+        "lastPrice": last,
+        "lastQty": "0.01000000",
+        "bidPrice": last,
+        "bidQty": "1.00000000",
+        "askPrice": last,
+        "askQty": "1.00000000",
+        "openPrice": open,
+        "highPrice": high,
+        "lowPrice": low,
+        "volume": volume,
+        "quoteVolume": f"{float(volume) * float(last):.8f}",
+        "openTime": close_time - 86_400_000,
+        "closeTime": close_time,
+        "firstId": 28385,
+        "lastId": 28460,
+        "count": 76,
+    }
 
 
 def binance_trade(symbol: str, price: str, qty: str, *, ts: int | None = None, trade_id: int = 1) -> dict[str, Any]:
     """A ``<symbol>@trade`` payload."""
     ts = ts or now_ms()
-    return {"e": "trade", "E": ts + 1, "s": symbol, "t": trade_id, "p": price, "q": qty,
-            "T": ts, "m": True, "M": True}
+    return {"e": "trade", "E": ts + 1, "s": symbol, "t": trade_id, "p": price, "q": qty, "T": ts, "m": True, "M": True}
 
 
-def binance_mini_ticker(symbol: str, *, close: str, open: str, high: str, low: str, volume: str,
-                        ts: int | None = None) -> dict[str, Any]:
+def binance_mini_ticker(
+    symbol: str, *, close: str, open: str, high: str, low: str, volume: str, ts: int | None = None
+) -> dict[str, Any]:
     """A ``<symbol>@miniTicker`` payload."""
-    return {"e": "24hrMiniTicker", "E": ts or now_ms(), "s": symbol, "c": close, "o": open, "h": high,
-            "l": low, "v": volume, "q": f"{float(volume) * float(close):.8f}"}
+    return {
+        "e": "24hrMiniTicker",
+        "E": ts or now_ms(),
+        "s": symbol,
+        "c": close,
+        "o": open,
+        "h": high,
+        "l": low,
+        "v": volume,
+        "q": f"{float(volume) * float(close):.8f}",
+    }
 
 
-def binance_kline(symbol: str, open_ms: int, *, closed: bool, o: str = "10", c: str = "10", h: str = "10",
-                  l: str = "10", v: str = "1") -> dict[str, Any]:  # noqa: E741 (Binance's field name)
+def binance_kline(
+    symbol: str,
+    open_ms: int,
+    *,
+    closed: bool,
+    o: str = "10",
+    c: str = "10",
+    h: str = "10",
+    l: str = "10",  # noqa: E741 - Binance's own field name for the low
+    v: str = "1",
+) -> dict[str, Any]:
     """A ``<symbol>@kline_1m`` payload for the minute opening at ``open_ms``."""
-    return {"e": "kline", "E": now_ms(), "s": symbol, "k": {
-        "t": open_ms, "T": open_ms + 59_999, "s": symbol, "i": "1m", "f": 100, "L": 200, "o": o, "c": c,
-        "h": h, "l": l, "v": v, "n": 100, "x": closed, "q": "1.0000", "V": "500", "Q": "0.500", "B": "123456"}}
+    return {
+        "e": "kline",
+        "E": now_ms(),
+        "s": symbol,
+        "k": {
+            "t": open_ms,
+            "T": open_ms + 59_999,
+            "s": symbol,
+            "i": "1m",
+            "f": 100,
+            "L": 200,
+            "o": o,
+            "c": c,
+            "h": h,
+            "l": l,
+            "v": v,
+            "n": 100,
+            "x": closed,
+            "q": "1.0000",
+            "V": "500",
+            "Q": "0.500",
+            "B": "123456",
+        },
+    }
 
 
 def combined(payload: dict[str, Any]) -> dict[str, Any]:
@@ -102,12 +166,28 @@ def combined(payload: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- frames: Bybit
 
 
-def bybit_ticker(symbol: str, *, last: str, high: str, low: str, prev: str | None, volume: str,
-                 pcnt: str | None = None, ts: int | None = None) -> dict[str, Any]:
+def bybit_ticker(
+    symbol: str,
+    *,
+    last: str,
+    high: str,
+    low: str,
+    prev: str | None,
+    volume: str,
+    pcnt: str | None = None,
+    ts: int | None = None,
+) -> dict[str, Any]:
     """A spot ``tickers.<symbol>`` snapshot (``price24hPcnt`` is a fraction, 4 decimals)."""
-    data = {"symbol": symbol, "lastPrice": last, "highPrice24h": high, "lowPrice24h": low,
-            "prevPrice24h": prev, "volume24h": volume, "turnover24h": f"{float(volume) * float(last):.6f}",
-            "price24hPcnt": pcnt if pcnt is not None else f"{float(last) / float(prev or last) - 1:.4f}"}
+    data = {
+        "symbol": symbol,
+        "lastPrice": last,
+        "highPrice24h": high,
+        "lowPrice24h": low,
+        "prevPrice24h": prev,
+        "volume24h": volume,
+        "turnover24h": f"{float(volume) * float(last):.6f}",
+        "price24hPcnt": pcnt if pcnt is not None else f"{float(last) / float(prev or last) - 1:.4f}",
+    }
     if prev is None:
         del data["prevPrice24h"]
     return {"topic": f"tickers.{symbol}", "ts": ts or now_ms(), "type": "snapshot", "cs": 496622841, "data": data}
@@ -115,16 +195,47 @@ def bybit_ticker(symbol: str, *, last: str, high: str, low: str, prev: str | Non
 
 def bybit_trades(symbol: str, trades: list[tuple[int, str, str]], *, ts: int | None = None) -> dict[str, Any]:
     """A ``publicTrade.<symbol>`` frame; each trade is (time ms, price, size)."""
-    return {"topic": f"publicTrade.{symbol}", "type": "snapshot", "ts": ts or now_ms(), "data": [
-        {"T": t, "s": symbol, "S": "Buy" if i % 2 else "Sell", "v": size, "p": price,
-         "i": str(uuid.uuid4()), "BT": False} for i, (t, price, size) in enumerate(trades)]}
+    return {
+        "topic": f"publicTrade.{symbol}",
+        "type": "snapshot",
+        "ts": ts or now_ms(),
+        "data": [
+            {
+                "T": t,
+                "s": symbol,
+                "S": "Buy" if i % 2 else "Sell",
+                "v": size,
+                "p": price,
+                "i": str(uuid.uuid4()),
+                "BT": False,
+            }
+            for i, (t, price, size) in enumerate(trades)
+        ],
+    }
 
 
 def bybit_kline(symbol: str, start: int, *, confirm: bool, price: str = "10") -> dict[str, Any]:
     """A ``kline.1.<symbol>`` frame for the minute starting at ``start``."""
-    return {"topic": f"kline.1.{symbol}", "type": "snapshot", "ts": now_ms(), "data": [
-        {"start": start, "end": start + 59_999, "interval": "1", "open": price, "close": price, "high": price,
-         "low": price, "volume": "2.081", "turnover": "34666.4005", "confirm": confirm, "timestamp": now_ms()}]}
+    return {
+        "topic": f"kline.1.{symbol}",
+        "type": "snapshot",
+        "ts": now_ms(),
+        "data": [
+            {
+                "start": start,
+                "end": start + 59_999,
+                "interval": "1",
+                "open": price,
+                "close": price,
+                "high": price,
+                "low": price,
+                "volume": "2.081",
+                "turnover": "34666.4005",
+                "confirm": confirm,
+                "timestamp": now_ms(),
+            }
+        ],
+    }
 
 
 # --------------------------------------------------------------------------- frames: Alpaca
@@ -132,21 +243,38 @@ def bybit_kline(symbol: str, start: int, *, confirm: bool, price: str = "10") ->
 
 def rfc3339(ms: int, nanos: int = 0) -> str:
     """``2024-03-12T10:27:48.858228144Z`` style, as Alpaca stamps trades."""
-    base = datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{(ms % 1000) * 1_000_000 + nanos:09d}Z"
 
 
 def alpaca_trade(pair: str, price: float, size: float, *, ts: int | None = None, trade_id: int = 1) -> dict[str, Any]:
-    return {"T": "t", "S": pair, "p": price, "s": size, "t": rfc3339(ts or now_ms(), 144),
-            "i": trade_id, "tks": "B"}
+    return {"T": "t", "S": pair, "p": price, "s": size, "t": rfc3339(ts or now_ms(), 144), "i": trade_id, "tks": "B"}
 
 
-def alpaca_bar(pair: str, t_ms: int, *, kind: str = "b", o: float = 10, h: float = 10, l: float = 10,  # noqa: E741
-               c: float = 10, v: float = 1) -> dict[str, Any]:
+def alpaca_bar(
+    pair: str,
+    t_ms: int,
+    *,
+    kind: str = "b",
+    o: float = 10,
+    h: float = 10,
+    l: float = 10,  # noqa: E741
+    c: float = 10,
+    v: float = 1,
+) -> dict[str, Any]:
     """A minute bar (``kind="b"``) or daily bar (``"d"``); ``t`` is the bar's start."""
-    return {"T": kind, "S": pair, "o": o, "h": h, "l": l, "c": c, "v": v,
-            "t": datetime.fromtimestamp(t_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "n": 93, "vw": (h + l) / 2}
+    return {
+        "T": kind,
+        "S": pair,
+        "o": o,
+        "h": h,
+        "l": l,
+        "c": c,
+        "v": v,
+        "t": datetime.fromtimestamp(t_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "n": 93,
+        "vw": (h + l) / 2,
+    }
 
 
 # --------------------------------------------------------------------------- Binance REST
@@ -191,17 +319,25 @@ class FakeBinanceRest(LocalHttpFake):
             status, retry_after = failure
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
             if status >= 500:
-                self._reply(h, status, b"<html><body><h1>500 Internal Server Error</h1></body></html>", headers,
-                            "text/html")
+                self._reply(
+                    h, status, b"<html><body><h1>500 Internal Server Error</h1></body></html>", headers, "text/html"
+                )
             else:
-                body = {"code": -1003, "msg": "Too many requests; current limit of IP(127.0.0.1) is 6000 requests "
-                                              "per minute. Please use the websocket for live updates to avoid "
-                                              "polling the API."}
+                body = {
+                    "code": -1003,
+                    "msg": "Too many requests; current limit of IP(127.0.0.1) is 6000 requests "
+                    "per minute. Please use the websocket for live updates to avoid "
+                    "polling the API.",
+                }
                 self._reply(h, status, json.dumps(body).encode(), headers)
             return
         status, payload = self._answer(parts.path, params, tickers)
-        self._reply(h, status, json.dumps(payload, separators=(",", ":")).encode(),
-                    {"x-mbx-used-weight-1m": str(len(self.requests))})
+        self._reply(
+            h,
+            status,
+            json.dumps(payload, separators=(",", ":")).encode(),
+            {"x-mbx-used-weight-1m": str(len(self.requests))},
+        )
 
     def _answer(self, path: str, p: dict[str, str], tickers: dict[str, dict[str, Any]]) -> tuple[int, Any]:
         if path != self.PATH:
@@ -223,8 +359,13 @@ class FakeBinanceRest(LocalHttpFake):
         return 200, list(tickers.values())
 
     @staticmethod
-    def _reply(h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str],
-               content_type: str = "application/json;charset=UTF-8") -> None:
+    def _reply(
+        h: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        headers: dict[str, str],
+        content_type: str = "application/json;charset=UTF-8",
+    ) -> None:
         h.send_response(status)
         h.send_header("Content-Type", content_type)
         h.send_header("Content-Length", str(len(body)))

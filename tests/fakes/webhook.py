@@ -80,8 +80,9 @@ class WebhookFake(LocalHttpFake):
             answer = self._script.popleft() if self._script else self.default
             if handler.command != "POST":
                 answer = Answer(405)
-            self.requests.append(Seen(handler.command, handler.path, handler.headers, body, answer.status,
-                                     time.monotonic()))
+            self.requests.append(
+                Seen(handler.command, handler.path, handler.headers, body, answer.status, time.monotonic())
+            )
             self._changed.notify_all()
         if answer.delay_s and self._closing.wait(answer.delay_s):
             return  # closing: drop the connection unanswered
@@ -102,7 +103,8 @@ class WebhookFake(LocalHttpFake):
     def wait_for(self, count: int, timeout: float = 10.0, *, delivered: bool = True) -> bool:
         """Wait until ``count`` requests were delivered (or, with ``delivered=False``, received at all)."""
         return self.wait_until(
-            lambda seen: sum(1 for r in seen if not delivered or 200 <= r.status < 300) >= count, timeout)
+            lambda seen: sum(1 for r in seen if not delivered or 200 <= r.status < 300) >= count, timeout
+        )
 
     def wait_until(self, condition: Callable[[list[Seen]], bool], timeout: float = 10.0) -> bool:
         """Wait until ``condition(requests so far)`` holds; False if it did not within ``timeout``."""

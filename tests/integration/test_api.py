@@ -21,14 +21,34 @@ from pipeline.wiring import Runtime, build_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNAL_STAGES = "normalizer,enricher,behaviour,journal-store"
-SUMMARY_KEYS = {"fills", "trades", "open_positions", "net_pnl", "fees", "win_rate", "profit_factor",
-                "expectancy", "max_drawdown"}
+SUMMARY_KEYS = {
+    "fills",
+    "trades",
+    "open_positions",
+    "net_pnl",
+    "fees",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "max_drawdown",
+}
 
 pytestmark = pytest.mark.timeout(180)
 
-TRADE = {"trade_id": "T-1", "user_id": "alice", "symbol": "BTC/USDT", "side": "BUY", "entry_price": 90000.0,
-         "exit_price": 91000.0, "quantity": 0.1, "entry_time": 1731750000000, "exit_time": 1731753600000,
-         "pnl": None, "notes": "breakout", "source": "api"}
+TRADE = {
+    "trade_id": "T-1",
+    "user_id": "alice",
+    "symbol": "BTC/USDT",
+    "side": "BUY",
+    "entry_price": 90000.0,
+    "exit_price": 91000.0,
+    "quantity": 0.1,
+    "entry_time": 1731750000000,
+    "exit_time": 1731753600000,
+    "pnl": None,
+    "notes": "breakout",
+    "source": "api",
+}
 
 
 @pytest.fixture
@@ -39,7 +59,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     rt.stop()
 
 
-def _until(fn, timeout: float = 30.0):  # noqa: ANN001, ANN202
+def _until(fn, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while True:
         value = fn()
@@ -77,11 +97,13 @@ def test_bad_fields_get_422_naming_each_field_value_and_rule(runtime: Runtime) -
 
 def test_import_reports_rows_and_the_websocket_pushes_trades_and_alerts(runtime: Runtime) -> None:
     client = TestClient(create_app(runtime.api_context()))
-    csv = ("Date(UTC),Pair,Side,Price,Executed,Amount,Fee\n"
-           "2024-11-16 09:00:00,SOLUSDT,BUY,200,10SOL,2000USDT,0USDT\n"
-           "2024-11-16 09:30:00,SOLUSDT,SELL,140,10SOL,1400USDT,0USDT\n"
-           "2024-11-16 09:36:00,SOLUSDT,BUY,141,20SOL,2820USDT,0USDT\n"
-           "2024-11-16 09:40:00,SOLUSDT,SIDEWAYS,141,20SOL,2820USDT,0USDT\n").encode()
+    csv = (
+        b"Date(UTC),Pair,Side,Price,Executed,Amount,Fee\n"
+        b"2024-11-16 09:00:00,SOLUSDT,BUY,200,10SOL,2000USDT,0USDT\n"
+        b"2024-11-16 09:30:00,SOLUSDT,SELL,140,10SOL,1400USDT,0USDT\n"
+        b"2024-11-16 09:36:00,SOLUSDT,BUY,141,20SOL,2820USDT,0USDT\n"
+        b"2024-11-16 09:40:00,SOLUSDT,SIDEWAYS,141,20SOL,2820USDT,0USDT\n"
+    )
     with client.websocket_connect("/ws/trades/alice") as ws:
         assert ws.receive_json()["type"] == "ready"
         response = client.post("/api/trades/import", files={"file": ("binance.csv", csv, "text/csv")})
@@ -89,8 +111,7 @@ def test_import_reports_rows_and_the_websocket_pushes_trades_and_alerts(runtime:
         report = response.json()
         assert set(report) == {"format", "rows", "accepted", "duplicates", "rejected"}
         assert (report["rows"], report["accepted"], report["duplicates"]) == (4, 3, 0)
-        assert report["rejected"] == [{"row": 5, "column": "Side", "value": "SIDEWAYS",
-                                       "reason": "one of BUY, SELL"}]
+        assert report["rejected"] == [{"row": 5, "column": "Side", "value": "SIDEWAYS", "reason": "one of BUY, SELL"}]
         seen = {"trade": 0, "alert": 0}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (seen["trade"] >= 3 and seen["alert"]):
@@ -121,8 +142,14 @@ def _free_port() -> int:
 def test_python_m_pipeline_api_serves_on_loopback(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "DATA_DIR": str(tmp_path), "STAGES": JOURNAL_STAGES, "KAFKA_BOOTSTRAP_SERVERS": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "api", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "api", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
 

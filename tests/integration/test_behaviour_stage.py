@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -22,19 +22,39 @@ from pipeline.topics import BEHAVIORAL_ALERTS, CATALOG, ENRICHED_TRADES
 from storage.db import Database
 
 MIN = 60_000
-T = int(datetime(2024, 3, 4, 10, 0, tzinfo=timezone.utc).timestamp() * 1000)
+T = int(datetime(2024, 3, 4, 10, 0, tzinfo=UTC).timestamp() * 1000)
 
 
-def record(user: str, tid: str, minute: float, *, size: float = 1000.0, symbol: str = "SOLUSDT",
-           kind: str = "lot", exit_minute: float | None = None, pnl: float | None = None,
-           void: bool = False) -> EnrichedTrade:
+def record(
+    user: str,
+    tid: str,
+    minute: float,
+    *,
+    size: float = 1000.0,
+    symbol: str = "SOLUSDT",
+    kind: str = "lot",
+    exit_minute: float | None = None,
+    pnl: float | None = None,
+    void: bool = False,
+) -> EnrichedTrade:
     """A journal record of ``user``; its trade id is prefixed with the user (ids are global)."""
     closed = exit_minute is not None
-    return EnrichedTrade(trade_id=f"{user}:{tid}", user_id=user, symbol=symbol, side="BUY", entry_price=100.0,
-                         quantity=size / 100.0, entry_time=T + int(minute * MIN), source="test", kind=kind,
-                         exit_price=100.0 + (pnl or 0) / (size / 100.0) if closed else None,
-                         exit_time=T + int(exit_minute * MIN) if closed else None, pnl=pnl,
-                         lot_id=f"{user}:{tid}" if kind == "lot" else None, void=void)
+    return EnrichedTrade(
+        trade_id=f"{user}:{tid}",
+        user_id=user,
+        symbol=symbol,
+        side="BUY",
+        entry_price=100.0,
+        quantity=size / 100.0,
+        entry_time=T + int(minute * MIN),
+        source="test",
+        kind=kind,
+        exit_price=100.0 + (pnl or 0) / (size / 100.0) if closed else None,
+        exit_time=T + int(exit_minute * MIN) if closed else None,
+        pnl=pnl,
+        lot_id=f"{user}:{tid}" if kind == "lot" else None,
+        void=void,
+    )
 
 
 def revenge_records(user: str) -> tuple[list[EnrichedTrade], EnrichedTrade, EnrichedTrade]:
@@ -53,7 +73,8 @@ def alerts_of(messages: list[Message], alert_type: str | None = None) -> list[Be
 
 
 def test_revenge_alert_through_the_runner_and_the_same_ids_on_replay(
-        bus: Bus, tmp_path: Path, group_name: Callable[..., str]) -> None:
+    bus: Bus, tmp_path: Path, group_name: Callable[..., str]
+) -> None:
     bus.create_topics(CATALOG.values())
     db = Database(tmp_path / "desk.db")
     user = f"trader-{uuid.uuid4().hex[:10]}"  # the broker is shared: only this test's user counts
@@ -93,7 +114,7 @@ def test_revenge_alert_through_the_runner_and_the_same_ids_on_replay(
         settle()  # and whatever else this round gives
         first = list(received)
         publish()  # the same records again (a replay, or at-least-once delivery)
-        collect_until(lambda: any(a["alert_type"] == "revenge_trading" for a in received[len(first):]))
+        collect_until(lambda: any(a["alert_type"] == "revenge_trading" for a in received[len(first) :]))
         settle()
     finally:
         runner.stop()
@@ -101,14 +122,14 @@ def test_revenge_alert_through_the_runner_and_the_same_ids_on_replay(
     assert revenge_alert["trade_ids"] == [loss.trade_id, revenge.trade_id]
     assert revenge_alert["message"] == "Entered SOLUSDT 6 min after a -812.40 loss on SOLUSDT"
     assert revenge_alert["timestamp"] == revenge.entry_time and revenge_alert["severity"] == "medium"
-    again = received[len(first):]
+    again = received[len(first) :]
     assert {a["alert_id"] for a in again} == {a["alert_id"] for a in first} == {revenge_alert["alert_id"]}
     assert [a for a in again if a["alert_id"] == revenge_alert["alert_id"]][-1] == revenge_alert
-    stored = db.query("SELECT trade_id, entry_key, notional, pnl FROM behaviour_trades WHERE user_id = ? "
-                      "ORDER BY entry_time", (user,))
+    stored = db.query(
+        "SELECT trade_id, entry_key, notional, pnl FROM behaviour_trades WHERE user_id = ? ORDER BY entry_time", (user,)
+    )
     assert [r["trade_id"] for r in stored] == [r.trade_id for r in records]
-    assert stored[3] == {"trade_id": loss.trade_id, "entry_key": loss.trade_id, "notional": 20_000.0,
-                         "pnl": -812.40}
+    assert stored[3] == {"trade_id": loss.trade_id, "entry_key": loss.trade_id, "notional": 20_000.0, "pnl": -812.40}
     assert runner.health.snapshot().dead_lettered == 0
     db.close()
 
@@ -133,8 +154,10 @@ def test_a_loss_in_an_earlier_batch_and_a_late_loss_give_the_same_alert(stage: B
     [late] = alerts_of(stage.process_batch([loss_b]))  # the entries after it come from the database
     assert ahead.trade_ids == [loss.trade_id, revenge.trade_id]
     assert late.trade_ids == [loss_b.trade_id, revenge_b.trade_id]
-    assert (ahead.message, ahead.details) == (late.message, {**late.details, "loss_trade_ids": [loss.trade_id],
-                                                             "entries": ahead.details["entries"]})
+    assert (ahead.message, ahead.details) == (
+        late.message,
+        {**late.details, "loss_trade_ids": [loss.trade_id], "entries": ahead.details["entries"]},
+    )
     # a replay of both batches updates the same alerts
     replayed = alerts_of(stage.process_batch([*revenge_records(forward)[0], loss, revenge]))
     assert [a.alert_id for a in replayed] == [ahead.alert_id]
@@ -153,16 +176,25 @@ def test_overtrading_counts_trader_days_in_the_time_zone_from_the_database(tmp_p
     rules = BehaviourRules(timezone="America/New_York")
     db = Database(tmp_path / "desk.db")
     stage = BehaviourStage(db, rules)
-    ny_day = datetime(2024, 3, 1, 0, 0, tzinfo=timezone.utc).timestamp() * 1000 + 5 * 60 * MIN  # 00:00 EST
-    history = [record("ny", f"h{d}-{i}", (ny_day - T) / MIN - d * 1440 + m, symbol="ETHUSDT")
-               for d in range(1, 6) for i, m in enumerate((10, 720, 1430))]  # 00:10, 12:00, 23:50 local
+    ny_day = datetime(2024, 3, 1, 0, 0, tzinfo=UTC).timestamp() * 1000 + 5 * 60 * MIN  # 00:00 EST
+    history = [
+        record("ny", f"h{d}-{i}", (ny_day - T) / MIN - d * 1440 + m, symbol="ETHUSDT")
+        for d in range(1, 6)
+        for i, m in enumerate((10, 720, 1430))
+    ]  # 00:10, 12:00, 23:50 local
     # Seven entries from 17:00 to 23:00 New York time: one trader day, but two days in UTC.
     today = [record("ny", f"t{i}", (ny_day - T) / MIN + 17 * 60 + 60 * i, symbol="ETHUSDT") for i in range(7)]
     assert alerts_of(stage.process_batch(history)) == []
     assert alerts_of(stage.process_batch(today[:6])) == []
     [alert] = alerts_of(stage.process_batch(today[6:]), "overtrading")
-    assert alert.details == {"day": "2024-03-01", "entries": 7, "limit": 6.0, "median": 3.0, "history_days": 5,
-                             "timezone": "America/New_York"}
+    assert alert.details == {
+        "day": "2024-03-01",
+        "entries": 7,
+        "limit": 6.0,
+        "median": 3.0,
+        "history_days": 5,
+        "timezone": "America/New_York",
+    }
     assert alert.trade_ids == [today[6].trade_id]
     rows = [row_of(r) for r in history + today]
     expected = [alert_of(f) for f in detect(rows, [row_of(today[6])], rules) if f.alert_type == "overtrading"]

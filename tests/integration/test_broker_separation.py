@@ -35,8 +35,15 @@ KAFKA_VARS = ("KAFKA_HOME_DIR", "KAFKA_PORT", "KAFKA_TEST_PORT")
 
 def where(env: dict[str, str], *, test: bool) -> dict[str, str]:
     """``scripts/kafka.sh [--test] where`` as key -> value."""
-    done = subprocess.run([str(SCRIPT), *(["--test"] if test else []), "where"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        [str(SCRIPT), *(["--test"] if test else []), "where"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return dict(line.split("=", 1) for line in done.stdout.splitlines())
 
@@ -52,9 +59,11 @@ def ports(w: dict[str, str]) -> set[int]:
     return {int(w["port"]), int(w["controller_port"])}
 
 
-@pytest.mark.parametrize("kafka", [{}, {"KAFKA_PORT": "39500"}, {"KAFKA_TEST_PORT": "39700"},
-                                   {"KAFKA_PORT": "39500", "KAFKA_TEST_PORT": "39300"}],
-                         ids=["defaults", "KAFKA_PORT", "KAFKA_TEST_PORT", "both"])
+@pytest.mark.parametrize(
+    "kafka",
+    [{}, {"KAFKA_PORT": "39500"}, {"KAFKA_TEST_PORT": "39700"}, {"KAFKA_PORT": "39500", "KAFKA_TEST_PORT": "39300"}],
+    ids=["defaults", "KAFKA_PORT", "KAFKA_TEST_PORT", "both"],
+)
 def test_the_two_brokers_never_share_a_port_or_a_log_folder(kafka: dict[str, str]) -> None:
     env = shell(**kafka)
     desk, tests = where(env, test=False), where(env, test=True)
@@ -66,11 +75,19 @@ def test_the_two_brokers_never_share_a_port_or_a_log_folder(kafka: dict[str, str
 
 
 def test_a_test_port_on_the_desks_ports_is_refused() -> None:
-    done = subprocess.run([str(SCRIPT), "--test", "where"], env=shell(KAFKA_PORT="39500", KAFKA_TEST_PORT="39501"),
-                          cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        [str(SCRIPT), "--test", "where"],
+        env=shell(KAFKA_PORT="39500", KAFKA_TEST_PORT="39501"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 1
-    assert done.stderr.strip() == ("kafka.sh: KAFKA_TEST_PORT=39501 collides with the desk's broker on 39500 and "
-                                   "39501: pick another")
+    assert done.stderr.strip() == (
+        "kafka.sh: KAFKA_TEST_PORT=39501 collides with the desk's broker on 39500 and 39501: pick another"
+    )
 
 
 def broker_log_dirs(bootstrap: str) -> str:
@@ -92,16 +109,37 @@ def test_the_broker_these_tests_use_is_not_the_desks(kafka_bootstrap: str) -> No
 def test_the_tests_never_follow_the_desks_bootstrap_servers(kafka_bootstrap: str, tmp_path: Path) -> None:
     """A trader's shell that exports KAFKA_BOOTSTRAP_SERVERS for the desk does not move the tests."""
     probe = tmp_path / "test_probe.py"
-    probe.write_text("import os\n\n\ndef test_probe(kafka_bootstrap):\n"
-                     "    print('BOOTSTRAP', kafka_bootstrap, 'ENV', repr(os.environ['KAFKA_BOOTSTRAP_SERVERS']),\n"
-                     "          'DATA_DIR', os.environ['DATA_DIR'])\n")
+    probe.write_text(
+        "import os\n\n\ndef test_probe(kafka_bootstrap):\n"
+        "    print('BOOTSTRAP', kafka_bootstrap, 'ENV', repr(os.environ['KAFKA_BOOTSTRAP_SERVERS']),\n"
+        "          'DATA_DIR', os.environ['DATA_DIR'])\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_TEST_BOOTSTRAP_SERVERS"}
     env.update({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "DATA_DIR": str(ROOT / "data")})
     if os.environ.get("KAFKA_TEST_BOOTSTRAP_SERVERS"):
         env["KAFKA_TEST_BOOTSTRAP_SERVERS"] = os.environ["KAFKA_TEST_BOOTSTRAP_SERVERS"]
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-p", "tests.conftest",
-                           "--rootdir", str(tmp_path), str(probe)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-s",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "tests.conftest",
+            "--rootdir",
+            str(tmp_path),
+            str(probe),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     line = next(x for x in done.stdout.splitlines() if "BOOTSTRAP" in x).split()
     assert line[1] == kafka_bootstrap  # the tests' broker (already running: found, not started again)
@@ -139,18 +177,28 @@ def checkout(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield env
     finally:
         for flag in (["--test"], []):
-            subprocess.run([str(SCRIPT), *flag, "stop"], env=env, cwd=ROOT, capture_output=True, timeout=60, check=False)
+            subprocess.run(
+                [str(SCRIPT), *flag, "stop"], env=env, cwd=ROOT, capture_output=True, timeout=60, check=False
+            )
 
 
 def _start(env: dict[str, str], *, test: bool) -> str:
-    done = subprocess.run([str(SCRIPT), *(["--test"] if test else []), "start"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=180, check=False)
+    done = subprocess.run(
+        [str(SCRIPT), *(["--test"] if test else []), "start"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.strip().splitlines()[-1]
 
 
 def test_what_a_test_makes_on_its_broker_is_not_on_the_desks_broker_of_the_same_checkout(
-        checkout: dict[str, str]) -> None:
+    checkout: dict[str, str],
+) -> None:
     tests = _start(checkout, test=True)  # as make test starts it
     name = f"test-only.{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": tests})
@@ -188,8 +236,15 @@ def test_a_benchmark_leaves_the_catalogs_topics_as_they_were_and_takes_its_own_a
         before = {t.name: t.end_offset for t in bus.describe_topics(CATALOG)}
         groups_before = {g.group_id for g in bus.describe_groups()}
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
-        done = subprocess.run([sys.executable, "-m", "bench.journal", "--trades", "300", "--backend", "kafka"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.journal", "--trades", "300", "--backend", "kafka"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert '"trades": 300' in done.stdout  # it ran: every trade reached its journal
         after = {t.name: t.end_offset for t in bus.describe_topics(CATALOG)}

@@ -44,17 +44,37 @@ class Sleeps(list[float]):
 
 
 def _binance_history() -> list[dict[str, Any]]:
-    trades = [binance_trade(1000 + 7 * i, T0 + i * 600_000, price=f"{60000 + i}.50", qty="0.00100000",
-                            is_buyer=i % 3 != 0) for i in range(2_345)]
-    trades += [binance_trade(50_000 + i, T0 + 15 * DAY_MS + i * 1000, symbol="ETHUSDT", price="3100.10", qty="0.0500",
-                             commission="0.00005000", commission_asset="ETH") for i in range(5)]
+    trades = [
+        binance_trade(1000 + 7 * i, T0 + i * 600_000, price=f"{60000 + i}.50", qty="0.00100000", is_buyer=i % 3 != 0)
+        for i in range(2_345)
+    ]
+    trades += [
+        binance_trade(
+            50_000 + i,
+            T0 + 15 * DAY_MS + i * 1000,
+            symbol="ETHUSDT",
+            price="3100.10",
+            qty="0.0500",
+            commission="0.00005000",
+            commission_asset="ETH",
+        )
+        for i in range(5)
+    ]
     return trades
 
 
 def _bybit_history() -> list[dict[str, Any]]:
     # 260 executions over ~18 days: three 7-day windows, several cursor pages each.
-    items = [bybit_execution(f"21000000000721{i:05d}", T0 + i * 6_000_000, side="Buy" if i % 2 else "Sell",
-                             price=f"{90000 + i}.5", qty="0.002") for i in range(260)]
+    items = [
+        bybit_execution(
+            f"21000000000721{i:05d}",
+            T0 + i * 6_000_000,
+            side="Buy" if i % 2 else "Sell",
+            price=f"{90000 + i}.5",
+            qty="0.002",
+        )
+        for i in range(260)
+    ]
     items.append(bybit_execution("2100000000079999999", T0 + 5_000, symbol="ETHUSDT", price="3100.1"))
     return items
 
@@ -118,8 +138,9 @@ def test_bybit_walks_seven_day_windows_and_cursor_pages(bybit: FakeBybit) -> Non
 
 def test_bybit_without_since_reads_the_default_last_seven_days(bybit: FakeBybit) -> None:
     got = _bybit_client(bybit).fetch("BTCUSDT", None)
-    assert got == [e for e in bybit.executions
-                   if e["symbol"] == "BTCUSDT" and int(e["execTime"]) >= NOW_MS - 7 * DAY_MS]
+    assert got == [
+        e for e in bybit.executions if e["symbol"] == "BTCUSDT" and int(e["execTime"]) >= NOW_MS - 7 * DAY_MS
+    ]
     assert "startTime" not in bybit.requests[0].params
 
 
@@ -128,10 +149,12 @@ def test_bybit_without_since_reads_the_default_last_seven_days(bybit: FakeBybit)
 
 @pytest.mark.parametrize("venue", ["binance", "bybit"])
 def test_wrong_secret_is_a_config_error_without_secret_or_signature(
-        venue: str, binance: FakeBinance, bybit: FakeBybit) -> None:
+    venue: str, binance: FakeBinance, bybit: FakeBybit
+) -> None:
     wrong = "WRONG" + SECRET[5:]
-    fake, client = ((binance, _binance_client(binance, wrong)) if venue == "binance"
-                    else (bybit, _bybit_client(bybit, wrong)))
+    fake, client = (
+        (binance, _binance_client(binance, wrong)) if venue == "binance" else (bybit, _bybit_client(bybit, wrong))
+    )
     with pytest.raises(ConfigError) as err:
         client.fetch("BTCUSDT", None)
     message = str(err.value)
@@ -149,8 +172,7 @@ def test_the_right_secret_passes_the_same_check(binance: FakeBinance, bybit: Fak
 
 
 @pytest.mark.parametrize("venue", ["binance", "bybit"])
-def test_unknown_key_and_skewed_clock_are_config_errors(
-        venue: str, binance: FakeBinance, bybit: FakeBybit) -> None:
+def test_unknown_key_and_skewed_clock_are_config_errors(venue: str, binance: FakeBinance, bybit: FakeBybit) -> None:
     make: Callable[..., Any] = BinanceClient if venue == "binance" else BybitClient
     url = binance.base_url if venue == "binance" else bybit.base_url
     with pytest.raises(ConfigError, match="credentials"):
@@ -188,7 +210,8 @@ def test_bybit_rate_limit_code_waits_for_the_reset_time(bybit: FakeBybit) -> Non
 
 @pytest.mark.parametrize("venue", ["binance", "bybit"])
 def test_persistent_failure_becomes_transient_error_after_a_few_attempts(
-        venue: str, binance: FakeBinance, bybit: FakeBybit) -> None:
+    venue: str, binance: FakeBinance, bybit: FakeBybit
+) -> None:
     sleeps = Sleeps()
     fake: FakeBinance | FakeBybit = binance if venue == "binance" else bybit
     make = _binance_client if venue == "binance" else _bybit_client
@@ -211,8 +234,7 @@ def test_connection_refused_is_transient() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = BinanceClient(KEY, SECRET, base_url=f"http://127.0.0.1:{port}", timeout=2,
-                           max_attempts=2, sleep=Sleeps())
+    client = BinanceClient(KEY, SECRET, base_url=f"http://127.0.0.1:{port}", timeout=2, max_attempts=2, sleep=Sleeps())
     with pytest.raises(TransientError, match="refused"):
         client.fetch("BTCUSDT", None)
 
@@ -222,15 +244,31 @@ def test_connection_refused_is_transient() -> None:
 
 def test_binance_parser_reads_the_documented_trade() -> None:
     fill = PARSERS["binance-api"](BINANCE_DOC_TRADE)
-    assert fill == Fill(symbol="BNBBTC", side="BUY", price=4.000001, quantity=12.0, time=1499865549590,
-                        fee=10.1, fee_asset="BNB", exchange_id="28457")
+    assert fill == Fill(
+        symbol="BNBBTC",
+        side="BUY",
+        price=4.000001,
+        quantity=12.0,
+        time=1499865549590,
+        fee=10.1,
+        fee_asset="BNB",
+        exchange_id="28457",
+    )
     assert PARSERS["binance-api"]({**BINANCE_DOC_TRADE, "isBuyer": False}).side == "SELL"
 
 
 def test_bybit_parser_reads_an_execution_and_either_fee_currency_field() -> None:
     fill = PARSERS["bybit-api"](BYBIT_DOC_EXECUTION)
-    assert fill == Fill(symbol="BTCUSDT", side="BUY", price=92150.5, quantity=0.002, time=1731767702000,
-                        fee=0.00012, fee_asset="BTC", exchange_id="2100000000072181418")
+    assert fill == Fill(
+        symbol="BTCUSDT",
+        side="BUY",
+        price=92150.5,
+        quantity=0.002,
+        time=1731767702000,
+        fee=0.00012,
+        fee_asset="BTC",
+        exchange_id="2100000000072181418",
+    )
     old = bybit_execution("7", 1731767702000, side="Sell", fee_currency="USDT", fee_field="execFeeCurrency")
     assert PARSERS["bybit-api"](old).fee_asset == "USDT" and PARSERS["bybit-api"](old).side == "SELL"
     assert PARSERS["bybit-api"](bybit_execution("8", 1731767702000, fee_currency=None)).fee_asset is None
@@ -253,9 +291,15 @@ def test_parsers_name_every_bad_field() -> None:
 
 def test_exchange_keys_are_off_by_default_and_their_clients_never_show_secrets() -> None:
     assert exchange_keys_from_env({}) == ()
-    keys = exchange_keys_from_env({"BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET,
-                                   "BYBIT_API_KEY": "bk", "BYBIT_API_SECRET": "bs",
-                                   "BYBIT_BASE_URL": "http://127.0.0.1:9/"})
+    keys = exchange_keys_from_env(
+        {
+            "BINANCE_API_KEY": KEY,
+            "BINANCE_API_SECRET": SECRET,
+            "BYBIT_API_KEY": "bk",
+            "BYBIT_API_SECRET": "bs",
+            "BYBIT_BASE_URL": "http://127.0.0.1:9/",
+        }
+    )
     assert all(SECRET not in repr(k) and KEY not in repr(k) for k in keys)
     clients = [client_for(k.venue, k.api_key, k.api_secret, k.base_url) for k in keys]
     assert [(c.venue, c.format) for c in clients] == [("binance", "binance-api"), ("bybit", "bybit-api")]
@@ -286,29 +330,30 @@ def _read_raw_trades(bus: Bus, group: str, user_id: str, expected: int, timeout:
     return got
 
 
-def test_history_source_publishes_raw_trades_with_stable_ids(
-        bus: Bus, group_name: Callable[..., str]) -> None:
+def test_history_source_publishes_raw_trades_with_stable_ids(bus: Bus, group_name: Callable[..., str]) -> None:
     bus.create_topics(CATALOG.values())
     user = f"trader-{uuid.uuid4().hex[:12]}"
     since = T0 + 2_000 * 600_000
     with FakeBinance(KEY, SECRET, _binance_history()) as fake:
         client = _binance_client(fake)
-        source = ExchangeHistorySource(client, bus.producer(), user_id=user, symbols=["BTC/USDT", "ETHUSDT"],
-                                       since_ms=since)
+        source = ExchangeHistorySource(
+            client, bus.producer(), user_id=user, symbols=["BTC/USDT", "ETHUSDT"], since_ms=since
+        )
         wanted = [t for t in fake.trades if t["time"] >= since]
         assert source.poll_once() == len(wanted) == 345 + 5
         assert source.poll_once() == 0  # nothing new: the cursor moved past what was published
         fake.add(binance_trade(999_999, NOW_MS, price="61000.00", is_buyer=False))
         assert source.poll_once() == 1
-        again = ExchangeHistorySource(client, bus.producer(), user_id=user, symbols=["BTCUSDT", "ETHUSDT"],
-                                      since_ms=since)
+        again = ExchangeHistorySource(
+            client, bus.producer(), user_id=user, symbols=["BTCUSDT", "ETHUSDT"], since_ms=since
+        )
         assert again.poll_once() == len(wanted) + 1
     health = source.health.snapshot()
     assert health.produced == len(wanted) + 1 and health.errors == 0
 
     got = _read_raw_trades(bus, group_name("raw"), user, 2 * (len(wanted) + 1))
     assert len(got) == 2 * (len(wanted) + 1)
-    first, second = got[: len(got) // 2], got[len(got) // 2:]
+    first, second = got[: len(got) // 2], got[len(got) // 2 :]
     by_id = {m.raw_id: m for m in first}
     assert len(by_id) == len(first) and set(by_id) == {m.raw_id for m in second}  # the same stable ids
     for m in first:
@@ -316,7 +361,7 @@ def test_history_source_publishes_raw_trades_with_stable_ids(
         fill = PARSERS["binance-api"](m.payload)  # type: ignore[arg-type]
         assert m.raw_id == fill_fingerprint(user, fill, 0, venue="binance")
     payloads = sorted((m.payload for m in first), key=lambda p: p["id"])  # type: ignore[index]
-    assert payloads == sorted(wanted + [fake.trades[-1]], key=lambda p: p["id"])
+    assert payloads == sorted([*wanted, fake.trades[-1]], key=lambda p: p["id"])
 
 
 def test_history_source_counts_transient_errors_and_recovers(bus: Bus, group_name: Callable[..., str]) -> None:
@@ -325,8 +370,9 @@ def test_history_source_counts_transient_errors_and_recovers(bus: Bus, group_nam
     with FakeBybit(KEY, SECRET, _bybit_history()) as fake:
         fake.fail_next(4, 500)  # two polls' worth of attempts fail, then the exchange is back
         client = _bybit_client(fake, max_attempts=2, backoff_s=0.01)
-        source = ExchangeHistorySource(client, bus.producer(), user_id=user, symbols=["ETHUSDT"],
-                                       interval_s=0.05, since_ms=T0)
+        source = ExchangeHistorySource(
+            client, bus.producer(), user_id=user, symbols=["ETHUSDT"], interval_s=0.05, since_ms=T0
+        )
         source.start()
         try:
             deadline = time.monotonic() + 30

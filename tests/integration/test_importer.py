@@ -15,7 +15,13 @@ import pytest
 from pipeline.bus.base import Bus
 from pipeline.journal import importer
 from pipeline.journal.importer import (
-    ImportFileError, RowError, check_file, find_mapping, import_file, list_mappings, save_mapping,
+    ImportFileError,
+    RowError,
+    check_file,
+    find_mapping,
+    import_file,
+    list_mappings,
+    save_mapping,
 )
 from pipeline.topics import CATALOG, RAW_TRADES, dlq_name
 from storage.db import Database
@@ -42,8 +48,9 @@ def csv_bytes(*lines: str, encoding: str = "utf-8") -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode(encoding)
 
 
-def consume_user(bus: Bus, group: str, topic: str, user_id: str, expected: int,
-                 timeout: float = 90.0) -> list[dict[str, Any]]:
+def consume_user(
+    bus: Bus, group: str, topic: str, user_id: str, expected: int, timeout: float = 90.0
+) -> list[dict[str, Any]]:
     """Read ``topic`` from the start until caught up; return this user's messages, decoded."""
     consumer = bus.consumer(group, [topic])
     found: list[dict[str, Any]] = []
@@ -62,19 +69,25 @@ def consume_user(bus: Bus, group: str, topic: str, user_id: str, expected: int,
 
 def store_fills(db: Database, user_id: str, raw_ids: list[str]) -> None:
     """Record fills in the ledger as the normalizer would (filling whatever columns it requires)."""
+
     def insert(d: Any) -> None:
         columns = [c for c in d.conn.execute("PRAGMA table_info(journal_fills)").fetchall() if c[3] or c[5]]
         filler = {"INTEGER": 1, "REAL": 1.0}
         for i, fid in enumerate(raw_ids):
             given = {"fill_id": fid, "user_id": user_id, "seq": i}
             values = [given.get(c[1], filler.get(c[2].upper(), "x")) for c in columns]
-            d.conn.execute(f"INSERT INTO journal_fills ({', '.join(c[1] for c in columns)}) "
-                           f"VALUES ({', '.join('?' * len(columns))})", values)
+            d.conn.execute(
+                f"INSERT INTO journal_fills ({', '.join(c[1] for c in columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
+                values,
+            )
+
     db.write(insert)
 
 
 def test_import_publishes_new_rows_dead_letters_bad_ones_and_skips_them_the_second_time(
-        bus: Bus, db: Database, group_name: Callable[..., str]) -> None:
+    bus: Bus, db: Database, group_name: Callable[..., str]
+) -> None:
     bus.create_topics(CATALOG.values())
     user = new_user()
     data = csv_bytes(BINANCE_HEADER, SOL_BUY, SOL_BUY, "", BAD, BTC_SELL)
@@ -82,9 +95,16 @@ def test_import_publishes_new_rows_dead_letters_bad_ones_and_skips_them_the_seco
     dry = check_file(data, user_id=user, db=db)
     report = import_file(data, user_id=user, producer=bus.producer(), db=db)
 
-    expected = {"format": "binance-spot", "rows": 4, "accepted": 3, "duplicates": 0,
-                "rejected": [{"row": 5, "column": "Side", "value": "HOLD", "reason": "one of BUY, SELL"},
-                             {"row": 5, "column": "Price", "value": "0", "reason": "> 0"}]}
+    expected = {
+        "format": "binance-spot",
+        "rows": 4,
+        "accepted": 3,
+        "duplicates": 0,
+        "rejected": [
+            {"row": 5, "column": "Side", "value": "HOLD", "reason": "one of BUY, SELL"},
+            {"row": 5, "column": "Price", "value": "0", "reason": "> 0"},
+        ],
+    }
     assert dry.to_json() == expected and dry.published == 0
     assert report.to_json() == expected and report.published == 3
     assert report.rejected[0] == RowError(5, "Side", "HOLD", "one of BUY, SELL")
@@ -99,7 +119,8 @@ def test_import_publishes_new_rows_dead_letters_bad_ones_and_skips_them_the_seco
     assert by_row[6]["payload"]["Price"] == "91,234.5"
     assert len({r["raw_id"] for r in raws}) == 3 and all(r["raw_id"].startswith("f-") for r in raws)
     assert {(r["format"], r["source"], r["mapping"], r["user_id"]) for r in raws} == {
-        ("binance-spot", "csv", None, user)}
+        ("binance-spot", "csv", None, user)
+    }
 
     dead = consume_user(bus, group_name("dlq"), dlq_name(RAW_TRADES), user, 1)
     assert len(dead) == 1
@@ -117,11 +138,16 @@ def test_text_encodings_and_delimiters_import(bus: Bus, db: Database, group_name
     bus.create_topics(CATALOG.values())
     user = new_user()
     note = "Café crème – à revoir, trop tôt"
-    latin = csv_bytes(GENERIC_HEADER, f'T-1,ETHUSDT,BUY,3100.5,3180.25,2,2024-11-16T14:35:02Z,'
-                                      f'2024-11-16 18:00:00,,"{note}"', encoding="cp1252")
+    latin = csv_bytes(
+        GENERIC_HEADER,
+        f'T-1,ETHUSDT,BUY,3100.5,3180.25,2,2024-11-16T14:35:02Z,2024-11-16 18:00:00,,"{note}"',
+        encoding="cp1252",
+    )
     utf16 = csv_bytes(BINANCE_HEADER, SOL_BUY, encoding="utf-16")
-    semicolons = csv_bytes(BINANCE_HEADER.replace(",", ";"),
-                           "2024-11-17 09:12:00;BTCUSDT;SELL;91,234.5;0.0100000000BTC;912.345USDT;0.912345USDT")
+    semicolons = csv_bytes(
+        BINANCE_HEADER.replace(",", ";"),
+        "2024-11-17 09:12:00;BTCUSDT;SELL;91,234.5;0.0100000000BTC;912.345USDT;0.912345USDT",
+    )
 
     first = import_file(latin, user_id=user, producer=bus.producer(), db=db)
     assert (first.format, first.accepted, first.encoding) == ("generic", 1, "cp1252")
@@ -131,8 +157,9 @@ def test_text_encodings_and_delimiters_import(bus: Bus, db: Database, group_name
     third = import_file(semicolons, user_id=user, producer=bus.producer(), db=db, source="upload")
     assert (third.format, third.accepted, third.rejected) == ("binance-spot", 1, [])
 
-    payloads = {r["source"] + ":" + r["format"]: r["payload"]
-                for r in consume_user(bus, group_name("raw"), RAW_TRADES, user, 3)}
+    payloads = {
+        r["source"] + ":" + r["format"]: r["payload"] for r in consume_user(bus, group_name("raw"), RAW_TRADES, user, 3)
+    }
     assert payloads["csv:generic"]["notes"] == note
     assert payloads["csv:binance-spot"]["Executed"] == "0.1800000000SOL"
     assert payloads["upload:binance-spot"]["Price"] == "91,234.5"
@@ -143,15 +170,18 @@ def test_utf8_bom_is_not_part_of_the_first_column(db: Database) -> None:
     assert (report.format, report.accepted, report.encoding) == ("binance-spot", 1, "utf-8")
 
 
-@pytest.mark.parametrize(("data", "words"), [
-    (b"", "empty"),
-    (b"\r\n \r\n", "empty"),
-    (csv_bytes(BINANCE_HEADER), "no rows"),
-    (csv_bytes(BINANCE_HEADER, "", ","), "no rows"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4, "PNG"),
-    (b"PK\x03\x04\x14\x00\x06\x00" + bytes(200), "ZIP"),
-    (b"Date,Pair\x00,Side\n" + bytes(100), "not a CSV text file"),
-])
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"", "empty"),
+        (b"\r\n \r\n", "empty"),
+        (csv_bytes(BINANCE_HEADER), "no rows"),
+        (csv_bytes(BINANCE_HEADER, "", ","), "no rows"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4, "PNG"),
+        (b"PK\x03\x04\x14\x00\x06\x00" + bytes(200), "ZIP"),
+        (b"Date,Pair\x00,Side\n" + bytes(100), "not a CSV text file"),
+    ],
+)
 def test_unreadable_files_are_refused_whole(db: Database, data: bytes, words: str) -> None:
     class Refuse:
         def produce(self, *args: object, **kwargs: object) -> None:
@@ -183,8 +213,16 @@ def test_an_unknown_header_asks_for_a_mapping_which_can_be_saved_and_found(db: D
     assert info.value.needs_mapping and info.value.header == ["Ticker", "Dir", "Fill Px", "Qty", "When", "Comment"]
     assert "Ticker, Dir, Fill Px" in str(info.value) and "mapping" in str(info.value)
 
-    mapping = {"kind": "fill", "symbol": "Ticker", "side": "Dir", "price": "Fill Px", "quantity": "Qty",
-               "time": "When", "time_format": "%d/%m/%Y %H:%M", "side_sell": "ask"}
+    mapping = {
+        "kind": "fill",
+        "symbol": "Ticker",
+        "side": "Dir",
+        "price": "Fill Px",
+        "quantity": "Qty",
+        "time": "When",
+        "time_format": "%d/%m/%Y %H:%M",
+        "side_sell": "ask",
+    }
     report = check_file(data, user_id=new_user(), db=db, mapping=mapping)
     assert (report.format, report.accepted, report.rejected) == ("custom", 1, [])
     with pytest.raises(ImportFileError) as bad_mapping:
@@ -202,23 +240,32 @@ def test_an_unknown_header_asks_for_a_mapping_which_can_be_saved_and_found(db: D
 
 def test_duplicates_by_exchange_id_and_by_trade_id(db: Database) -> None:
     user = new_user()
-    bybit = ("Spot Pairs,Order Type,Direction,Filled Value,Filled Price,Filled Quantity,Fees,Transaction ID,"
-             "Order No.,Timestamp (UTC)")
-    row = ("BTCUSDT,MARKET,BUY,4570.12345678,91402.46913560,0.05000000,0.00005,2280000000123,1808200000987,"
-           "14:35 2024-11-16")
+    bybit = (
+        "Spot Pairs,Order Type,Direction,Filled Value,Filled Price,Filled Quantity,Fees,Transaction ID,"
+        "Order No.,Timestamp (UTC)"
+    )
+    row = (
+        "BTCUSDT,MARKET,BUY,4570.12345678,91402.46913560,0.05000000,0.00005,2280000000123,1808200000987,"
+        "14:35 2024-11-16"
+    )
     report = check_file(csv_bytes(bybit, row, row, row.replace("2280000000123", "2280000000124")), user_id=user, db=db)
     assert (report.rows, report.accepted, report.duplicates) == (3, 2, 1)
 
-    trades = csv_bytes(GENERIC_HEADER, "T-1,ETHUSDT,BUY,3100,3180,2,1731767702,1731780000,,",
-                       ",ETHUSDT,SELL,3100,,1,1731767702,,,")
+    trades = csv_bytes(
+        GENERIC_HEADER, "T-1,ETHUSDT,BUY,3100,3180,2,1731767702,1731780000,,", ",ETHUSDT,SELL,3100,,1,1731767702,,,"
+    )
     first = check_file(trades, user_id=user, db=db)
     assert (first.accepted, first.duplicates) == (2, 0)
     from pipeline.journal.fills import TradeEntry, entry_fingerprint
 
     trade_id = entry_fingerprint(user, TradeEntry("ETHUSDT", "BUY", 3100.0, 2.0, 1, external_id="T-1"), 0)
-    db.write(lambda d: d.conn.execute(
-        "INSERT INTO journal_ledger_records (trade_id, user_id, symbol, fill_id, record) "
-        "VALUES (?, ?, 'ETHUSDT', ?, '{}')", (trade_id, user, trade_id)))
+    db.write(
+        lambda d: d.conn.execute(
+            "INSERT INTO journal_ledger_records (trade_id, user_id, symbol, fill_id, record) "
+            "VALUES (?, ?, 'ETHUSDT', ?, '{}')",
+            (trade_id, user, trade_id),
+        )
+    )
     second = check_file(trades, user_id=user, db=db)
     assert (second.accepted, second.duplicates) == (1, 1)
 
@@ -233,8 +280,9 @@ def test_rejections_are_capped_but_counted_and_rows_add_up(db: Database, monkeyp
 
 
 def test_progress_reports_bytes_in_about_one_percent_steps(db: Database) -> None:
-    data = csv_bytes(BINANCE_HEADER, *[SOL_BUY.replace("14:35:02", f"14:{i // 60 % 60:02d}:{i % 60:02d}")
-                                       for i in range(20_000)])
+    data = csv_bytes(
+        BINANCE_HEADER, *[SOL_BUY.replace("14:35:02", f"14:{i // 60 % 60:02d}:{i % 60:02d}") for i in range(20_000)]
+    )
     calls: list[tuple[int, int]] = []
     report = check_file(data, user_id=new_user(), db=db, progress=lambda done, total: calls.append((done, total)))
     assert report.rows == 20_000

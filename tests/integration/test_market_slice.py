@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 from pipeline.bus.base import Bus
 from pipeline.runner import StageRunner
@@ -49,9 +49,21 @@ def test_simulated_ticks_become_idempotent_one_minute_bars(bus: Bus, tmp_path: P
     assert last["high"] == max(t["price"] for t in in_last) and last["low"] == min(t["price"] for t in in_last)
     # delivering the same ticks again changes nothing
     from pipeline.messages import MarketData
-    again = [MarketData(symbol=t["symbol"], timestamp=t["timestamp"], price=t["price"], open=t["open_24h"],
-                        high=t["high_24h"], low=t["low_24h"], volume=t["volume_24h"],
-                        price_change_pct=t["change_pct_24h"], tick_volume=t["tick_volume"]) for t in ticks]
+
+    again = [
+        MarketData(
+            symbol=t["symbol"],
+            timestamp=t["timestamp"],
+            price=t["price"],
+            open=t["open_24h"],
+            high=t["high_24h"],
+            low=t["low_24h"],
+            volume=t["volume_24h"],
+            price_change_pct=t["change_pct_24h"],
+            tick_volume=t["tick_volume"],
+        )
+        for t in ticks
+    ]
     Store(db).process_batch(again)
     assert market.bars(db, symbol).drop(columns="time").equals(bars.drop(columns="time"))
     assert db.query("SELECT count(*) AS n FROM ticks WHERE symbol=?", (symbol,))[0]["n"] == len(ticks)

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": ""}
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def _kline_file(path: Path, n: int) -> pd.DataFrame:
@@ -37,13 +38,26 @@ def _kline_file(path: Path, n: int) -> pd.DataFrame:
 def test_train_from_a_replay_file_then_list_the_registry(tmp_path: Path) -> None:
     file = tmp_path / "QCLIUSDT-1m-2024-11-16.csv"
     bars = _kline_file(file, 1200)
-    trained = _cli("train", "--source", "replay", str(file), "--models", "logistic_regression", "kmeans",
-                   "--horizon", "5", "--json", data_dir=tmp_path)
+    trained = _cli(
+        "train",
+        "--source",
+        "replay",
+        str(file),
+        "--models",
+        "logistic_regression",
+        "kmeans",
+        "--horizon",
+        "5",
+        "--json",
+        data_dir=tmp_path,
+    )
     assert trained.returncode == 0, trained.stderr
     out = json.loads(trained.stdout)
     assert out["errors"] == []
     assert [(t["symbol"], t["model"], t["version"], t["active"]) for t in out["trained"]] == [
-        ("QCLIUSDT", "logistic_regression", 1, True), ("QCLIUSDT", "kmeans", 1, True)]
+        ("QCLIUSDT", "logistic_regression", 1, True),
+        ("QCLIUSDT", "kmeans", 1, True),
+    ]
 
     listed = _cli("models", "--json", data_dir=tmp_path)
     assert listed.returncode == 0, listed.stderr

@@ -37,16 +37,24 @@ def dataset() -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     return make_dataset(bars_from_simulator("BTCUSDT", 1_500, seed=1, end_ms=END_MS), 5)
 
 
-def fitted(dataset: tuple[pd.DataFrame, np.ndarray, np.ndarray], name: str = "logistic_regression",
-           rows: int = 1_000) -> tuple[Predictor, Evaluation]:
+def fitted(
+    dataset: tuple[pd.DataFrame, np.ndarray, np.ndarray], name: str = "logistic_regression", rows: int = 1_000
+) -> tuple[Predictor, Evaluation]:
     X, y, _ = dataset
     evaluation = walk_forward(name, X.iloc[:rows], y[:rows], 5, n_splits=3)
     return fit_predictor(name, X.to_numpy()[:rows], y[:rows], 5), evaluation
 
 
 def register(registry: Registry, predictor: Predictor, evaluation: Evaluation) -> ModelRecord:
-    return registry.register("BTCUSDT", predictor, evaluation, interval_ms=60_000,
-                             train_start=END_MS - 3_600_000, train_end=END_MS, n_samples=1_000)
+    return registry.register(
+        "BTCUSDT",
+        predictor,
+        evaluation,
+        interval_ms=60_000,
+        train_start=END_MS - 3_600_000,
+        train_end=END_MS,
+        n_samples=1_000,
+    )
 
 
 def test_versions_activation_and_exact_round_trip(registry: Registry, dataset: tuple) -> None:
@@ -80,8 +88,7 @@ def test_versions_activation_and_exact_round_trip(registry: Registry, dataset: t
         registry.activate("BTCUSDT", "logistic_regression", 9)
 
 
-def test_a_broken_file_gives_a_one_line_error_and_never_becomes_active(
-        registry: Registry, dataset: tuple) -> None:
+def test_a_broken_file_gives_a_one_line_error_and_never_becomes_active(registry: Registry, dataset: tuple) -> None:
     predictor, evaluation = fitted(dataset)
     v1 = register(registry, predictor, evaluation)
     v2 = register(registry, predictor, evaluation)
@@ -112,9 +119,16 @@ def test_a_broken_file_gives_a_one_line_error_and_never_becomes_active(
 def test_train_symbol_registers_every_model_with_progress(registry: Registry) -> None:
     bars = bars_from_simulator("SOLUSDT", 2_000, seed=3, end_ms=END_MS)
     seen: list[tuple[float, str]] = []
-    records = train_symbol(registry, bars, "SOLUSDT", ("logistic_regression", "kmeans", "knn"),
-                           horizon=5, n_splits=3, max_train_rows=1_500,
-                           progress=lambda f, m: seen.append((f, m)))
+    records = train_symbol(
+        registry,
+        bars,
+        "SOLUSDT",
+        ("logistic_regression", "kmeans", "knn"),
+        horizon=5,
+        n_splits=3,
+        max_train_rows=1_500,
+        progress=lambda f, m: seen.append((f, m)),
+    )
     assert [r.model for r in records] == ["logistic_regression", "kmeans", "knn"]
     assert all(r.active and r.version == 1 for r in records)
     assert len(seen) == 3 * 4 and seen[-1][0] == pytest.approx(1.0)
@@ -132,11 +146,11 @@ def test_train_symbol_registers_every_model_with_progress(registry: Registry) ->
 
 def test_bars_from_the_store_oldest_first(db: Database) -> None:
     bars = bars_from_simulator("XRPUSDT", 50, seed=2, end_ms=END_MS)
-    rows = [("XRPUSDT", int(b.start), b.open, b.high, b.low, b.close, b.volume, 4)
-            for b in bars.itertuples(index=False)]
+    rows = [
+        ("XRPUSDT", int(b.start), b.open, b.high, b.low, b.close, b.volume, 4) for b in bars.itertuples(index=False)
+    ]
     db.write(lambda d: d.conn.executemany("INSERT INTO bars_1m VALUES (?,?,?,?,?,?,?,?)", rows))
     stored = bars_from_store(db, "XRPUSDT")
     pd.testing.assert_frame_equal(stored, bars)
-    pd.testing.assert_frame_equal(bars_from_store(db, "XRPUSDT", limit=10),
-                                  bars.iloc[-10:].reset_index(drop=True))
+    pd.testing.assert_frame_equal(bars_from_store(db, "XRPUSDT", limit=10), bars.iloc[-10:].reset_index(drop=True))
     assert bars_from_store(db, "BTCUSDT").empty

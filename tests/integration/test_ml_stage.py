@@ -25,14 +25,23 @@ from storage.db import Database
 MODELS = ("random_forest", "logistic_regression")
 
 
-def _seed_bars(db: Database, symbol: str, bars) -> None:  # noqa: ANN001
+def _seed_bars(db: Database, symbol: str, bars) -> None:
     rows = [(symbol, int(b.start), b.open, b.high, b.low, b.close, b.volume, 4) for b in bars.itertuples()]
     db.write(lambda d: d.conn.executemany("INSERT OR REPLACE INTO bars_1m VALUES (?,?,?,?,?,?,?,?)", rows))
 
 
 def _tick(symbol: str, ts: int, price: float) -> MarketData:
-    return MarketData(symbol=symbol, timestamp=ts, price=price, open=price, high=price * 1.01, low=price * 0.99,
-                      volume=1000.0, price_change_pct=0.0, tick_volume=0.5)
+    return MarketData(
+        symbol=symbol,
+        timestamp=ts,
+        price=price,
+        open=price,
+        high=price * 1.01,
+        low=price * 0.99,
+        volume=1000.0,
+        price_change_pct=0.0,
+        tick_volume=0.5,
+    )
 
 
 def _read(bus: Bus, group: str, symbol: str, since: int, want: int, timeout: float = 60.0) -> list:
@@ -51,7 +60,8 @@ def _read(bus: Bus, group: str, symbol: str, since: int, want: int, timeout: flo
 
 
 def test_ticks_become_signals_with_out_of_sample_metadata_and_replays_stay_replays(
-        bus: Bus, tmp_path: Path, group_name) -> None:  # noqa: ANN001
+    bus: Bus, tmp_path: Path, group_name
+) -> None:
     bus.create_topics(CATALOG.values())
     db = Database(tmp_path / "desk.db")
     registry = Registry(db, tmp_path / "models")
@@ -79,24 +89,32 @@ def test_ticks_become_signals_with_out_of_sample_metadata_and_replays_stay_repla
         price = float(history["close"].iloc[-1])
         # both stages start at their topic's end: publish until they have joined and answered
         deadline = time.monotonic() + 60
-        while (not ml.health.snapshot().produced or not store.health.snapshot().processed) \
-                and time.monotonic() < deadline:
+        while (
+            not ml.health.snapshot().produced or not store.health.snapshot().processed
+        ) and time.monotonic() < deadline:
             producer.produce(MARKET_DATA, encode(_tick(symbol, int(time.time() * 1000), price)), key=symbol.encode())
             producer.flush(10)
             time.sleep(0.3)
         assert ml.health.snapshot().produced and store.health.snapshot().processed, (
-            ml.health.snapshot(), store.health.snapshot())
+            ml.health.snapshot(),
+            store.health.snapshot(),
+        )
         now = int(time.time() * 1000)
         for i in range(5):
-            producer.produce(MARKET_DATA, encode(_tick(symbol, now + 10 + i, price * (1 + i / 1000))),
-                             key=symbol.encode(), headers=[(FEED_HEADER, REPLAY)] if i == 4 else None)
+            producer.produce(
+                MARKET_DATA,
+                encode(_tick(symbol, now + 10 + i, price * (1 + i / 1000))),
+                key=symbol.encode(),
+                headers=[(FEED_HEADER, REPLAY)] if i == 4 else None,
+            )
         producer.flush(10)
         records_read = _read(bus, group_name("reader"), symbol, since=now + 10, want=2 * 5)
         # the signal store keeps them once each
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            stored = db.query("SELECT count(*) AS n FROM ml_signals WHERE symbol=? AND timestamp>=?",
-                              (symbol, now + 10))
+            stored = db.query(
+                "SELECT count(*) AS n FROM ml_signals WHERE symbol=? AND timestamp>=?", (symbol, now + 10)
+            )
             if stored[0]["n"] == 10:
                 break
             time.sleep(0.2)
@@ -123,14 +141,17 @@ def test_ticks_become_signals_with_out_of_sample_metadata_and_replays_stay_repla
         assert signal.confidence == pytest.approx(min(1.0, max(0.0, confidence)), rel=1e-9)
         assert 0.0 <= signal.confidence <= 1.0
         # seed 001's mapping, by hand: above the buy threshold BUY, below the sell one SELL
-        assert signal.signal == ("BUY" if signal.expected_change_pct > 0 else
-                                 "SELL" if signal.expected_change_pct < 0 else "HOLD")
-        assert signal.metadata["confidence_level"] == ("high" if signal.confidence >= 0.8 else
-                                                       "medium" if signal.confidence >= 0.6 else "low")
+        assert signal.signal == (
+            "BUY" if signal.expected_change_pct > 0 else "SELL" if signal.expected_change_pct < 0 else "HOLD"
+        )
+        assert signal.metadata["confidence_level"] == (
+            "high" if signal.confidence >= 0.8 else "medium" if signal.confidence >= 0.6 else "low"
+        )
         assert signal.metadata["model_version"] == str(record.version)
         assert signal.metadata["out_of_sample"]["accuracy"] == pytest.approx(record.metrics["accuracy"])
-        assert signal.metadata["baselines"]["persistence"]["accuracy"] == \
-            pytest.approx(record.baselines["persistence"]["accuracy"])
+        assert signal.metadata["baselines"]["persistence"]["accuracy"] == pytest.approx(
+            record.baselines["persistence"]["accuracy"]
+        )
         assert {"ma_7", "ma_25", "rsi_14", "volatility_7d", "volume_change_pct"} <= set(signal.features)
         assert header == (REPLAY if signal.timestamp == now + 14 else None)
     assert {s.signal for s, _ in signals} <= {"BUY", "SELL"}
@@ -157,8 +178,9 @@ def test_a_model_file_that_fails_to_load_leaves_the_previous_version_active(tmp_
     db.close()
 
 
-@pytest.mark.parametrize(("change", "expected"), [(1.51, "BUY"), (1.5, "HOLD"), (-1.5, "HOLD"), (-1.51, "SELL"),
-                                                  (0.0, "HOLD")])
+@pytest.mark.parametrize(
+    ("change", "expected"), [(1.51, "BUY"), (1.5, "HOLD"), (-1.5, "HOLD"), (-1.51, "SELL"), (0.0, "HOLD")]
+)
 def test_seed_signal_mapping(change: float, expected: str) -> None:
     assert signal_of(change, 1.5, -1.5) == expected
 

@@ -33,12 +33,27 @@ def test_a_redelivered_batch_publishes_the_same_records_again_and_stores_nothing
 
 def _fill(user: str, stamp: str, side: str, price: float, row: int) -> RawTrade:
     """A Binance spot fill of 0.01 BTC as the importer publishes it."""
-    payload = {"Date(UTC)": stamp, "Pair": "BTCUSDT", "Side": side, "Price": f"{price}", "Executed": "0.01BTC",
-               "Amount": f"{price * 0.01}USDT", "Fee": "0.5USDT"}
-    fill = Fill("BTCUSDT", side, price, 0.01, int(time.mktime(time.strptime(stamp + "+0000", "%Y-%m-%d %H:%M:%S%z"))
-                                                   * 1000))
-    return RawTrade(raw_id=fill_fingerprint(user, fill, 0, venue="binance-spot"), user_id=user, source="csv",
-                    format="binance-spot", received_at=int(time.time() * 1000), payload=payload, row=row)
+    payload = {
+        "Date(UTC)": stamp,
+        "Pair": "BTCUSDT",
+        "Side": side,
+        "Price": f"{price}",
+        "Executed": "0.01BTC",
+        "Amount": f"{price * 0.01}USDT",
+        "Fee": "0.5USDT",
+    }
+    fill = Fill(
+        "BTCUSDT", side, price, 0.01, int(time.mktime(time.strptime(stamp + "+0000", "%Y-%m-%d %H:%M:%S%z")) * 1000)
+    )
+    return RawTrade(
+        raw_id=fill_fingerprint(user, fill, 0, venue="binance-spot"),
+        user_id=user,
+        source="csv",
+        format="binance-spot",
+        received_at=int(time.time() * 1000),
+        payload=payload,
+        row=row,
+    )
 
 
 def test_a_redelivery_after_an_older_fill_rebuilt_the_fifo_republishes_what_stands_now(tmp_path: Path) -> None:
@@ -73,10 +88,14 @@ def test_migration_moves_the_records_of_fills_onto_their_rows(tmp_path: Path) ->
     db.close()
     conn = connect(path)
     columns = [c for c in rows[0] if c != "records"]
-    conn.executemany(f"INSERT INTO journal_fills ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})",
-                     [[r[c] for c in columns] for r in rows])
-    conn.executemany("INSERT INTO journal_ledger_records VALUES (?,?,?,?,?)",
-                     [(t.trade_id, t.user_id, t.symbol, t.fill_ids[-1], encode(t).decode()) for t in first])
+    conn.executemany(
+        f"INSERT INTO journal_fills ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})",
+        [[r[c] for c in columns] for r in rows],
+    )
+    conn.executemany(
+        "INSERT INTO journal_ledger_records VALUES (?,?,?,?,?)",
+        [(t.trade_id, t.user_id, t.symbol, t.fill_ids[-1], encode(t).decode()) for t in first],
+    )
     conn.close()
     db = Database(path)
     assert db.applied[0] == "005_fill_records"

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import pytest
@@ -37,27 +37,63 @@ def unique_symbol() -> str:
     return "Q" + "".join(random.choices(string.ascii_uppercase, k=5)) + "USDT"
 
 
-def order(order_id: str, symbol: str, status: str, *, action: str = "BUY", price: float = 68_000.5,
-          quantity: float = 0.0123, stop: float | None = None, metadata: dict[str, Any] | None = None) -> Order:
+def order(
+    order_id: str,
+    symbol: str,
+    status: str,
+    *,
+    action: str = "BUY",
+    price: float = 68_000.5,
+    quantity: float = 0.0123,
+    stop: float | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Order:
     below, above = price * 0.97, price * 1.05
     stop_loss, take_profit = (stop or below, above) if action == "BUY" else (stop or above, below)
-    return build(Order, order_id=order_id, symbol=symbol, timestamp=now_ms(), action=action, order_type="MARKET",
-                 quantity=quantity, price=price, total_value=quantity * price, status=status, strategy="ml_signal",
-                 trigger_signal={"model": "random_forest", "confidence": 0.72, "expected_change_pct": 2.1},
-                 risk_management={"stop_loss": stop_loss, "take_profit": take_profit,
-                                  "stop_loss_pct": 3.0, "take_profit_pct": 5.0},
-                 metadata=metadata or {})  # type: ignore[return-value]
+    return build(
+        Order,
+        order_id=order_id,
+        symbol=symbol,
+        timestamp=now_ms(),
+        action=action,
+        order_type="MARKET",
+        quantity=quantity,
+        price=price,
+        total_value=quantity * price,
+        status=status,
+        strategy="ml_signal",
+        trigger_signal={"model": "random_forest", "confidence": 0.72, "expected_change_pct": 2.1},
+        risk_management={
+            "stop_loss": stop_loss,
+            "take_profit": take_profit,
+            "stop_loss_pct": 3.0,
+            "take_profit_pct": 5.0,
+        },
+        metadata=metadata or {},
+    )  # type: ignore[return-value]
 
 
 def behavioral(user: str, severity: str, *, alert_type: str = "revenge_trading", message: str = "") -> BehavioralAlert:
-    return BehavioralAlert(alert_id=uuid.uuid4().hex, user_id=user, alert_type=alert_type, severity=severity,
-                           timestamp=now_ms(), trade_ids=[f"{user}:t1", f"{user}:t2"],
-                           message=message or "Entered SOLUSDT 6 min after a -812.40 USDT loss")
+    return BehavioralAlert(
+        alert_id=uuid.uuid4().hex,
+        user_id=user,
+        alert_type=alert_type,
+        severity=severity,
+        timestamp=now_ms(),
+        trade_ids=[f"{user}:t1", f"{user}:t2"],
+        message=message or "Entered SOLUSDT 6 min after a -812.40 USDT loss",
+    )
 
 
 def seed_alert(symbol: str, priority: str, *, timestamp: str = "2024-03-04T10:00:00Z", message: str = "") -> Alert:
-    return Alert(alert_id=uuid.uuid4().hex, symbol=symbol, alert_type="risk_alert", priority=priority,
-                 timestamp=timestamp, message=message or "RSI 84 and volume spike")
+    return Alert(
+        alert_id=uuid.uuid4().hex,
+        symbol=symbol,
+        alert_type="risk_alert",
+        priority=priority,
+        timestamp=timestamp,
+        message=message or "RSI 84 and volume spike",
+    )
 
 
 def sender(name: str, url: str, **kwargs: Any) -> WebhookSender:
@@ -127,16 +163,28 @@ def publish(producer: Producer, *messages: Message) -> None:
 
 
 def test_orders_fills_closes_and_high_alerts_reach_both_webhooks_once_each(
-        bus: Bus, group_name: Callable[..., str]) -> None:
+    bus: Bus, group_name: Callable[..., str]
+) -> None:
     bus.create_topics(CATALOG.values())
     symbol, user, oid = unique_symbol(), f"trader-{uuid.uuid4().hex[:8]}", f"ord-{uuid.uuid4().hex[:10]}"
     fill = {"fill_price": 68_010.25, "fill_fee": 0.42, "filled_at": now_ms()}
     pending = order(oid, symbol, "PENDING")
     filled = order(oid, symbol, "FILLED", metadata=fill)
     trailed = order(oid, symbol, "FILLED", stop=67_500.0, metadata=fill)  # a trailing stop moved
-    closed = order(oid, symbol, "CLOSED", metadata=fill | {
-        "exit_price": 71_000.0, "exit_fee": 0.44, "closed_at": now_ms() + 3_900_000, "exit_reason": "take_profit",
-        "pnl": 12.34, "pnl_pct": 4.9})
+    closed = order(
+        oid,
+        symbol,
+        "CLOSED",
+        metadata=fill
+        | {
+            "exit_price": 71_000.0,
+            "exit_fee": 0.44,
+            "closed_at": now_ms() + 3_900_000,
+            "exit_reason": "take_profit",
+            "pnl": 12.34,
+            "pnl_pct": 4.9,
+        },
+    )
     high = behavioral(user, "high")
 
     def mine(discord: bool) -> Callable[[dict[str, Any]], bool]:
@@ -170,10 +218,12 @@ def test_orders_fills_closes_and_high_alerts_reach_both_webhooks_once_each(
             stage.close()
         health = runner.health.snapshot()
 
-    titles = [f"BUY 0.0123 {symbol} @ 68,000.50 placed (MARKET)",
-              f"BUY 0.0123 {symbol} @ 68,010.25 filled",
-              f"{symbol} closed by take_profit: +12.34 USDT (+4.9%)",
-              f"High alert: revenge_trading ({user})"]
+    titles = [
+        f"BUY 0.0123 {symbol} @ 68,000.50 placed (MARKET)",
+        f"BUY 0.0123 {symbol} @ 68,010.25 filled",
+        f"{symbol} closed by take_profit: +12.34 USDT (+4.9%)",
+        f"High alert: revenge_trading ({user})",
+    ]
     bodies = received(generic)
     assert [b["kind"] for b in bodies] == ["order", "fill", "close", "alert"]
     assert [b["title"] for b in bodies] == titles
@@ -186,17 +236,18 @@ def test_orders_fills_closes_and_high_alerts_reach_both_webhooks_once_each(
     embeds = [p["embeds"][0] for p in posts]
     assert [e["title"] for e in embeds] == titles
     assert [e["color"] for e in embeds] == [GREEN, GREEN, GREEN, AMBER]
-    assert embeds[1]["timestamp"] == datetime.fromtimestamp(filled.timestamp / 1000, timezone.utc).isoformat(
-        timespec="milliseconds")
-    assert all(r.path == DISCORD_PATH and r.headers["Content-Type"] == "application/json"
-               for r in discord.requests)
+    assert embeds[1]["timestamp"] == datetime.fromtimestamp(filled.timestamp / 1000, UTC).isoformat(
+        timespec="milliseconds"
+    )
+    assert all(r.path == DISCORD_PATH and r.headers["Content-Type"] == "application/json" for r in discord.requests)
     assert health.dead_lettered == 0 and health.errors == 0, health
     for stats in (senders[0].stats(), senders[1].stats()):
         assert stats["failed"] == 0 and stats["dropped"] == 0, stats
 
 
 def test_a_webhook_that_is_down_holds_up_neither_the_stage_nor_the_other_webhook(
-        bus: Bus, group_name: Callable[..., str]) -> None:
+    bus: Bus, group_name: Callable[..., str]
+) -> None:
     bus.create_topics(CATALOG.values())
     with WebhookFake() as gone:
         pass  # closed: its port now refuses connections
@@ -255,8 +306,10 @@ def test_a_500_is_retried_and_delivered_once() -> None:
 def test_a_429_waits_as_long_as_it_says_then_delivers() -> None:
     with WebhookFake() as hook:
         # backoff_s is long: a delivery within a second can only have used the server's wait
-        hook.answer_next(Answer(429, b'{"message": "You are being rate limited.", "retry_after": 0.3}'),
-                         Answer(429, headers={"Retry-After": "0.2"}))
+        hook.answer_next(
+            Answer(429, b'{"message": "You are being rate limited.", "retry_after": 0.3}'),
+            Answer(429, headers={"Retry-After": "0.2"}),
+        )
         s = sender("discord", hook.url, max_retries=3, backoff_s=20.0)
         try:
             s.send({"content": "hello"})
@@ -271,8 +324,9 @@ def test_a_429_waits_as_long_as_it_says_then_delivers() -> None:
 
 def test_a_4xx_is_not_retried_and_giving_up_moves_on_to_the_next_payload() -> None:
     with WebhookFake(path=DISCORD_PATH) as hook:
-        hook.answer_next(Answer(400, b'{"message": "Cannot send an empty message"}'),
-                         Answer(500), Answer(500), Answer(500))
+        hook.answer_next(
+            Answer(400, b'{"message": "Cannot send an empty message"}'), Answer(500), Answer(500), Answer(500)
+        )
         s = sender("discord", hook.url, max_retries=2)
         try:
             for n in range(3):
@@ -316,13 +370,16 @@ def test_a_hung_webhook_fills_the_queue_then_drops_and_stop_is_prompt() -> None:
 # --------------------------------------------------------------------------- configuration
 
 
-@pytest.mark.parametrize("urls", [
-    {},
-    {"discord_url": None, "webhook_url": ""},
-    {"webhook_url": "ftp://example.com/hook"},
-    {"discord_url": "discord.com/api/webhooks/1/SECRET-TOKEN"},
-    {"discord_url": "https://discord.com/api/webhooks/1/SECRET-TOKEN", "webhook_url": "file:///etc/SECRET-TOKEN"},
-])
+@pytest.mark.parametrize(
+    "urls",
+    [
+        {},
+        {"discord_url": None, "webhook_url": ""},
+        {"webhook_url": "ftp://example.com/hook"},
+        {"discord_url": "discord.com/api/webhooks/1/SECRET-TOKEN"},
+        {"discord_url": "https://discord.com/api/webhooks/1/SECRET-TOKEN", "webhook_url": "file:///etc/SECRET-TOKEN"},
+    ],
+)
 def test_config_errors(urls: dict[str, str | None]) -> None:
     with pytest.raises(ConfigError) as caught:
         Notifier(**urls)
@@ -357,12 +414,28 @@ def test_titles_colours_and_kinds() -> None:
     fill = order("o1", "BTCUSDT", "FILLED")
     sell_fill = order("o2", "BTCUSDT", "FILLED", action="SELL", metadata={"closes": "o1", "fill_price": 69_000.0})
     win = order("o1", "BTCUSDT", "CLOSED", metadata={"exit_reason": "take_profit", "pnl": 12.34, "pnl_pct": 4.94})
-    loss = order("o3", "SOLUSDT", "CLOSED", price=150.0, quantity=2.0,
-                 metadata={"exit_reason": "stop_loss", "pnl": -5.0, "pnl_pct": -1.67})
+    loss = order(
+        "o3",
+        "SOLUSDT",
+        "CLOSED",
+        price=150.0,
+        quantity=2.0,
+        metadata={"exit_reason": "stop_loss", "pnl": -5.0, "pnl_pct": -1.67},
+    )
     cancel = order("o4", "ETHUSDT", "CANCELLED", price=3_500.0, metadata={"reason": "insufficient cash"})
     tiny = order("o5", "SHIBUSDT", "PENDING", price=0.00001234, quantity=1_500_000.0)
-    discord, generic = notify(fill, sell_fill, win, loss, cancel, tiny, behavioral("trader", "high"),
-                              behavioral("trader", "medium"), seed_alert("AAPL", "high"), seed_alert("AAPL", "medium"))
+    discord, generic = notify(
+        fill,
+        sell_fill,
+        win,
+        loss,
+        cancel,
+        tiny,
+        behavioral("trader", "high"),
+        behavioral("trader", "medium"),
+        seed_alert("AAPL", "high"),
+        seed_alert("AAPL", "medium"),
+    )
     assert [g["title"] for g in generic] == [
         "BUY 0.0123 BTCUSDT @ 68,000.50 filled",
         "SELL 0.0123 BTCUSDT @ 69,000.00 filled",
@@ -371,7 +444,8 @@ def test_titles_colours_and_kinds() -> None:
         "ETHUSDT order cancelled: insufficient cash",
         "BUY 1,500,000 SHIBUSDT @ 0.00001234 placed (MARKET)",
         "High alert: revenge_trading (trader)",
-        "High alert: risk_alert (AAPL)"]
+        "High alert: risk_alert (AAPL)",
+    ]
     assert [g["kind"] for g in generic] == ["fill", "fill", "close", "close", "cancel", "order", "alert", "alert"]
     assert [d["embeds"][0]["color"] for d in discord] == [GREEN, RED, GREEN, RED, GREY, GREEN, AMBER, AMBER]
     assert "Closes o1" in generic[1]["text"]
@@ -382,15 +456,21 @@ def test_titles_colours_and_kinds() -> None:
 
 def test_an_order_status_notifies_once_even_when_republished_or_late() -> None:
     m = {"fill_price": 100.0}
-    messages = [order("o1", "SOLUSDT", "PENDING", price=100.0),
-                order("o1", "SOLUSDT", "FILLED", price=100.0, metadata=m),
-                order("o1", "SOLUSDT", "FILLED", price=100.0, stop=97.0, metadata=m),
-                order("o1", "SOLUSDT", "CLOSED", price=100.0, metadata=m),
-                order("o1", "SOLUSDT", "FILLED", price=100.0, stop=98.0, metadata=m),  # late re-publish
-                order("o2", "SOLUSDT", "FILLED", price=100.0, metadata=m)]
+    messages = [
+        order("o1", "SOLUSDT", "PENDING", price=100.0),
+        order("o1", "SOLUSDT", "FILLED", price=100.0, metadata=m),
+        order("o1", "SOLUSDT", "FILLED", price=100.0, stop=97.0, metadata=m),
+        order("o1", "SOLUSDT", "CLOSED", price=100.0, metadata=m),
+        order("o1", "SOLUSDT", "FILLED", price=100.0, stop=98.0, metadata=m),  # late re-publish
+        order("o2", "SOLUSDT", "FILLED", price=100.0, metadata=m),
+    ]
     _, generic = notify(*messages)
     assert [(g["data"]["order_id"], g["kind"]) for g in generic] == [
-        ("o1", "order"), ("o1", "fill"), ("o1", "close"), ("o2", "fill")]
+        ("o1", "order"),
+        ("o1", "fill"),
+        ("o1", "close"),
+        ("o2", "fill"),
+    ]
 
 
 def test_discord_limits_and_odd_metadata() -> None:

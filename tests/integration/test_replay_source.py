@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from pipeline.bus.base import Bus, Record
-from pipeline.runner import StageRunner
 from pipeline.candles import read_candles
+from pipeline.runner import StageRunner
 from pipeline.sources.replay import ReplaySource
 from pipeline.stages.market_store import MarketStore
 from pipeline.topics import CATALOG, MARKET_DATA, dlq_name
@@ -25,9 +25,17 @@ from storage.db import Database
 CANDLES = Path(__file__).resolve().parents[1] / "fixtures" / "candles"
 KLINES = CANDLES / "BTCUSDT-1m-2024-11-16.csv"  # ten clean 1-minute candles from 2024-11-16 00:00 UTC
 BAD_ROWS = CANDLES / "bad-rows.csv"  # eight good candles among bad rows on lines 3,5-9,11,12,15
-BAD_LINES = {3: "not a number", 5: "non-positive price", 6: "high < low", 7: "high below open/close",
-             8: "low above open/close", 9: "negative volume", 11: "duplicate time", 12: "out of order",
-             15: "not a number"}
+BAD_LINES = {
+    3: "not a number",
+    5: "non-positive price",
+    6: "high < low",
+    7: "high below open/close",
+    8: "low above open/close",
+    9: "negative volume",
+    11: "duplicate time",
+    12: "out of order",
+    15: "not a number",
+}
 OHLCV = ["start", "open", "high", "low", "close", "volume"]
 
 
@@ -64,8 +72,9 @@ def tick_count(db: Database, symbol: str) -> int:
     return db.query("SELECT count(*) AS n FROM ticks WHERE symbol=?", (symbol,))[0]["n"]
 
 
-def read_all(bus: Bus, group: str, topic: str, keep: Callable[[Record], bool], expected: int,
-             timeout: float = 90.0) -> list[Record]:
+def read_all(
+    bus: Bus, group: str, topic: str, keep: Callable[[Record], bool], expected: int, timeout: float = 90.0
+) -> list[Record]:
     """Read ``topic`` from the start until caught up with at least ``expected`` kept records."""
     consumer = bus.consumer(group, [topic])
     found: list[Record] = []
@@ -97,7 +106,8 @@ def bar_rows(db: Database, symbol: str) -> list[dict[str, Any]]:
 
 
 def test_replayed_klines_become_the_files_bars_and_bad_rows_are_dead_lettered(
-        bus: Bus, db: Database, group_name: Callable[..., str]) -> None:
+    bus: Bus, db: Database, group_name: Callable[..., str]
+) -> None:
     bus.create_topics(CATALOG.values())
     symbol = new_symbol()
     source_name = f"replay-test-{time.time_ns()}"
@@ -109,8 +119,10 @@ def test_replayed_klines_become_the_files_bars_and_bad_rows_are_dead_lettered(
     stage.start()
     source.start()
     try:
-        wait_for(lambda: source.done and tick_count(db, symbol) >= 4 * len(good),
-                 lambda: (source.health.snapshot(), stage.health.snapshot(), tick_count(db, symbol)))
+        wait_for(
+            lambda: source.done and tick_count(db, symbol) >= 4 * len(good),
+            lambda: (source.health.snapshot(), stage.health.snapshot(), tick_count(db, symbol)),
+        )
     finally:
         source.stop()
         stage.stop()
@@ -121,10 +133,16 @@ def test_replayed_klines_become_the_files_bars_and_bad_rows_are_dead_lettered(
     assert market.bars(db, symbol)["ticks"].tolist() == [4] * len(good)
     assert tick_count(db, symbol) == 4 * len(good)
     # each bad row is on the dead-letter topic once, naming its line and rule; no tick was refused
-    letters = [orjson.loads(r.value) for r in read_all(
-        bus, group_name("dlq"), dlq_name(MARKET_DATA),
-        lambda r: orjson.loads(r.value)["stage"] in (source_name, store.name) and r.key == symbol.encode(),
-        len(BAD_LINES))]
+    letters = [
+        orjson.loads(r.value)
+        for r in read_all(
+            bus,
+            group_name("dlq"),
+            dlq_name(MARKET_DATA),
+            lambda r: orjson.loads(r.value)["stage"] in (source_name, store.name) and r.key == symbol.encode(),
+            len(BAD_LINES),
+        )
+    ]
     assert all(letter["stage"] == source_name for letter in letters), "ticks were dead-lettered by the store"
     by_line = {int(letter["value"].split(":")[1]): letter for letter in letters}
     assert sorted(by_line) == sorted(BAD_LINES) and len(letters) == len(BAD_LINES)
@@ -161,8 +179,14 @@ def test_speed_60_replays_three_minutes_of_candles_in_three_seconds_of_its_clock
             halfway.set()
             go_on.wait(60)
 
-    source = ReplaySource(bus.producer(), {new_symbol(): path}, speed=60, name=f"replay-test-{time.time_ns()}",
-                          clock=lambda: now[0], sleep=sleep)
+    source = ReplaySource(
+        bus.producer(),
+        {new_symbol(): path},
+        speed=60,
+        name=f"replay-test-{time.time_ns()}",
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
     source.start()
     try:
         assert halfway.wait(30), source.health.snapshot()
@@ -189,8 +213,14 @@ def test_pacing_follows_candle_time_with_an_injected_clock(bus: Bus, tmp_path: P
         slept.append(seconds)
         now[0] += seconds
 
-    source = ReplaySource(bus.producer(), {new_symbol(): path}, speed=60, name=f"replay-test-{time.time_ns()}",
-                          clock=lambda: now[0], sleep=sleep)
+    source = ReplaySource(
+        bus.producer(),
+        {new_symbol(): path},
+        speed=60,
+        name=f"replay-test-{time.time_ns()}",
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
     source.start()
     try:
         wait_for(lambda: source.done, lambda: source.health.snapshot(), timeout=30)
@@ -217,8 +247,7 @@ def test_loop_repeats_the_files_later_in_time(bus: Bus, db: Database) -> None:
     bus.create_topics(CATALOG.values())
     symbol = new_symbol()
     stage = StageRunner(new_store(db), bus, poll_timeout=0.2)
-    source = ReplaySource(bus.producer(), {symbol: KLINES}, speed=1200, loop=True,
-                          name=f"replay-test-{time.time_ns()}")
+    source = ReplaySource(bus.producer(), {symbol: KLINES}, speed=1200, loop=True, name=f"replay-test-{time.time_ns()}")
     stage.start()
     source.start()
     try:
@@ -233,8 +262,7 @@ def test_loop_repeats_the_files_later_in_time(bus: Bus, db: Database) -> None:
     assert [{k: b[k] for k in OHLCV[1:]} for b in second] == [{k: b[k] for k in OHLCV[1:]} for b in first]
 
 
-def test_retention_deletes_old_ticks_of_the_symbol_and_keeps_the_bars(bus: Bus, db: Database,
-                                                                      tmp_path: Path) -> None:
+def test_retention_deletes_old_ticks_of_the_symbol_and_keeps_the_bars(bus: Bus, db: Database, tmp_path: Path) -> None:
     bus.create_topics(CATALOG.values())
     symbol = new_symbol()
     lines = KLINES.read_text().splitlines()
@@ -248,8 +276,10 @@ def test_retention_deletes_old_ticks_of_the_symbol_and_keeps_the_bars(bus: Bus, 
         first.stop()
         # the replay of 2024 is not deleted as it is written: retention counts from the newest tick,
         # so the last three minutes (12 ticks) of it stay
-        recent = db.query("SELECT count(*) AS n FROM ticks WHERE symbol=? AND timestamp>=?",
-                          (symbol, int(read_candles(KLINES).frame["start"][7])))
+        recent = db.query(
+            "SELECT count(*) AS n FROM ticks WHERE symbol=? AND timestamp>=?",
+            (symbol, int(read_candles(KLINES).frame["start"][7])),
+        )
         assert recent[0]["n"] == 12
         second = ReplaySource(bus.producer(), {symbol: later}, speed=0, name=f"replay-test-{time.time_ns()}")
         second.start()
@@ -261,8 +291,9 @@ def test_retention_deletes_old_ticks_of_the_symbol_and_keeps_the_bars(bus: Bus, 
     candles = read_candles(KLINES).frame
     t0 = int(candles["start"][0])
     newest = t0 + 12 * 60_000 + 59_999
-    kept = [r["timestamp"] for r in db.query("SELECT timestamp FROM ticks WHERE symbol=? ORDER BY timestamp",
-                                             (symbol,))]
+    kept = [
+        r["timestamp"] for r in db.query("SELECT timestamp FROM ticks WHERE symbol=? ORDER BY timestamp", (symbol,))
+    ]
     assert kept[-1] == newest
     assert kept[0] >= newest - 3 * 60_000  # older ticks are gone...
     assert len(kept) < 13 * 4

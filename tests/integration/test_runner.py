@@ -29,8 +29,18 @@ def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> None:
 
 
 def tick(symbol: str = "BTCUSDT", ts: int | None = None, price: float = 100.0) -> bytes:
-    return encode(MarketData(symbol=symbol, timestamp=ts or int(time.time() * 1000), price=price, open=price,
-                             high=price * 1.1, low=price * 0.9, volume=10.0, price_change_pct=0.0))
+    return encode(
+        MarketData(
+            symbol=symbol,
+            timestamp=ts or int(time.time() * 1000),
+            price=price,
+            open=price,
+            high=price * 1.1,
+            low=price * 0.9,
+            volume=10.0,
+            price_change_pct=0.0,
+        )
+    )
 
 
 def make_stage(topic: str, fail_on: Callable[[MarketData], Exception | None] = lambda m: None) -> Stage:
@@ -79,8 +89,22 @@ def test_bad_and_stale_messages_are_dead_lettered_and_the_stage_goes_on(bus: Bus
     old = int(time.time() * 1000) - 10 * 60_000
     producer.produce(topic, tick("BTCUSDT", price=1.0), key=b"BTCUSDT")
     producer.produce(topic, b"{not json", key=b"BTCUSDT")
-    producer.produce(topic, json.dumps({"symbol": "BTCUSDT", "timestamp": 1, "price": -5, "open": 1, "high": 2,
-                                        "low": 1, "volume": 1, "price_change_pct": 0}).encode(), key=b"BTCUSDT")
+    producer.produce(
+        topic,
+        json.dumps(
+            {
+                "symbol": "BTCUSDT",
+                "timestamp": 1,
+                "price": -5,
+                "open": 1,
+                "high": 2,
+                "low": 1,
+                "volume": 1,
+                "price_change_pct": 0,
+            }
+        ).encode(),
+        key=b"BTCUSDT",
+    )
     producer.produce(topic, tick("ETHUSDT", ts=old, price=2.0), key=b"ETHUSDT")
     producer.produce(topic, tick("ETHUSDT", ts=old, price=3.0), key=b"ETHUSDT", headers=[("feed", b"replay")])
     producer.produce(topic, tick("SOLUSDT", price=4.0), key=b"SOLUSDT")
@@ -155,9 +179,9 @@ def _prices(n: int, first: float = 1.0) -> list[float]:
     return [first + i for i in range(n)]
 
 
-def test_a_sink_that_crashes_mid_batch_gets_exactly_that_batch_again(bus: Bus, tmp_path: Path,
-                                                                      topic_name: Callable[..., str],
-                                                                      group_name: Callable[..., str]) -> None:
+def test_a_sink_that_crashes_mid_batch_gets_exactly_that_batch_again(
+    bus: Bus, tmp_path: Path, topic_name: Callable[..., str], group_name: Callable[..., str]
+) -> None:
     """A plain sink writes each batch in one SQLite transaction; one batch dies half-way through its
     write. The runner starts again from the last commit: every message ends up in the table once, and
     the messages delivered twice are exactly the crashed batch's."""
@@ -225,14 +249,20 @@ def _copy_symbol(price: float) -> str:
     return f"{letters}USDT"
 
 
-def test_outputs_not_delivered_are_not_committed_and_come_again(bus: Bus, topic_name: Callable[..., str],
-                                                                 group_name: Callable[..., str]) -> None:
+def test_outputs_not_delivered_are_not_committed_and_come_again(
+    bus: Bus, topic_name: Callable[..., str], group_name: Callable[..., str]
+) -> None:
     """A stage's outputs go to a compacted topic; one output is keyless on its first try, which the bus
     refuses (flush reports it). The runner commits nothing of that batch and takes it again, so every
     input has its output in the end."""
     source, target = topic_name("in"), topic_name("out")
-    bus.create_topics([TopicSpec(source, 2, 3_600_000), TopicSpec(dlq_name(source), 1, 3_600_000),
-                       TopicSpec(target, 1, 3_600_000, cleanup="compact")])
+    bus.create_topics(
+        [
+            TopicSpec(source, 2, 3_600_000),
+            TopicSpec(dlq_name(source), 1, 3_600_000),
+            TopicSpec(target, 1, 3_600_000, cleanup="compact"),
+        ]
+    )
     bad_price = 40.0
     tries: list[float] = []
 

@@ -75,8 +75,10 @@ def test_journal_stages_as_processes_flow_restart_and_stop(tmp_path: Path, monke
         assert [w.name for w in children] == ["normalizer", "enricher", "behaviour"]
         assert [w.kind for w in runtime.workers if not isinstance(w, StageProcess)] == ["stage"]  # journal-store
         _wait("three children", lambda: all(w.pid for w in children))
-        _wait("the children to join their groups", lambda: {
-            g.group_id for g in runtime.groups() if g.members} >= {"normalizer", "enricher", "behaviour"})
+        _wait(
+            "the children to join their groups",
+            lambda: {g.group_id for g in runtime.groups() if g.members} >= {"normalizer", "enricher", "behaviour"},
+        )
         user = "proc-user"
         producer = runtime.producer
 
@@ -101,8 +103,12 @@ def test_journal_stages_as_processes_flow_restart_and_stop(tmp_path: Path, monke
         assert "exited with code -9" in (normalizer.health.last_error or "")
         publish(first[200:])
         _wait("400 rows", lambda: stored() == 400)
-        assert runtime.db.query("SELECT count(DISTINCT trade_id) AS n FROM journal_trades WHERE user_id=?",
-                                (user,))[0]["n"] == 400
+        assert (
+            runtime.db.query("SELECT count(DISTINCT trade_id) AS n FROM journal_trades WHERE user_id=?", (user,))[0][
+                "n"
+            ]
+            == 400
+        )
         assert (tmp_path / "logs" / "normalizer.log").stat().st_size > 0
         pids = [w.pid for w in children]
         assert all(pid is not None and _alive(pid) for pid in pids)
@@ -119,10 +125,16 @@ def test_a_child_stops_when_the_process_that_started_it_is_killed(tmp_path: Path
         "env = {**os.environ, 'PIPELINE_PARENT_PID': str(os.getpid())}\n"
         "child = subprocess.Popen([sys.executable, '-m', 'pipeline', 'run', '--stage', 'journal-store'], env=env)\n"
         "print(child.pid, flush=True)\n"
-        "time.sleep(600)\n")
+        "time.sleep(600)\n"
+    )
     env = {**os.environ, "DATA_DIR": str(tmp_path), "KAFKA_BOOTSTRAP_SERVERS": "", "STAGE_PROCESSES": ""}
-    parent = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True,
-                              cwd=Path(__file__).resolve().parents[2])
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
@@ -194,16 +206,20 @@ def test_a_stage_process_killed_mid_batch_loses_and_doubles_nothing(tmp_path: Pa
 
     child.start()
     try:
-        _wait("the child to join its group", lambda: any(
-            g.group_id == "normalizer" and g.members for g in bus.describe_groups()))
+        _wait(
+            "the child to join its group",
+            lambda: any(g.group_id == "normalizer" and g.members for g in bus.describe_groups()),
+        )
         publish(trades[:200])
         _wait("the first 200 fills committed", lambda: fills() == 200 and committed() == 200)
 
         spin_at = trades[299][0]  # the 100th fill of the next 200
         sql.execute("CREATE TABLE spin (x INTEGER)")
         sql.executemany("INSERT INTO spin VALUES (?)", [(i,) for i in range(1000)])
-        sql.execute(f"CREATE TRIGGER spin_fill BEFORE INSERT ON journal_fills WHEN NEW.fill_id = '{spin_at}' "
-                    "BEGIN SELECT count(*) FROM spin a, spin b, spin c, spin d; END")
+        sql.execute(
+            f"CREATE TRIGGER spin_fill BEFORE INSERT ON journal_fills WHEN NEW.fill_id = '{spin_at}' "
+            "BEGIN SELECT count(*) FROM spin a, spin b, spin c, spin d; END"
+        )
         publish(trades[200:])
         _wait("the child to be inside the batch's write", lambda: _write_locked(tmp_path / "desk.db"), timeout=60)
         pid = child.pid
@@ -221,8 +237,11 @@ def test_a_stage_process_killed_mid_batch_loses_and_doubles_nothing(tmp_path: Pa
         sql.close()
     assert db.query("SELECT count(DISTINCT fill_id) AS n FROM journal_fills WHERE user_id=?", (user,))[0]["n"] == 400
 
-    published = [r.value for r in read_to_end(bus, NORMALIZED_TRADES, "kill-test-reader")
-                 if r.key == user.encode() and r.value is not None]
+    published = [
+        r.value
+        for r in read_to_end(bus, NORMALIZED_TRADES, "kill-test-reader")
+        if r.key == user.encode() and r.value is not None
+    ]
     reference_db = Database(tmp_path / "reference.db")
     reference = Normalizer(reference_db)
     expected = reference.process_batch([reference.prepare(decode(RAW_TRADES, v)) for _, v in trades])

@@ -66,8 +66,9 @@ def _ends(bus: Bus, topics: Sequence[str]) -> dict[tuple[str, int], int]:
     return {(t.name, p.partition): p.end_offset for t in bus.describe_topics(topics) for p in t.partitions}
 
 
-def wait_until_caught_up(bus: Bus, groups: Mapping[str, Sequence[str]], since: Mapping[tuple[str, int], int],
-                         timeout: float = 180.0) -> None:
+def wait_until_caught_up(
+    bus: Bus, groups: Mapping[str, Sequence[str]], since: Mapping[tuple[str, int], int], timeout: float = 180.0
+) -> None:
     """Wait until each group (id -> input topics) has committed the end offset of every partition of
     its inputs that grew after ``since`` (the ends when the groups had joined: a group that starts at
     the end has nothing to commit on a partition that never grew), with no topic growing during the
@@ -80,10 +81,14 @@ def wait_until_caught_up(bus: Bus, groups: Mapping[str, Sequence[str]], since: M
         states = {g.group_id: g for g in bus.describe_groups() if g.group_id in groups}
         behind = {}
         for group, inputs in groups.items():
-            committed = {(p.topic, p.partition): p.committed for p in states[group].partitions} \
-                if group in states else {}
-            late = {tp: (committed.get(tp), end) for tp, end in before.items()
-                    if tp[0] in inputs and end > since.get(tp, 0) and committed.get(tp) != end}
+            committed = (
+                {(p.topic, p.partition): p.committed for p in states[group].partitions} if group in states else {}
+            )
+            late = {
+                tp: (committed.get(tp), end)
+                for tp, end in before.items()
+                if tp[0] in inputs and end > since.get(tp, 0) and committed.get(tp) != end
+            }
             if late:
                 behind[group] = late
         if not behind and _ends(bus, topics) == before:
@@ -92,18 +97,19 @@ def wait_until_caught_up(bus: Bus, groups: Mapping[str, Sequence[str]], since: M
     raise AssertionError(f"the stages did not catch up in {timeout:g} s: {behind}")
 
 
-def backtest_signals(bars: Mapping[str, pd.DataFrame], predictors: Mapping[tuple[str, str], Any],
-                     models: Sequence[str]) -> Signals:
+def backtest_signals(
+    bars: Mapping[str, pd.DataFrame], predictors: Mapping[tuple[str, str], Any], models: Sequence[str]
+) -> Signals:
     """Every tick's signal of every model, as the backtest computes them (ticks past warm-up only)."""
-    plan, _ = prepare(bars, predictors, model=models[0], confirm_models=tuple(models[1:]), buy_pct=BUY,
-                      sell_pct=SELL)
+    plan, _ = prepare(bars, predictors, model=models[0], confirm_models=tuple(models[1:]), buy_pct=BUY, sell_pct=SELL)
     out: Signals = {}
     for s in plan.symbols:
         ready = ~pd.isna(s.levels[..., 0])
         for model in models:
             code, conf, change = s.signals[model]
-            for ts, c, p, ch in zip(s.times[ready].tolist(), code[ready].tolist(), conf[ready].tolist(),
-                                    change[ready].tolist()):
+            for ts, c, p, ch in zip(
+                s.times[ready].tolist(), code[ready].tolist(), conf[ready].tolist(), change[ready].tolist()
+            ):
                 out[(s.symbol, ts, model)] = (SIGNAL_CODES[c], p, ch)
     return out
 
@@ -118,9 +124,18 @@ class Live:
     skipped: dict[str, int]
 
 
-def run_live(bus: Bus, tmp_path: Path, group_name: Callable[[str], str], registry: Registry, db: Database,
-             files: Mapping[str, Path], models: Sequence[str], account: str) -> Live:
+def run_live(
+    bus: Bus,
+    tmp_path: Path,
+    group_name: Callable[[str], str],
+    registry: Registry,
+    db: Database,
+    files: Mapping[str, Path],
+    models: Sequence[str],
+    account: str,
+) -> Live:
     """Replay ``files`` through ml, decision and the virtual exchange; return what they published."""
+
     class Ml(MLStage):  # group ids of their own, deleted from a shared broker after the test
         name: ClassVar[str] = group_name("ml")
 
@@ -146,8 +161,16 @@ def run_live(bus: Bus, tmp_path: Path, group_name: Callable[[str], str], registr
         other = _symbol()
         deadline = time.monotonic() + 60
         while not all(r.health.snapshot().processed for r in runners) and time.monotonic() < deadline:
-            tick = MarketData(symbol=other, timestamp=int(time.time() * 1000), price=1.0, open=1.0, high=1.0,
-                              low=1.0, volume=1.0, price_change_pct=0.0)
+            tick = MarketData(
+                symbol=other,
+                timestamp=int(time.time() * 1000),
+                price=1.0,
+                open=1.0,
+                high=1.0,
+                low=1.0,
+                volume=1.0,
+                price_change_pct=0.0,
+            )
             producer.produce(MARKET_DATA, encode(tick), key=other.encode())
             producer.flush(10)
             time.sleep(0.3)
@@ -192,7 +215,9 @@ def run_live(bus: Bus, tmp_path: Path, group_name: Callable[[str], str], registr
 
 def assert_same_signals(live: Signals, expected: Signals) -> None:
     assert len(live) == len(expected) and set(live) == set(expected), (
-        sorted(set(expected) - set(live))[:5], sorted(set(live) - set(expected))[:5])
+        sorted(set(expected) - set(live))[:5],
+        sorted(set(live) - set(expected))[:5],
+    )
     for key, (signal, confidence, change) in expected.items():
         got = live[key]
         assert got[0] == signal, (key, got, (signal, confidence, change))
@@ -235,7 +260,8 @@ def assert_same_orders(live: list[Order], backtest: BacktestResult, skipped: dic
 
 
 def test_a_replay_through_the_bus_makes_the_backtests_signals_and_orders_and_a_restart_rebuilds_the_portfolio(
-        bus: Bus, tmp_path: Path, group_name) -> None:  # noqa: ANN001
+    bus: Bus, tmp_path: Path, group_name
+) -> None:
     bus.create_topics(CATALOG.values())
     db = Database(tmp_path / "desk.db")
     registry = Registry(db, tmp_path / "models")
@@ -265,8 +291,9 @@ def test_a_replay_through_the_bus_makes_the_backtests_signals_and_orders_and_a_r
     after = rebuilt.exchange
     assert after.cash == pytest.approx(before.cash, rel=1e-12)
     assert after.fees_paid == pytest.approx(before.fees_paid, rel=1e-12)
-    assert sorted((b.order_id, b.quantity, b.fill_price) for b in after.positions()) == \
-        sorted((b.order_id, b.quantity, b.fill_price) for b in before.positions())
+    assert sorted((b.order_id, b.quantity, b.fill_price) for b in after.positions()) == sorted(
+        (b.order_id, b.quantity, b.fill_price) for b in before.positions()
+    )
     assert {k: b.status for k, b in after.books.items()} == {k: b.status for k, b in before.books.items()}
     # the page's table holds each order's last state
     rows = {r["order_id"]: r["status"] for r in live.venue_db.query("SELECT order_id, status FROM orders")}
@@ -291,7 +318,8 @@ def _two_symbols_on_one_partition() -> list[str]:
 
 
 def test_two_symbols_with_a_confirming_model_make_the_backtests_signals_and_orders(
-        bus: Bus, tmp_path: Path, group_name) -> None:  # noqa: ANN001
+    bus: Bus, tmp_path: Path, group_name
+) -> None:
     bus.create_topics(CATALOG.values())
     db = Database(tmp_path / "desk.db")
     registry = Registry(db, tmp_path / "models")
@@ -309,12 +337,12 @@ def test_two_symbols_with_a_confirming_model_make_the_backtests_signals_and_orde
         files[symbol] = tmp_path / f"{symbol}.csv"
         _write_candles(files[symbol], stretches[symbol])
 
-    backtest = run_backtest(stretches, predictors, model=MODEL, confirm_models=(CONFIRM,), buy_pct=BUY,
-                            sell_pct=SELL)
+    backtest = run_backtest(stretches, predictors, model=MODEL, confirm_models=(CONFIRM,), buy_pct=BUY, sell_pct=SELL)
     expected_signals = backtest_signals(stretches, predictors, models)
     assert {o.symbol for o in backtest.orders} == set(files), "both symbols must trade"
-    assert any(o.metadata.get("confirmed_by") == CONFIRM for o in backtest.orders), \
+    assert any(o.metadata.get("confirmed_by") == CONFIRM for o in backtest.orders), (
         "a medium-confidence signal confirmed by the other model must make an order"
+    )
 
     live = run_live(bus, tmp_path, group_name, registry, db, files, models, account)
     assert_same_signals(live.signals, expected_signals)

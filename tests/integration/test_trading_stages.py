@@ -19,7 +19,16 @@ import pytest
 from pipeline.bus.base import Bus, Record
 from pipeline.errors import BadMessageError
 from pipeline.messages import (
-    DeadLetter, MarketData, Message, MLSignal, Order, RiskManagement, TriggerSignal, decode, encode)
+    DeadLetter,
+    MarketData,
+    Message,
+    MLSignal,
+    Order,
+    RiskManagement,
+    TriggerSignal,
+    decode,
+    encode,
+)
 from pipeline.runner import StageRunner
 from pipeline.stages.decision import DecisionStage
 from pipeline.stages.virtual_exchange import VirtualExchangeStage
@@ -40,28 +49,60 @@ def _now() -> int:
 
 
 def _tick(symbol: str, ts: int, price: float) -> MarketData:
-    return MarketData(symbol=symbol, timestamp=ts, price=price, open=price, high=price, low=price, volume=1.0,
-                      price_change_pct=0.0)
+    return MarketData(
+        symbol=symbol, timestamp=ts, price=price, open=price, high=price, low=price, volume=1.0, price_change_pct=0.0
+    )
 
 
-def _signal(symbol: str, ts: int, price: float, signal: str, confidence: float,
-            features: dict[str, float | None] | None = None) -> MLSignal:
+def _signal(
+    symbol: str, ts: int, price: float, signal: str, confidence: float, features: dict[str, float | None] | None = None
+) -> MLSignal:
     change = {"BUY": 2.0, "SELL": -2.0, "HOLD": 0.0}[signal]
-    return MLSignal(symbol=symbol, timestamp=ts, model=MODEL, prediction_type="direction",
-                    predicted_value=price * (1 + change / 100), current_price=price, expected_change_pct=change,
-                    confidence=confidence, signal=signal,
-                    features=features if features is not None else {"ma_7": price, "ma_25": price, "rsi_14": 50.0},
-                    metadata={"model_version": "1"})
+    return MLSignal(
+        symbol=symbol,
+        timestamp=ts,
+        model=MODEL,
+        prediction_type="direction",
+        predicted_value=price * (1 + change / 100),
+        current_price=price,
+        expected_change_pct=change,
+        confidence=confidence,
+        signal=signal,
+        features=features if features is not None else {"ma_7": price, "ma_25": price, "rsi_14": 50.0},
+        metadata={"model_version": "1"},
+    )
 
 
-def _order(oid: str, symbol: str, ts: int, price: float, quantity: float, account: str, *, action: str = "BUY",
-           stop: float | None = None, take: float | None = None, order_type: str = "MARKET",
-           strategy: str = "manual", **meta: Any) -> Order:
-    return Order(order_id=oid, symbol=symbol, timestamp=ts, action=action, order_type=order_type, quantity=quantity,
-                 price=price, total_value=quantity * price, status="PENDING", strategy=strategy,
-                 trigger_signal=TriggerSignal(model=MODEL, confidence=0.9, expected_change_pct=2.0),
-                 risk_management=RiskManagement(stop_loss=stop, take_profit=take),
-                 metadata={"account": account, **meta})
+def _order(
+    oid: str,
+    symbol: str,
+    ts: int,
+    price: float,
+    quantity: float,
+    account: str,
+    *,
+    action: str = "BUY",
+    stop: float | None = None,
+    take: float | None = None,
+    order_type: str = "MARKET",
+    strategy: str = "manual",
+    **meta: Any,
+) -> Order:
+    return Order(
+        order_id=oid,
+        symbol=symbol,
+        timestamp=ts,
+        action=action,
+        order_type=order_type,
+        quantity=quantity,
+        price=price,
+        total_value=quantity * price,
+        status="PENDING",
+        strategy=strategy,
+        trigger_signal=TriggerSignal(model=MODEL, confidence=0.9, expected_change_pct=2.0),
+        risk_management=RiskManagement(stop_loss=stop, take_profit=take),
+        metadata={"account": account, **meta},
+    )
 
 
 def _send(producer: Any, *messages: Message) -> None:
@@ -152,8 +193,7 @@ def _decision_class(suffix: str) -> type[DecisionStage]:
 # -- the virtual exchange ---------------------------------------------------------------------------
 
 
-def test_orders_go_pending_filled_closed_and_a_trader_cancels_a_limit(
-        bus: Bus, tmp_path: Path, group_name) -> None:  # noqa: ANN001
+def test_orders_go_pending_filled_closed_and_a_trader_cancels_a_limit(bus: Bus, tmp_path: Path, group_name) -> None:
     bus.create_topics(CATALOG.values())
     account = f"flow-{group_name('acct')}"
     db = Database(tmp_path / "x.db")
@@ -174,14 +214,31 @@ def test_orders_go_pending_filled_closed_and_a_trader_cancels_a_limit(
         _send(producer, _tick(sym, now + 2000, 103.0), _tick(sym, now + 3000, 106.0))
         assert reader.read(lambda r: "CLOSED" in r.statuses(buy_id)), reader.statuses(buy_id)
         assert "FILLED" not in reader.statuses(limit_id)  # 50 was never reached
-        cancel = limit.model_copy(update={"status": "CANCELLED", "timestamp": now + 3500,
-                                          "metadata": {**limit.metadata, "requested_by": "trader"}})
+        cancel = limit.model_copy(
+            update={
+                "status": "CANCELLED",
+                "timestamp": now + 3500,
+                "metadata": {**limit.metadata, "requested_by": "trader"},
+            }
+        )
         _send(producer, cancel)
-        assert reader.read(lambda r: any(o.status == "CANCELLED" and o.metadata.get("updated_by") == "virtual_exchange"
-                                         for o in r.of(limit_id))), reader.statuses(limit_id)
-        _wait(lambda: {r["order_id"]: r["status"] for r in db.query(
-            "SELECT order_id, status FROM orders WHERE order_id IN (?, ?)", (buy_id, limit_id))}
-            == {buy_id: "CLOSED", limit_id: "CANCELLED"}, what="the orders table")
+        assert reader.read(
+            lambda r: any(
+                o.status == "CANCELLED" and o.metadata.get("updated_by") == "virtual_exchange" for o in r.of(limit_id)
+            )
+        ), reader.statuses(limit_id)
+        _wait(
+            lambda: (
+                {
+                    r["order_id"]: r["status"]
+                    for r in db.query(
+                        "SELECT order_id, status FROM orders WHERE order_id IN (?, ?)", (buy_id, limit_id)
+                    )
+                }
+                == {buy_id: "CLOSED", limit_id: "CANCELLED"}
+            ),
+            what="the orders table",
+        )
         reader.read(timeout=0.5)
     finally:
         runner.stop()
@@ -209,7 +266,8 @@ def test_orders_go_pending_filled_closed_and_a_trader_cancels_a_limit(
 
 
 def test_bad_orders_are_dead_lettered_with_the_rule_and_the_exchange_goes_on(
-        bus: Bus, tmp_path: Path, group_name) -> None:  # noqa: ANN001
+    bus: Bus, tmp_path: Path, group_name
+) -> None:
     bus.create_topics(CATALOG.values())
     account = f"bad-{group_name('acct')}"
     stage = _venue_class(group_name("venue"))(bus, Database(tmp_path / "x.db"), account=account)
@@ -238,8 +296,9 @@ def test_bad_orders_are_dead_lettered_with_the_rule_and_the_exchange_goes_on(
             return out
 
         assert dlq.read(lambda d: {zero_id, short_id} <= set(letters())), letters()
-        assert reader.read(lambda r: "FILLED" in r.statuses(good_id)
-                           and any(o.metadata.get("updated_by") for o in r.of(short_id))), reader.statuses(short_id)
+        assert reader.read(
+            lambda r: "FILLED" in r.statuses(good_id) and any(o.metadata.get("updated_by") for o in r.of(short_id))
+        ), reader.statuses(short_id)
         reader.read(timeout=1.0)
     finally:
         runner.stop()
@@ -270,7 +329,8 @@ def test_bad_orders_are_dead_lettered_with_the_rule_and_the_exchange_goes_on(
 
 
 def test_the_decision_stage_holds_signals_without_market_data_and_follows_the_confidence_rules(
-        bus: Bus, group_name) -> None:  # noqa: ANN001
+    bus: Bus, group_name
+) -> None:
     bus.create_topics(CATALOG.values())
     account = f"decide-{group_name('acct')}"
     stage = _decision_class(group_name("decision"))(bus, model=MODEL, account=account)
@@ -295,15 +355,26 @@ def test_the_decision_stage_holds_signals_without_market_data_and_follows_the_co
         assert reader.read(lambda r: bool(r.of(ids[held]))), reader.records
         _send(producer, _tick(held, now + 1000, 100.5))  # later ticks do not make it again
         # low confidence: never; medium: only when the indicators confirm
-        _send(producer, _signal(low, now, 10.0, "BUY", 0.5, {"ma_7": 11.0, "ma_25": 10.0, "rsi_14": 50.0}),
-              _tick(low, now, 10.0))
-        _send(producer, _signal(medium, now, 20.0, "BUY", 0.7, {"ma_7": 19.0, "ma_25": 20.0, "rsi_14": 50.0}),
-              _tick(medium, now, 20.0))
-        _send(producer, _signal(confirmed, now, 30.0, "BUY", 0.7, {"ma_7": 31.0, "ma_25": 30.0, "rsi_14": 55.0}),
-              _tick(confirmed, now, 30.0))
+        _send(
+            producer,
+            _signal(low, now, 10.0, "BUY", 0.5, {"ma_7": 11.0, "ma_25": 10.0, "rsi_14": 50.0}),
+            _tick(low, now, 10.0),
+        )
+        _send(
+            producer,
+            _signal(medium, now, 20.0, "BUY", 0.7, {"ma_7": 19.0, "ma_25": 20.0, "rsi_14": 50.0}),
+            _tick(medium, now, 20.0),
+        )
+        _send(
+            producer,
+            _signal(confirmed, now, 30.0, "BUY", 0.7, {"ma_7": 31.0, "ma_25": 30.0, "rsi_14": 55.0}),
+            _tick(confirmed, now, 30.0),
+        )
         assert reader.read(lambda r: bool(r.of(ids[confirmed]))), stage.skipped
-        _wait(lambda: stage.skipped["low confidence"] >= 1 and stage.skipped["medium confidence, not confirmed"] >= 1,
-              what=f"both skipped: {stage.skipped}")
+        _wait(
+            lambda: stage.skipped["low confidence"] >= 1 and stage.skipped["medium confidence, not confirmed"] >= 1,
+            what=f"both skipped: {stage.skipped}",
+        )
         reader.read(timeout=1.0)
     finally:
         runner.stop()
@@ -329,26 +400,51 @@ def test_the_decision_stage_holds_signals_without_market_data_and_follows_the_co
 
 # (price, signal) per step; each step is a tick and a signal of the same moment and price.
 STREAM: list[tuple[float, str]] = [
-    (100.0, "BUY"), (100.0, "HOLD"), (106.0, "HOLD"),                  # take profit
-    (106.0, "BUY"), (106.0, "HOLD"), (103.0, "HOLD"),                  # stop loss
-    (103.0, "BUY"), (103.0, "HOLD"), (104.0, "SELL"), (104.0, "HOLD"),  # closed by a signal
-    (104.0, "BUY"), (104.0, "HOLD"), (105.0, "HOLD"), (110.0, "HOLD"),  # take profit
-    (110.0, "BUY"), (110.0, "HOLD"), (107.0, "HOLD"),                  # stop loss
-    (107.0, "BUY"), (107.0, "HOLD"), (108.0, "SELL"), (108.0, "HOLD"),  # closed by a signal
-    (108.0, "BUY"), (108.0, "HOLD"), (109.0, "HOLD"),                  # left open
+    (100.0, "BUY"),
+    (100.0, "HOLD"),
+    (106.0, "HOLD"),  # take profit
+    (106.0, "BUY"),
+    (106.0, "HOLD"),
+    (103.0, "HOLD"),  # stop loss
+    (103.0, "BUY"),
+    (103.0, "HOLD"),
+    (104.0, "SELL"),
+    (104.0, "HOLD"),  # closed by a signal
+    (104.0, "BUY"),
+    (104.0, "HOLD"),
+    (105.0, "HOLD"),
+    (110.0, "HOLD"),  # take profit
+    (110.0, "BUY"),
+    (110.0, "HOLD"),
+    (107.0, "HOLD"),  # stop loss
+    (107.0, "BUY"),
+    (107.0, "HOLD"),
+    (108.0, "SELL"),
+    (108.0, "HOLD"),  # closed by a signal
+    (108.0, "BUY"),
+    (108.0, "HOLD"),
+    (109.0, "HOLD"),  # left open
 ]
 STEP_MS = 1000
 
 
 def _expected(symbol: str, base: int) -> dict[str, tuple[str, str | None]]:
     """Each order's final (status, exit_reason) the stream must give."""
+
     def oid(i: int, action: str) -> str:
         return decision_order_id(symbol, base + i * STEP_MS, action)
-    return {oid(0, "BUY"): ("CLOSED", "take_profit"), oid(3, "BUY"): ("CLOSED", "stop_loss"),
-            oid(6, "BUY"): ("CLOSED", "signal"), oid(8, "SELL"): ("FILLED", None),
-            oid(10, "BUY"): ("CLOSED", "take_profit"), oid(14, "BUY"): ("CLOSED", "stop_loss"),
-            oid(17, "BUY"): ("CLOSED", "signal"), oid(19, "SELL"): ("FILLED", None),
-            oid(21, "BUY"): ("FILLED", None)}
+
+    return {
+        oid(0, "BUY"): ("CLOSED", "take_profit"),
+        oid(3, "BUY"): ("CLOSED", "stop_loss"),
+        oid(6, "BUY"): ("CLOSED", "signal"),
+        oid(8, "SELL"): ("FILLED", None),
+        oid(10, "BUY"): ("CLOSED", "take_profit"),
+        oid(14, "BUY"): ("CLOSED", "stop_loss"),
+        oid(17, "BUY"): ("CLOSED", "signal"),
+        oid(19, "SELL"): ("FILLED", None),
+        oid(21, "BUY"): ("FILLED", None),
+    }
 
 
 class CrashingRunner(StageRunner):
@@ -370,13 +466,15 @@ class CrashingRunner(StageRunner):
 
 
 def _books(ex: Exchange) -> dict[str, Any]:
-    return {"cash": round(ex.cash, 6),
-            "statuses": {k: b.status for k, b in ex.books.items()},
-            "positions": sorted((b.order_id, b.quantity, round(b.fill_price, 9)) for b in ex.positions()),
-            "pending": sorted(b.order_id for b in ex.pending_orders())}
+    return {
+        "cash": round(ex.cash, 6),
+        "statuses": {k: b.status for k, b in ex.books.items()},
+        "positions": sorted((b.order_id, b.quantity, round(b.fill_price, 9)) for b in ex.positions()),
+        "pending": sorted(b.order_id for b in ex.pending_orders()),
+    }
 
 
-def _run_stream(bus: Bus, group_name, tmp_path: Path, *, venue_lags: bool) -> None:  # noqa: ANN001
+def _run_stream(bus: Bus, group_name, tmp_path: Path, *, venue_lags: bool) -> None:
     bus.create_topics(CATALOG.values())
     account = f"crash-{group_name('acct')}"
     suffix = group_name("stages")
@@ -410,7 +508,7 @@ def _run_stream(bus: Bus, group_name, tmp_path: Path, *, venue_lags: bool) -> No
     reader = Reader(bus, group_name("reader"), needle=account)
     try:
         _warm(producer, runners)
-        for i in range(0, 9):
+        for i in range(9):
             step(i)
         if venue_lags:
             # the exchange dies first; the decision stage goes on a few steps, then dies too
@@ -453,8 +551,10 @@ def _run_stream(bus: Bus, group_name, tmp_path: Path, *, venue_lags: bool) -> No
     assert {k: (b.status, b.exit_reason) for k, b in exchange.books.items()} == expected
 
     def fills_of(ex: Exchange) -> dict[str, tuple[Any, ...]]:
-        return {oid: (b.status, b.filled_at, round(b.fill_price, 9), b.closed_at, b.exit_reason)
-                for oid, b in ex.books.items()}
+        return {
+            oid: (b.status, b.filled_at, round(b.fill_price, 9), b.closed_at, b.exit_reason)
+            for oid, b in ex.books.items()
+        }
 
     assert fills_of(replica) == fills_of(exchange)
     assert replica.cash == pytest.approx(exchange.cash, rel=1e-12)
@@ -476,17 +576,20 @@ def _run_stream(bus: Bus, group_name, tmp_path: Path, *, venue_lags: bool) -> No
 
 
 def test_a_crash_of_both_stages_mid_stream_leaves_the_replica_and_the_exchange_agreeing(
-        bus: Bus, tmp_path: Path, group_name) -> None:  # noqa: ANN001
+    bus: Bus, tmp_path: Path, group_name
+) -> None:
     _run_stream(bus, group_name, tmp_path, venue_lags=False)
 
 
 def test_a_crash_with_the_exchange_behind_the_decision_stage_leaves_them_agreeing(
-        bus: Bus, tmp_path: Path, group_name) -> None:  # noqa: ANN001
+    bus: Bus, tmp_path: Path, group_name
+) -> None:
     _run_stream(bus, group_name, tmp_path, venue_lags=True)
 
 
 def test_a_restart_after_a_crash_between_the_two_messages_of_a_close_repairs_the_topic(
-        bus: Bus, tmp_path: Path, group_name) -> None:  # noqa: ANN001
+    bus: Bus, tmp_path: Path, group_name
+) -> None:
     """The exchange said the target CLOSED (by the SELL) and died before saying the SELL FILLED: a
     new exchange rebuilds from the topic, publishes the missing FILLED and goes on."""
     bus.create_topics(CATALOG.values())
@@ -496,10 +599,25 @@ def test_a_restart_after_a_crash_between_the_two_messages_of_a_close_repairs_the
     buy_id, sell_id, next_id = (f"ORD-{uuid.uuid4().hex[:8]}-{k}" for k in ("B", "S", "N"))
     before = Exchange()
     buy = _order(buy_id, sym, now, 100.0, 2.0, account, stop=90.0, take=120.0, strategy="ml_signal_strategy")
-    sell = _order(sell_id, sym, now + 1500, 100.0, 2.0, account, action="SELL", strategy="ml_signal_strategy",
-                  closes=buy_id, reason="signal")
-    published: list[Order] = [buy, *before.submit(buy), *before.on_tick(sym, now + 1000, 100.0), sell,
-                              *before.submit(sell)]
+    sell = _order(
+        sell_id,
+        sym,
+        now + 1500,
+        100.0,
+        2.0,
+        account,
+        action="SELL",
+        strategy="ml_signal_strategy",
+        closes=buy_id,
+        reason="signal",
+    )
+    published: list[Order] = [
+        buy,
+        *before.submit(buy),
+        *before.on_tick(sym, now + 1000, 100.0),
+        sell,
+        *before.submit(sell),
+    ]
     closed, sold = before.on_tick(sym, now + 2000, 101.0)
     assert (closed.order_id, closed.status, sold.order_id, sold.status) == (buy_id, "CLOSED", sell_id, "FILLED")
     published.append(closed)  # ... and the SELL's FILLED never made it
@@ -513,11 +631,15 @@ def test_a_restart_after_a_crash_between_the_two_messages_of_a_close_repairs_the
     try:
         _warm(producer, [runner])
         assert reader.read(lambda r: "FILLED" in r.statuses(sell_id), timeout=10), (
-            reader.statuses(sell_id), runner.health.snapshot())
+            reader.statuses(sell_id),
+            runner.health.snapshot(),
+        )
         nxt = _order(next_id, sym, now + 3000, 101.0, 1.0, account, stop=90.0, take=120.0)
         _send(producer, nxt, _tick(sym, now + 4000, 101.0))
         assert reader.read(lambda r: "FILLED" in r.statuses(next_id), timeout=10), (
-            reader.statuses(next_id), runner.health.snapshot())
+            reader.statuses(next_id),
+            runner.health.snapshot(),
+        )
     finally:
         runner.stop()
         reader.close()
@@ -532,7 +654,8 @@ def test_a_restart_after_a_crash_between_the_two_messages_of_a_close_repairs_the
 
 
 def test_a_strategy_that_dies_mid_batch_is_started_again_with_the_portfolio_rebuilt(
-        bus: Bus, group_name, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    bus: Bus, group_name, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The strategy's thread dies on a signal: the batch is not committed, the stage forgets its
     half-done state, and the redelivered batch makes each order once, on a rebuilt portfolio."""
     from pipeline.trading.strategy import MLSignalStrategy
@@ -547,7 +670,7 @@ def test_a_strategy_that_dies_mid_batch_is_started_again_with_the_portfolio_rebu
     real = MLSignalStrategy.on_signals
     failures = []
 
-    def dies_once_on_the_second(self, group):  # noqa: ANN001, ANN202
+    def dies_once_on_the_second(self, group):
         if group.symbol == second and group.primary.signal == "BUY" and not failures:
             failures.append(group.timestamp)
             raise RuntimeError("boom")
@@ -560,8 +683,9 @@ def test_a_strategy_that_dies_mid_batch_is_started_again_with_the_portfolio_rebu
         # a first, quiet signal of each symbol: every partition involved has a committed position
         # (a group that starts at the end has none for a partition it never read from)
         early = _now() - 1000
-        _send(producer, *(m for s in (first, second)
-                          for m in (_tick(s, early, 1.0), _signal(s, early, 1.0, "HOLD", 0.5))))
+        _send(
+            producer, *(m for s in (first, second) for m in (_tick(s, early, 1.0), _signal(s, early, 1.0, "HOLD", 0.5)))
+        )
         _wait(lambda: all(stage.market_ts.get(s) == early for s in (first, second)), what="the quiet signals")
         time.sleep(0.5)
         now = _now()
@@ -569,7 +693,10 @@ def test_a_strategy_that_dies_mid_batch_is_started_again_with_the_portfolio_rebu
         assert reader.read(lambda r: bool(r.of(decision_order_id(first, now, "BUY"))))
         _send(producer, _tick(second, now + 1, 50.0), _signal(second, now + 1, 50.0, "BUY", 0.9))
         assert reader.read(lambda r: bool(r.of(decision_order_id(second, now + 1, "BUY"))), timeout=30.0), (
-            stage.skipped, stage.market_ts, runner.health.snapshot())
+            stage.skipped,
+            stage.market_ts,
+            runner.health.snapshot(),
+        )
         assert failures == [now + 1]
         assert "the decision strategy stopped" in (runner.health.snapshot().last_error or "")
         # the rebuilt replica knows the first order (from the topic) and still holds the cash for it

@@ -26,7 +26,7 @@ def built_runtimes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     built: list[runtime.Runtime] = []
     real_build = runtime.build_runtime
 
-    def build_and_record(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def build_and_record(*args, **kwargs):
         built.append(real_build(*args, **kwargs))
         return built[-1]
 

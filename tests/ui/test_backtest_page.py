@@ -11,15 +11,14 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import runtime
 from tests.ui.test_pages import APP, PAGES, charts, no_exception, run_until, series
-
-import runtime  # noqa: E402  (tests/ui/conftest.py puts the repo root on sys.path)
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture
-def desk(built_runtimes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: ANN001
+def desk(built_runtimes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SYMBOLS", "BTCUSDT,ETHUSDT")
     monkeypatch.setenv("STAGES", "")  # a backtest needs no running stage
     monkeypatch.setenv("SIMULATOR_SEED", "11")
@@ -39,7 +38,7 @@ def open_page() -> AppTest:
     return at
 
 
-def widget(widgets, label: str):  # noqa: ANN001, ANN201
+def widget(widgets, label: str):
     return next(w for w in widgets if w.label.startswith(label))
 
 
@@ -78,11 +77,19 @@ def test_a_backtest_on_simulator_history_shows_metrics_beside_buy_and_hold_chart
     assert result.settings["models"]["in_sample"] is False
     assert not at.warning  # no in-sample warning for models trained on the first 30 %
 
-    assert [m.label for m in at.metric] == ["Return", "Win rate", "Profit factor", "Exposure", "Trades",
-                                            "Fees paid (USDT)"]
+    assert [m.label for m in at.metric] == [
+        "Return",
+        "Win rate",
+        "Profit factor",
+        "Exposure",
+        "Trades",
+        "Fees paid (USDT)",
+    ]
     assert widget(at.metric, "Return").value == f"{result.metrics['return_pct']:+.2f} %"
-    assert widget(at.metric, "Return").delta == \
-        f"{result.metrics['return_pct'] - result.buy_and_hold['return_pct']:+.2f} pp vs B&H"
+    assert (
+        widget(at.metric, "Return").delta
+        == f"{result.metrics['return_pct'] - result.buy_and_hold['return_pct']:+.2f} pp vs B&H"
+    )
     assert widget(at.metric, "Trades").value.startswith(f"{result.metrics['trades']:,}")
 
     side_by_side = frame_with(at, "buy & hold").set_index("metric")
@@ -94,8 +101,9 @@ def test_a_backtest_on_simulator_history_shows_metrics_beside_buy_and_hold_chart
     # about 1.4 days of bars tested: no yearly growth rate, a dash and the reason instead
     assert result.metrics["cagr_pct"] is None and result.buy_and_hold["cagr_pct"] is None
     assert list(side_by_side.loc["CAGR %", ["strategy", "buy & hold"]]) == ["—", "—"]
-    assert re.fullmatch(r"only 1\.\d+ days tested; a yearly rate needs at least 30 days",
-                        side_by_side.loc["CAGR %", "note"])
+    assert re.fullmatch(
+        r"only 1\.\d+ days tested; a yearly rate needs at least 30 days", side_by_side.loc["CAGR %", "note"]
+    )
     assert side_by_side.loc["Return %", "note"] == ""
 
     trades = frame_with(at, "entry_price")
@@ -117,8 +125,10 @@ def test_a_backtest_on_simulator_history_shows_metrics_beside_buy_and_hold_chart
     # the candles are the tested bars: every entry falls inside them, at a price inside its bar's range
     times = pd.to_datetime(pd.Series(candles["x"]), utc=True)
     first, last = result.settings["period"]["BTCUSDT"]
-    assert (times.iloc[0], times.iloc[-1]) == (pd.Timestamp(first, unit="ms", tz="UTC"),
-                                              pd.Timestamp(last, unit="ms", tz="UTC"))
+    assert (times.iloc[0], times.iloc[-1]) == (
+        pd.Timestamp(first, unit="ms", tz="UTC"),
+        pd.Timestamp(last, unit="ms", tz="UTC"),
+    )
     lows, highs = series(candles["low"]), series(candles["high"])
     for t in result.trades:
         i = int(np.searchsorted(times, pd.Timestamp(t["entry_time"], unit="ms", tz="UTC"), side="right")) - 1
@@ -148,8 +158,10 @@ def test_registry_models_trained_on_the_tested_bars_get_a_loud_in_sample_warning
     result = rt.backtesting.snapshot().result
     assert result.settings["models"]["in_sample"] is True
     (warning,) = [w.value for w in at.warning]
-    assert warning.startswith("**In-sample result, not a test.** The registry's BTCUSDT logistic_regression learned "
-                              "from bars inside the tested period")
+    assert warning.startswith(
+        "**In-sample result, not a test.** The registry's BTCUSDT logistic_regression learned "
+        "from bars inside the tested period"
+    )
 
 
 def test_a_bad_risk_field_is_named_with_its_rule_and_starts_nothing(desk: Path) -> None:
@@ -161,8 +173,10 @@ def test_a_bad_risk_field_is_named_with_its_rule_and_starts_nothing(desk: Path) 
     assert not at.exception
     errors = [e.value for e in at.error]
     assert "**Stop-loss %** (`stop_loss_pct`) = `0.0` breaks the rule: must be between 0 and 100" in errors
-    assert "**Max total exposure %** (`max_total_exposure_pct`) = `150.0` breaks the rule: must be > 0 and <= 100" \
+    assert (
+        "**Max total exposure %** (`max_total_exposure_pct`) = `150.0` breaks the rule: must be > 0 and <= 100"
         in errors
+    )
     assert errors[-1] == "Nothing was started: fix the fields above."
     assert runtime.get_runtime().backtesting is None
     assert not at.metric
@@ -172,6 +186,8 @@ def test_no_symbol_is_an_error_on_the_symbols_field(desk: Path) -> None:
     at = open_page()
     widget(at.multiselect, "Symbols").set_value([])
     submit(at)
-    assert [e.value for e in at.error] == ["**Symbols** (`symbols`) breaks the rule: pick at least one symbol",
-                                           "Nothing was started: fix the fields above."]
+    assert [e.value for e in at.error] == [
+        "**Symbols** (`symbols`) breaks the rule: pick at least one symbol",
+        "Nothing was started: fix the fields above.",
+    ]
     assert runtime.get_runtime().backtesting is None

@@ -19,16 +19,18 @@ from pipeline.topics import RAW_TRADES  # noqa: E402
 
 PAGE = str(ROOT / "views" / "imports.py")
 TIMEOUT_S = 30.0
-CSV = ("\ufeffDate(UTC),Pair,Side,Price,Executed,Amount,Fee\n"
-       "2024-11-16 09:00:00,SOLUSDT,BUY,200,10SOL,2000USDT,0.1USDT\n"
-       "2024-11-16 09:30:00,SOLUSDT,SELL,140,10SOL,1400USDT,0.1USDT\n"
-       "2024-11-16 09:36:00,SOLUSDT,BUY,-3,20SOL,2820USDT,0.1USDT\n").encode()
+CSV = (
+    "\ufeffDate(UTC),Pair,Side,Price,Executed,Amount,Fee\n"
+    "2024-11-16 09:00:00,SOLUSDT,BUY,200,10SOL,2000USDT,0.1USDT\n"
+    "2024-11-16 09:30:00,SOLUSDT,SELL,140,10SOL,1400USDT,0.1USDT\n"
+    "2024-11-16 09:36:00,SOLUSDT,BUY,-3,20SOL,2820USDT,0.1USDT\n"
+).encode()
 
 pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
-def desk(built_runtimes, monkeypatch: pytest.MonkeyPatch) -> list[runtime.Runtime]:  # noqa: ANN001
+def desk(built_runtimes, monkeypatch: pytest.MonkeyPatch) -> list[runtime.Runtime]:
     monkeypatch.setenv("STAGES", "")
     monkeypatch.setenv("USER_ID", "trader")
     return built_runtimes
@@ -50,13 +52,13 @@ def _published(rt: runtime.Runtime) -> int:
         consumer.close()
 
 
-def test_empty_page_says_what_to_do(desk) -> None:  # noqa: ANN001
+def test_empty_page_says_what_to_do(desk) -> None:
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S).run()
     assert not at.exception
     assert "Nothing to import yet" in at.info[0].value
 
 
-def test_check_then_import_then_reimport_adds_nothing(desk) -> None:  # noqa: ANN001
+def test_check_then_import_then_reimport_adds_nothing(desk) -> None:
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S).run()
     at.file_uploader[0].set_value(("binance.csv", CSV, "text/csv")).run()
     assert not at.exception, at.exception
@@ -78,14 +80,20 @@ def test_check_then_import_then_reimport_adds_nothing(desk) -> None:  # noqa: AN
     # No journal stage runs here (STAGES is empty): the page says what is published and what is stored.
     metrics = _metrics(at)
     assert (metrics["Fills published"], metrics["Fills in the ledger"], metrics["Round trips in the journal"]) == (
-        "2", "0", "…")
+        "2",
+        "0",
+        "…",
+    )
 
     # The same file again, after the ledger knows the fills: all duplicates.
     rt = desk[0]
-    rt.db.write(lambda d: d.conn.executemany(
-        "INSERT INTO journal_fills (fill_id, seq, user_id, symbol, side, price, quantity, time, source, format) "
-        "VALUES (?, ?, 'trader', 'SOLUSDT', 'BUY', 1, 1, 1, 'csv', 'binance-spot')",
-        [(r["raw_id"], i) for i, r in enumerate(_raw_ids(rt))]))
+    rt.db.write(
+        lambda d: d.conn.executemany(
+            "INSERT INTO journal_fills (fill_id, seq, user_id, symbol, side, price, quantity, time, source, format) "
+            "VALUES (?, ?, 'trader', 'SOLUSDT', 'BUY', 1, 1, 1, 'csv', 'binance-spot')",
+            [(r["raw_id"], i) for i, r in enumerate(_raw_ids(rt))],
+        )
+    )
     again = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S).run()
     again.file_uploader[0].set_value(("binance-again.csv", CSV, "text/csv")).run()
     metrics = _metrics(again)
@@ -103,10 +111,11 @@ def _raw_ids(rt: runtime.Runtime) -> list[dict]:
         consumer.close()
 
 
-def test_unknown_columns_ask_for_a_mapping_and_a_binary_file_is_refused(desk) -> None:  # noqa: ANN001
+def test_unknown_columns_ask_for_a_mapping_and_a_binary_file_is_refused(desk) -> None:
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S).run()
-    at.file_uploader[0].set_value(("mine.csv", b"when,what,px,qty,dir\n2024-11-16 09:00,SOLUSDT,200,1,buy\n",
-                                   "text/csv")).run()
+    at.file_uploader[0].set_value(
+        ("mine.csv", b"when,what,px,qty,dir\n2024-11-16 09:00,SOLUSDT,200,1,buy\n", "text/csv")
+    ).run()
     assert not at.exception
     assert any("match no known export" in w.value for w in at.warning)
     assert at.selectbox(key="map:symbol").options[1:] == ["when", "what", "px", "qty", "dir"]

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
-def desk(built_runtimes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: ANN001
+def desk(built_runtimes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The embedded bus in ``tmp_path`` with no stages."""
     monkeypatch.setenv("SYMBOLS", "BTCUSDT,ETHUSDT")
     monkeypatch.setenv("STAGES", "")
@@ -52,7 +53,7 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> list[MediaFileManager]:
     made: list[MediaFileManager] = []
 
     class Recording(MediaFileManager):
-        def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             made.append(self)
 
@@ -65,16 +66,37 @@ def downloaded(at: AppTest, managers: list[MediaFileManager], label: str) -> byt
     (found,) = [b for b in at.get("download_button") if b.proto.label == label]
     manager = managers[-1]
     url = manager.execute_deferred(found.proto.deferred_file_id)
-    return manager._storage.get_file(url.rsplit("/", 1)[1]).content  # noqa: SLF001
+    return manager._storage.get_file(url.rsplit("/", 1)[1]).content
 
 
 def trade_row(trade_id: str, **over: object) -> dict:
-    row = {"trade_id": trade_id, "user_id": USER, "symbol": "BTCUSDT", "side": "BUY", "kind": "trade",
-           "entry_price": 100.0, "exit_price": 110.0, "quantity": 1.0, "entry_time": T0, "exit_time": T0 + HOUR,
-           "pnl": 10.0, "fees": 0.5, "stop_loss": None, "notes": None, "tags": [], "setup": None,
-           "emotion": None, "lot_id": None, "fill_ids": [], "source": "manual",
-           "context": {"entry": {"price": 100.0, "change_24h_pct": 2.5, "volatility_pct": 1.2, "trend": "up"},
-                       "exit": {"missing": True}}, "stored_at": T0}
+    row = {
+        "trade_id": trade_id,
+        "user_id": USER,
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "kind": "trade",
+        "entry_price": 100.0,
+        "exit_price": 110.0,
+        "quantity": 1.0,
+        "entry_time": T0,
+        "exit_time": T0 + HOUR,
+        "pnl": 10.0,
+        "fees": 0.5,
+        "stop_loss": None,
+        "notes": None,
+        "tags": [],
+        "setup": None,
+        "emotion": None,
+        "lot_id": None,
+        "fill_ids": [],
+        "source": "manual",
+        "context": {
+            "entry": {"price": 100.0, "change_24h_pct": 2.5, "volatility_pct": 1.2, "trend": "up"},
+            "exit": {"missing": True},
+        },
+        "stored_at": T0,
+    }
     row.update(over)
     return row
 
@@ -83,23 +105,62 @@ def seed(path: Path) -> None:
     """Write a small journal (net P&L +20 over five closed trades, one open lot) and one alert."""
     rows = [
         trade_row("t1", pnl=100.0, fees=1.0, tags=["breakout"], setup="breakout", stop_loss=90.0),
-        trade_row("t2", symbol="ETHUSDT", pnl=-50.0, fees=1.0, tags=["fomo"], entry_time=T0 + 2 * HOUR,
-                  exit_time=T0 + 3 * HOUR, notes="=HYPERLINK(\"x\")"),
+        trade_row(
+            "t2",
+            symbol="ETHUSDT",
+            pnl=-50.0,
+            fees=1.0,
+            tags=["fomo"],
+            entry_time=T0 + 2 * HOUR,
+            exit_time=T0 + 3 * HOUR,
+            notes='=HYPERLINK("x")',
+        ),
         trade_row("t3", pnl=30.0, entry_time=T0 + 25 * HOUR, exit_time=T0 + 26 * HOUR),
         trade_row("t4", symbol="ETHUSDT", pnl=-80.0, entry_time=T0 + 27 * HOUR, exit_time=T0 + 28 * HOUR),
-        trade_row("lot-a", kind="lot", entry_price=90.0, exit_price=None, exit_time=None, pnl=None, quantity=2.0,
-                  entry_time=T0 + 40 * HOUR, lot_id="lot-a", source="csv"),
-        trade_row("rt-1", kind="round_trip", entry_price=90.0, exit_price=100.0, quantity=0.5, pnl=20.0,
-                  entry_time=T0 + 40 * HOUR, exit_time=T0 + 50 * HOUR, lot_id="lot-a", source="csv"),
+        trade_row(
+            "lot-a",
+            kind="lot",
+            entry_price=90.0,
+            exit_price=None,
+            exit_time=None,
+            pnl=None,
+            quantity=2.0,
+            entry_time=T0 + 40 * HOUR,
+            lot_id="lot-a",
+            source="csv",
+        ),
+        trade_row(
+            "rt-1",
+            kind="round_trip",
+            entry_price=90.0,
+            exit_price=100.0,
+            quantity=0.5,
+            pnl=20.0,
+            entry_time=T0 + 40 * HOUR,
+            exit_time=T0 + 50 * HOUR,
+            lot_id="lot-a",
+            source="csv",
+        ),
     ]
-    alert = ("a1", USER, "revenge_trading", "high", T0 + 4 * HOUR, json.dumps(["t2", "t4"]),
-             "Two fast trades right after a loss", json.dumps({}), T0)
+    alert = (
+        "a1",
+        USER,
+        "revenge_trading",
+        "high",
+        T0 + 4 * HOUR,
+        json.dumps(["t2", "t4"]),
+        "Two fast trades right after a loss",
+        json.dumps({}),
+        T0,
+    )
 
-    def write(d) -> None:  # noqa: ANN001
+    def write(d) -> None:
         for row in rows:
             values = {k: json.dumps(v) if k in ("tags", "fill_ids", "context") else v for k, v in row.items()}
-            d.conn.execute(f"INSERT INTO journal_trades ({', '.join(values)}) VALUES "
-                           f"({', '.join(':' + k for k in values)})", values)
+            d.conn.execute(
+                f"INSERT INTO journal_trades ({', '.join(values)}) VALUES ({', '.join(':' + k for k in values)})",
+                values,
+            )
         d.conn.execute("INSERT INTO journal_alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", alert)
 
     store = Database(path / "desk.db")
@@ -122,12 +183,12 @@ def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-def journal_table(at: AppTest):  # noqa: ANN201
+def journal_table(at: AppTest):
     (table,) = [d.value for d in at.dataframe if "trade_id" in d.value.columns]
     return table
 
 
-def positions_table(at: AppTest):  # noqa: ANN201
+def positions_table(at: AppTest):
     (table,) = [d.value for d in at.dataframe if "avg_entry_price" in d.value.columns]
     return table
 
@@ -137,7 +198,7 @@ def raw_trades_published() -> int:
     return topic.messages
 
 
-def button(at: AppTest, label: str):  # noqa: ANN201
+def button(at: AppTest, label: str):
     (found,) = [b for b in at.button if b.label == label]
     return found
 
@@ -196,7 +257,7 @@ def test_export_csv_has_the_filtered_journal_with_text_cells_escaped(desk: Path,
     rows = list(csv.DictReader(io.StringIO(downloaded(at, downloads, "Export CSV").decode())))
     assert [r["trade_id"] for r in rows] == ["t4", "t2"]
     t2 = rows[1]
-    assert t2["notes"] == "'=HYPERLINK(\"x\")"  # a formula is neutralised
+    assert t2["notes"] == '\'=HYPERLINK("x")'  # a formula is neutralised
     assert t2["tags"] == "fomo"
     assert t2["entry_time"] == "2024-11-15T21:46:40Z" and t2["exit_time"] == "2024-11-15T22:46:40Z"
     assert float(t2["pnl"]) == -50.0  # numbers stay numbers
@@ -221,10 +282,10 @@ def test_filters_narrow_the_table_and_the_metrics(desk: Path) -> None:
     assert journal_table(at)["trade_id"].tolist() == ["t4", "t3"]
 
 
-def journal_day(ms: int):  # noqa: ANN201
-    from datetime import datetime, timezone
+def journal_day(ms: int):
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).date()
+    return datetime.fromtimestamp(ms / 1000, UTC).date()
 
 
 def test_a_bad_price_names_the_field_and_publishes_nothing(desk: Path) -> None:

@@ -32,15 +32,17 @@ TIMEOUT_S = 30.0
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 
 # Page files by title, as app.py declares them: st.Page("<path>", title="<title>", ...).
-PAGES = {title: path for path, title in
-         re.findall(r'st\.Page\(\s*"([^"]+)"\s*,\s*title="([^"]+)"', (ROOT / "app.py").read_text())}
+PAGES = {
+    title: path
+    for path, title in re.findall(r'st\.Page\(\s*"([^"]+)"\s*,\s*title="([^"]+)"', (ROOT / "app.py").read_text())
+}
 
 
 pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
-def desk(built_runtimes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: ANN001
+def desk(built_runtimes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A known, deterministic configuration."""
     monkeypatch.setenv("SIMULATOR_SEED", "7")
     monkeypatch.setenv("SIMULATOR_TICK_MS", "200")
@@ -94,6 +96,7 @@ def candle_count(chart: dict) -> int:
 
 # --- Market --------------------------------------------------------------------------------
 
+
 def test_market_shows_symbols_metrics_and_a_candlestick_chart_per_symbol(desk: Path) -> None:
     at = new_app()
     at.run()
@@ -105,8 +108,11 @@ def test_market_shows_symbols_metrics_and_a_candlestick_chart_per_symbol(desk: P
 
     # The simulator backfills 3 h of history on the empty bus; wait until the store has the bars
     # (drawn mid-backfill, a chart may have fewer candles than the 25-bar average needs).
-    run_until(at, lambda a: len(charts(a)) == 2 and all(len(closes(c)) >= 25 for c in charts(a)),
-              "candlestick charts with their history")
+    run_until(
+        at,
+        lambda a: len(charts(a)) == 2 and all(len(closes(c)) >= 25 for c in charts(a)),
+        "candlestick charts with their history",
+    )
     assert market.symbols(runtime.get_runtime().db) == sorted(SYMBOLS)
     assert sorted(at.multiselect(key="market_symbols").options) == sorted(SYMBOLS)
     for chart, symbol in zip(charts(at), ["BTCUSDT", "ETHUSDT"]):
@@ -126,8 +132,7 @@ def test_market_shows_symbols_metrics_and_a_candlestick_chart_per_symbol(desk: P
 def test_market_window_and_symbol_choice_change_the_charts(desk: Path) -> None:
     at = new_app()
     # Wait for most of the 180 minutes of backfilled history to be stored.
-    run_until(at, lambda a: len(charts(a)) == 2 and min(map(candle_count, charts(a))) > 120,
-              "3 h of candles")
+    run_until(at, lambda a: len(charts(a)) == 2 and min(map(candle_count, charts(a))) > 120, "3 h of candles")
     window = at.button_group(key="market_window")
     assert window.options == ["1 h", "3 h", "6 h", "24 h", "7 d"]
 
@@ -149,7 +154,8 @@ def test_market_window_and_symbol_choice_change_the_charts(desk: Path) -> None:
 
 
 def test_market_offers_every_configured_symbol_before_the_store_has_its_bars(
-        desk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    desk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Deterministic replay of a first visit during the backfill: the store has bars for some
     symbols only (ETHUSDT, SOLUSDT) and nothing else arrives (no stages)."""
     from storage.db import Database
@@ -157,9 +163,22 @@ def test_market_offers_every_configured_symbol_before_the_store_has_its_bars(
     monkeypatch.setenv("STAGES", "")
     store = Database(desk / "desk.db")
     start = (int(time.time()) // 60 - 5) * 60_000
-    store.write(lambda db: db["bars_1m"].insert_all(
-        {"symbol": sym, "start": start + i * 60_000, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5,
-         "volume": 1.0, "ticks": 4} for sym in ("ETHUSDT", "SOLUSDT") for i in range(5)))
+    store.write(
+        lambda db: db["bars_1m"].insert_all(
+            {
+                "symbol": sym,
+                "start": start + i * 60_000,
+                "open": 10.0,
+                "high": 11.0,
+                "low": 9.0,
+                "close": 10.5,
+                "volume": 1.0,
+                "ticks": 4,
+            }
+            for sym in ("ETHUSDT", "SOLUSDT")
+            for i in range(5)
+        )
+    )
     store.close()
 
     at = new_app()
@@ -171,6 +190,7 @@ def test_market_offers_every_configured_symbol_before_the_store_has_its_bars(
 
 
 # --- Pipeline -------------------------------------------------------------------------------
+
 
 def test_pipeline_shows_stages_topics_and_groups(desk: Path) -> None:
     at = new_app()
@@ -204,7 +224,8 @@ def _left_group(bus: Any, group: str, topic: str = "crypto.market_data") -> None
 
 
 def test_pipeline_shows_inactive_groups_apart_and_deletes_them_but_not_one_with_members(
-        desk: Path, built_runtimes: list[runtime.Runtime]) -> None:
+    desk: Path, built_runtimes: list[runtime.Runtime]
+) -> None:
     at = new_app()
     at.run()
     no_exception(at)
@@ -214,7 +235,12 @@ def test_pipeline_shows_inactive_groups_apart_and_deletes_them_but_not_one_with_
     at.switch_page(PAGES["Pipeline"])
     run_until(at, lambda a: len(a.dataframe) == 4, "consumer-group tables")
     assert [s.value for s in at.subheader] == [
-        "Stages", "Topics", "Consumer groups", "Inactive consumer groups", "Dead letters"]
+        "Stages",
+        "Topics",
+        "Consumer groups",
+        "Inactive consumer groups",
+        "Dead letters",
+    ]
     live, inactive = (d.value for d in at.dataframe[2:4])
     assert set(live["group"]) == {"market-store"} and (live["members"] > 0).all()
     assert list(inactive["group"]) == ["normalizer", "tail-5e6f7a8b", "ws-trader-0a1b2c3d"]
@@ -232,12 +258,14 @@ def test_pipeline_shows_inactive_groups_apart_and_deletes_them_but_not_one_with_
         tail.close()
     assert [s.value for s in at.success][:1] == ["Deleted 1 inactive consumer group."]
     assert [w.value for w in at.warning] == [
-        "tail-5e6f7a8b was not deleted: it has members (a group is deleted only when no consumer is in it)."]
+        "tail-5e6f7a8b was not deleted: it has members (a group is deleted only when no consumer is in it)."
+    ]
     groups = {g.group_id for g in bus.describe_groups()}
     assert "ws-trader-0a1b2c3d" not in groups and {"normalizer", "tail-5e6f7a8b", "market-store"} <= groups
 
 
 # --- Settings -------------------------------------------------------------------------------
+
 
 def test_settings_shows_config_without_secrets_and_topic_catalog(desk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", "hunter2-secret")
@@ -262,6 +290,7 @@ def test_settings_shows_config_without_secrets_and_topic_catalog(desk: Path, mon
 
 # --- The frame app.py puts around every page -----------------------------------------------
 
+
 def test_app_declares_its_pages() -> None:
     assert list(PAGES) == ["Market", "Signals", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"]
     assert all((ROOT / path).is_file() for path in PAGES.values())
@@ -282,14 +311,19 @@ def test_every_page_runs_inside_the_app_frame(desk: Path, title: str) -> None:
 
 # --- Bad configuration ----------------------------------------------------------------------
 
-@pytest.mark.parametrize(("var", "value"), [
-    ("SYMBOLS", "bad"),
-    ("SIMULATOR_TICK_MS", "fast"),
-    ("STAGES", "simulator,nope"),
-])
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("SYMBOLS", "bad"),
+        ("SIMULATOR_TICK_MS", "fast"),
+        ("STAGES", "simulator,nope"),
+    ],
+)
 @pytest.mark.parametrize("page", ["Market", "Pipeline"])
 def test_bad_config_shows_one_error_line_not_a_stack_trace(
-        desk: Path, monkeypatch: pytest.MonkeyPatch, var: str, value: str, page: str) -> None:
+    desk: Path, monkeypatch: pytest.MonkeyPatch, var: str, value: str, page: str
+) -> None:
     monkeypatch.setenv(var, value)
     at = new_app()
     at.run()  # the default page (Market); AppTest needs one run before switch_page

@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import runtime
+from pipeline.messages import MarketData, Order, RiskManagement, TriggerSignal, encode
+from pipeline.topics import MARKET_DATA
+from pipeline.trading.manual import publish
 from tests.ui.test_pages import APP, PAGES, charts, no_exception, run_until
-
-import runtime  # noqa: E402  (tests/ui/conftest.py puts the repo root on sys.path)
-from pipeline.messages import MarketData, Order, RiskManagement, TriggerSignal, encode  # noqa: E402
-from pipeline.topics import MARKET_DATA  # noqa: E402
-from pipeline.trading.manual import publish  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -26,7 +25,7 @@ FEE, SLIP = 10 / 10_000, 5 / 10_000
 
 
 @pytest.fixture
-def desk(built_runtimes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: ANN001
+def desk(built_runtimes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SYMBOLS", "BTCUSDT,ETHUSDT")
     monkeypatch.setenv("STAGES", "market-store,virtual-exchange")
     monkeypatch.setenv("STARTING_BALANCE_USDT", "10000")
@@ -40,26 +39,39 @@ def now_ms() -> int:
 
 
 def tick(symbol: str, price: float, ts: int) -> None:
-    md = MarketData(symbol=symbol, timestamp=ts, price=price, open=price, high=price, low=price, volume=1.0,
-                    price_change_pct=0.0)
+    md = MarketData(
+        symbol=symbol, timestamp=ts, price=price, open=price, high=price, low=price, volume=1.0, price_change_pct=0.0
+    )
     producer = runtime.get_runtime().producer
     producer.produce(MARKET_DATA, encode(md), key=md.key())
     assert producer.flush(10) == 0
 
 
-def buy(order_id: str, ts: int, *, price: float, quantity: float, stop: float, take: float,
-        order_type: str = "MARKET") -> Order:
-    return Order(order_id=order_id, symbol="BTCUSDT", timestamp=ts, action="BUY", order_type=order_type,
-                 quantity=quantity, price=price, total_value=quantity * price, status="PENDING", strategy="test",
-                 trigger_signal=TriggerSignal(model="random_forest", confidence=0.9, expected_change_pct=2.0),
-                 risk_management=RiskManagement(stop_loss=stop, take_profit=take), metadata={"account": "paper"})
+def buy(
+    order_id: str, ts: int, *, price: float, quantity: float, stop: float, take: float, order_type: str = "MARKET"
+) -> Order:
+    return Order(
+        order_id=order_id,
+        symbol="BTCUSDT",
+        timestamp=ts,
+        action="BUY",
+        order_type=order_type,
+        quantity=quantity,
+        price=price,
+        total_value=quantity * price,
+        status="PENDING",
+        strategy="test",
+        trigger_signal=TriggerSignal(model="random_forest", confidence=0.9, expected_change_pct=2.0),
+        risk_management=RiskManagement(stop_loss=stop, take_profit=take),
+        metadata={"account": "paper"},
+    )
 
 
-def stage(name: str):  # noqa: ANN201
+def stage(name: str):
     return next(w for w in runtime.get_runtime().workers if w.name == name)
 
 
-def frame_with(at: AppTest, column: str):  # noqa: ANN201
+def frame_with(at: AppTest, column: str):
     frames = [d.value for d in at.dataframe if column in d.value.columns]
     return frames[0] if frames else None
 
@@ -142,16 +154,22 @@ def test_a_position_is_shown_then_closed_by_hand_and_a_pending_limit_order_cance
     # the curves: equity against buy-and-hold of BTCUSDT (from the stored 1-minute bars)
     def curves(a: AppTest) -> bool:
         titles = [c["layout"]["title"]["text"] for c in charts(a)]
-        return any(t.startswith("Equity vs buy-and-hold") for t in titles) and \
-            [t["name"] for t in charts(a)[0]["data"]] == ["portfolio", "buy & hold"]
+        return any(t.startswith("Equity vs buy-and-hold") for t in titles) and [
+            t["name"] for t in charts(a)[0]["data"]
+        ] == ["portfolio", "buy & hold"]
 
     run_until(at, curves, "the equity curve against buy-and-hold")
     assert [c["layout"]["title"]["text"] for c in charts(at)] == [
-        "Equity vs buy-and-hold of the traded symbols", "Drawdown", "Exposure"]
+        "Equity vs buy-and-hold of the traded symbols",
+        "Drawdown",
+        "Exposure",
+    ]
 
     # a BUY LIMIT far below the market stays pending until the trader cancels it
-    publish(runtime.get_runtime().producer,
-            buy("ORD-T-BTC-2", now_ms(), price=50.0, quantity=1.0, stop=40.0, take=60.0, order_type="LIMIT"))
+    publish(
+        runtime.get_runtime().producer,
+        buy("ORD-T-BTC-2", now_ms(), price=50.0, quantity=1.0, stop=40.0, take=60.0, order_type="LIMIT"),
+    )
     run_until(at, lambda a: frame_with(a, "type") is not None, "the pending limit order")
     (pending,) = frame_with(at, "type").to_dict("records")
     assert (pending["order_id"], pending["type"], pending["action"]) == ("ORD-T-BTC-2", "LIMIT", "BUY")
@@ -174,12 +192,16 @@ def test_a_position_is_shown_then_closed_by_hand_and_a_pending_limit_order_cance
     assert list(frame_with(at, "exit_reason")["order_id"]) == ["ORD-T-BTC-2"]
     at.selectbox(key="pf_status").set_value("All").run()
     at.selectbox(key="pf_symbol").set_value("BTCUSDT").run()
-    assert list(frame_with(at, "exit_reason")["order_id"]) == ["ORD-T-BTC-2", f"MAN-{t0 + 1}-BTCUSDT-X",
-                                                               "ORD-T-BTC-1"]  # newest first
+    assert list(frame_with(at, "exit_reason")["order_id"]) == [
+        "ORD-T-BTC-2",
+        f"MAN-{t0 + 1}-BTCUSDT-X",
+        "ORD-T-BTC-1",
+    ]  # newest first
 
 
 def test_an_empty_account_explains_where_orders_come_from_and_which_stages_are_missing(
-        built_runtimes, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    built_runtimes, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STAGES", "")
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
@@ -192,8 +214,11 @@ def test_an_empty_account_explains_where_orders_come_from_and_which_stages_are_m
     assert metric(at, "Orders the exchange rejected") == "—"
 
 
-def test_settings_save_the_trading_settings_that_changed(built_runtimes, tmp_path: Path,  # noqa: ANN001
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_save_the_trading_settings_that_changed(
+    built_runtimes,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from pipeline.config import load_config
 
     env_file = tmp_path / "settings.env"
@@ -217,9 +242,14 @@ def test_settings_save_the_trading_settings_that_changed(built_runtimes, tmp_pat
     assert restarts == [1]
     assert any(s.value.startswith("Saved to `.env`") for s in at.success)
     saved = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
-    assert {k: saved[k] for k in ("STOP_LOSS_PCT", "POSITION_SIZING", "EXCHANGE_FEE_BPS", "DECISION_CONFIRM_MODELS")} \
-        == {"STOP_LOSS_PCT": "3", "POSITION_SIZING": "fixed_risk", "EXCHANGE_FEE_BPS": "12",
-            "DECISION_CONFIRM_MODELS": "svm"}
+    assert {
+        k: saved[k] for k in ("STOP_LOSS_PCT", "POSITION_SIZING", "EXCHANGE_FEE_BPS", "DECISION_CONFIRM_MODELS")
+    } == {
+        "STOP_LOSS_PCT": "3",
+        "POSITION_SIZING": "fixed_risk",
+        "EXCHANGE_FEE_BPS": "12",
+        "DECISION_CONFIRM_MODELS": "svm",
+    }
     assert not {"TAKE_PROFIT_PCT", "STARTING_BALANCE_USDT", "DECISION_MODEL"} & set(saved)  # unchanged: not written
     config = load_config(saved)
     assert (config.risk.stop_loss_pct, config.risk.sizing, config.exchange.fee_bps) == (3.0, "fixed_risk", 12.0)

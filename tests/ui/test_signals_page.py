@@ -8,16 +8,15 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import runtime
+from pipeline.errors import ConfigError
 from tests.ui.test_pages import APP, PAGES, no_exception, run_until
-
-import runtime  # noqa: E402  (tests/ui/conftest.py puts the repo root on sys.path)
-from pipeline.errors import ConfigError  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture
-def desk(built_runtimes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: ANN001
+def desk(built_runtimes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SIMULATOR_SEED", "11")
     monkeypatch.setenv("SIMULATOR_TICK_MS", "200")
     monkeypatch.setenv("SIMULATOR_HISTORY_MINUTES", "60")
@@ -80,8 +79,9 @@ def test_training_without_a_symbol_says_so_and_starts_nothing(desk: Path) -> Non
     assert runtime.get_runtime().training is None
 
 
-def test_settings_form_refuses_a_bad_symbol_and_writes_nothing(desk: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_form_refuses_a_bad_symbol_and_writes_nothing(
+    desk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env_file = tmp_path / "settings.env"
     env_file.write_text("# mine\nUSER_ID=alice\n")
     monkeypatch.setattr(runtime, "ENV_FILE", env_file)
@@ -97,7 +97,8 @@ def test_settings_form_refuses_a_bad_symbol_and_writes_nothing(desk: Path, tmp_p
 
 
 def test_save_settings_keeps_other_lines_and_reports_what_the_environment_overrides(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env_file = tmp_path / "settings.env"
     env_file.write_text("# mine\nUSER_ID=alice\nMARKET_SOURCE=simulator\n")
     monkeypatch.setattr(runtime, "ENV_FILE", env_file)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -13,15 +13,26 @@ from pipeline.journal import analytics
 
 DAY_MS = 86_400_000
 # Monday 2024-11-11 00:00 UTC.
-MONDAY = int(datetime(2024, 11, 11, tzinfo=timezone.utc).timestamp() * 1000)
+MONDAY = int(datetime(2024, 11, 11, tzinfo=UTC).timestamp() * 1000)
 
 
 def trade(i: int, pnl: float | None, **over: object) -> dict:
     """A closed trade entered at 10:00 UTC on day ``i`` after MONDAY, closed two hours later."""
-    row = {"trade_id": f"t{i}", "symbol": "BTCUSDT", "side": "BUY", "entry_price": 100.0,
-           "exit_price": 110.0, "quantity": 1.0, "entry_time": MONDAY + i * DAY_MS + 10 * 3_600_000,
-           "exit_time": MONDAY + i * DAY_MS + 12 * 3_600_000, "pnl": pnl, "fees": 1.0,
-           "stop_loss": None, "tags": [], "setup": None}
+    row = {
+        "trade_id": f"t{i}",
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "entry_price": 100.0,
+        "exit_price": 110.0,
+        "quantity": 1.0,
+        "entry_time": MONDAY + i * DAY_MS + 10 * 3_600_000,
+        "exit_time": MONDAY + i * DAY_MS + 12 * 3_600_000,
+        "pnl": pnl,
+        "fees": 1.0,
+        "stop_loss": None,
+        "tags": [],
+        "setup": None,
+    }
     row.update(over)
     return row
 
@@ -67,8 +78,16 @@ def test_summary_without_trades_is_zero_or_none() -> None:
     for empty in (frame(), pd.DataFrame()):
         s = analytics.summary(empty)
         assert s["trades"] == 0 and s["net_pnl"] == 0.0 and s["fees"] == 0.0 and s["max_drawdown"] == 0.0
-        for key in ("win_rate", "profit_factor", "expectancy", "avg_win", "avg_loss", "avg_r",
-                    "best_trade", "worst_trade"):
+        for key in (
+            "win_rate",
+            "profit_factor",
+            "expectancy",
+            "avg_win",
+            "avg_loss",
+            "avg_r",
+            "best_trade",
+            "worst_trade",
+        ):
             assert s[key] is None, key
         json.dumps(s, allow_nan=False)
 
@@ -89,8 +108,10 @@ def test_a_first_loss_is_a_drawdown_from_zero() -> None:
 
 
 def test_missing_pnl_comes_from_prices_less_fees() -> None:
-    rows = frame(trade(0, None, entry_price=100.0, exit_price=110.0, quantity=2.0, fees=1.5),
-                 trade(1, None, side="SELL", entry_price=100.0, exit_price=110.0, quantity=1.0, fees=None))
+    rows = frame(
+        trade(0, None, entry_price=100.0, exit_price=110.0, quantity=2.0, fees=1.5),
+        trade(1, None, side="SELL", entry_price=100.0, exit_price=110.0, quantity=1.0, fees=None),
+    )
     s = analytics.summary(rows)
     assert s["net_pnl"] == pytest.approx(18.5 - 10.0)
     assert s["fees"] == pytest.approx(1.5)
@@ -107,17 +128,21 @@ def test_trades_are_ordered_by_exit_time_not_row_order(five: pd.DataFrame) -> No
 
 
 def test_equity_curve_accepts_datetimes(five: pd.DataFrame) -> None:
-    as_dates = five.assign(entry_time=pd.to_datetime(five["entry_time"], unit="ms", utc=True),
-                           exit_time=pd.to_datetime(five["exit_time"], unit="ms", utc=True))
+    as_dates = five.assign(
+        entry_time=pd.to_datetime(five["entry_time"], unit="ms", utc=True),
+        exit_time=pd.to_datetime(five["exit_time"], unit="ms", utc=True),
+    )
     pd.testing.assert_frame_equal(analytics.equity_curve(as_dates), analytics.equity_curve(five))
     assert analytics.equity_curve(frame()).empty
 
 
 def test_daily_pnl_groups_by_utc_exit_day() -> None:
     late = MONDAY + 23 * 3_600_000 + 30 * 60_000  # Monday 23:30 UTC
-    rows = frame(trade(0, 10.0, entry_time=late - 60_000, exit_time=late),
-                 trade(1, -4.0, entry_time=late, exit_time=late + 3_600_000),  # Tuesday 00:30
-                 trade(1, 6.0, trade_id="t9"))  # Tuesday 12:00
+    rows = frame(
+        trade(0, 10.0, entry_time=late - 60_000, exit_time=late),
+        trade(1, -4.0, entry_time=late, exit_time=late + 3_600_000),  # Tuesday 00:30
+        trade(1, 6.0, trade_id="t9"),
+    )  # Tuesday 12:00
     days = analytics.daily_pnl(rows)
     assert days["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-11-11", "2024-11-12"]
     assert days["pnl"].tolist() == pytest.approx([10.0, 2.0])
@@ -129,9 +154,11 @@ def test_breakdown_by_symbol(five: pd.DataFrame) -> None:
     by = analytics.breakdown(five, "symbol").set_index("key")
     assert list(by.index) == ["BTCUSDT", "SOLUSDT", "ETHUSDT"]  # best net P&L first
     assert by.loc["BTCUSDT"].to_dict() == pytest.approx(
-        {"trades": 2, "net_pnl": 130.0, "win_rate": 1.0, "expectancy": 65.0})
+        {"trades": 2, "net_pnl": 130.0, "win_rate": 1.0, "expectancy": 65.0}
+    )
     assert by.loc["ETHUSDT"].to_dict() == pytest.approx(
-        {"trades": 2, "net_pnl": -130.0, "win_rate": 0.0, "expectancy": -65.0})
+        {"trades": 2, "net_pnl": -130.0, "win_rate": 0.0, "expectancy": -65.0}
+    )
 
 
 def test_breakdown_by_tag_counts_a_trade_in_each_of_its_tags(five: pd.DataFrame) -> None:

@@ -49,8 +49,8 @@ def test_a_year_is_365_and_a_quarter_days_of_bars() -> None:
 # +1 % then -0.5 %, twenty times: mean 0.25 %, every return 0.75 % off it
 RETURNS = [0.01, -0.005] * 20
 MEAN = 0.0025
-SD = 0.0075 * math.sqrt(40 / 39)           # sample standard deviation (n - 1 = 39)
-DOWNSIDE = math.sqrt(20 * 0.005 ** 2 / 40)  # root mean square of min(r, 0) over all 40 returns
+SD = 0.0075 * math.sqrt(40 / 39)  # sample standard deviation (n - 1 = 39)
+DOWNSIDE = math.sqrt(20 * 0.005**2 / 40)  # root mean square of min(r, 0) over all 40 returns
 
 
 @pytest.mark.parametrize(("interval", "per_year"), [(MINUTE, 525_960), (HOUR, 8_766), (DAY, 365.25)])
@@ -114,12 +114,13 @@ def test_no_cagr_under_a_month_however_large_the_arithmetic() -> None:
     assert m["why_none"]["cagr_pct"] == "only 10 days tested; a yearly rate needs at least 30 days"
     assert m["return_pct"] == pytest.approx(50.0)
     month = 30 * 24 * 60  # exactly 30 days: given
-    assert curve_metrics(np.linspace(100.0, 101.0, month), starts(month, MINUTE), 100.0, MINUTE)["cagr_pct"] \
-        == pytest.approx((1.01 ** (365.25 / 30) - 1) * 100, rel=1e-9)
+    assert curve_metrics(np.linspace(100.0, 101.0, month), starts(month, MINUTE), 100.0, MINUTE)[
+        "cagr_pct"
+    ] == pytest.approx((1.01 ** (365.25 / 30) - 1) * 100, rel=1e-9)
 
 
 def test_too_few_returns_for_a_yearly_ratio_say_so() -> None:
-    equity = compounded(1_000.0, RETURNS[:MIN_RETURNS - 1])
+    equity = compounded(1_000.0, RETURNS[: MIN_RETURNS - 1])
     m = curve_metrics(equity, starts(len(equity), DAY), 1_000.0, DAY)
     assert m["sharpe"] is None and m["sortino"] is None
     assert m["why_none"]["sharpe"] == f"{MIN_RETURNS - 1} bar returns; a yearly ratio needs at least {MIN_RETURNS}"
@@ -164,8 +165,10 @@ def test_exposure_is_the_share_of_bars_with_a_position() -> None:
 
 def test_buy_and_hold_splits_equally_and_pays_one_fee_in() -> None:
     slots = starts(2, MINUTE)
-    bars = {"AAAUSDT": pd.DataFrame({"start": slots, "open": [100.0, 110.0], "close": [110.0, 121.0]}),
-            "BBBUSDT": pd.DataFrame({"start": slots, "open": [50.0, 45.0], "close": [45.0, 40.0]})}
+    bars = {
+        "AAAUSDT": pd.DataFrame({"start": slots, "open": [100.0, 110.0], "close": [110.0, 121.0]}),
+        "BBBUSDT": pd.DataFrame({"start": slots, "open": [50.0, 45.0], "close": [45.0, 40.0]}),
+    }
     hold = buy_and_hold_curve(bars, slots, 10_000.0, fee_bps=10.0)
     # 4,995 USDT into each after the 0.1 % fee: A is worth 5,494.5 then 6,043.95; B 4,495.5 then 3,996
     assert hold == pytest.approx([9_990.0, 10_039.95], rel=1e-12)
@@ -177,8 +180,10 @@ def test_buy_and_hold_splits_equally_and_pays_one_fee_in() -> None:
 
 def test_a_symbol_without_a_bar_at_a_slot_keeps_its_last_close() -> None:
     slots = starts(3, MINUTE)
-    bars = {"AAAUSDT": pd.DataFrame({"start": slots, "open": [10.0, 10.0, 10.0], "close": [10.0, 12.0, 14.0]}),
-            "BBBUSDT": pd.DataFrame({"start": slots[[0, 2]], "open": [20.0, 20.0], "close": [20.0, 30.0]})}
+    bars = {
+        "AAAUSDT": pd.DataFrame({"start": slots, "open": [10.0, 10.0, 10.0], "close": [10.0, 12.0, 14.0]}),
+        "BBBUSDT": pd.DataFrame({"start": slots[[0, 2]], "open": [20.0, 20.0], "close": [20.0, 30.0]}),
+    }
     hold = buy_and_hold_curve(bars, slots, 1_000.0, fee_bps=0.0)
     assert hold == pytest.approx([1_000.0, 1_100.0, 1_450.0])
 
@@ -196,14 +201,27 @@ class NoSignal:
 def rising_bars(n: int, interval: int, first: float = 100.0, last: float = 110.0) -> pd.DataFrame:
     close = np.linspace(first, last, n)
     open_ = np.concatenate([[first], close[:-1]])
-    return pd.DataFrame({"start": starts(n, interval), "open": open_, "high": np.maximum(open_, close) * 1.001,
-                         "low": np.minimum(open_, close) * 0.999, "close": close, "volume": np.full(n, 5.0)})
+    return pd.DataFrame(
+        {
+            "start": starts(n, interval),
+            "open": open_,
+            "high": np.maximum(open_, close) * 1.001,
+            "low": np.minimum(open_, close) * 0.999,
+            "close": close,
+            "volume": np.full(n, 5.0),
+        }
+    )
 
 
 def test_a_backtest_of_40_daily_bars_reports_buy_and_hold_with_its_fee_and_the_idle_strategy() -> None:
     bars = rising_bars(40, DAY, first=100.0, last=110.0)
-    result = run_backtest({"AAAUSDT": bars}, {("AAAUSDT", "m"): NoSignal()}, model="m", interval_ms=DAY,
-                          exchange=ExchangeSettings(fee_bps=10.0))
+    result = run_backtest(
+        {"AAAUSDT": bars},
+        {("AAAUSDT", "m"): NoSignal()},
+        model="m",
+        interval_ms=DAY,
+        exchange=ExchangeSettings(fee_bps=10.0),
+    )
     hold = result.buy_and_hold
     assert hold["return_pct"] == pytest.approx((0.999 * 1.1 - 1) * 100, rel=1e-9)  # 9.89 %
     assert hold["cagr_pct"] == pytest.approx(((0.999 * 1.1) ** (365.25 / 40) - 1) * 100, rel=1e-9)
@@ -214,18 +232,28 @@ def test_a_backtest_of_40_daily_bars_reports_buy_and_hold_with_its_fee_and_the_i
     assert result.equity["buy_and_hold"].tolist() == pytest.approx([10_000 * 0.999 * c / 100.0 for c in close])
 
     m = result.metrics
-    assert (m["return_pct"], m["max_drawdown_pct"], m["exposure_pct"], m["trades"], m["fees_paid"]) == \
-        (0.0, 0.0, 0.0, 0, 0.0)
+    assert (m["return_pct"], m["max_drawdown_pct"], m["exposure_pct"], m["trades"], m["fees_paid"]) == (
+        0.0,
+        0.0,
+        0.0,
+        0,
+        0.0,
+    )
     assert m["cagr_pct"] == pytest.approx(0.0)
     assert m["win_rate_pct"] is None and m["profit_factor"] is None and m["sharpe"] is None
-    assert m["why_none"] == {"sharpe": "the equity never moved", "sortino": "no bar lost money",
-                             "win_rate_pct": "no closed trade", "profit_factor": "no closed trade"}
+    assert m["why_none"] == {
+        "sharpe": "the equity never moved",
+        "sortino": "no bar lost money",
+        "win_rate_pct": "no closed trade",
+        "profit_factor": "no closed trade",
+    }
 
 
 def test_a_backtest_of_a_day_of_minute_bars_gives_no_cagr_and_says_why() -> None:
     bars = rising_bars(1440, MINUTE, first=100.0, last=120.0)
-    result = run_backtest({"AAAUSDT": bars}, {("AAAUSDT", "m"): NoSignal()}, model="m",
-                          exchange=ExchangeSettings(fee_bps=25.0))
+    result = run_backtest(
+        {"AAAUSDT": bars}, {("AAAUSDT", "m"): NoSignal()}, model="m", exchange=ExchangeSettings(fee_bps=25.0)
+    )
     assert result.buy_and_hold["return_pct"] == pytest.approx((0.9975 * 1.2 - 1) * 100, rel=1e-9)
     for m in (result.metrics, result.buy_and_hold):
         assert m["cagr_pct"] is None
@@ -234,7 +262,8 @@ def test_a_backtest_of_a_day_of_minute_bars_gives_no_cagr_and_says_why() -> None
 
 
 def test_the_cli_prints_a_dash_and_the_reason_for_a_figure_the_period_cannot_give(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from pipeline.__main__ import _print_backtest
 
     bars = rising_bars(1440, MINUTE, first=100.0, last=120.0)

@@ -25,8 +25,9 @@ def features(n: int, rng: np.random.Generator, ma_up: np.ndarray | None = None) 
 
 def test_calls_on_a_small_series_with_a_two_bar_horizon() -> None:
     y = np.array([0.01, -0.02, 0.03, 0.04, -0.01, 0.02, 0.0])
-    X = pd.DataFrame({"ma_7_gap": [0.99, 1.01, 1.0, 0.98, 1.02, 1.0, 0.97],
-                      "ma_25_gap": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]})
+    X = pd.DataFrame(
+        {"ma_7_gap": [0.99, 1.01, 1.0, 0.98, 1.02, 1.0, 0.97], "ma_25_gap": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]}
+    )
     calls = baseline_calls(X, y, horizon=2)
     # persistence at row i is the sign of y[i - 2]; nothing is known in the first two rows; 0 is not up
     assert calls["persistence"].tolist() == [False, False, True, False, True, True, False]
@@ -59,10 +60,10 @@ def test_no_baseline_call_moves_when_the_future_changes(horizon: int) -> None:
         first_unknown = max(k - horizon + 1, 0)
         future_y[first_unknown:] = -future_y[first_unknown:] + rng.normal(0, 0.01, n - first_unknown)
         future_X = X.copy()
-        future_X.iloc[k + 1:] = rng.normal(size=(n - k - 1, len(FEATURES)))
+        future_X.iloc[k + 1 :] = rng.normal(size=(n - k - 1, len(FEATURES)))
         changed = baseline_calls(future_X, future_y, horizon)
         for name in BASELINES:
-            assert changed[name][:k + 1].tolist() == calls[name][:k + 1].tolist(), (name, k)
+            assert changed[name][: k + 1].tolist() == calls[name][: k + 1].tolist(), (name, k)
     # and the check can fail: a persistence that read its own row's target would be caught
     peeking = y > 0
     assert peeking.tolist() != calls["persistence"].tolist()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,7 +18,7 @@ from pipeline.stages.behaviour import row_of
 
 USER = "u-behaviour"
 MIN = 60_000
-T = int(datetime(2024, 3, 4, 10, 0, tzinfo=timezone.utc).timestamp() * 1000)  # a Monday, 10:00 UTC
+T = int(datetime(2024, 3, 4, 10, 0, tzinfo=UTC).timestamp() * 1000)  # a Monday, 10:00 UTC
 RULES = BehaviourRules()
 
 
@@ -27,19 +27,42 @@ def lot(tid: str, minute: float, size: float = 1000.0, symbol: str = "BTCUSDT") 
     return Row(USER, tid, "lot", symbol, "BUY", tid, T + int(minute * MIN), None, size, None, None)
 
 
-def trip(tid: str, minute: float, pnl: float, lot_id: str = "lot-x", size: float = 1000.0,
-         symbol: str = "BTCUSDT") -> Row:
+def trip(
+    tid: str, minute: float, pnl: float, lot_id: str = "lot-x", size: float = 1000.0, symbol: str = "BTCUSDT"
+) -> Row:
     """A round trip closed ``minute`` minutes after T."""
-    return Row(USER, tid, "round_trip", symbol, "BUY", lot_id, T - 600 * MIN, T + int(minute * MIN), size, pnl,
-               pnl / size * 100)
+    return Row(
+        USER,
+        tid,
+        "round_trip",
+        symbol,
+        "BUY",
+        lot_id,
+        T - 600 * MIN,
+        T + int(minute * MIN),
+        size,
+        pnl,
+        pnl / size * 100,
+    )
 
 
-def trade(tid: str, entry: float, exit: float | None, pnl: float | None, size: float = 1000.0,
-          symbol: str = "BTCUSDT") -> Row:
+def trade(
+    tid: str, entry: float, exit: float | None, pnl: float | None, size: float = 1000.0, symbol: str = "BTCUSDT"
+) -> Row:
     """A whole trade entered and (maybe) exited ``entry``/``exit`` minutes after T."""
-    return Row(USER, tid, "trade", symbol, "BUY", tid, T + int(entry * MIN),
-               None if exit is None else T + int(exit * MIN), size, pnl,
-               None if pnl is None else pnl / size * 100)
+    return Row(
+        USER,
+        tid,
+        "trade",
+        symbol,
+        "BUY",
+        tid,
+        T + int(entry * MIN),
+        None if exit is None else T + int(exit * MIN),
+        size,
+        pnl,
+        None if pnl is None else pnl / size * 100,
+    )
 
 
 def of_type(findings: list[Finding], alert_type: str) -> list[Finding]:
@@ -49,8 +72,9 @@ def of_type(findings: list[Finding], alert_type: str) -> list[Finding]:
 # --------------------------------------------------------------------------- revenge
 
 
-def revenge_journal(loss: float = -812.40, entry_minute: float = 6, size: float = 1400.0,
-                    symbol: str = "SOLUSDT") -> tuple[list[Row], Row, Row]:
+def revenge_journal(
+    loss: float = -812.40, entry_minute: float = 6, size: float = 1400.0, symbol: str = "SOLUSDT"
+) -> tuple[list[Row], Row, Row]:
     baseline = [lot(f"e{i}", -60 + 10 * i, symbol="ETHUSDT") for i in range(3)]
     loss_trade = trade("L", -30, 0, loss, size=20_000.0, symbol="SOLUSDT")
     revenge = lot("R", entry_minute, size=size, symbol=symbol)
@@ -100,12 +124,15 @@ def test_revenge_examines_at_most_max_entries_after_the_loss() -> None:
     assert of_type(detect([*baseline, loss, *entries], entries[3:], rules), "revenge_trading") == []
 
 
-@pytest.mark.parametrize(("loss", "minute", "symbol", "why"), [
-    (-499.0, 6, "SOLUSDT", "loss under 500 and under 3 % of 20,000"),
-    (-812.40, 20, "SOLUSDT", "only the same symbol: not quick, no burst, no size up"),
-    (-812.40, 6, "XRPUSDT", "only quick"),
-    (-812.40, 121, "SOLUSDT", "after the 120 min window"),
-])
+@pytest.mark.parametrize(
+    ("loss", "minute", "symbol", "why"),
+    [
+        (-499.0, 6, "SOLUSDT", "loss under 500 and under 3 % of 20,000"),
+        (-812.40, 20, "SOLUSDT", "only the same symbol: not quick, no burst, no size up"),
+        (-812.40, 6, "XRPUSDT", "only quick"),
+        (-812.40, 121, "SOLUSDT", "after the 120 min window"),
+    ],
+)
 def test_revenge_does_not_fire_on_a_near_miss(loss: float, minute: float, symbol: str, why: str) -> None:
     baseline, loss_trade, revenge = revenge_journal(loss=loss, entry_minute=minute, symbol=symbol)
     assert of_type(detect([*baseline, loss_trade, revenge], [revenge, loss_trade], RULES), "revenge_trading") == [], why
@@ -150,8 +177,14 @@ def test_overtrading_against_the_median_of_earlier_active_days() -> None:
     today = [r for r in rows if r.trade_id.startswith("d0-")]
     [alert] = of_type(detect(rows, today[-1:], RULES), "overtrading")
     assert alert.trade_ids == ("d0-6",) and alert.timestamp == today[6].entry_time
-    assert alert.details == {"day": "2024-03-04", "entries": 7, "limit": 6.0, "median": 3.0, "history_days": 5,
-                             "timezone": "UTC"}
+    assert alert.details == {
+        "day": "2024-03-04",
+        "entries": 7,
+        "limit": 6.0,
+        "median": 3.0,
+        "history_days": 5,
+        "timezone": "UTC",
+    }
     assert alert.message == "7 entries on Mon 2024-03-04, 2.3x your median of 3 over 5 earlier active days (limit 6)"
     near = days_of_entries([3, 3, 0, 3, 3, 4, 6])
     assert of_type(detect(near, near[-1:], RULES), "overtrading") == []
@@ -182,20 +215,23 @@ def escalation_journal(pnls: list[float], size: float) -> tuple[list[Row], Row]:
     return [*entries, *closes], lot("big", 0, size=size)
 
 
-@pytest.mark.parametrize(("pnls", "size", "fires"), [
-    ([-10.0, -20.0], 1500.0, True),    # two losses then +50 %
-    ([-10.0, -20.0], 1490.0, False),   # +49 %
-    ([5.0, -20.0], 2000.0, False),     # only one loss in a row
-    ([5.0, 6.0, 7.0], 1500.0, True),   # three wins
-    ([-5.0, 6.0, 7.0], 1500.0, False),  # two wins
-])
+@pytest.mark.parametrize(
+    ("pnls", "size", "fires"),
+    [
+        ([-10.0, -20.0], 1500.0, True),  # two losses then +50 %
+        ([-10.0, -20.0], 1490.0, False),  # +49 %
+        ([5.0, -20.0], 2000.0, False),  # only one loss in a row
+        ([5.0, 6.0, 7.0], 1500.0, True),  # three wins
+        ([-5.0, 6.0, 7.0], 1500.0, False),  # two wins
+    ],
+)
 def test_size_escalation_after_a_streak(pnls: list[float], size: float, fires: bool) -> None:
     rows, big = escalation_journal(pnls, size)
     found = of_type(detect([*rows, big], [big], RULES), "size_escalation")
     assert bool(found) is fires
     if fires:
         assert found[0].trade_ids[0] == "big" and found[0].details["average_size"] == 1000.0
-        assert found[0].trade_ids[1:] == tuple(f"c{i}" for i in range(len(pnls)))[-found[0].details["streak_length"]:]
+        assert found[0].trade_ids[1:] == tuple(f"c{i}" for i in range(len(pnls)))[-found[0].details["streak_length"] :]
 
 
 def test_a_late_streak_makes_the_entry_after_it_an_escalation() -> None:
@@ -237,7 +273,8 @@ def test_a_late_first_loss_moves_the_streak_alert_and_retracts_the_later_one() -
     # The streak growing forward keeps its anchor and retracts nothing.
     more = [late, *closes, trip("c5", 40, -1.0)]
     assert [(f.alert_id, f.void) for f in of_type(detect(more, more[-1:], RULES), "loss_streak")] == [
-        (now.alert_id, False)]
+        (now.alert_id, False)
+    ]
 
 
 def test_loss_streak_near_misses() -> None:
@@ -255,17 +292,25 @@ def at(iso: str, tid: str = "x") -> Row:
     return Row(USER, tid, "trade", "BTCUSDT", "BUY", tid, ms, None, 1000.0, None, None)
 
 
-@pytest.mark.parametrize(("iso", "outside"), [
-    ("2024-03-04T07:30:00+00:00", False),  # Monday 08:30 in Berlin (CET), though 07:30 in UTC
-    ("2024-03-04T06:59:00+00:00", True),   # 07:59 Berlin
-    ("2024-03-04T16:00:00+00:00", True),   # 17:00 Berlin: the end is exclusive
-    ("2024-07-01T06:30:00+00:00", False),  # 08:30 in summer time (CEST)
-    ("2024-07-01T15:30:00+00:00", True),   # 17:30 CEST
-    ("2024-03-09T10:00:00+00:00", True),   # Saturday
-])
+@pytest.mark.parametrize(
+    ("iso", "outside"),
+    [
+        ("2024-03-04T07:30:00+00:00", False),  # Monday 08:30 in Berlin (CET), though 07:30 in UTC
+        ("2024-03-04T06:59:00+00:00", True),  # 07:59 Berlin
+        ("2024-03-04T16:00:00+00:00", True),  # 17:00 Berlin: the end is exclusive
+        ("2024-07-01T06:30:00+00:00", False),  # 08:30 in summer time (CEST)
+        ("2024-07-01T15:30:00+00:00", True),  # 17:30 CEST
+        ("2024-03-09T10:00:00+00:00", True),  # Saturday
+    ],
+)
 def test_outside_hours_in_the_traders_time_zone(iso: str, outside: bool) -> None:
-    rules = rules_from_env({"BEHAVIOUR_TRADING_HOURS": "08:00-17:00", "BEHAVIOUR_TRADING_DAYS": "0-4",
-                            "BEHAVIOUR_TIMEZONE": "Europe/Berlin"})
+    rules = rules_from_env(
+        {
+            "BEHAVIOUR_TRADING_HOURS": "08:00-17:00",
+            "BEHAVIOUR_TRADING_DAYS": "0-4",
+            "BEHAVIOUR_TIMEZONE": "Europe/Berlin",
+        }
+    )
     row = at(iso)
     found = of_type(detect([row], [row], rules), "outside_hours")
     assert bool(found) is outside
@@ -289,12 +334,19 @@ def journals() -> dict[str, list[Row]]:
     baseline, loss, revenge = revenge_journal()
     escalation, big = escalation_journal([-10.0, -20.0], 1500.0)
     # Longer than the threshold: a late first loss moves the alert and retracts the later anchor.
-    streak = [trip("w", 30, 3.0), trip("s1", 40, -10.0), trip("s2", 50, -5.0), trip("s3", 55, -1.0),
-              trip("s4", 57, -1.0)]
-    return {"revenge_trading": [*baseline, loss, revenge, lot("R2", 8, symbol="SOLUSDT"), lot("x", 50)],
-            "size_escalation": [*escalation, big, lot("after", 5, size=1200.0)],
-            "loss_streak": [*streak, trip("w2", 60, 3.0)],
-            "overtrading": days_of_entries([3, 3, 0, 3, 3, 4, 8])}
+    streak = [
+        trip("w", 30, 3.0),
+        trip("s1", 40, -10.0),
+        trip("s2", 50, -5.0),
+        trip("s3", 55, -1.0),
+        trip("s4", 57, -1.0),
+    ]
+    return {
+        "revenge_trading": [*baseline, loss, revenge, lot("R2", 8, symbol="SOLUSDT"), lot("x", 50)],
+        "size_escalation": [*escalation, big, lot("after", 5, size=1200.0)],
+        "loss_streak": [*streak, trip("w2", 60, 3.0)],
+        "overtrading": days_of_entries([3, 3, 0, 3, 3, 4, 8]),
+    }
 
 
 @pytest.mark.parametrize("alert_type", ["revenge_trading", "size_escalation", "loss_streak", "overtrading"])
@@ -309,7 +361,7 @@ def test_alert_ids_are_stable_under_replay_and_reordering(alert_type: str) -> No
         seen: dict[str, Finding] = {}  # the alerts as the journal store keeps them
         for i, row in enumerate(order):  # one record at a time, at least once: some twice
             for _ in range(1 + (i % 2)):
-                for f in detect(order[:i + 1], [row], RULES):
+                for f in detect(order[: i + 1], [row], RULES):
                     if f.void:
                         seen.pop(f.alert_id, None)
                     else:
@@ -327,20 +379,37 @@ def test_alert_ids_depend_on_user_type_and_anchor() -> None:
 
 
 def test_rows_from_journal_records_key_round_trips_by_their_lot() -> None:
-    common = dict(user_id=USER, symbol="SOLUSDT", side="SELL", entry_price=100.0, quantity=2.0, entry_time=T,
-                  source="csv")
-    rt = row_of(EnrichedTrade(trade_id="rt-1", kind="round_trip", lot_id="lot-1", exit_price=110.0,
-                                      exit_time=T + MIN, pnl=-21.0, **common))
-    assert (rt.entry_key, rt.notional, rt.pnl, rt.pnl_pct, rt.is_entry, rt.is_result) == \
-        ("lot-1", 200.0, -21.0, -10.5, False, True)
+    common = dict(
+        user_id=USER, symbol="SOLUSDT", side="SELL", entry_price=100.0, quantity=2.0, entry_time=T, source="csv"
+    )
+    rt = row_of(
+        EnrichedTrade(
+            trade_id="rt-1", kind="round_trip", lot_id="lot-1", exit_price=110.0, exit_time=T + MIN, pnl=-21.0, **common
+        )
+    )
+    assert (rt.entry_key, rt.notional, rt.pnl, rt.pnl_pct, rt.is_entry, rt.is_result) == (
+        "lot-1",
+        200.0,
+        -21.0,
+        -10.5,
+        False,
+        True,
+    )
     manual = row_of(EnrichedTrade(trade_id="t-1", exit_price=110.0, exit_time=T + MIN, **common))
     assert manual.pnl == -20.0 and manual.is_entry and manual.is_result  # a short closed higher, pnl missing
 
 
 def test_thresholds_come_from_the_environment() -> None:
-    rules = rules_from_env({"BEHAVIOUR_LOSS_STREAK": "4", "BEHAVIOUR_REVENGE_WINDOW_MIN": "30",
-                            "BEHAVIOUR_OVERTRADING_MULTIPLIER": "2.5", "BEHAVIOUR_TRADING_DAYS": "mon,wed-fri",
-                            "BEHAVIOUR_TRADING_HOURS": "08:00-17:30", "BEHAVIOUR_REVENGE_MIN_LOSS": ""})
+    rules = rules_from_env(
+        {
+            "BEHAVIOUR_LOSS_STREAK": "4",
+            "BEHAVIOUR_REVENGE_WINDOW_MIN": "30",
+            "BEHAVIOUR_OVERTRADING_MULTIPLIER": "2.5",
+            "BEHAVIOUR_TRADING_DAYS": "mon,wed-fri",
+            "BEHAVIOUR_TRADING_HOURS": "08:00-17:30",
+            "BEHAVIOUR_REVENGE_MIN_LOSS": "",
+        }
+    )
     assert (rules.loss_streak, rules.revenge_window_min, rules.overtrading_multiplier) == (4, 30, 2.5)
     assert rules.trading_days == (0, 2, 3, 4) and rules.trading_hours == ((8, 0), (17, 30))
     assert rules.revenge_min_loss == 500.0  # empty means the default
@@ -349,16 +418,19 @@ def test_thresholds_come_from_the_environment() -> None:
     assert rules_from_env({}) == BehaviourRules()
 
 
-@pytest.mark.parametrize(("var", "value", "rule"), [
-    ("BEHAVIOUR_LOSS_STREAK", "three", "a whole number >= 2"),
-    ("BEHAVIOUR_LOSS_STREAK", "1", "a whole number >= 2"),
-    ("BEHAVIOUR_REVENGE_MIN_LOSS_PCT", "nan", "a number >= 0"),
-    ("BEHAVIOUR_REVENGE_MIN_CONDITIONS", "5", "<= 4"),
-    ("BEHAVIOUR_TRADING_HOURS", "8-17", "HH:MM-HH:MM"),
-    ("BEHAVIOUR_TRADING_HOURS", "09:00-09:00", "different start and end"),
-    ("BEHAVIOUR_TRADING_DAYS", "0-7", "weekdays 0-6"),
-    ("BEHAVIOUR_TIMEZONE", "Mars/Olympus", "zoneinfo time zone name"),
-])
+@pytest.mark.parametrize(
+    ("var", "value", "rule"),
+    [
+        ("BEHAVIOUR_LOSS_STREAK", "three", "a whole number >= 2"),
+        ("BEHAVIOUR_LOSS_STREAK", "1", "a whole number >= 2"),
+        ("BEHAVIOUR_REVENGE_MIN_LOSS_PCT", "nan", "a number >= 0"),
+        ("BEHAVIOUR_REVENGE_MIN_CONDITIONS", "5", "<= 4"),
+        ("BEHAVIOUR_TRADING_HOURS", "8-17", "HH:MM-HH:MM"),
+        ("BEHAVIOUR_TRADING_HOURS", "09:00-09:00", "different start and end"),
+        ("BEHAVIOUR_TRADING_DAYS", "0-7", "weekdays 0-6"),
+        ("BEHAVIOUR_TIMEZONE", "Mars/Olympus", "zoneinfo time zone name"),
+    ],
+)
 def test_a_bad_environment_value_names_variable_value_and_rule(var: str, value: str, rule: str) -> None:
     with pytest.raises(ConfigError) as info:
         rules_from_env({var: value})
@@ -366,7 +438,7 @@ def test_a_bad_environment_value_names_variable_value_and_rule(var: str, value: 
 
 
 def test_rules_built_in_code_are_validated_too() -> None:
-    with pytest.raises(ConfigError, match="BehaviourRules.escalation_lookback=0"):
+    with pytest.raises(ConfigError, match=r"BehaviourRules\.escalation_lookback=0"):
         BehaviourRules(escalation_lookback=0)
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError, PipelineError
 from pipeline.candles import CandleFileError, CandleProblem, read_candles, symbol_from_name
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.sources.replay import replay_files_from_spec
 
 CANDLES = Path(__file__).resolve().parents[1] / "fixtures" / "candles"
@@ -68,13 +68,17 @@ def test_a_plain_ohlcv_file_with_iso_times_utc_offsets_and_a_bad_time() -> None:
 
 def test_microsecond_ohlcv_times_and_a_bom_before_the_header(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
-    path.write_text("\ufeffTIMESTAMP,Volume,open,high,low,close,extra\n"
-                    f"{J0 * 1000},1.5,10,11,9,10.5,x\n{(J0 + 60_000) * 1000},2,10.5,12,10,11,y\n", encoding="utf-8")
+    path.write_text(
+        "\ufeffTIMESTAMP,Volume,open,high,low,close,extra\n"
+        f"{J0 * 1000},1.5,10,11,9,10.5,x\n{(J0 + 60_000) * 1000},2,10.5,12,10,11,y\n",
+        encoding="utf-8",
+    )
     f = read_candles(path)
     assert f.format == "ohlcv" and f.rejected == []
     assert f.frame.to_dict("records") == [
         {"start": J0, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 1.5},
-        {"start": J0 + 60_000, "open": 10.5, "high": 12.0, "low": 10.0, "close": 11.0, "volume": 2.0}]
+        {"start": J0 + 60_000, "open": 10.5, "high": 12.0, "low": 10.0, "close": 11.0, "volume": 2.0},
+    ]
 
 
 def test_each_bad_row_is_reported_with_its_line_column_value_and_rule() -> None:
@@ -96,8 +100,14 @@ def test_each_bad_row_is_reported_with_its_line_column_value_and_rule() -> None:
     assert [p.line for p in f.rejected] == sorted(p.line for p in f.rejected)
     # the good rows are kept, in order; the first of a duplicated time wins
     assert f.frame["start"].tolist() == [T0 + k * 60_000 for k in (0, 1, 3, 4, 5, 7, 8, 9)]
-    assert f.frame.iloc[3].to_dict() == {"start": T0 + 240_000, "open": 91010.0, "high": 91010.0,
-                                         "low": 90890.37, "close": 90901.11, "volume": 17.31337}
+    assert f.frame.iloc[3].to_dict() == {
+        "start": T0 + 240_000,
+        "open": 91010.0,
+        "high": 91010.0,
+        "low": 90890.37,
+        "close": 90901.11,
+        "volume": 17.31337,
+    }
     assert f.interval_ms == 60_000
 
 
@@ -112,12 +122,15 @@ def test_a_file_that_is_not_a_candle_file_says_what_was_expected_and_found() -> 
     assert "Date(UTC),Pair,Side" in message and "7 columns" in message
 
 
-@pytest.mark.parametrize("content, words", [
-    ("", "empty"),
-    ("\n\n", "empty"),
-    ("1731715200000,1,2,0.5,1.5,3\n", "6 columns"),  # klines need 12 columns
-    ("time,open,high,low,close,volume\n1,2,3,4,5,6\n", "time,open"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("", "empty"),
+        ("\n\n", "empty"),
+        ("1731715200000,1,2,0.5,1.5,3\n", "6 columns"),  # klines need 12 columns
+        ("time,open,high,low,close,volume\n1,2,3,4,5,6\n", "time,open"),
+    ],
+)
 def test_empty_and_wrongly_shaped_files_are_refused(tmp_path: Path, content: str, words: str) -> None:
     path = tmp_path / "c.csv"
     path.write_text(content)
@@ -140,14 +153,17 @@ def test_max_bytes_refuses_a_larger_file() -> None:
     assert len(read_candles(path, max_bytes=path.stat().st_size).frame) == 10
 
 
-@pytest.mark.parametrize("name, symbol", [
-    ("BTCUSDT-1m-2024-11-16.csv", "BTCUSDT"),
-    ("data/ETHUSDT-1h-2024-11.csv", "ETHUSDT"),
-    ("SOLUSDT-1s-2025-01-01.zip", "SOLUSDT"),
-    ("btc.csv", None),
-    ("BTCUSDT.csv", None),
-    ("BTCUSDT-1m-latest.csv", None),
-])
+@pytest.mark.parametrize(
+    "name, symbol",
+    [
+        ("BTCUSDT-1m-2024-11-16.csv", "BTCUSDT"),
+        ("data/ETHUSDT-1h-2024-11.csv", "ETHUSDT"),
+        ("SOLUSDT-1s-2025-01-01.zip", "SOLUSDT"),
+        ("btc.csv", None),
+        ("BTCUSDT.csv", None),
+        ("BTCUSDT-1m-latest.csv", None),
+    ],
+)
 def test_symbol_from_name(name: str, symbol: str | None) -> None:
     assert symbol_from_name(name) == symbol
     assert symbol_from_name(Path(name)) == symbol
@@ -155,21 +171,29 @@ def test_symbol_from_name(name: str, symbol: str | None) -> None:
 
 def test_replay_files_from_spec() -> None:
     assert replay_files_from_spec("BTCUSDT=data/btc.csv, ethusdt=data/eth.csv") == {
-        "BTCUSDT": Path("data/btc.csv"), "ETHUSDT": Path("data/eth.csv")}
+        "BTCUSDT": Path("data/btc.csv"),
+        "ETHUSDT": Path("data/eth.csv"),
+    }
     assert replay_files_from_spec("data/BTCUSDT-1m-2024-11-16.csv") == {
-        "BTCUSDT": Path("data/BTCUSDT-1m-2024-11-16.csv")}
+        "BTCUSDT": Path("data/BTCUSDT-1m-2024-11-16.csv")
+    }
     assert replay_files_from_spec("SOLUSDT-1m-2024-11.csv,XRPUSDT=x.csv,") == {
-        "SOLUSDT": Path("SOLUSDT-1m-2024-11.csv"), "XRPUSDT": Path("x.csv")}
+        "SOLUSDT": Path("SOLUSDT-1m-2024-11.csv"),
+        "XRPUSDT": Path("x.csv"),
+    }
 
 
-@pytest.mark.parametrize("spec, words", [
-    ("", "names no file"),
-    (" , ", "names no file"),
-    ("data/btc.csv", "cannot tell the symbol"),
-    ("BTCUSDT=", "names no file"),
-    ("BTC=btc.csv", "does not match"),
-    ("BTCUSDT=a.csv,BTCUSDT=b.csv", "given twice"),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("", "names no file"),
+        (" , ", "names no file"),
+        ("data/btc.csv", "cannot tell the symbol"),
+        ("BTCUSDT=", "names no file"),
+        ("BTC=btc.csv", "does not match"),
+        ("BTCUSDT=a.csv,BTCUSDT=b.csv", "given twice"),
+    ],
+)
 def test_a_bad_replay_spec_is_a_config_error_of_one_line(spec: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words) as info:
         replay_files_from_spec(spec)

@@ -38,8 +38,9 @@ def predictors(data: tuple[np.ndarray, np.ndarray]) -> dict[str, Predictor]:
     return {name: fit_predictor(name, X[:TRAIN_ROWS], y[:TRAIN_ROWS], 5) for name in MODEL_NAMES}
 
 
-def threshold_rows(forest_predictor: Predictor, X: np.ndarray, rng: np.random.Generator,
-                   count: int) -> tuple[np.ndarray, int]:
+def threshold_rows(
+    forest_predictor: Predictor, X: np.ndarray, rng: np.random.Generator, count: int
+) -> tuple[np.ndarray, int]:
     """Rows whose scaled value of a split's feature lands on or next to its threshold.
 
     Returns the rows and how many of them a float64 comparison would send the other way than
@@ -56,8 +57,15 @@ def threshold_rows(forest_predictor: Predictor, X: np.ndarray, rng: np.random.Ge
         near = np.float32(t)
         low = near if near <= t else np.nextafter(near, np.float32(-np.inf))
         below, above = float(low), float(np.nextafter(low, np.float32(np.inf)))  # float32 around t
-        for scaled in (t, np.nextafter(t, -np.inf), np.nextafter(t, np.inf), below, above,
-                       (below + t) / 2, (t + above) / 2):
+        for scaled in (
+            t,
+            np.nextafter(t, -np.inf),
+            np.nextafter(t, np.inf),
+            below,
+            above,
+            (below + t) / 2,
+            (t + above) / 2,
+        ):
             row = X[rng.integers(len(X))].copy()
             row[f] = scaled * scaler.scale_[f] + scaler.mean_[f]
             s64 = (row[f] - scaler.mean_[f]) / scaler.scale_[f]
@@ -100,8 +108,7 @@ def assert_same(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarra
 
 
 @pytest.mark.parametrize("name", COMPILED)
-def test_compiled_output_equals_the_pipeline(name: str, predictors: dict[str, Predictor],
-                                             rows: np.ndarray) -> None:
+def test_compiled_output_equals_the_pipeline(name: str, predictors: dict[str, Predictor], rows: np.ndarray) -> None:
     predictor = predictors[name]
     assert predictor.compiled is not None
     got = predictor.compiled(rows)
@@ -116,9 +123,9 @@ def test_compiled_output_equals_the_pipeline(name: str, predictors: dict[str, Pr
 
 
 @pytest.mark.parametrize("name", COMPILED)
-def test_predict_uses_the_compiled_form_and_agrees(name: str, predictors: dict[str, Predictor],
-                                                   rows: np.ndarray,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_predict_uses_the_compiled_form_and_agrees(
+    name: str, predictors: dict[str, Predictor], rows: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
     predictor = predictors[name]
     want = sklearn_predict(predictor, rows)
     single = sklearn_predict(predictor, rows[0])
@@ -132,13 +139,11 @@ def test_predict_uses_the_compiled_form_and_agrees(name: str, predictors: dict[s
     assert_same(predictor.predict(rows[0]), single)  # one row as a vector
 
 
-def test_forest_over_many_rows_in_chunks(data: tuple[np.ndarray, np.ndarray],
-                                         predictors: dict[str, Predictor]) -> None:
+def test_forest_over_many_rows_in_chunks(data: tuple[np.ndarray, np.ndarray], predictors: dict[str, Predictor]) -> None:
     X, _ = data
     predictor = predictors["random_forest"]
     many = np.vstack([X, X[:500] * 3])  # more rows than one walk takes
-    np.testing.assert_allclose(predictor.compiled(many), sklearn_output(predictor, many),
-                               rtol=0, atol=1e-9)
+    np.testing.assert_allclose(predictor.compiled(many), sklearn_output(predictor, many), rtol=0, atol=1e-9)
 
 
 def test_knn_keeps_the_pipeline(predictors: dict[str, Predictor], rows: np.ndarray) -> None:
@@ -151,7 +156,8 @@ def test_knn_keeps_the_pipeline(predictors: dict[str, Predictor], rows: np.ndarr
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # sklearn's
 @pytest.mark.parametrize("name", ["random_forest", "svm", "logistic_regression", "kmeans"])
 def test_rows_the_compiled_form_cannot_take_go_to_the_pipeline(
-        name: str, predictors: dict[str, Predictor], rows: np.ndarray) -> None:
+    name: str, predictors: dict[str, Predictor], rows: np.ndarray
+) -> None:
     predictor = predictors[name]
     odd = rows[:4].copy()
     odd[1, 2] = np.nan
@@ -167,8 +173,9 @@ def test_rows_the_compiled_form_cannot_take_go_to_the_pipeline(
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_a_pickled_predictor_predicts_the_same(name: str, predictors: dict[str, Predictor],
-                                               rows: np.ndarray, tmp_path: Path) -> None:
+def test_a_pickled_predictor_predicts_the_same(
+    name: str, predictors: dict[str, Predictor], rows: np.ndarray, tmp_path: Path
+) -> None:
     predictor = predictors[name]
     want = predictor.predict(rows)
     assert "compiled" not in predictor.__getstate__()  # the file holds the pipeline only
@@ -182,7 +189,8 @@ def test_a_pickled_predictor_predicts_the_same(name: str, predictors: dict[str, 
 
 @pytest.mark.parametrize("name", COMPILED)
 def test_a_predictor_without_compiled_arrays_compiles_on_first_predict(
-        name: str, predictors: dict[str, Predictor], rows: np.ndarray) -> None:
+    name: str, predictors: dict[str, Predictor], rows: np.ndarray
+) -> None:
     predictor = predictors[name]
     # What a file written before the compiled form existed unpickles to, __setstate__ bypassed.
     state = {k: v for k, v in predictor.__dict__.items() if k not in ("compiled", "_compiled_from")}
@@ -193,9 +201,9 @@ def test_a_predictor_without_compiled_arrays_compiles_on_first_predict(
     assert old.compiled is not None
 
 
-def test_a_replaced_pipeline_is_compiled_again(data: tuple[np.ndarray, np.ndarray],
-                                               predictors: dict[str, Predictor],
-                                               rows: np.ndarray) -> None:
+def test_a_replaced_pipeline_is_compiled_again(
+    data: tuple[np.ndarray, np.ndarray], predictors: dict[str, Predictor], rows: np.ndarray
+) -> None:
     X, y = data
     predictor = copy.copy(predictors["logistic_regression"])
     other = fit_predictor("logistic_regression", X[-1_000:], y[-1_000:], 5)
@@ -209,8 +217,8 @@ def test_a_replaced_pipeline_is_compiled_again(data: tuple[np.ndarray, np.ndarra
 def test_other_pipelines_are_not_compiled() -> None:
     X = np.random.default_rng(0).normal(size=(100, 3))
     y = (X[:, 0] > 0).astype(int)
-    assert compile_pipeline(Pipeline([("scale", MinMaxScaler()),
-                                      ("model", LogisticRegression())]).fit(X, y)) is None
+    assert compile_pipeline(Pipeline([("scale", MinMaxScaler()), ("model", LogisticRegression())]).fit(X, y)) is None
     three = np.repeat([0, 1, 2], 34)[:100]
-    assert compile_pipeline(Pipeline([("scale", StandardScaler()),
-                                      ("model", LogisticRegression())]).fit(X, three)) is None
+    assert (
+        compile_pipeline(Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())]).fit(X, three)) is None
+    )

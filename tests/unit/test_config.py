@@ -12,8 +12,19 @@ def test_defaults_mean_embedded_bus_under_data() -> None:
     config = load_config({})
     assert config.bus_kind == "embedded" and config.data_dir == Path("data")
     assert "BTCUSDT" in config.symbols
-    assert config.stages == ("simulator", "market-store", "ml", "signal-store", "decision", "virtual-exchange",
-                             "normalizer", "enricher", "behaviour", "journal-store", "api")
+    assert config.stages == (
+        "simulator",
+        "market-store",
+        "ml",
+        "signal-store",
+        "decision",
+        "virtual-exchange",
+        "normalizer",
+        "enricher",
+        "behaviour",
+        "journal-store",
+        "api",
+    )
     assert "notifier" not in config.stages  # off unless a webhook is set
     assert (config.risk.stop_loss_pct, config.risk.take_profit_pct) == (2.0, 5.0)  # seed 001's -2 % / +5 %
     assert config.exchange.starting_balance == 10_000.0  # seed 002
@@ -32,20 +43,36 @@ def test_exchange_keys_turn_clients_on_and_never_show_the_secret() -> None:
 
 
 def test_bootstrap_servers_select_kafka_and_security_passes_through_redacted() -> None:
-    config = load_config({"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-                          "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "desk",
-                          "KAFKA_SASL_PASSWORD": "s3cret"})
+    config = load_config(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "desk",
+            "KAFKA_SASL_PASSWORD": "s3cret",
+        }
+    )
     assert config.bus_kind == "kafka"
-    assert config.kafka_client_config == {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
-                                          "sasl.username": "desk", "sasl.password": "s3cret"}
+    assert config.kafka_client_config == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "desk",
+        "sasl.password": "s3cret",
+    }
     shown = config.redacted()
     assert shown["kafka_client_config"]["sasl.password"] == "***"
     assert "s3cret" not in repr(shown)
 
 
 def test_market_source_replaces_the_simulator_and_alpaca_keys_stay_hidden() -> None:
-    config = load_config({"MARKET_SOURCE": "alpaca-ws", "ALPACA_API_KEY": "PK123", "ALPACA_API_SECRET": "hush-hush",
-                          "ALPACA_WS_URL": "ws://127.0.0.1:9/x"})
+    config = load_config(
+        {
+            "MARKET_SOURCE": "alpaca-ws",
+            "ALPACA_API_KEY": "PK123",
+            "ALPACA_API_SECRET": "hush-hush",
+            "ALPACA_WS_URL": "ws://127.0.0.1:9/x",
+        }
+    )
     assert config.stages[0] == "alpaca-ws" and "simulator" not in config.stages
     assert config.feed_urls == {"alpaca-ws": "ws://127.0.0.1:9/x"}
     assert "hush-hush" not in repr(config) and "hush-hush" not in str(config.redacted())
@@ -58,17 +85,20 @@ def test_ml_model_names_match_the_models_module() -> None:
     assert ML_MODEL_NAMES == models.MODEL_NAMES and SEED_MODELS == models.SEED_MODELS
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"MARKET_SOURCE": "coinbase"}, "MARKET_SOURCE has ['coinbase']"),
-    ({"ML_MODELS": "random_forest,deep_net"}, "ML_MODELS has ['deep_net']"),
-    ({"ML_BUY_THRESHOLD_PCT": "-1"}, "ML_BUY_THRESHOLD_PCT=-1 must be a number >= 0.0"),
-    ({"ML_SELL_THRESHOLD_PCT": "lots"}, "ML_SELL_THRESHOLD_PCT='lots' is not a number"),
-    ({"REPLAY_SPEED": "-2"}, "REPLAY_SPEED=-2 must be a number >= 0.0"),
-    ({"SYMBOLS": "btc"}, "SYMBOLS"),
-    ({"SIMULATOR_TICK_MS": "fast"}, "SIMULATOR_TICK_MS='fast' is not a whole number"),
-    ({"SIMULATOR_TICK_MS": "1"}, "SIMULATOR_TICK_MS=1 must be >= 10"),
-    ({"STAGES": "simulator,nope"}, "unknown ['nope']"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MARKET_SOURCE": "coinbase"}, "MARKET_SOURCE has ['coinbase']"),
+        ({"ML_MODELS": "random_forest,deep_net"}, "ML_MODELS has ['deep_net']"),
+        ({"ML_BUY_THRESHOLD_PCT": "-1"}, "ML_BUY_THRESHOLD_PCT=-1 must be a number >= 0.0"),
+        ({"ML_SELL_THRESHOLD_PCT": "lots"}, "ML_SELL_THRESHOLD_PCT='lots' is not a number"),
+        ({"REPLAY_SPEED": "-2"}, "REPLAY_SPEED=-2 must be a number >= 0.0"),
+        ({"SYMBOLS": "btc"}, "SYMBOLS"),
+        ({"SIMULATOR_TICK_MS": "fast"}, "SIMULATOR_TICK_MS='fast' is not a whole number"),
+        ({"SIMULATOR_TICK_MS": "1"}, "SIMULATOR_TICK_MS=1 must be >= 10"),
+        ({"STAGES": "simulator,nope"}, "unknown ['nope']"),
+    ],
+)
 def test_bad_settings_fail_with_one_clear_line(env: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(env)
@@ -85,20 +115,33 @@ def test_a_webhook_turns_the_notifier_on_and_is_never_shown() -> None:
     assert "token-xyz" not in str(err.value)
 
 
-@pytest.mark.parametrize(("env", "named"), [
-    ({"STOP_LOSS_PCT": "0"}, "STOP_LOSS_PCT"), ({"POSITION_PCT": "150"}, "POSITION_PCT"),
-    ({"POSITION_SIZING": "martingale"}, "POSITION_SIZING"), ({"DECISION_MODEL": "oracle"}, "DECISION_MODEL"),
-    ({"DECISION_CONFIRM_MODELS": "svm,oracle"}, "DECISION_CONFIRM_MODELS"),
-    ({"EXCHANGE_FEE_BPS": "-1"}, "EXCHANGE_FEE_BPS"), ({"STARTING_BALANCE_USDT": "abc"}, "STARTING_BALANCE_USDT"),
-])
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"STOP_LOSS_PCT": "0"}, "STOP_LOSS_PCT"),
+        ({"POSITION_PCT": "150"}, "POSITION_PCT"),
+        ({"POSITION_SIZING": "martingale"}, "POSITION_SIZING"),
+        ({"DECISION_MODEL": "oracle"}, "DECISION_MODEL"),
+        ({"DECISION_CONFIRM_MODELS": "svm,oracle"}, "DECISION_CONFIRM_MODELS"),
+        ({"EXCHANGE_FEE_BPS": "-1"}, "EXCHANGE_FEE_BPS"),
+        ({"STARTING_BALANCE_USDT": "abc"}, "STARTING_BALANCE_USDT"),
+    ],
+)
 def test_bad_risk_and_exchange_settings_are_refused_by_name(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_config(env)
 
 
 def test_risk_settings_come_from_the_environment() -> None:
-    config = load_config({"POSITION_SIZING": "fixed_risk", "RISK_PER_TRADE_PCT": "0.5", "TRAILING_STOP_PCT": "1.5",
-                          "DECISION_CONFIRM_MODELS": "svm, logistic_regression", "EXCHANGE_SLIPPAGE_BPS": "2"})
+    config = load_config(
+        {
+            "POSITION_SIZING": "fixed_risk",
+            "RISK_PER_TRADE_PCT": "0.5",
+            "TRAILING_STOP_PCT": "1.5",
+            "DECISION_CONFIRM_MODELS": "svm, logistic_regression",
+            "EXCHANGE_SLIPPAGE_BPS": "2",
+        }
+    )
     assert (config.risk.sizing, config.risk.risk_pct, config.risk.trailing_stop_pct) == ("fixed_risk", 0.5, 1.5)
     assert config.decision_confirm_models == ("svm", "logistic_regression")
     assert config.exchange.slippage_bps == 2.0

@@ -39,8 +39,18 @@ def anchors(path: Path) -> set[str]:
 
 def test_the_docs_exist_and_the_readme_is_short() -> None:
     names = {p.name for p in DOCS}
-    assert {"design.md", "origins.md", "configuration.md", "topics.md", "delivery.md", "ml.md",
-            "paper-trading.md", "journal.md", "operations.md", "benchmarks.md"} <= names
+    assert {
+        "design.md",
+        "origins.md",
+        "configuration.md",
+        "topics.md",
+        "delivery.md",
+        "ml.md",
+        "paper-trading.md",
+        "journal.md",
+        "operations.md",
+        "benchmarks.md",
+    } <= names
     assert len(text(ROOT / "README.md").splitlines()) <= 150
 
 
@@ -64,7 +74,10 @@ def test_the_link_checker_catches_a_broken_anchor_and_an_outside_link(tmp_path: 
     assert slug("Stages in processes") == "stages-in-processes"
     assert slug("seed 001: Kafka topic schemas") == "seed-001-kafka-topic-schemas"
     assert LINK.findall("[a](b.md#c) ![i](x.png) [w](https://example.org)") == [
-        ("b.md#c", ""), ("", "x.png"), ("https://example.org", "")]
+        ("b.md#c", ""),
+        ("", "x.png"),
+        ("https://example.org", ""),
+    ]
 
 
 def test_every_file_path_named_in_the_docs_exists() -> None:
@@ -79,9 +92,11 @@ def test_every_api_route_is_documented_and_every_documented_route_exists(tmp_pat
 
     runtime = build_runtime(load_config({"DATA_DIR": str(tmp_path), "STAGES": ""}), start=False)
     try:
-        routes = {(next(iter(getattr(r, "methods", None) or {"WS"})), r.path)
-                  for r in create_app(runtime.api_context()).routes
-                  if r.path.startswith(("/api", "/ws", "/bars", "/health", "/metrics"))}
+        routes = {
+            (next(iter(getattr(r, "methods", None) or {"WS"})), r.path)
+            for r in create_app(runtime.api_context()).routes
+            if r.path.startswith(("/api", "/ws", "/bars", "/health", "/metrics"))
+        }
     finally:
         runtime.stop()
     documented = set(re.findall(r"^\| `(GET|POST|PUT|DELETE|WS) (/[^ ?`]+)", all_docs(), re.M))
@@ -122,7 +137,9 @@ def _settings_read_by_the_code() -> set[str]:
 
 def test_every_setting_the_code_reads_is_documented_and_no_other() -> None:
     table = text(ROOT / "docs" / "configuration.md")
-    documented = {n for row in re.findall(r"^\| ([^|]+)\|", table, re.M) for n in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
+    documented = {
+        n for row in re.findall(r"^\| ([^|]+)\|", table, re.M) for n in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)
+    }
     read = _settings_read_by_the_code()
     assert len(read) > 30
     assert read - documented == set(), "read by the code but not in docs/configuration.md"
@@ -137,8 +154,12 @@ def test_every_stage_is_in_the_configuration_docs() -> None:
 def test_every_seed_reference_resolves_in_origins() -> None:
     sections = set(re.findall(r"^## seed (00\d)", text(ROOT / "docs" / "origins.md"), re.M))
     cited: set[str] = set()
-    for path in [*ROOT.joinpath("pipeline").rglob("*.py"), *ROOT.joinpath("storage").rglob("*.py"),
-                 *ROOT.joinpath("views").glob("*.py"), *DOCS]:
+    for path in [
+        *ROOT.joinpath("pipeline").rglob("*.py"),
+        *ROOT.joinpath("storage").rglob("*.py"),
+        *ROOT.joinpath("views").glob("*.py"),
+        *DOCS,
+    ]:
         cited |= set(re.findall(r"seeds? ?-?(00\d)", path.read_text(encoding="utf-8")))
     assert cited and cited <= sections == {"000", "001", "002", "003", "004"}
 
@@ -150,8 +171,7 @@ def test_env_example_loads_and_names_only_known_stages() -> None:
 
 
 def test_the_readme_commands_are_make_targets_that_run() -> None:
-    done = subprocess.run(["make", "-n", "run", "test", "lint"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(["make", "-n", "run", "test", "lint"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "streamlit run app.py" in done.stdout and "-m pytest" in done.stdout
     assert "ruff check" in done.stdout and "ruff format --check" in done.stdout and "mypy" in done.stdout

@@ -21,36 +21,88 @@ FEE, SLIP = 10 / 10_000, 5 / 10_000
 START = 10_000.0
 
 
-def buy(oid: str, ts: int, price: float, quantity: float, *, stop: float | None = None, take: float | None = None,
-        symbol: str = BTC, order_type: str = "MARKET", strategy: str = "ml_signal_strategy", **meta: Any) -> Order:
-    return Order(order_id=oid, symbol=symbol, timestamp=ts, action="BUY", order_type=order_type,
-                 quantity=quantity, price=price, total_value=quantity * price, status="PENDING", strategy=strategy,
-                 trigger_signal=TriggerSignal(model="random_forest", confidence=0.9, expected_change_pct=2.0),
-                 risk_management=RiskManagement(stop_loss=stop, take_profit=take), metadata=dict(meta))
+def buy(
+    oid: str,
+    ts: int,
+    price: float,
+    quantity: float,
+    *,
+    stop: float | None = None,
+    take: float | None = None,
+    symbol: str = BTC,
+    order_type: str = "MARKET",
+    strategy: str = "ml_signal_strategy",
+    **meta: Any,
+) -> Order:
+    return Order(
+        order_id=oid,
+        symbol=symbol,
+        timestamp=ts,
+        action="BUY",
+        order_type=order_type,
+        quantity=quantity,
+        price=price,
+        total_value=quantity * price,
+        status="PENDING",
+        strategy=strategy,
+        trigger_signal=TriggerSignal(model="random_forest", confidence=0.9, expected_change_pct=2.0),
+        risk_management=RiskManagement(stop_loss=stop, take_profit=take),
+        metadata=dict(meta),
+    )
 
 
-def sell(oid: str, ts: int, price: float, quantity: float, closes: str | None, *, symbol: str = BTC,
-         strategy: str = "ml_signal_strategy", **meta: Any) -> Order:
+def sell(
+    oid: str,
+    ts: int,
+    price: float,
+    quantity: float,
+    closes: str | None,
+    *,
+    symbol: str = BTC,
+    strategy: str = "ml_signal_strategy",
+    **meta: Any,
+) -> Order:
     metadata = dict(meta)
     if closes is not None:
         metadata["closes"] = closes
-    return Order(order_id=oid, symbol=symbol, timestamp=ts, action="SELL", order_type="MARKET",
-                 quantity=quantity, price=price, total_value=quantity * price, status="PENDING", strategy=strategy,
-                 trigger_signal=TriggerSignal(model="random_forest", confidence=0.9, expected_change_pct=-2.0),
-                 risk_management=RiskManagement(), metadata=metadata)
+    return Order(
+        order_id=oid,
+        symbol=symbol,
+        timestamp=ts,
+        action="SELL",
+        order_type="MARKET",
+        quantity=quantity,
+        price=price,
+        total_value=quantity * price,
+        status="PENDING",
+        strategy=strategy,
+        trigger_signal=TriggerSignal(model="random_forest", confidence=0.9, expected_change_pct=-2.0),
+        risk_management=RiskManagement(),
+        metadata=metadata,
+    )
 
 
 def cancel_request(order: Order, ts: int) -> Order:
-    return order.model_copy(update={"status": "CANCELLED", "timestamp": ts,
-                                    "metadata": {**order.metadata, "requested_by": "trader"}})
+    return order.model_copy(
+        update={"status": "CANCELLED", "timestamp": ts, "metadata": {**order.metadata, "requested_by": "trader"}}
+    )
 
 
 def statuses(messages: list[Order]) -> list[tuple[str, str]]:
     return [(m.order_id, m.status) for m in messages]
 
 
-def filled_buy(ex: Exchange, oid: str = "B1", *, price: float = 100.0, quantity: float = 10.0,
-               stop: float | None = 98.0, take: float | None = 105.0, symbol: str = BTC, **meta: Any) -> Order:
+def filled_buy(
+    ex: Exchange,
+    oid: str = "B1",
+    *,
+    price: float = 100.0,
+    quantity: float = 10.0,
+    stop: float | None = 98.0,
+    take: float | None = 105.0,
+    symbol: str = BTC,
+    **meta: Any,
+) -> Order:
     """Submit a market BUY at T0 and fill it at the tick T0+1000 at ``price``; return its FILLED message."""
     assert ex.submit(buy(oid, T0, price, quantity, stop=stop, take=take, symbol=symbol, **meta)) == []
     out = ex.on_tick(symbol, T0 + 1000, price)
@@ -203,8 +255,16 @@ def test_an_entry_sized_to_the_whole_cash_still_fits_the_cash_when_it_fills() ->
     for i, price in enumerate((68_000.5, 1.2345, 99.99, 3_333.33)):
         ex = Exchange()
         stop, take = brackets(price, settings)
-        size = size_entry(price, stop, equity=ex.equity(), cash=ex.available_cash(), symbol_exposure=0.0,
-                          total_exposure=0.0, settings=settings, cost_rate=ex.cost_rate)
+        size = size_entry(
+            price,
+            stop,
+            equity=ex.equity(),
+            cash=ex.available_cash(),
+            symbol_exposure=0.0,
+            total_exposure=0.0,
+            settings=settings,
+            cost_rate=ex.cost_rate,
+        )
         assert size.capped_by == "cash"
         ex.submit(buy(f"B{i}", T0, price, size.quantity, stop=stop, take=take))
         out = ex.on_tick(BTC, T0 + 1000, price)  # the price has not moved
@@ -283,16 +343,28 @@ def test_a_manual_close_says_manual() -> None:
 
 # -- late orders and races --------------------------------------------------------------------------
 
-TICKS = [(T0 + 1000, 100.0), (T0 + 2000, 101.0), (T0 + 3000, 103.0), (T0 + 4000, 99.0), (T0 + 5000, 97.0),
-         (T0 + 6000, 96.0)]
+TICKS = [
+    (T0 + 1000, 100.0),
+    (T0 + 2000, 101.0),
+    (T0 + 3000, 103.0),
+    (T0 + 4000, 99.0),
+    (T0 + 5000, 97.0),
+    (T0 + 6000, 96.0),
+]
 
 
 def _state(ex: Exchange) -> dict[str, Any]:
-    return {"cash": ex.cash, "fees": ex.fees_paid, "realized": ex.realized,
-            "books": {k: (b.status, b.fill_price, b.filled_at, b.exit_price, b.closed_at, b.exit_reason,
-                          b.exit_order_id, b.stop) for k, b in ex.books.items()},
-            "open": sorted(b.order_id for b in ex.positions()),
-            "pending": sorted(b.order_id for b in ex.pending_orders())}
+    return {
+        "cash": ex.cash,
+        "fees": ex.fees_paid,
+        "realized": ex.realized,
+        "books": {
+            k: (b.status, b.fill_price, b.filled_at, b.exit_price, b.closed_at, b.exit_reason, b.exit_order_id, b.stop)
+            for k, b in ex.books.items()
+        },
+        "open": sorted(b.order_id for b in ex.positions()),
+        "pending": sorted(b.order_id for b in ex.pending_orders()),
+    }
 
 
 def _final(messages: list[Order]) -> dict[str, tuple[str, dict]]:
@@ -470,8 +542,9 @@ def _compare(rebuilt: Exchange, original: Exchange) -> None:
     assert rebuilt.cash == pytest.approx(original.cash, rel=1e-12)
     assert rebuilt.fees_paid == pytest.approx(original.fees_paid, rel=1e-12)
     assert rebuilt.realized == pytest.approx(original.realized, rel=1e-9)
-    assert sorted((b.order_id, b.quantity, b.stop, b.take_profit) for b in rebuilt.positions()) == \
-        sorted((b.order_id, b.quantity, b.stop, b.take_profit) for b in original.positions())
+    assert sorted((b.order_id, b.quantity, b.stop, b.take_profit) for b in rebuilt.positions()) == sorted(
+        (b.order_id, b.quantity, b.stop, b.take_profit) for b in original.positions()
+    )
     assert sorted(b.order_id for b in rebuilt.pending_orders()) == sorted(b.order_id for b in original.pending_orders())
     assert {k: b.status for k, b in rebuilt.books.items()} == {k: b.status for k, b in original.books.items()}
 
@@ -479,8 +552,15 @@ def _compare(rebuilt: Exchange, original: Exchange) -> None:
 def test_the_last_message_of_each_order_rebuilds_the_account() -> None:
     original, topic = _history()
     assert {k: b.status for k, b in original.books.items()} == {
-        "B-stop": "CLOSED", "B-take": "CLOSED", "B-sig": "CLOSED", "B-cash": "CANCELLED", "L-cancel": "CANCELLED",
-        "S-sig": "FILLED", "B-open": "FILLED", "L-pending": "PENDING"}
+        "B-stop": "CLOSED",
+        "B-take": "CLOSED",
+        "B-sig": "CLOSED",
+        "B-cash": "CANCELLED",
+        "L-cancel": "CANCELLED",
+        "S-sig": "FILLED",
+        "B-open": "FILLED",
+        "L-pending": "PENDING",
+    }
     assert original.books["B-stop"].exit_reason == "stop_loss"
     assert original.books["B-take"].exit_reason == "take_profit"
     assert original.books["B-sig"].exit_reason == "signal"
@@ -489,8 +569,11 @@ def test_the_last_message_of_each_order_rebuilds_the_account() -> None:
     assert rebuilt.restore(topic.compacted()) == []
     _compare(rebuilt, original)
     # and the rebuilt account goes on like the original: the raised stop closes the open position
-    assert statuses(rebuilt.on_tick(ETH, T0 + 6000, 52.0)) == statuses(original.on_tick(ETH, T0 + 6000, 52.0)) \
+    assert (
+        statuses(rebuilt.on_tick(ETH, T0 + 6000, 52.0))
+        == statuses(original.on_tick(ETH, T0 + 6000, 52.0))
         == [("B-open", "CLOSED")]
+    )
     assert rebuilt.cash == pytest.approx(original.cash, rel=1e-12)
 
 
@@ -523,15 +606,18 @@ def _wire(**over: Any) -> bytes:
     return json.dumps(base).encode()
 
 
-@pytest.mark.parametrize(("over", "field", "rule"), [
-    ({"quantity": 0.0, "total_value": 0.0}, "quantity", "quantity > 0"),
-    ({"price": 0.0, "total_value": 0.0}, "price", "price > 0"),
-    ({"stop_loss": 100.0}, "risk_management.stop_loss", "stop_loss < price"),
-    ({"stop_loss": 101.0}, "risk_management.stop_loss", "stop_loss < price"),
-    ({"take_profit": 100.0}, "risk_management.take_profit", "< take_profit"),
-    ({"take_profit": 99.0}, "risk_management.take_profit", "< take_profit"),
-    ({"total_value": 1_001.0}, "total_value", "total_value = quantity * price"),
-])
+@pytest.mark.parametrize(
+    ("over", "field", "rule"),
+    [
+        ({"quantity": 0.0, "total_value": 0.0}, "quantity", "quantity > 0"),
+        ({"price": 0.0, "total_value": 0.0}, "price", "price > 0"),
+        ({"stop_loss": 100.0}, "risk_management.stop_loss", "stop_loss < price"),
+        ({"stop_loss": 101.0}, "risk_management.stop_loss", "stop_loss < price"),
+        ({"take_profit": 100.0}, "risk_management.take_profit", "< take_profit"),
+        ({"take_profit": 99.0}, "risk_management.take_profit", "< take_profit"),
+        ({"total_value": 1_001.0}, "total_value", "total_value = quantity * price"),
+    ],
+)
 def test_an_order_that_breaks_a_rule_does_not_decode(over: dict, field: str, rule: str) -> None:
     assert decode(ORDERS, _wire()).order_id == "B1"
     with pytest.raises(BadMessageError) as err:

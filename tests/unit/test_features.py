@@ -9,19 +9,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.ml.features import (
-    FEATURES, SEED_FEATURES, WARMUP_BARS, FeatureError, FeatureState, compute_features)
+from pipeline.ml.features import FEATURES, SEED_FEATURES, WARMUP_BARS, FeatureError, FeatureState, compute_features
 
 
-def make_bars(close: list[float] | np.ndarray, volume: list[float] | np.ndarray | None = None,
-              spread: float = 1.0) -> pd.DataFrame:
+def make_bars(
+    close: list[float] | np.ndarray, volume: list[float] | np.ndarray | None = None, spread: float = 1.0
+) -> pd.DataFrame:
     """Bars with the given closes; high/low are close +/- ``spread``; volume 10 unless given."""
     close = np.asarray(close, dtype=float)
     n = len(close)
     vol = np.full(n, 10.0) if volume is None else np.asarray(volume, dtype=float)
-    return pd.DataFrame({"start": np.arange(n, dtype=np.int64) * 60_000, "open": close,
-                         "high": close + spread, "low": close - spread, "close": close,
-                         "volume": vol})
+    return pd.DataFrame(
+        {
+            "start": np.arange(n, dtype=np.int64) * 60_000,
+            "open": close,
+            "high": close + spread,
+            "low": close - spread,
+            "close": close,
+            "volume": vol,
+        }
+    )
 
 
 def zigzag() -> list[float]:
@@ -36,14 +43,24 @@ def random_walk_bars(n: int, seed: int) -> pd.DataFrame:
     bars["high"] = close * (1 + rng.uniform(0, 0.002, n))
     bars["low"] = close * (1 - rng.uniform(0, 0.002, n))
     a, b = n // 6, n // 3
-    bars.loc[a:a + 20, "volume"] = 0.0  # a stretch without trades: the mean-volume-is-zero rule
-    bars.loc[b:b + 40, "close"] = bars.loc[b, "close"]  # a flat stretch: RSI 50, volatility 0
+    bars.loc[a : a + 20, "volume"] = 0.0  # a stretch without trades: the mean-volume-is-zero rule
+    bars.loc[b : b + 40, "close"] = bars.loc[b, "close"]  # a flat stretch: RSI 50, volatility 0
     return bars
 
 
 def test_the_feature_contract() -> None:
-    assert FEATURES == ("ret_1", "ret_5", "ret_15", "ma_7_gap", "ma_25_gap", "rsi_14",
-                        "volatility_7d", "volatility_25", "volume_change_pct", "range_pct")
+    assert FEATURES == (
+        "ret_1",
+        "ret_5",
+        "ret_15",
+        "ma_7_gap",
+        "ma_25_gap",
+        "rsi_14",
+        "volatility_7d",
+        "volatility_25",
+        "volume_change_pct",
+        "range_pct",
+    )
     assert SEED_FEATURES == ("ma_7", "ma_25", "rsi_14", "volatility_7d", "volume_change_pct")
     assert WARMUP_BARS == 26
 
@@ -69,9 +86,17 @@ def test_hand_computed_values_on_a_zigzag() -> None:
         "ma_25_gap": 116 / (2732 / 25) - 1,
         # the last 14 differences: seven +2 and seven -1: mean gain 1, mean loss 0.5
         "rsi_14": 100 - 100 / (1 + 1 / 0.5),
-        "volatility_7d": statistics.stdev([
-            math.log(113 / 111), math.log(112 / 113), math.log(114 / 112), math.log(113 / 114),
-            math.log(115 / 113), math.log(114 / 115), math.log(116 / 114)]),
+        "volatility_7d": statistics.stdev(
+            [
+                math.log(113 / 111),
+                math.log(112 / 113),
+                math.log(114 / 112),
+                math.log(113 / 114),
+                math.log(115 / 113),
+                math.log(114 / 115),
+                math.log(116 / 114),
+            ]
+        ),
         "volatility_25": statistics.stdev([math.log(c[i] / c[i - 1]) for i in range(5, 30)]),
         "volume_change_pct": (25 / 11 - 1) * 100,
         "range_pct": (115 - 113) / 114 * 100,  # bar 28: close 114, high 115, low 113
@@ -97,7 +122,7 @@ def test_rows_before_warm_up_are_nan_and_every_later_row_is_defined() -> None:
     assert frame.iloc[WARMUP_BARS:].notna().all().all()
 
     state = FeatureState()
-    for i, c in enumerate(zigzag()[:WARMUP_BARS]):
+    for c in zigzag()[:WARMUP_BARS]:
         assert not state.ready and state.features(c) is None and state.vector(c) is None
         state.push(c, c + 1, c - 1, 10.0)
     assert state.ready and state.features(120.0) is not None

@@ -18,23 +18,45 @@ T0 = 1_731_700_000_000  # 2024-11-15 19:46:40 UTC
 
 
 def trade_row(trade_id: str, **over: object) -> dict:
-    row = {"trade_id": trade_id, "user_id": USER, "symbol": "BTCUSDT", "side": "BUY", "kind": "trade",
-           "entry_price": 100.0, "exit_price": 110.0, "quantity": 1.0, "entry_time": T0, "exit_time": T0 + HOUR,
-           "pnl": 10.0, "fees": 0.5, "stop_loss": None, "notes": None, "tags": [], "setup": None,
-           "emotion": None, "lot_id": None, "fill_ids": [], "source": "manual",
-           "context": {"entry": {"missing": True}, "exit": {"missing": True}}, "stored_at": T0}
+    row = {
+        "trade_id": trade_id,
+        "user_id": USER,
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "kind": "trade",
+        "entry_price": 100.0,
+        "exit_price": 110.0,
+        "quantity": 1.0,
+        "entry_time": T0,
+        "exit_time": T0 + HOUR,
+        "pnl": 10.0,
+        "fees": 0.5,
+        "stop_loss": None,
+        "notes": None,
+        "tags": [],
+        "setup": None,
+        "emotion": None,
+        "lot_id": None,
+        "fill_ids": [],
+        "source": "manual",
+        "context": {"entry": {"missing": True}, "exit": {"missing": True}},
+        "stored_at": T0,
+    }
     row.update(over)
     return row
 
 
 def upsert(db: Database, *rows: dict) -> None:
     """Upsert by trade_id with raw SQL, JSON columns as text (what the journal store writes)."""
-    def write(d) -> None:  # noqa: ANN001
+
+    def write(d) -> None:
         for row in rows:
             values = {k: json.dumps(v) if k in ("tags", "fill_ids", "context") else v for k, v in row.items()}
             cols = ", ".join(values)
-            d.conn.execute(f"INSERT OR REPLACE INTO journal_trades ({cols}) VALUES "
-                           f"({', '.join(':' + c for c in values)})", values)
+            d.conn.execute(
+                f"INSERT OR REPLACE INTO journal_trades ({cols}) VALUES ({', '.join(':' + c for c in values)})", values
+            )
+
     db.write(write)
 
 
@@ -52,25 +74,79 @@ def db(tmp_path: Path) -> Iterator[Database]:
 @pytest.fixture
 def journal_rows(db: Database) -> Database:
     """Three closed whole trades, one open trade, a lot half closed by two round trips, another user."""
-    upsert(db,
-           trade_row("t1", pnl=100.0, fees=1.0, tags=["breakout", "trend"], setup="breakout",
-                     entry_time=T0, exit_time=T0 + HOUR),
-           trade_row("t2", symbol="ETHUSDT", pnl=-50.0, fees=2.0, tags=["fomo"], setup="reversal",
-                     entry_time=T0 + 2 * HOUR, exit_time=T0 + 3 * HOUR),
-           trade_row("t3", pnl=30.0, fees=None, tags=["trend"], entry_time=T0 + 4 * HOUR, exit_time=T0 + 5 * HOUR),
-           trade_row("open1", symbol="ETHUSDT", side="SELL", entry_price=2000.0, exit_price=None, exit_time=None,
-                     pnl=None, quantity=0.5, entry_time=T0 + 6 * HOUR),
-           trade_row("lot-a", kind="lot", entry_price=90.0, exit_price=None, exit_time=None, pnl=None,
-                     quantity=2.0, entry_time=T0 - HOUR, lot_id="lot-a", fill_ids=["f-a"], source="csv"),
-           trade_row("rt-1", kind="round_trip", entry_price=90.0, exit_price=95.0, quantity=0.5, pnl=-80.0,
-                     entry_time=T0 - HOUR, exit_time=T0 + 7 * HOUR, lot_id="lot-a", source="csv"),
-           trade_row("rt-2", kind="round_trip", entry_price=90.0, exit_price=96.0, quantity=0.75, pnl=20.0,
-                     entry_time=T0 - HOUR, exit_time=T0 + 8 * HOUR, lot_id="lot-a", source="csv"),
-           trade_row("other", user_id="someone-else", pnl=1000.0))
-    db.write(lambda d: d.conn.executemany(
-        "INSERT INTO journal_fills (fill_id, seq, user_id, symbol, side, price, quantity, time, fee, fee_asset, "
-        "fee_quote, exchange_id, source, format) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [fill_row("f-a"), fill_row("f-b"), fill_row("f-c", "ETHUSDT"), fill_row("f-x", user_id="someone-else")]))
+    upsert(
+        db,
+        trade_row(
+            "t1", pnl=100.0, fees=1.0, tags=["breakout", "trend"], setup="breakout", entry_time=T0, exit_time=T0 + HOUR
+        ),
+        trade_row(
+            "t2",
+            symbol="ETHUSDT",
+            pnl=-50.0,
+            fees=2.0,
+            tags=["fomo"],
+            setup="reversal",
+            entry_time=T0 + 2 * HOUR,
+            exit_time=T0 + 3 * HOUR,
+        ),
+        trade_row("t3", pnl=30.0, fees=None, tags=["trend"], entry_time=T0 + 4 * HOUR, exit_time=T0 + 5 * HOUR),
+        trade_row(
+            "open1",
+            symbol="ETHUSDT",
+            side="SELL",
+            entry_price=2000.0,
+            exit_price=None,
+            exit_time=None,
+            pnl=None,
+            quantity=0.5,
+            entry_time=T0 + 6 * HOUR,
+        ),
+        trade_row(
+            "lot-a",
+            kind="lot",
+            entry_price=90.0,
+            exit_price=None,
+            exit_time=None,
+            pnl=None,
+            quantity=2.0,
+            entry_time=T0 - HOUR,
+            lot_id="lot-a",
+            fill_ids=["f-a"],
+            source="csv",
+        ),
+        trade_row(
+            "rt-1",
+            kind="round_trip",
+            entry_price=90.0,
+            exit_price=95.0,
+            quantity=0.5,
+            pnl=-80.0,
+            entry_time=T0 - HOUR,
+            exit_time=T0 + 7 * HOUR,
+            lot_id="lot-a",
+            source="csv",
+        ),
+        trade_row(
+            "rt-2",
+            kind="round_trip",
+            entry_price=90.0,
+            exit_price=96.0,
+            quantity=0.75,
+            pnl=20.0,
+            entry_time=T0 - HOUR,
+            exit_time=T0 + 8 * HOUR,
+            lot_id="lot-a",
+            source="csv",
+        ),
+        trade_row("other", user_id="someone-else", pnl=1000.0),
+    )
+    db.write(
+        lambda d: d.conn.executemany(
+            "INSERT INTO journal_fills (fill_id, seq, user_id, symbol, side, price, quantity, time, fee, fee_asset, "
+            "fee_quote, exchange_id, source, format) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [fill_row("f-a"), fill_row("f-b"), fill_row("f-c", "ETHUSDT"), fill_row("f-x", user_id="someone-else")],
+        )
+    )
     return db
 
 
@@ -83,8 +159,16 @@ def test_an_empty_journal(db: Database) -> None:
     assert journal.alerts(db, USER) == []
     assert journal.symbols(db, USER) == journal.tags(db, USER) == journal.setups(db, USER) == []
     assert journal.journal_summary(db, USER) == {
-        "fills": 0, "trades": 0, "open_positions": 0, "net_pnl": 0.0, "fees": 0.0, "win_rate": None,
-        "profit_factor": None, "expectancy": None, "max_drawdown": 0.0}
+        "fills": 0,
+        "trades": 0,
+        "open_positions": 0,
+        "net_pnl": 0.0,
+        "fees": 0.0,
+        "win_rate": None,
+        "profit_factor": None,
+        "expectancy": None,
+        "max_drawdown": 0.0,
+    }
 
 
 def test_trades_newest_first_with_parsed_columns(journal_rows: Database) -> None:
@@ -130,17 +214,41 @@ def test_lot_open_quantity_after_partial_round_trips(journal_rows: Database) -> 
     assert frame.loc[["t1", "t2", "t3", "rt-1", "rt-2"], "open_quantity"].tolist() == [0.0] * 5
 
     # Closing the rest of the lot (up to float dust) leaves nothing open.
-    upsert(journal_rows, trade_row("rt-3", kind="round_trip", entry_price=90.0, exit_price=99.0,
-                                   quantity=0.75 - 1e-12, pnl=6.0, entry_time=T0 - HOUR,
-                                   exit_time=T0 + 9 * HOUR, lot_id="lot-a", source="csv"))
+    upsert(
+        journal_rows,
+        trade_row(
+            "rt-3",
+            kind="round_trip",
+            entry_price=90.0,
+            exit_price=99.0,
+            quantity=0.75 - 1e-12,
+            pnl=6.0,
+            entry_time=T0 - HOUR,
+            exit_time=T0 + 9 * HOUR,
+            lot_id="lot-a",
+            source="csv",
+        ),
+    )
     frame = journal.trades(journal_rows, USER).set_index("trade_id")
     assert frame.loc["lot-a", "open_quantity"] == 0.0
     assert journal.open_positions(journal_rows, USER)["symbol"].tolist() == ["ETHUSDT"]
 
 
 def test_open_positions(journal_rows: Database) -> None:
-    upsert(journal_rows, trade_row("lot-b", kind="lot", entry_price=120.0, exit_price=None, exit_time=None,
-                                   pnl=None, quantity=0.25, entry_time=T0 + 10 * HOUR, lot_id="lot-b"))
+    upsert(
+        journal_rows,
+        trade_row(
+            "lot-b",
+            kind="lot",
+            entry_price=120.0,
+            exit_price=None,
+            exit_time=None,
+            pnl=None,
+            quantity=0.25,
+            entry_time=T0 + 10 * HOUR,
+            lot_id="lot-b",
+        ),
+    )
     positions = journal.open_positions(journal_rows, USER)
     assert positions[["symbol", "side"]].values.tolist() == [["BTCUSDT", "BUY"], ["ETHUSDT", "SELL"]]
     btc = positions.iloc[0]
@@ -154,18 +262,25 @@ def test_open_positions(journal_rows: Database) -> None:
 
 
 def test_annotations_override_and_survive_an_upsert_of_the_trade(journal_rows: Database) -> None:
-    journal.annotate(journal_rows, "t1", notes="  Chased it  ", tags=["late", " late", "", "discipline"],
-                     setup="")
+    journal.annotate(journal_rows, "t1", notes="  Chased it  ", tags=["late", " late", "", "discipline"], setup="")
     row = journal.trades(journal_rows, USER).set_index("trade_id").loc["t1"]
     assert (row["notes"], row["tags"], row["setup"], row["annotated"]) == (
-        "Chased it", ["late", "discipline"], None, True)
+        "Chased it",
+        ["late", "discipline"],
+        None,
+        True,
+    )
     assert journal.trades(journal_rows, USER, tag="late")["trade_id"].tolist() == ["t1"]
     assert journal.trades(journal_rows, USER, tag="breakout").empty  # the edit removed it
     assert journal.trades(journal_rows, USER, setup="breakout").empty
 
     # A replay of the topics upserts the stored trade again: the edit stays.
-    upsert(journal_rows, trade_row("t1", pnl=100.0, tags=["breakout", "trend"], setup="breakout",
-                                   notes="from the file", stored_at=T0 + 99))
+    upsert(
+        journal_rows,
+        trade_row(
+            "t1", pnl=100.0, tags=["breakout", "trend"], setup="breakout", notes="from the file", stored_at=T0 + 99
+        ),
+    )
     row = journal.trades(journal_rows, USER).set_index("trade_id").loc["t1"]
     assert (row["notes"], row["tags"], row["setup"]) == ("Chased it", ["late", "discipline"], None)
     assert row["stored_at"] == T0 + 99
@@ -188,8 +303,17 @@ def test_choices_for_the_filters(journal_rows: Database) -> None:
 
 def test_summary_keys_and_values(journal_rows: Database) -> None:
     summary = journal.journal_summary(journal_rows, USER)
-    assert list(summary) == ["fills", "trades", "open_positions", "net_pnl", "fees", "win_rate",
-                             "profit_factor", "expectancy", "max_drawdown"]
+    assert list(summary) == [
+        "fills",
+        "trades",
+        "open_positions",
+        "net_pnl",
+        "fees",
+        "win_rate",
+        "profit_factor",
+        "expectancy",
+        "max_drawdown",
+    ]
     # Closed in exit order: t1 +100, t2 -50, t3 +30, rt-1 -80, rt-2 +20 (fees 1 + 2 + 0.5 + 0.5).
     assert summary["fills"] == 3
     assert summary["trades"] == 5
@@ -208,10 +332,21 @@ def test_summary_keys_and_values(journal_rows: Database) -> None:
 
 
 def test_alerts_newest_first_and_parsed(db: Database) -> None:
-    rows = [("a1", USER, "revenge_trading", "high", T0, json.dumps(["t1", "t2"]), "Revenge?",
-             json.dumps({"loss": 500}), T0),
-            ("a2", USER, "overtrading", "medium", T0 + HOUR, json.dumps(["t3"]), "Slow down", "{}", T0),
-            ("a3", "someone-else", "overtrading", "low", T0, json.dumps(["x"]), "n/a", "{}", T0)]
+    rows = [
+        (
+            "a1",
+            USER,
+            "revenge_trading",
+            "high",
+            T0,
+            json.dumps(["t1", "t2"]),
+            "Revenge?",
+            json.dumps({"loss": 500}),
+            T0,
+        ),
+        ("a2", USER, "overtrading", "medium", T0 + HOUR, json.dumps(["t3"]), "Slow down", "{}", T0),
+        ("a3", "someone-else", "overtrading", "low", T0, json.dumps(["x"]), "n/a", "{}", T0),
+    ]
     db.write(lambda d: d.conn.executemany("INSERT INTO journal_alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows))
     alerts = journal.alerts(db, USER)
     assert [a["alert_id"] for a in alerts] == ["a2", "a1"]

@@ -23,8 +23,9 @@ def imported_modules(path: Path) -> set[str]:
 def test_pipeline_and_storage_never_import_streamlit_or_the_app() -> None:
     files = [*ROOT.joinpath("pipeline").rglob("*.py"), *ROOT.joinpath("storage").rglob("*.py")]
     assert len(files) > 10
-    offenders = {str(f.relative_to(ROOT)): sorted(imported_modules(f) & {"streamlit", "runtime", "pages", "app"})
-                 for f in files}
+    offenders = {
+        str(f.relative_to(ROOT)): sorted(imported_modules(f) & {"streamlit", "runtime", "pages", "app"}) for f in files
+    }
     assert {f: bad for f, bad in offenders.items() if bad} == {}
 
 
@@ -95,18 +96,34 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-DOMAIN = ("pipeline.journal", "pipeline.ml", "pipeline.trading", "pipeline.sources", "pipeline.notify",
-          "pipeline.candles")
-ABOVE_DOMAIN = ("pipeline.stages", "pipeline.wiring", "pipeline.api", "pipeline.jobs", "pipeline.__main__",
-                "pipeline.status_board", "pipeline.processes")
+DOMAIN = (
+    "pipeline.journal",
+    "pipeline.ml",
+    "pipeline.trading",
+    "pipeline.sources",
+    "pipeline.notify",
+    "pipeline.candles",
+)
+ABOVE_DOMAIN = (
+    "pipeline.stages",
+    "pipeline.wiring",
+    "pipeline.api",
+    "pipeline.jobs",
+    "pipeline.__main__",
+    "pipeline.status_board",
+    "pipeline.processes",
+)
 
 
 def _offenders(graph: dict[str, set[str]], who: tuple[str, ...], never: tuple[str, ...]) -> dict[str, list[str]]:
     def within(name: str, prefixes: tuple[str, ...]) -> bool:
         return any(name == p or name.startswith(p + ".") for p in prefixes)
 
-    return {m: sorted(d for d in deps if within(d, never)) for m, deps in graph.items()
-            if within(m, who) and any(within(d, never) for d in deps)}
+    return {
+        m: sorted(d for d in deps if within(d, never))
+        for m, deps in graph.items()
+        if within(m, who) and any(within(d, never) for d in deps)
+    }
 
 
 def test_domain_packages_never_import_stages_jobs_the_api_or_the_wiring() -> None:
@@ -153,8 +170,9 @@ def test_every_benchmark_answers_help() -> None:
     benches = sorted(p.stem for p in ROOT.joinpath("bench").glob("*.py") if p.stem != "__init__")
     assert {"journal", "importer", "bus"} <= set(benches)
     for name in benches:
-        done = subprocess.run([sys.executable, "-m", f"bench.{name}", "--help"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", f"bench.{name}", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0 and "usage" in done.stdout, f"bench.{name}: {done.stderr[-500:]}"
 
 

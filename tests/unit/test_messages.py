@@ -17,33 +17,75 @@ NOW = int(time.time() * 1000)
 
 
 def tick(**over: object) -> dict:
-    base = {"symbol": "BTCUSDT", "timestamp": NOW, "price": 68000.5, "open": 67500.0, "high": 68500.0,
-            "low": 67200.0, "volume": 12345.67, "price_change_pct": 2.15}
+    base = {
+        "symbol": "BTCUSDT",
+        "timestamp": NOW,
+        "price": 68000.5,
+        "open": 67500.0,
+        "high": 68500.0,
+        "low": 67200.0,
+        "volume": 12345.67,
+        "price_change_pct": 2.15,
+    }
     return {**base, **over}
 
 
 def signal(**over: object) -> dict:
-    base = {"symbol": "BTCUSDT", "timestamp": NOW, "model": "random_forest", "prediction_type": "return",
-            "predicted_value": 69500.0, "current_price": 68000.5, "expected_change_pct": 2.21,
-            "confidence": 0.85, "signal": "BUY", "features": {"ma_7": 67800.0}, "metadata": {"model_version": "1"}}
+    base = {
+        "symbol": "BTCUSDT",
+        "timestamp": NOW,
+        "model": "random_forest",
+        "prediction_type": "return",
+        "predicted_value": 69500.0,
+        "current_price": 68000.5,
+        "expected_change_pct": 2.21,
+        "confidence": 0.85,
+        "signal": "BUY",
+        "features": {"ma_7": 67800.0},
+        "metadata": {"model_version": "1"},
+    }
     return {**base, **over}
 
 
 def order(**over: object) -> dict:
-    base = {"order_id": "ORD-1", "symbol": "BTCUSDT", "timestamp": NOW, "action": "BUY", "order_type": "MARKET",
-            "quantity": 0.1, "price": 68000.5, "total_value": 6800.05, "status": "PENDING",
-            "strategy": "ml_signal_strategy",
-            "trigger_signal": {"model": "random_forest", "confidence": 0.85, "expected_change_pct": 2.21},
-            "risk_management": {"stop_loss": 66640.49, "take_profit": 71400.53, "stop_loss_pct": -2.0,
-                                "take_profit_pct": 5.0},
-            "metadata": {}}
+    base = {
+        "order_id": "ORD-1",
+        "symbol": "BTCUSDT",
+        "timestamp": NOW,
+        "action": "BUY",
+        "order_type": "MARKET",
+        "quantity": 0.1,
+        "price": 68000.5,
+        "total_value": 6800.05,
+        "status": "PENDING",
+        "strategy": "ml_signal_strategy",
+        "trigger_signal": {"model": "random_forest", "confidence": 0.85, "expected_change_pct": 2.21},
+        "risk_management": {
+            "stop_loss": 66640.49,
+            "take_profit": 71400.53,
+            "stop_loss_pct": -2.0,
+            "take_profit_pct": 5.0,
+        },
+        "metadata": {},
+    }
     return {**base, **over}
 
 
 def trade(**over: object) -> dict:
-    base = {"trade_id": "t1", "user_id": "u1", "symbol": "BTCUSDT", "side": "BUY", "entry_price": 100.0,
-            "exit_price": 110.0, "quantity": 1.0, "entry_time": NOW - 60_000, "exit_time": NOW, "pnl": 10.0,
-            "notes": None, "source": "manual"}
+    base = {
+        "trade_id": "t1",
+        "user_id": "u1",
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "entry_price": 100.0,
+        "exit_price": 110.0,
+        "quantity": 1.0,
+        "entry_time": NOW - 60_000,
+        "exit_time": NOW,
+        "pnl": 10.0,
+        "notes": None,
+        "source": "manual",
+    }
     return {**base, **over}
 
 
@@ -54,23 +96,30 @@ def rejected(topic: str, payload: dict) -> BadMessageError:
 
 
 def test_valid_seed_examples_pass_both_paths() -> None:
-    for topic, payload in [("crypto.market_data", tick()), ("crypto.ml_signals", signal()),
-                           ("crypto.orders", order()), ("normalized-trades", trade())]:
+    for topic, payload in [
+        ("crypto.market_data", tick()),
+        ("crypto.ml_signals", signal()),
+        ("crypto.orders", order()),
+        ("normalized-trades", trade()),
+    ]:
         decoded = m.decode(topic, json.dumps(payload).encode())
         assert m.decode(topic, m.encode(decoded)) == decoded
         assert m.build(type(decoded), **payload) == decoded
 
 
-@pytest.mark.parametrize(("field", "value", "rule"), [
-    ("symbol", "btcusdt", "matches ^[A-Z]{3,6}USDT$"),
-    ("symbol", "BTCEUR", "matches ^[A-Z]{3,6}USDT$"),
-    ("symbol", "ABCDEFGUSDT", "matches ^[A-Z]{3,6}USDT$"),
-    ("price", 0, "price > 0"),
-    ("open", -1.0, "open > 0"),
-    ("high", 0.0, "high > 0"),
-    ("low", -5, "low > 0"),
-    ("volume", -0.01, "volume >= 0"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("symbol", "btcusdt", "matches ^[A-Z]{3,6}USDT$"),
+        ("symbol", "BTCEUR", "matches ^[A-Z]{3,6}USDT$"),
+        ("symbol", "ABCDEFGUSDT", "matches ^[A-Z]{3,6}USDT$"),
+        ("price", 0, "price > 0"),
+        ("open", -1.0, "open > 0"),
+        ("high", 0.0, "high > 0"),
+        ("low", -5, "low > 0"),
+        ("volume", -0.01, "volume >= 0"),
+    ],
+)
 def test_market_data_field_rules_name_field_value_rule(field: str, value: object, rule: str) -> None:
     err = rejected("crypto.market_data", tick(**{field: value}))
     assert any(v.field == field and v.value == value and v.rule.startswith(rule) for v in err.violations), err
@@ -108,26 +157,40 @@ def test_freshness_rules_five_and_two_minutes() -> None:
         m.check_fresh(sig, NOW + 3 * 60_000)
 
 
-@pytest.mark.parametrize(("over", "field"), [
-    ({"confidence": 1.01}, "confidence"), ({"confidence": -0.1}, "confidence"),
-    ({"signal": "STRONG_BUY"}, "signal"), ({"predicted_value": 0}, "predicted_value"),
-    ({"current_price": -1}, "current_price"),
-])
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"confidence": 1.01}, "confidence"),
+        ({"confidence": -0.1}, "confidence"),
+        ({"signal": "STRONG_BUY"}, "signal"),
+        ({"predicted_value": 0}, "predicted_value"),
+        ({"current_price": -1}, "current_price"),
+    ],
+)
 def test_signal_rules(over: dict, field: str) -> None:
     err = rejected("crypto.ml_signals", signal(**over))
     assert err.violations[0].field == field
 
 
-@pytest.mark.parametrize(("over", "field", "rule"), [
-    ({"quantity": 0, "total_value": 0}, "quantity", "quantity > 0"),
-    ({"price": 0}, "price", "price > 0"),
-    ({"action": "HOLD"}, "action", "one of"),
-    ({"total_value": 7000.0}, "total_value", "total_value = quantity * price"),
-    ({"risk_management": {"stop_loss": 69000.0, "take_profit": 71400.53}}, "risk_management.stop_loss",
-     "stop_loss < price"),
-    ({"risk_management": {"stop_loss": 66000.0, "take_profit": 67000.0}}, "risk_management.take_profit",
-     "price (68000.5) < take_profit"),
-])
+@pytest.mark.parametrize(
+    ("over", "field", "rule"),
+    [
+        ({"quantity": 0, "total_value": 0}, "quantity", "quantity > 0"),
+        ({"price": 0}, "price", "price > 0"),
+        ({"action": "HOLD"}, "action", "one of"),
+        ({"total_value": 7000.0}, "total_value", "total_value = quantity * price"),
+        (
+            {"risk_management": {"stop_loss": 69000.0, "take_profit": 71400.53}},
+            "risk_management.stop_loss",
+            "stop_loss < price",
+        ),
+        (
+            {"risk_management": {"stop_loss": 66000.0, "take_profit": 67000.0}},
+            "risk_management.take_profit",
+            "price (68000.5) < take_profit",
+        ),
+    ],
+)
 def test_order_rules(over: dict, field: str, rule: str) -> None:
     err = rejected("crypto.orders", order(**over))
     assert err.violations[0].field == field and rule in err.violations[0].rule, err
@@ -140,36 +203,67 @@ def test_sell_order_mirrors_stop_and_target() -> None:
     assert "stop_loss > price" in err.violations[0].rule
 
 
-@pytest.mark.parametrize(("over", "field"), [
-    ({"side": "LONG"}, "side"), ({"entry_price": 0}, "entry_price"), ({"quantity": -1}, "quantity"),
-    ({"exit_time": NOW - 120_000}, "exit_time"), ({"exit_price": None}, "exit_price"),
-    ({"trade_id": ""}, "trade_id"),
-])
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"side": "LONG"}, "side"),
+        ({"entry_price": 0}, "entry_price"),
+        ({"quantity": -1}, "quantity"),
+        ({"exit_time": NOW - 120_000}, "exit_time"),
+        ({"exit_price": None}, "exit_price"),
+        ({"trade_id": ""}, "trade_id"),
+    ],
+)
 def test_trade_rules(over: dict, field: str) -> None:
     err = rejected("normalized-trades", trade(**over))
     assert err.violations[0].field == field
 
 
 def test_seed_003_formats() -> None:
-    price = {"symbol": "VCB", "time": "2024-12-04T09:15:00+07:00", "open": 85.5, "high": 86.2, "low": 85.0,
-             "close": 86.0, "volume": 1250000, "collected_at": "2024-12-04T09:15:30.123456"}
+    price = {
+        "symbol": "VCB",
+        "time": "2024-12-04T09:15:00+07:00",
+        "open": 85.5,
+        "high": 86.2,
+        "low": 85.0,
+        "close": 86.0,
+        "volume": 1250000,
+        "collected_at": "2024-12-04T09:15:30.123456",
+    }
     assert m.decode("stock_prices_raw", json.dumps(price).encode()).close == 86.0
     assert rejected("stock_prices_raw", {**price, "high": 1.0}).violations[0].field == "high"
-    trig = {"trigger_id": "u", "symbol": "VCB", "trigger_type": "price_update",
-            "timestamp": "2024-12-04T09:15:00+07:00", "metadata": {"priority": "normal"}}
+    trig = {
+        "trigger_id": "u",
+        "symbol": "VCB",
+        "trigger_type": "price_update",
+        "timestamp": "2024-12-04T09:15:00+07:00",
+        "metadata": {"priority": "normal"},
+    }
     m.decode("analysis_triggers", json.dumps(trig).encode())
     assert rejected("analysis_triggers", {**trig, "trigger_type": "whim"}).violations[0].field == "trigger_type"
-    alert = {"alert_id": "a", "symbol": "VCB", "alert_type": "buy_signal", "priority": "urgent",
-             "timestamp": "2024-12-04T11:00:00+07:00", "message": "x", "data": {}}
+    alert = {
+        "alert_id": "a",
+        "symbol": "VCB",
+        "alert_type": "buy_signal",
+        "priority": "urgent",
+        "timestamp": "2024-12-04T11:00:00+07:00",
+        "message": "x",
+        "data": {},
+    }
     assert rejected("alerts", alert).violations[0].field == "priority"
-    result = {"result_id": "r", "symbol": "VCB", "analysis_type": "technical",
-              "timestamp": "2024-12-04T10:00:00+07:00", "results": {"score": 0.8, "confidence": 1.5}}
+    result = {
+        "result_id": "r",
+        "symbol": "VCB",
+        "analysis_type": "technical",
+        "timestamp": "2024-12-04T10:00:00+07:00",
+        "results": {"score": 0.8, "confidence": 1.5},
+    }
     assert rejected("analysis_results", result).violations[0].field == "results.confidence"
 
 
 def test_messages_are_immutable() -> None:
     t = m.build(m.MarketData, **tick())
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         t.price = 1.0  # type: ignore[misc]
 
 
@@ -194,10 +288,23 @@ def _plain_values(rnd: random.Random, depth: int = 0) -> object:
     if kind == "str":
         return "".join(rnd.choice('ab"\\/\n\t\u00e9\u2028\U0001f600=+@,') for _ in range(rnd.randint(0, 6)))
     if kind == "int":
-        return rnd.choice([0, 1, -1, 2**53, -(2**63), 2**63 - 1, rnd.randint(-10**6, 10**6)])
+        return rnd.choice([0, 1, -1, 2**53, -(2**63), 2**63 - 1, rnd.randint(-(10**6), 10**6)])
     if kind == "float":
-        return rnd.choice([0.1, -0.0, 1e-7, 1e21, 123456.789, 5e-324, 1.7976931348623157e308, float("inf"),
-                           float("nan"), rnd.uniform(-1e6, 1e6), rnd.random() * 10 ** rnd.randint(-12, 12)])
+        return rnd.choice(
+            [
+                0.1,
+                -0.0,
+                1e-7,
+                1e21,
+                123456.789,
+                5e-324,
+                1.7976931348623157e308,
+                float("inf"),
+                float("nan"),
+                rnd.uniform(-1e6, 1e6),
+                rnd.random() * 10 ** rnd.randint(-12, 12),
+            ]
+        )
     if kind == "none":
         return None
     if kind == "bool":
@@ -212,15 +319,41 @@ def test_plain_json_models_encode_as_pydantic_does() -> None:
     rnd = random.Random(5)
     for _ in range(400):
         text = _plain_values(rnd)
-        fields = {**trade(notes=text if isinstance(text, str) else None, pnl=rnd.uniform(-1e5, 1e5),
-                          entry_price=rnd.random() * 10 ** rnd.randint(-8, 8) + 1e-9),
-                  "tags": tuple(str(_plain_values(rnd)) for _ in range(rnd.randint(0, 3))), "fees": rnd.random()}
+        fields = {
+            **trade(
+                notes=text if isinstance(text, str) else None,
+                pnl=rnd.uniform(-1e5, 1e5),
+                entry_price=rnd.random() * 10 ** rnd.randint(-8, 8) + 1e-9,
+            ),
+            "tags": tuple(str(_plain_values(rnd)) for _ in range(rnd.randint(0, 3))),
+            "fees": rnd.random(),
+        }
         context = {"entry": _plain_values(rnd), "exit": {"missing": True, "reason": str(text)}}
-        models = [m.build(m.Trade, **fields), m.build(m.EnrichedTrade, **fields, context=context),
-                  m.build(m.RawTrade, raw_id="r", user_id="u", source="csv", format="binance-spot",
-                          received_at=NOW, payload={"Price": text, "x": _plain_values(rnd)}, row=rnd.randint(2, 9)),
-                  m.build(m.BehavioralAlert, alert_id="a", user_id="u", alert_type="loss_streak", severity="high",
-                          timestamp=NOW, trade_ids=["t1"], message=str(text), details={"v": _plain_values(rnd)})]
+        models = [
+            m.build(m.Trade, **fields),
+            m.build(m.EnrichedTrade, **fields, context=context),
+            m.build(
+                m.RawTrade,
+                raw_id="r",
+                user_id="u",
+                source="csv",
+                format="binance-spot",
+                received_at=NOW,
+                payload={"Price": text, "x": _plain_values(rnd)},
+                row=rnd.randint(2, 9),
+            ),
+            m.build(
+                m.BehavioralAlert,
+                alert_id="a",
+                user_id="u",
+                alert_type="loss_streak",
+                severity="high",
+                timestamp=NOW,
+                trade_ids=["t1"],
+                message=str(text),
+                details={"v": _plain_values(rnd)},
+            ),
+        ]
         for model in models:
             assert model.plain_json
             assert m.encode(model) == model.__pydantic_serializer__.to_json(model), model
@@ -243,7 +376,19 @@ def test_trade_avro_schema_matches_seed_000() -> None:
     assert fields["side"]["symbols"] == ["BUY", "SELL"]
     assert fields["entry_time"] == "long" and fields["exit_time"] == ["null", "long"]
     assert fields["exit_price"] == ["null", "double"] and fields["source"] == "string"
-    assert list(fields)[:12] == ["trade_id", "user_id", "symbol", "side", "entry_price", "exit_price",
-                                 "quantity", "entry_time", "exit_time", "pnl", "notes", "source"]
+    assert list(fields)[:12] == [
+        "trade_id",
+        "user_id",
+        "symbol",
+        "side",
+        "entry_price",
+        "exit_price",
+        "quantity",
+        "entry_time",
+        "exit_time",
+        "pnl",
+        "notes",
+        "source",
+    ]
     # The extensions after seed 000's fields are optional, so seed-shaped records still read.
     assert all("default" in f for f in avro["fields"][12:])

@@ -13,16 +13,26 @@ from sklearn.model_selection import TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.ml.data import bars_from_simulator
-from pipeline.ml.evaluate import (
-    BASELINES, Evaluation, TradeResult, make_dataset, simulate_trades, walk_forward)
 from pipeline.ml.compiled import Evaluator
+from pipeline.ml.data import bars_from_simulator
+from pipeline.ml.evaluate import BASELINES, Evaluation, TradeResult, make_dataset, simulate_trades, walk_forward
 from pipeline.ml.features import FEATURES, WARMUP_BARS
-from pipeline.ml.models import (
-    MODEL_NAMES, SEED_MODELS, Predictor, TrainingError, fit_predictor)
+from pipeline.ml.models import MODEL_NAMES, SEED_MODELS, Predictor, TrainingError, fit_predictor
 
-METRIC_KEYS = {"accuracy", "precision_up", "recall_up", "precision_down", "recall_down", "r2",
-               "mae_pct", "profit_pct", "trades", "exposure", "samples", "base_rate_up"}
+METRIC_KEYS = {
+    "accuracy",
+    "precision_up",
+    "recall_up",
+    "precision_down",
+    "recall_down",
+    "r2",
+    "mae_pct",
+    "profit_pct",
+    "trades",
+    "exposure",
+    "samples",
+    "base_rate_up",
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +50,16 @@ def planted_bars(n: int, seed: int) -> pd.DataFrame:
     for i in range(1, n):
         r[i] = 0.5 * r[i - 1] + shocks[i]
     close = 100 * np.exp(np.cumsum(r))
-    return pd.DataFrame({"start": np.arange(n, dtype=np.int64) * 60_000, "open": close,
-                         "high": close * 1.001, "low": close * 0.999, "close": close,
-                         "volume": rng.lognormal(0, 0.5, n)})
+    return pd.DataFrame(
+        {
+            "start": np.arange(n, dtype=np.int64) * 60_000,
+            "open": close,
+            "high": close * 1.001,
+            "low": close * 0.999,
+            "close": close,
+            "volume": rng.lognormal(0, 0.5, n),
+        }
+    )
 
 
 def edge_over_chance(evaluation: Evaluation) -> tuple[float, float]:
@@ -69,13 +86,14 @@ def test_dataset_rows_are_defined_and_targets_are_forward_returns() -> None:
     assert not X.isna().any().any()
 
 
-def test_no_model_beats_chance_on_a_random_walk(
-        random_walk: tuple[pd.DataFrame, np.ndarray, np.ndarray]) -> None:
+def test_no_model_beats_chance_on_a_random_walk(random_walk: tuple[pd.DataFrame, np.ndarray, np.ndarray]) -> None:
     X, y, _ = random_walk
     for name in MODEL_NAMES:
         evaluation = walk_forward(name, X, y, 5, n_splits=5)
         edge, se = edge_over_chance(evaluation)
-        assert edge < 3 * se, f"{name}: accuracy {evaluation.metrics['accuracy']:.4f} beats chance by {edge / se:.1f} SE"
+        assert edge < 3 * se, (
+            f"{name}: accuracy {evaluation.metrics['accuracy']:.4f} beats chance by {edge / se:.1f} SE"
+        )
         assert evaluation.metrics["samples"] > 15_000
         assert set(evaluation.metrics) == METRIC_KEYS
         assert set(evaluation.baselines) == set(BASELINES)
@@ -150,7 +168,7 @@ def test_profit_arithmetic_on_one_trade() -> None:
     # Long at rows 0 and 2: the position is kept, so still one entry and one exit.
     kept = simulate_trades(np.array([True, False, True, False, False, False]), y, 2, fee_bps=10.0)
     assert kept.trades == 1
-    assert kept.profit_pct == pytest.approx((math.exp(0.02 - 0.01) * 0.999 ** 2 - 1) * 100)
+    assert kept.profit_pct == pytest.approx((math.exp(0.02 - 0.01) * 0.999**2 - 1) * 100)
     assert simulate_trades(np.zeros(6, dtype=bool), y, 2, 10.0) == TradeResult(0.0, 0, 3, 0)
 
 
@@ -165,8 +183,7 @@ def test_walk_forward_trades_only_when_the_expected_return_beats_the_fees() -> N
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_predict_is_one_batched_call_with_confidence_in_range(
-        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_predict_is_one_batched_call_with_confidence_in_range(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     X, y, _ = make_dataset(planted_bars(1_200, seed=9), 5)
     values = X.to_numpy().copy()
     predictor = fit_predictor(name, values[:900], y[:900], 5)
@@ -177,8 +194,7 @@ def test_predict_is_one_batched_call_with_confidence_in_range(
     for owner, method in ((Pipeline, "predict"), (Pipeline, "predict_proba"), (Evaluator, "__call__")):
         original = getattr(owner, method)
 
-        def counting(self: object, rows: np.ndarray, *args: object, _original=original,
-                     **kwargs: object) -> np.ndarray:
+        def counting(self: object, rows: np.ndarray, *args: object, _original=original, **kwargs: object) -> np.ndarray:
             calls.append(len(rows))
             return _original(self, rows, *args, **kwargs)
 

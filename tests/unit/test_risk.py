@@ -12,20 +12,43 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.trading.risk import (
-    QUANTITY_DIGITS, RiskSettings, actionable, brackets, confidence_level, floor_quantity, indicator_confirms,
-    size_entry)
+    QUANTITY_DIGITS,
+    RiskSettings,
+    actionable,
+    brackets,
+    confidence_level,
+    floor_quantity,
+    indicator_confirms,
+    size_entry,
+)
 
 WIDE = dict(max_symbol_exposure_pct=100.0, max_total_exposure_pct=100.0)
 
 
-def _size(price: float, stop: float | None = None, *, equity: float = 10_000.0, cash: float = 10_000.0,
-          symbol_exposure: float = 0.0, total_exposure: float = 0.0, settings: RiskSettings | None = None,
-          cost_rate: float = 0.0):
+def _size(
+    price: float,
+    stop: float | None = None,
+    *,
+    equity: float = 10_000.0,
+    cash: float = 10_000.0,
+    symbol_exposure: float = 0.0,
+    total_exposure: float = 0.0,
+    settings: RiskSettings | None = None,
+    cost_rate: float = 0.0,
+):
     settings = settings or RiskSettings()
     if stop is None:
         stop = brackets(price, settings)[0] if price > 0 and math.isfinite(price) else 1.0
-    return size_entry(price, stop, equity=equity, cash=cash, symbol_exposure=symbol_exposure,
-                      total_exposure=total_exposure, settings=settings, cost_rate=cost_rate)
+    return size_entry(
+        price,
+        stop,
+        equity=equity,
+        cash=cash,
+        symbol_exposure=symbol_exposure,
+        total_exposure=total_exposure,
+        settings=settings,
+        cost_rate=cost_rate,
+    )
 
 
 def _digits(q: float) -> int:
@@ -59,8 +82,7 @@ def test_fixed_risk_loses_risk_pct_of_equity_at_the_stop() -> None:
 
 def test_capped_by_the_room_left_under_the_symbol_exposure() -> None:
     settings = RiskSettings(position_pct=20.0, max_symbol_exposure_pct=25.0)
-    d = _size(10.0, equity=10_000.0, cash=10_000.0, symbol_exposure=1_000.0, total_exposure=1_000.0,
-              settings=settings)
+    d = _size(10.0, equity=10_000.0, cash=10_000.0, symbol_exposure=1_000.0, total_exposure=1_000.0, settings=settings)
     assert d.capped_by == "symbol exposure"
     assert d.notional == pytest.approx(1_500.0)  # 25 % of 10,000 minus the 1,000 held
     assert d.quantity == pytest.approx(150.0)
@@ -68,8 +90,7 @@ def test_capped_by_the_room_left_under_the_symbol_exposure() -> None:
 
 def test_capped_by_the_room_left_under_the_total_exposure() -> None:
     settings = RiskSettings(position_pct=20.0, max_symbol_exposure_pct=50.0, max_total_exposure_pct=60.0)
-    d = _size(10.0, equity=10_000.0, cash=10_000.0, symbol_exposure=0.0, total_exposure=5_000.0,
-              settings=settings)
+    d = _size(10.0, equity=10_000.0, cash=10_000.0, symbol_exposure=0.0, total_exposure=5_000.0, settings=settings)
     assert d.capped_by == "total exposure"
     assert d.notional == pytest.approx(1_000.0)
     assert d.quantity == pytest.approx(100.0)
@@ -124,16 +145,30 @@ def test_an_entry_never_costs_more_than_its_sized_notional() -> None:
 @pytest.mark.parametrize("price", [0.0, -5.0, math.nan, math.inf, -math.inf])
 def test_a_price_that_is_not_a_positive_number_sizes_nothing(price: float) -> None:
     for sizing in ("fixed_fraction", "fixed_risk"):
-        d = size_entry(price, 1.0, equity=10_000.0, cash=10_000.0, symbol_exposure=0.0, total_exposure=0.0,
-                       settings=RiskSettings(sizing=sizing))
+        d = size_entry(
+            price,
+            1.0,
+            equity=10_000.0,
+            cash=10_000.0,
+            symbol_exposure=0.0,
+            total_exposure=0.0,
+            settings=RiskSettings(sizing=sizing),
+        )
         assert d.quantity == 0.0 and d.notional == 0.0
         assert d.reason is not None and "price" in d.reason
 
 
 @pytest.mark.parametrize("stop", [100.0, 101.0])
 def test_fixed_risk_needs_the_stop_under_the_price(stop: float) -> None:
-    d = size_entry(100.0, stop, equity=10_000.0, cash=10_000.0, symbol_exposure=0.0, total_exposure=0.0,
-                   settings=RiskSettings(sizing="fixed_risk"))
+    d = size_entry(
+        100.0,
+        stop,
+        equity=10_000.0,
+        cash=10_000.0,
+        symbol_exposure=0.0,
+        total_exposure=0.0,
+        settings=RiskSettings(sizing="fixed_risk"),
+    )
     assert d.quantity == 0.0
     assert d.reason is not None and "stop" in d.reason
 
@@ -208,14 +243,25 @@ def test_seed_defaults() -> None:
 # -- RiskSettings -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("stop_loss_pct", 0.0), ("stop_loss_pct", 100.0), ("stop_loss_pct", -1.0),
-    ("take_profit_pct", -1.0), ("take_profit_pct", 0.0),
-    ("position_pct", 0.0), ("position_pct", 100.5), ("risk_pct", 0.0),
-    ("max_symbol_exposure_pct", 0.0), ("max_total_exposure_pct", 101.0),
-    ("trailing_stop_pct", 100.0), ("trailing_stop_pct", -1.0), ("min_order_usdt", -1.0),
-    ("sizing", "kelly"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stop_loss_pct", 0.0),
+        ("stop_loss_pct", 100.0),
+        ("stop_loss_pct", -1.0),
+        ("take_profit_pct", -1.0),
+        ("take_profit_pct", 0.0),
+        ("position_pct", 0.0),
+        ("position_pct", 100.5),
+        ("risk_pct", 0.0),
+        ("max_symbol_exposure_pct", 0.0),
+        ("max_total_exposure_pct", 101.0),
+        ("trailing_stop_pct", 100.0),
+        ("trailing_stop_pct", -1.0),
+        ("min_order_usdt", -1.0),
+        ("sizing", "kelly"),
+    ],
+)
 def test_risk_settings_refuse_bad_values_naming_the_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError) as err:
         RiskSettings(**{field: value})
@@ -223,57 +269,77 @@ def test_risk_settings_refuse_bad_values_naming_the_field(field: str, value: obj
 
 
 def test_risk_settings_accept_their_edges_and_size_with_them() -> None:
-    edges: dict[str, Any] = {"position_pct": 100.0, "risk_pct": 100.0, "max_symbol_exposure_pct": 100.0,
-                             "max_total_exposure_pct": 100.0, "trailing_stop_pct": 0.0, "min_order_usdt": 0.0,
-                             "stop_loss_pct": 99.9}
+    edges: dict[str, Any] = {
+        "position_pct": 100.0,
+        "risk_pct": 100.0,
+        "max_symbol_exposure_pct": 100.0,
+        "max_total_exposure_pct": 100.0,
+        "trailing_stop_pct": 0.0,
+        "min_order_usdt": 0.0,
+        "stop_loss_pct": 99.9,
+    }
     risk = RiskSettings(**edges, sizing="fixed_risk")
     assert {k: getattr(risk, k) for k in edges} == edges
     # a 99.9 % stop sits at a thousandth of the price
     stop, take = brackets(100.0, risk)
     assert stop == pytest.approx(0.1) and take == pytest.approx(105.0)
     # risking 100 % of 1,000 USDT over 99.9 USDT a unit wants 1,001 USDT: the 100 % symbol cap leaves 1,000
-    d = size_entry(100.0, stop, equity=1_000.0, cash=1_000.0, symbol_exposure=0.0, total_exposure=0.0,
-                   settings=risk)
+    d = size_entry(100.0, stop, equity=1_000.0, cash=1_000.0, symbol_exposure=0.0, total_exposure=0.0, settings=risk)
     assert (d.quantity, d.capped_by, d.reason) == (10.0, "symbol exposure", None)
     # 100 % of equity as a fixed fraction is the whole equity, with nothing capping it
-    whole = size_entry(100.0, stop, equity=1_000.0, cash=1_000.0, symbol_exposure=0.0, total_exposure=0.0,
-                       settings=RiskSettings(**edges))
+    whole = size_entry(
+        100.0,
+        stop,
+        equity=1_000.0,
+        cash=1_000.0,
+        symbol_exposure=0.0,
+        total_exposure=0.0,
+        settings=RiskSettings(**edges),
+    )
     assert (whole.quantity, whole.notional, whole.capped_by) == (10.0, 1_000.0, None)
     # no minimum order: half a USDT still buys something
-    dust = size_entry(100.0, stop, equity=0.5, cash=0.5, symbol_exposure=0.0, total_exposure=0.0,
-                      settings=RiskSettings(**edges))
+    dust = size_entry(
+        100.0, stop, equity=0.5, cash=0.5, symbol_exposure=0.0, total_exposure=0.0, settings=RiskSettings(**edges)
+    )
     assert (dust.quantity, dust.reason) == (0.005, None)
 
 
 # -- confidence and confirmation ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("confidence", "level"), [
-    (1.0, "high"), (0.8, "high"), (0.7999, "medium"), (0.6, "medium"), (0.5999, "low"), (0.0, "low")])
+@pytest.mark.parametrize(
+    ("confidence", "level"),
+    [(1.0, "high"), (0.8, "high"), (0.7999, "medium"), (0.6, "medium"), (0.5999, "low"), (0.0, "low")],
+)
 def test_confidence_levels(confidence: float, level: str) -> None:
     assert confidence_level(confidence) == level
 
 
-@pytest.mark.parametrize(("signal", "confidence", "expected"), [
-    ("BUY", 0.9, True), ("SELL", 0.6, True), ("BUY", 0.59, False), ("HOLD", 0.99, False), ("HOLD", 0.6, False)])
+@pytest.mark.parametrize(
+    ("signal", "confidence", "expected"),
+    [("BUY", 0.9, True), ("SELL", 0.6, True), ("BUY", 0.59, False), ("HOLD", 0.99, False), ("HOLD", 0.6, False)],
+)
 def test_actionable(signal: str, confidence: float, expected: bool) -> None:
     assert actionable(signal, confidence) is expected
 
 
-@pytest.mark.parametrize(("signal", "features", "expected"), [
-    ("BUY", {"ma_7": 101.0, "ma_25": 100.0, "rsi_14": 55.0}, True),
-    ("BUY", {"ma_7": 99.0, "ma_25": 100.0, "rsi_14": 55.0}, False),
-    ("BUY", {"ma_7": 100.0, "ma_25": 100.0, "rsi_14": 55.0}, False),
-    ("BUY", {"ma_7": 101.0, "ma_25": 100.0, "rsi_14": 70.0}, False),
-    ("BUY", {"ma_7": 101.0, "ma_25": 100.0, "rsi_14": 69.99}, True),
-    ("SELL", {"ma_7": 99.0, "ma_25": 100.0, "rsi_14": 45.0}, True),
-    ("SELL", {"ma_7": 101.0, "ma_25": 100.0, "rsi_14": 45.0}, False),
-    ("SELL", {"ma_7": 99.0, "ma_25": 100.0, "rsi_14": 30.0}, False),
-    ("SELL", {"ma_7": 99.0, "ma_25": 100.0, "rsi_14": 30.01}, True),
-    ("BUY", {"ma_7": 101.0, "ma_25": 100.0}, False),
-    ("BUY", {"ma_7": None, "ma_25": 100.0, "rsi_14": 50.0}, False),
-    ("SELL", {}, False),
-    ("HOLD", {"ma_7": 101.0, "ma_25": 100.0, "rsi_14": 50.0}, False),
-])
+@pytest.mark.parametrize(
+    ("signal", "features", "expected"),
+    [
+        ("BUY", {"ma_7": 101.0, "ma_25": 100.0, "rsi_14": 55.0}, True),
+        ("BUY", {"ma_7": 99.0, "ma_25": 100.0, "rsi_14": 55.0}, False),
+        ("BUY", {"ma_7": 100.0, "ma_25": 100.0, "rsi_14": 55.0}, False),
+        ("BUY", {"ma_7": 101.0, "ma_25": 100.0, "rsi_14": 70.0}, False),
+        ("BUY", {"ma_7": 101.0, "ma_25": 100.0, "rsi_14": 69.99}, True),
+        ("SELL", {"ma_7": 99.0, "ma_25": 100.0, "rsi_14": 45.0}, True),
+        ("SELL", {"ma_7": 101.0, "ma_25": 100.0, "rsi_14": 45.0}, False),
+        ("SELL", {"ma_7": 99.0, "ma_25": 100.0, "rsi_14": 30.0}, False),
+        ("SELL", {"ma_7": 99.0, "ma_25": 100.0, "rsi_14": 30.01}, True),
+        ("BUY", {"ma_7": 101.0, "ma_25": 100.0}, False),
+        ("BUY", {"ma_7": None, "ma_25": 100.0, "rsi_14": 50.0}, False),
+        ("SELL", {}, False),
+        ("HOLD", {"ma_7": 101.0, "ma_25": 100.0, "rsi_14": 50.0}, False),
+    ],
+)
 def test_indicator_confirms(signal: str, features: dict, expected: bool) -> None:
     assert indicator_confirms(signal, features) is expected

@@ -24,7 +24,7 @@ def test_realistic_levels_and_volatility_clustering() -> None:
     assert 30_000 < prices[0] < 140_000
     r = np.diff(np.log(prices))
     assert abs(r.mean()) < 5 * r.std() / np.sqrt(len(r))  # no drift to speak of
-    sq = r ** 2 - (r ** 2).mean()
+    sq = r**2 - (r**2).mean()
     autocorr = (sq[1:] * sq[:-1]).mean() / sq.var()
     assert autocorr > 0.05  # squared returns cluster (GARCH); an i.i.d. walk gives ~0
     ann = r.std() * np.sqrt(365 * 24 * 60)

@@ -12,10 +12,28 @@ from storage.status import StageStatus
 def test_a_stage_process_is_shown_once_with_its_childs_counters_and_details(tmp_path: Path) -> None:
     db = Database(tmp_path / "desk.db")
     try:
-        parent = StageStatus("ml", "process", True, errors=1, started_at=1.0, pid=100,
-                             details={"child_pid": 200, "restarts": 1}, updated_at=1000.0)
-        child = StageStatus("ml", "stage", True, processed=50, produced=150, lag=3, started_at=2.0, pid=200,
-                            details={"skipped": {"warming up": 7}}, updated_at=1000.5)
+        parent = StageStatus(
+            "ml",
+            "process",
+            True,
+            errors=1,
+            started_at=1.0,
+            pid=100,
+            details={"child_pid": 200, "restarts": 1},
+            updated_at=1000.0,
+        )
+        child = StageStatus(
+            "ml",
+            "stage",
+            True,
+            processed=50,
+            produced=150,
+            lag=3,
+            started_at=2.0,
+            pid=200,
+            details={"skipped": {"warming up": 7}},
+            updated_at=1000.5,
+        )
         thread = StageStatus("market-store", "stage", True, processed=9, started_at=0.5, pid=100, updated_at=1000.0)
         db.write(lambda w: status.publish(w.conn, [parent, child, thread]))
         shown = status.stages(db, now=1001.0)
@@ -31,8 +49,10 @@ def test_a_stage_process_is_shown_once_with_its_childs_counters_and_details(tmp_
 def test_rows_of_a_process_gone_quiet_are_not_shown_and_old_ones_are_forgotten(tmp_path: Path) -> None:
     db = Database(tmp_path / "desk.db")
     try:
-        rows = [StageStatus("api", "source", True, pid=1, updated_at=100.0),
-                StageStatus("api", "source", True, pid=2, updated_at=200.0)]
+        rows = [
+            StageStatus("api", "source", True, pid=1, updated_at=100.0),
+            StageStatus("api", "source", True, pid=2, updated_at=200.0),
+        ]
         db.write(lambda w: status.publish(w.conn, rows))
         assert [s.pid for s in status.stages(db, now=210.0)] == [2]
         assert status.stages(db, now=300.0) == []
@@ -46,8 +66,7 @@ def test_a_runtime_publishes_its_workers_at_start_and_says_they_stopped_at_stop(
     from pipeline.config import load_config
     from pipeline.wiring import build_runtime
 
-    runtime = build_runtime(load_config({"DATA_DIR": str(tmp_path), "STAGES": "market-store,ml",
-                                         "SYMBOLS": "BTCUSDT"}))
+    runtime = build_runtime(load_config({"DATA_DIR": str(tmp_path), "STAGES": "market-store,ml", "SYMBOLS": "BTCUSDT"}))
     db = Database(tmp_path / "desk.db")
     try:
         shown = {s.name: s for s in status.stages(db)}

@@ -37,22 +37,34 @@ FORMATS: tuple[str, ...] = ("binance-spot", "bybit-spot", "generic", "manual", "
 RowParser = Callable[[Mapping[str, object], int], "Fill | TradeEntry"]
 
 
-__all__ = ["BINANCE_COLUMNS", "BYBIT_COLUMNS", "FILL_FIELDS", "FILL_REQUIRED", "FORMATS", "MAPPING_OPTIONS", "TRADE_FIELDS",
-           "TRADE_REQUIRED", "Format", "RowParser",
-           "detect_format", "escape_cell", "parse_row", "row_parser"]
+__all__ = [
+    "BINANCE_COLUMNS",
+    "BYBIT_COLUMNS",
+    "FILL_FIELDS",
+    "FILL_REQUIRED",
+    "FORMATS",
+    "MAPPING_OPTIONS",
+    "TRADE_FIELDS",
+    "TRADE_REQUIRED",
+    "Format",
+    "RowParser",
+    "detect_format",
+    "escape_cell",
+    "parse_row",
+    "row_parser",
+]
 
 
 def detect_format(header: list[str]) -> str | None:
     """Return the format of a file from its header row, or None when a column mapping is needed."""
     keys = {_key(str(h)) for h in header}
-    if BINANCE_KEYS <= keys:
+    if keys >= BINANCE_KEYS:
         return "binance-spot"
-    if BYBIT_KEYS <= keys:
+    if keys >= BYBIT_KEYS:
         return "bybit-spot"
     if set(TRADE_REQUIRED) <= keys:
         return "generic"
     return None
-
 
 
 @lru_cache(maxsize=256)
@@ -82,8 +94,9 @@ def row_parser(fmt: str, header: Sequence[str], mapping: Mapping[str, str] | Non
     return _cached(fmt, tuple(header), frozen)
 
 
-def parse_row(fmt: str, row: Mapping[str, object], mapping: Mapping[str, str] | None = None, *,
-              now_ms: int) -> Fill | TradeEntry:
+def parse_row(
+    fmt: str, row: Mapping[str, object], mapping: Mapping[str, str] | None = None, *, now_ms: int
+) -> Fill | TradeEntry:
     """Parse one row (column -> cell) of ``fmt``; raise ``BadMessageError`` naming every bad field."""
     return row_parser(fmt, tuple(row), mapping)(row, now_ms)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from pipeline.errors import Violation
 from pipeline.journal.fills import normalize_symbol, split_symbol
@@ -25,8 +25,7 @@ FUTURE_RULE = "a date not in the future"
 EPOCH_RULE = "a date after 1970-01-01"
 
 _EXCHANGE_SIDES: dict[str, Side] = {"buy": "BUY", "sell": "SELL"}
-_TRADE_SIDES: dict[str, Side] = {"buy": "BUY", "sell": "SELL", "b": "BUY", "s": "SELL",
-                                 "long": "BUY", "short": "SELL"}
+_TRADE_SIDES: dict[str, Side] = {"buy": "BUY", "sell": "SELL", "b": "BUY", "s": "SELL", "long": "BUY", "short": "SELL"}
 _THOUSANDS = re.compile(r"\s*[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*")
 _SUFFIXED = re.compile(r"\s*([+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+))\s*([A-Za-z][A-Za-z0-9]*)\s*")
 _SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
@@ -34,7 +33,7 @@ _PAIR_PARTS = re.compile(r"\s*([A-Za-z0-9]+)\s*[/\-_:]\s*([A-Za-z0-9]+)\s*")
 _UNIX = re.compile(r"\d+(?:\.\d+)?")
 _BYBIT_TIME = re.compile(r"\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s+(\d{4}-\d{2}-\d{2})\s*")
 _TAG_SPLIT = re.compile(r"[;|,]")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _MS = timedelta(milliseconds=1)
 _CACHE_LIMIT = 10_000
@@ -46,7 +45,6 @@ TimeParser = Callable[[object], "int | None"]
 def _key(name: str) -> str:
     """Return a column name as compared: no BOM, no outer spaces, lower case, inner spaces as ``_``."""
     return "_".join(name.lstrip("\ufeff").strip().lower().split())
-
 
 
 def _blank(v: object) -> bool:
@@ -91,8 +89,9 @@ def _number(bad: list[Violation], col: str, v: object, rule: str | None, *, requ
     return _bounded(bad, col, v, x, rule)
 
 
-def _amount(bad: list[Violation], col: str, v: object, assets: tuple[str | None, ...], rule: str,
-            *, required: bool) -> tuple[float | None, str | None]:
+def _amount(
+    bad: list[Violation], col: str, v: object, assets: tuple[str | None, ...], rule: str, *, required: bool
+) -> tuple[float | None, str | None]:
     """Return (number, asset) of a cell like ``0.1800000000SOL``; a bare number has no asset."""
     x: float | None = None
     asset: str | None = None
@@ -221,11 +220,13 @@ def _strptime(fmt: str) -> TimeParser:
             return _dt_ms(datetime.strptime(v.strip(), fmt))
         except ValueError:
             return None
+
     return parse
 
 
-def _time(bad: list[Violation], col: str, v: object, now_ms: int, parse: TimeParser, rule: str,
-          *, required: bool = True) -> int | None:
+def _time(
+    bad: list[Violation], col: str, v: object, now_ms: int, parse: TimeParser, rule: str, *, required: bool = True
+) -> int | None:
     if _blank(v):
         if required:
             bad.append(Violation(col, v, "required"))

@@ -23,8 +23,18 @@ from pipeline.journal.formats.cells import (
 )
 
 BINANCE_COLUMNS = ("Date(UTC)", "Pair", "Side", "Price", "Executed", "Amount", "Fee")
-BYBIT_COLUMNS = ("Spot Pairs", "Order Type", "Direction", "Filled Value", "Filled Price", "Filled Quantity",
-                 "Fees", "Transaction ID", "Order No.", "Timestamp (UTC)")
+BYBIT_COLUMNS = (
+    "Spot Pairs",
+    "Order Type",
+    "Direction",
+    "Filled Value",
+    "Filled Price",
+    "Filled Quantity",
+    "Fees",
+    "Transaction ID",
+    "Order No.",
+    "Timestamp (UTC)",
+)
 
 BINANCE_KEYS = {_key(c) for c in BINANCE_COLUMNS}
 BYBIT_KEYS = {_key(c) for c in ("Spot Pairs", "Direction", "Filled Price", "Filled Quantity", "Timestamp (UTC)")}
@@ -36,8 +46,9 @@ def _columns(header: Sequence[str], wanted: Sequence[str]) -> dict[str, str]:
     return {w: actual.get(_key(w), w) for w in wanted}
 
 
-def _exchange_fill(bad: list[Violation], get: Callable[[str], object], c_pair: str, c_side: str, c_price: str,
-                   c_qty: str, c_value: str) -> tuple[Any, str | None, str | None, Any, Any, Any]:
+def _exchange_fill(
+    bad: list[Violation], get: Callable[[str], object], c_pair: str, c_side: str, c_price: str, c_qty: str, c_value: str
+) -> tuple[Any, str | None, str | None, Any, Any, Any]:
     """Read what every exchange export has: pair, side, price, quantity, and the quote value
     (checked as a number only: the fill is price x quantity)."""
     pair = _symbol(bad, c_pair, get(c_pair))
@@ -68,8 +79,15 @@ class _Binance:
         time = _time(bad, c_date, get(c_date), now_ms, _iso_ms, BINANCE_DATE_RULE)
         if bad:
             raise BadMessageError(bad)
-        return Fill(pair[0], side, price, qty, time,  # type: ignore[arg-type]
-                    fee, fee_asset if fee is not None else None)
+        return Fill(
+            pair[0],
+            side,
+            price,
+            qty,
+            time,  # type: ignore[arg-type]
+            fee,
+            fee_asset if fee is not None else None,
+        )
 
 
 class _Bybit:
@@ -89,5 +107,13 @@ class _Bybit:
             raise BadMessageError(bad)
         if fee is not None and fee_asset is None:
             fee_asset = base if side == "BUY" else quote
-        return Fill(pair[0], side, price, qty, time,  # type: ignore[arg-type]
-                    fee, fee_asset if fee is not None else None, _id(get(c_txid)))
+        return Fill(
+            pair[0],
+            side,
+            price,
+            qty,
+            time,  # type: ignore[arg-type]
+            fee,
+            fee_asset if fee is not None else None,
+            _id(get(c_txid)),
+        )

@@ -26,8 +26,23 @@ from pipeline.journal.formats.cells import (
 )
 from pipeline.messages import Side
 
-TRADE_FIELDS = ("trade_id", "symbol", "side", "entry_price", "exit_price", "quantity", "entry_time",
-                "exit_time", "pnl", "notes", "fees", "stop_loss", "tags", "setup", "emotion")
+TRADE_FIELDS = (
+    "trade_id",
+    "symbol",
+    "side",
+    "entry_price",
+    "exit_price",
+    "quantity",
+    "entry_time",
+    "exit_time",
+    "pnl",
+    "notes",
+    "fees",
+    "stop_loss",
+    "tags",
+    "setup",
+    "emotion",
+)
 TRADE_REQUIRED = ("symbol", "side", "entry_price", "quantity", "entry_time")
 FILL_FIELDS = ("symbol", "side", "price", "quantity", "time", "fee", "fee_asset", "exchange_id")
 FILL_REQUIRED = ("symbol", "side", "price", "quantity", "time")
@@ -41,8 +56,9 @@ def _side_rule(words: Mapping[str, Side]) -> str:
 class _Mapped:
     """A parser reading fields through a field -> column map (unmapped fields read as missing)."""
 
-    def __init__(self, cols: dict[str, str | None], parse_time: TimeParser, time_rule: str,
-                 sides: dict[str, Side]) -> None:
+    def __init__(
+        self, cols: dict[str, str | None], parse_time: TimeParser, time_rule: str, sides: dict[str, Side]
+    ) -> None:
         self.cols, self.parse_time, self.time_rule = cols, parse_time, time_rule
         self.sides, self.side_rule = sides, _side_rule(sides)
 
@@ -52,6 +68,7 @@ class _Mapped:
         def cell(field: str) -> tuple[str, object]:
             col = cols.get(field)
             return (col, get(col)) if col else (field, None)
+
         return cell
 
 
@@ -71,9 +88,16 @@ class _CustomFill(_Mapped):
         if bad:
             raise BadMessageError(bad)
         fee_asset = _id(cell("fee_asset")[1])
-        return Fill(pair[0], side, price, qty, time, fee,  # type: ignore[arg-type,index]
-                    ((fee_asset.upper() if fee_asset else suffix) if fee is not None else None),
-                    _id(cell("exchange_id")[1]))
+        return Fill(
+            pair[0],
+            side,
+            price,
+            qty,
+            time,
+            fee,  # type: ignore[arg-type,index]
+            ((fee_asset.upper() if fee_asset else suffix) if fee is not None else None),
+            _id(cell("exchange_id")[1]),
+        )
 
 
 class _Trade(_Mapped):
@@ -104,12 +128,22 @@ class _Trade(_Mapped):
             pnl = (exit_ - entry) * qty if side == "BUY" else (entry - exit_) * qty  # type: ignore[operator]
             pnl -= fees or 0.0
         return TradeEntry(
-            symbol=pair[0], side=side,  # type: ignore[arg-type,index]
-            entry_price=entry, quantity=qty, entry_time=entry_time,  # type: ignore[arg-type]
-            exit_price=exit_, exit_time=exit_time, pnl=pnl, fees=fees, stop_loss=stop,
-            notes=_text(cell("notes")[1]), tags=_tags(cell("tags")[1]), setup=_text(cell("setup")[1]),
+            symbol=pair[0],
+            side=side,  # type: ignore[arg-type,index]
+            entry_price=entry,
+            quantity=qty,
+            entry_time=entry_time,  # type: ignore[arg-type]
+            exit_price=exit_,
+            exit_time=exit_time,
+            pnl=pnl,
+            fees=fees,
+            stop_loss=stop,
+            notes=_text(cell("notes")[1]),
+            tags=_tags(cell("tags")[1]),
+            setup=_text(cell("setup")[1]),
             emotion=_text(cell("emotion")[1]),
-            external_id=_id(cell("trade_id")[1]))
+            external_id=_id(cell("trade_id")[1]),
+        )
 
 
 def _custom(header: tuple[str, ...], mapping: Mapping[str, str]) -> _CustomFill | _Trade:
@@ -129,8 +163,7 @@ def _custom(header: tuple[str, ...], mapping: Mapping[str, str]) -> _CustomFill 
             cols[target] = actual[_key(column)]
         elif column:
             bad.append(Violation(target, column, "a column of the file: " + ", ".join(header)))
-    bad += [Violation(t, None, "required: map a column of the file to it")
-            for t in required if not mapping.get(t)]
+    bad += [Violation(t, None, "required: map a column of the file to it") for t in required if not mapping.get(t)]
     sides = dict(_TRADE_SIDES)
     for option, side in (("side_buy", "BUY"), ("side_sell", "SELL")):
         for word in (mapping.get(option) or "").split(","):
