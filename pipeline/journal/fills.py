@@ -39,7 +39,8 @@ _SEPARATORS = re.compile(r"[\s/\-_:.]+")
 @dataclass(frozen=True, slots=True)
 class Fill:
     """One execution: ``symbol`` normalized (``BTCUSDT``), ``time`` in Unix ms (UTC),
-    ``fee`` in ``fee_asset`` (None when the source gives none)."""
+    ``fee`` in ``fee_asset`` (None when the source gives none). ``currency`` is the quote currency
+    of a symbol that names none (a stock, ``AAPL``: the row's or the account's currency)."""
 
     symbol: str
     side: Side
@@ -49,6 +50,7 @@ class Fill:
     fee: float | None = None
     fee_asset: str | None = None
     exchange_id: str | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,7 +265,7 @@ class _Rates:
 def _fee_in_quote(fill: Fill, rates: _Rates) -> float | None:
     if fill.fee is None or fill.fee == 0:
         return 0.0
-    pair = split_symbol(fill.symbol)
+    pair = (fill.symbol, fill.currency) if fill.currency else split_symbol(fill.symbol)
     if pair is None or fill.fee_asset is None:
         return None
     base, quote = pair
