@@ -69,6 +69,9 @@ class Config:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     behaviour: BehaviourRules = field(default_factory=BehaviourRules)
+    # Imports: the zone of files whose times are local, and the currency of symbols naming none.
+    import_timezone: str = "UTC"
+    account_currency: str = "USD"
     # Exchange accounts whose trade history is synced (off unless keys are set).
     exchange_keys: tuple[ExchangeKeys, ...] = ()
     # Market data: which sources feed crypto.market_data, and their settings.
@@ -208,6 +211,8 @@ def load_config(env: Mapping[str, str]) -> Config:
         api_host=env.get("API_HOST") or "127.0.0.1",
         api_port=_int(env, "API_PORT", 8000, 0),
         behaviour=rules_from_env(env),
+        import_timezone=_timezone(env.get("IMPORT_TIMEZONE") or "UTC"),
+        account_currency=_currency(env.get("ACCOUNT_CURRENCY") or "USD"),
         exchange_keys=exchange_keys_from_env(env),
         market_sources=sources,
         replay_files=env.get("REPLAY_FILES", ""),
@@ -256,6 +261,22 @@ def _risk(env: Mapping[str, str]) -> RiskSettings:
         max_total_exposure_pct=_float(env, "MAX_TOTAL_EXPOSURE_PCT", 100.0, 0.01, 100.0),
         min_order_usdt=_float(env, "MIN_ORDER_USDT", 10.0, 0.0),
     )
+
+
+def _timezone(value: str) -> str:
+    from pipeline.journal.formats.layout import zone_of
+
+    try:
+        zone_of(value)
+    except ValueError as exc:
+        raise ConfigError(f"IMPORT_TIMEZONE: {exc}") from None
+    return value
+
+
+def _currency(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]{3,5}", value):
+        raise ConfigError(f"ACCOUNT_CURRENCY={value!r} must be a currency code like USD or EUR")
+    return value.upper()
 
 
 def _user_id(value: str) -> str:

@@ -148,6 +148,37 @@ def preview(data: bytes, rows: int = 20) -> tuple[list[str], list[list[str]]]:
     return table.header, out
 
 
+def preview_times(
+    data: bytes, options: Mapping[str, str] | None = None, rows: int = 5, now_ms: int | None = None
+) -> list[tuple[int, int | None, str]]:
+    """Return (line, time in Unix ms or None, the problem or "") of the first ``rows`` rows as an
+    import with ``options`` (its ``timezone``) would read them, so a wrong zone shows before
+    anything is published. Empty when the format is unknown (the mapping comes first)."""
+    table = _table(data)
+    fmt = detect_format(table.header)
+    if fmt is None:
+        return []
+    carried = {k: v for k, v in (options or {}).items() if k in READ_OPTIONS and v}
+    try:
+        parse = row_parser(fmt, table.header, carried or None)
+    except BadMessageError as exc:
+        return [(table.header_line, None, str(exc))]
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    width = len(table.header)
+    out: list[tuple[int, int | None, str]] = []
+    for row in table.rows():
+        cells = row.cells[:width] + [""] * (width - len(row.cells))
+        try:
+            item = parse(dict(zip(table.header, cells)), now)
+        except BadMessageError as exc:
+            out.append((row.line, None, str(exc)))
+        else:
+            out.append((row.line, item.time if isinstance(item, Fill) else item.entry_time, ""))
+        if len(out) >= rows:
+            break
+    return out
+
+
 # --------------------------------------------------------------------------- the pass
 
 
