@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -37,7 +38,7 @@ def read_raw(bus: Bus, group: str, user: str, expected: int) -> list[RawTrade]:
         while len(found) < expected and time.monotonic() < deadline:
             for record in consumer.poll(500, 1.0):
                 if record.key == user.encode():
-                    found.append(RawTrade.model_validate(orjson.loads(record.value)))
+                    found.append(RawTrade.model_validate(orjson.loads(record.value or b"{}")))
     finally:
         consumer.close()
     return found
@@ -54,7 +55,7 @@ def test_a_newest_first_file_is_published_oldest_first_and_never_rebuilds(
     raws = read_raw(bus, group_name("raw"), user, 40)
     assert [r.row for r in raws] == list(range(41, 1, -1))  # the file's last line is its oldest fill
     stage = Normalizer(db)
-    published = []
+    published: list[Any] = []
     for start in range(0, 40, 7):  # the normalizer's batches, as the runner hands them over
         published += stage.process_batch([stage.prepare(r) for r in raws[start : start + 7]])
     kinds = [t.kind for t in published]
@@ -73,6 +74,7 @@ def test_the_import_time_zone_travels_with_each_row(bus: Bus, tmp_path: Path, gr
     (raw,) = read_raw(bus, group_name("raw"), user, 1)
     assert raw.mapping == {"timezone": "Europe/Berlin"}
     stage = Normalizer(db)
+    lot: Any
     (lot,) = stage.process_batch([stage.prepare(raw)])
     assert lot.entry_time == 1751364000000  # 2025-07-01 10:00 UTC
     db.close()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -211,7 +212,7 @@ def test_the_file_has_its_outcome(name: str, db: Database) -> None:
         assert guessed == expected.guess
 
 
-def read(name: str, options: dict[str, str] | None = None) -> list[Fill | TradeEntry]:
+def read(name: str, options: dict[str, str] | None = None) -> list[Any]:
     table = open_table((REALDATA / name).read_bytes(), is_known_header)
     fmt = detect_format(table.header)
     assert fmt is not None

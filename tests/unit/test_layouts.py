@@ -160,7 +160,8 @@ CASES = [
         "fidelity",
         "Run Date,Account,Account Number,Action,Symbol,Description,Type,Price ($),Quantity,Commission ($),"
         "Fees ($),Amount ($),Settlement Date",
-        "01/07/2025,Brokerage,X1,YOU SOLD NVIDIA CORP (NVDA) (Cash),NVDA,NVIDIA CORP,Cash,140.25,-10,0,0.02,1402.48,01/08/2025",
+        "01/07/2025,Brokerage,X1,YOU SOLD NVIDIA CORP (NVDA) (Cash),NVDA,NVIDIA CORP,Cash,140.25,-10,0,0.02,"
+        "1402.48,01/08/2025",
         Fill("NVDA", "SELL", 140.25, 10.0, utc("2025-01-07 00:00:00"), 0.02, "USD", None, "USD"),
     ),
     (
@@ -260,9 +261,9 @@ def test_rows_that_are_not_fills_are_refused_by_name() -> None:
 
 
 def test_other_kinds_of_file_are_named_not_mapped() -> None:
-    keys = {canon(h)[0] for h in "Date(UTC),Coin,Network,Amount,Address,TXID,Status".split(",")}
+    keys = {canon(h)[0] for h in ["Date(UTC)", "Coin", "Network", "Amount", "Address", "TXID", "Status"]}
     assert what_kind(keys) == "a Binance deposit or withdrawal history, not trades"
-    assert detect_format("Date(UTC),Coin,Network,Amount,Address,TXID,Status".split(",")) is None
+    assert detect_format(["Date(UTC)", "Coin", "Network", "Amount", "Address", "TXID", "Status"]) is None
 
 
 def test_the_guess_fills_fields_and_a_time_format_only_when_one_fits() -> None:

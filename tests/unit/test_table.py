@@ -41,7 +41,7 @@ def test_a_number_that_could_be_either_is_refused_not_guessed() -> None:
 
 
 def test_european_thousands_dots_with_a_decimal_comma() -> None:
-    _, found = rows("A;B\n1.234,5;0,1\n1.500;0,2\n".encode())
+    _, found = rows(b"A;B\n1.234,5;0,1\n1.500;0,2\n")
     assert found[0][1] == ["1234.5", "0.1"]
     assert found[1][2] and "1.500 may be 1.500 or 1500" in found[1][2][0]
 
@@ -88,6 +88,7 @@ def test_cp1252_falls_back_with_a_warning() -> None:
 
 def test_xlsx_workbooks_are_read_from_their_first_sheet() -> None:
     import openpyxl
+
     book = openpyxl.Workbook()
     sheet = book.active
     sheet.append(["Binance spot trade history"])

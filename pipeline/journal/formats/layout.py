@@ -186,10 +186,14 @@ class SpecFill:
             key, offset = canon(str(h))
             by_key.setdefault(key, h)
             self.offsets[h] = offset
-        self.col = lambda k: by_key.get(k, k) if k else ""
+        self._by_key = by_key
         self.zone = zone_of(options.get("timezone"))
         self.account_currency = (options.get("currency") or "USD").upper()
         self.rule = _date_rule(spec.time_formats)
+
+    def col(self, key: str | None) -> str:
+        """The header's spelling of a canonical key (the key itself for a column added to rows)."""
+        return self._by_key.get(key, key) if key else ""
 
     # -- times --------------------------------------------------------------------------
 
@@ -310,8 +314,8 @@ class SpecFill:
             if q is None:
                 bad.append(Violation(col(spec.quote or ""), quote_cell, "required"))
                 return None, None, None
-            base = b.strip().upper()
-            return base + q, base, q
+            asset = b.strip().upper()
+            return asset + q, asset, q
         c_pair = col(spec.pair)
         v = get(c_pair)
         pair = _pair_parts(v, spec.pair_order) if isinstance(v, str) else None
