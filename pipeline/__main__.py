@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from dotenv import dotenv_values
 
@@ -36,7 +37,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
         states = bus.describe_topics()
     finally:
         bus.close()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "topic": s.name,
             "partitions": len(s.partitions),
