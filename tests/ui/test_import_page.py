@@ -106,7 +106,7 @@ def _raw_ids(rt: runtime.Runtime) -> list[dict]:
 
     consumer = rt.bus.consumer(f"t-{uuid.uuid4().hex[:6]}", [RAW_TRADES])
     try:
-        return [orjson.loads(r.value) for r in consumer.poll(1000, 2.0)]
+        return [orjson.loads(r.value or b"") for r in consumer.poll(1000, 2.0)]
     finally:
         consumer.close()
 

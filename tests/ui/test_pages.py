@@ -164,7 +164,7 @@ def test_market_offers_every_configured_symbol_before_the_store_has_its_bars(
     store = Database(desk / "desk.db")
     start = (int(time.time()) // 60 - 5) * 60_000
     store.write(
-        lambda db: db["bars_1m"].insert_all(
+        lambda db: db.table("bars_1m").insert_all(
             {
                 "symbol": sym,
                 "start": start + i * 60_000,
