@@ -82,13 +82,13 @@ def _bybit_history() -> list[dict[str, Any]]:
 @pytest.fixture
 def binance() -> Iterator[FakeBinance]:
     with FakeBinance(KEY, SECRET, _binance_history()) as fake:
-        yield fake  # type: ignore[misc]
+        yield fake
 
 
 @pytest.fixture
 def bybit() -> Iterator[FakeBybit]:
     with FakeBybit(KEY, SECRET, _bybit_history()) as fake:
-        yield fake  # type: ignore[misc]
+        yield fake
 
 
 def _binance_client(fake: FakeBinance, secret: str = SECRET, **kw: Any) -> BinanceClient:
