@@ -157,7 +157,7 @@ def _track(bus):
 
 def _close_quietly(client: object) -> None:
     try:
-        client.close()  # type: ignore[attr-defined]
+        client.close()  # type: ignore[attr-defined]  # a producer or a consumer
     except RuntimeError:  # a confluent-kafka client closed already by the test
         pass
     except Exception as exc:  # noqa: BLE001 - teardown must not hide the test's own failure

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import runtime  # noqa: E402
-from pipeline.topics import RAW_TRADES  # noqa: E402
+import runtime  # noqa: E402 - after the sys.path insert above
+from pipeline.topics import RAW_TRADES  # noqa: E402 - after the sys.path insert above
 
 PAGE = str(ROOT / "views" / "imports.py")
 TIMEOUT_S = 30.0

@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `import runtime` must work however pytest was started
     sys.path.insert(0, str(ROOT))
 
-import runtime  # noqa: E402
-from pipeline.topics import RAW_TRADES  # noqa: E402
-from storage import journal  # noqa: E402
-from storage.db import Database  # noqa: E402
+import runtime  # noqa: E402 - after the sys.path insert above
+from pipeline.topics import RAW_TRADES  # noqa: E402 - after the sys.path insert above
+from storage import journal  # noqa: E402 - after the sys.path insert above
+from storage.db import Database  # noqa: E402 - after the sys.path insert above
 
 PAGE = str(ROOT / "views" / "journal.py")
 TIMEOUT_S = 30.0

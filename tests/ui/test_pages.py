@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `import runtime` must work however pytest was started
     sys.path.insert(0, str(ROOT))
 
-import runtime  # noqa: E402
-from storage import market  # noqa: E402
+import runtime  # noqa: E402 - after the sys.path insert above
+from storage import market  # noqa: E402 - after the sys.path insert above
 
 APP = str(ROOT / "app.py")
 TIMEOUT_S = 30.0
