@@ -12,7 +12,8 @@ import pytest
 import pipeline.journal.behaviour_rules as behaviour
 import pipeline.journal.behaviour_settings as behaviour_settings
 from pipeline.errors import ConfigError
-from pipeline.journal.behaviour_rules import Finding, Row, detect
+from pipeline.journal.behaviour_book import Finding, Row, alert_id
+from pipeline.journal.behaviour_rules import detect
 from pipeline.journal.behaviour_settings import BehaviourRules, rules_from_env
 from pipeline.messages import EnrichedTrade
 from pipeline.stages.behaviour import row_of
@@ -372,8 +373,8 @@ def test_alert_ids_are_stable_under_replay_and_reordering(alert_type: str) -> No
 
 
 def test_alert_ids_depend_on_user_type_and_anchor() -> None:
-    ids = {behaviour.alert_id(u, t, a) for u in ("a", "b") for t in ("loss_streak", "overtrading") for a in ("1", "2")}
-    assert len(ids) == 8 and behaviour.alert_id("a", "loss_streak", "1") in ids
+    ids = {alert_id(u, t, a) for u in ("a", "b") for t in ("loss_streak", "overtrading") for a in ("1", "2")}
+    assert len(ids) == 8 and alert_id("a", "loss_streak", "1") in ids
 
 
 # --------------------------------------------------------------------------- rows and rules
