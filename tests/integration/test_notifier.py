@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.bus.base import Bus, Producer, Record
 from pipeline.errors import ConfigError
-from pipeline.journal.behaviour_rules import Severity
+from pipeline.journal.behaviour_book import Severity
 from pipeline.messages import Alert, BehavioralAlert, Message, Order, build, encode
 from pipeline.notify.formatting import AMBER, GREEN, GREY, RED
 from pipeline.notify.senders import WebhookSender
