@@ -170,6 +170,9 @@ class FakeBinance(_FakeExchange):
     ) -> None:
         super().__init__(api_key, api_secret, clock)
         self.trades: list[dict[str, Any]] = list(trades)
+        # What ``symbol + startTime`` alone returns is not documented: the oldest trades from then
+        # on (False), or only the 24 hours after it (True). A client must be right under both.
+        self.start_only_day = False
 
     def add(self, *trades: dict[str, Any]) -> None:
         with self._lock:
@@ -220,6 +223,8 @@ class FakeBinance(_FakeExchange):
         if "fromId" in has and has & {"startTime", "endTime"}:
             return self._error(400, -1128, "Combination of optional parameters invalid.")
         start, end = int(p.get("startTime", 0)), int(p.get("endTime", 2**62))
+        if has == {"startTime"} and self.start_only_day:
+            end = start + DAY_MS
         if {"startTime", "endTime"} <= has and end - start > DAY_MS:
             return self._error(400, -1127, "More than 24 hours between startTime and endTime.")
         with self._lock:
