@@ -41,6 +41,9 @@ class ExchangeKeys:
     api_key: str = field(repr=False)
     api_secret: str = field(repr=False)
     base_url: str | None = None
+    # "desk": the desk's own Binance/Bybit client; "ccxt": any other exchange, through ccxt.
+    via: str = "desk"
+    password: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         masked = self.api_key[:4] + "…" if len(self.api_key) > 4 else "…"
@@ -290,11 +293,17 @@ def exchange_keys_from_env(env: Mapping[str, str]) -> tuple[ExchangeKeys, ...]:
 
     ``BINANCE_API_KEY``/``BINANCE_API_SECRET`` and ``BYBIT_API_KEY``/``BYBIT_API_SECRET`` turn
     them on; ``BINANCE_BASE_URL``/``BYBIT_BASE_URL`` point them elsewhere (a testnet, a fake).
+    ``CCXT_EXCHANGES`` names other exchanges by their ccxt id (``kraken,okx``), each with
+    ``<ID>_API_KEY``, ``<ID>_API_SECRET`` and optionally ``<ID>_API_PASSWORD`` and ``<ID>_BASE_URL``.
     A key without its secret (or the reverse) is a ``ConfigError``.
     """
     keys: list[ExchangeKeys] = []
-    for venue in ("binance", "bybit"):
-        prefix = venue.upper()
+    others = tuple(v.strip().lower() for v in env.get("CCXT_EXCHANGES", "").split(",") if v.strip())
+    for venue in ("binance", "bybit", *others):
+        prefix = re.sub(r"[^A-Z0-9]", "_", venue.upper())
+        via = "ccxt" if venue in others else "desk"
+        if via == "ccxt" and not re.fullmatch(r"[a-z0-9_]{2,40}", venue):
+            raise ConfigError(f"CCXT_EXCHANGES has {venue!r}: a ccxt exchange id like kraken or okx")
         key = env.get(f"{prefix}_API_KEY", "").strip()
         secret = env.get(f"{prefix}_API_SECRET", "").strip()
         if not key and not secret:
@@ -302,5 +311,16 @@ def exchange_keys_from_env(env: Mapping[str, str]) -> tuple[ExchangeKeys, ...]:
         if not key or not secret:
             missing = f"{prefix}_API_SECRET" if key else f"{prefix}_API_KEY"
             raise ConfigError(f"{prefix}_API_KEY and {prefix}_API_SECRET go together; {missing} is not set")
-        keys.append(ExchangeKeys(venue, key, secret, env.get(f"{prefix}_BASE_URL", "").strip() or None))
+        if via == "ccxt" and venue in ("binance", "bybit"):
+            continue  # the desk's own clients sync these two
+        keys.append(
+            ExchangeKeys(
+                venue,
+                key,
+                secret,
+                env.get(f"{prefix}_BASE_URL", "").strip() or None,
+                via,
+                env.get(f"{prefix}_API_PASSWORD", "").strip() or None,
+            )
+        )
     return tuple(keys)

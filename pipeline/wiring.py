@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.bus import create_bus
 from pipeline.bus.base import Bus, GroupState, Producer, TopicState
-from pipeline.config import Config
+from pipeline.config import Config, ExchangeKeys
 from pipeline.errors import ConfigError
 from pipeline.processes import StageProcess
 from pipeline.runner import Health, StageRunner, Worker
@@ -136,20 +136,31 @@ def _live_feed(stage: str) -> WorkerFactory:
 
 
 def _exchange_history(rt: Runtime) -> list[Worker]:
-    from pipeline.sources.exchange_api import client_for
+    from pipeline.sources.exchange_api import TradeHistoryClient, client_for
     from pipeline.sources.trade_history import ExchangeHistorySource
+    from storage.ledger import last_fill_time_from
 
     if not rt.config.exchange_keys:
         raise ConfigError(
-            "exchange-history needs BINANCE_API_KEY and BINANCE_API_SECRET, or BYBIT_API_KEY and "
-            "BYBIT_API_SECRET, in the environment or .env"
+            "exchange-history needs BINANCE_API_KEY and BINANCE_API_SECRET, BYBIT_API_KEY and "
+            "BYBIT_API_SECRET, or CCXT_EXCHANGES with <ID>_API_KEY and <ID>_API_SECRET, in the environment or .env"
         )
+    user = rt.config.user_id
+
+    def client(k: ExchangeKeys) -> TradeHistoryClient:
+        if k.via != "ccxt":
+            return client_for(k.venue, k.api_key, k.api_secret, k.base_url)
+        from pipeline.sources.ccxt_history import CcxtClient
+
+        return CcxtClient(k.venue, k.api_key, k.api_secret, password=k.password, base_url=k.base_url)
+
     return [
         ExchangeHistorySource(
-            client_for(k.venue, k.api_key, k.api_secret, k.base_url),
+            client(k),
             rt.producer,
-            user_id=rt.config.user_id,
+            user_id=user,
             symbols=rt.config.symbols,
+            resume=lambda symbol, venue: last_fill_time_from(rt.db, user, symbol, venue),
         )
         for k in rt.config.exchange_keys
     ]

@@ -332,10 +332,36 @@ class FakeBybit(_FakeExchange):
             "time": self.now_ms(),
         }
 
+    def _instruments(self, p: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """``GET /v5/market/instruments-info`` (public): the spot pairs the canned executions trade."""
+        if p.get("category") != "spot":
+            return 200, self._envelope(0, "OK", {"category": p.get("category"), "list": []}), {}
+        with self._lock:
+            symbols = sorted({e["symbol"] for e in self.executions})
+        pairs = [
+            {
+                "symbol": s,
+                "baseCoin": s[:-4],
+                "quoteCoin": s[-4:],
+                "status": "Trading",
+                "lotSizeFilter": {
+                    "basePrecision": "0.000001",
+                    "quotePrecision": "0.00000001",
+                    "minOrderQty": "0.000048",
+                },
+                "priceFilter": {"tickSize": "0.01"},
+            }
+            for s in symbols
+            if s.endswith("USDT")
+        ]
+        return 200, self._envelope(0, "OK", {"category": "spot", "list": pairs}), {}
+
     def handle(self, req: SeenRequest) -> tuple[int, Any, dict[str, str]]:
         now = self.now_ms()
         limits = {"X-Bapi-Limit": "10", "X-Bapi-Limit-Status": "9", "X-Bapi-Limit-Reset-Timestamp": str(now)}
-        if req.path != self.PATH:
+        if req.path == "/v5/market/instruments-info":
+            return self._instruments(req.params)
+        if req.path not in (self.PATH, "/v5/asset/coin/query-info"):
             return 404, self._envelope(10017, "Route not found."), {}
         h = req.headers
         key, ts, recv, sign = (
@@ -368,6 +394,8 @@ class FakeBybit(_FakeExchange):
                 )
                 return 200, self._envelope(10006, "Too many visits. Exceeded the API Rate Limit."), limits
             executions = list(self.executions)
+        if req.path == "/v5/asset/coin/query-info":  # the coins' networks: none are needed here
+            return 200, self._envelope(0, "OK", {"rows": []}), limits
         return self._list(req.params, executions, now, limits)
 
     def _list(
