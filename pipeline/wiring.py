@@ -166,6 +166,25 @@ def _exchange_history(rt: Runtime) -> list[Worker]:
     ]
 
 
+def _binance_user_stream(rt: Runtime) -> Worker:
+    from pipeline.sources.exchange_api import BinanceClient
+    from pipeline.sources.user_stream import BinanceUserStream
+
+    keys = next((k for k in rt.config.exchange_keys if k.venue == "binance" and k.via == "desk"), None)
+    if keys is None:
+        raise ConfigError("binance-user-stream needs BINANCE_API_KEY and BINANCE_API_SECRET in the environment or .env")
+    rest = keys.base_url or "https://api.binance.com"
+    return BinanceUserStream(
+        rt.producer,
+        BinanceClient(keys.api_key, keys.api_secret, base_url=rest),
+        api_key=keys.api_key,
+        user_id=rt.config.user_id,
+        symbols=rt.config.symbols,
+        rest_url=rest,
+        ws_url=rt.config.feed_urls.get("binance-ws", "wss://stream.binance.com:9443"),
+    )
+
+
 # One factory per name of pipeline.stage_catalog (a unit test keeps them equal).
 WORKERS: dict[str, WorkerFactory] = {
     "simulator": lambda rt: SimulatorSource(
@@ -192,6 +211,7 @@ WORKERS: dict[str, WorkerFactory] = {
     "journal-store": lambda rt: StageRunner(JournalStore(rt.db), rt.bus),
     "api": _api,
     "exchange-history": _exchange_history,
+    "binance-user-stream": _binance_user_stream,
 }
 
 

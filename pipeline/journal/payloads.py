@@ -159,12 +159,47 @@ def parse_ccxt_trade(raw: Mapping[str, object]) -> Fill:
     )
 
 
+def parse_binance_execution(raw: Mapping[str, object]) -> Fill:
+    """Return the ``Fill`` of one Binance user-data-stream ``executionReport`` whose execution type
+    ``x`` is ``TRADE`` (``l``/``L`` the last fill's quantity and price, ``n``/``N`` its commission,
+    ``T`` its time, ``t`` its trade id: the same id ``myTrades`` gives, so both make one fill)."""
+    f = _Fields(raw)
+    if raw.get("e") != "executionReport":
+        f.bad("e", 'is "executionReport"')
+    if raw.get("x") != "TRADE":
+        f.bad("x", 'is "TRADE" (new, cancelled and expired orders are not fills)')
+    symbol = f.text("s")
+    side = raw.get("S")
+    if side not in ("BUY", "SELL"):
+        f.bad("S", 'is "BUY" or "SELL"')
+    price, qty = f.number("L"), f.number("l")
+    fee = f.number("n", positive=False, required=False)
+    when = f.millis("T")
+    trade_id = raw.get("t")
+    if isinstance(trade_id, bool) or not isinstance(trade_id, int) or trade_id < 0:
+        f.bad("t", "is an integer trade id")
+    f.done()
+    assert symbol is not None and price is not None and qty is not None and when is not None
+    return Fill(
+        symbol=normalize_symbol(symbol),
+        side="BUY" if side == "BUY" else "SELL",
+        price=price,
+        quantity=qty,
+        time=when,
+        fee=fee,
+        fee_asset=f.text("N", required=False),
+        exchange_id=str(trade_id),
+    )
+
+
 # The ``RawTrade.format`` of each exchange API's payload, and its parser.
 BINANCE_API = "binance-api"
+BINANCE_STREAM = "binance-stream"
 BYBIT_API = "bybit-api"
 CCXT = "ccxt"
 PARSERS: dict[str, Callable[[Mapping[str, object]], Fill]] = {
     BINANCE_API: parse_binance_trade,
     BYBIT_API: parse_bybit_execution,
     CCXT: parse_ccxt_trade,
+    BINANCE_STREAM: parse_binance_execution,
 }

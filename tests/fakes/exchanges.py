@@ -40,6 +40,7 @@ class SeenRequest:
     query: str
     params: dict[str, str]
     headers: Message  # case-insensitive, as HTTP headers are
+    method: str = "GET"
 
 
 @dataclass
@@ -77,7 +78,7 @@ class _FakeExchange(LocalHttpFake):
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
         parts = urllib.parse.urlsplit(h.path)
         params = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-        seen = SeenRequest(parts.path, parts.query, params, h.headers)
+        seen = SeenRequest(parts.path, parts.query, params, h.headers, h.command)
         with self._lock:
             self.requests.append(seen)
             failure = self._failures.popleft() if self._failures else None
@@ -173,6 +174,8 @@ class FakeBinance(_FakeExchange):
         # What ``symbol + startTime`` alone returns is not documented: the oldest trades from then
         # on (False), or only the 24 hours after it (True). A client must be right under both.
         self.start_only_day = False
+        self.listen_keys: list[str] = []
+        self.keepalives = 0
 
     def add(self, *trades: dict[str, Any]) -> None:
         with self._lock:
@@ -192,7 +195,26 @@ class FakeBinance(_FakeExchange):
     def _error(status: int, code: int, msg: str) -> tuple[int, Any, dict[str, str]]:
         return status, {"code": code, "msg": msg}, {}
 
+    def _user_data_stream(self, req: SeenRequest) -> tuple[int, Any, dict[str, str]]:
+        """``/api/v3/userDataStream``: POST issues a listen key, PUT keeps it alive, DELETE closes it
+        (the API key alone, no signature, as documented)."""
+        if req.headers.get("X-MBX-APIKEY") != self.api_key:
+            return self._error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        with self._lock:
+            if req.method == "POST":
+                key = f"lk{len(self.listen_keys):04d}" + "x" * 54
+                self.listen_keys.append(key)
+                return 200, {"listenKey": key}, {}
+            known = req.params.get("listenKey") in self.listen_keys
+        if not known:
+            return self._error(400, -1125, "This listenKey does not exist.")
+        if req.method == "PUT":
+            self.keepalives += 1
+        return 200, {}, {}
+
     def handle(self, req: SeenRequest) -> tuple[int, Any, dict[str, str]]:
+        if req.path == "/api/v3/userDataStream":
+            return self._user_data_stream(req)
         if req.path != self.PATH:
             return self._error(404, -1000, "An unknown error occurred while processing the request.")
         if req.headers.get("X-MBX-APIKEY") != self.api_key:

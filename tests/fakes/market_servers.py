@@ -515,6 +515,62 @@ class FakeBinanceWs(_FakeWsServer):
         self.send(*(combined(p) for p in payloads))
 
 
+class FakeBinanceUserWs(_FakeWsServer):
+    """Binance's user data stream: a client connects to ``/ws/<listenKey>`` and is sent events."""
+
+
+def execution_report(
+    trade_id: int,
+    *,
+    symbol: str = "BTCUSDT",
+    side: str = "BUY",
+    price: str = "68000.00",
+    qty: str = "0.00100000",
+    commission: str = "0.00000100",
+    commission_asset: str = "BTC",
+    ts: int | None = None,
+    order_id: int = 4_242_001,
+) -> dict[str, Any]:
+    """An ``executionReport`` of a TRADE, with Binance's field names (numbers as strings)."""
+    t = ts if ts is not None else now_ms()
+    return {
+        "e": "executionReport",
+        "E": t + 1,
+        "s": symbol,
+        "c": "web_4f0c8e2d9b1a",
+        "S": side,
+        "o": "LIMIT",
+        "f": "GTC",
+        "q": qty,
+        "p": price,
+        "P": "0.00000000",
+        "F": "0.00000000",
+        "g": -1,
+        "C": "",
+        "x": "TRADE",
+        "X": "FILLED",
+        "r": "NONE",
+        "i": order_id,
+        "l": qty,
+        "z": qty,
+        "L": price,
+        "n": commission,
+        "N": commission_asset,
+        "T": t,
+        "t": trade_id,
+        "I": 8_100_000 + trade_id,
+        "w": False,
+        "m": False,
+        "M": True,
+        "O": t - 5,
+        "Z": f"{float(price) * float(qty):.8f}",
+        "Y": f"{float(price) * float(qty):.8f}",
+        "Q": "0.00000000",
+        "W": t - 5,
+        "V": "EXPIRE_MAKER",
+    }
+
+
 class FakeBybitWs(_FakeWsServer):
     """Bybit v5 public spot."""
 
