@@ -205,7 +205,7 @@ WORKERS: dict[str, WorkerFactory] = {
     "decision": _decision,
     "virtual-exchange": _virtual_exchange,
     "notifier": _notifier,
-    "normalizer": lambda rt: StageRunner(Normalizer(rt.db), rt.bus),
+    "normalizer": lambda rt: StageRunner(Normalizer(rt.db, rt.config.account_currency), rt.bus),
     "enricher": lambda rt: StageRunner(Enricher(rt.db), rt.bus),
     "behaviour": lambda rt: StageRunner(BehaviourStage(rt.db, rt.config.behaviour), rt.bus),
     "journal-store": lambda rt: StageRunner(JournalStore(rt.db), rt.bus),

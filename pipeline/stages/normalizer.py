@@ -9,7 +9,9 @@ republish every record and retract (``void``) the ones that no longer exist. Eac
 the records it made, so a raw trade delivered again (its outputs lost in a crash after the ledger
 committed) publishes them again; downstream upserts by id make that harmless. Fees are converted
 to the quote currency from the fill's own price or, for a third asset such as BNB, from the
-market data the desk holds at the fill's time; otherwise the fee stays unknown.
+market data the desk holds at the fill's time; otherwise the fee stays unknown. A stock fill in
+another currency than the account's is converted at its time, or dead-lettered when no rate is
+held (``pipeline.journal.currency``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pipeline.errors import BadMessageError, Violation
+from pipeline.journal.currency import to_account_currency
 from pipeline.journal.fills import Fill, TradeEntry, split_symbol
 from pipeline.journal.formats import parse_row
 from pipeline.journal.ledger import DUST, LedgerFill, Lot, apply_fills
@@ -93,12 +96,19 @@ class Normalizer(Stage):
     name: ClassVar[str] = "normalizer"
     inputs: ClassVar[tuple[str, ...]] = (RAW_TRADES,)
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, account_currency: str | None = None) -> None:
         self.db = db
+        self.account_currency = account_currency
 
     def prepare(self, message: Message) -> Parsed:
         assert isinstance(message, RawTrade)
-        return Parsed(message, parse_raw(message))
+        item = parse_raw(message)
+        if isinstance(item, Fill) and item.currency and item.currency != self.account_currency:
+            conn = self.db.reader().conn
+            item = to_account_currency(
+                item, self.account_currency, lambda s, t: market.price_at(conn, s, t, RATE_MAX_AGE_MS)
+            )
+        return Parsed(message, item)
 
     def process_batch(self, messages: list[Parsed]) -> list[Message]:
         return self.db.write(lambda db: self._apply(db.conn, messages))
