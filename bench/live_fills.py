@@ -26,6 +26,7 @@ import orjson
 from bench.bus import make_bus
 from bench.journal import InProcess, wait_until_joined
 from pipeline.journal.fills import Fill, fill_fingerprint
+from pipeline.messages import Side
 from pipeline.sources.exchange_api import BinanceClient
 from pipeline.sources.user_stream import BinanceUserStream
 from pipeline.topics import CATALOG
@@ -71,7 +72,7 @@ def main() -> None:
             delay = start + i / args.rate - time.time()
             if delay > 0:
                 time.sleep(delay)
-            side = "BUY" if i % 2 == 0 else "SELL"
+            side: Side = "BUY" if i % 2 == 0 else "SELL"
             frame = execution_report(10_000 + i, side=side, price=f"{68000 + i}.00", ts=int(time.time() * 1000))
             fill = Fill("BTCUSDT", side, float(frame["L"]), float(frame["l"]), frame["T"], exchange_id=str(frame["t"]))
             sent[fill_fingerprint(user, fill, 0, venue="binance")] = time.time()

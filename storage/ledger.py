@@ -101,7 +101,11 @@ def replace_lots(conn: sqlite3.Connection, key: Key, rows: Sequence[tuple[Any, .
 def last_fill_time_from(db: Database, user_id: str, symbol: str, source: str) -> int | None:
     """Return the time of the newest fill of (user, symbol) that ``source`` published, or None
     (where an exchange sync resumes after a restart)."""
-    row = db.reader().conn.execute(
-        "SELECT max(time) FROM journal_fills WHERE user_id=? AND symbol=? AND source=?", (user_id, symbol, source)
-    ).fetchone()
+    row = (
+        db.reader()
+        .conn.execute(
+            "SELECT max(time) FROM journal_fills WHERE user_id=? AND symbol=? AND source=?", (user_id, symbol, source)
+        )
+        .fetchone()
+    )
     return row[0] if row else None

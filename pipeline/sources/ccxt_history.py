@@ -141,13 +141,13 @@ class CcxtClient:
                 windows.append((start, end))
                 start = end + 1
         seen: dict[str, dict[str, Any]] = {}
-        for start, end in windows:
+        for first, until in windows:
             params: dict[str, Any] = {"paginate": True, "paginationCalls": PAGINATION_CALLS}
-            if end is not None:
-                params["until"] = end
+            if until is not None:
+                params["until"] = until
             trades = self._call(
                 f"fetch_my_trades {unified}",
-                lambda s=start, p=params: self.exchange.fetch_my_trades(unified, s, None, p),  # type: ignore[misc]
+                lambda s=first, p=params: self.exchange.fetch_my_trades(unified, s, None, p),  # type: ignore[misc]
             )
             for t in trades:
                 key = str(t.get("id") or (t.get("timestamp"), t.get("price"), t.get("amount"), t.get("side")))

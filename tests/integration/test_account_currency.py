@@ -12,7 +12,7 @@ import pytest
 from pipeline.errors import BadMessageError
 from pipeline.journal.currency import rate_between, to_account_currency
 from pipeline.journal.fills import Fill
-from pipeline.messages import RawTrade
+from pipeline.messages import RawTrade, Trade
 from pipeline.stages.normalizer import Normalizer
 from storage import market
 from storage.db import Database
@@ -76,5 +76,6 @@ def test_the_normalizer_converts_at_the_fills_time_from_stored_market_data(tmp_p
     with pytest.raises(BadMessageError, match="CHF->USD rate"):
         stage.prepare(ibkr("CHF", "3"))
     (lot,) = stage.process_batch([usd])
+    assert isinstance(lot, Trade)
     assert (lot.symbol, lot.entry_price, lot.fees) == ("SAP", 250.0, 2.0)  # the fee kept in the account currency
     db.close()
