@@ -163,7 +163,7 @@ try:
         st.dataframe(
             pd.DataFrame(
                 [
-                    {"line": line, "UTC": _at(ms, UTC), zone_name: _at(ms, zone), "problem": problem}
+                    {"file line": line, "UTC": _at(ms, UTC), zone_name: _at(ms, zone), "problem": problem}
                     for line, ms, problem in times
                 ]
             ),
