@@ -172,6 +172,7 @@ FEED_URL_ENV = {
     "BINANCE_WS_URL": "binance-ws",
     "BYBIT_WS_URL": "bybit-ws",
     "ALPACA_WS_URL": "alpaca-ws",
+    "BYBIT_PRIVATE_WS_URL": "bybit-private",
 }
 
 

@@ -185,6 +185,25 @@ def _binance_user_stream(rt: Runtime) -> Worker:
     )
 
 
+def _bybit_execution_stream(rt: Runtime) -> Worker:
+    from pipeline.sources.exchange_api import BybitClient
+    from pipeline.sources.user_stream import BybitExecutionStream
+
+    keys = next((k for k in rt.config.exchange_keys if k.venue == "bybit" and k.via == "desk"), None)
+    if keys is None:
+        raise ConfigError("bybit-execution-stream needs BYBIT_API_KEY and BYBIT_API_SECRET in the environment or .env")
+    rest = keys.base_url or "https://api.bybit.com"
+    return BybitExecutionStream(
+        rt.producer,
+        BybitClient(keys.api_key, keys.api_secret, base_url=rest),
+        api_key=keys.api_key,
+        api_secret=keys.api_secret,
+        user_id=rt.config.user_id,
+        symbols=rt.config.symbols,
+        ws_url=rt.config.feed_urls.get("bybit-private", "wss://stream.bybit.com"),
+    )
+
+
 # One factory per name of pipeline.stage_catalog (a unit test keeps them equal).
 WORKERS: dict[str, WorkerFactory] = {
     "simulator": lambda rt: SimulatorSource(
@@ -212,6 +231,7 @@ WORKERS: dict[str, WorkerFactory] = {
     "api": _api,
     "exchange-history": _exchange_history,
     "binance-user-stream": _binance_user_stream,
+    "bybit-execution-stream": _bybit_execution_stream,
 }
 
 

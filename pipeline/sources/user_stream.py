@@ -1,24 +1,31 @@
-"""Live own fills: the Binance user data stream into ``raw-trades`` as they happen.
+"""Live own fills: the exchanges' private streams into ``raw-trades`` as they happen.
 
-``BinanceUserStream`` asks for a listen key (``POST /api/v3/userDataStream``, the API key alone),
-keeps it alive (``PUT`` every ``keepalive_s``, 30 minutes by default, as Binance asks), reads
-``<ws_url>/ws/<listenKey>`` and publishes every ``executionReport`` whose execution type is
-``TRADE`` at once (one flush per fill: a fill is in ``raw-trades`` milliseconds after its frame),
-exactly as received, with format ``binance-stream``. Its raw id is the one the REST sync gives the
-same trade (the exchange's trade id under venue ``binance``), so a fill seen both ways is one fill.
+* ``BinanceUserStream``: a listen key (``POST /api/v3/userDataStream``, the API key alone) kept
+  alive (``PUT`` every ``keepalive_s``, 30 minutes by default, as Binance asks), then
+  ``<ws_url>/ws/<listenKey>``; every ``executionReport`` whose execution type is ``TRADE`` is a
+  fill (format ``binance-stream``); ``listenKeyExpired`` makes it take a new key.
+* ``BybitExecutionStream``: ``<ws_url>/v5/private``, authenticated with ``op: auth``
+  (``HMAC-SHA256("GET/realtime" + expires)``), subscribed to the ``execution`` topic, pinged every
+  ``ping_s``; every item of an ``execution`` message with ``execType`` ``Trade`` is a fill, in the
+  same shape as the REST execution list (format ``bybit-api``).
 
-After a disconnect (a closed or silent connection, an expired listen key) it reconnects with
+Each fill is published at once (one flush per message: a fill is in ``raw-trades`` milliseconds
+after its frame) exactly as received, with the raw id the REST sync gives the same trade (the
+exchange's trade id under the venue's name), so a fill seen both ways is one fill.
+
+After a disconnect (a closed or silent connection, an expired key) the stream reconnects with
 exponential backoff and, once the new connection is open, back-fills over REST
-(``history.fetch(symbol, since)``) from the last fill it saw (or the moment the previous
-connection opened) minus ``overlap_ms``: whatever happened between the drop and the reconnect is
-published then, and what both roads bring is published once (the ids published recently are
-remembered). Rejected keys stop the source (``ConfigError``); frames it cannot read are
-dead-lettered. Runs on its own thread; ``connected``, ``reconnects`` and ``backfilled`` may be read
-from any thread.
+(``history.fetch(symbol, since)``) from the last fill it saw (or the moment the previous connection
+opened) minus ``overlap_ms``: whatever happened between the drop and the reconnect is published
+then, and what both roads bring is published once (the ids published recently are remembered).
+Rejected keys stop the stream (``ConfigError``); frames it cannot read are dead-lettered. Runs on
+its own thread; ``connected``, ``reconnects`` and ``backfilled`` may be read from any thread.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import time
 import urllib.error
@@ -32,9 +39,9 @@ from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from pipeline.bus.base import Producer
-from pipeline.errors import BadMessageError, ConfigError, TransientError
+from pipeline.errors import BadMessageError, ConfigError, TransientError, Violation
 from pipeline.journal.fills import fill_fingerprint, normalize_symbol
-from pipeline.journal.payloads import BINANCE_API, BINANCE_STREAM, PARSERS
+from pipeline.journal.payloads import BINANCE_API, BINANCE_STREAM, BYBIT_API, PARSERS
 from pipeline.messages import DeadLetter, RawTrade, encode
 from pipeline.runner import Worker
 from pipeline.sources.exchange_api import TradeHistoryClient
@@ -42,48 +49,44 @@ from pipeline.topics import RAW_TRADES, dlq_name
 
 log = logging.getLogger(__name__)
 
-VENUE = "binance"
 REMEMBERED_IDS = 10_000
+Item = tuple[str, int, str, dict[str, Any]]  # (raw id, fill time, format, payload as received)
 
 
 class SilentStreamError(Exception):
     """The stream delivered nothing for longer than the receive timeout."""
 
 
-class BinanceUserStream(Worker):
-    """One Binance account's own fills, live. ``history`` back-fills gaps over REST."""
+class _PrivateStream(Worker):
+    """The loop both private streams share; subclasses speak the exchange's protocol."""
 
     kind = "source"
+    venue = ""
+    rest_format = ""
 
     def __init__(
         self,
+        name: str,
         producer: Producer,
         history: TradeHistoryClient,
         *,
-        api_key: str,
         user_id: str,
         symbols: Sequence[str],
-        rest_url: str = "https://api.binance.com",
-        ws_url: str = "wss://stream.binance.com:9443",
-        keepalive_s: float = 1800.0,
-        recv_timeout_s: float = 120.0,
-        backoff_s: float = 0.5,
-        backoff_max_s: float = 30.0,
-        overlap_ms: int = 60_000,
-        clock: Callable[[], float] = time.time,
+        ws_url: str,
+        recv_timeout_s: float,
+        backoff_s: float,
+        backoff_max_s: float,
+        overlap_ms: int,
+        clock: Callable[[], float],
     ) -> None:
-        super().__init__("binance-user-stream")
-        if not api_key:
-            raise ConfigError("the Binance user stream needs BINANCE_API_KEY")
+        super().__init__(name)
         self.producer, self.history, self.user_id = producer, history, user_id
         self.symbols = tuple(normalize_symbol(s) for s in symbols)
-        self._api_key = api_key
-        self.rest_url, self.ws_url = rest_url.rstrip("/"), ws_url.rstrip("/")
-        self.keepalive_s, self.recv_timeout_s = keepalive_s, recv_timeout_s
+        self.ws_url = ws_url.rstrip("/")
+        self.recv_timeout_s = recv_timeout_s
         self.backoff_s, self.backoff_max_s, self.overlap_ms = backoff_s, backoff_max_s, overlap_ms
         self.clock = clock
-        self.parse = PARSERS[BINANCE_STREAM]
-        self.parse_rest = PARSERS[BINANCE_API]
+        self.parse_rest = PARSERS[self.rest_format]
         self.connected = False
         self.reconnects = 0
         self.backfilled = 0
@@ -91,24 +94,21 @@ class BinanceUserStream(Worker):
         self._published_set: set[str] = set()
         self._last_fill_ms: int | None = None
 
-    # -- REST: the listen key ---------------------------------------------------------------------
+    # -- what a subclass says ---------------------------------------------------------------------
 
-    def _key_request(self, method: str, listen_key: str | None = None) -> str:
-        url = f"{self.rest_url}/api/v3/userDataStream"
-        if listen_key:
-            url += f"?listenKey={listen_key}"
-        request = urllib.request.Request(url, method=method, headers={"X-MBX-APIKEY": self._api_key})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as resp:
-                body = orjson.loads(resp.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            text = exc.read().decode("utf-8", "replace")[:200].replace(self._api_key, "***")
-            if exc.code in (401, 403) or '"code":-2015' in text or '"code":-2014' in text:
-                raise ConfigError(f"binance rejected the API key for the user stream: {text}") from None
-            raise TransientError(f"binance userDataStream {method}: HTTP {exc.code} {text}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise TransientError(f"binance userDataStream {method}: {exc}") from None
-        return str(body.get("listenKey", "")) if isinstance(body, dict) else ""
+    def _url(self) -> str:
+        """Return the URL of a new connection (asking for a new key where the exchange needs one)."""
+        raise NotImplementedError
+
+    def _on_open(self, ws: ClientConnection) -> None:
+        """Authenticate and subscribe on a fresh connection."""
+
+    def _tick(self, ws: ClientConnection, now: float) -> None:
+        """Keep the connection (or its key) alive; called every ``poll`` while connected."""
+
+    def _items(self, event: dict[str, Any]) -> list[Item] | None:
+        """Return the fills in one event; None when the connection must be renewed."""
+        raise NotImplementedError
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -118,14 +118,14 @@ class BinanceUserStream(Worker):
         while not self._stop.is_set():
             opened_ms: int | None = None
             try:
-                listen_key = self._key_request("POST")
-                with connect(f"{self.ws_url}/ws/{listen_key}", open_timeout=10, close_timeout=1.0) as ws:
+                with connect(self._url(), open_timeout=10, close_timeout=1.0) as ws:
+                    self._on_open(ws)
                     opened_ms = int(self.clock() * 1000)
                     self.connected = True
                     failures = 0
                     if gap_since is not None:
                         self._backfill(gap_since)
-                    self._session(ws, listen_key)
+                    self._session(ws)
                 reason = "connection ended"
             except ConfigError as exc:
                 self.health.error(f"{self.name}: {exc}; not retrying")
@@ -151,14 +151,11 @@ class BinanceUserStream(Worker):
             log.warning("%s: %s; reconnecting in %.2f s", self.name, reason, delay)
             self._stop.wait(delay)
 
-    def _session(self, ws: ClientConnection, listen_key: str) -> None:
-        last_rx = next_keepalive = time.monotonic()
-        next_keepalive += self.keepalive_s
+    def _session(self, ws: ClientConnection) -> None:
+        last_rx = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
-            if now >= next_keepalive:
-                self._key_request("PUT", listen_key)
-                next_keepalive = now + self.keepalive_s
+            self._tick(ws, now)
             if now - last_rx >= self.recv_timeout_s:
                 raise SilentStreamError(f"no frame for {self.recv_timeout_s:g} s")
             try:
@@ -170,32 +167,31 @@ class BinanceUserStream(Worker):
                 self.health.processed += 1
                 self.health.last_activity_at = time.time()
             if self._on_frame(frame):
-                return  # the listen key expired: a new one on the next connection
+                return  # the key expired: a new one on the next connection
 
     def _on_frame(self, frame: str | bytes) -> bool:
-        """Publish a fill; return True when the stream says its listen key expired."""
+        """Publish the fills of a frame; return True when the connection must be renewed."""
         try:
             event = orjson.loads(frame)
         except orjson.JSONDecodeError:
-            self._dead(frame, "a JSON user-data event")
+            self._dead(frame, "a JSON event")
             return False
         if not isinstance(event, dict):
             return False
-        if event.get("e") == "listenKeyExpired":
-            return True
-        if event.get("e") != "executionReport" or event.get("x") != "TRADE":
-            return False  # order updates, balance updates: not fills
         try:
-            fill = self.parse(event)
+            items = self._items(event)
         except BadMessageError as exc:
             self._dead(frame, str(exc))
             return False
-        self._publish([(fill_fingerprint(self.user_id, fill, 0, venue=VENUE), fill.time, BINANCE_STREAM, event)])
+        if items is None:
+            return True
+        if items:
+            self._publish(items)
         return False
 
     def _backfill(self, since_ms: int) -> None:
         """Publish the fills of every symbol since ``since_ms`` that the stream did not bring."""
-        found: list[tuple[str, int, str, dict[str, Any]]] = []
+        found: list[Item] = []
         for symbol in self.symbols:
             for raw in self.history.fetch(symbol, since_ms):
                 try:
@@ -203,11 +199,13 @@ class BinanceUserStream(Worker):
                 except BadMessageError as exc:
                     self.health.error(f"{symbol}: skipped a back-filled trade: {exc}")
                     continue
-                found.append((fill_fingerprint(self.user_id, fill, 0, venue=VENUE), fill.time, BINANCE_API, raw))
+                found.append(
+                    (fill_fingerprint(self.user_id, fill, 0, venue=self.venue), fill.time, self.rest_format, raw)
+                )
         found.sort(key=lambda f: f[1])
         self.backfilled += self._publish(found)
 
-    def _publish(self, items: list[tuple[str, int, str, dict[str, Any]]]) -> int:
+    def _publish(self, items: list[Item]) -> int:
         now_ms = int(self.clock() * 1000)
         key = self.user_id.encode()
         sent = 0
@@ -215,7 +213,7 @@ class BinanceUserStream(Worker):
             if raw_id in self._published_set:
                 continue
             message = RawTrade(
-                raw_id=raw_id, user_id=self.user_id, source=VENUE, format=fmt, received_at=now_ms, payload=payload
+                raw_id=raw_id, user_id=self.user_id, source=self.venue, format=fmt, received_at=now_ms, payload=payload
             )
             self.producer.produce(RAW_TRADES, encode(message), key=key)
             self._remember(raw_id)
@@ -254,3 +252,161 @@ class BinanceUserStream(Worker):
         with self.health.lock:
             self.health.dead_lettered += 1
         log.warning("%s: cannot read %.200r: %s", self.name, frame, reason)
+
+
+class BinanceUserStream(_PrivateStream):
+    """One Binance account's own fills, live. ``history`` back-fills gaps over REST."""
+
+    venue = "binance"
+    rest_format = BINANCE_API
+
+    def __init__(
+        self,
+        producer: Producer,
+        history: TradeHistoryClient,
+        *,
+        api_key: str,
+        user_id: str,
+        symbols: Sequence[str],
+        rest_url: str = "https://api.binance.com",
+        ws_url: str = "wss://stream.binance.com:9443",
+        keepalive_s: float = 1800.0,
+        recv_timeout_s: float = 120.0,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        overlap_ms: int = 60_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not api_key:
+            raise ConfigError("the Binance user stream needs BINANCE_API_KEY")
+        super().__init__(
+            "binance-user-stream",
+            producer,
+            history,
+            user_id=user_id,
+            symbols=symbols,
+            ws_url=ws_url,
+            recv_timeout_s=recv_timeout_s,
+            backoff_s=backoff_s,
+            backoff_max_s=backoff_max_s,
+            overlap_ms=overlap_ms,
+            clock=clock,
+        )
+        self._api_key = api_key
+        self.rest_url = rest_url.rstrip("/")
+        self.keepalive_s = keepalive_s
+        self.parse = PARSERS[BINANCE_STREAM]
+        self._listen_key = ""
+        self._next_keepalive = 0.0
+
+    def _url(self) -> str:
+        self._listen_key = self._key_request("POST")
+        self._next_keepalive = time.monotonic() + self.keepalive_s
+        return f"{self.ws_url}/ws/{self._listen_key}"
+
+    def _tick(self, ws: ClientConnection, now: float) -> None:
+        if now >= self._next_keepalive:
+            self._key_request("PUT", self._listen_key)
+            self._next_keepalive = now + self.keepalive_s
+
+    def _items(self, event: dict[str, Any]) -> list[Item] | None:
+        if event.get("e") == "listenKeyExpired":
+            return None
+        if event.get("e") != "executionReport" or event.get("x") != "TRADE":
+            return []  # order updates, balance updates: not fills
+        fill = self.parse(event)
+        return [(fill_fingerprint(self.user_id, fill, 0, venue=self.venue), fill.time, BINANCE_STREAM, event)]
+
+    def _key_request(self, method: str, listen_key: str | None = None) -> str:
+        url = f"{self.rest_url}/api/v3/userDataStream"
+        if listen_key:
+            url += f"?listenKey={listen_key}"
+        request = urllib.request.Request(url, method=method, headers={"X-MBX-APIKEY": self._api_key})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                body = orjson.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode("utf-8", "replace")[:200].replace(self._api_key, "***")
+            if exc.code in (401, 403) or '"code":-2015' in text or '"code":-2014' in text:
+                raise ConfigError(f"binance rejected the API key for the user stream: {text}") from None
+            raise TransientError(f"binance userDataStream {method}: HTTP {exc.code} {text}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise TransientError(f"binance userDataStream {method}: {exc}") from None
+        return str(body.get("listenKey", "")) if isinstance(body, dict) else ""
+
+
+class BybitExecutionStream(_PrivateStream):
+    """One Bybit account's own fills from the v5 private ``execution`` topic, live."""
+
+    venue = "bybit"
+    rest_format = BYBIT_API
+
+    def __init__(
+        self,
+        producer: Producer,
+        history: TradeHistoryClient,
+        *,
+        api_key: str,
+        api_secret: str,
+        user_id: str,
+        symbols: Sequence[str],
+        ws_url: str = "wss://stream.bybit.com",
+        ping_s: float = 20.0,
+        recv_timeout_s: float = 60.0,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        overlap_ms: int = 60_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not api_key or not api_secret:
+            raise ConfigError("the Bybit execution stream needs BYBIT_API_KEY and BYBIT_API_SECRET")
+        super().__init__(
+            "bybit-execution-stream",
+            producer,
+            history,
+            user_id=user_id,
+            symbols=symbols,
+            ws_url=ws_url,
+            recv_timeout_s=recv_timeout_s,
+            backoff_s=backoff_s,
+            backoff_max_s=backoff_max_s,
+            overlap_ms=overlap_ms,
+            clock=clock,
+        )
+        self._api_key, self._api_secret = api_key, api_secret
+        self.ping_s = ping_s
+        self.parse = PARSERS[BYBIT_API]
+        self._next_ping = 0.0
+
+    def _url(self) -> str:
+        return f"{self.ws_url}/v5/private"
+
+    def _on_open(self, ws: ClientConnection) -> None:
+        expires = int(self.clock() * 1000) + 10_000
+        signature = hmac.new(self._api_secret.encode(), f"GET/realtime{expires}".encode(), hashlib.sha256).hexdigest()
+        ws.send(orjson.dumps({"op": "auth", "args": [self._api_key, expires, signature]}).decode())
+        reply = orjson.loads(ws.recv(timeout=10))
+        if not (isinstance(reply, dict) and reply.get("success")):
+            message = str(reply.get("ret_msg", reply) if isinstance(reply, dict) else reply)
+            raise ConfigError(f"bybit rejected the API key for the private stream: {message[:200]}")
+        ws.send(orjson.dumps({"op": "subscribe", "args": ["execution"]}).decode())
+        self._next_ping = time.monotonic() + self.ping_s
+
+    def _tick(self, ws: ClientConnection, now: float) -> None:
+        if now >= self._next_ping:
+            ws.send('{"op":"ping"}')
+            self._next_ping = now + self.ping_s
+
+    def _items(self, event: dict[str, Any]) -> list[Item] | None:
+        if not str(event.get("topic", "")).startswith("execution"):
+            return []  # pongs, subscription replies
+        data = event.get("data")
+        if not isinstance(data, list):
+            raise BadMessageError([Violation("data", data, "a list of executions")])
+        items: list[Item] = []
+        for execution in data:
+            if not isinstance(execution, dict) or execution.get("execType", "Trade") != "Trade":
+                continue  # funding, settlement, ADL: not fills
+            fill = self.parse(execution)
+            items.append((fill_fingerprint(self.user_id, fill, 0, venue=self.venue), fill.time, BYBIT_API, execution))
+        return items

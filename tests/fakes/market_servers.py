@@ -19,6 +19,8 @@ names (numbers as strings where the exchange sends strings); pass current timest
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import queue
 import threading
@@ -569,6 +571,44 @@ def execution_report(
         "W": t - 5,
         "V": "EXPIRE_MAKER",
     }
+
+
+class FakeBybitPrivateWs(_FakeWsServer):
+    """Bybit v5 private stream: ``op: auth`` checked as Bybit does (``HMAC-SHA256(secret,
+    "GET/realtime" + expires)``, expires not past), ``subscribe`` and ``ping`` answered."""
+
+    path = "/v5/private"
+
+    def __init__(self, api_key: str, api_secret: str) -> None:
+        super().__init__()
+        self.api_key, self.api_secret = api_key, api_secret
+
+    def on_connect(self, ws: ServerConnection, conn: WsConnection) -> None:
+        conn.state.update(conn_id=str(uuid.uuid4()), topics=[], authed=False)
+
+    def on_message(self, ws: ServerConnection, conn: WsConnection, msg: Any) -> None:
+        if not isinstance(msg, dict):
+            return
+        op, base = msg.get("op"), {"conn_id": conn.state["conn_id"], "req_id": msg.get("req_id", "")}
+        if op == "auth":
+            key, expires, sign = [*list(msg.get("args") or []), None, None, None][:3]
+            want = hmac.new(self.api_secret.encode(), f"GET/realtime{expires}".encode(), hashlib.sha256).hexdigest()
+            ok = key == self.api_key and isinstance(expires, int) and expires > now_ms() and sign == want
+            conn.state["authed"] = ok
+            reply = {"success": ok, "ret_msg": "" if ok else "Invalid apikey or signature", "op": "auth", **base}
+            ws.send(json.dumps(reply))
+        elif op == "subscribe":
+            ok = bool(conn.state["authed"])
+            if ok:
+                conn.state["topics"].extend(msg.get("args") or [])
+            ws.send(json.dumps({"success": ok, "ret_msg": "" if ok else "Request not authorized", "op": op, **base}))
+        elif op == "ping":
+            ws.send(json.dumps({"op": "pong", "args": [str(now_ms())], **base}))
+
+    def send_executions(self, *executions: dict[str, Any]) -> None:
+        """Send one ``execution`` message (to a connection that subscribed) holding ``executions``."""
+        wait_for(lambda: self.live and "execution" in self.live.state.get("topics", []), 5.0, "a subscription")
+        self.send({"id": uuid.uuid4().hex, "topic": "execution", "creationTime": now_ms(), "data": list(executions)})
 
 
 class FakeBybitWs(_FakeWsServer):

@@ -1,7 +1,7 @@
-"""Live own fills from the Binance user data stream, against local servers that speak Binance's
-REST (listen keys, myTrades) and its user-data WebSocket: each fill is published at once with the
-id the REST sync gives it; after a dropped connection the source reconnects and back-fills the gap
-over REST, so every fill is in raw-trades exactly once; a rejected key stops it."""
+"""Live own fills from the Binance user data stream and Bybit's private execution topic, against
+local servers that speak each exchange's REST and private WebSocket: each fill is published at once
+with the id the REST sync gives it; after a dropped connection the stream reconnects and back-fills
+the gap over REST, so every fill is in raw-trades exactly once; a rejected key stops it."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import pytest
 
 from pipeline.bus.base import Bus
 from pipeline.journal.fills import fill_fingerprint
-from pipeline.journal.payloads import parse_binance_execution, parse_binance_trade
+from pipeline.journal.payloads import parse_binance_execution, parse_binance_trade, parse_bybit_execution
 from pipeline.messages import DeadLetter, RawTrade, decode
-from pipeline.sources.exchange_api import BinanceClient
-from pipeline.sources.user_stream import BinanceUserStream
+from pipeline.sources.exchange_api import BinanceClient, BybitClient
+from pipeline.sources.user_stream import BinanceUserStream, BybitExecutionStream
 from pipeline.topics import CATALOG, RAW_TRADES, dlq_name
-from tests.fakes.exchanges import FakeBinance, binance_trade
-from tests.fakes.market_servers import FakeBinanceUserWs, execution_report, now_ms, wait_for
+from tests.fakes.exchanges import FakeBinance, FakeBybit, binance_trade, bybit_execution
+from tests.fakes.market_servers import FakeBinanceUserWs, FakeBybitPrivateWs, execution_report, now_ms, wait_for
 
 KEY = "user-stream-key-7c1e9a3b5d"
 SECRET = "user-stream-secret-2f8d6b4a0c"
@@ -145,5 +145,71 @@ def test_a_rejected_key_stops_the_source_without_showing_it(
         wait_for(lambda: not source._thread.is_alive() if source._thread else False, 10, "the source to stop")
         assert "rejected the API key" in (source.health.last_error or "")
         assert "a-key-the-exchange-does-not-know" not in (source.health.last_error or "")
+    finally:
+        source.stop()
+
+
+# -- Bybit's private execution topic -----------------------------------------------------------
+
+
+@pytest.fixture
+def bybit_servers() -> Iterator[tuple[FakeBybit, FakeBybitPrivateWs]]:
+    with FakeBybit(KEY, SECRET) as rest, FakeBybitPrivateWs(KEY, SECRET) as ws:
+        yield rest, ws
+
+
+def bybit_stream(bus: Bus, rest: FakeBybit, ws: FakeBybitPrivateWs, user: str, secret: str = SECRET) -> Any:
+    return BybitExecutionStream(
+        bus.producer(),
+        BybitClient(KEY, SECRET, base_url=rest.base_url, timeout=5),
+        api_key=KEY,
+        api_secret=secret,
+        user_id=user,
+        symbols=["BTCUSDT"],
+        ws_url=ws.url.removesuffix("/v5/private"),
+        backoff_s=0.05,
+        overlap_ms=5_000,
+    )
+
+
+def test_bybit_executions_are_published_at_once_and_a_gap_is_back_filled(
+    bus: Bus, bybit_servers: tuple[FakeBybit, FakeBybitPrivateWs], group_name: Callable[..., str]
+) -> None:
+    bus.create_topics(CATALOG.values())
+    rest, ws = bybit_servers
+    user = f"live-{uuid.uuid4().hex[:8]}"
+    reader = Reader(bus, group_name("raw"), RAW_TRADES, user)
+    source = bybit_stream(bus, rest, ws, user)
+    source.start()
+    try:
+        first = bybit_execution("2100000000000000001", now_ms(), side="Buy")
+        rest.add(first)
+        funding = {**bybit_execution("2100000000000000000", now_ms()), "execType": "Funding"}
+        ws.send_executions(funding, first)
+        (live,) = reader.until(1)
+        assert isinstance(live, RawTrade) and (live.format, live.source, live.payload) == ("bybit-api", "bybit", first)
+        assert live.raw_id == fill_fingerprint(user, parse_bybit_execution(first), 0, venue="bybit")
+        ws.drop()
+        gap = [bybit_execution(f"210000000000000000{i}", now_ms(), side="Sell") for i in (2, 3)]
+        rest.add(*gap)
+        wait_for(lambda: source.backfilled == 2, 10, "the back-fill of the gap")
+        raws = reader.until(3)
+        assert [r.payload["execId"] for r in raws] == [first["execId"], *(g["execId"] for g in gap)]
+        assert ws.connections[0].state["authed"] and "execution" in ws.connections[0].state["topics"]
+    finally:
+        source.stop()
+        reader.close()
+
+
+def test_bybit_rejects_a_wrong_secret_and_the_stream_stops(
+    bus: Bus, bybit_servers: tuple[FakeBybit, FakeBybitPrivateWs]
+) -> None:
+    rest, ws = bybit_servers
+    source = bybit_stream(bus, rest, ws, "nobody", secret="not-the-secret-at-all")
+    source.start()
+    try:
+        wait_for(lambda: not source._thread.is_alive() if source._thread else False, 10, "the stream to stop")
+        assert "rejected the API key" in (source.health.last_error or "")
+        assert "not-the-secret-at-all" not in (source.health.last_error or "")
     finally:
         source.stop()
