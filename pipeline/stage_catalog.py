@@ -45,7 +45,9 @@ CATALOG: tuple[StageInfo, ...] = (
     StageInfo("api", "source", True, "the HTTP API (API_HOST:API_PORT)"),
     StageInfo("exchange-history", "source", False, "exchange trade history into raw-trades (API keys)"),
     StageInfo("binance-user-stream", "source", False, "live own fills from Binance's user data stream (API keys)"),
-    StageInfo("bybit-execution-stream", "source", False, "live own fills from Bybit's private execution topic (API keys)"),
+    StageInfo(
+        "bybit-execution-stream", "source", False, "live own fills from Bybit's private execution topic (API keys)"
+    ),
 )
 
 KNOWN_STAGES = frozenset(s.name for s in CATALOG)

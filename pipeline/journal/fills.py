@@ -1,8 +1,9 @@
 """The journal's vocabulary: a parsed fill, a whole trade as entered, symbols and fingerprints.
 
 Every source (entry form, CSV importer, trades API, exchange clients) turns its input into a
-``Fill`` (one execution on an exchange, paired into round trips later) or a ``TradeEntry`` (a
-whole trade the trader typed or exported, entry and maybe exit). The normalizer reads the same
+``Fill`` (one execution on an exchange, paired into round trips later), a ``TradeEntry`` (a
+whole trade the trader typed or exported, entry and maybe exit) or a ``Payment`` (a derivatives
+account's funding payment or booked realized P&L). The normalizer reads the same
 payloads back through the same parsers, so a row means the same thing everywhere.
 """
 
@@ -11,8 +12,11 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from pipeline.messages import Side
+
+PaymentKind = Literal["funding", "realized_pnl"]
 
 # Quote currencies, longest first so "FDUSD" wins over "USD" and "USDT" over "USD".
 QUOTES = (
@@ -74,6 +78,19 @@ class TradeEntry:
     external_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """Money a derivatives account booked that is not a fill: a funding payment, or a realized P&L
+    as the exchange stated it. ``amount`` is signed (+ received, - paid) in ``asset``."""
+
+    kind: PaymentKind
+    symbol: str
+    amount: float
+    asset: str
+    time: int
+    external_id: str | None = None
+
+
 def normalize_symbol(symbol: str) -> str:
     """Return the one spelling of a pair: ``BTC/USDT``, ``btc-usdt``, ``BTCUSDT`` -> ``BTCUSDT``."""
     return _SEPARATORS.sub("", symbol).upper()
@@ -106,6 +123,15 @@ def fill_fingerprint(user_id: str, fill: Fill, occurrence: int, venue: str = "")
     if fill.exchange_id:
         return "f-" + _digest(user_id, venue, fill.exchange_id)
     return "f-" + _digest(fill_content_key(user_id, fill), occurrence)
+
+
+def payment_fingerprint(user_id: str, payment: Payment, occurrence: int) -> str:
+    """Return a payment's stable id (a ``t-`` id: it is journalled as a record of its own)."""
+    if payment.external_id:
+        return "t-" + _digest(user_id, payment.kind, payment.external_id)
+    return "t-" + _digest(
+        user_id, payment.kind, payment.symbol, payment.time, repr(payment.amount), payment.asset, occurrence
+    )
 
 
 def entry_fingerprint(user_id: str, entry: TradeEntry, occurrence: int) -> str:

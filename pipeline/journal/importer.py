@@ -26,7 +26,15 @@ import orjson
 
 from pipeline.bus.base import Producer
 from pipeline.errors import BadMessageError, PipelineError, TransientError, Violation
-from pipeline.journal.fills import Fill, entry_fingerprint, fill_content_key, fill_fingerprint
+from pipeline.journal.fills import (
+    Fill,
+    Payment,
+    TradeEntry,
+    entry_fingerprint,
+    fill_content_key,
+    fill_fingerprint,
+    payment_fingerprint,
+)
 from pipeline.journal.formats import (
     READ_OPTIONS,
     detect_format,
@@ -173,7 +181,7 @@ def preview_times(
         except BadMessageError as exc:
             out.append((row.line, None, str(exc)))
         else:
-            out.append((row.line, item.time if isinstance(item, Fill) else item.entry_time, ""))
+            out.append((row.line, item.entry_time if isinstance(item, TradeEntry) else item.time, ""))
         if len(out) >= rows:
             break
     return out
@@ -389,6 +397,19 @@ def _scan(
             item = parse(row, now)
         except BadMessageError as exc:
             reject(line, row, exc.violations, str(exc))
+            continue
+        if type(item) is Payment:  # a funding payment or a booked P&L: a record of its own
+            report.unit = report.unit or "fill"
+            occurrence_key = payment_fingerprint(user_id, item, 0)
+            number = int(occurrence_key[-24:], 16)
+            occurrence = seen.get(number, 0)
+            seen[number] = occurrence + 1
+            if occurrence and item.external_id:
+                report.duplicates += 1
+                continue
+            pending.append((item.time, payment_fingerprint(user_id, item, occurrence), line, row))
+            if len(pending) >= LOOKUP_CHUNK:
+                settle()
             continue
         if type(item) is Fill:
             report.unit = "fill"

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from pipeline.errors import BadMessageError, Violation
 from pipeline.journal.currency import to_account_currency
-from pipeline.journal.fills import Fill, TradeEntry, split_symbol
+from pipeline.journal.fills import Fill, Payment, TradeEntry, split_symbol
 from pipeline.journal.formats import parse_row
 from pipeline.journal.ledger import DUST, LedgerFill, Lot, apply_fills
 from pipeline.journal.payloads import PARSERS
@@ -40,10 +40,10 @@ Key = tuple[str, str]
 @dataclass(frozen=True, slots=True)
 class Parsed:
     raw: RawTrade
-    item: Fill | TradeEntry
+    item: Fill | TradeEntry | Payment
 
 
-def parse_raw(raw: RawTrade) -> Fill | TradeEntry:
+def parse_raw(raw: RawTrade) -> Fill | TradeEntry | Payment:
     """Parse a raw trade's payload with its format's parser; raise ``BadMessageError``."""
     if not isinstance(raw.payload, dict):
         raise BadMessageError([Violation("payload", str(raw.payload)[:80], "a JSON object of field -> value")])
@@ -73,6 +73,22 @@ def _entry_trade(raw: RawTrade, e: TradeEntry) -> Trade:
         tags=e.tags,
         setup=e.setup,
         emotion=e.emotion,
+    )
+
+
+def _payment_trade(raw: RawTrade, p: Payment) -> Trade:
+    return Trade(
+        trade_id=raw.raw_id,
+        user_id=raw.user_id,
+        symbol=p.symbol,
+        side="BUY" if p.amount > 0 else "SELL",
+        entry_price=1.0,
+        quantity=abs(p.amount),
+        entry_time=p.time,
+        pnl=p.amount,
+        notes=f"{p.kind.replace('_', ' ')} in {p.asset}",
+        source=raw.source,
+        kind=p.kind,
     )
 
 
@@ -117,12 +133,16 @@ class Normalizer(Stage):
 
     def _apply(self, conn: sqlite3.Connection, items: list[Parsed]) -> list[Message]:
         out: list[Message] = []
-        entries = {p.raw.raw_id: p for p in items if isinstance(p.item, TradeEntry)}
+        entries = {p.raw.raw_id: p for p in items if isinstance(p.item, (TradeEntry, Payment))}
         fills = {p.raw.raw_id: p for p in items if isinstance(p.item, Fill)}
         if entries:
             known = ledger.existing(conn, "journal_ledger_records", "trade_id", entries)
             out.extend(_republish(conn, known))
-            trades = [_entry_trade(p.raw, p.item) for rid, p in entries.items() if rid not in known]  # type: ignore[arg-type]
+            trades = [
+                _payment_trade(p.raw, p.item) if isinstance(p.item, Payment) else _entry_trade(p.raw, p.item)  # type: ignore[arg-type]
+                for rid, p in entries.items()
+                if rid not in known
+            ]
             _record(conn, trades)
             out.extend(trades)
         if fills:

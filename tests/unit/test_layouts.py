@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pipeline.errors import BadMessageError
-from pipeline.journal.fills import Fill, TradeEntry
+from pipeline.journal.fills import Fill, Payment, TradeEntry
 from pipeline.journal.formats import FORMATS, LAYOUTS, detect_format, guess_mapping, row_parser, what_kind
 from pipeline.journal.formats.layout import canon
 
@@ -19,7 +19,7 @@ def utc(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
-def parse(header: str, line: str, options: dict[str, str] | None = None, sep: str = ",") -> Fill | TradeEntry:
+def parse(header: str, line: str, options: dict[str, str] | None = None, sep: str = ",") -> Fill | TradeEntry | Payment:
     cols, cells = header.split(sep), line.split(sep)
     fmt = detect_format(cols)
     assert fmt is not None, header

@@ -3,7 +3,8 @@
 Formats: Binance and Bybit spot exports (one execution per row -> ``Fill``; ``exports``), the other
 exchanges, brokers and journals described as data (``layout.Layout``, one module per venue:
 ``binance_more``, ``bybit_more``, ``kraken``, ``coinbase``, ``okx``, ``kucoin``, ``mexc``,
-``bitfinex``, ``others``, ``brokers``, ``journals``), the generic template and the entry form (one
+``bitfinex``, ``others``, ``brokers``, ``journals``; derivatives funding and booked P&L as
+``Payment`` records in ``payments``), the generic template and the entry form (one
 whole trade per row -> ``TradeEntry``), and a trader's own column mapping (``custom``; both in
 ``mapped``), over the cell readers of ``cells``. Files of another kind (statements, deposits,
 funding logs) are named by ``kinds``; ``guess`` fills a mapping form in. Every bad field
@@ -23,7 +24,7 @@ from functools import lru_cache
 from typing import Literal
 
 from pipeline.errors import BadMessageError, Violation
-from pipeline.journal.fills import Fill, TradeEntry
+from pipeline.journal.fills import Fill, Payment, TradeEntry
 from pipeline.journal.formats import (
     binance_more,
     bitfinex,
@@ -36,6 +37,7 @@ from pipeline.journal.formats import (
     mexc,
     okx,
     others,
+    payments,
 )
 from pipeline.journal.formats.exports import (
     BINANCE_COLUMNS,
@@ -64,6 +66,7 @@ Format = Literal["binance-spot", "bybit-spot", "generic", "manual", "custom"]
 LAYOUTS: tuple[Layout, ...] = (
     *binance_more.LAYOUTS,
     *bybit_more.LAYOUTS,
+    *payments.LAYOUTS,
     *kraken.LAYOUTS,
     *coinbase.LAYOUTS,
     *okx.LAYOUTS,
@@ -86,7 +89,7 @@ LABELS: dict[str, str] = {
 FORMATS: tuple[str, ...] = ("binance-spot", "bybit-spot", *_BY_NAME, "generic", "manual", "custom")
 # Options that change how a known layout is read, carried with each raw trade (``RawTrade.mapping``).
 READ_OPTIONS = ("timezone", "currency")
-RowParser = Callable[[Mapping[str, object], int], "Fill | TradeEntry"]
+RowParser = Callable[[Mapping[str, object], int], "Fill | TradeEntry | Payment"]
 
 
 __all__ = [
@@ -182,7 +185,7 @@ def row_parser(fmt: str, header: Sequence[str], mapping: Mapping[str, str] | Non
 
 def parse_row(
     fmt: str, row: Mapping[str, object], mapping: Mapping[str, str] | None = None, *, now_ms: int
-) -> Fill | TradeEntry:
+) -> Fill | TradeEntry | Payment:
     """Parse one row (column -> cell) of ``fmt``; raise ``BadMessageError`` naming every bad field."""
     return row_parser(fmt, tuple(row), mapping)(row, now_ms)
 

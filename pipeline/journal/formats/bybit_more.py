@@ -1,6 +1,7 @@
 """Bybit derivatives trade history (``Time,Currency,Contract,Type,Direction,Quantity,Position,
 Filled Price,Funding,Fee Paid,...,Trade ID,Order ID``): ``TRADE`` rows are fills, the fee is in
-``Currency``; funding settlements are not fills and are refused by name, row by row."""
+``Currency`` (``DERIVATIVES``); the layout itself, which also reads funding settlements as
+payments, is in ``payments``."""
 
 from __future__ import annotations
 
@@ -19,11 +20,4 @@ DERIVATIVES = Spec(
     only=("type", frozenset({"trade"})),
 )
 
-LAYOUTS = (
-    Layout(
-        "bybit-derivatives",
-        "Bybit derivatives trade history",
-        ("time", "currency", "contract", "type", "direction", "quantity", "filled_price", "fee_paid", "trade_id"),
-        DERIVATIVES,
-    ),
-)
+LAYOUTS: tuple[Layout, ...] = ()

@@ -41,11 +41,6 @@ KINDS: tuple[Kind, ...] = (
         "a Binance order history (orders, not fills): export Orders > Spot Order > Trade History instead",
     ),
     Kind(
-        ("date(utc)", "type", "amount", "asset", "symbol", "transaction_id"),
-        "a Binance futures transaction history (funding payments, realized P&L and commissions), not trades: "
-        "export the futures Trade History instead",
-    ),
-    Kind(
         ("date_&_time(utc)", "coin", "qty", "type", "account_balance", "description"),
         "a Bybit asset-change history (deposits, transfers, bonuses), not trades",
     ),
