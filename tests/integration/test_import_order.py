@@ -78,3 +78,24 @@ def test_the_import_time_zone_travels_with_each_row(bus: Bus, tmp_path: Path, gr
     (lot,) = stage.process_batch([stage.prepare(raw)])
     assert lot.entry_time == 1751364000000  # 2025-07-01 10:00 UTC
     db.close()
+
+
+def test_rows_wait_for_their_turn_unchanged_whatever_their_cells_hold(
+    bus: Bus, tmp_path: Path, group_name: Callable[..., str]
+) -> None:
+    bus.create_topics(CATALOG.values())
+    db = Database(tmp_path / "desk.db")
+    user = f"cells-{uuid.uuid4().hex[:8]}"
+    note = 'unit\x1fseparator, a comma and "quotes"'
+    data = (
+        "trade_id,symbol,side,entry_price,quantity,entry_time,notes\n"
+        f'T-2,ETHUSDT,BUY,3100,1,2024-11-16T15:00:00Z,"{note.replace(chr(34), chr(34) * 2)}"\n'
+        "T-1,ETHUSDT,BUY,3000,1,2024-11-16T14:00:00Z,plain\n"
+    ).encode()
+    report = import_file(data, user_id=user, producer=bus.producer(), db=db)
+    assert report.accepted == 2
+    first, second = read_raw(bus, group_name("raw"), user, 2)
+    assert isinstance(first.payload, dict) and isinstance(second.payload, dict)
+    assert (first.payload["trade_id"], second.payload["trade_id"]) == ("T-1", "T-2")  # oldest first
+    assert second.payload["notes"] == note
+    db.close()

@@ -281,3 +281,26 @@ def test_the_guess_fills_fields_and_a_time_format_only_when_one_fits() -> None:
     }
     ambiguous = guess_mapping(["Date", "Pair"], [["03/04/2024 10:00:00", "BTCUSDT"]])
     assert "time_format" not in ambiguous  # month-first or day-first: the trader chooses
+
+
+@pytest.mark.parametrize(
+    ("header", "says"),
+    [
+        ("User ID,Time,Category,Operation,Order ID,Transaction ID,Primary Asset,Realized Amount", "Binance.US"),
+        ("User_Id,Time,Category,Operation,Order_Id,Transaction_Id,Primary_Asset", "Binance.US"),
+        ("Date(UTC),OrderNo,Pair,Type,Side,Order Price,Order Amount,Time,Executed,Average Price,Status", "order"),
+        ("Date,Pair,Type,Sell,Buy,Price,Inverse Price,Date Updated,Status", "Convert"),
+        ("Type,Coin,Amount,Wallet Balance,Time(UTC)", "Bybit deposit"),
+        ("txid,refid,time,type,subtype,aclass,asset,amount,fee,balance", "Kraken ledger"),
+    ],
+)
+def test_exports_traders_upload_by_mistake_are_named(header: str, says: str) -> None:
+    kind = what_kind({canon(h)[0] for h in header.split(",")})
+    assert kind is not None and says in kind
+    assert detect_format(header.split(",")) is None
+
+
+def test_a_utcnull_zone_in_the_header_is_utc() -> None:
+    header = "Date(UTCnull),Pair,Side,Price,Executed,Amount,Fee"
+    fill = parse(header, "2025-03-01 12:00:00,ETHUSDT,BUY,2200,1ETH,2200USDT,2.2USDT")
+    assert fill.time == utc("2025-03-01 12:00:00")  # type: ignore[union-attr]

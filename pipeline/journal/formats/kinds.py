@@ -41,6 +41,11 @@ KINDS: tuple[Kind, ...] = (
         "a Binance order history (orders, not fills): export Orders > Spot Order > Trade History instead",
     ),
     Kind(
+        ("time", "category", "operation", "order_id", "transaction_id", "primary_asset"),
+        "a Binance.US transaction history (a statement of operations), not the trade history: export the "
+        "spot trade history instead",
+    ),
+    Kind(
         ("date_&_time(utc)", "coin", "qty", "type", "account_balance", "description"),
         "a Bybit asset-change history (deposits, transfers, bonuses), not trades",
     ),
