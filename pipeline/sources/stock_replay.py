@@ -142,9 +142,8 @@ def read_stock_file(path: str | Path, *, max_bytes: int = MAX_BYTES) -> StockFil
                 problems.append(RowProblem(line, "High", cells[index["high"]], "high >= open, close >= low"))
             elif last is not None and start <= last:
                 what = "duplicate time" if start == last else "out of order"
-                problems.append(
-                    RowProblem(line, when_cols and "Date", when_text, f"newer than the row before ({what})")
-                )
+                column = "Datetime" if layout == "minute" else "Date"
+                problems.append(RowProblem(line, column, when_text, f"newer than the row before ({what})"))
         if problems:
             out.rejected.extend(problems)
             continue
