@@ -82,7 +82,11 @@ _SOURCES: tuple[TopicSpec, ...] = (
     TopicSpec(BEHAVIORAL_ALERTS, 3, 7 * DAY_MS, description="behavioural alerts (seed 000)"),
     TopicSpec(STOCK_PRICES_RAW, 10, 7 * DAY_MS, compression="snappy", description="stock price bars (seed 003)"),
     TopicSpec(
-        STOCK_TRADES_RAW, 10, 7 * DAY_MS, compression="lz4", description="stock trades (seed 004 durable path); key = symbol"
+        STOCK_TRADES_RAW,
+        10,
+        7 * DAY_MS,
+        compression="lz4",
+        description="stock trades (seed 004 durable path); key = symbol",
     ),
     TopicSpec(STOCK_NEWS_RAW, 5, 30 * DAY_MS, compression="gzip", description="stock news (seed 003)"),
     TopicSpec(ANALYSIS_TRIGGERS, 3, DAY_MS, compression="snappy", description="analysis jobs to run (seed 003)"),
