@@ -3,7 +3,7 @@
 A closed market is not an error: a stock feed then reads ``closed`` with "market closed, opens …",
 and no stale-data alarm fires. A live feed is ``stale`` when it said nothing for ``STALE_S`` while
 its market was open (crypto markets always are; stock ones in NYSE sessions). The answer is 200
-with ``status: ok`` or ``degraded`` (a feed stopped or stale, Redis unreachable, a rejected
+with ``status: ok`` or ``degraded`` (a feed stopped or stale (``pipeline.stocks.feeds``), Redis unreachable, a rejected
 credential), and 503 with ``status: down`` when the bus or the database does not answer. Feeds and
 lag come from what workers publish (``storage.status``), so they are right for stages in other
 processes too. Never shows a secret: Redis is described by host and port.
@@ -20,41 +20,10 @@ from fastapi import FastAPI, Response
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.api.context import ApiContext
-from pipeline.stage_catalog import CATALOG
-from pipeline.stocks.hours import market_hours, stale
+from pipeline.stocks.feeds import feed_state, is_feed
+from pipeline.stocks.hours import market_hours
 from pipeline.topics import STOCK_TRADES_RAW
 from storage import status
-
-STALE_S = 120.0
-ROLES = {s.name: s.role for s in CATALOG}
-REPLAYS = {"replay", "stock-replay"}
-
-
-def _feed(s: status.StageStatus, market: Any, now: float) -> dict[str, Any]:
-    role = ROLES.get(s.name)
-    state = "ok"
-    if not s.running:
-        state = "stopped"
-    elif s.name in REPLAYS:
-        state = "replaying"
-    elif role == "stock-source" and not market.open:
-        state = "closed"
-    elif (role == "stock-source" and stale(market, s.last_activity_at, now, STALE_S)) or (
-        role == "market-source" and now - (s.last_activity_at or s.started_at or now) > STALE_S
-    ):
-        state = "stale"
-    return {
-        "name": s.name,
-        "asset": "stock" if role == "stock-source" else "crypto",
-        "state": state,
-        "running": s.running,
-        "market": market.label if role == "stock-source" else "open around the clock",
-        "last_activity_at": s.last_activity_at,
-        "processed": s.processed,
-        "produced": s.produced,
-        "dead_lettered": s.dead_lettered,
-        "last_error": s.last_error,
-    }
 
 
 def check(ctx: ApiContext, now: float | None = None) -> tuple[int, dict[str, Any]]:
@@ -75,7 +44,7 @@ def check(ctx: ApiContext, now: float | None = None) -> tuple[int, dict[str, Any
         workers = []
     market = market_hours().status(datetime.fromtimestamp(now, tz=UTC))
     body["market"] = market.to_json()
-    body["feeds"] = [_feed(s, market, now) for s in workers if ROLES.get(s.name) in ("market-source", "stock-source")]
+    body["feeds"] = [feed_state(s, market, now) for s in workers if is_feed(s.name)]
     body["lag"] = {s.name: s.lag for s in workers if s.kind in ("stage", "process")}
     if ctx.fanout is not None:
         body["fast_path"] = {"where": ctx.fanout.describe(), **ctx.fanout.stats().to_json()}
