@@ -22,10 +22,11 @@ install-dev: $(VENV)/.dev-deps
 run: install
 	$(VENV)/bin/streamlit run app.py
 
-## Install, fetch Kafka and Chromium, run the whole suite. The suite starts and stops a broker of
+## Install, fetch Kafka, Chromium and Redis, run the whole suite. The suite starts and stops a broker of
 ## its own (scripts/kafka.sh --test: .kafka/test, KAFKA_TEST_PORT or KAFKA_PORT+2), never the desk's.
 test: install-dev
 	scripts/setup-chromium.sh
+	scripts/setup-redis.sh
 	scripts/kafka.sh fetch
 	$(PY) -m pytest
 
