@@ -180,7 +180,7 @@ def _check_spacing(path: Path, out: StockFile) -> None:
     median = statistics.median(gaps)
     if out.layout != "daily" and 20 * 3_600_000 <= median <= 26 * 3_600_000:
         out.timeframe = "1Day"
-    elif out.layout == "daily" and median > 26 * 3_600_000:
+    elif out.layout == "daily" and median > 4 * 86_400_000:  # a long weekend, not a weekly file
         raise CandleFileError(
             f"{path.name}: bars every {median / 86_400_000:g} days; the stock replay takes 1-minute or daily files"
         )
