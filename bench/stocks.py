@@ -90,7 +90,7 @@ def range_client(base: str, out: str, requests: int, symbols: list[str], days: l
     import urllib.parse
 
     parts = urllib.parse.urlsplit(base)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
     rng = random.Random(7)
     times: list[float] = []
     sizes: list[int] = []
@@ -198,7 +198,7 @@ def fast_path(kind: str, rate: int, seconds: float, folder: Path, redis_url: str
         )
 
     started_ns = time.time_ns()
-    sent = _pace(rate, seconds, send, feed.flush)
+    sent = _pace(rate, seconds, send, lambda: None if feed.flush() else None)
     client.wait(120)
     result = json.loads(out.read_text())
     warm = started_ns + 500_000_000
@@ -333,10 +333,13 @@ def bars_range(bars: int, folder: Path) -> None:
     cal = market_hours().calendar
     minutes = [int(m.value // 1_000_000) for m in cal.minutes_window(cal.first_minute, per_symbol)]
     filled = time.perf_counter()
+
+    def fill(rows: list[stocks.BarRow]) -> None:
+        db.write(lambda d: stocks.store_bars(d.conn, rows))
+
     for symbol in symbols:
         for lo in range(0, len(minutes), 50_000):
-            rows = [(symbol, "1Min", m, 10.0, 10.5, 9.5, 10.2, 100.0, 5, 10.1) for m in minutes[lo : lo + 50_000]]
-            db.write(lambda d, rows=rows: stocks.store_bars(d.conn, rows))
+            fill([(symbol, "1Min", m, 10.0, 10.5, 9.5, 10.2, 100.0, 5, 10.1) for m in minutes[lo : lo + 50_000]])
     sys.stderr.write(f"filled {stocks.bar_count(db)} bars in {time.perf_counter() - filled:.0f} s\n")
     session_opens = [int(cal.session_open(s).value // 1_000_000) for s in cal.sessions_window(cal.first_session, 200)]
     session_opens = [o for o in session_opens if o <= minutes[-1] - 390 * 60_000]
