@@ -198,7 +198,11 @@ def fast_path(kind: str, rate: int, seconds: float, folder: Path, redis_url: str
         )
 
     started_ns = time.time_ns()
-    sent = _pace(rate, seconds, send, lambda: None if feed.flush() else None)
+
+    def flush() -> None:
+        feed.flush()
+
+    sent = _pace(rate, seconds, send, flush)
     client.wait(120)
     result = json.loads(out.read_text())
     warm = started_ns + 500_000_000
