@@ -117,7 +117,7 @@ class FakeAlpacaStocksWs(FakeAlpacaWs):
     """Alpaca's v2 stock stream (``/v2/iex``)."""
 
     path = "/v2/iex"
-    CHANNELS = STOCK_CHANNELS
+    CHANNELS = STOCK_CHANNELS  # type: ignore[assignment]  # the stock stream has more channels than crypto
 
     def __init__(self, key: str, secret: str) -> None:
         super().__init__(key, secret)

@@ -103,7 +103,12 @@ def test_a_small_batch_waits_at_most_the_maximum_wait(tmp_path: Path, db: Databa
         store = StockTradesStore(db)
         writes: list[int] = []
         real_write = db.write
-        db.write = lambda fn, timeout=60.0: (writes.append(1), real_write(fn, timeout))[1]  # type: ignore[method-assign]
+
+        def counting_write(fn, timeout: float = 60.0):
+            writes.append(1)
+            return real_write(fn, timeout)
+
+        db.write = counting_write  # type: ignore[method-assign]
         source = feed(bus, ("QAA",))
         with running(StageRunner(store, bus, max_batch=100, fill_wait_s=0.4)):
             for i in range(5):

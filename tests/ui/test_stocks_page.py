@@ -59,7 +59,7 @@ def test_stocks_page_on_the_simulator_without_keys(stocks_desk) -> None:
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["data"][0]["type"] == "candlestick" and len(spec["data"][0]["x"]) > 50
     assert "AAPL · 1Min" in spec["layout"]["title"]["text"]
-    at.get("button_group")[0].set_value("1Hour").run()
+    at.button_group(key="stocks_timeframe").set_value("1Hour").run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert "1Hour" in spec["layout"]["title"]["text"] and 0 < len(spec["data"][0]["x"]) <= 10
     feeds = at.dataframe[0].value

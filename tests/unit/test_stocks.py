@@ -166,8 +166,14 @@ def test_the_simulator_trades_only_in_session(when: str, trades: bool) -> None:
 def test_the_simulator_history_is_past_session_minutes_as_a_replay() -> None:
     now = at("2026-12-07T14:35:00+00:00").timestamp()  # Monday 09:35: most of the history is Friday's
     sim = StockSimulatorSource(
-        None, InProcessFanout(), ("AAPL",), market_hours(), seed=3, history_minutes=30, clock=lambda: now
-    )  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]  # history() needs no bus
+        InProcessFanout(),
+        ("AAPL",),
+        market_hours(),
+        seed=3,
+        history_minutes=30,
+        clock=lambda: now,
+    )
     producer = _Producer()
     feed = StockFeed(
         "stock-simulator", producer, InProcessFanout(), ("AAPL",), Health("s", "source"), clock=lambda: now
