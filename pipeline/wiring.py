@@ -35,6 +35,7 @@ from storage.db import Database
 
 if TYPE_CHECKING:
     from pipeline.api.context import ApiContext
+    from pipeline.fanout import TradeFanout
     from pipeline.jobs.backtests import BacktestJob, BacktestRequest
     from pipeline.jobs.training import Source, TrainingJob
     from pipeline.ml.registry import Registry
@@ -155,6 +156,72 @@ def _exchange_history(rt: Runtime) -> list[Worker]:
     ]
 
 
+def _stock_simulator(rt: Runtime) -> Worker:
+    from pipeline.sources.stock_simulator import StockSimulatorSource
+    from pipeline.stocks.hours import market_hours
+
+    c = rt.config
+    return StockSimulatorSource(
+        rt.bus,
+        rt.fanout,
+        c.stock_symbols,
+        market_hours(),
+        seed=c.simulator_seed,
+        tick_ms=c.simulator_tick_ms,
+        history_minutes=c.simulator_history_minutes,
+    )
+
+
+def _alpaca_stocks(rt: Runtime) -> Worker:
+    from pipeline.sources.alpaca_rest import AlpacaBars, Feed
+    from pipeline.sources.alpaca_stocks import AlpacaStockStream
+    from pipeline.stocks.hours import market_hours
+
+    c = rt.config
+    if not (c.alpaca_key and c.alpaca_secret):
+        raise ConfigError("alpaca-stocks needs ALPACA_API_KEY and ALPACA_API_SECRET in the environment or .env")
+    feed: Feed = "sip" if c.alpaca_stock_feed == "sip" else "iex"
+    rest = (
+        AlpacaBars(c.alpaca_key, c.alpaca_secret, feed=feed, url=c.feed_urls.get("alpaca-data"))
+        if c.stock_backfill_days
+        else None
+    )
+    return AlpacaStockStream(
+        rt.bus.producer(),
+        rt.fanout,
+        c.stock_symbols,
+        market_hours(),
+        key=c.alpaca_key,
+        secret=c.alpaca_secret,
+        feed=feed,
+        url=c.feed_urls.get("alpaca-stocks"),
+        rest=rest,
+        backfill_days=c.stock_backfill_days,
+    )
+
+
+def _stock_replay(rt: Runtime) -> Worker:
+    from pipeline.sources.replay import replay_files_from_spec
+    from pipeline.sources.stock_replay import StockReplaySource
+
+    spec = rt.config.stock_replay_files
+    if not spec:
+        raise ConfigError("the stock replay needs STOCK_REPLAY_FILES, e.g. AAPL=data/AAPL-daily.csv")
+    files = replay_files_from_spec(spec, symbol_rule="stock")
+    return StockReplaySource(rt.bus.producer(), rt.fanout, files, speed=rt.config.replay_speed)
+
+
+def _stock_store(stage: str) -> WorkerFactory:
+    def make(rt: Runtime) -> Worker:
+        from pipeline.stages.stock_store import StockBarsStore, StockTradesStore
+
+        c = rt.config
+        store = StockTradesStore(rt.db) if stage == "stock-trades-store" else StockBarsStore(rt.db)
+        return StageRunner(store, rt.bus, max_batch=c.batch_size, fill_wait_s=c.batch_max_wait_ms / 1000)
+
+    return make
+
+
 # One factory per name of pipeline.stage_catalog (a unit test keeps them equal).
 WORKERS: dict[str, WorkerFactory] = {
     "simulator": lambda rt: SimulatorSource(
@@ -181,6 +248,11 @@ WORKERS: dict[str, WorkerFactory] = {
     "journal-store": lambda rt: StageRunner(JournalStore(rt.db), rt.bus),
     "api": _api,
     "exchange-history": _exchange_history,
+    "stock-simulator": _stock_simulator,
+    "alpaca-stocks": _alpaca_stocks,
+    "stock-replay": _stock_replay,
+    "stock-trades-store": _stock_store("stock-trades-store"),
+    "stock-bars-store": _stock_store("stock-bars-store"),
 }
 
 
@@ -200,6 +272,17 @@ class Runtime:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stopped: bool = field(default=False, repr=False)
     _board: StatusBoard | None = field(default=None, repr=False)
+    _fanout: TradeFanout | None = field(default=None, repr=False)
+
+    @property
+    def fanout(self) -> TradeFanout:
+        """The low-latency path of stock trades (in process, or Redis with ``REDIS_URL``): one, shared."""
+        from pipeline.fanout import create_fanout
+
+        with self._lock:
+            if self._fanout is None:
+                self._fanout = create_fanout(self.config.redis_url, self.config.redis_channel)
+            return self._fanout
 
     @property
     def producer(self) -> Producer:
@@ -213,7 +296,14 @@ class Runtime:
         """What the API's routes use of this runtime."""
         from pipeline.api.context import ApiContext
 
-        return ApiContext(bus=self.bus, producer=self.producer, db=self.db, user_id=self.config.user_id)
+        return ApiContext(
+            bus=self.bus,
+            producer=self.producer,
+            db=self.db,
+            user_id=self.config.user_id,
+            fanout=self.fanout,
+            stock_symbols=self.config.stock_symbols,
+        )
 
     @property
     def registry(self) -> Registry:
@@ -291,6 +381,8 @@ class Runtime:
             self._board.stop()
         if self._producer is not None:
             self._producer.close()  # flushes first
+        if self._fanout is not None:
+            self._fanout.close()
         self.db.close()
         self.bus.close()
 

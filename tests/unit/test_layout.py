@@ -103,6 +103,8 @@ DOMAIN = (
     "pipeline.sources",
     "pipeline.notify",
     "pipeline.candles",
+    "pipeline.fanout",
+    "pipeline.stocks",
 )
 ABOVE_DOMAIN = (
     "pipeline.stages",
