@@ -44,6 +44,7 @@ CATALOG: tuple[StageInfo, ...] = (
     StageInfo("journal-store", "stage", True, "the journal and its alerts into SQLite"),
     StageInfo("api", "source", True, "the HTTP API (API_HOST:API_PORT)"),
     StageInfo("exchange-history", "source", False, "exchange trade history into raw-trades (API keys)"),
+    StageInfo("discord-bot", "source", False, "the Discord bot's slash commands (on when DISCORD_BOT_TOKEN is set)"),
 )
 
 KNOWN_STAGES = frozenset(s.name for s in CATALOG)
