@@ -72,7 +72,9 @@ class Reply:
 
 def cut(text: str, limit: int) -> str:
     """Return ``text`` within ``limit`` characters, ending in an ellipsis when cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…" if limit > 0 else ""
 
 
 def one_line(text: str, *, ephemeral: bool = True) -> Reply:
@@ -81,7 +83,7 @@ def one_line(text: str, *, ephemeral: bool = True) -> Reply:
 
 
 def fit(page: Page) -> Page:
-    """Return ``page`` cut to Discord's embed limits; the description gives way first."""
+    """Return ``page`` cut to Discord's embed limits."""
     fields = tuple(
         Field(cut(f.name, FIELD_NAME_MAX) or "-", cut(f.value, FIELD_VALUE_MAX) or "-", f.inline)
         for f in page.fields[:FIELDS_MAX]
@@ -94,8 +96,10 @@ def fit(page: Page) -> Page:
         footer=cut(page.footer, FOOTER_MAX),
     )
     over = fitted.size() - EMBED_MAX
-    if over > 0:
-        fitted = replace(fitted, description=cut(fitted.description, max(1, len(fitted.description) - over)))
+    if over > 0:  # the description gives way first, then the last fields
+        fitted = replace(fitted, description=cut(fitted.description, len(fitted.description) - over))
+    while fitted.size() > EMBED_MAX and fitted.fields:
+        fitted = replace(fitted, fields=fitted.fields[:-1])
     return fitted
 
 
@@ -118,7 +122,7 @@ def paged(
         if n == 1 and intro:
             text = intro + "\n\n" + text
         numbering = f"Page {n}/{len(chunks)}" if len(chunks) > 1 else ""
-        foot = " · ".join(x for x in (footer, numbering) if x)
+        foot = " · ".join(x for x in (cut(footer, FOOTER_MAX - 20), numbering) if x)  # the numbering survives
         pages.append(fit(Page(title, text, tuple(head) if n == 1 else (), color, foot)))
     return tuple(pages)
 
@@ -149,7 +153,7 @@ def portfolio_reply(state: Mapping[str, Any] | None, *, exchange_running: bool, 
     warning = (
         "" if exchange_running else "The virtual-exchange stage is not running: these are the last stored figures."
     )
-    if state is None:
+    if not state or "equity" not in state:
         return Reply(
             pages=paged(
                 "Portfolio",

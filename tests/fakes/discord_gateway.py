@@ -61,6 +61,7 @@ class _Interaction:
     channel_id: int
     ephemeral: bool = False
     message: dict[str, Any] = field(default_factory=dict)
+    clicked: dict[str, Any] | None = None  # the message whose button made this interaction
 
 
 class FakeDiscord:
@@ -272,6 +273,7 @@ class FakeDiscord:
         message: dict[str, Any] | None = None,
     ) -> int:
         interaction = _Interaction(next(self._ids), f"itoken-{next(self._ids)}", 0.0, next(self._ids), channel_id)
+        interaction.clicked = message
         self._interactions[interaction.id] = interaction
         self._by_token[interaction.token] = interaction
         payload: dict[str, Any] = {
@@ -358,6 +360,10 @@ class FakeDiscord:
         data = body.get("data", body) if kind == "callback" else body
         if kind == "callback" and ctype == 4:
             interaction.ephemeral = bool((data or {}).get("flags", 0) & 64)
+        if ctype in (6, 7) and interaction.clicked is not None:  # an update edits the clicked message itself
+            interaction.message_id = int(interaction.clicked["id"])
+            interaction.message = interaction.message or interaction.clicked
+            interaction.ephemeral = bool(interaction.clicked.get("flags", 0) & 64)
         message = self._message(interaction, data or {}, files) if ctype != 8 else {}
         seen = Seen(interaction.id, kind, ctype, body, files, time.perf_counter(), message)
         with self._cond:
