@@ -54,9 +54,9 @@ DLQ_TOPICS = tuple(name for name, spec in CATALOG.items() if spec.is_dead_letter
 class AlertTail:
     """Keeps the newest stock alerts of the ``alerts`` topic; ``latest`` is safe from any thread."""
 
-    def __init__(self, bus: Bus, *, keep: int = 50, group_id: str = ALERTS_GROUP) -> None:
+    def __init__(self, bus: Bus, *, keep: int = 50, group_id: str = ALERTS_GROUP, topic: str = ALERTS) -> None:
         self.bus = bus
-        self.group_id = group_id
+        self.group_id, self.topic = group_id, topic
         self._alerts: deque[Alert] = deque(maxlen=keep)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -81,9 +81,9 @@ class AlertTail:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                consumer = self.bus.consumer(self.group_id, [ALERTS], auto_offset_reset="earliest")
+                consumer = self.bus.consumer(self.group_id, [self.topic], auto_offset_reset="earliest")
             except Exception:  # a broker that is down now may be up later
-                log.warning("discord-bot: cannot read %s; trying again in 5 s", ALERTS, exc_info=True)
+                log.warning("discord-bot: cannot read %s; trying again in 5 s", self.topic, exc_info=True)
                 self._stop.wait(5.0)
                 continue
             try:
@@ -91,7 +91,7 @@ class AlertTail:
                     for record in consumer.poll(500, 0.5):
                         self._take(record.value or b"")
             except Exception:
-                log.warning("discord-bot: reading %s failed; starting again", ALERTS, exc_info=True)
+                log.warning("discord-bot: reading %s failed; starting again", self.topic, exc_info=True)
                 self._stop.wait(1.0)
             finally:
                 consumer.close()
