@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import fields
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -380,7 +381,7 @@ def test_alert_ids_depend_on_user_type_and_anchor() -> None:
 
 
 def test_rows_from_journal_records_key_round_trips_by_their_lot() -> None:
-    common = dict(
+    common: dict[str, Any] = dict(
         user_id=USER, symbol="SOLUSDT", side="SELL", entry_price=100.0, quantity=2.0, entry_time=T, source="csv"
     )
     rt = row_of(
