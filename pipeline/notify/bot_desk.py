@@ -231,12 +231,13 @@ class Desk:
             "close", symbol, tuple(p["order_id"] for p in positions)
         )
 
-    def confirm_close(self, pending: Pending) -> str:
-        """Publish a close of every position of ``pending`` still open; return the one-line outcome."""
+    def confirm_close(self, pending: Pending) -> tuple[int, str]:
+        """Publish a close of every position of ``pending`` still open; return the orders sent and
+        the one-line outcome."""
         state = orders.portfolio_state(self.db) or {}
         still = [p for p in state.get("positions") or [] if p["order_id"] in pending.order_ids]
         if not still:
-            return f"Nothing sent: the {pending.target} position closed meanwhile."
+            return 0, f"Nothing sent: the {pending.target} position closed meanwhile."
         seen = (state.get("market_time") or {}).get(pending.target)
         now_ms = int(seen) if seen else self._now_ms()
         sent = []
@@ -246,20 +247,21 @@ class Desk:
             )
             publish(self.producer, order)
             sent.append(order.order_id)
-        return f"Close of {pending.target} sent ({', '.join(sent)}): it fills at the next tick."
+        return len(sent), f"Close of {pending.target} sent ({', '.join(sent)}): it fills at the next tick."
 
     def cancel_prompt(self, order_id_text: str) -> tuple[Reply, Pending]:
         pending = _pending(self.db)
         order_id = order_id_of(order_id_text, list(pending))
         return replies.cancel_prompt(pending[order_id]), Pending("cancel", order_id, (order_id,))
 
-    def confirm_cancel(self, pending: Pending) -> str:
+    def confirm_cancel(self, pending: Pending) -> tuple[int, str]:
+        """Publish the cancel of ``pending``'s order if it is still pending; as ``confirm_close``."""
         waiting = _pending(self.db)
         if pending.target not in waiting:
-            return f"Nothing sent: {pending.target} is no longer pending."
+            return 0, f"Nothing sent: {pending.target} is no longer pending."
         order = Order.model_validate(waiting[pending.target], strict=False)
         publish(self.producer, cancel_request(order, now_ms=self._now_ms()))
-        return f"Cancel of {pending.target} sent: the exchange cancels it if it is still pending."
+        return 1, f"Cancel of {pending.target} sent: the exchange cancels it if it is still pending."
 
 
 def _json(text: str | None) -> dict[str, Any]:

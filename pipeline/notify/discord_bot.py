@@ -360,8 +360,8 @@ class Confirm(discord.ui.View):
         self.stop()
         act = self.bot.desk.confirm_close if self.pending.kind == "close" else self.bot.desk.confirm_cancel
         try:
-            outcome = await self.bot.run_desk(act, self.pending)
-            self.bot.counters.published += 1
+            sent, outcome = await self.bot.run_desk(act, self.pending)
+            self.bot.counters.published += sent
         except Exception as exc:
             log.exception("discord-bot: the %s of %s was not sent", self.pending.kind, self.pending.target)
             outcome = f"Not sent: {exc}"

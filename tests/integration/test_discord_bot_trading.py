@@ -28,6 +28,7 @@ from tests.integration.discord_desk import (
     TRADER_ROLE,
     BotDesk,
     bot_desk,
+    bot_details,
     buttons,
     is_one_private_line,
     text_of,
@@ -177,3 +178,5 @@ def test_a_confirmed_cancel_cancels_the_pending_order(desk: BotDesk, position: i
 
     wait_for(cancelled, "the order to be cancelled")
     assert not state(desk).get("pending")
+    # the close of the test before and this cancel, and nothing for the refused, dismissed or late ones
+    wait_for(lambda: bot_details(desk.db).get("orders_published") == 2, "the bot's count of orders published")
