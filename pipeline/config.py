@@ -110,6 +110,14 @@ class Config:
     batch_max_wait_ms: int = 500
     redis_url: str | None = field(default=None, repr=False)
     redis_channel: str = "stock:trades:pubsub"
+    # The Discord bot (the discord-bot stage runs when the token is set): where it answers, and whom.
+    discord_bot_token: str | None = field(default=None, repr=False)
+    discord_guild_id: int | None = None
+    discord_channel_ids: tuple[int, ...] = ()
+    discord_user_ids: tuple[int, ...] = ()
+    discord_trader_ids: tuple[int, ...] = ()
+    discord_api_url: str | None = None
+    discord_gateway_url: str | None = None
 
     @property
     def bus_kind(self) -> str:
@@ -124,7 +132,14 @@ class Config:
                 value = {k: ("***" if k in SECRET_KEYS else v) for k, v in value.items()}
             elif f.name == "exchange_keys":
                 value = [repr(k) for k in value]  # masks the key and never shows the secret
-            elif f.name in ("alpaca_key", "alpaca_secret", "discord_webhook_url", "notify_webhook_url", "redis_url"):
+            elif f.name in (
+                "alpaca_key",
+                "alpaca_secret",
+                "discord_webhook_url",
+                "notify_webhook_url",
+                "redis_url",
+                "discord_bot_token",
+            ):
                 value = "***" if value else None
             elif f.name in ("behaviour", "risk", "exchange"):
                 value = vars(value) if hasattr(value, "__dict__") else repr(value)
@@ -196,7 +211,9 @@ def load_config(env: Mapping[str, str]) -> Config:
             raise ConfigError(f"{name} must be an http(s) URL")  # the URL itself is a secret: not shown
     notifier = ("notifier",) if discord or webhook else ()
     stock_sources = _stock_sources(env)
-    default_stages = (*sources, *stock_sources, *DEFAULT_PIPELINE, *notifier)
+    bot_token = (env.get("DISCORD_BOT_TOKEN") or "").strip() or None
+    bot = ("discord-bot",) if bot_token else ()
+    default_stages = (*sources, *stock_sources, *DEFAULT_PIPELINE, *notifier, *bot)
     stages = tuple(s.strip() for s in env.get("STAGES", ",".join(default_stages)).split(",") if s.strip())
     unknown = [s for s in stages if s not in KNOWN_STAGES]
     if unknown:
@@ -261,6 +278,13 @@ def load_config(env: Mapping[str, str]) -> Config:
         batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 500, 0),
         redis_url=_redis_url(env.get("REDIS_URL") or None),
         redis_channel=env.get("REDIS_CHANNEL_TRADES") or "stock:trades:pubsub",
+        discord_bot_token=bot_token,
+        discord_guild_id=(_discord_ids(env, "DISCORD_GUILD_ID") or (None,))[0],
+        discord_channel_ids=_discord_ids(env, "DISCORD_CHANNEL_IDS"),
+        discord_user_ids=_discord_ids(env, "DISCORD_USER_IDS"),
+        discord_trader_ids=_discord_ids(env, "DISCORD_TRADER_IDS"),
+        discord_api_url=env.get("DISCORD_API_URL") or None,
+        discord_gateway_url=env.get("DISCORD_GATEWAY_URL") or None,
     )
 
 
@@ -291,6 +315,15 @@ def _redis_url(url: str | None) -> str | None:
     if url and not re.match(r"^(redis|rediss|unix)://", url):
         raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")  # it may hold a password
     return url
+
+
+def _discord_ids(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    """Discord ids (snowflakes) from a comma-separated setting; the first bad one is a ConfigError."""
+    values = [v.strip() for v in env.get(name, "").split(",") if v.strip()]
+    bad = next((v for v in values if not v.isdigit() or int(v) <= 0), None)
+    if bad is not None:
+        raise ConfigError(f"{name} has {bad!r}: Discord ids are positive whole numbers (copy them with Developer Mode)")
+    return tuple(dict.fromkeys(int(v) for v in values))
 
 
 def _risk(env: Mapping[str, str]) -> RiskSettings:

@@ -52,6 +52,7 @@ CATALOG: tuple[StageInfo, ...] = (
     StageInfo("stock-bars-store", "stage", True, "stock bars into SQLite, resampled to 5Min, 1Hour and 1Day"),
     StageInfo("api", "source", True, "the HTTP API (API_HOST:API_PORT)"),
     StageInfo("exchange-history", "source", False, "exchange trade history into raw-trades (API keys)"),
+    StageInfo("discord-bot", "source", False, "the Discord bot's slash commands (on when DISCORD_BOT_TOKEN is set)"),
 )
 
 KNOWN_STAGES = frozenset(s.name for s in CATALOG)
