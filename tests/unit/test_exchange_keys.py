@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.config import exchange_keys_from_env, load_config
@@ -36,3 +38,45 @@ def test_a_ccxt_exchange_without_its_secret_or_with_a_bad_id_is_refused() -> Non
     with pytest.raises(ConfigError, match="ccxt exchange id"):
         exchange_keys_from_env({"CCXT_EXCHANGES": "kra ken!"})
     assert exchange_keys_from_env({"CCXT_EXCHANGES": "kraken"}) == ()  # named, but no keys: off
+
+
+def test_the_wiring_builds_the_live_streams_and_a_ccxt_sync_from_the_settings(tmp_path: Path) -> None:
+    from pipeline.sources.ccxt_history import CcxtClient
+    from pipeline.sources.trade_history import ExchangeHistorySource
+    from pipeline.sources.user_stream import BinanceUserStream, BybitExecutionStream
+    from pipeline.wiring import build_runtime
+
+    env = {
+        "DATA_DIR": str(tmp_path),
+        "BINANCE_API_KEY": "bk",
+        "BINANCE_API_SECRET": "bs",
+        "BYBIT_API_KEY": "yk",
+        "BYBIT_API_SECRET": "ys",
+        "BINANCE_WS_URL": "ws://127.0.0.1:39611",
+        "BYBIT_PRIVATE_WS_URL": "ws://127.0.0.1:39612",
+        "CCXT_EXCHANGES": "kraken",
+        "KRAKEN_API_KEY": "kk",
+        "KRAKEN_API_SECRET": "a2tzZWNyZXQ=",
+    }
+    rt = build_runtime(
+        load_config(env), ("binance-user-stream", "bybit-execution-stream", "exchange-history"), start=False
+    )
+    try:
+        binance, bybit, *history = rt.workers
+        assert isinstance(binance, BinanceUserStream) and binance.ws_url == "ws://127.0.0.1:39611"
+        assert isinstance(bybit, BybitExecutionStream) and bybit.ws_url == "ws://127.0.0.1:39612"
+        assert [type(h.client).__name__ for h in history if isinstance(h, ExchangeHistorySource)] == [
+            "BinanceClient",
+            "BybitClient",
+            "CcxtClient",
+        ]
+        assert isinstance(history[2].client, CcxtClient) and history[2].client.venue == "kraken"  # type: ignore[attr-defined]
+    finally:
+        rt.stop()
+
+
+def test_a_live_stream_without_keys_is_a_config_error(tmp_path: Path) -> None:
+    from pipeline.wiring import build_runtime
+
+    with pytest.raises(ConfigError, match="BINANCE_API_KEY"):
+        build_runtime(load_config({"DATA_DIR": str(tmp_path)}), ("binance-user-stream",), start=False)
