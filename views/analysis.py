@@ -80,8 +80,14 @@ def score_chart(points: list[dict[str, object]]) -> go.Figure:
     frame = pd.DataFrame(points)
     frame["time"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
     fig = go.Figure()
-    for column, name, width in (("final_score", "final score", 3), ("technical", "technical", 1), ("sentiment", "sentiment", 1)):
-        fig.add_trace(go.Scatter(x=frame["time"], y=frame[column], mode="lines+markers", name=name, line=dict(width=width)))
+    for column, name, width in (
+        ("final_score", "final score", 3),
+        ("technical", "technical", 1),
+        ("sentiment", "sentiment", 1),
+    ):
+        fig.add_trace(
+            go.Scatter(x=frame["time"], y=frame[column], mode="lines+markers", name=name, line=dict(width=width))
+        )
     fig.update_layout(
         height=280,
         margin=dict(l=10, r=10, t=30, b=10),
@@ -107,7 +113,12 @@ def board() -> None:
     cols[2].metric("Target price", "—" if target is None else f"{target:,.2f}")
     for col, kind in zip(cols[3:], ("technical", "sentiment")):
         r = found.get(kind)
-        col.metric(kind.title(), "—" if r is None else f"{r.score:+.2f}", None if r is None else f"confidence {r.confidence:.2f}", delta_color="off")
+        col.metric(
+            kind.title(),
+            "—" if r is None else f"{r.score:+.2f}",
+            None if r is None else f"confidence {r.confidence:.2f}",
+            delta_color="off",
+        )
     chart = price_chart(symbol, alerts)
     if chart is None:
         st.info(f"No bars for {symbol} yet.")
@@ -127,9 +138,7 @@ def board() -> None:
         else:
             comps = tech.details.get("components", {})
             st.dataframe(
-                pd.DataFrame(
-                    [{"component": k, "score": v["score"], "weight": v["weight"]} for k, v in comps.items()]
-                ),
+                pd.DataFrame([{"component": k, "score": v["score"], "weight": v["weight"]} for k, v in comps.items()]),
                 hide_index=True,
                 width="stretch",
                 key="analysis-components",
@@ -141,7 +150,7 @@ def board() -> None:
     with right:
         st.subheader("News")
         sent = found.get("sentiment")
-        for note in (sent.details.get("notes", []) if sent else []):
+        for note in sent.details.get("notes", []) if sent else []:
             st.warning(note)
         items = analysis.news(runtime.db, symbol, limit=50)
         if not items:
@@ -171,7 +180,12 @@ def board() -> None:
         st.dataframe(
             pd.DataFrame(
                 [
-                    {"time": _time(a["timestamp"]), "type": a["alert_type"], "priority": a["priority"], "message": a["message"]}
+                    {
+                        "time": _time(a["timestamp"]),
+                        "type": a["alert_type"],
+                        "priority": a["priority"],
+                        "message": a["message"],
+                    }
                     for a in alerts
                 ]
             ),

@@ -167,6 +167,8 @@ def decide(
         priority: Priority = "critical" if (moved and cluster) or move <= -2 * t.risk_move_pct else "high"
         message = f"{symbol}: risk: " + " and ".join(causes)
         alerts.append(
-            AlertDraft("risk_alert", priority, message, {**_data(agg), "move_pct": round(move, 3), "negative_news": negatives})
+            AlertDraft(
+                "risk_alert", priority, message, {**_data(agg), "move_pct": round(move, 3), "negative_news": negatives}
+            )
         )
     return replace(state, signal=signal, risk=risk), alerts

@@ -79,9 +79,9 @@ class LlmScorer:
             raise LlmUnavailableError(f"resting {left:.0f} s after: {self.last_error}")
         self.requests += 1
         try:
-            answer = self._client.chat.completions.create(
+            answer = self._client.chat.completions.create(  # type: ignore[call-overload]
                 model=self.model,
-                messages=build_messages(symbol, aliases, items),  # type: ignore[arg-type]
+                messages=build_messages(symbol, aliases, items),
                 temperature=0,
                 response_format={"type": "json_object"},
             )

@@ -21,6 +21,7 @@ the whole map).
 
 from __future__ import annotations
 
+import calendar
 import csv
 import hashlib
 import io
@@ -251,9 +252,7 @@ class NewsItem:
 
     @property
     def news_id(self) -> str:
-        return news_id(
-            source_url=self.source_url, source=self.source, title=self.title, published_at=self.published_at
-        )
+        return news_id(source_url=self.source_url, source=self.source, title=self.title, published_at=self.published_at)
 
 
 def _clean_html(text: str) -> str:
@@ -266,7 +265,7 @@ def _iso(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if hasattr(value, "tm_year"):  # feedparser's time.struct_time, in UTC
-        return datetime(*value[:6], tzinfo=UTC).isoformat()
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC).isoformat()
     text = str(value).strip()
     if re.fullmatch(r"\d{9,13}(\.\d+)?", text):
         number = float(text)
@@ -327,11 +326,7 @@ def _row_item(row: Mapping[str, Any], default_source: str) -> tuple[NewsItem | N
         rule = "an ISO-8601 time (an offset, or UTC when none) or Unix epoch seconds or milliseconds"
         problems.append(Violation("published_at", raw_time, rule))
     symbols_raw = row.get("symbol") or row.get("symbols") or ""
-    symbols = (
-        [str(s) for s in symbols_raw]
-        if isinstance(symbols_raw, list)
-        else [s for s in re.split(r"[,;| ]+", str(symbols_raw))]
-    )
+    symbols = [str(s) for s in symbols_raw] if isinstance(symbols_raw, list) else re.split(r"[,;| ]+", str(symbols_raw))
     symbols = [s.strip().upper() for s in symbols if s.strip()]
     bad = [s for s in symbols if not re.fullmatch(r"[A-Z][A-Z0-9]{0,9}(?:\.[A-Z]{1,2})?", s)]
     if bad:

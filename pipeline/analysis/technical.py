@@ -129,7 +129,13 @@ def analyse(bars: pd.DataFrame, models: Sequence[tuple[str, Model]] = ()) -> Tec
 
     lower, mid, upper = bollinger(close)
     pct_b = (last - lower) / (upper - lower) if upper > lower else 0.5
-    components["bollinger"] = {"score": _clip(1 - 2 * pct_b), "lower": lower, "middle": mid, "upper": upper, "pct_b": pct_b}
+    components["bollinger"] = {
+        "score": _clip(1 - 2 * pct_b),
+        "lower": lower,
+        "middle": mid,
+        "upper": upper,
+        "pct_b": pct_b,
+    }
 
     ratio = volume_spike(volume)
     direction = float(np.sign(close[-1] - close[-2]))
@@ -144,15 +150,15 @@ def analyse(bars: pd.DataFrame, models: Sequence[tuple[str, Model]] = ()) -> Tec
     if models:
         row = feats[list(FEATURES)].to_numpy(dtype=float).reshape(1, -1)
         for label, model in models:
-            expected, confidence = model.predict(row[:, [FEATURES.index(f) for f in model.features]])
-            e, c = float(expected[0]), float(confidence[0])
+            expected, certainty = model.predict(row[:, [FEATURES.index(f) for f in model.features]])
+            e, c = float(expected[0]), float(certainty[0])
             key = f"model:{label}"
             components[key] = {"score": _clip(float(np.sign(e)) * 2 * (c - 0.5)), "expected_return": e, "confidence": c}
             weights[key] = MODEL_WEIGHT
 
     total = sum(weights.values())
-    signed = sum(weights[k] * components[k]["score"] for k in components)
-    magnitude = sum(weights[k] * abs(components[k]["score"]) for k in components)
+    signed = float(sum(weights[k] * components[k]["score"] for k in components))
+    magnitude = float(sum(weights[k] * abs(components[k]["score"]) for k in components))
     score = signed / total
     agreement = abs(signed) / magnitude if magnitude > 0 else 0.0
     confidence = 0.5 * agreement + 0.5 * min(1.0, n / 60)

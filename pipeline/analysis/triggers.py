@@ -126,16 +126,16 @@ class Coalescer:
         items: dict[str, list[NewsIn]] = {}
         for item in news:
             items.setdefault(item.symbol, []).append(item)
-        for symbol, group in items.items():
-            breaking = any(is_breaking(i.title, i.tags) for i in group)
+        for symbol, fresh in items.items():
+            breaking = any(is_breaking(i.title, i.tags) for i in fresh)
             out.append(
                 TriggerDraft(
                     symbol,
                     "news_update",
                     {
-                        "data_count": len(group),
+                        "data_count": len(fresh),
                         "priority": "high" if breaking else "normal",
-                        "news_ids": [i.news_id for i in group][:TRIGGER_NEWS],
+                        "news_ids": [i.news_id for i in fresh][:TRIGGER_NEWS],
                         **({"breaking": True} if breaking else {}),
                     },
                 )

@@ -40,10 +40,14 @@ def cmd_news_import(args: argparse.Namespace) -> int:
         bus.close()
         db.close()
     if args.json:
-        print(json.dumps({"items": report.items, "published": report.published, **report.counts, "errors": report.errors}))
+        print(
+            json.dumps({"items": report.items, "published": report.published, **report.counts, "errors": report.errors})
+        )
     else:
         counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts.items()))
-        print(f"{path.name}: {report.items} item(s) read, {report.published} message(s) published ({counts or 'nothing'})")
+        print(
+            f"{path.name}: {report.items} item(s) read, {report.published} message(s) published ({counts or 'nothing'})"
+        )
         for error in report.errors:
             print(f"refused: {error}", file=sys.stderr)
     return 1 if report.errors else 0

@@ -159,14 +159,17 @@ class NewsCollector(Worker):
             self._ok(feed, f"200, {produced} new message(s)")
 
     def _fetch(self, feed: FeedState) -> tuple[int, bytes]:
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9"}
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9",
+        }
         if feed.etag:
             headers["If-None-Match"] = feed.etag
         if feed.modified:
             headers["If-Modified-Since"] = feed.modified
         request = urllib.request.Request(feed.url, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:  # noqa: S310 - http(s)/file only (config)
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:  # http(s) or file:// only (config)
                 body = resp.read(MAX_FEED_BYTES + 1)
                 if len(body) > MAX_FEED_BYTES:
                     raise ValueError(f"the feed is larger than {MAX_FEED_BYTES // 1024 // 1024} MiB")
@@ -185,7 +188,9 @@ class NewsCollector(Worker):
         if parsed.get("bozo") and not parsed.get("entries"):
             error = parsed.get("bozo_exception")
             rule = f"a well-formed RSS or Atom feed ({type(error).__name__}: {str(error)[:120]})"
-            reason = self.publisher.reject(body[:4000].decode("utf-8", "replace"), BadMessageError([Violation("feed", feed.url, rule)]))
+            reason = self.publisher.reject(
+                body[:4000].decode("utf-8", "replace"), BadMessageError([Violation("feed", feed.url, rule)])
+            )
             with self.health.lock:
                 self.health.dead_lettered += 1
             self._failed(feed, reason)
@@ -258,7 +263,12 @@ def import_news_file(path: Path, publisher: NewsPublisher) -> ImportReport:
     for found in items_from_file(text, path.name):
         if isinstance(found, RowError):
             report.errors.append(str(found))
-            publisher.reject(found.raw, BadMessageError([Violation(f"line {found.line}: {v.field}", v.value, v.rule) for v in found.violations]))
+            publisher.reject(
+                found.raw,
+                BadMessageError(
+                    [Violation(f"line {found.line}: {v.field}", v.value, v.rule) for v in found.violations]
+                ),
+            )
             continue
         items.append(found)
     report.items = len(items)

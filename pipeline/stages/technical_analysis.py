@@ -124,7 +124,7 @@ class TechnicalAnalysis(Stage):
             if record.label not in self._loaded:
                 try:
                     self._loaded[record.label] = self.registry.load(record)
-                except Exception as exc:  # a model that does not load is left out, never fatal
+                except Exception as exc:  # noqa: BLE001 - a model that does not load is left out, never fatal
                     self._loaded[record.label] = None
                     self.model_errors[record.label] = f"{type(exc).__name__}: {exc}"
                     log.warning("technical-analysis: %s left out: %s", record.label, exc)

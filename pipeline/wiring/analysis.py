@@ -66,7 +66,9 @@ def _sentiment_analysis(rt: Runtime) -> Worker:
         from pipeline.analysis.llm_client import LlmScorer
 
         assert settings.llm_base_url is not None and settings.llm_model is not None
-        llm = LlmScorer(settings.llm_base_url, settings.llm_model, settings.llm_api_key, timeout_s=settings.llm_timeout_s)
+        llm = LlmScorer(
+            settings.llm_base_url, settings.llm_model, settings.llm_api_key, timeout_s=settings.llm_timeout_s
+        )
     return StageRunner(SentimentAnalysis(rt.db, llm=llm, aliases=_aliases(rt)), rt.bus, max_batch=500)
 
 
