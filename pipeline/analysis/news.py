@@ -6,7 +6,8 @@ and the two ways items come in (a feed parsed by feedparser, a CSV or JSON-lines
   A re-fetched or re-imported item gets the same id, so it is stored once.
 * ``SymbolTagger`` finds symbols in a title and content from a symbol -> aliases map: a ticker as
   a whole upper-case word (``AAPL``, ``$AAPL``), a name (``Apple``, ``Vietcombank``, ``Ngoại
-  thương``) as whole words, case- and accent-insensitively, after Unicode NFC. The map comes
+  thương``) as whole words starting with a capital (a proper noun: "apple pie" is no Apple),
+  otherwise case- and accent-insensitively, after Unicode NFC. The map comes
   from ``DEFAULT_ALIASES`` (the default stock symbols and a few Vietnamese banks and companies,
   as the seed's examples are Vietnamese) plus ``NEWS_SYMBOL_ALIASES``.
 * ``categorize`` gives seed 003's ``category`` (the first rule whose keywords appear) and ``tags``
@@ -171,7 +172,9 @@ class SymbolTagger:
         self._names = names
         ordered = sorted(names, key=len, reverse=True)
         self._name_re = (
-            re.compile(r"(?<!\w)(" + "|".join(re.escape(n) for n in ordered) + r")(?!\w)") if ordered else None
+            re.compile(r"(?<!\w)(" + "|".join(re.escape(n) for n in ordered) + r")(?!\w)", re.IGNORECASE)
+            if ordered
+            else None
         )
         symbols = sorted(self.aliases, key=len, reverse=True)
         self._ticker_re = (
@@ -192,8 +195,12 @@ class SymbolTagger:
             if self._ticker_re is not None:
                 hits += [(m.start(), m.group(1)) for m in self._ticker_re.finditer(text)]
             if self._name_re is not None:
-                folded = _strip_accents(_fold(text))
-                hits += [(m.start(), self._names[m.group(1)]) for m in self._name_re.finditer(folded)]
+                plain = _strip_accents(unicodedata.normalize("NFC", text))
+                hits += [
+                    (m.start(), self._names[m.group(1).casefold()])
+                    for m in self._name_re.finditer(plain)
+                    if m.group(1)[0].isupper() and m.group(1).casefold() in self._names
+                ]
             for _, symbol in sorted(hits):
                 found.setdefault(symbol, None)
         return list(found)
