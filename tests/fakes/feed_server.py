@@ -26,7 +26,10 @@ class FeedServer(LocalHttpFake):
         data = self.body.encode()
         etag = '"' + hashlib.sha1(data).hexdigest()[:16] + '"'
         self.requests.append(
-            {"if_none_match": handler.headers.get("If-None-Match"), "if_modified_since": handler.headers.get("If-Modified-Since")}
+            {
+                "if_none_match": handler.headers.get("If-None-Match"),
+                "if_modified_since": handler.headers.get("If-Modified-Since"),
+            }
         )
         if self.status != 200:
             handler.send_response(self.status)
