@@ -221,7 +221,7 @@ def load_config(env: Mapping[str, str]) -> Config:
     analysis = analysis_from_env(env)
     news = ("news-collector",) if analysis.news_feeds else ()
     scheduler = ("analysis-scheduler",) if analysis.schedule else ()
-    default_stages = (*sources, *stock_sources, *DEFAULT_PIPELINE, *notifier, *bot, *news, *scheduler)
+    default_stages = (*sources, *stock_sources, *DEFAULT_PIPELINE, *news, *scheduler, *notifier, *bot)
     stages = tuple(s.strip() for s in env.get("STAGES", ",".join(default_stages)).split(",") if s.strip())
     unknown = [s for s in stages if s not in KNOWN_STAGES]
     if unknown:

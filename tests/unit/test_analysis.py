@@ -23,7 +23,8 @@ from pipeline.analysis.news import (
     news_fields,
     news_id,
 )
-from pipeline.analysis.sentiment import LexiconScorer, ScoredItem, combine as combine_sentiment
+from pipeline.analysis.sentiment import LexiconScorer, ScoredItem
+from pipeline.analysis.sentiment import combine as combine_sentiment
 from pipeline.analysis.settings import AlertThresholds, analysis_from_env
 from pipeline.analysis.technical import analyse, bollinger, macd
 from pipeline.analysis.triggers import BarIn, Coalescer, NewsIn, Schedule
@@ -211,6 +212,7 @@ def test_technical_components_follow_their_definitions() -> None:
     line, signal, hist = macd(closes)
     assert comps["macd"]["histogram"] == pytest.approx(hist) and hist == pytest.approx(line - signal)
     lower, mid, upper = bollinger(closes)
+    assert mid - lower == pytest.approx(upper - mid)
     assert mid == pytest.approx(closes[-20:].mean()) and upper - mid == pytest.approx(2 * closes[-20:].std())
     assert comps["volume"]["spike"] and comps["volume"]["ratio"] == pytest.approx(6.0)
     assert comps["volume"]["score"] == pytest.approx(np.sign(closes[-1] - closes[-2]))
