@@ -295,6 +295,7 @@ def test_app_declares_its_pages() -> None:
     assert list(PAGES) == [
         "Market",
         "Stocks",
+        "Analysis",
         "Signals",
         "Portfolio",
         "Backtest",
@@ -307,7 +308,7 @@ def test_app_declares_its_pages() -> None:
 
 
 @pytest.mark.parametrize(
-    "title", ["Market", "Stocks", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"]
+    "title", ["Market", "Stocks", "Analysis", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"]
 )
 def test_every_page_runs_inside_the_app_frame(desk: Path, title: str) -> None:
     """app.py's sidebar (the bus caption) must wrap every page."""
