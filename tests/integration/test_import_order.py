@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from pipeline.bus.base import Bus
 from pipeline.journal.importer import import_file
@@ -98,4 +99,32 @@ def test_rows_wait_for_their_turn_unchanged_whatever_their_cells_hold(
     assert isinstance(first.payload, dict) and isinstance(second.payload, dict)
     assert (first.payload["trade_id"], second.payload["trade_id"]) == ("T-1", "T-2")  # oldest first
     assert second.payload["notes"] == note
+    db.close()
+
+
+class _Refuse:
+    """A producer that fails the test if anything is produced."""
+
+    def produce(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("nothing of a refused file may be published")
+
+    def flush(self, timeout: float = 30.0) -> int:
+        raise AssertionError("nothing of a refused file may be published")
+
+    def close(self) -> None:
+        pass
+
+
+def test_nothing_of_a_file_of_another_kind_or_needing_a_mapping_is_published(tmp_path: Path) -> None:
+    from pipeline.journal.importer import ImportFileError
+
+    db = Database(tmp_path / "desk.db")
+    deposit = b"Date(UTC),Coin,Network,Amount,Address,TXID,Status\n2024-01-01 00:00:00,BTC,BTC,1,bc1q,ab,Completed\n"
+    with pytest.raises(ImportFileError) as info:
+        import_file(deposit, user_id="u", producer=_Refuse(), db=db)
+    assert info.value.kind is not None and "deposit or withdrawal history" in str(info.value)
+    unknown = b"Trade Date;Product;Trade Type;Traded Price;Amount\n2020/09/29 17:55:30;LTC/USD;Buy;46,43;0,9\n"
+    with pytest.raises(ImportFileError) as mapping:
+        import_file(unknown, user_id="u", producer=_Refuse(), db=db)
+    assert mapping.value.needs_mapping and mapping.value.guess["price"] == "Traded Price"
     db.close()
