@@ -14,6 +14,7 @@ Use as a context manager::
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -463,3 +464,114 @@ class FakeBybit(_FakeExchange):
         cursor = urllib.parse.quote(f"{offset + limit}:{len(rows)},{offset + limit}:{lo}", safe="") if more else ""
         result = {"nextPageCursor": cursor, "category": p["category"], "list": page}
         return 200, self._envelope(0, "OK", result), limits
+
+
+# --------------------------------------------------------------------------- Kraken
+
+
+def kraken_trade(
+    txid: str, time_s: float, *, side: str = "buy", price: str = "30010.0", vol: str = "0.02"
+) -> dict[str, Any]:
+    """One ``TradesHistory`` trade with Kraken's field names (numbers as strings, time in seconds)."""
+    cost = f"{float(price) * float(vol):.5f}"
+    return {
+        "txid": txid,
+        "ordertxid": "O" + txid[1:],
+        "postxid": "TKH2SE-M7IF5-CFI7LT",
+        "pair": "XXBTZUSD",
+        "time": time_s,
+        "type": side,
+        "ordertype": "limit",
+        "price": price,
+        "cost": cost,
+        "fee": f"{float(cost) * 0.0026:.5f}",
+        "vol": vol,
+        "margin": "0.00000",
+        "misc": "",
+        "trade_id": abs(hash(txid)) % 10_000_000,
+    }
+
+
+class FakeKraken(_FakeExchange):
+    """Kraken's REST API as ccxt reads it: public ``Assets`` and ``AssetPairs``, and private
+    ``POST /0/private/TradesHistory`` signed as Kraken documents (``API-Sign`` = base64 of
+    HMAC-SHA512 over the path and SHA-256 of nonce + body, keyed by the base64-decoded secret),
+    with a nonce that must grow; 50 trades a page, newest first, ``start`` exclusive and ``end``
+    inclusive in Unix seconds, ``ofs`` an offset."""
+
+    PAGE = 50
+
+    def __init__(self, api_key: str, api_secret: str, trades: Iterable[dict[str, Any]] = ()) -> None:
+        super().__init__(api_key, api_secret)
+        self.trades = list(trades)
+        self._nonce = 0
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length).decode() if length else ""
+        parts = urllib.parse.urlsplit(h.path)
+        params = dict(urllib.parse.parse_qsl(body or parts.query, keep_blank_values=True))
+        seen = SeenRequest(parts.path, body or parts.query, params, h.headers, h.command)
+        with self._lock:
+            self.requests.append(seen)
+        status, payload, headers = self.handle(seen)
+        self._reply(h, status, json.dumps(payload).encode(), headers)
+
+    def handle(self, req: SeenRequest) -> tuple[int, Any, dict[str, str]]:
+        if req.path == "/0/public/Assets":
+            assets = {"XXBT": "XBT", "ZUSD": "USD"}
+            return 200, {"error": [], "result": {k: _kraken_asset(v) for k, v in assets.items()}}, {}
+        if req.path == "/0/public/AssetPairs":
+            return 200, {"error": [], "result": {"XXBTZUSD": _KRAKEN_PAIR}}, {}
+        if req.path != "/0/private/TradesHistory":
+            return 404, {"error": ["EGeneral:Unknown method"]}, {}
+        if req.headers.get("API-Key") != self.api_key:
+            return 200, {"error": ["EAPI:Invalid key"]}, {}
+        nonce = req.params.get("nonce", "")
+        digest = hashlib.sha256((nonce + req.query).encode()).digest()
+        want = base64.b64encode(
+            hmac.new(base64.b64decode(self.api_secret), req.path.encode() + digest, hashlib.sha512).digest()
+        ).decode()
+        if req.headers.get("API-Sign") != want:
+            return 200, {"error": ["EAPI:Invalid signature"]}, {}
+        with self._lock:
+            if not nonce.isdigit() or int(nonce) <= self._nonce:
+                return 200, {"error": ["EAPI:Invalid nonce"]}, {}
+            self._nonce = int(nonce)
+        start = float(req.params.get("start", "0"))
+        end = float(req.params.get("end", "1e12"))
+        ofs = int(req.params.get("ofs", "0"))
+        rows = sorted((t for t in self.trades if start < t["time"] <= end), key=lambda t: -t["time"])
+        page = rows[ofs : ofs + self.PAGE]
+        result = {"trades": {t["txid"]: {k: v for k, v in t.items() if k != "txid"} for t in page}, "count": len(rows)}
+        return 200, {"error": [], "result": result}, {}
+
+
+def _kraken_asset(altname: str) -> dict[str, Any]:
+    return {"aclass": "currency", "altname": altname, "decimals": 10, "display_decimals": 5, "status": "enabled"}
+
+
+_KRAKEN_PAIR: dict[str, Any] = {
+    "altname": "XBTUSD",
+    "wsname": "XBT/USD",
+    "aclass_base": "currency",
+    "base": "XXBT",
+    "aclass_quote": "currency",
+    "quote": "ZUSD",
+    "lot": "unit",
+    "cost_decimals": 5,
+    "pair_decimals": 1,
+    "lot_decimals": 8,
+    "lot_multiplier": 1,
+    "leverage_buy": [2, 3, 4, 5],
+    "leverage_sell": [2, 3, 4, 5],
+    "fees": [[0, 0.26]],
+    "fees_maker": [[0, 0.16]],
+    "fee_volume_currency": "ZUSD",
+    "margin_call": 80,
+    "margin_stop": 40,
+    "ordermin": "0.0001",
+    "costmin": "0.5",
+    "tick_size": "0.1",
+    "status": "online",
+}

@@ -136,3 +136,51 @@ def test_the_sync_publishes_each_trade_once_and_resumes_from_the_ledger_after_a_
     starts = [int(r.params["startTime"]) for r in fake.requests if "startTime" in r.params]
     assert min(starts) == int(fake.executions[259]["execTime"])
     db.close()
+
+
+# -- an exchange whose ccxt client does not paginate itself: Kraken ------------------------------
+
+KRAKEN_SECRET = "a3Jha2VuLXNlY3JldC1mb3ItdGhlLXRlc3Rz"  # base64, as Kraken issues secrets
+
+
+def test_kraken_through_ccxts_generic_walk_gets_every_trade_of_the_pair(tmp_path: Path) -> None:
+    from tests.fakes.exchanges import FakeKraken, kraken_trade
+
+    start_s = (NOW_MS - 10 * DAY_MS) / 1000
+    trades = [
+        kraken_trade(f"T{i:05d}-ABCDE-FGHIJ", start_s + i * 3600.5, side="buy" if i % 2 else "sell")
+        for i in range(120)  # three pages of Kraken's 50, newest first
+    ]
+    with FakeKraken(KEY, KRAKEN_SECRET, trades) as kraken:
+        ccxt_client = CcxtClient(
+            "kraken", KEY, KRAKEN_SECRET, base_url=kraken.base_url, sleep=lambda s: None, rate_limit_ms=1
+        )
+        assert not ccxt_client.own_pagination
+        got = ccxt_client.fetch("BTCUSD", NOW_MS - 11 * DAY_MS)
+        assert len(got) == 120 and len({t["id"] for t in got}) == 120
+        private = [r for r in kraken.requests if r.path == "/0/private/TradesHistory"]
+        assert 3 <= len(private) <= 5 and all("end" in r.params for r in private[1:])  # walked back by ``end``
+        fill = parse_ccxt_trade(got[0])
+        assert (fill.symbol, fill.side, fill.price, fill.quantity, fill.exchange_id) == (
+            "BTCUSD",
+            "SELL",
+            30010.0,
+            0.02,
+            "T00000-ABCDE-FGHIJ",
+        )
+        assert fill.time == int(start_s * 1000)
+        later = ccxt_client.fetch("BTCUSD", int((start_s + 100 * 3600.5) * 1000))
+        assert [t["id"] for t in later] == [t["txid"] for t in trades[100:]]
+
+
+def test_kraken_refuses_a_wrong_secret_and_it_is_never_shown() -> None:
+    from tests.fakes.exchanges import FakeKraken
+
+    wrong = "d3Jvbmctc2VjcmV0LXRoYXQtbXVzdC1ub3Qtc2hvdw=="
+    with FakeKraken(KEY, KRAKEN_SECRET) as kraken:
+        with pytest.raises(ConfigError) as info:
+            kraken_client = CcxtClient(
+                "kraken", KEY, wrong, base_url=kraken.base_url, sleep=lambda s: None, rate_limit_ms=1
+            )
+            kraken_client.fetch("BTCUSD", NOW_MS)
+        assert wrong not in str(info.value)
