@@ -128,7 +128,7 @@ def tick_features(
     as_float = [np.ascontiguousarray(a, dtype=np.float64) for a in (close, high, low, volume, prices)]
     if as_float[4].ndim != 2 or any(len(a) != len(as_float[0]) for a in as_float[1:]):
         raise ValueError("tick_features: close, high, low, volume and prices need one row per bar")
-    return _tick_features(*as_float)  # type: ignore[no-any-return]
+    return _tick_features(*as_float)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -186,7 +186,7 @@ def forest_walk(
     """Return the mean leaf value over the packed trees for each of the float32 ``rows`` (scaled
     inputs); ``threshold32`` is ``float32_floor`` of the thresholds. See ``ForestEvaluator``."""
     rows32 = np.ascontiguousarray(rows, dtype=np.float32)
-    return _forest_walk(  # type: ignore[no-any-return]
+    return _forest_walk(
         rows32.ravel(),
         int(rows32.shape[1]),
         np.ascontiguousarray(feature, dtype=np.int32),

@@ -1,7 +1,7 @@
 """The fast backtest engine: ``MLSignalStrategy`` on ``Exchange``, as one compiled loop over the ticks.
 
 Backtrader stays the reference (and the live path); this engine makes the same orders, fills, exits
-and P&L on the same ``TickPlan`` (``tests/property/test_engine_parity.py`` proves it on random
+and P&L on the same ``TickPlan`` (``tests/integration/test_engine_parity.py`` proves it on random
 configurations and series), about 20 times faster. It is a numba loop over every tick of the
 backtest in the plan's order, with the state of one paper account in flat arrays:
 
