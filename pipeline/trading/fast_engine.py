@@ -108,6 +108,18 @@ class Events:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def span(self, first: int, end: int) -> tuple[int, int]:
+        """The events of slots ``first..end-1``, as (first event, end event)."""
+        slots = len(self.slot_first)
+        return int(self.slot_first[first]), int(self.slot_first[end]) if end < slots else len(self)
+
+    def between(self, first: int, end: int) -> Events:
+        """The events of slots ``first..end-1`` (views, not copies)."""
+        a, b = self.span(first, end)
+        return Events(
+            self.symbol[a:b], self.bar[a:b], self.tick[a:b], self.ts[a:b], self.price[a:b], self.slot_end[a:b]
+        )
+
 
 def events_of(symbols: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], slots: np.ndarray) -> Events:
     """Order the ticks of every symbol ((starts, times (bars, 4), prices (bars, 4)) each) as
