@@ -432,7 +432,7 @@ def cmd_optimise(args: argparse.Namespace) -> int:
     """Optimise the strategy's parameters walk-forward, as the Optimise page does."""
     import dataclasses
 
-    from pipeline.jobs.optimise import OptimiseRequest, run_optimisation, summary_of
+    from pipeline.jobs.optimise import OptimiseRequest, check, run_optimisation, summary_of
     from pipeline.trading.search_space import Range, SearchSpace
     from pipeline.trading.walk_forward import WalkForward
 
@@ -478,6 +478,7 @@ def cmd_optimise(args: argparse.Namespace) -> int:
         risk=config.risk,
         exchange=config.exchange,
     )
+    check(request, ML_MODEL_NAMES)  # refused before anything is read or opened
     db, _ = _store(config)
 
     def progress(fraction: float, message: str) -> None:

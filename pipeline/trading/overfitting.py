@@ -136,6 +136,8 @@ def gap_reading(in_sample: float | None, out_of_sample: float | None, what: str)
     if in_sample is None or out_of_sample is None:
         return f"No {what} gap: no window had both an in-sample winner and an out-of-sample result."
     head = f"The winners' {what} was {in_sample:+.2f} in-sample and {out_of_sample:+.2f} out-of-sample"
+    if in_sample <= 0:
+        return head + ": the search found no edge even in-sample."
     if out_of_sample <= 0:
         return head + ": the edge found in-sample did not carry over, so the search fitted noise."
     if out_of_sample < 0.5 * in_sample:

@@ -50,7 +50,7 @@ from pipeline.trading.risk import RiskSettings
 from pipeline.trading.search_space import OptimiseError, SearchSpace, params_to_settings
 
 Objective = Literal["sharpe", "return"]
-OBJECTIVES: tuple[str, ...] = ("sharpe", "return")
+OBJECTIVES: tuple[Objective, ...] = ("sharpe", "return")
 MIN_WINDOW_BARS = 200  # the shortest stretch, in- or out-of-sample, worth a backtest
 SAMPLES = 1000  # equity points per in-sample stretch for CSCV and the deflated Sharpe ratio
 Progress = Callable[[float, str], None]
@@ -388,7 +388,9 @@ def _stitch(
 
 
 def _figures(walked: list[WindowResult], wf: WalkForward) -> tuple[dict[str, Any], dict[str, str]]:
-    key, what = ("sharpe", "Sharpe") if wf.objective == "sharpe" else ("per_day_pct", "return % a day")
+    # the objective's own terms: a Sharpe ratio (0 for a flat equity, as trials score it), or the
+    # return per day, as the in-sample stretches are longer than the out-of-sample ones
+    key, what = ("value", "Sharpe") if wf.objective == "sharpe" else ("per_day_pct", "return % a day")
 
     def mean(values: list[float | None]) -> float | None:
         given = [v for v in values if v is not None]

@@ -103,6 +103,7 @@ def test_each_figure_has_a_one_line_reading() -> None:
     assert "did not carry over" in gap_reading(2.0, -0.5, "Sharpe")
     assert "trust the out-of-sample one" in gap_reading(2.0, 0.5, "Sharpe")
     assert "keeps most" in gap_reading(2.0, 1.5, "Sharpe")
+    assert "no edge even in-sample" in gap_reading(0.0, 0.0, "Sharpe")
     assert "no evidence of skill" in dsr_reading(0.4, 200) and "200 trials" in dsr_reading(0.4, 200)
     assert "stays above" in dsr_reading(0.97, 200)
     rng = np.random.default_rng(5)
