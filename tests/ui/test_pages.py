@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `import runtime` must work however pytest was started
     sys.path.insert(0, str(ROOT))
 
-import runtime  # noqa: E402
-from storage import market  # noqa: E402
+import runtime  # noqa: E402 - after the sys.path insert above
+from storage import market  # noqa: E402 - after the sys.path insert above
 
 APP = str(ROOT / "app.py")
 TIMEOUT_S = 30.0
@@ -164,7 +164,7 @@ def test_market_offers_every_configured_symbol_before_the_store_has_its_bars(
     store = Database(desk / "desk.db")
     start = (int(time.time()) // 60 - 5) * 60_000
     store.write(
-        lambda db: db["bars_1m"].insert_all(
+        lambda db: db.table("bars_1m").insert_all(
             {
                 "symbol": sym,
                 "start": start + i * 60_000,
