@@ -67,9 +67,11 @@ def test_an_optimisation_shows_its_readings_equity_windows_trials_and_saves_its_
     no_exception(at)
     run_until(at, lambda a: any(m.label == "Walk-forward return" for m in a.metric), "the optimisation", 180)
     rt = runtime.get_runtime()
-    state = rt.optimising.snapshot()
-    assert not state.running and state.error is None and state.run_id
-    request = rt.optimising.request
+    job = rt.optimising
+    assert job is not None
+    state = job.snapshot()
+    assert not state.running and state.error is None and state.run_id and state.result is not None
+    request = job.request
     assert (request.symbol, request.source, request.bars, request.model) == (
         "BTCUSDT",
         "simulator",
@@ -95,7 +97,9 @@ def test_an_optimisation_shows_its_readings_equity_windows_trials_and_saves_its_
     figures = charts(at)
     equity = next(f for f in figures if f["layout"]["title"]["text"].startswith("Walk-forward equity"))
     assert [t["name"] for t in equity["data"]] == ["walk-forward", "buy & hold"]
-    curve = runs_door.run(rt.db, state.run_id)["curve"]
+    stored_run = runs_door.run(rt.db, state.run_id)
+    assert stored_run is not None
+    curve = stored_run["curve"]
     assert series(equity["data"][0]["y"]) == pytest.approx(curve["equity"])
     assert len(curve["equity"]) == len(state.result.equity)  # under 2,000 points: none dropped
     assert any(f["layout"]["title"]["text"] == "Optimization History Plot" for f in figures)
@@ -149,6 +153,7 @@ def test_too_little_history_says_how_much_is_needed(desk: Path) -> None:
     fill_form(at, bars=600)
     submit(at)
     job = runtime.get_runtime().optimising
+    assert job is not None
     deadline = time.monotonic() + 60
     while job.running and time.monotonic() < deadline:  # the job ends on its own thread
         time.sleep(0.1)

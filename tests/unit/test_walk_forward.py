@@ -181,6 +181,7 @@ def test_the_out_of_sample_stretches_chain_into_one_equity_beside_buy_and_hold(h
     first, second = result.windows
     curve = result.equity
     n1 = first.window.oos_end - first.window.oos_first
+    assert first.oos_equity is not None and second.oos_equity is not None
     assert len(curve) == n1 + second.window.oos_end - second.window.oos_first
     assert np.allclose(curve["equity"][:n1], first.oos_equity)
     assert np.allclose(curve["equity"][n1:], second.oos_equity * first.oos_equity[-1] / 1_000.0)
