@@ -12,7 +12,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.trading.backtest import TICK, TickPlan, _SymbolTicks
-from pipeline.trading.fast_engine import events_of, floor8
+from pipeline.trading.fast_engine import events_of
+from pipeline.trading.fast_loop import floor8
 from pipeline.trading.risk import floor_quantity
 
 
