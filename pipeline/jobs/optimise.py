@@ -29,7 +29,14 @@ from pipeline.jobs.training import Source, load_bars
 from pipeline.trading.exchange import ExchangeSettings
 from pipeline.trading.risk import RiskSettings
 from pipeline.trading.search_space import OptimiseError, SearchSpace, confirm_models
-from pipeline.trading.walk_forward import WalkForward, WalkForwardResult, WindowResult, history_of, walk_forward
+from pipeline.trading.walk_forward import (
+    MIN_WINDOW_BARS,
+    WalkForward,
+    WalkForwardResult,
+    WindowResult,
+    history_of,
+    walk_forward,
+)
 from storage import optimise as door
 from storage.db import Database
 
@@ -87,8 +94,8 @@ def _enough(request: OptimiseRequest, bars: int, horizon: int) -> None:
     if bars < total:
         raise OptimiseError(
             f"{request.symbol}: {bars:,} bars are too few for {wf.windows} walk-forward windows of "
-            f"{wf.in_sample_ratio:g}:1 in-sample to out-of-sample (at least 200 bars a stretch): they need {need:,} "
-            f"bars to walk forward on, {where} (about {total / 1440:.1f} days of 1-minute bars)"
+            f"{wf.in_sample_ratio:g}:1 in-sample to out-of-sample (at least {MIN_WINDOW_BARS} bars a stretch): "
+            f"they need {need:,} bars to walk forward on, {where} (about {total / 1440:.1f} days of 1-minute bars)"
         )
 
 
