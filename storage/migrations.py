@@ -133,7 +133,21 @@ def _m006_stage_status(db: sqlite_utils.Database) -> None:
         details TEXT NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (name, host, pid))""")
 
 
-def _m007_optimise_runs(db: sqlite_utils.Database) -> None:
+def _m007_stocks(db: sqlite_utils.Database) -> None:
+    # Stock trades as published on stock_trades_raw: each once, by (symbol, timestamp, trade_id).
+    db.execute("""CREATE TABLE stock_trades (
+        symbol TEXT NOT NULL, timestamp INTEGER NOT NULL, trade_id INTEGER NOT NULL, price REAL NOT NULL,
+        size REAL NOT NULL, exchange TEXT, conditions TEXT NOT NULL, tape TEXT, collected_at INTEGER NOT NULL,
+        PRIMARY KEY (symbol, timestamp, trade_id)) WITHOUT ROWID""")
+    # Stock bars: the feed's 1Min (and 1Day) bars from stock_prices_raw (derived = 0), and the 5Min,
+    # 1Hour and 1Day bars resampled from the 1Min ones (derived = 1; a feed's own daily bar wins).
+    db.execute("""CREATE TABLE stock_bars (
+        symbol TEXT NOT NULL, timeframe TEXT NOT NULL, start INTEGER NOT NULL, open REAL NOT NULL,
+        high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL, volume REAL NOT NULL, trade_count INTEGER,
+        vwap REAL, derived INTEGER NOT NULL, PRIMARY KEY (symbol, timeframe, start)) WITHOUT ROWID""")
+
+
+def _m008_optimise_runs(db: sqlite_utils.Database) -> None:
     # Walk-forward optimisations (storage/optimise.py): one row per run with its request, figures and
     # out-of-sample equity as JSON, and one row per trial of each of its studies.
     db.execute("""CREATE TABLE optimise_runs (
@@ -152,7 +166,8 @@ MIGRATIONS: list[Migration] = [
     ("004_portfolio", _m004_portfolio),
     ("005_fill_records", _m005_fill_records),
     ("006_stage_status", _m006_stage_status),
-    ("007_optimise_runs", _m007_optimise_runs),
+    ("007_stocks", _m007_stocks),
+    ("008_optimise_runs", _m008_optimise_runs),
 ]
 
 
