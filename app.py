@@ -17,6 +17,7 @@ pages = st.navigation(
         st.Page("views/signals.py", title="Signals", icon=":material/insights:"),
         st.Page("views/portfolio.py", title="Portfolio", icon=":material/account_balance_wallet:"),
         st.Page("views/backtest.py", title="Backtest", icon=":material/history:"),
+        st.Page("views/optimise.py", title="Optimise", icon=":material/tune:"),
         st.Page("views/journal.py", title="Journal", icon=":material/menu_book:"),
         st.Page("views/imports.py", title="Import", icon=":material/upload_file:"),
         st.Page("views/pipeline.py", title="Pipeline", icon=":material/account_tree:"),

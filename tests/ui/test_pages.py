@@ -299,6 +299,7 @@ def test_app_declares_its_pages() -> None:
         "Signals",
         "Portfolio",
         "Backtest",
+        "Optimise",
         "Journal",
         "Import",
         "Pipeline",
@@ -308,7 +309,8 @@ def test_app_declares_its_pages() -> None:
 
 
 @pytest.mark.parametrize(
-    "title", ["Market", "Stocks", "Analysis", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"]
+    "title",
+    ["Market", "Stocks", "Analysis", "Portfolio", "Backtest", "Optimise", "Journal", "Import", "Pipeline", "Settings"],
 )
 def test_every_page_runs_inside_the_app_frame(desk: Path, title: str) -> None:
     """app.py's sidebar (the bus caption) must wrap every page."""
