@@ -206,10 +206,12 @@ st.subheader("Before import")
 for warning in checked.warnings:
     st.warning(warning)
 a, b, c, d = st.columns(4)
-a.metric("Format", checked.format, help=LABELS.get(checked.format, checked.format))
+a.metric("Format", checked.format)
 b.metric(f"New {checked.unit or 'row'}s", f"{checked.accepted:,}")
 c.metric("Already in the journal", f"{checked.duplicates:,}")
 d.metric("Rejected rows", f"{checked.rows - checked.accepted - checked.duplicates:,}")
+if checked.format in LABELS:
+    st.caption(f"Read as: {LABELS[checked.format]}.")
 if checked.unit == "fill":
     st.caption(
         "Each row is a fill (one execution). The journal pairs a symbol's buys and sells first in, first "

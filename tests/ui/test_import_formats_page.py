@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import runtime  # noqa: E402 - after the sys.path insert above
+from pipeline.journal.formats import LABELS  # noqa: E402
 
 PAGE = str(ROOT / "views" / "imports.py")
 TIMEOUT_S = 30.0
@@ -40,6 +41,7 @@ def test_local_times_are_previewed_in_utc_and_in_the_chosen_zone(desk) -> None:
     assert times.iloc[0]["UTC"] == "2025-07-01 13:30:00 UTC"
     assert times.iloc[0]["America/New_York"] == "2025-07-01 09:30:00 EDT"
     assert {m.label: m.value for m in at.metric}["Format"] == "tradervue"
+    assert f"Read as: {LABELS['tradervue']}." in [c.value for c in at.caption]
     # another zone changes what will be stored, and the preview says so before the import
     at.text_input[0].set_value("Europe/Berlin").run()
     times = next(d.value for d in at.dataframe if "UTC" in d.value.columns)
