@@ -44,6 +44,9 @@ class ExchangeKeys:
     api_key: str = field(repr=False)
     api_secret: str = field(repr=False)
     base_url: str | None = None
+    # "desk": the desk's own Binance/Bybit client; "ccxt": any other exchange, through ccxt.
+    via: str = "desk"
+    password: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         masked = self.api_key[:4] + "…" if len(self.api_key) > 4 else "…"
@@ -72,6 +75,9 @@ class Config:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     behaviour: BehaviourRules = field(default_factory=BehaviourRules)
+    # Imports: the zone of files whose times are local, and the currency of symbols naming none.
+    import_timezone: str = "UTC"
+    account_currency: str = "USD"
     # Exchange accounts whose trade history is synced (off unless keys are set).
     exchange_keys: tuple[ExchangeKeys, ...] = ()
     # Market data: which sources feed crypto.market_data, and their settings.
@@ -198,6 +204,7 @@ FEED_URL_ENV = {
     "BINANCE_WS_URL": "binance-ws",
     "BYBIT_WS_URL": "bybit-ws",
     "ALPACA_WS_URL": "alpaca-ws",
+    "BYBIT_PRIVATE_WS_URL": "bybit-private",
     "ALPACA_STOCK_WS_URL": "alpaca-stocks",
     "ALPACA_DATA_URL": "alpaca-data",
 }
@@ -247,6 +254,8 @@ def load_config(env: Mapping[str, str]) -> Config:
         api_host=env.get("API_HOST") or "127.0.0.1",
         api_port=_int(env, "API_PORT", 8000, 0),
         behaviour=rules_from_env(env),
+        import_timezone=_timezone(env.get("IMPORT_TIMEZONE") or "UTC"),
+        account_currency=_currency(env.get("ACCOUNT_CURRENCY") or "USD"),
         exchange_keys=exchange_keys_from_env(env),
         market_sources=sources,
         replay_files=env.get("REPLAY_FILES", ""),
@@ -354,6 +363,22 @@ def _risk(env: Mapping[str, str]) -> RiskSettings:
     )
 
 
+def _timezone(value: str) -> str:
+    from pipeline.journal.formats.layout import zone_of
+
+    try:
+        zone_of(value)
+    except ValueError as exc:
+        raise ConfigError(f"IMPORT_TIMEZONE: {exc}") from None
+    return value
+
+
+def _currency(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]{3,5}", value):
+        raise ConfigError(f"ACCOUNT_CURRENCY={value!r} must be a currency code like USD or EUR")
+    return value.upper()
+
+
 def _user_id(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", value):
         raise ConfigError(f"USER_ID={value!r} must be 1-64 letters, digits or _ . @ -")
@@ -365,11 +390,17 @@ def exchange_keys_from_env(env: Mapping[str, str]) -> tuple[ExchangeKeys, ...]:
 
     ``BINANCE_API_KEY``/``BINANCE_API_SECRET`` and ``BYBIT_API_KEY``/``BYBIT_API_SECRET`` turn
     them on; ``BINANCE_BASE_URL``/``BYBIT_BASE_URL`` point them elsewhere (a testnet, a fake).
+    ``CCXT_EXCHANGES`` names other exchanges by their ccxt id (``kraken,okx``), each with
+    ``<ID>_API_KEY``, ``<ID>_API_SECRET`` and optionally ``<ID>_API_PASSWORD`` and ``<ID>_BASE_URL``.
     A key without its secret (or the reverse) is a ``ConfigError``.
     """
     keys: list[ExchangeKeys] = []
-    for venue in ("binance", "bybit"):
-        prefix = venue.upper()
+    others = tuple(v.strip().lower() for v in env.get("CCXT_EXCHANGES", "").split(",") if v.strip())
+    for venue in ("binance", "bybit", *others):
+        prefix = re.sub(r"[^A-Z0-9]", "_", venue.upper())
+        via = "ccxt" if venue in others else "desk"
+        if via == "ccxt" and not re.fullmatch(r"[a-z0-9_]{2,40}", venue):
+            raise ConfigError(f"CCXT_EXCHANGES has {venue!r}: a ccxt exchange id like kraken or okx")
         key = env.get(f"{prefix}_API_KEY", "").strip()
         secret = env.get(f"{prefix}_API_SECRET", "").strip()
         if not key and not secret:
@@ -377,5 +408,16 @@ def exchange_keys_from_env(env: Mapping[str, str]) -> tuple[ExchangeKeys, ...]:
         if not key or not secret:
             missing = f"{prefix}_API_SECRET" if key else f"{prefix}_API_KEY"
             raise ConfigError(f"{prefix}_API_KEY and {prefix}_API_SECRET go together; {missing} is not set")
-        keys.append(ExchangeKeys(venue, key, secret, env.get(f"{prefix}_BASE_URL", "").strip() or None))
+        if via == "ccxt" and venue in ("binance", "bybit"):
+            continue  # the desk's own clients sync these two
+        keys.append(
+            ExchangeKeys(
+                venue,
+                key,
+                secret,
+                env.get(f"{prefix}_BASE_URL", "").strip() or None,
+                via,
+                env.get(f"{prefix}_API_PASSWORD", "").strip() or None,
+            )
+        )
     return tuple(keys)

@@ -96,3 +96,16 @@ def replace_lots(conn: sqlite3.Connection, key: Key, rows: Sequence[tuple[Any, .
     """Make ``rows`` (``LOT_COLUMNS`` order) the open lots of (user, symbol)."""
     conn.execute("DELETE FROM journal_lots WHERE user_id=? AND symbol=?", key)
     conn.executemany("INSERT INTO journal_lots VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+
+
+def last_fill_time_from(db: Database, user_id: str, symbol: str, source: str) -> int | None:
+    """Return the time of the newest fill of (user, symbol) that ``source`` published, or None
+    (where an exchange sync resumes after a restart)."""
+    row = (
+        db.reader()
+        .conn.execute(
+            "SELECT max(time) FROM journal_fills WHERE user_id=? AND symbol=? AND source=?", (user_id, symbol, source)
+        )
+        .fetchone()
+    )
+    return row[0] if row else None

@@ -1,4 +1,5 @@
-"""Trades as exchange APIs return them (Binance ``myTrades``, Bybit v5 executions), parsed into fills.
+"""Trades as exchange APIs return them (Binance ``myTrades``, Bybit v5 executions, ccxt's unified
+trades for every other exchange), parsed into fills.
 
 The trade-history sources publish each payload exactly as received, with its ``format``; the
 normalizer parses it here with the same parser the source checked it with. A payload that breaks
@@ -125,10 +126,80 @@ def parse_bybit_execution(raw: Mapping[str, object]) -> Fill:
     )
 
 
+def parse_ccxt_trade(raw: Mapping[str, object]) -> Fill:
+    """Return the ``Fill`` of one ccxt unified trade (``id, timestamp, symbol, side, price, amount,
+    fee: {cost, currency}``)."""
+    f = _Fields(raw)
+    symbol = f.text("symbol")
+    side = raw.get("side")
+    if side not in ("buy", "sell"):
+        f.bad("side", 'is "buy" or "sell"')
+    price, qty = f.number("price"), f.number("amount")
+    when = f.millis("timestamp")
+    fee_cell = raw.get("fee")
+    fee: float | None = None
+    fee_asset: str | None = None
+    if isinstance(fee_cell, dict) and fee_cell.get("cost") is not None:
+        fees = _Fields(fee_cell)
+        fee = fees.number("cost", positive=False, required=False)
+        fee_asset = fees.text("currency", required=False)
+        f.violations += [Violation(f"fee.{v.field}", v.value, v.rule) for v in fees.violations]
+    trade_id = raw.get("id")
+    f.done()
+    assert symbol is not None and price is not None and qty is not None and when is not None
+    return Fill(
+        symbol=normalize_symbol(symbol.split(":")[0]),
+        side="BUY" if side == "buy" else "SELL",
+        price=price,
+        quantity=qty,
+        time=when,
+        fee=abs(fee) if fee is not None else None,
+        fee_asset=fee_asset.upper() if fee_asset else None,
+        exchange_id=str(trade_id) if trade_id not in (None, "") else None,
+    )
+
+
+def parse_binance_execution(raw: Mapping[str, object]) -> Fill:
+    """Return the ``Fill`` of one Binance user-data-stream ``executionReport`` whose execution type
+    ``x`` is ``TRADE`` (``l``/``L`` the last fill's quantity and price, ``n``/``N`` its commission,
+    ``T`` its time, ``t`` its trade id: the same id ``myTrades`` gives, so both make one fill)."""
+    f = _Fields(raw)
+    if raw.get("e") != "executionReport":
+        f.bad("e", 'is "executionReport"')
+    if raw.get("x") != "TRADE":
+        f.bad("x", 'is "TRADE" (new, cancelled and expired orders are not fills)')
+    symbol = f.text("s")
+    side = raw.get("S")
+    if side not in ("BUY", "SELL"):
+        f.bad("S", 'is "BUY" or "SELL"')
+    price, qty = f.number("L"), f.number("l")
+    fee = f.number("n", positive=False, required=False)
+    when = f.millis("T")
+    trade_id = raw.get("t")
+    if isinstance(trade_id, bool) or not isinstance(trade_id, int) or trade_id < 0:
+        f.bad("t", "is an integer trade id")
+    f.done()
+    assert symbol is not None and price is not None and qty is not None and when is not None
+    return Fill(
+        symbol=normalize_symbol(symbol),
+        side="BUY" if side == "BUY" else "SELL",
+        price=price,
+        quantity=qty,
+        time=when,
+        fee=fee,
+        fee_asset=f.text("N", required=False),
+        exchange_id=str(trade_id),
+    )
+
+
 # The ``RawTrade.format`` of each exchange API's payload, and its parser.
 BINANCE_API = "binance-api"
+BINANCE_STREAM = "binance-stream"
 BYBIT_API = "bybit-api"
+CCXT = "ccxt"
 PARSERS: dict[str, Callable[[Mapping[str, object]], Fill]] = {
     BINANCE_API: parse_binance_trade,
     BYBIT_API: parse_bybit_execution,
+    CCXT: parse_ccxt_trade,
+    BINANCE_STREAM: parse_binance_execution,
 }
