@@ -31,16 +31,15 @@ from pipeline.journal.formats import (
     TRADE_REQUIRED,
     zone_of,
 )
+from pipeline.journal.import_mappings import find_mapping, save_mapping
+from pipeline.journal.import_preview import preview_times
 from pipeline.journal.importer import (
     MAX_UPLOAD_BYTES,
     ImportFileError,
     ImportReport,
     check_file,
-    find_mapping,
     import_file,
     preview,
-    preview_times,
-    save_mapping,
 )
 from runtime import page_runtime
 from storage.journal import ImportTracker

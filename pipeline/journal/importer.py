@@ -24,14 +24,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
-
 from pipeline.bus.base import Producer
-from pipeline.errors import BadMessageError, PipelineError, TransientError, Violation
+from pipeline.errors import BadMessageError, PipelineError, Violation
 from pipeline.journal.fills import (
     Fill,
     Payment,
-    TradeEntry,
     entry_fingerprint,
     fill_content_key,
     fill_fingerprint,
@@ -46,19 +43,15 @@ from pipeline.journal.formats import (
     row_parser,
     what_kind,
 )
+from pipeline.journal.import_publisher import ImportPublisher
 from pipeline.journal.table import MAX_UPLOAD_BYTES as MAX_UPLOAD_BYTES  # the page's upload limit
 from pipeline.journal.table import FileReadError, Table, open_table
-from pipeline.messages import DeadLetter, RawTrade, encode
-from pipeline.topics import RAW_TRADES, dlq_name
-from storage import journal, ledger
+from storage import ledger
 from storage.db import Database
 
 MAX_REJECTED = 10_000
 LOOKUP_CHUNK = 500
 PREVIEW_BYTES = 65_536
-FLUSH_TIMEOUT_S = 120.0
-# Flush every so many messages: backpressure, so a fast reader never queues a whole file in memory.
-FLUSH_EVERY = 10_000
 
 Progress = Callable[[int, int], None]
 
@@ -137,7 +130,8 @@ class ImportReport:
 # --------------------------------------------------------------------------- reading the file
 
 
-def _table(data: bytes) -> Table:
+def read_table(data: bytes) -> Table:
+    """The upload as a table (``pipeline.journal.table``); a file it cannot read is an ``ImportFileError``."""
     try:
         return open_table(data, is_known_header)
     except FileReadError as exc:
@@ -148,7 +142,7 @@ def preview(data: bytes, rows: int = 20) -> tuple[list[str], list[list[str]]]:
     """Return the header and the first ``rows`` rows as the importer reads them (same encoding,
     separator, header line and cell clean-up), padded or cut to the header's width; raise
     ``ImportFileError`` like an import."""
-    table = _table(data)
+    table = read_table(data)
     width = len(table.header)
     out: list[list[str]] = []
     for row in table.rows():
@@ -158,106 +152,7 @@ def preview(data: bytes, rows: int = 20) -> tuple[list[str], list[list[str]]]:
     return table.header, out
 
 
-def preview_times(
-    data: bytes, options: Mapping[str, str] | None = None, rows: int = 5, now_ms: int | None = None
-) -> list[tuple[int, int | None, str]]:
-    """Return (line, time in Unix ms or None, the problem or "") of the first ``rows`` rows as an
-    import with ``options`` (its ``timezone``) would read them, so a wrong zone shows before
-    anything is published. Empty when the format is unknown (the mapping comes first)."""
-    table = _table(data)
-    fmt = detect_format(table.header)
-    if fmt is None:
-        return []
-    carried = {k: v for k, v in (options or {}).items() if k in READ_OPTIONS and v}
-    try:
-        parse = row_parser(fmt, table.header, carried or None)
-    except BadMessageError as exc:
-        return [(table.header_line, None, str(exc))]
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
-    width = len(table.header)
-    out: list[tuple[int, int | None, str]] = []
-    for row in table.rows():
-        cells = row.cells[:width] + [""] * (width - len(row.cells))
-        try:
-            item = parse(dict(zip(table.header, cells)), now)
-        except BadMessageError as exc:
-            out.append((row.line, None, str(exc)))
-        else:
-            out.append((row.line, item.entry_time if isinstance(item, TradeEntry) else item.time, ""))
-        if len(out) >= rows:
-            break
-    return out
-
-
 # --------------------------------------------------------------------------- the pass
-
-
-class _Publisher:
-    """Sends accepted rows to ``raw-trades`` and rejected ones to its dead-letter topic."""
-
-    def __init__(
-        self,
-        producer: Producer,
-        user_id: str,
-        source: str,
-        fmt: str,
-        now_ms: int,
-        mapping: Mapping[str, str] | None,
-        keep_ids: bool = False,
-    ) -> None:
-        self.producer, self.user_id, self.source, self.fmt, self.now = producer, user_id, source, fmt, now_ms
-        self.mapping = dict(mapping) if mapping is not None else None
-        self.key = user_id.encode()
-        self.published = 0
-        self.ids: list[str] | None = [] if keep_ids else None
-        self._unflushed = 0
-
-    def raw(self, raw_id: str, line: int, row: dict[str, str]) -> None:
-        raw = RawTrade(
-            raw_id=raw_id,
-            user_id=self.user_id,
-            source=self.source,
-            format=self.fmt,
-            received_at=self.now,
-            payload=row,
-            row=line,
-            mapping=self.mapping,
-        )
-        self.producer.produce(RAW_TRADES, encode(raw), key=self.key)
-        self.published += 1
-        if self.ids is not None:
-            self.ids.append(raw_id)
-        self._sent()
-
-    def dead(self, line: int, row: object, violations: list[Violation], reason: str) -> None:
-        letter = DeadLetter(
-            source_topic=RAW_TRADES,
-            source_partition=-1,
-            source_offset=line,
-            source_key=self.user_id,
-            value=orjson.dumps(row).decode(),
-            reason=reason,
-            violations=[{"field": v.field, "value": v.value, "rule": v.rule} for v in violations],
-            stage="import",
-            retry_count=0,
-            failed_at=int(time.time() * 1000),
-        )
-        self.producer.produce(dlq_name(RAW_TRADES), encode(letter), key=self.key)
-        self._sent()
-
-    def _sent(self) -> None:
-        self._unflushed += 1
-        if self._unflushed >= FLUSH_EVERY:
-            self.flush()
-
-    def flush(self) -> None:
-        self._unflushed = 0
-        left = self.producer.flush(FLUSH_TIMEOUT_S)
-        if left:
-            raise TransientError(
-                f"{left} messages of the import were not delivered to the bus; "
-                "import the file again (rows already stored are skipped)"
-            )
 
 
 def _run(
@@ -268,12 +163,12 @@ def _run(
     options: Mapping[str, str] | None,
     progress: Progress | None,
     now_ms: int | None,
-    publisher: Callable[[str, Mapping[str, str] | None], _Publisher] | None,
+    publisher: Callable[[str, Mapping[str, str] | None], ImportPublisher] | None,
 ) -> ImportReport:
     if not user_id:
         raise ValueError("user_id is required")
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    table = _table(data)
+    table = read_table(data)
     header = table.header
     fmt = "custom" if mapping is not None else detect_format(header)
     if fmt is None:
@@ -337,7 +232,7 @@ def _scan(
     db: Database,
     now: int,
     report: ImportReport,
-    pub: _Publisher | None,
+    pub: ImportPublisher | None,
     progress: Progress | None,
 ) -> tuple[bool, list[Accepted]]:
     """Read every data row once; count, fingerprint and look up in chunks. Return whether problems
@@ -508,28 +403,5 @@ def import_file(
         options,
         progress,
         now,
-        lambda fmt, carried: _Publisher(producer, user_id, source, fmt, now, carried, keep_ids),
+        lambda fmt, carried: ImportPublisher(producer, user_id, source, fmt, now, carried, keep_ids),
     )
-
-
-def _header_key(header: list[str]) -> list[str]:
-    return [" ".join(str(h).lstrip("\ufeff").split()).lower() for h in header]
-
-
-def save_mapping(db: Database, name: str, header: list[str], mapping: Mapping[str, str]) -> None:
-    """Save (or replace) a named column mapping for files with ``header``."""
-    if not name.strip():
-        raise ValueError("a mapping needs a name")
-    journal.save_mapping(db, name.strip(), list(header), dict(mapping), int(time.time() * 1000))
-
-
-def list_mappings(db: Database) -> list[dict[str, Any]]:
-    """Return the saved mappings: name, header (list), mapping (dict), created_at (ms), by name."""
-    return journal.mappings(db)
-
-
-def find_mapping(db: Database, header: list[str]) -> dict[str, Any] | None:
-    """Return the newest saved mapping made for this header (case and spaces ignored), or None."""
-    wanted = _header_key(header)
-    found = [m for m in list_mappings(db) if _header_key(m["header"]) == wanted]
-    return max(found, key=lambda m: m["created_at"]) if found else None

@@ -14,14 +14,12 @@ import pytest
 
 from pipeline.bus.base import Bus
 from pipeline.journal import importer, table
+from pipeline.journal.import_mappings import find_mapping, list_mappings, save_mapping
 from pipeline.journal.importer import (
     ImportFileError,
     RowError,
     check_file,
-    find_mapping,
     import_file,
-    list_mappings,
-    save_mapping,
 )
 from pipeline.topics import CATALOG, RAW_TRADES, dlq_name
 from storage.db import Database
