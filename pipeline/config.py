@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipeline.errors import ConfigError
 from pipeline.journal.behaviour_settings import BehaviourRules, rules_from_env
+from pipeline.journal.excursions import RiskDefaults, setup_risk_from_text
 from pipeline.stage_catalog import DEFAULT_PIPELINE, KNOWN_STAGES, MARKET_SOURCES
 from pipeline.trading.exchange import ExchangeSettings
 from pipeline.trading.risk import SIZINGS, RiskSettings
@@ -18,6 +19,10 @@ DEFAULT_STAGES = ("simulator", *DEFAULT_PIPELINE)
 # Model names (pipeline.ml.models builds them; kept here so loading the config needs no scikit-learn).
 ML_MODEL_NAMES = ("random_forest", "svm", "logistic_regression", "linear_regression", "knn", "kmeans")
 SEED_MODELS = ("random_forest", "svm", "logistic_regression")
+# The simulator is a random walk: no model expects +-1.5 % in 15 bars of it (its classifiers' expected
+# changes stay within +-0.05 %), so with seed 001's mapping the paper account would never trade on it.
+# On the simulator alone, thresholds the trader did not set are these (docs/ml.md, "On the simulator").
+SIMULATOR_BUY_PCT, SIMULATOR_SELL_PCT = 0.02, -0.02
 SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password"})
 
 # Environment variable -> librdkafka setting, passed through to every Kafka client.
@@ -95,6 +100,16 @@ class Config:
     decision_confirm_models: tuple[str, ...] = ()
     risk: RiskSettings = field(default_factory=RiskSettings)
     exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
+    # Journal review: the risk of a trade without a stop (R), the pre-trade check's cooldown, and
+    # where missing 1-minute bars come from (none, or Binance's public klines).
+    journal_risk: RiskDefaults = field(default_factory=RiskDefaults)
+    pretrade_cooldown_min: int = 0
+    bars_backfill_url: str | None = None
+    # The drift alarm's window and band, and the first start's training of the default models.
+    drift_window_min: int = 360
+    drift_z: float = 1.96
+    drift_min_periods: int = 10
+    first_run_training: bool = True
     # Notifications (the notifier stage runs when either is set); the URLs hold secrets.
     discord_webhook_url: str | None = field(default=None, repr=False)
     notify_webhook_url: str | None = field(default=None, repr=False)
@@ -114,7 +129,7 @@ class Config:
                 value = [repr(k) for k in value]  # masks the key and never shows the secret
             elif f.name in ("alpaca_key", "alpaca_secret", "discord_webhook_url", "notify_webhook_url"):
                 value = "***" if value else None
-            elif f.name in ("behaviour", "risk", "exchange"):
+            elif f.name in ("behaviour", "risk", "exchange", "journal_risk"):
                 value = vars(value) if hasattr(value, "__dict__") else repr(value)
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
@@ -192,6 +207,7 @@ def load_config(env: Mapping[str, str]) -> Config:
     if outside:
         raise ConfigError(f"STAGE_PROCESSES has {outside}, which STAGES does not run; STAGES: {', '.join(stages)}")
     seed = env.get("SIMULATOR_SEED")
+    simulated = sources == ("simulator",)
     return Config(
         data_dir=Path(env.get("DATA_DIR") or "data"),
         kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
@@ -220,8 +236,8 @@ def load_config(env: Mapping[str, str]) -> Config:
         tick_retention_days=_int(env, "TICK_RETENTION_DAYS", 7, 1),
         ml_models=_names(env, "ML_MODELS", SEED_MODELS, ML_MODEL_NAMES),
         ml_horizon_bars=_int(env, "ML_HORIZON_BARS", 15, 1),
-        ml_buy_pct=_float(env, "ML_BUY_THRESHOLD_PCT", 1.5, 0.0),
-        ml_sell_pct=_float(env, "ML_SELL_THRESHOLD_PCT", -1.5, None, 0.0),
+        ml_buy_pct=_float(env, "ML_BUY_THRESHOLD_PCT", SIMULATOR_BUY_PCT if simulated else 1.5, 0.0),
+        ml_sell_pct=_float(env, "ML_SELL_THRESHOLD_PCT", SIMULATOR_SELL_PCT if simulated else -1.5, None, 0.0),
         ml_fee_bps=_float(env, "ML_FEE_BPS", 10.0, 0.0, 1000.0),
         ml_train_bars=_int(env, "ML_TRAIN_BARS", 100_000, 300),
         ml_retrain_minutes=_int(env, "ML_RETRAIN_MINUTES", 0, 0),
@@ -236,6 +252,16 @@ def load_config(env: Mapping[str, str]) -> Config:
             slippage_bps=_float(env, "EXCHANGE_SLIPPAGE_BPS", 5.0, 0.0, 1000.0),
             limit_ttl_ms=_int(env, "LIMIT_ORDER_TTL_MINUTES", 60, 1) * 60_000,
         ),
+        journal_risk=RiskDefaults(
+            default_pct=_float(env, "JOURNAL_DEFAULT_RISK_PCT", 1.0, 0.001, 100.0),
+            per_setup=_setup_risk(env.get("JOURNAL_SETUP_RISK_PCT", "")),
+        ),
+        pretrade_cooldown_min=_int(env, "PRETRADE_COOLDOWN_MINUTES", 0, 0),
+        bars_backfill_url=_backfill_url(env.get("BARS_BACKFILL", "")),
+        drift_window_min=_int(env, "DRIFT_WINDOW_MINUTES", 360, 30),
+        drift_z=_float(env, "DRIFT_Z", 1.96, 0.5, 10.0),
+        drift_min_periods=_int(env, "DRIFT_MIN_PERIODS", 10, 2),
+        first_run_training=env.get("FIRST_RUN_TRAINING", "on").lower() not in ("0", "off", "false", "no"),
         discord_webhook_url=discord,
         notify_webhook_url=webhook,
     )
@@ -256,6 +282,28 @@ def _risk(env: Mapping[str, str]) -> RiskSettings:
         max_total_exposure_pct=_float(env, "MAX_TOTAL_EXPOSURE_PCT", 100.0, 0.01, 100.0),
         min_order_usdt=_float(env, "MIN_ORDER_USDT", 10.0, 0.0),
     )
+
+
+BINANCE_PUBLIC_URL = "https://api.binance.com"
+
+
+def _setup_risk(text: str) -> tuple[tuple[str, float], ...]:
+    try:
+        return setup_risk_from_text(text)
+    except ValueError as exc:
+        raise ConfigError(f"JOURNAL_SETUP_RISK_PCT={text!r} breaks rule: {exc}") from None
+
+
+def _backfill_url(value: str) -> str | None:
+    """``BARS_BACKFILL``: off (default), ``binance`` (its public klines), or another base URL."""
+    value = value.strip()
+    if value.lower() in ("", "off", "none", "0"):
+        return None
+    if value.lower() == "binance":
+        return BINANCE_PUBLIC_URL
+    if not re.match(r"https?://[^/\s]+", value):
+        raise ConfigError(f"BARS_BACKFILL={value!r} must be off, binance or an http(s) base URL")
+    return value.rstrip("/")
 
 
 def _user_id(value: str) -> str:

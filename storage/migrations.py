@@ -133,6 +133,27 @@ def _m006_stage_status(db: sqlite_utils.Database) -> None:
         details TEXT NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (name, host, pid))""")
 
 
+def _m007_review(db: sqlite_utils.Database) -> None:
+    # Each closed trade's excursions and R, computed from the bars by the ``excursions`` worker.
+    # ``sig`` is what they were computed from (the trade's prices, times, stop, setup and the risk
+    # defaults); ``bars_until`` the symbol's newest bar then, so a trade without bars is tried again
+    # once newer bars arrive.
+    db.execute("""CREATE TABLE trade_excursions (
+        trade_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, symbol TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
+        bars INTEGER NOT NULL, risk_per_unit REAL, risk_source TEXT, r REAL, mfe REAL, mae REAL, mfe_pct REAL,
+        mae_pct REAL, mfe_r REAL, mae_r REAL, best_exit_price REAL, best_exit_time INTEGER, worst_price REAL,
+        worst_time INTEGER, captured_pct REAL, sig TEXT NOT NULL, bars_until INTEGER, computed_at INTEGER NOT NULL)""")
+    db.execute("CREATE INDEX trade_excursions_user ON trade_excursions (user_id)")
+    # The drift alarm: each active model's live hit rate and profit after fees over a rolling window,
+    # against its walk-forward figures with a band, one row per check (the Signals page draws them).
+    db.execute("""CREATE TABLE ml_drift (
+        symbol TEXT NOT NULL, model TEXT NOT NULL, version INTEGER NOT NULL, computed_at INTEGER NOT NULL,
+        window_start INTEGER NOT NULL, window_end INTEGER NOT NULL, rows INTEGER NOT NULL, periods INTEGER NOT NULL,
+        hit_rate REAL, wf_accuracy REAL, hit_lo REAL, hit_hi REAL, profit_pct REAL, wf_profit_pct REAL,
+        profit_lo REAL, profit_hi REAL, state TEXT NOT NULL, message TEXT NOT NULL,
+        PRIMARY KEY (symbol, model, computed_at))""")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_market_ticks_and_bars", _m001_market),
     ("002_journal", _m002_journal),
@@ -140,6 +161,7 @@ MIGRATIONS: list[Migration] = [
     ("004_portfolio", _m004_portfolio),
     ("005_fill_records", _m005_fill_records),
     ("006_stage_status", _m006_stage_status),
+    ("007_trade_excursions_and_drift", _m007_review),
 ]
 
 
