@@ -42,6 +42,9 @@ CATALOG: tuple[StageInfo, ...] = (
     StageInfo("enricher", "stage", True, "the market context of every journal record"),
     StageInfo("behaviour", "stage", True, "behavioural alerts over the journal"),
     StageInfo("journal-store", "stage", True, "the journal and its alerts into SQLite"),
+    StageInfo("paper-journal", "stage", True, "the paper exchange's closed positions into raw-trades (paper:<model>)"),
+    StageInfo("excursions", "source", True, "MFE, MAE and R of every closed trade from the bars"),
+    StageInfo("drift-monitor", "source", True, "each active model's live hit rate and profit against its band"),
     StageInfo("api", "source", True, "the HTTP API (API_HOST:API_PORT)"),
     StageInfo("exchange-history", "source", False, "exchange trade history into raw-trades (API keys)"),
 )

@@ -155,6 +155,34 @@ def _exchange_history(rt: Runtime) -> list[Worker]:
     ]
 
 
+def _excursions(rt: Runtime) -> Worker:
+    from pipeline.jobs.excursions import ExcursionsWorker
+
+    return ExcursionsWorker(rt.db, rt.config.journal_risk, backfill_url=rt.config.bars_backfill_url)
+
+
+def _drift_monitor(rt: Runtime) -> Worker:
+    from pipeline.jobs.drift import DriftMonitor
+
+    c = rt.config
+    return DriftMonitor(
+        rt.db,
+        rt.registry,
+        rt.bus.producer(),
+        models=c.ml_models,
+        fee_bps=c.ml_fee_bps,
+        window_min=c.drift_window_min,
+        z=c.drift_z,
+        min_periods=c.drift_min_periods,
+    )
+
+
+def _paper_journal(rt: Runtime) -> Worker:
+    from pipeline.stages.paper_journal import PaperJournal
+
+    return StageRunner(PaperJournal(), rt.bus)
+
+
 # One factory per name of pipeline.stage_catalog (a unit test keeps them equal).
 WORKERS: dict[str, WorkerFactory] = {
     "simulator": lambda rt: SimulatorSource(
@@ -179,6 +207,9 @@ WORKERS: dict[str, WorkerFactory] = {
     "enricher": lambda rt: StageRunner(Enricher(rt.db), rt.bus),
     "behaviour": lambda rt: StageRunner(BehaviourStage(rt.db, rt.config.behaviour), rt.bus),
     "journal-store": lambda rt: StageRunner(JournalStore(rt.db), rt.bus),
+    "paper-journal": _paper_journal,
+    "excursions": _excursions,
+    "drift-monitor": _drift_monitor,
     "api": _api,
     "exchange-history": _exchange_history,
 }
@@ -213,7 +244,16 @@ class Runtime:
         """What the API's routes use of this runtime."""
         from pipeline.api.context import ApiContext
 
-        return ApiContext(bus=self.bus, producer=self.producer, db=self.db, user_id=self.config.user_id)
+        c = self.config
+        return ApiContext(
+            bus=self.bus,
+            producer=self.producer,
+            db=self.db,
+            user_id=c.user_id,
+            behaviour=c.behaviour,
+            pretrade_cooldown_min=c.pretrade_cooldown_min,
+            models=c.ml_models,
+        )
 
     @property
     def registry(self) -> Registry:
@@ -244,6 +284,18 @@ class Runtime:
             self._training = TrainingJob(
                 self.config, self.db, registry, symbols, models, source=source, bars=bars, path=path
             )
+        self._training.start()
+        return self._training
+
+    def train_first_run(self) -> TrainingJob:
+        """Start the first start's training of the default models (``pipeline.jobs.first_run``)."""
+        from pipeline.jobs.first_run import FirstRunTraining
+
+        registry = self.registry
+        with self._lock:
+            if self._training is not None and self._training.running:
+                return self._training
+            self._training = FirstRunTraining(self.config, self.db, registry)
         self._training.start()
         return self._training
 
@@ -360,5 +412,9 @@ def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, star
             w.start()
         runtime._board = StatusBoard(db, lambda: runtime.workers)
         runtime._board.start()
+        from pipeline.jobs import first_run
+
+        if first_run.wanted(config, names, runtime.registry):
+            runtime.train_first_run()
     log.info("pipeline started on the %s bus with %s", bus.name, ", ".join(names) or "no stages")
     return runtime

@@ -14,6 +14,7 @@ from pipeline.jobs.training import Source
 from runtime import page_runtime
 from storage import signals as signal_store
 from storage import status
+from views.signals_drift import drift_section
 
 runtime = page_runtime()
 config = runtime.config
@@ -83,6 +84,8 @@ def training_progress() -> None:
         return
     state = job.snapshot()
     if state.running:
+        if job.name == "ml:first-run":
+            st.caption("First start: the default models train on the simulator's history, with no click needed.")
         st.progress(state.progress, text=f"Training: {state.message}")
     else:
         took = (state.finished_at or time.time()) - (state.started_at or time.time())
@@ -140,6 +143,8 @@ def live_feed() -> None:
 
 
 live_feed()
+
+drift_section(runtime.db, config.drift_window_min, config.drift_z)
 
 st.subheader("Model quality (out-of-sample)")
 records = runtime.registry.records()

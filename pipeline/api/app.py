@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from pipeline.api.context import ApiContext
+from pipeline.api.pretrade import add_pretrade_routes
 from pipeline.api.trades import add_trade_routes
 from pipeline.errors import BadMessageError, TransientError
 
@@ -32,4 +33,5 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     add_trade_routes(app, ctx)
+    add_pretrade_routes(app, ctx)
     return app

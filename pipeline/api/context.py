@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.bus.base import Bus, Producer
+from pipeline.journal.behaviour_settings import BehaviourRules
 from storage.db import Database
 
 
@@ -17,3 +18,7 @@ class ApiContext:
     producer: Producer
     db: Database
     user_id: str
+    # The pre-trade check's rules, cooldown and the models whose view it gives.
+    behaviour: BehaviourRules = field(default_factory=BehaviourRules)
+    pretrade_cooldown_min: int = 0
+    models: tuple[str, ...] = ()
