@@ -54,16 +54,32 @@ def signatures(trades: pd.DataFrame, risk: RiskDefaults) -> pd.Series:
     salt = hashlib.blake2b(risk.signature().encode(), digest_size=6).hexdigest()
     if trades.empty:
         return pd.Series([], dtype=object)
-    hashed = pd.util.hash_pandas_object(trades[INPUTS].astype(str), index=False).to_numpy()
+    text = [c for c in INPUTS if c in ("symbol", "side", "setup")]
+    numbers = [c for c in INPUTS if c not in text]
+    canonical = pd.concat(
+        [
+            trades[text].fillna("").astype(str),
+            trades[numbers].apply(pd.to_numeric, errors="coerce").astype(float),
+        ],
+        axis=1,
+    )
+    hashed = pd.util.hash_pandas_object(canonical, index=False).to_numpy()
     return pd.Series([f"{h:016x}{salt}" for h in hashed.tolist()], index=trades.index, dtype=object)
 
 
+FEW = 200  # a symbol with fewer trades to compute reads the bars of each trade, not of its whole span
+
+
 def _bars(db: Database, trades: pd.DataFrame) -> dict[str, Bars]:
+    """The bars under ``trades``: per symbol, the whole span, or each trade's own when there are few."""
     out = {}
     for symbol, rows in trades.groupby("symbol"):
-        since = int(rows["entry_time"].min()) - MINUTE_MS
-        until = int(rows["exit_time"].max())
-        frame = market.ohlc_between(db, str(symbol), since, until)
+        if len(rows) >= FEW:
+            spans = [(int(rows["entry_time"].min()) - MINUTE_MS, int(rows["exit_time"].max()))]
+        else:
+            spans = [(int(a) - MINUTE_MS, int(b)) for a, b in zip(rows["entry_time"], rows["exit_time"])]
+        parts = [market.ohlc_between(db, str(symbol), int(a), int(b)) for a, b in spans]
+        frame = pd.concat(parts).drop_duplicates("start") if len(parts) > 1 else parts[0]
         if not frame.empty:
             out[str(symbol)] = Bars.of(frame)
     return out
@@ -90,7 +106,9 @@ def refresh(db: Database, risk: RiskDefaults, *, backfill_url: str | None = None
     sigs = signatures(trades, risk)
     newer_bars = np.array(
         [
-            status not in (None, "ok") and (newest.get(symbol) or 0) > (until if until is not None else -1)
+            isinstance(status, str)
+            and status != "ok"
+            and (newest.get(symbol) or -1) > (-1 if pd.isna(until) else until)
             for symbol, status, until in zip(trades["symbol"], trades["status"], trades["bars_until"])
         ],
         dtype=bool,

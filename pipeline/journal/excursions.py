@@ -61,6 +61,7 @@ COLUMNS = [
 ]
 # What a trade's excursions depend on: a change to any of these computes it again.
 INPUTS = [
+    "symbol",
     "side",
     "entry_price",
     "exit_price",

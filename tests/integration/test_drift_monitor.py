@@ -30,8 +30,8 @@ def plant(db: Database, symbol: str, bars: int, hits: int) -> None:
     for i in range(bars):
         closes.append(closes[-1] * (1.001 if i < hits else 0.999))
     metrics = {"accuracy": 0.6, "profit_pct": 0.0, "samples": 10_000}
-    row = (symbol, "random_forest", 1, 0, T0, "/nowhere/v1.joblib", M, 1, T0 - 1000 * M, T0, 10_000)
-    row += ("[]", "{}", json.dumps(metrics), "{}", "{}")
+    head = (symbol, "random_forest", 1, 0, T0, "/nowhere/v1.joblib", M, 1, T0 - 1000 * M, T0, 10_000)
+    row = (*head, "[]", "{}", json.dumps(metrics), "{}", "{}")
     signals = [
         (symbol, "random_forest", T0 + i * M + 59_000, "HOLD", "direction", 1.0, 1.0, 0.2, 0.55, "1", "{}")
         for i in range(bars)

@@ -292,11 +292,26 @@ def test_settings_shows_config_without_secrets_and_topic_catalog(desk: Path, mon
 
 
 def test_app_declares_its_pages() -> None:
-    assert list(PAGES) == ["Market", "Signals", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"]
+    assert list(PAGES) == [
+        "Market",
+        "Signals",
+        "Portfolio",
+        "Backtest",
+        "Journal",
+        "Compare",
+        "What-if",
+        "Trade",
+        "Import",
+        "Pipeline",
+        "Settings",
+    ]
     assert all((ROOT / path).is_file() for path in PAGES.values())
 
 
-@pytest.mark.parametrize("title", ["Market", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"])
+@pytest.mark.parametrize(
+    "title",
+    ["Market", "Portfolio", "Backtest", "Journal", "Compare", "What-if", "Trade", "Import", "Pipeline", "Settings"],
+)
 def test_every_page_runs_inside_the_app_frame(desk: Path, title: str) -> None:
     """app.py's sidebar (the bus caption) must wrap every page."""
     at = new_app()

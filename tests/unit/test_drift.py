@@ -42,7 +42,8 @@ def test_a_planted_drift_falls_below_the_band() -> None:
 
 def test_inside_the_band_is_ok_and_over_it_is_above() -> None:
     ok = judge(55)
-    assert ok.state == "ok" and ok.message == "BTCUSDT random_forest v3: hit rate 55.0% within 50.4%-69.6% over 100 periods"
+    assert ok.state == "ok"
+    assert ok.message == "BTCUSDT random_forest v3: hit rate 55.0% within 50.4%-69.6% over 100 periods"
     assert judge(75).state == "above"
 
 
