@@ -1,7 +1,7 @@
 """A fresh desk's first start, timed: from building the runtime on an empty ``DATA_DIR`` with the
 default settings (simulator, every default stage) to the first paper order, without touching a page.
 
-    python -m bench.first_run [--timeout 900] [--seed N]
+    python -m bench.first_run [--timeout 900] [--seed N] [--env NAME=VALUE ...]
 
 Timed, from the call that builds the runtime (what ``make run``'s first page view does) with the wall
 clock: the first-run training's end (``training_s``), the first stored signal (``first_signal_s``),
@@ -9,6 +9,7 @@ the first paper order placed (``first_order_s``: the decision stage's PENDING, a
 exchange stored it) and its fill (``first_fill_s``). Prints one JSON line per milestone as it
 happens and a summary; a milestone not reached within ``--timeout`` is null. The API stage is left
 out (it would bind port 8000); everything else runs as ``make run`` runs it, on the embedded bus.
+``--env`` adds settings (for example other signal thresholds) to measure what they change.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the first fill")
     parser.add_argument("--seed", type=int, default=None, help="SIMULATOR_SEED (default: unset, as make run)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting to add")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-first-run-") as tmp:
         env = {
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         if args.seed is not None:
             env["SIMULATOR_SEED"] = str(args.seed)
+        env.update(item.split("=", 1) for item in args.env if "=" in item)
         started = time.perf_counter()
         runtime = build_runtime(load_config(env))
         marks: dict[str, float | None] = dict.fromkeys(("training_s", "first_signal_s", "first_order_s", "first_fill_s"))

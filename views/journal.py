@@ -23,7 +23,7 @@ from storage import excursions as excursion_store
 from storage import journal
 from views.journal_charts import breakdown_chart, calendar_chart, equity_chart
 from views.journal_r import r_section
-from views.journal_review import check_planned, day_trades, linked, trade_link, verdict_panel
+from views.journal_review import check_planned, day_trades, trade_link, trade_links, verdict_panel
 
 EMOTIONS = ["calm", "confident", "focused", "anxious", "fearful", "greedy", "frustrated", "bored", "FOMO", "revenge"]
 SEVERITY = {
@@ -337,7 +337,7 @@ def alert_list(alerts: list[dict[str, Any]]) -> None:
             st.markdown(f":{color}-badge[{icon} {a['severity']}] **{a['alert_type'].replace('_', ' ')}** · {when}")
             st.text(a["message"])
             st.caption("Trades: " + ", ".join(f"`{t}`" for t in a["trade_ids"]))
-            st.markdown("Open: " + linked(a["trade_ids"][:10]))
+            trade_links(a["trade_ids"])
 
 
 @st.fragment(run_every="3s")

@@ -26,9 +26,13 @@ def trade_link(trade_id: str) -> str:
     return "trade?" + urllib.parse.urlencode({"id": trade_id})
 
 
-def linked(trade_ids: list[str]) -> str:
-    """Markdown links to the detail pages of ``trade_ids``."""
-    return " · ".join(f"[{t}]({trade_link(t)})" for t in trade_ids)
+def trade_links(trade_ids: list[str], most: int = 5) -> None:
+    """Links (in this tab) to the detail pages of the first ``most`` of ``trade_ids``."""
+    shown = trade_ids[:most]
+    for col, trade_id in zip(st.columns(len(shown) or 1), shown):
+        col.page_link(
+            "views/trade.py", label=trade_id, query_params={"id": trade_id}, icon=":material/candlestick_chart:"
+        )
 
 
 def day_trades(closed: pd.DataFrame) -> None:

@@ -103,7 +103,11 @@ def test_the_journal_shows_r_expectancy_distribution_scatter_and_breakdowns(desk
     assert set(unmeasured["why"]) == {"no BTCUSDT bars in the store", "no ETHUSDT bars in the store"}
     (table,) = [d.value for d in at.dataframe if "trade_id" in d.value.columns]
     assert table.set_index("trade_id").loc["t1", "detail"] == "trade?id=t1"
-    assert "Open: [t2](trade?id=t2) · [t4](trade?id=t4)" in [m.value for m in at.markdown]
+    at.selectbox(key="j_day").set_value("2024-11-15").run()  # the calendar's day: its trades, linked
+    (day,) = [d.value for d in at.dataframe if "detail" in d.value.columns and "trade_id" not in d.value.columns]
+    assert sorted(day["detail"]) == ["trade?id=t1", "trade?id=t2"]
+    links = [(p.proto.label, p.proto.page) for p in at.get("page_link")]
+    assert [label for label, _ in links if label in ("t2", "t4")] == ["t2", "t4"]  # the alert's trades
 
 
 def test_a_trade_on_its_chart_with_its_excursions(desk: Path) -> None:
