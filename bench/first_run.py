@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         env.update(item.split("=", 1) for item in args.env if "=" in item)
         started = time.perf_counter()
         runtime = build_runtime(load_config(env))
-        marks: dict[str, float | None] = dict.fromkeys(("training_s", "first_signal_s", "first_order_s", "first_fill_s"))
+        names = ("training_s", "first_signal_s", "first_order_s", "first_fill_s")
+        marks: dict[str, float | None] = dict.fromkeys(names)
         try:
             conn = runtime.db.reader().conn
             while time.perf_counter() - started < args.timeout and marks["first_fill_s"] is None:

@@ -82,9 +82,7 @@ def agreement_of(side: str, signal: str | None) -> Agreement:
     return "agreed" if signal == side.upper() else "against"
 
 
-def agreement(
-    trades: pd.DataFrame, models: Sequence[str], lookup: SignalLookup, risk: RiskDefaults
-) -> pd.DataFrame:
+def agreement(trades: pd.DataFrame, models: Sequence[str], lookup: SignalLookup, risk: RiskDefaults) -> pd.DataFrame:
     """Per trade (``trade_id, symbol, side, entry_time, r``): one column per model with its agreement
     and one ``<model> confidence`` with the signal's confidence (None without a signal)."""
     rated = with_r(trades, risk) if len(trades) else trades.assign(r=pd.Series(dtype=float))
