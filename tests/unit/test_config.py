@@ -23,6 +23,9 @@ def test_defaults_mean_embedded_bus_under_data() -> None:
         "enricher",
         "behaviour",
         "journal-store",
+        "paper-journal",
+        "excursions",
+        "drift-monitor",
         "api",
     )
     assert "notifier" not in config.stages  # off unless a webhook is set
