@@ -183,6 +183,7 @@ class StageRunner(Worker):
         max_retries: int = 4,
         backoff_s: float = 0.1,
         clock: Callable[[], float] = time.time,
+        fill_wait_s: float = 0.0,
     ) -> None:
         super().__init__(stage.name)
         self.stage = stage
@@ -192,6 +193,9 @@ class StageRunner(Worker):
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.clock = clock
+        # With fill_wait_s > 0 a batch is handled once it has max_batch records or its first record
+        # waited fill_wait_s (seed 004's BATCH_SIZE plus a maximum wait); 0 handles what one poll gives.
+        self.fill_wait_s = fill_wait_s
         self._models = {t: stage.input_model or model_for(t) for t in stage.inputs}
         self._producer: Producer = bus.producer()
         stage.bind(self)
@@ -221,6 +225,8 @@ class StageRunner(Worker):
         first = True
         while not self._stop.is_set():
             records = consumer.poll(self.max_batch, self.poll_timeout)
+            if records and self.fill_wait_s > 0:
+                records = self._fill(consumer, list(records))
             if records:
                 self.handle(records)
                 if self._producer.flush(30.0):
@@ -238,6 +244,16 @@ class StageRunner(Worker):
                 lag = consumer.lag()
                 with self.health.lock:
                     self.health.lag = lag
+
+    def _fill(self, consumer: Consumer, records: list[Record]) -> list[Record]:
+        """Poll more until the batch is full or its first record waited ``fill_wait_s``."""
+        deadline = time.monotonic() + self.fill_wait_s
+        while len(records) < self.max_batch and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            records.extend(consumer.poll(self.max_batch - len(records), left))
+        return records
 
     def handle(self, records: Sequence[Record]) -> None:
         """Validate, process and publish one batch; dead-letter what cannot be processed."""

@@ -133,7 +133,21 @@ def _m006_stage_status(db: sqlite_utils.Database) -> None:
         details TEXT NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (name, host, pid))""")
 
 
-def _m007_review(db: sqlite_utils.Database) -> None:
+def _m007_stocks(db: sqlite_utils.Database) -> None:
+    # Stock trades as published on stock_trades_raw: each once, by (symbol, timestamp, trade_id).
+    db.execute("""CREATE TABLE stock_trades (
+        symbol TEXT NOT NULL, timestamp INTEGER NOT NULL, trade_id INTEGER NOT NULL, price REAL NOT NULL,
+        size REAL NOT NULL, exchange TEXT, conditions TEXT NOT NULL, tape TEXT, collected_at INTEGER NOT NULL,
+        PRIMARY KEY (symbol, timestamp, trade_id)) WITHOUT ROWID""")
+    # Stock bars: the feed's 1Min (and 1Day) bars from stock_prices_raw (derived = 0), and the 5Min,
+    # 1Hour and 1Day bars resampled from the 1Min ones (derived = 1; a feed's own daily bar wins).
+    db.execute("""CREATE TABLE stock_bars (
+        symbol TEXT NOT NULL, timeframe TEXT NOT NULL, start INTEGER NOT NULL, open REAL NOT NULL,
+        high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL, volume REAL NOT NULL, trade_count INTEGER,
+        vwap REAL, derived INTEGER NOT NULL, PRIMARY KEY (symbol, timeframe, start)) WITHOUT ROWID""")
+
+
+def _m008_review(db: sqlite_utils.Database) -> None:
     # Each closed trade's excursions and R, computed from the bars by the ``excursions`` worker.
     # ``sig`` is what they were computed from (the trade's prices, times, stop, setup and the risk
     # defaults); ``bars_until`` the symbol's newest bar then, so a trade without bars is tried again
@@ -161,7 +175,8 @@ MIGRATIONS: list[Migration] = [
     ("004_portfolio", _m004_portfolio),
     ("005_fill_records", _m005_fill_records),
     ("006_stage_status", _m006_stage_status),
-    ("007_trade_excursions_and_drift", _m007_review),
+    ("007_stocks", _m007_stocks),
+    ("008_trade_excursions_and_drift", _m008_review),
 ]
 
 

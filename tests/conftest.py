@@ -211,3 +211,19 @@ def bus(request: pytest.FixtureRequest, tmp_path: Path, names: _Names):
         the_bus.close()
         if bootstrap is not None:
             _tidy_kafka(bootstrap, names)
+
+
+# -- Redis -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real ``redis-server`` of the tests' own (Debian's package; scripts/setup-redis.sh), for the session."""
+    from tests.fakes.redis_server import RedisServer
+
+    try:
+        server = RedisServer()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with server:
+        yield server

@@ -10,8 +10,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from pipeline.api.bars import add_bar_routes
 from pipeline.api.context import ApiContext
+from pipeline.api.health import add_health_routes
 from pipeline.api.pretrade import add_pretrade_routes
+from pipeline.api.stocks_ws import add_stock_ws_routes
 from pipeline.api.trades import add_trade_routes
 from pipeline.errors import BadMessageError, TransientError
 
@@ -33,5 +36,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     add_trade_routes(app, ctx)
+    add_bar_routes(app, ctx)
+    add_stock_ws_routes(app, ctx)
+    add_health_routes(app, ctx)
     add_pretrade_routes(app, ctx)
     return app

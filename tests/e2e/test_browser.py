@@ -49,6 +49,7 @@ TABLE_JS = """(firstColumn) => {
 
 PAGES = [
     "Market",
+    "Stocks",
     "Signals",
     "Portfolio",
     "Backtest",

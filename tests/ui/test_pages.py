@@ -294,6 +294,7 @@ def test_settings_shows_config_without_secrets_and_topic_catalog(desk: Path, mon
 def test_app_declares_its_pages() -> None:
     assert list(PAGES) == [
         "Market",
+        "Stocks",
         "Signals",
         "Portfolio",
         "Backtest",
@@ -310,7 +311,19 @@ def test_app_declares_its_pages() -> None:
 
 @pytest.mark.parametrize(
     "title",
-    ["Market", "Portfolio", "Backtest", "Journal", "Compare", "What-if", "Trade", "Import", "Pipeline", "Settings"],
+    [
+        "Market",
+        "Stocks",
+        "Portfolio",
+        "Backtest",
+        "Journal",
+        "Compare",
+        "What-if",
+        "Trade",
+        "Import",
+        "Pipeline",
+        "Settings",
+    ],
 )
 def test_every_page_runs_inside_the_app_frame(desk: Path, title: str) -> None:
     """app.py's sidebar (the bus caption) must wrap every page."""
