@@ -11,7 +11,7 @@ the other models: the paper account can trade as soon as the first phase is done
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from pipeline.jobs.training import SIMULATOR_BARS, TrainingJob
@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 FIRST_RUN = "ml:first-run"
 
 
-def wanted(config: Config, stages: Collection[str], registry: Registry) -> bool:
-    """Whether this start is a first start that should train the default models."""
-    return config.first_run_training and {"simulator", "ml", "decision"} <= set(stages) and not registry.records()
+def wanted(config: Config, stages: Collection[str], registry: Callable[[], Registry]) -> bool:
+    """Whether this start is a first start that should train the default models. ``registry`` is
+    asked for only when the stages could trade (loading it imports scikit-learn)."""
+    return config.first_run_training and {"simulator", "ml", "decision"} <= set(stages) and not registry().records()
 
 
 class FirstRunTraining(TrainingJob):

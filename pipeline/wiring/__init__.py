@@ -72,7 +72,7 @@ def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, star
         runtime._board.start()
         from pipeline.jobs import first_run
 
-        if first_run.wanted(config, names, runtime.registry):
+        if first_run.wanted(config, names, lambda: runtime.registry):
             runtime.train_first_run()
     log.info("pipeline started on the %s bus with %s", bus.name, ", ".join(names) or "no stages")
     return runtime
