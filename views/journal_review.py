@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from pipeline.errors import BadMessageError, PipelineError
 from pipeline.journal.analytics import to_utc
@@ -27,12 +28,16 @@ def trade_link(trade_id: str) -> str:
 
 
 def trade_links(trade_ids: list[str], most: int = 5) -> None:
-    """Links (in this tab) to the detail pages of the first ``most`` of ``trade_ids``."""
+    """Links (in this tab) to the detail pages of the first ``most`` of ``trade_ids``; plain links
+    when the page runs without the app's navigation (a page script run alone)."""
     shown = trade_ids[:most]
-    for col, trade_id in zip(st.columns(len(shown) or 1), shown):
-        col.page_link(
-            "views/trade.py", label=trade_id, query_params={"id": trade_id}, icon=":material/candlestick_chart:"
-        )
+    try:
+        for col, trade_id in zip(st.columns(len(shown) or 1), shown):
+            col.page_link(
+                "views/trade.py", label=trade_id, query_params={"id": trade_id}, icon=":material/candlestick_chart:"
+            )
+    except StreamlitAPIException:
+        st.markdown(" · ".join(f"[{t}]({trade_link(t)})" for t in shown))
 
 
 def day_trades(closed: pd.DataFrame) -> None:
