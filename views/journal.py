@@ -279,7 +279,6 @@ def journal_table(rows: pd.DataFrame, measured: pd.DataFrame) -> None:
         width="stretch",
         key="j_table",
         column_order=[
-            "detail",
             "entry",
             "exit",
             "symbol",
@@ -302,6 +301,7 @@ def journal_table(rows: pd.DataFrame, measured: pd.DataFrame) -> None:
             "market",
             "source",
             "trade_id",
+            "detail",
         ],
         column_config={
             "detail": st.column_config.LinkColumn("chart", display_text="open", help="The trade on its chart"),
