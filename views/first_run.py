@@ -28,7 +28,9 @@ def first_run_panel(runtime: Runtime) -> None:
         has_signals = not signal_store.latest(db).empty if has_models else False
         placed = not orders.orders(db, limit=1).empty
         if state is not None and state.running:
-            st.progress(state.progress, text=f"Training the default models on the simulator's history: {state.message}")
+            st.progress(
+                state.progress, text=f"Training quick default models on the simulator's history: {state.message}"
+            )
         elif not has_models:
             st.caption(
                 "No model is trained yet. Train one on the Signals page (the simulator's history takes a minute)."
@@ -45,7 +47,10 @@ def first_run_panel(runtime: Runtime) -> None:
                 "working, not an edge."
             )
         else:
-            st.caption("The paper account is trading: see Portfolio, and Compare once it closes positions.")
+            st.caption(
+                "The paper account is trading: see Portfolio, and Compare once it closes positions. On the "
+                "simulator, a random walk, its trades are the desk working, not an edge."
+            )
         st.markdown("**Where next**")
         c = st.columns(4)
         c[0].page_link("views/imports.py", label="Import your trades", icon=":material/upload_file:")

@@ -85,7 +85,10 @@ def training_progress() -> None:
     state = job.snapshot()
     if state.running:
         if job.name == "ml:first-run":
-            st.caption("First start: the default models train on the simulator's history, with no click needed.")
+            st.caption(
+                "First start: quick default models train on 3,000 bars of the simulator's history, with no click "
+                "needed. Train on more history or on real candles here when they are done."
+            )
         st.progress(state.progress, text=f"Training: {state.message}")
     else:
         took = (state.finished_at or time.time()) - (state.started_at or time.time())

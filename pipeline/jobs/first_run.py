@@ -5,8 +5,11 @@ clicks. The Signals page shows its progress as any training's; the Market page's
 says what is happening.
 
 The decision model (and the models that may confirm it) are trained for every symbol first, then
-the other models: the paper account can trade as soon as the first phase is done. Turn it off with
-``FIRST_RUN_TRAINING=off``.
+the other models: the paper account can trade as soon as the first phase is done. The first models
+are quick ones, on ``FIRST_RUN_BARS`` bars (about two days of minutes): trained in seconds, and on a
+random walk confident often enough for the paper account to trade within minutes. Their trades are
+the desk working, not an edge; their out-of-sample figures next to the baselines say so, and the
+Signals page trains on more history or on real candles. Turn it off with ``FIRST_RUN_TRAINING=off``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
-from pipeline.jobs.training import SIMULATOR_BARS, TrainingJob
+from pipeline.jobs.training import TrainingJob
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from storage.db import Database
 
 FIRST_RUN = "ml:first-run"
+FIRST_RUN_BARS = 3_000
 
 
 def wanted(config: Config, stages: Collection[str], registry: Callable[[], Registry]) -> bool:
@@ -36,7 +40,7 @@ class FirstRunTraining(TrainingJob):
 
     name = FIRST_RUN
 
-    def __init__(self, config: Config, db: Database, registry: Registry, *, bars: int = SIMULATOR_BARS) -> None:
+    def __init__(self, config: Config, db: Database, registry: Registry, *, bars: int = FIRST_RUN_BARS) -> None:
         super().__init__(config, db, registry, config.symbols, config.ml_models, source="simulator", bars=bars)
         trading = {config.decision_model, *config.decision_confirm_models}
         self.phases = [

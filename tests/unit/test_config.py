@@ -35,7 +35,11 @@ def test_defaults_mean_embedded_bus_under_data() -> None:
     assert (config.risk.stop_loss_pct, config.risk.take_profit_pct) == (2.0, 5.0)  # seed 001's -2 % / +5 %
     assert config.exchange.starting_balance == 10_000.0  # seed 002
     assert config.ml_models == ("random_forest", "svm", "logistic_regression")
-    assert (config.ml_buy_pct, config.ml_sell_pct) == (1.5, -1.5)  # seed 001's signal mapping
+    assert (config.ml_buy_pct, config.ml_sell_pct) == (0.02, -0.02)  # the simulator's mapping (docs/ml.md)
+    real = load_config({"MARKET_SOURCE": "binance-ws"})
+    assert (real.ml_buy_pct, real.ml_sell_pct) == (1.5, -1.5)  # seed 001's signal mapping on a real feed
+    mine = load_config({"ML_BUY_THRESHOLD_PCT": "1", "ML_SELL_THRESHOLD_PCT": "-1"})
+    assert (mine.ml_buy_pct, mine.ml_sell_pct) == (1.0, -1.0)  # the trader's own setting wins on the simulator too
     assert (config.api_host, config.api_port, config.user_id) == ("127.0.0.1", 8000, "trader")
     assert config.exchange_keys == ()  # exchange history is off unless keys are set
 
