@@ -13,6 +13,7 @@ pages = st.navigation(
     [
         st.Page("views/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
         st.Page("views/stocks.py", title="Stocks", icon=":material/monitoring:"),
+        st.Page("views/analysis.py", title="Analysis", icon=":material/newspaper:"),
         st.Page("views/signals.py", title="Signals", icon=":material/insights:"),
         st.Page("views/portfolio.py", title="Portfolio", icon=":material/account_balance_wallet:"),
         st.Page("views/backtest.py", title="Backtest", icon=":material/history:"),

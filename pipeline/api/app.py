@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from pipeline.api.analysis import add_analysis_routes
 from pipeline.api.bars import add_bar_routes
 from pipeline.api.context import ApiContext
 from pipeline.api.health import add_health_routes
@@ -39,5 +40,6 @@ def create_app(ctx: ApiContext) -> FastAPI:
     add_bar_routes(app, ctx)
     add_stock_ws_routes(app, ctx)
     add_health_routes(app, ctx)
+    add_analysis_routes(app, ctx)
     add_pretrade_routes(app, ctx)
     return app

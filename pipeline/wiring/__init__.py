@@ -1,7 +1,7 @@
 """The one place that turns a ``Config`` into a running pipeline: bus, topics, store, workers.
 
 One factory per stage name of ``pipeline.stage_catalog``, grouped by area (crypto, journal,
-stocks, notify); ``build_runtime`` starts the stages ``STAGES`` names, as threads or, for
+stocks, notify, analysis); ``build_runtime`` starts the stages ``STAGES`` names, as threads or, for
 ``STAGE_PROCESSES``, as processes of their own. Nothing below ``pipeline.cli`` imports this.
 """
 
@@ -17,7 +17,7 @@ from pipeline.errors import ConfigError
 from pipeline.processes import StageProcess
 from pipeline.status_board import StatusBoard
 from pipeline.topics import CATALOG
-from pipeline.wiring import crypto, journal, notify, review, stocks
+from pipeline.wiring import analysis, crypto, journal, notify, review, stocks
 from pipeline.wiring.runtime import Runtime, WorkerFactory, _GroupLags, tune_gc
 from storage.db import Database
 
@@ -32,6 +32,7 @@ WORKERS: dict[str, WorkerFactory] = {
     **review.FACTORIES,
     **stocks.FACTORIES,
     **notify.FACTORIES,
+    **analysis.FACTORIES,
 }
 
 

@@ -295,6 +295,7 @@ def test_app_declares_its_pages() -> None:
     assert list(PAGES) == [
         "Market",
         "Stocks",
+        "Analysis",
         "Signals",
         "Portfolio",
         "Backtest",
@@ -314,6 +315,7 @@ def test_app_declares_its_pages() -> None:
     [
         "Market",
         "Stocks",
+        "Analysis",
         "Portfolio",
         "Backtest",
         "Journal",
