@@ -50,6 +50,7 @@ TABLE_JS = """(firstColumn) => {
 PAGES = [
     "Market",
     "Stocks",
+    "Analysis",
     "Signals",
     "Portfolio",
     "Backtest",
