@@ -17,6 +17,7 @@ pages = st.navigation(
         st.Page("views/signals.py", title="Signals", icon=":material/insights:"),
         st.Page("views/portfolio.py", title="Portfolio", icon=":material/account_balance_wallet:"),
         st.Page("views/backtest.py", title="Backtest", icon=":material/history:"),
+        st.Page("views/optimise.py", title="Optimise", icon=":material/tune:"),
         st.Page("views/journal.py", title="Journal", icon=":material/menu_book:"),
         st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page("views/whatif.py", title="What-if", icon=":material/alt_route:", url_path="whatif"),

@@ -376,6 +376,8 @@ def _risk(env: Mapping[str, str]) -> RiskSettings:
         max_symbol_exposure_pct=_float(env, "MAX_SYMBOL_EXPOSURE_PCT", 25.0, 0.01, 100.0),
         max_total_exposure_pct=_float(env, "MAX_TOTAL_EXPOSURE_PCT", 100.0, 0.01, 100.0),
         min_order_usdt=_float(env, "MIN_ORDER_USDT", 10.0, 0.0),
+        high_confidence=_float(env, "DECISION_HIGH_CONFIDENCE", 0.8, 0.0, 1.0),
+        medium_confidence=_float(env, "DECISION_MEDIUM_CONFIDENCE", 0.6, 0.0, 1.0),
     )
 
 

@@ -179,7 +179,19 @@ def _m008_analysis(db: sqlite_utils.Database) -> None:
         symbol TEXT PRIMARY KEY, signal TEXT NOT NULL, risk INTEGER NOT NULL, updated_at INTEGER NOT NULL)""")
 
 
-def _m009_review(db: sqlite_utils.Database) -> None:
+def _m009_optimise_runs(db: sqlite_utils.Database) -> None:
+    # Walk-forward optimisations (storage/optimise.py): one row per run with its request, figures and
+    # out-of-sample equity as JSON, and one row per trial of each of its studies.
+    db.execute("""CREATE TABLE optimise_runs (
+        run_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, symbol TEXT NOT NULL, model TEXT NOT NULL,
+        request TEXT NOT NULL, summary TEXT NOT NULL, curve TEXT NOT NULL)""")
+    db.execute("CREATE INDEX optimise_runs_time ON optimise_runs (created_at)")
+    db.execute("""CREATE TABLE optimise_trials (
+        run_id TEXT NOT NULL, window INTEGER NOT NULL, number INTEGER NOT NULL, value REAL, params TEXT NOT NULL,
+        metrics TEXT NOT NULL, PRIMARY KEY (run_id, window, number)) WITHOUT ROWID""")
+
+
+def _m010_review(db: sqlite_utils.Database) -> None:
     # Each closed trade's excursions and R, computed from the bars by the ``excursions`` worker.
     # ``sig`` is what they were computed from (the trade's prices, times, stop, setup and the risk
     # defaults); ``bars_until`` the symbol's newest bar then, so a trade without bars is tried again
@@ -209,7 +221,8 @@ MIGRATIONS: list[Migration] = [
     ("006_stage_status", _m006_stage_status),
     ("007_stocks", _m007_stocks),
     ("008_analysis", _m008_analysis),
-    ("009_trade_excursions_and_drift", _m009_review),
+    ("009_optimise_runs", _m009_optimise_runs),
+    ("010_trade_excursions_and_drift", _m010_review),
 ]
 
 

@@ -54,6 +54,7 @@ PAGES = [
     "Signals",
     "Portfolio",
     "Backtest",
+    "Optimise",
     "Journal",
     "Compare",
     "What-if",
