@@ -25,7 +25,8 @@ pages = st.navigation(
         st.Page("views/imports.py", title="Import", icon=":material/upload_file:"),
         st.Page("views/pipeline.py", title="Pipeline", icon=":material/account_tree:"),
         st.Page("views/settings.py", title="Settings", icon=":material/settings:"),
-    ]
+    ],
+    expanded=True,  # every page in the sidebar, not the first ten and a "View more"
 )
 
 runtime = page_runtime()
