@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                         "trained": state.trained if state else [],
                         "training_errors": state.errors if state else [],
                         "decision_skipped": skipped,
-                        "buy_pct": runtime.config.ml_buy_pct,
-                        "sell_pct": runtime.config.ml_sell_pct,
+                        "buy_pct": runtime.config.live_signal_pcts[0],
+                        "sell_pct": runtime.config.live_signal_pcts[1],
                     }
                 ),
                 flush=True,

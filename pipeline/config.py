@@ -23,9 +23,9 @@ DEFAULT_STAGES = ("simulator", "stock-simulator", *DEFAULT_PIPELINE)
 ML_MODEL_NAMES = ("random_forest", "svm", "logistic_regression", "linear_regression", "knn", "kmeans")
 SEED_MODELS = ("random_forest", "svm", "logistic_regression")
 # Seed 001's mapping (BUY above +1.5 %) is out of reach of a classifier's expected change over 15
-# one-minute bars of the simulator's random walk (it stays within +-0.1 %), so on the simulator alone
-# thresholds the trader did not set are these, and the paper account trades from the first start
-# (docs/ml.md, "First start"). A real feed keeps seed 001's.
+# one-minute bars of the simulator's random walk (it stays within +-0.1 %), so signals on the
+# simulator's bars use these when the trader set no threshold, and the paper account trades from the
+# first start (docs/ml.md, "First start"). ml_buy_pct/ml_sell_pct keep seed 001's for everything else.
 SIMULATOR_BUY_PCT, SIMULATOR_SELL_PCT = 0.02, -0.02
 SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password"})
 
@@ -96,6 +96,7 @@ class Config:
     ml_horizon_bars: int = 15
     ml_buy_pct: float = 1.5
     ml_sell_pct: float = -1.5
+    ml_thresholds_set: bool = False  # the trader set ML_BUY_THRESHOLD_PCT or ML_SELL_THRESHOLD_PCT
     ml_fee_bps: float = 10.0
     ml_train_bars: int = 100_000
     ml_retrain_minutes: int = 0
@@ -141,6 +142,17 @@ class Config:
     @property
     def bus_kind(self) -> str:
         return "kafka" if self.kafka_bootstrap_servers else "embedded"
+
+    def signal_pcts(self, simulated: bool) -> tuple[float, float]:
+        """The (BUY above, SELL below) expected-change % for bars that are (or are not) the simulator's."""
+        if simulated and not self.ml_thresholds_set:
+            return SIMULATOR_BUY_PCT, SIMULATOR_SELL_PCT
+        return self.ml_buy_pct, self.ml_sell_pct
+
+    @property
+    def live_signal_pcts(self) -> tuple[float, float]:
+        """The live ml stage's mapping: the simulator's when it is the only market source."""
+        return self.signal_pcts(self.market_sources == ("simulator",))
 
     def redacted(self) -> dict[str, object]:
         """Return the settings for display, with secrets replaced by ``***``."""
@@ -247,7 +259,6 @@ def load_config(env: Mapping[str, str]) -> Config:
     if outside:
         raise ConfigError(f"STAGE_PROCESSES has {outside}, which STAGES does not run; STAGES: {', '.join(stages)}")
     seed = env.get("SIMULATOR_SEED")
-    simulated = sources == ("simulator",)
     return Config(
         data_dir=Path(env.get("DATA_DIR") or "data"),
         kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
@@ -276,8 +287,9 @@ def load_config(env: Mapping[str, str]) -> Config:
         tick_retention_days=_int(env, "TICK_RETENTION_DAYS", 7, 1),
         ml_models=_names(env, "ML_MODELS", SEED_MODELS, ML_MODEL_NAMES),
         ml_horizon_bars=_int(env, "ML_HORIZON_BARS", 15, 1),
-        ml_buy_pct=_float(env, "ML_BUY_THRESHOLD_PCT", SIMULATOR_BUY_PCT if simulated else 1.5, 0.0),
-        ml_sell_pct=_float(env, "ML_SELL_THRESHOLD_PCT", SIMULATOR_SELL_PCT if simulated else -1.5, None, 0.0),
+        ml_buy_pct=_float(env, "ML_BUY_THRESHOLD_PCT", 1.5, 0.0),
+        ml_sell_pct=_float(env, "ML_SELL_THRESHOLD_PCT", -1.5, None, 0.0),
+        ml_thresholds_set=bool(env.get("ML_BUY_THRESHOLD_PCT") or env.get("ML_SELL_THRESHOLD_PCT")),
         ml_fee_bps=_float(env, "ML_FEE_BPS", 10.0, 0.0, 1000.0),
         ml_train_bars=_int(env, "ML_TRAIN_BARS", 100_000, 300),
         ml_retrain_minutes=_int(env, "ML_RETRAIN_MINUTES", 0, 0),

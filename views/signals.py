@@ -23,7 +23,13 @@ st.caption(
     f"Models predict the {config.ml_horizon_bars}-bar forward return or direction, never the price level. "
     "Every figure here is out-of-sample (walk-forward, a gap of the horizon between training and test) "
     f"and sits next to the baselines traded the same way after {config.ml_fee_bps:g} bps fees. "
-    f"Signal mapping: BUY above {config.ml_buy_pct:+g} %, SELL below {config.ml_sell_pct:+g} %, else HOLD."
+    f"Signal mapping: BUY above {config.live_signal_pcts[0]:+g} %, SELL below {config.live_signal_pcts[1]:+g} %, "
+    "else HOLD"
+    + (
+        " (the simulator's: seed 001's +-1.5 % is out of a random walk's reach)."
+        if config.live_signal_pcts != (config.ml_buy_pct, config.ml_sell_pct)
+        else "."
+    )
 )
 
 SOURCES: dict[str, Source] = {
