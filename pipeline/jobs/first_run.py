@@ -1,13 +1,14 @@
 """The desk's first start: on a fresh ``DATA_DIR`` (no model registered yet) with the simulator, the
 ml stage and the decision stage running, the default models are trained in the background on the
-simulator's own history, so signals flow and the paper account can trade within minutes with no
+simulator's own history, so signals flow within a minute and the paper account can trade with no
 clicks. The Signals page shows its progress as any training's; the Market page's first-run panel
 says what is happening.
 
 The decision model (and the models that may confirm it) are trained for every symbol first, then
 the other models: the paper account can trade as soon as the first phase is done. The first models
 are quick ones, on ``FIRST_RUN_BARS`` bars (about two days of minutes): trained in seconds, and on a
-random walk confident often enough for the paper account to trade within minutes. Their trades are
+random walk more often confident enough for the paper account to trade (how often depends on the
+history drawn: docs/ml.md, "First start"; a first order within minutes is not guaranteed). Trades are
 the desk working, not an edge; their out-of-sample figures next to the baselines say so, and the
 Signals page trains on more history or on real candles. Turn it off with ``FIRST_RUN_TRAINING=off``.
 """
