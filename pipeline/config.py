@@ -10,6 +10,7 @@ from pathlib import Path
 from pipeline.analysis.settings import AnalysisSettings, analysis_from_env
 from pipeline.errors import ConfigError
 from pipeline.journal.behaviour_settings import BehaviourRules, rules_from_env
+from pipeline.journal.excursions import RiskDefaults, setup_risk_from_text
 from pipeline.messages.stocks import STOCK_SYMBOL
 from pipeline.stage_catalog import DEFAULT_PIPELINE, KNOWN_STAGES, MARKET_SOURCES, STOCK_SOURCES
 from pipeline.trading.exchange import ExchangeSettings
@@ -21,6 +22,11 @@ DEFAULT_STAGES = ("simulator", "stock-simulator", *DEFAULT_PIPELINE)
 # Model names (pipeline.ml.models builds them; kept here so loading the config needs no scikit-learn).
 ML_MODEL_NAMES = ("random_forest", "svm", "logistic_regression", "linear_regression", "knn", "kmeans")
 SEED_MODELS = ("random_forest", "svm", "logistic_regression")
+# Seed 001's mapping (BUY above +1.5 %) is out of reach of a classifier's expected change over 15
+# one-minute bars of the simulator's random walk (it stays within +-0.1 %), so signals on the
+# simulator's bars use these when the trader set no threshold, and the paper account trades from the
+# first start (docs/ml.md, "First start"). ml_buy_pct/ml_sell_pct keep seed 001's for everything else.
+SIMULATOR_BUY_PCT, SIMULATOR_SELL_PCT = 0.02, -0.02
 SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password"})
 
 # Environment variable -> librdkafka setting, passed through to every Kafka client.
@@ -96,6 +102,7 @@ class Config:
     ml_horizon_bars: int = 15
     ml_buy_pct: float = 1.5
     ml_sell_pct: float = -1.5
+    ml_thresholds_set: bool = False  # the trader set ML_BUY_THRESHOLD_PCT or ML_SELL_THRESHOLD_PCT
     ml_fee_bps: float = 10.0
     ml_train_bars: int = 100_000
     ml_retrain_minutes: int = 0
@@ -104,6 +111,16 @@ class Config:
     decision_confirm_models: tuple[str, ...] = ()
     risk: RiskSettings = field(default_factory=RiskSettings)
     exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
+    # Journal review: the risk of a trade without a stop (R), the pre-trade check's cooldown, and
+    # where missing 1-minute bars come from (none, or Binance's public klines).
+    journal_risk: RiskDefaults = field(default_factory=RiskDefaults)
+    pretrade_cooldown_min: int = 0
+    bars_backfill_url: str | None = None
+    # The drift alarm's window and band, and the first start's training of the default models.
+    drift_window_min: int = 360
+    drift_z: float = 1.96
+    drift_min_periods: int = 10
+    first_run_training: bool = True
     # Notifications (the notifier stage runs when either is set); the URLs hold secrets.
     discord_webhook_url: str | None = field(default=None, repr=False)
     notify_webhook_url: str | None = field(default=None, repr=False)
@@ -132,6 +149,17 @@ class Config:
     def bus_kind(self) -> str:
         return "kafka" if self.kafka_bootstrap_servers else "embedded"
 
+    def signal_pcts(self, simulated: bool) -> tuple[float, float]:
+        """The (BUY above, SELL below) expected-change % for bars that are (or are not) the simulator's."""
+        if simulated and not self.ml_thresholds_set:
+            return SIMULATOR_BUY_PCT, SIMULATOR_SELL_PCT
+        return self.ml_buy_pct, self.ml_sell_pct
+
+    @property
+    def live_signal_pcts(self) -> tuple[float, float]:
+        """The live ml stage's mapping: the simulator's when it is the only market source."""
+        return self.signal_pcts(self.market_sources == ("simulator",))
+
     def redacted(self) -> dict[str, object]:
         """Return the settings for display, with secrets replaced by ``***``."""
         out: dict[str, object] = {}
@@ -152,7 +180,7 @@ class Config:
                 value = "***" if value else None
             elif f.name == "analysis":
                 value = {**vars(value), "llm_api_key": "***" if value.llm_api_key else None}
-            elif f.name in ("behaviour", "risk", "exchange"):
+            elif f.name in ("behaviour", "risk", "exchange", "journal_risk"):
                 value = vars(value) if hasattr(value, "__dict__") else repr(value)
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
@@ -270,6 +298,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         ml_horizon_bars=_int(env, "ML_HORIZON_BARS", 15, 1),
         ml_buy_pct=_float(env, "ML_BUY_THRESHOLD_PCT", 1.5, 0.0),
         ml_sell_pct=_float(env, "ML_SELL_THRESHOLD_PCT", -1.5, None, 0.0),
+        ml_thresholds_set=bool(env.get("ML_BUY_THRESHOLD_PCT") or env.get("ML_SELL_THRESHOLD_PCT")),
         ml_fee_bps=_float(env, "ML_FEE_BPS", 10.0, 0.0, 1000.0),
         ml_train_bars=_int(env, "ML_TRAIN_BARS", 100_000, 300),
         ml_retrain_minutes=_int(env, "ML_RETRAIN_MINUTES", 0, 0),
@@ -284,6 +313,16 @@ def load_config(env: Mapping[str, str]) -> Config:
             slippage_bps=_float(env, "EXCHANGE_SLIPPAGE_BPS", 5.0, 0.0, 1000.0),
             limit_ttl_ms=_int(env, "LIMIT_ORDER_TTL_MINUTES", 60, 1) * 60_000,
         ),
+        journal_risk=RiskDefaults(
+            default_pct=_float(env, "JOURNAL_DEFAULT_RISK_PCT", 1.0, 0.001, 100.0),
+            per_setup=_setup_risk(env.get("JOURNAL_SETUP_RISK_PCT", "")),
+        ),
+        pretrade_cooldown_min=_int(env, "PRETRADE_COOLDOWN_MINUTES", 0, 0),
+        bars_backfill_url=_backfill_url(env.get("BARS_BACKFILL", "")),
+        drift_window_min=_int(env, "DRIFT_WINDOW_MINUTES", 360, 30),
+        drift_z=_float(env, "DRIFT_Z", 1.96, 0.5, 10.0),
+        drift_min_periods=_int(env, "DRIFT_MIN_PERIODS", 10, 2),
+        first_run_training=env.get("FIRST_RUN_TRAINING", "on").lower() not in ("0", "off", "false", "no"),
         discord_webhook_url=discord,
         notify_webhook_url=webhook,
         stock_symbols=_stock_symbols(env),
@@ -377,6 +416,28 @@ def _currency(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z]{3,5}", value):
         raise ConfigError(f"ACCOUNT_CURRENCY={value!r} must be a currency code like USD or EUR")
     return value.upper()
+
+
+BINANCE_PUBLIC_URL = "https://api.binance.com"
+
+
+def _setup_risk(text: str) -> tuple[tuple[str, float], ...]:
+    try:
+        return setup_risk_from_text(text)
+    except ValueError as exc:
+        raise ConfigError(f"JOURNAL_SETUP_RISK_PCT={text!r} breaks rule: {exc}") from None
+
+
+def _backfill_url(value: str) -> str | None:
+    """``BARS_BACKFILL``: off (default), ``binance`` (its public klines), or another base URL."""
+    value = value.strip()
+    if value.lower() in ("", "off", "none", "0"):
+        return None
+    if value.lower() == "binance":
+        return BINANCE_PUBLIC_URL
+    if not re.match(r"https?://[^/\s]+", value):
+        raise ConfigError(f"BARS_BACKFILL={value!r} must be off, binance or an http(s) base URL")
+    return value.rstrip("/")
 
 
 def _user_id(value: str) -> str:

@@ -80,6 +80,16 @@ def fills(conn: sqlite3.Connection, key: Key) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
+def fills_between(db: Database, user_id: str, symbol: str, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
+    """Return the user's fills of ``symbol`` in [``since_ms``, ``until_ms``] in time order: ``fill_id``,
+    ``side``, ``price``, ``quantity``, ``time``, ``fee_quote`` (for the trade detail's chart)."""
+    return db.query(
+        "SELECT fill_id, side, price, quantity, time, fee_quote FROM journal_fills WHERE user_id=? AND symbol=? "
+        "AND time>=? AND time<=? ORDER BY time, seq",
+        (user_id, symbol, since_ms, until_ms),
+    )
+
+
 def set_fill_records(conn: sqlite3.Connection, rows: Sequence[tuple[str, str]]) -> None:
     """Replace what fills made: (records, fill_id)."""
     conn.executemany("UPDATE journal_fills SET records=? WHERE fill_id=?", rows)

@@ -1,5 +1,6 @@
 """Trades as exchange APIs return them (Binance ``myTrades``, Bybit v5 executions, ccxt's unified
-trades for every other exchange), parsed into fills.
+trades for every other exchange), parsed into fills, and the paper exchange's closed positions
+(``paper-exchange``), parsed into whole trades.
 
 The trade-history sources publish each payload exactly as received, with its ``format``; the
 normalizer parses it here with the same parser the source checked it with. A payload that breaks
@@ -12,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 
 from pipeline.errors import BadMessageError, Violation
-from pipeline.journal.fills import Fill, normalize_symbol
+from pipeline.journal.fills import Fill, TradeEntry, normalize_symbol
 
 
 class _Fields:
@@ -192,14 +193,60 @@ def parse_binance_execution(raw: Mapping[str, object]) -> Fill:
     )
 
 
+def parse_paper_trade(raw: Mapping[str, object]) -> TradeEntry:
+    """Return the whole trade of one closed paper position (``pipeline.journal.paper``): both its
+    fills, its fees and P&L as the virtual exchange booked them, its initial stop, and tags naming
+    the model and the confidence level of the signal that opened it."""
+    f = _Fields(raw)
+    order_id, symbol, model = f.text("order_id"), f.text("symbol"), f.text("model")
+    side = raw.get("side")
+    if side not in ("BUY", "SELL"):
+        f.bad("side", "is BUY or SELL")
+    entry, exit_, quantity = f.number("entry_price"), f.number("exit_price"), f.number("quantity")
+    entry_time, exit_time = f.millis("entry_time"), f.millis("exit_time")
+    fees = f.number("fees", positive=False, required=False)
+    pnl = f.number("pnl", positive=False, required=False)
+    stop = f.number("stop_loss", required=False)
+    confidence = f.number("confidence", positive=False, required=False)
+    if confidence is not None and not 0 <= confidence <= 1:
+        f.bad("confidence", "is between 0 and 1")
+    if entry_time is not None and exit_time is not None and exit_time < entry_time:
+        f.bad("exit_time", "is at or after entry_time")
+    f.done()
+    assert order_id and symbol and model and entry and exit_ and quantity and entry_time and exit_time
+    level = raw.get("confidence_level")
+    tags = [f"model:{model}"] + ([f"confidence:{level}"] if isinstance(level, str) and level else [])
+    reason = f.text("exit_reason", required=False)
+    notes = f"paper order {order_id}" + (f"; {model} at {confidence:.2f} confidence" if confidence is not None else "")
+    return TradeEntry(
+        symbol=normalize_symbol(symbol),
+        side="BUY" if side == "BUY" else "SELL",
+        entry_price=entry,
+        quantity=quantity,
+        entry_time=entry_time,
+        exit_price=exit_,
+        exit_time=exit_time,
+        pnl=pnl,
+        fees=fees,
+        stop_loss=stop,
+        notes=notes + (f"; closed by {reason}" if reason else ""),
+        tags=tuple(tags),
+        setup=model,
+        external_id=order_id,
+    )
+
+
 # The ``RawTrade.format`` of each exchange API's payload, and its parser.
 BINANCE_API = "binance-api"
 BINANCE_STREAM = "binance-stream"
 BYBIT_API = "bybit-api"
 CCXT = "ccxt"
+PAPER_EXCHANGE = "paper-exchange"
 PARSERS: dict[str, Callable[[Mapping[str, object]], Fill]] = {
     BINANCE_API: parse_binance_trade,
     BYBIT_API: parse_bybit_execution,
     CCXT: parse_ccxt_trade,
     BINANCE_STREAM: parse_binance_execution,
 }
+# Formats whose payload is a whole trade, and their parsers.
+TRADE_PARSERS: dict[str, Callable[[Mapping[str, object]], TradeEntry]] = {PAPER_EXCHANGE: parse_paper_trade}

@@ -26,7 +26,7 @@ from pipeline.journal.currency import to_account_currency
 from pipeline.journal.fills import Fill, Payment, TradeEntry, split_symbol
 from pipeline.journal.formats import parse_row
 from pipeline.journal.ledger import DUST, LedgerFill, Lot, apply_fills
-from pipeline.journal.payloads import PARSERS
+from pipeline.journal.payloads import PARSERS, TRADE_PARSERS
 from pipeline.messages import Message, RawTrade, Trade, encode
 from pipeline.runner import Stage
 from pipeline.topics import RAW_TRADES
@@ -47,7 +47,7 @@ def parse_raw(raw: RawTrade) -> Fill | TradeEntry | Payment:
     """Parse a raw trade's payload with its format's parser; raise ``BadMessageError``."""
     if not isinstance(raw.payload, dict):
         raise BadMessageError([Violation("payload", str(raw.payload)[:80], "a JSON object of field -> value")])
-    parser = PARSERS.get(raw.format)
+    parser = PARSERS.get(raw.format) or TRADE_PARSERS.get(raw.format)
     if parser is not None:
         return parser(raw.payload)
     return parse_row(raw.format, raw.payload, raw.mapping, now_ms=raw.received_at)
