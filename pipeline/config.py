@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from pipeline.analysis.settings import AnalysisSettings, analysis_from_env
@@ -27,6 +27,10 @@ SEED_MODELS = ("random_forest", "svm", "logistic_regression")
 # simulator's bars use these when the trader set no threshold, and the paper account trades from the
 # first start (docs/ml.md, "First start"). ml_buy_pct/ml_sell_pct keep seed 001's for everything else.
 SIMULATOR_BUY_PCT, SIMULATOR_SELL_PCT = 0.02, -0.02
+# Likewise the decision stage's confidence levels: on the simulator's random walk a model is rightly
+# unsure (under 0.6 nearly always), so the paper account would wait for an order that may not come for
+# hours. On the simulator alone, while the trader set neither level, a signal at 0.55 acts alone.
+SIMULATOR_CONFIDENCE = 0.55
 SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password"})
 
 # Environment variable -> librdkafka setting, passed through to every Kafka client.
@@ -110,6 +114,7 @@ class Config:
     decision_model: str = "random_forest"
     decision_confirm_models: tuple[str, ...] = ()
     risk: RiskSettings = field(default_factory=RiskSettings)
+    decision_confidence_set: bool = False  # the trader set DECISION_HIGH_CONFIDENCE or _MEDIUM_
     exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
     # Journal review: the risk of a trade without a stop (R), the pre-trade check's cooldown, and
     # where missing 1-minute bars come from (none, or Binance's public klines).
@@ -159,6 +164,15 @@ class Config:
     def live_signal_pcts(self) -> tuple[float, float]:
         """The live ml stage's mapping: the simulator's when it is the only market source."""
         return self.signal_pcts(self.market_sources == ("simulator",))
+
+    @property
+    def live_risk(self) -> RiskSettings:
+        """The live decision stage's rules: ``risk``, with both confidence levels at
+        ``SIMULATOR_CONFIDENCE`` when the simulator is the only market source and the trader set
+        neither level."""
+        if self.market_sources == ("simulator",) and not self.decision_confidence_set:
+            return replace(self.risk, high_confidence=SIMULATOR_CONFIDENCE, medium_confidence=SIMULATOR_CONFIDENCE)
+        return self.risk
 
     def redacted(self) -> dict[str, object]:
         """Return the settings for display, with secrets replaced by ``***``."""
@@ -299,6 +313,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         ml_buy_pct=_float(env, "ML_BUY_THRESHOLD_PCT", 1.5, 0.0),
         ml_sell_pct=_float(env, "ML_SELL_THRESHOLD_PCT", -1.5, None, 0.0),
         ml_thresholds_set=bool(env.get("ML_BUY_THRESHOLD_PCT") or env.get("ML_SELL_THRESHOLD_PCT")),
+        decision_confidence_set=bool(env.get("DECISION_HIGH_CONFIDENCE") or env.get("DECISION_MEDIUM_CONFIDENCE")),
         ml_fee_bps=_float(env, "ML_FEE_BPS", 10.0, 0.0, 1000.0),
         ml_train_bars=_int(env, "ML_TRAIN_BARS", 100_000, 300),
         ml_retrain_minutes=_int(env, "ML_RETRAIN_MINUTES", 0, 0),

@@ -62,6 +62,11 @@ with st.form("market_settings"):
         st.caption("Unset on the simulator: signals use +-0.02 % (docs/ml.md, First start) until you change these.")
     risk, exchange = config.risk, config.exchange
     with st.expander("Paper trading: decision, risk and the virtual exchange", expanded=False):
+        if config.live_risk != risk:
+            st.caption(
+                f"Unset on the simulator: the decision stage acts on signals at {config.live_risk.high_confidence:g} "
+                "confidence (docs/ml.md, First start) until you change the levels below."
+            )
         left, right = st.columns(2)
         decision_model = left.selectbox(
             "Trading model of the decision stage", ML_MODEL_NAMES, index=ML_MODEL_NAMES.index(config.decision_model)

@@ -96,7 +96,11 @@ def _decision(rt: Runtime) -> Worker:
     c = rt.config
     return StageRunner(
         DecisionStage(
-            rt.bus, model=c.decision_model, confirm_models=c.decision_confirm_models, risk=c.risk, exchange=c.exchange
+            rt.bus,
+            model=c.decision_model,
+            confirm_models=c.decision_confirm_models,
+            risk=c.live_risk,
+            exchange=c.exchange,
         ),
         rt.bus,
     )
