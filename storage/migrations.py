@@ -191,6 +191,28 @@ def _m009_optimise_runs(db: sqlite_utils.Database) -> None:
         metrics TEXT NOT NULL, PRIMARY KEY (run_id, window, number)) WITHOUT ROWID""")
 
 
+def _m010_operations(db: sqlite_utils.Database) -> None:
+    # Dead letters sent back to their source topic (storage/redrive.py): each once, by the coordinates
+    # it had there (the dead-letter topic's own for a frame that never was a message there).
+    db.execute("""CREATE TABLE redrive_log (
+        topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+        dlq_topic TEXT NOT NULL, dlq_partition INTEGER NOT NULL, dlq_offset INTEGER NOT NULL,
+        state TEXT NOT NULL, edited INTEGER NOT NULL, claimed_at INTEGER NOT NULL, published_at INTEGER,
+        PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID""")
+    # The stages' retries and their batch latencies (a histogram) beside their counters (storage/status.py).
+    db.execute("ALTER TABLE stage_status ADD COLUMN retried INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE stage_status ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}'")
+    # Each process's bus clients: what librdkafka's statistics or the embedded bus count (storage/status.py).
+    db.execute("""CREATE TABLE client_metrics (
+        host TEXT NOT NULL, pid INTEGER NOT NULL, updated_at REAL NOT NULL, metrics TEXT NOT NULL,
+        PRIMARY KEY (host, pid))""")
+    # Samples over time for the Pipeline page's charts (storage/metric_history.py).
+    db.execute("""CREATE TABLE metric_samples (
+        at INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL,
+        PRIMARY KEY (kind, name, at)) WITHOUT ROWID""")
+    db.execute("CREATE INDEX metric_samples_at ON metric_samples (at)")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_market_ticks_and_bars", _m001_market),
     ("002_journal", _m002_journal),
@@ -201,6 +223,7 @@ MIGRATIONS: list[Migration] = [
     ("007_stocks", _m007_stocks),
     ("008_analysis", _m008_analysis),
     ("009_optimise_runs", _m009_optimise_runs),
+    ("010_operations", _m010_operations),
 ]
 
 

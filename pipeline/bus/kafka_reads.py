@@ -63,8 +63,8 @@ class KafkaReader:
             if start >= high:
                 return []
             reader.assign([TopicPartition(topic, partition, start)])
-            try:
-                return self._fetch(reader, topic, partition, start, high, max_messages)
+            try:  # consume(n) waits for n messages: never ask for more than the range holds
+                return self._fetch(reader, topic, partition, start, high, min(max_messages, high - start))
             finally:
                 reader.unassign()
 
