@@ -16,6 +16,8 @@ messages into output messages. The runner owns everything around it:
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import threading
 import time
@@ -38,6 +40,9 @@ FEED_HEADER = "feed"
 REPLAY = b"replay"
 REPLAY_HEADERS = [(FEED_HEADER, REPLAY)]
 
+# Upper bounds (seconds) of the batch-latency histogram's buckets.
+BATCH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
 # What a stage returns: a message, or a message with the headers to publish it with.
 Output = Message | tuple[Message, list[tuple[str, bytes]]]
 
@@ -58,11 +63,27 @@ class Health:
     lag: int = 0
     started_at: float | None = None
     last_activity_at: float | None = None
+    # Batch latency (poll to commit) as counts per ``BATCH_BUCKETS_S`` bucket (the last: above them).
+    batch_counts: list[int] = field(default_factory=lambda: [0] * (len(BATCH_BUCKETS_S) + 1))
+    batch_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def snapshot(self) -> Health:
         with self.lock:
-            return replace(self, lock=threading.Lock())
+            return replace(self, batch_counts=list(self.batch_counts), lock=threading.Lock())
+
+    def batch_done(self, seconds: float) -> None:
+        """Count one batch that took ``seconds`` from its poll to its commit (caller holds the lock)."""
+        self.batch_counts[bisect.bisect_left(BATCH_BUCKETS_S, seconds)] += 1
+        self.batch_seconds += seconds
+
+    def batch_latency(self) -> dict[str, Any]:
+        """The histogram as Prometheus has it: upper bounds and cumulative counts, and the sum."""
+        return {
+            "le": list(BATCH_BUCKETS_S),
+            "counts": list(itertools.accumulate(self.batch_counts)),
+            "sum": self.batch_seconds,
+        }
 
     def error(self, message: str) -> None:
         with self.lock:
@@ -262,6 +283,7 @@ class StageRunner(Worker):
         first = True
         while not self._stop.is_set():
             records = consumer.poll(self.max_batch, self._poll_wait())
+            polled_at = time.perf_counter()
             if records and self.fill_wait_s > 0:
                 records = self._fill(consumer, list(records))
             records, passed = self._due(records)
@@ -273,6 +295,7 @@ class StageRunner(Worker):
                 with self.health.lock:
                     self.health.processed += len(records)
                     self.health.last_activity_at = time.time()
+                    self.health.batch_done(time.perf_counter() - polled_at)
             if time.monotonic() - last_lag > 2.0 or (first and records):
                 first = first and not records
                 last_lag = time.monotonic()

@@ -191,7 +191,7 @@ def _m009_optimise_runs(db: sqlite_utils.Database) -> None:
         metrics TEXT NOT NULL, PRIMARY KEY (run_id, window, number)) WITHOUT ROWID""")
 
 
-def _m010_operations(db: sqlite_utils.Database) -> None:
+def _m011_operations(db: sqlite_utils.Database) -> None:
     # Dead letters sent back to their source topic (storage/redrive.py): each once, by the coordinates
     # it had there (the dead-letter topic's own for a frame that never was a message there).
     db.execute("""CREATE TABLE redrive_log (
@@ -223,7 +223,7 @@ MIGRATIONS: list[Migration] = [
     ("007_stocks", _m007_stocks),
     ("008_analysis", _m008_analysis),
     ("009_optimise_runs", _m009_optimise_runs),
-    ("010_operations", _m010_operations),
+    ("011_operations", _m011_operations),
 ]
 
 

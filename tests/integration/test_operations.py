@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.bus.base import Bus
+from pipeline.bus.base import Bus, Record
 from pipeline.errors import BadMessageError, UnknownPartitionError, UnknownTopicError
 from pipeline.messages import MarketData
 from pipeline.operations import browse, offsets, redrive
@@ -52,7 +52,7 @@ def prices(page: browse.Page) -> list[float]:
 def test_the_browser_pages_both_ways_filters_and_never_moves_a_group(bus: Bus) -> None:
     topic = fill(bus)
     stage = bus.consumer(f"stage-{uuid.uuid4().hex[:6]}", [topic])
-    seen = []
+    seen: list[Record] = []
     deadline = time.monotonic() + 60
     while len(seen) < 120 and time.monotonic() < deadline:
         seen.extend(stage.poll(500, 0.2))
@@ -80,7 +80,7 @@ def test_the_browser_pages_both_ways_filters_and_never_moves_a_group(bus: Bus) -
     assert sorted(r.offset for r in from_offset.records) == [38, 38, 38, 39, 39, 39]
 
     keyed = browse.open_page(
-        bus, topic, start="beginning", size=500, filters=Filters(key=first.records[0].key.decode())
+        bus, topic, start="beginning", size=500, filters=Filters(key=(first.records[0].key or b"").decode())
     )
     assert len(keyed.records) == 40 and {r.partition for r in keyed.records} == {1}
     grep = browse.open_page(bus, topic, start="end", size=500, filters=Filters(grep="ethusdt"))
@@ -218,7 +218,7 @@ def test_an_offset_reset_is_planned_applied_and_refused_while_the_group_has_memb
     topic = fill(bus, partitions=2, per_partition=10)
     group = f"readers-{uuid.uuid4().hex[:6]}"
     consumer = bus.consumer(group, [topic])
-    got = []
+    got: list[Record] = []
     deadline = time.monotonic() + 60
     while len(got) < 20 and time.monotonic() < deadline:
         got.extend(consumer.poll(100, 0.2))

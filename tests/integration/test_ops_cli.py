@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main
+from pipeline.bus.base import Record
 from pipeline.bus.embedded import EmbeddedBus
 from pipeline.runner import publish_dead_letter
 from pipeline.topics import CATALOG, MARKET_DATA, dlq_name
@@ -123,7 +124,7 @@ def test_offsets_resets_an_empty_group_and_refuses_one_with_members_in_one_line(
 ) -> None:
     group = "market-store"
     consumer = desk.consumer(group, [MARKET_DATA])
-    got = []
+    got: list[Record] = []
     deadline = time.monotonic() + 30
     while len(got) < 12 and time.monotonic() < deadline:
         got.extend(consumer.poll(100, 0.2))
