@@ -47,6 +47,9 @@ class KafkaReader:
                     "enable.partition.eof": False,
                     "queued.min.messages": 1000,
                     "fetch.wait.max.ms": 50,
+                    # A fetch from the middle of a compressed batch delivers fewer than asked while the
+                    # queue holds the whole batch; librdkafka's default then waits 1 s for the next fetch.
+                    "fetch.queue.backoff.ms": 5,
                 },
                 logger=log,
             )
