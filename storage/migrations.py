@@ -202,15 +202,6 @@ def _m011_operations(db: sqlite_utils.Database) -> None:
     # The stages' retries and their batch latencies (a histogram) beside their counters (storage/status.py).
     db.execute("ALTER TABLE stage_status ADD COLUMN retried INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE stage_status ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}'")
-    # Each process's bus clients: what librdkafka's statistics or the embedded bus count (storage/status.py).
-    db.execute("""CREATE TABLE client_metrics (
-        host TEXT NOT NULL, pid INTEGER NOT NULL, updated_at REAL NOT NULL, metrics TEXT NOT NULL,
-        PRIMARY KEY (host, pid))""")
-    # Samples over time for the Pipeline page's charts (storage/metric_history.py).
-    db.execute("""CREATE TABLE metric_samples (
-        at INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL,
-        PRIMARY KEY (kind, name, at)) WITHOUT ROWID""")
-    db.execute("CREATE INDEX metric_samples_at ON metric_samples (at)")
 
 
 MIGRATIONS: list[Migration] = [
