@@ -1,12 +1,14 @@
-"""The Pipeline page's operating parts: browse any topic, dead letters with edit-and-redrive, consumer
-groups' lag and offset reset, produce by hand, and each topic's JSON Schema.
+"""The Pipeline page's operating parts: metrics and the health check's round trip, browse any
+topic, dead letters with edit-and-redrive, consumer groups' lag and offset reset, produce by hand,
+and each topic's JSON Schema.
 
 Each part is a tab rendered by ``operate()`` below the page's live view (outside its fragment, so a
 form is not redrawn under the operator's hands). Everything goes through ``pipeline.operations``:
 the browser reads with ``Bus.read`` (no consumer group, so it never moves a committed offset), a
 redrive is idempotent by source coordinates and rate-limited (``REDRIVE_RATE``), and a reset is
 refused while the group has members, in one line. Cost: a tab's reads happen when its button is
-pressed; only the lag chart reads on every run (the group's offsets, from the bus's describe).
+pressed; the lag chart reads on every run (the group's offsets, from the bus's describe), and the
+metrics tab every 5 s (the status rows, and one health-check message through the bus).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from pipeline.errors import BadMessageError, PipelineError
 from pipeline.messages import MODELS, decode, encode, json_schemas
 from pipeline.operations import browse, offsets, redrive
 from pipeline.operations.browse import Filters
+from pipeline.operations.health_check import round_trip
 from runtime import page_runtime
 from storage import redrive as redrive_log
+from storage import status
 
 PAGE_SIZE = 20
 LETTERS_SHOWN = 200
@@ -37,17 +41,88 @@ def _time(ms: int) -> str:
 
 def operate() -> None:
     """Render the operating tabs."""
-    tabs = st.tabs(["Browse", "Dead letters", "Consumer groups", "Produce", "Schemas"])
+    tabs = st.tabs(["Metrics", "Browse", "Dead letters", "Consumer groups", "Produce", "Schemas"])
     with tabs[0]:
-        browser()
+        metrics()
     with tabs[1]:
-        dead_letters()
+        browser()
     with tabs[2]:
-        consumer_groups()
+        dead_letters()
     with tabs[3]:
-        produce()
+        consumer_groups()
     with tabs[4]:
+        produce()
+    with tabs[5]:
         schemas()
+
+
+# --- Metrics -----------------------------------------------------------------------------------
+
+
+def quantile(hist: dict[str, Any], q: float) -> float | None:
+    """The upper bound of the bucket holding quantile ``q`` of a cumulative histogram (None: empty;
+    inf: above the last bound), as Prometheus's ``histogram_quantile`` bounds it."""
+    counts: list[int] = hist.get("counts", [])
+    if not counts or counts[-1] == 0:
+        return None
+    rank = q * counts[-1]
+    for bound, n in zip([*hist["le"], float("inf")], counts, strict=False):
+        if n >= rank:
+            return float(bound)
+    return float("inf")
+
+
+@st.fragment(run_every="5s")
+def metrics() -> None:
+    """What /metrics exports, charted: each stage's rates and batch latency, and the health check."""
+    runtime = page_runtime()
+    trip = round_trip(runtime.bus, runtime.producer)
+    left, right = st.columns([1, 3])
+    if trip.ok and trip.latency_ms is not None:
+        left.metric("Health-check round trip", f"{trip.latency_ms:.1f} ms")
+    else:
+        left.metric("Health-check round trip", "failed")
+        left.error(trip.error or "no answer")
+    rows = status.stages(runtime.db)
+    now = time.time()
+    history: list[dict[str, Any]] = st.session_state.setdefault("metric_history", [])
+    previous: dict[str, tuple[float, int, int, int]] = st.session_state.get("metric_previous", {})
+    current = {s.name: (now, s.processed, s.dead_lettered, s.retried) for s in rows}
+    for name, (at, processed, dead, retried) in current.items():
+        if name in previous and at > previous[name][0]:
+            dt = at - previous[name][0]
+            stamp = pd.Timestamp(at, unit="s", tz="UTC")
+            for what, value, before in (
+                ("processed/s", processed, previous[name][1]),
+                ("dead-lettered/s", dead, previous[name][2]),
+                ("retried/s", retried, previous[name][3]),
+            ):
+                history.append({"time": stamp, "series": f"{name} {what}", "rate": max(value - before, 0) / dt})
+    st.session_state["metric_previous"] = current
+    del history[: max(len(history) - 20 * LAG_POINTS, 0)]
+    with right:
+        if history:
+            st.line_chart(pd.DataFrame(history), x="time", y="rate", color="series", height=240)
+        else:
+            st.caption("Rates appear from the second sample (every 5 s).")
+    table = []
+    for s in rows:
+        hist = s.metrics.get("batch_latency", {})
+        p50, p99 = quantile(hist, 0.5), quantile(hist, 0.99)
+        table.append(
+            {
+                "worker": s.name,
+                "processed": s.processed,
+                "dead-lettered": s.dead_lettered,
+                "retried": s.retried,
+                "batches": (hist.get("counts") or [0])[-1],
+                "batch p50 ≤ s": p50,
+                "batch p99 ≤ s": p99,
+            }
+        )
+    if table:
+        st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key="metrics_table")
+    st.caption("The same numbers as the API's /metrics (and the Grafana dashboard in docker-compose.yml).")
 
 
 # --- Browse -------------------------------------------------------------------------------------

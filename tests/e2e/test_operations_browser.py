@@ -88,6 +88,15 @@ def test_a_dead_letter_is_edited_refused_redriven_once_and_browsed(
 
     page = open_app(tab, server, "pipeline")
     wait_for(page, server, "h1:has-text('Pipeline')", "Pipeline title")
+    # The metrics tab (first): the health check's round trip went through the bus, and the stages' numbers.
+    wait_for(page, server, "[data-testid='stMetricValue']:has-text(' ms')", "health-check round trip")
+    deadline = time.monotonic() + 30  # the tab redraws every 5 s; the store has work from the simulator
+    while True:
+        (store,) = [r for r in table(page, server, "worker", "market-store") if r["worker"] == "market-store"]
+        if int(store["processed"]) > 0 or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(1000)
+    assert int(store["processed"]) > 0 and store["retried"] == "0" and int(store["batches"]) > 0, store
     page.get_by_role("tab", name="Dead letters").click()
     choose(page, "Dead-letter topic", DLQ)
     rows = table(page, server, "at", "market-store")
