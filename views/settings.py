@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from pipeline.config import ML_MODEL_NAMES
@@ -68,7 +70,7 @@ with st.form("market_settings"):
             default=list(config.decision_confirm_models),
         )
         c = st.columns(3)
-        trading = {
+        trading: dict[str, Any] = {
             "STOP_LOSS_PCT": c[0].number_input(
                 "Stop-loss % under the entry",
                 min_value=0.01,
@@ -161,6 +163,20 @@ with st.form("market_settings"):
             "LIMIT_ORDER_TTL_MINUTES": c[0].number_input(
                 "Limit order time to live (minutes)", min_value=1, value=exchange.limit_ttl_ms // 60_000, step=5
             ),
+            "DECISION_MEDIUM_CONFIDENCE": c[1].number_input(
+                "Medium confidence (acts when a confirm model agrees)",
+                min_value=0.0,
+                max_value=1.0,
+                value=float(risk.medium_confidence),
+                step=0.05,
+            ),
+            "DECISION_HIGH_CONFIDENCE": c[2].number_input(
+                "High confidence (acts alone)",
+                min_value=0.0,
+                max_value=1.0,
+                value=float(risk.high_confidence),
+                step=0.05,
+            ),
         }
     save = st.form_submit_button("Save and restart the pipeline", type="primary")
 if save:
@@ -190,6 +206,8 @@ if save:
         "EXCHANGE_FEE_BPS": exchange.fee_bps,
         "EXCHANGE_SLIPPAGE_BPS": exchange.slippage_bps,
         "LIMIT_ORDER_TTL_MINUTES": exchange.limit_ttl_ms // 60_000,
+        "DECISION_MEDIUM_CONFIDENCE": risk.medium_confidence,
+        "DECISION_HIGH_CONFIDENCE": risk.high_confidence,
     }
     wanted = {
         "DECISION_MODEL": decision_model,
@@ -203,6 +221,11 @@ if save:
         stages = [s for s in env["STAGES"].split(",") if s.strip() and s.strip() not in MARKET_SOURCES]
         changes["STAGES"] = ",".join([source, *stages])
     try:
+        high, medium = float(trading["DECISION_HIGH_CONFIDENCE"]), float(trading["DECISION_MEDIUM_CONFIDENCE"])
+        if high < medium:
+            raise ConfigError(
+                f"DECISION_HIGH_CONFIDENCE={high:g} must be at least DECISION_MEDIUM_CONFIDENCE={medium:g}"
+            )
         overridden = save_settings(changes)
     except ConfigError as exc:
         st.error(f"Not saved: {exc}")
