@@ -259,7 +259,14 @@ class StageRunner(Worker):
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                delays = sorted(self._decide_retries())
+                try:
+                    delays = sorted(self._decide_retries())
+                except ConfigError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a young topic without a leader yet, a busy broker
+                    self.health.error(f"{type(exc).__name__}: {exc}")
+                    self._stop.wait(self.backoff_s * 10)
+                    continue
                 self._held = HeldRetries(self.stage.name)  # a new member reads from the last commit
                 consumer = self.bus.consumer(
                     self.stage.group_id,

@@ -220,7 +220,7 @@ def dead_letters() -> None:
     runtime = page_runtime()
     dlqs = sorted(t.name for t in runtime.topics() if t.name.endswith("_dlq") and t.messages)
     if not dlqs:
-        st.success("No dead letters.")
+        st.caption("No dead letters to redrive (the page says so above too).")
         return
     dlq = str(st.selectbox("Dead-letter topic", dlqs, key="dlq_topic"))
     items = list(redrive.letters(runtime.bus, dlq, limit=LETTERS_SHOWN))
@@ -342,7 +342,7 @@ def consumer_groups() -> None:
         dry = st.checkbox("Dry run", value=True, key="reset_dry")
         go = st.form_submit_button("Reset offsets")
     if state.members:
-        st.warning(offsets.members_line(group_id, state.members))
+        st.info(offsets.members_line(group_id, state.members))
     if not go:
         return
     try:

@@ -167,7 +167,7 @@ def test_an_empty_groups_offsets_are_reset_and_a_live_groups_refused(
     assert {p.partition: p.committed for p in after.partitions} == starts, done
 
     choose(page, "Group", "market-store")
-    message(page, server, "Warning", "active member")
+    message(page, server, "Info", "active member")
     visible(page, "stCheckbox", "Dry run").locator("label").click()
     page.get_by_role("button", name="Reset offsets").click()
     refused = message(page, server, "Error", "only while it has none")

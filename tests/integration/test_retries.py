@@ -10,12 +10,15 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
 from typing import ClassVar
 
 import orjson
 import pytest
 
-from pipeline.bus.base import Bus, Record
+from pipeline.bus.base import Bus, Record, TopicState
+from pipeline.bus.embedded import EmbeddedBus
 from pipeline.errors import TransientError
 from pipeline.messages import MarketData, Message
 from pipeline.runner import Stage, StageRunner
@@ -191,3 +194,36 @@ def test_a_stage_without_delay_topics_retries_in_place(bus: Bus) -> None:
     finally:
         runner.stop()
     assert stage.tries[8.0] == 2 and runner.health.snapshot().retried == 0
+
+
+def test_a_stage_whose_topics_cannot_be_described_yet_waits_and_starts(tmp_path: Path) -> None:
+    """Kafka answers NOT_LEADER_FOR_PARTITION for a topic just made: the stage tries again, never stops."""
+    bus = EmbeddedBus(tmp_path / "bus.db")
+    topic = topic_with_delays(bus)
+    calls = {"n": 0}
+    describe = bus.describe_topics
+
+    def young(names: Iterable[str] | None = None) -> list[TopicState]:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise KafkaLikeError("Broker: Not leader for partition")
+        return describe(names)
+
+    bus.describe_topics = young  # type: ignore[method-assign]
+    stage = flaky(topic, {})
+    runner = StageRunner(stage, bus, poll_timeout=0.1, backoff_s=0.01)
+    producer = bus.producer()
+    producer.produce(topic, tick(price=5.0), key=b"BTCUSDT")
+    assert producer.flush() == 0
+    runner.start()
+    try:
+        wait_for(lambda: stage.seen == [5.0])
+    finally:
+        runner.stop()
+        bus.close()
+    health = runner.health.snapshot()
+    assert calls["n"] == 3 and health.errors == 2 and "Not leader" in (health.last_error or "")
+
+
+class KafkaLikeError(Exception):
+    """What confluent-kafka raises for a topic whose leader is not elected yet."""
