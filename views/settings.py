@@ -58,6 +58,8 @@ with st.form("market_settings"):
     horizon = right.number_input("Horizon (bars ahead)", min_value=1, max_value=1440, value=config.ml_horizon_bars)
     buy = left.number_input("BUY above expected change %", min_value=0.0, value=float(config.ml_buy_pct), step=0.1)
     sell = right.number_input("SELL below expected change %", max_value=0.0, value=float(config.ml_sell_pct), step=0.1)
+    if config.live_signal_pcts != (config.ml_buy_pct, config.ml_sell_pct):
+        st.caption("Unset on the simulator: signals use +-0.02 % (docs/ml.md, First start) until you change these.")
     risk, exchange = config.risk, config.exchange
     with st.expander("Paper trading: decision, risk and the virtual exchange", expanded=False):
         left, right = st.columns(2)
@@ -187,9 +189,10 @@ if save:
         "REPLAY_SPEED": f"{speed:g}",
         "ML_MODELS": ",".join(models),
         "ML_HORIZON_BARS": str(int(horizon)),
-        "ML_BUY_THRESHOLD_PCT": f"{buy:g}",
-        "ML_SELL_THRESHOLD_PCT": f"{sell:g}",
     }
+    # the thresholds too, so the simulator's mapping (docs/ml.md, "First start") holds until the trader sets one
+    if (buy, sell) != (config.ml_buy_pct, config.ml_sell_pct):
+        changes.update({"ML_BUY_THRESHOLD_PCT": f"{buy:g}", "ML_SELL_THRESHOLD_PCT": f"{sell:g}"})
     current = {
         "DECISION_MODEL": config.decision_model,
         "DECISION_CONFIRM_MODELS": ",".join(config.decision_confirm_models) or "none",
