@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from pipeline.bus.base import Bus, Consumer, GroupState, OffsetReset, PartitionsCallback, Producer, Record, TopicState
 from pipeline.messages import MarketData, encode
@@ -139,6 +139,16 @@ class BenchBus:
 
     def delete_groups(self, group_ids: Iterable[str]) -> dict[str, str | None]:
         return self.inner.delete_groups(group_ids)
+
+    def read(self, topic: str, partition: int, offset: int, max_messages: int = 100) -> list[Record]:
+        records = self.inner.read(self.physical(topic), partition, offset, max_messages)
+        return [dataclasses.replace(r, topic=topic) for r in records]
+
+    def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[int, int]:
+        return self.inner.offsets_for_time(self.physical(topic), timestamp_ms)
+
+    def reset_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> str | None:
+        return self.inner.reset_offsets(group_id, {(self.physical(t), p): o for (t, p), o in offsets.items()})
 
     def producer(self) -> Producer:
         return _BenchProducer(self, self.inner.producer())

@@ -149,6 +149,8 @@ class Config:
     discord_gateway_url: str | None = None
     # Stock analysis (seed 003): news feeds, triggers, the optional LLM (its key is a secret), alerts.
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    # Operations: how fast dead letters go back to their source topics (messages a second).
+    redrive_rate: float = 2000.0
 
     @property
     def bus_kind(self) -> str:
@@ -357,6 +359,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         discord_api_url=env.get("DISCORD_API_URL") or None,
         discord_gateway_url=env.get("DISCORD_GATEWAY_URL") or None,
         analysis=analysis,
+        redrive_rate=_float(env, "REDRIVE_RATE", 2000.0, 1.0),
     )
 
 

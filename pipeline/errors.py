@@ -43,5 +43,9 @@ class UnknownTopicError(ConfigError):
     """A topic that is neither in the catalog nor on the bus."""
 
 
+class UnknownPartitionError(PipelineError):
+    """A partition number a topic does not have: one line naming the topic and its partitions."""
+
+
 class CommitFailedError(TransientError):
     """A commit from a consumer whose group has rebalanced since it fetched: messages come again."""

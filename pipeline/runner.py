@@ -5,14 +5,19 @@ messages into output messages. The runner owns everything around it:
 
 * it decodes and validates each record; a record that breaks a rule goes to ``<topic>_dlq``
   with the reason, the source topic/partition/offset and the retry count, and the batch goes on;
-* ``TransientError`` is retried with exponential backoff; anything else is isolated to the one
-  message that raised it, which is dead-lettered;
+* ``TransientError`` is retried without blocking the partition where the bus has the input's
+  delay topics (``pipeline.retry``, seed 003: after 1, 2 and 4 s from ``<topic>_retry_1s``, ``_2s``,
+  ``_4s``, then the dead-letter topic), else in place with exponential backoff; anything else is
+  isolated to the one message that raised it, which is dead-lettered. A stage that cannot take its
+  messages out of order (``isolates_failures = False``) always retries in place;
 * outputs are flushed before the input offsets are committed (at-least-once; sinks upsert by id);
 * on an unexpected failure it closes the consumer and starts again from the last commit.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import threading
 import time
@@ -24,15 +29,19 @@ from typing import Any, ClassVar
 import orjson
 
 from pipeline.bus.base import Bus, Consumer, OffsetReset, Producer, Record
-from pipeline.errors import BadMessageError, TransientError, Violation
+from pipeline.errors import BadMessageError, ConfigError, TransientError, Violation
 from pipeline.messages import DeadLetter, Message, check_fresh, decode, encode, model_for
-from pipeline.topics import dlq_name
+from pipeline.retry import MAX_RETRIES, HeldRetries, origin, retry_count, retry_headers, retry_info
+from pipeline.topics import RETRY_DELAYS_S, dlq_name, retry_name, retry_names
 
 log = logging.getLogger(__name__)
 
 FEED_HEADER = "feed"
 REPLAY = b"replay"
 REPLAY_HEADERS = [(FEED_HEADER, REPLAY)]
+
+# Upper bounds (seconds) of the batch-latency histogram's buckets.
+BATCH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # What a stage returns: a message, or a message with the headers to publish it with.
 Output = Message | tuple[Message, list[tuple[str, bytes]]]
@@ -48,16 +57,33 @@ class Health:
     processed: int = 0
     produced: int = 0
     dead_lettered: int = 0
+    retried: int = 0
     errors: int = 0
     last_error: str | None = None
     lag: int = 0
     started_at: float | None = None
     last_activity_at: float | None = None
+    # Batch latency (poll to commit) as counts per ``BATCH_BUCKETS_S`` bucket (the last: above them).
+    batch_counts: list[int] = field(default_factory=lambda: [0] * (len(BATCH_BUCKETS_S) + 1))
+    batch_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def snapshot(self) -> Health:
         with self.lock:
-            return replace(self, lock=threading.Lock())
+            return replace(self, batch_counts=list(self.batch_counts), lock=threading.Lock())
+
+    def batch_done(self, seconds: float) -> None:
+        """Count one batch that took ``seconds`` from its poll to its commit (caller holds the lock)."""
+        self.batch_counts[bisect.bisect_left(BATCH_BUCKETS_S, seconds)] += 1
+        self.batch_seconds += seconds
+
+    def batch_latency(self) -> dict[str, Any]:
+        """The histogram as Prometheus has it: upper bounds and cumulative counts, and the sum."""
+        return {
+            "le": list(BATCH_BUCKETS_S),
+            "counts": list(itertools.accumulate(self.batch_counts)),
+            "sum": self.batch_seconds,
+        }
 
     def error(self, message: str) -> None:
         with self.lock:
@@ -184,7 +210,11 @@ class StageRunner(Worker):
         backoff_s: float = 0.1,
         clock: Callable[[], float] = time.time,
         fill_wait_s: float = 0.0,
+        retry_topics: bool | None = None,
     ) -> None:
+        """``retry_topics``: retry transient failures from the inputs' delay topics (True), in place
+        (False), or from the delay topics when the bus has them (None). ``clock`` gives the time that
+        freshness and retry delays are measured with."""
         super().__init__(stage.name)
         self.stage = stage
         self.bus = bus
@@ -198,7 +228,30 @@ class StageRunner(Worker):
         self.fill_wait_s = fill_wait_s
         self._models = {t: stage.input_model or model_for(t) for t in stage.inputs}
         self._producer: Producer = bus.producer()
+        self.retry_topics = retry_topics
+        self._delay_topics: frozenset[str] | None = None  # decided on the stage's thread at start
+        self._held = HeldRetries(stage.name)
         stage.bind(self)
+
+    @property
+    def waiting_retries(self) -> int:
+        """Records of delay topics read and held until they are due (a page shows it)."""
+        return len(self._held)
+
+    def _decide_retries(self) -> frozenset[str]:
+        """The delay topics this stage reads: those of its inputs, when it retries from them."""
+        if self._delay_topics is None:
+            wanted = [n for t in self.stage.inputs for n in retry_names(t)]
+            use = self.retry_topics is not False and self.stage.isolates_failures and bool(wanted)
+            if use and self.retry_topics is None:
+                use = {t.name for t in self.bus.describe_topics(wanted)} >= set(wanted)
+            elif use and {t.name for t in self.bus.describe_topics(wanted)} < set(wanted):
+                raise ConfigError(f"stage {self.name}: the delay topics of its inputs are missing (init-topics)")
+            self._delay_topics = frozenset(wanted if use else ())
+            for t in self.stage.inputs:
+                for n in retry_names(t) if use else ():
+                    self._models[n] = self._models[t]
+        return self._delay_topics
 
     def status(self) -> dict[str, Any]:
         return self.stage.status()
@@ -206,8 +259,20 @@ class StageRunner(Worker):
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                try:
+                    delays = sorted(self._decide_retries())
+                except ConfigError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a young topic without a leader yet, a busy broker
+                    self.health.error(f"{type(exc).__name__}: {exc}")
+                    self._stop.wait(self.backoff_s * 10)
+                    continue
+                self._held = HeldRetries(self.stage.name)  # a new member reads from the last commit
                 consumer = self.bus.consumer(
-                    self.stage.group_id, self.stage.inputs, auto_offset_reset=self.stage.offset_reset
+                    self.stage.group_id,
+                    [*self.stage.inputs, *delays],
+                    auto_offset_reset=self.stage.offset_reset,
+                    on_revoke=self._held.drop,
                 )
                 try:
                     self._consume(consumer)
@@ -224,26 +289,52 @@ class StageRunner(Worker):
         last_lag = 0.0
         first = True
         while not self._stop.is_set():
-            records = consumer.poll(self.max_batch, self.poll_timeout)
+            records = consumer.poll(self.max_batch, self._poll_wait())
+            polled_at = time.perf_counter()
             if records and self.fill_wait_s > 0:
                 records = self._fill(consumer, list(records))
-            if records:
+            records, passed = self._due(records)
+            if records or passed:
                 self.handle(records)
                 if self._producer.flush(30.0):
                     raise TransientError("outputs not delivered; not committing")
-                consumer.commit(records)
+                consumer.commit([*records, *passed])
                 with self.health.lock:
                     self.health.processed += len(records)
                     self.health.last_activity_at = time.time()
+                    self.health.batch_done(time.perf_counter() - polled_at)
             if time.monotonic() - last_lag > 2.0 or (first and records):
                 first = first and not records
                 last_lag = time.monotonic()
                 # Everything polled is processed: commit the positions of quiet partitions too, so
-                # a restart of a group that starts at the topics' end resumes from here.
-                consumer.commit()
+                # a restart of a group that starts at the topics' end resumes from here (not while
+                # a delay topic's record is held: its position is past it).
+                if not len(self._held):
+                    consumer.commit()
                 lag = consumer.lag()
                 with self.health.lock:
                     self.health.lag = lag
+
+    def _poll_wait(self) -> float:
+        """How long a poll may wait: the poll timeout, or less when a held retry falls due sooner."""
+        due = self._held.next_due_ms()
+        if due is None:
+            return self.poll_timeout
+        return min(self.poll_timeout, max(due / 1000 - self.clock(), 0.0))
+
+    def _due(self, records: Sequence[Record]) -> tuple[list[Record], list[Record]]:
+        """Split a poll into the records to handle now (the inputs' and this stage's retries that
+        are due) and the other stages' retries, only committed past; hold the retries not due."""
+        delays = self._delay_topics or frozenset()
+        if not delays:
+            return list(records), []
+        now: list[Record] = [r for r in records if r.topic not in delays]
+        self._held.add(r for r in records if r.topic in delays)
+        passed: list[Record] = []
+        for r in self._held.release(int(self.clock() * 1000)):
+            info = retry_info(r)
+            (now if info is not None and info.stage == self.name else passed).append(r)
+        return now, passed
 
     def _fill(self, consumer: Consumer, records: list[Record]) -> list[Record]:
         """Poll more until the batch is full or its first record waited ``fill_wait_s``."""
@@ -259,7 +350,9 @@ class StageRunner(Worker):
         """Validate, process and publish one batch; dead-letter what cannot be processed."""
         now_ms = int(self.clock() * 1000)
         good: list[tuple[Record, Any]] = []
-        for r in records:
+        for polled in records:
+            info = retry_info(polled) if self._delay_topics and polled.topic in self._delay_topics else None
+            r = origin(polled, info) if info is not None else polled  # from here on, as on its source topic
             try:
                 msg = decode(r.topic, r.value or b"", self._models[r.topic])
                 if r.header(FEED_HEADER) != REPLAY:
@@ -277,6 +370,9 @@ class StageRunner(Worker):
             if not self.stage.isolates_failures:
                 raise
             if len(items) == 1:
+                if isinstance(exc, TransientError) and self._delay_topics:
+                    self.retry(items[0][0], exc)
+                    return []
                 retries = self.max_retries if isinstance(exc, TransientError) else 0
                 self.dead_letter(items[0][0], exc, retries=retries)
                 return []
@@ -286,11 +382,13 @@ class StageRunner(Worker):
         return out
 
     def _with_retries(self, messages: list[Any]) -> list[Output]:
-        for attempt in range(self.max_retries + 1):
+        # With delay topics a failure is retried from them, never here: nothing waits on the partition.
+        tries = 0 if self._delay_topics else self.max_retries
+        for attempt in range(tries + 1):
             try:
                 return list(self.stage.process_batch(messages))
             except TransientError as exc:
-                if attempt == self.max_retries:
+                if attempt == tries:
                     raise
                 self.health.error(f"retry {attempt + 1}: {exc}")
                 self._stop.wait(self.backoff_s * 2**attempt)
@@ -305,6 +403,21 @@ class StageRunner(Worker):
                 self._producer.produce(m.topic, encode(m), key=m.key())
         with self.health.lock:
             self.health.produced += len(messages)
+
+    def retry(self, record: Record, exc: Exception) -> None:
+        """Send ``record`` (as on its source topic) to its next delay topic, or to its dead-letter
+        topic after ``MAX_RETRIES`` retries."""
+        count = retry_count(record)
+        if count >= MAX_RETRIES:
+            self.dead_letter(record, exc, retries=count)
+            return
+        error = f"{type(exc).__name__}: {exc}"
+        due_ms = int(self.clock() * 1000) + RETRY_DELAYS_S[count] * 1000
+        headers = retry_headers(record, count=count + 1, error=error, stage=self.name, due_ms=due_ms)
+        self._producer.produce(retry_name(record.topic, count), record.value, key=record.key, headers=headers)
+        with self.health.lock:
+            self.health.retried += 1
+            self.health.last_error = f"{record.topic}[{record.partition}]@{record.offset}: retry {count + 1}: {error}"
 
     def dead_letter(self, record: Record, exc: Exception, retries: int) -> None:
         """Send ``record`` to its dead-letter topic with the reason and where it came from."""

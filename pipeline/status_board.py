@@ -62,6 +62,8 @@ class StatusBoard:
                     details=details,
                     pid=self.pid,
                     updated_at=now,
+                    retried=h.retried,
+                    metrics={"batch_latency": h.batch_latency()} if w.kind == "stage" else {},
                 )
             )
         return out

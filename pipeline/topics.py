@@ -1,7 +1,11 @@
 """The topic catalog: every topic of the seeds with its partitions, retention and cleanup policy.
 
 Seed 001/002 give the crypto topics, seed 000 the journal topics (retention only; three partitions
-so a consumer group can spread), seed 003 the stock-analysis topics and the ``<topic>_dlq`` naming.
+so a consumer group can spread), seed 003 the stock-analysis topics, the ``<topic>_dlq`` naming,
+the retries after 2^n seconds and the health check. Each topic has three delay topics
+``<topic>_retry_1s``, ``_2s`` and ``_4s`` (``pipeline.retry``): one per delay, so every message on
+a delay topic is due in the order it was written, and waiting for the first one never holds back
+a message that is due sooner.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ ANALYSIS_TRIGGERS = "analysis_triggers"
 ANALYSIS_RESULTS = "analysis_results"
 ALERTS = "alerts"
 
+HEALTH_CHECK = "health-check"
+
 DLQ_SUFFIX = "_dlq"
+RETRY_INFIX = "_retry_"
+# Seed 003: retry n (0, 1, 2) waits 2^n seconds; after the third, the dead-letter topic.
+RETRY_DELAYS_S = (1, 2, 4)
 
 
 @dataclass(frozen=True)
@@ -54,10 +63,30 @@ class TopicSpec:
     def is_dead_letter(self) -> bool:
         return self.name.endswith(DLQ_SUFFIX)
 
+    @property
+    def is_retry(self) -> bool:
+        return retry_source(self.name) is not None
+
 
 def dlq_name(topic: str) -> str:
     """Return the dead-letter topic of ``topic``."""
     return topic + DLQ_SUFFIX
+
+
+def retry_name(topic: str, retry: int) -> str:
+    """Return the delay topic of retry ``retry`` (0, 1, 2) of ``topic``: ``<topic>_retry_<2^retry>s``."""
+    return f"{topic}{RETRY_INFIX}{RETRY_DELAYS_S[retry]}s"
+
+
+def retry_names(topic: str) -> list[str]:
+    """Return every delay topic of ``topic``, shortest delay first."""
+    return [retry_name(topic, n) for n in range(len(RETRY_DELAYS_S))]
+
+
+def retry_source(name: str) -> str | None:
+    """Return the topic whose delay topic ``name`` is, or None when it is not a delay topic."""
+    base, infix, delay = name.rpartition(RETRY_INFIX)
+    return base if infix and base and delay in {f"{d}s" for d in RETRY_DELAYS_S} else None
 
 
 _SOURCES: tuple[TopicSpec, ...] = (
@@ -100,7 +129,22 @@ _DEAD_LETTERS: tuple[TopicSpec, ...] = tuple(
     TopicSpec(dlq_name(s.name), 3, 7 * DAY_MS, description=f"rejected messages of {s.name}") for s in _SOURCES
 )
 
-CATALOG: dict[str, TopicSpec] = {s.name: s for s in _SOURCES + _DEAD_LETTERS}
+_RETRIES: tuple[TopicSpec, ...] = tuple(
+    TopicSpec(
+        retry_name(s.name, n),
+        3,
+        DAY_MS,
+        description=f"messages of {s.name} a stage tries again after {RETRY_DELAYS_S[n]} s (seed 003)",
+    )
+    for s in _SOURCES
+    for n in range(len(RETRY_DELAYS_S))
+)
+
+_OPERATIONS: tuple[TopicSpec, ...] = (
+    TopicSpec(HEALTH_CHECK, 1, HOUR_MS, description="the health check's round trips through the bus (seed 003)"),
+)
+
+CATALOG: dict[str, TopicSpec] = {s.name: s for s in _SOURCES + _DEAD_LETTERS + _RETRIES + _OPERATIONS}
 
 
 def source_topics() -> list[TopicSpec]:

@@ -212,6 +212,19 @@ def _m010_review(db: sqlite_utils.Database) -> None:
         PRIMARY KEY (symbol, model, computed_at))""")
 
 
+def _m011_operations(db: sqlite_utils.Database) -> None:
+    # Dead letters sent back to their source topic (storage/redrive.py): each once, by the coordinates
+    # it had there (the dead-letter topic's own for a frame that never was a message there).
+    db.execute("""CREATE TABLE redrive_log (
+        topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+        dlq_topic TEXT NOT NULL, dlq_partition INTEGER NOT NULL, dlq_offset INTEGER NOT NULL,
+        state TEXT NOT NULL, edited INTEGER NOT NULL, claimed_at INTEGER NOT NULL, published_at INTEGER,
+        PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID""")
+    # The stages' retries and their batch latencies (a histogram) beside their counters (storage/status.py).
+    db.execute("ALTER TABLE stage_status ADD COLUMN retried INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE stage_status ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}'")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_market_ticks_and_bars", _m001_market),
     ("002_journal", _m002_journal),
@@ -223,6 +236,7 @@ MIGRATIONS: list[Migration] = [
     ("008_analysis", _m008_analysis),
     ("009_optimise_runs", _m009_optimise_runs),
     ("010_trade_excursions_and_drift", _m010_review),
+    ("011_operations", _m011_operations),
 ]
 
 

@@ -46,12 +46,22 @@ class StageStatus:
     host: str = HOST
     pid: int = 0
     updated_at: float = 0.0
+    retried: int = 0
+    # Numbers for /metrics and the Pipeline page's charts, e.g. ``batch_latency``: ``{"le": [...],
+    # "counts": [...], "sum": s}`` (cumulative bucket counts of the stage's batch latency in seconds).
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+COLUMNS = (
+    "name, host, pid, kind, running, processed, produced, dead_lettered, errors, last_error, lag,"
+    " started_at, last_activity_at, details, updated_at, retried, metrics"
+)
 
 
 def publish(conn: sqlite3.Connection, statuses: Sequence[StageStatus]) -> None:
     """Write this process's rows (inside the caller's write transaction)."""
     conn.executemany(
-        "INSERT OR REPLACE INTO stage_status VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        f"INSERT OR REPLACE INTO stage_status ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             (
                 s.name,
@@ -69,6 +79,8 @@ def publish(conn: sqlite3.Connection, statuses: Sequence[StageStatus]) -> None:
                 s.last_activity_at,
                 json.dumps(s.details, default=str),
                 s.updated_at,
+                s.retried,
+                json.dumps(s.metrics),
             )
             for s in statuses
         ],
@@ -97,6 +109,8 @@ def _status(row: sqlite3.Row | tuple[Any, ...]) -> StageStatus:
         active,
         details,
         updated,
+        retried,
+        metrics,
     ) = row
     return StageStatus(
         name,
@@ -114,6 +128,8 @@ def _status(row: sqlite3.Row | tuple[Any, ...]) -> StageStatus:
         host,
         pid,
         updated,
+        retried,
+        json.loads(metrics),
     )
 
 
@@ -124,7 +140,7 @@ def stages(db: Database, *, now: float | None = None, stale_s: float = STALE_S) 
     rows = [
         _status(r)
         for r in db.reader().conn.execute(
-            "SELECT * FROM stage_status WHERE updated_at >= ? ORDER BY started_at, name", (now - stale_s,)
+            f"SELECT {COLUMNS} FROM stage_status WHERE updated_at >= ? ORDER BY started_at, name", (now - stale_s,)
         )
     ]
     children = {(s.host, s.pid, s.name): s for s in rows if s.kind != "process"}
@@ -155,6 +171,8 @@ def stages(db: Database, *, now: float | None = None, stale_s: float = STALE_S) 
                 s.host,
                 s.pid,
                 max(s.updated_at, child.updated_at),
+                child.retried,
+                child.metrics,
             )
         )
     merged.extend(s for s in rows if s.kind != "process" and (s.host, s.pid, s.name) not in used)

@@ -1,4 +1,5 @@
-"""Pipeline: stages and their health, topics and offsets, consumer groups and lag, dead letters.
+"""Pipeline: stages and their health, topics and offsets, consumer groups and lag, dead letters;
+below them the operating tabs (``views/pipeline_ops.py``): browse, redrive, reset, produce, schemas.
 
 Consumer groups with members are the live ones; groups without (left by closed WebSockets, tails,
 benchmarks or earlier runs) are listed apart as inactive, with a button that deletes them and their
@@ -18,6 +19,7 @@ from pipeline.errors import PipelineError
 from pipeline.stage_catalog import CATALOG as STAGE_CATALOG
 from runtime import page_runtime
 from storage import status
+from views.pipeline_ops import operate
 
 SHOW_OUTCOME_S = 30.0
 DESK_GROUPS = frozenset(s.name for s in STAGE_CATALOG if s.role == "stage")  # a stage's group is its name
@@ -188,3 +190,6 @@ def inactive_groups(groups: list[GroupState]) -> None:
 
 
 live()
+st.divider()
+st.subheader("Operate")
+operate()

@@ -1,12 +1,14 @@
-"""``GET /health``: the bus, the database, each feed, Redis when configured, the lag, the market.
+"""``GET /health``: the bus, the database, each feed, Redis when configured, the lag, the market,
+and the round trip of a health-check message through the bus with its latency (seed 003).
 
 A closed market is not an error: a stock feed then reads ``closed`` with "market closed, opens …",
 and no stale-data alarm fires. A live feed is ``stale`` when it said nothing for ``STALE_S`` while
 its market was open (crypto markets always are; stock ones in NYSE sessions). The answer is 200
 with ``status: ok`` or ``degraded`` (a feed stopped or stale (``pipeline.stocks.feeds``), Redis unreachable, a rejected
-credential), and 503 with ``status: down`` when the bus or the database does not answer. Feeds and
-lag come from what workers publish (``storage.status``), so they are right for stages in other
-processes too. Never shows a secret: Redis is described by host and port.
+credential, a health-check message that did not come back), and 503 with ``status: down`` when the
+bus or the database does not answer. Feeds and lag come from what workers publish
+(``storage.status``), so they are right for stages in other processes too. Never shows a secret:
+Redis is described by host and port.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fastapi import FastAPI, Response
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.api.context import ApiContext
+from pipeline.operations.health_check import round_trip
 from pipeline.stocks.feeds import feed_state, is_feed
 from pipeline.stocks.hours import market_hours
 from pipeline.topics import STOCK_TRADES_RAW
@@ -35,6 +38,8 @@ def check(ctx: ApiContext, now: float | None = None) -> tuple[int, dict[str, Any
         body["bus"] = {"kind": ctx.bus.name, "ok": True}
     except Exception as exc:  # noqa: BLE001 - any failure of the bus is what this check reports
         body["bus"] = {"kind": ctx.bus.name, "ok": False, "error": type(exc).__name__}
+    if body["bus"]["ok"]:  # seed 003's round trip: a health-check message produced and read back
+        body["round_trip"] = round_trip(ctx.bus, ctx.producer).to_json()
     try:
         ctx.db.query("SELECT 1")
         workers = status.stages(ctx.db, now=now)
@@ -54,6 +59,7 @@ def check(ctx: ApiContext, now: float | None = None) -> tuple[int, dict[str, Any
     degraded = any(f["state"] in ("stopped", "stale") for f in body["feeds"]) or not body.get("redis", {}).get(
         "ok", True
     )
+    degraded = degraded or not body.get("round_trip", {}).get("ok", True)
     body = {"status": "down" if down else "degraded" if degraded else "ok", **body}
     return (503 if down else 200), body
 

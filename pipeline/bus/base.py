@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -161,6 +161,25 @@ class Bus(Protocol):
         """Delete consumer groups that have no members, with their committed offsets (a consumer
         that joins one later starts from its ``auto_offset_reset``). Return, per group, None when
         deleted, else why not: ``GROUP_HAS_MEMBERS`` (never deleted) or ``GROUP_NOT_FOUND``."""
+        ...
+
+    def read(self, topic: str, partition: int, offset: int, max_messages: int = 100) -> list[Record]:
+        """Return up to ``max_messages`` records of one partition from ``offset`` on, in offset order,
+        without joining any consumer group and without committing anything (no group sees a
+        difference). An offset below the log start reads from the start; fewer records come back at
+        the end, none at or past it. Raise ``UnknownTopicError`` or ``UnknownPartitionError``."""
+        ...
+
+    def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[int, int]:
+        """Per partition, the earliest offset whose record's timestamp is at or after ``timestamp_ms``,
+        or the partition's end offset when no record is that recent."""
+        ...
+
+    def reset_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> str | None:
+        """Set the committed offsets of ``group_id`` to ``offsets`` ((topic, partition) -> offset,
+        backwards or forwards), only while the group has no members, as Kafka's
+        ``kafka-consumer-groups --reset-offsets`` does. Return None when set, else
+        ``GROUP_HAS_MEMBERS`` (nothing changed). A group with no offsets yet gets these."""
         ...
 
     def producer(self) -> Producer: ...

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from pipeline.bus.base import (
     OffsetReset,
     PartitionsCallback,
     PartitionState,
+    Record,
     TopicState,
     partition_for,
 )
@@ -45,7 +46,8 @@ from pipeline.bus.embedded_log import (
     encode_headers,
     now_ms,
 )
-from pipeline.errors import UnknownTopicError
+from pipeline.bus.embedded_reads import offset_for_time, read_range
+from pipeline.errors import UnknownPartitionError, UnknownTopicError
 from pipeline.topics import TopicSpec
 from storage.db import connect
 
@@ -371,6 +373,45 @@ class EmbeddedBus:
             return outcome
 
         return self._call(delete) if ids else {}
+
+    def _check_partition(self, topic: str, partition: int) -> None:
+        count = self._partitions(topic)
+        if not 0 <= partition < count:
+            raise UnknownPartitionError(
+                f"topic {topic!r} has partitions 0-{count - 1}; there is no partition {partition}"
+            )
+
+    def read(self, topic: str, partition: int, offset: int, max_messages: int = 100) -> list[Record]:
+        self._check_partition(topic, partition)
+        return read_range(self._read, topic, partition, offset, max_messages)
+
+    def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[int, int]:
+        return {p: offset_for_time(self._read, topic, p, timestamp_ms) for p in range(self._partitions(topic))}
+
+    def reset_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> str | None:
+        for topic, partition in offsets:
+            self._check_partition(topic, partition)
+        rows = [(group_id, t, p, o, now_ms()) for (t, p), o in sorted(offsets.items())]
+        timeout = self.session_timeout_ms
+
+        def reset(conn: sqlite3.Connection) -> str | None:
+            # Members silent for the session timeout are gone, as in delete_groups; the check and the
+            # write are one transaction, so no consumer joins in between.
+            if conn.execute(
+                "DELETE FROM members WHERE group_id=? AND heartbeat_at<?", (group_id, now_ms() - timeout)
+            ).rowcount:
+                bump_generation(conn, group_id)
+            if conn.execute("SELECT 1 FROM members WHERE group_id=? LIMIT 1", (group_id,)).fetchone():
+                return GROUP_HAS_MEMBERS
+            conn.executemany(
+                "INSERT INTO offsets VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+                "offset=excluded.offset, committed_at=excluded.committed_at",
+                rows,
+            )
+            return None
+
+        result: str | None = self._call(reset)
+        return result
 
     def producer(self) -> EmbeddedProducer:
         return EmbeddedProducer(self)

@@ -34,7 +34,14 @@ from pipeline.bus.base import (
     Record,
     TopicState,
 )
-from pipeline.errors import CommitFailedError, ConfigError, TransientError, UnknownTopicError
+from pipeline.bus.kafka_reads import KafkaReader, offsets_at, reset_group_offsets
+from pipeline.errors import (
+    CommitFailedError,
+    ConfigError,
+    TransientError,
+    UnknownPartitionError,
+    UnknownTopicError,
+)
 from pipeline.topics import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -268,7 +275,9 @@ class KafkaBus:
         self.session_timeout_ms = session_timeout_ms
         self._admin = AdminClient(self.client_config, logger=log)
         self._topics: set[str] = set()
+        self._partition_counts: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._reader = KafkaReader(self.client_config)
         try:
             self._refresh_topics(connect_timeout_s)
         except KafkaException as exc:
@@ -278,6 +287,7 @@ class KafkaBus:
         meta = self._admin.list_topics(timeout=timeout)
         with self._lock:
             self._topics = set(meta.topics)
+            self._partition_counts = {n: len(t.partitions) for n, t in meta.topics.items()}
 
     def _require_topic(self, topic: str) -> None:
         if topic in self._topics:
@@ -310,6 +320,7 @@ class KafkaBus:
             meta = self._admin.list_topics(timeout=10)
             with self._lock:
                 self._topics = set(meta.topics)
+                self._partition_counts = {n: len(t.partitions) for n, t in meta.topics.items()}
             if all(
                 s.name in meta.topics
                 and meta.topics[s.name].partitions
@@ -389,6 +400,35 @@ class KafkaBus:
                     raise TransientError(f"cannot delete consumer group {gid!r}: {exc.args[0].str()}") from None
         return outcome
 
+    def _check_partition(self, topic: str, partition: int) -> None:
+        self._require_topic(topic)
+        count = self._partition_counts.get(topic)
+        if count is None or not 0 <= partition < count:
+            self._refresh_topics()
+            count = self._partition_counts.get(topic, 0)
+        if not 0 <= partition < count:
+            raise UnknownPartitionError(
+                f"topic {topic!r} has partitions 0-{count - 1}; there is no partition {partition}"
+            )
+
+    def read(self, topic: str, partition: int, offset: int, max_messages: int = 100) -> list[Record]:
+        self._check_partition(topic, partition)
+        return self._reader.read(topic, partition, offset, max_messages)
+
+    def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[int, int]:
+        self._check_partition(topic, 0)
+        parts = [TopicPartition(topic, p) for p in range(self._partition_counts[topic])]
+        found = offsets_at(self._admin, parts, timestamp_ms)
+        missing = [tp for tp in parts if found[tp.partition] < 0]  # no record that recent: the end
+        for (_, p), (_, end) in self._offsets(missing).items():
+            found[p] = end
+        return found
+
+    def reset_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> str | None:
+        for topic, partition in offsets:
+            self._check_partition(topic, partition)
+        return reset_group_offsets(self._admin, group_id, offsets)
+
     def producer(self) -> KafkaProducer:
         return KafkaProducer(self)
 
@@ -404,4 +444,5 @@ class KafkaBus:
         return KafkaConsumer(self, group_id, topics, auto_offset_reset, on_assign, on_revoke)
 
     def close(self) -> None:
-        """Nothing to release: clients close themselves."""
+        """Close the reader; producers and consumers close themselves."""
+        self._reader.close()

@@ -11,10 +11,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from pipeline.cli import analysis_commands, bus_commands, ml_commands, optimise_commands, trading_commands
+from pipeline.cli import (
+    analysis_commands,
+    bus_commands,
+    ml_commands,
+    ops_commands,
+    optimise_commands,
+    trading_commands,
+)
 from pipeline.errors import PipelineError
 
-AREAS = (bus_commands, ml_commands, trading_commands, optimise_commands, analysis_commands)
+AREAS = (bus_commands, ml_commands, trading_commands, optimise_commands, analysis_commands, ops_commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

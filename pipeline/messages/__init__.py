@@ -40,6 +40,7 @@ from pipeline.messages.base import (
 )
 from pipeline.messages.journal import BehavioralAlert, EnrichedTrade, RawTrade, Trade
 from pipeline.messages.market import MarketData, MLSignal
+from pipeline.messages.operations import HealthCheck
 from pipeline.messages.orders import Order, RiskManagement, TriggerSignal
 from pipeline.messages.stocks import STOCK_SYMBOL, StockTrade, iso_ms, ms_iso
 
@@ -54,6 +55,7 @@ __all__ = [
     "BehavioralAlert",
     "DeadLetter",
     "EnrichedTrade",
+    "HealthCheck",
     "MLSignal",
     "MarketData",
     "Message",
@@ -117,14 +119,19 @@ MODELS: dict[str, type[Message]] = {
         AnalysisTrigger,
         AnalysisResult,
         Alert,
+        HealthCheck,
     )
 }
 
 
 def model_for(topic: str) -> type[Message]:
-    """Return the model of ``topic``; dead-letter topics share ``DeadLetter``."""
+    """Return the model of ``topic``; dead-letter topics share ``DeadLetter``; a delay topic's is
+    its source topic's."""
     if topic.endswith(t.DLQ_SUFFIX):
         return DeadLetter
+    source = t.retry_source(topic)
+    if source is not None:
+        return model_for(source)
     try:
         return MODELS[topic]
     except KeyError:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 import pytest
 
 from pipeline.bus.base import GROUP_HAS_MEMBERS, GROUP_NOT_FOUND, Record, partition_for
-from pipeline.errors import UnknownTopicError
+from pipeline.errors import UnknownPartitionError, UnknownTopicError
 from pipeline.topics import Cleanup, TopicSpec
 
 pytestmark = pytest.mark.timeout(240)
@@ -606,3 +606,89 @@ class TestBusContract:
         records = read_count(bus, group_name(), topic, 60)
         assert all(r.key == b"" for r in records)
         assert len({r.partition for r in records}) > 1, "60 messages with key b'' in one partition"
+
+
+# -- operating the bus: reading outside any group, offsets by time, resetting an empty group -----
+
+
+def committed_offsets(bus) -> dict[str, list[tuple[str, int, int | None]]]:
+    """Every group's committed offsets, to compare before and after a read."""
+    return {g.group_id: [(p.topic, p.partition, p.committed) for p in g.partitions] for g in bus.describe_groups()}
+
+
+class TestOperatingTheBus:
+    def test_read_takes_a_range_of_one_partition_and_moves_no_group(self, bus, topic_name, group_name):
+        topic = create(bus, topic_name(), 2)
+        keys = keys_by_partition(2)
+        produce(bus, topic, [(keys[0], b"p0-%d" % i) for i in range(20)] + [(keys[1], b"p1-%d" % i) for i in range(5)])
+        stage = Reader(bus.consumer(group_name("stage"), [topic]))
+        poll_until([stage], lambda: len(stage.records) == 25, READ_S, lambda: f"read {len(stage.records)} of 25")
+        stage.consumer.commit([r for r in stage.records if r.partition == 0][:7])
+        before = committed_offsets(bus)
+
+        page = bus.read(topic, 0, 5, 10)
+        assert [(r.partition, r.offset, r.value) for r in page] == [(0, i, b"p0-%d" % i) for i in range(5, 15)]
+        assert [r.offset for r in bus.read(topic, 0, 15, 100)] == [15, 16, 17, 18, 19], "fewer at the end"
+        assert bus.read(topic, 0, 20, 10) == [] and bus.read(topic, 0, 500, 10) == [], "none at or past the end"
+        assert [r.offset for r in bus.read(topic, 0, -3, 3)] == [0, 1, 2], "below the start reads from the start"
+        assert [r.value for r in bus.read(topic, 1, 0, 100)] == [b"p1-%d" % i for i in range(5)]
+        assert page[0].key == keys[0] and page[0].timestamp > 0
+
+        after = committed_offsets(bus)
+        assert after == before, "reading created a group or moved a committed offset"
+        assert [(r.partition, r.offset) for r in stage.poll(0.5)] == [], "the stage's own position is unchanged"
+
+        with pytest.raises(UnknownPartitionError, match="partitions 0-1; there is no partition 2"):
+            bus.read(topic, 2, 0, 10)
+        with pytest.raises(UnknownTopicError):
+            bus.read(topic_name("never-created"), 0, 0, 10)
+
+    def test_offsets_for_time_finds_the_first_record_at_or_after_a_time(self, bus, topic_name, group_name):
+        topic = create(bus, topic_name(), 1)
+        produce(bus, topic, [(None, b"early-%d" % i) for i in range(10)])
+        first = bus.read(topic, 0, 0, 10)
+        later_than_all = max(r.timestamp for r in first) + 1
+        while int(time.time() * 1000) <= later_than_all:  # the next records get a later timestamp
+            time.sleep(0.005)
+        produce(bus, topic, [(None, b"late-%d" % i) for i in range(10)])
+        records = bus.read(topic, 0, 0, 100)
+        assert len(records) == 20
+
+        def expected(at: int) -> int:
+            return min((r.offset for r in records if r.timestamp >= at), default=20)
+
+        assert bus.offsets_for_time(topic, later_than_all) == {0: expected(later_than_all)} == {0: 10}
+        assert bus.offsets_for_time(topic, records[3].timestamp) == {0: expected(records[3].timestamp)}
+        assert bus.offsets_for_time(topic, 0) == {0: 0}, "a time before every record: the start"
+        assert bus.offsets_for_time(topic, records[-1].timestamp + 60_000) == {0: 20}, "after every record: the end"
+
+    def test_reset_offsets_moves_an_empty_group_and_refuses_one_with_members(self, bus, topic_name, group_name):
+        topic = create(bus, topic_name(), 2)
+        keys = keys_by_partition(2)
+        produce(bus, topic, [(keys[p], b"%d:%d" % (p, i)) for p in (0, 1) for i in range(10)])
+        group = group_name()
+        first = Reader(bus.consumer(group, [topic]), commit=True)
+        poll_until([first], lambda: len(first.records) == 20, READ_S, lambda: f"read {len(first.records)} of 20")
+        first.consumer.close()
+        assert [(p.partition, p.committed) for p in group_state(bus, group).partitions] == [(0, 10), (1, 10)]
+
+        assert bus.reset_offsets(group, {(topic, 0): 3, (topic, 1): 10}) is None
+        assert [(p.partition, p.committed, p.lag) for p in group_state(bus, group).partitions] == [
+            (0, 3, 7),
+            (1, 10, 0),
+        ]
+
+        again = Reader(bus.consumer(group, [topic]), commit=True)
+        poll_until([again], lambda: len(again.records) == 7, READ_S, lambda: f"read {len(again.records)} of 7")
+        assert [(r.partition, r.offset) for r in again.records] == [(0, i) for i in range(3, 10)]
+        assert bus.reset_offsets(group, {(topic, 0): 0}) == GROUP_HAS_MEMBERS
+        assert [(p.partition, p.committed) for p in group_state(bus, group).partitions] == [(0, 10), (1, 10)], (
+            "a refused reset changed nothing"
+        )
+        again.consumer.close()
+
+        fresh = group_name("fresh")
+        assert bus.reset_offsets(fresh, {(topic, 1): 4}) is None, "a group with no offsets yet gets these"
+        assert [(p.partition, p.committed) for p in group_state(bus, fresh).partitions] == [(1, 4)]
+        with pytest.raises(UnknownPartitionError):
+            bus.reset_offsets(fresh, {(topic, 5): 0})

@@ -131,6 +131,7 @@ def test_health_reports_bus_database_feeds_lag_and_the_market(desk) -> None:
     assert body["bus"] == {"kind": "embedded", "ok": True} and body["database"] == {"ok": True}
     assert set(body["market"]) >= {"open", "label", "next_open", "next_close"} and "redis" not in body
     assert body["fast_path"]["kind"] == "in-process"
+    assert body["round_trip"]["ok"] and body["round_trip"]["latency_ms"] > 0, "a message went through the bus"
     in_session = datetime(2026, 12, 1, 16, 0, tzinfo=UTC).timestamp()  # Tue 11:00 New York
     saturday = datetime(2026, 12, 5, 16, 0, tzinfo=UTC).timestamp()
     _publish(runtime, "stock-simulator", last_activity=in_session - 600, now=in_session)

@@ -198,10 +198,11 @@ def test_pipeline_shows_stages_topics_and_groups(desk: Path) -> None:
     no_exception(at)
     at.switch_page(PAGES["Pipeline"])
     # The consumer-group table appears once the market-store has committed (within a second).
-    run_until(at, lambda a: len(a.dataframe) == 3, "consumer-group table")
+    # Then the operating tabs' stage metrics (views/pipeline_ops.py).
+    run_until(at, lambda a: len(a.dataframe) == 4, "consumer-group table")
     assert [t.value for t in at.title] == ["Pipeline"]
-    assert [s.value for s in at.subheader] == ["Stages", "Topics", "Consumer groups", "Dead letters"]
-    stages, topics, groups = (d.value for d in at.dataframe)
+    assert [s.value for s in at.subheader] == ["Stages", "Topics", "Consumer groups", "Dead letters", "Operate"]
+    stages, topics, groups = (d.value for d in at.dataframe[:3])
     assert sorted(stages["stage"]) == ["market-store", "simulator"]
     assert stages.set_index("stage").loc["simulator", "kind"] == "source"
     assert stages["running"].all()
@@ -233,13 +234,14 @@ def test_pipeline_shows_inactive_groups_apart_and_deletes_them_but_not_one_with_
     for group in ("ws-trader-0a1b2c3d", "tail-5e6f7a8b", "normalizer"):
         _left_group(bus, group)
     at.switch_page(PAGES["Pipeline"])
-    run_until(at, lambda a: len(a.dataframe) == 4, "consumer-group tables")
+    run_until(at, lambda a: len(a.dataframe) == 5, "consumer-group tables")
     assert [s.value for s in at.subheader] == [
         "Stages",
         "Topics",
         "Consumer groups",
         "Inactive consumer groups",
         "Dead letters",
+        "Operate",
     ]
     live, inactive = (d.value for d in at.dataframe[2:4])
     assert set(live["group"]) == {"market-store"} and (live["members"] > 0).all()

@@ -105,6 +105,7 @@ DOMAIN = (
     "pipeline.candles",
     "pipeline.fanout",
     "pipeline.stocks",
+    "pipeline.operations",
 )
 ABOVE_DOMAIN = (
     "pipeline.stages",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from storage import status
 from storage.db import Database
 from storage.status import StageStatus
@@ -33,6 +35,8 @@ def test_a_stage_process_is_shown_once_with_its_childs_counters_and_details(tmp_
             pid=200,
             details={"skipped": {"warming up": 7}},
             updated_at=1000.5,
+            retried=4,
+            metrics={"batch_latency": {"le": [0.1], "counts": [2, 3], "sum": 0.4}},
         )
         thread = StageStatus("market-store", "stage", True, processed=9, started_at=0.5, pid=100, updated_at=1000.0)
         db.write(lambda w: status.publish(w.conn, [parent, child, thread]))
@@ -41,6 +45,7 @@ def test_a_stage_process_is_shown_once_with_its_childs_counters_and_details(tmp_
         ml = shown[1]
         assert (ml.processed, ml.produced, ml.lag, ml.errors, ml.pid) == (50, 150, 3, 1, 100)
         assert ml.details == {"skipped": {"warming up": 7}, "child_pid": 200, "restarts": 1}
+        assert ml.retried == 4 and ml.metrics["batch_latency"]["counts"] == [2, 3], "the child's numbers"
         assert status.stage(db, "ml", now=1001.0) == ml and status.stage(db, "ml") is None  # stale by now
     finally:
         db.close()
@@ -77,3 +82,16 @@ def test_a_runtime_publishes_its_workers_at_start_and_says_they_stopped_at_stop(
     finally:
         runtime.stop()
         db.close()
+
+
+def test_a_runners_batch_latency_is_a_cumulative_histogram() -> None:
+    from pipeline.runner import BATCH_BUCKETS_S, Health
+
+    health = Health("ml", "stage")
+    for seconds in (0.001, 0.02, 0.02, 30.0):
+        health.batch_done(seconds)
+    shown = health.snapshot().batch_latency()
+    assert shown["le"] == list(BATCH_BUCKETS_S)
+    assert shown["counts"][0] == 1 and shown["counts"][BATCH_BUCKETS_S.index(0.025)] == 3
+    assert shown["counts"][-2] == 3 and shown["counts"][-1] == 4, "the last bucket (+Inf) counts every batch"
+    assert shown["sum"] == pytest.approx(30.041)
