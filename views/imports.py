@@ -7,7 +7,7 @@ column mapping that can be saved for next time.
 
 The counters say what they count: an exchange export's rows are fills (executions), which the
 journal pairs FIFO into round trips; a trade file's rows are whole trades. After the import the
-page follows the published rows into the journal (``storage.journal.ImportTracker``) every 2 s:
+page follows the published rows into the journal (``storage.imports.ImportTracker``) every 2 s:
 fills in the ledger, then the round trips they closed, as the journal's stages store them.
 """
 
@@ -42,7 +42,7 @@ from pipeline.journal.importer import (
     preview,
 )
 from runtime import page_runtime
-from storage.journal import ImportTracker
+from storage.imports import ImportTracker
 
 TARGETS = {"fill": FILL_FIELDS, "trade": TRADE_FIELDS}
 REQUIRED = {"fill": FILL_REQUIRED, "trade": TRADE_REQUIRED}

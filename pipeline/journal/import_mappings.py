@@ -1,5 +1,5 @@
 """The trader's saved column mappings for files the importer does not know: saved by name, found
-again for a file with the same header (case and spaces ignored). Stored through ``storage.journal``.
+again for a file with the same header (case and spaces ignored). Stored through ``storage.imports``.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from storage import journal
+from storage import imports
 from storage.db import Database
 
 
@@ -20,12 +20,12 @@ def save_mapping(db: Database, name: str, header: list[str], mapping: Mapping[st
     """Save (or replace) a named column mapping for files with ``header``."""
     if not name.strip():
         raise ValueError("a mapping needs a name")
-    journal.save_mapping(db, name.strip(), list(header), dict(mapping), int(time.time() * 1000))
+    imports.save_mapping(db, name.strip(), list(header), dict(mapping), int(time.time() * 1000))
 
 
 def list_mappings(db: Database) -> list[dict[str, Any]]:
     """Return the saved mappings: name, header (list), mapping (dict), created_at (ms), by name."""
-    return journal.mappings(db)
+    return imports.mappings(db)
 
 
 def find_mapping(db: Database, header: list[str]) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ from pipeline.stages.market_store import MarketStore
 from pipeline.stages.normalizer import Normalizer
 from pipeline.topics import CATALOG
 from storage.db import Database
-from storage.journal import ImportTracker
+from storage.imports import ImportTracker
 
 pytestmark = pytest.mark.timeout(240)
 
