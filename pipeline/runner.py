@@ -3,8 +3,11 @@
 A stage is a small class whose ``process`` (or, for sinks, ``process_batch``) turns input
 messages into output messages. The runner owns everything around it:
 
-* it decodes and validates each record; a record that breaks a rule goes to ``<topic>_dlq``
-  with the reason, the source topic/partition/offset and the retry count, and the batch goes on;
+* it decodes, validates and prepares each record; a record that raises anything there (a broken
+  rule, or any other exception, named in the letter) goes to ``<topic>_dlq`` with the reason, the
+  source topic/partition/offset and the retry count, and the batch goes on. The good records
+  before it are processed and flushed and its offset is committed at once, so a restart never
+  dead-letters it a second time (one extra flush and commit per bad record, none for good ones);
 * ``TransientError`` is retried with exponential backoff; anything else is isolated to the one
   message that raised it, which is dead-lettered;
 * outputs are flushed before the input offsets are committed (at-least-once; sinks upsert by id);
@@ -193,6 +196,7 @@ class StageRunner(Worker):
         self.clock = clock
         self._models = {t: stage.input_model or model_for(t) for t in stage.inputs}
         self._producer: Producer = bus.producer()
+        self._consumer: Consumer | None = None  # the consumer of the batch being handled
         stage.bind(self)
 
     def status(self) -> dict[str, Any]:
@@ -221,10 +225,9 @@ class StageRunner(Worker):
         while not self._stop.is_set():
             records = consumer.poll(self.max_batch, self.poll_timeout)
             if records:
+                self._consumer = consumer
                 self.handle(records)
-                if self._producer.flush(30.0):
-                    raise TransientError("outputs not delivered; not committing")
-                consumer.commit(records)
+                self._commit(consumer, records)
                 with self.health.lock:
                     self.health.processed += len(records)
                     self.health.last_activity_at = time.time()
@@ -238,18 +241,34 @@ class StageRunner(Worker):
                 with self.health.lock:
                     self.health.lag = lag
 
+    def _commit(self, consumer: Consumer, records: Sequence[Record]) -> None:
+        """Make every output durable, then commit past ``records``."""
+        if self._producer.flush(30.0):
+            raise TransientError("outputs not delivered; not committing")
+        consumer.commit(records)
+
     def handle(self, records: Sequence[Record]) -> None:
-        """Validate, process and publish one batch; dead-letter what cannot be processed."""
+        """Validate, process and publish one batch; dead-letter what cannot be decoded or prepared.
+
+        Any exception while decoding or preparing a record dead-letters that record alone, with the
+        exception named. When the batch came from this runner's consumer, the records up to a
+        dead-lettered one are processed first and then committed through it (outputs flushed
+        first), so a restart after a later failure in the batch does not dead-letter it again."""
         now_ms = int(self.clock() * 1000)
         good: list[tuple[Record, Any]] = []
-        for r in records:
+        for i, r in enumerate(records):
             try:
                 msg = decode(r.topic, r.value or b"", self._models[r.topic])
                 if r.header(FEED_HEADER) != REPLAY:
                     check_fresh(msg, now_ms)
                 good.append((r, self.stage.prepare_record(msg, r)))
-            except BadMessageError as exc:
+            except Exception as exc:  # noqa: BLE001 - one message must never stop the stage: it is dead-lettered
+                if good:
+                    self._publish(self._process(good))
+                    good = []
                 self.dead_letter(r, exc, retries=0)
+                if self._consumer is not None:
+                    self._commit(self._consumer, records[: i + 1])
         if good:
             self._publish(self._process(good))
 

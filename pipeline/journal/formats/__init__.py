@@ -79,7 +79,7 @@ def _cached(fmt: str, header: tuple[str, ...], mapping: tuple[tuple[str, str], .
         return _Bybit(header)
     if fmt in ("generic", "manual"):
         return _generic(header)
-    raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    raise BadMessageError([Violation("format", fmt, f"one of {', '.join(FORMATS)}")])
 
 
 def row_parser(fmt: str, header: Sequence[str], mapping: Mapping[str, str] | None = None) -> RowParser:
