@@ -67,7 +67,7 @@ import orjson
 import pandas as pd
 
 from bench.bus import make_bus
-from pipeline.messages import MarketData, MLSignal, Order, RiskManagement, TriggerSignal, encode
+from pipeline.messages import MarketData, MLSignal, Order, RiskManagement, Signal, TriggerSignal, encode
 from pipeline.ml.data import bars_from_simulator
 from pipeline.ml.evaluate import make_dataset
 from pipeline.ml.models import fit_predictor
@@ -571,7 +571,7 @@ def bench_decision(backend: str, n_signals: int, rate: float, folder: Path, n_sy
         s = symbols[i % n_symbols]
         ts = last[s] = max(now_ms(), last[s] + 1)
         p = price[s] * (1 + 0.001 * np.sin(i / 7))
-        signal = "BUY" if side[s] % 2 == 0 else "SELL"
+        signal: Signal = "BUY" if side[s] % 2 == 0 else "SELL"
         side[s] += 1
         change = 1.0 if signal == "BUY" else -1.0
         message = MLSignal(

@@ -40,7 +40,7 @@ from bench.bus import make_bus
 from pipeline.bus.base import Bus
 from pipeline.journal.behaviour_settings import BehaviourRules
 from pipeline.journal.fills import Fill, fill_fingerprint
-from pipeline.messages import RawTrade, encode
+from pipeline.messages import RawTrade, Side, encode
 from pipeline.runner import Stage, StageRunner
 from pipeline.stages.behaviour import BehaviourStage
 from pipeline.stages.enricher import Enricher
@@ -59,7 +59,7 @@ def raw_trades(n: int, user: str) -> list[tuple[str, bytes]]:
     out = []
     now = int(time.time() * 1000)
     for i in range(n):
-        side = "BUY" if i % 2 == 0 else "SELL"
+        side: Side = "BUY" if i % 2 == 0 else "SELL"
         price = 100.0 + (i % 500) * 0.01 + (0.5 if side == "SELL" else 0.0)
         t = T0 + i * 1000
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t / 1000))
@@ -260,7 +260,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--processes", action="store_true", help="run each stage in a process of its own")
     args = parser.parse_args()
-    runs = []
+    runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         for i in range(args.repeat):
             result = run_once(args.backend, args.trades, args.rate, Path(folder) / str(i), args.processes)
@@ -276,7 +276,7 @@ def main() -> None:
                     "rate": args.rate,
                     "stat": "median",
                     **{
-                        k: statistics.median(r[k] for r in runs)  # type: ignore[misc]
+                        k: statistics.median(r[k] for r in runs)
                         for k in ("throughput_per_s", "latency_ms_p50", "latency_ms_p99")
                     },
                 }

@@ -114,13 +114,14 @@ class Stage:
         so return copies)."""
         return {}
 
-    def process(self, message: Message) -> list[Message]:
-        """Return the messages that ``message`` produces (pure; may raise ``BadMessageError``)."""
+    def process(self, message: Any) -> Sequence[Output]:
+        """Return the messages that ``message`` produces (pure; may raise ``BadMessageError``).
+        ``message`` is what ``prepare`` returned (the decoded message by default)."""
         return []
 
-    def process_batch(self, messages: list[Message]) -> list[Message]:
+    def process_batch(self, messages: list[Any]) -> Sequence[Output]:
         """Return the outputs of a batch; sinks override this to write in one transaction."""
-        out: list[Message] = []
+        out: list[Output] = []
         for m in messages:
             out.extend(self.process(m))
         return out
@@ -272,7 +273,7 @@ class StageRunner(Worker):
         if good:
             self._publish(self._process(good))
 
-    def _process(self, items: list[tuple[Record, Any]]) -> list[Message]:
+    def _process(self, items: list[tuple[Record, Any]]) -> list[Output]:
         try:
             return self._with_retries([m for _, m in items])
         except Exception as exc:
@@ -282,15 +283,15 @@ class StageRunner(Worker):
                 retries = self.max_retries if isinstance(exc, TransientError) else 0
                 self.dead_letter(items[0][0], exc, retries=retries)
                 return []
-        out: list[Message] = []
+        out: list[Output] = []
         for item in items:  # isolate the message that fails; the rest go on
             out.extend(self._process([item]))
         return out
 
-    def _with_retries(self, messages: list[Message]) -> list[Message]:
+    def _with_retries(self, messages: list[Any]) -> list[Output]:
         for attempt in range(self.max_retries + 1):
             try:
-                return self.stage.process_batch(messages)
+                return list(self.stage.process_batch(messages))
             except TransientError as exc:
                 if attempt == self.max_retries:
                     raise
@@ -298,7 +299,7 @@ class StageRunner(Worker):
                 self._stop.wait(self.backoff_s * 2**attempt)
         raise AssertionError("unreachable")
 
-    def _publish(self, messages: list[Output]) -> None:
+    def _publish(self, messages: Sequence[Output]) -> None:
         for m in messages:
             if isinstance(m, tuple):  # (message, headers): e.g. outputs of replayed input stay replays
                 m, headers = m

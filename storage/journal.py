@@ -132,7 +132,8 @@ def _select(
     closed: bool = False,
     limit: int | None = None,
 ) -> pd.DataFrame:
-    where, params = [], {"user_id": user_id}
+    where: list[str] = []
+    params: dict[str, Any] = {"user_id": user_id}
     if symbol is not None:
         where.append("symbol = :symbol")
         params["symbol"] = symbol

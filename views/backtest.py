@@ -18,13 +18,18 @@ import streamlit as st
 
 from pipeline.config import ML_MODEL_NAMES
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.jobs.backtests import BacktestRequest
+from pipeline.jobs.backtests import BacktestJob, BacktestRequest, ModelsFrom
+from pipeline.jobs.training import Source
 from pipeline.trading.metrics import why_none
 from pipeline.trading.risk import SIZINGS, RiskSettings
 from runtime import page_runtime
 
-SOURCES = {"Stored bars": "store", "Simulator history": "simulator", "Candle file on this machine": "file"}
-MODELS_FROM = {
+SOURCES: dict[str, Source] = {
+    "Stored bars": "store",
+    "Simulator history": "simulator",
+    "Candle file on this machine": "file",
+}
+MODELS_FROM: dict[str, ModelsFrom] = {
     "Train on the first part of the period (out-of-sample)": "train",
     "The registry's active versions": "registry",
 }
@@ -92,7 +97,7 @@ with st.form("backtest"):
     )
     slot(st, "path")
     left, mid, right = st.columns(3)
-    dates = left.date_input(LABELS["period"] + ", optional", value=(), format="YYYY-MM-DD")
+    dates: Any = left.date_input(LABELS["period"] + ", optional", value=[], format="YYYY-MM-DD")
     slot(left, "period")
     model = mid.selectbox("Trading model", ML_MODEL_NAMES, index=ML_MODEL_NAMES.index(config.decision_model))
     confirm = right.multiselect(
@@ -185,7 +190,7 @@ def chart_bars(request: BacktestRequest, result: Any, started: float) -> dict[st
                 config,
                 runtime.db,
                 symbol,
-                request.source,  # type: ignore[arg-type]
+                request.source,
                 bars=request.bars,
                 path=request.path,
             )
@@ -204,19 +209,19 @@ def chart_bars(request: BacktestRequest, result: Any, started: float) -> dict[st
     return out
 
 
-job = st.session_state.get("backtest_job")
-if job is not None and not job.running and st.session_state.get("backtest_collected") is not job:
-    state = job.snapshot()
-    st.session_state["backtest_collected"] = job
+finished: BacktestJob | None = st.session_state.get("backtest_job")
+if finished is not None and not finished.running and st.session_state.get("backtest_collected") is not finished:
+    state = finished.snapshot()
+    st.session_state["backtest_collected"] = finished
     st.session_state["backtest_error"] = state.error
     if state.result is not None:
         try:
-            prices = chart_bars(job.request, state.result, st.session_state.get("backtest_started", time.time()))
+            prices = chart_bars(finished.request, state.result, st.session_state.get("backtest_started", time.time()))
         except PipelineError as exc:
             prices = {}
             st.session_state["backtest_error"] = f"The price charts could not load the bars: {exc}"
         st.session_state["backtest_last"] = {
-            "request": job.request,
+            "request": finished.request,
             "result": state.result,
             "prices": prices,
             "message": state.message,
@@ -247,7 +252,7 @@ if last is None:
 
 # --------------------------------------------------------------------------- the result
 
-request: BacktestRequest = last["request"]
+shown: BacktestRequest = last["request"]
 result = last["result"]
 m, hold = result.metrics, result.buy_and_hold
 notes = result.settings.get("models", {})
@@ -259,12 +264,12 @@ when = [
 ]
 st.caption(
     f"{result.model}"
-    + (f" confirmed by {', '.join(request.confirm_models)}" if request.confirm_models else "")
+    + (f" confirmed by {', '.join(shown.confirm_models)}" if shown.confirm_models else "")
     + f" on {'; '.join(when)} (UTC) · models from "
     + (
         "the registry"
         if notes.get("models_from") == "registry"
-        else f"the first {request.train_fraction:.0%} of the bars"
+        else f"the first {shown.train_fraction:.0%} of the bars"
     )
     + f" · {last['message']}"
 )
@@ -282,22 +287,22 @@ def fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
-c = st.columns(6)
-c[0].metric(
+top = st.columns(6)
+top[0].metric(
     "Return",
     fmt(m["return_pct"], "+.2f") + " %",
     delta=f"{m['return_pct'] - hold['return_pct']:+.2f} pp vs B&H",
     help=f"Buy-and-hold of the same symbols: {hold['return_pct']:+.2f} %",
 )
-c[1].metric(
+top[1].metric(
     "Win rate",
     fmt(m["win_rate_pct"], ".1f") + (" %" if m["win_rate_pct"] is not None else ""),
     help=why_none("win_rate_pct", m),
 )
-c[2].metric("Profit factor", fmt(m["profit_factor"], ".2f"), help=why_none("profit_factor", m))
-c[3].metric("Exposure", f"{m['exposure_pct']:.1f} %", help="Share of bars with an open position")
-c[4].metric("Trades", f"{m['trades']:,}" + (f" (+{m['open_trades']} open)" if m["open_trades"] else ""))
-c[5].metric("Fees paid (USDT)", f"{m['fees_paid']:,.2f}")
+top[2].metric("Profit factor", fmt(m["profit_factor"], ".2f"), help=why_none("profit_factor", m))
+top[3].metric("Exposure", f"{m['exposure_pct']:.1f} %", help="Share of bars with an open position")
+top[4].metric("Trades", f"{m['trades']:,}" + (f" (+{m['open_trades']} open)" if m["open_trades"] else ""))
+top[5].metric("Fees paid (USDT)", f"{m['fees_paid']:,.2f}")
 
 ROWS = [
     ("Return %", "return_pct", "+.2f"),

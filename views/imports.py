@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -72,6 +74,15 @@ def _report_table(report: ImportReport) -> None:
         )
 
 
+def _progress_of(bar: Any, doing: str) -> Callable[[int, int], None]:
+    """A progress callback for ``bar``: bytes read of the file's total."""
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(done / max(total, 1), 1.0), text=f"{doing} {done / 2**20:.1f} MB")
+
+    return progress
+
+
 def _mapping_form(header: list[str]) -> None:
     st.warning("This file's columns match no known export. Map them once; the mapping is saved for next time.")
     kind = st.radio(
@@ -88,7 +99,8 @@ def _mapping_form(header: list[str]) -> None:
             label = target + (" *" if target in REQUIRED[kind] else "")
             picked[target] = cols[i % 3].selectbox(label, choices, key=f"map:{target}")
         time_format = st.text_input("Time format (optional, strftime, e.g. %d/%m/%Y %H:%M)")
-        name = st.text_input("Save this mapping as", value=upload.name.rsplit(".", 1)[0][:40])
+        file_name = upload.name if upload is not None else "mapping"
+        name = st.text_input("Save this mapping as", value=file_name.rsplit(".", 1)[0][:40])
         if st.form_submit_button("Use this mapping", type="primary"):
             missing = [t for t in REQUIRED[kind] if picked[t] == "—"]
             if missing:
@@ -118,9 +130,7 @@ if check_key not in st.session_state:
             user_id=user,
             db=runtime.db,
             mapping=mapping,
-            progress=lambda done, total: bar.progress(
-                min(done / max(total, 1), 1.0), text=f"Checking… {done / 2**20:.1f} MB"
-            ),
+            progress=_progress_of(bar, "Checking…"),
         )
     except ImportFileError as exc:
         bar.empty()
@@ -135,28 +145,28 @@ if check_key not in st.session_state:
         st.stop()
     bar.empty()
     st.session_state[check_key] = report
-report: ImportReport = st.session_state[check_key]
+checked: ImportReport = st.session_state[check_key]
 
 st.subheader("Before import")
-for warning in report.warnings:
+for warning in checked.warnings:
     st.warning(warning)
 a, b, c, d = st.columns(4)
-a.metric("Format", report.format)
-b.metric(f"New {report.unit or 'row'}s", f"{report.accepted:,}")
-c.metric("Already in the journal", f"{report.duplicates:,}")
-d.metric("Rejected rows", f"{report.rows - report.accepted - report.duplicates:,}")
-if report.unit == "fill":
+a.metric("Format", checked.format)
+b.metric(f"New {checked.unit or 'row'}s", f"{checked.accepted:,}")
+c.metric("Already in the journal", f"{checked.duplicates:,}")
+d.metric("Rejected rows", f"{checked.rows - checked.accepted - checked.duplicates:,}")
+if checked.unit == "fill":
     st.caption(
         "Each row is a fill (one execution). The journal pairs a symbol's buys and sells first in, first "
         "out: each match is a round trip, and what no fill closed stays an open lot."
     )
-_report_table(report)
+_report_table(checked)
 
 done_key = f"done:{digest}:{mapping}"
 if st.button(
-    f"Import {_units(report, report.accepted)}",
+    f"Import {_units(checked, checked.accepted)}",
     type="primary",
-    disabled=report.accepted == 0 or done_key in st.session_state,
+    disabled=checked.accepted == 0 or done_key in st.session_state,
 ):
     bar = st.progress(0.0, text="Importing…")
     try:
@@ -167,9 +177,7 @@ if st.button(
             db=runtime.db,
             mapping=mapping,
             keep_ids=True,
-            progress=lambda done, total: bar.progress(
-                min(done / max(total, 1), 1.0), text=f"Importing… {done / 2**20:.1f} MB"
-            ),
+            progress=_progress_of(bar, "Importing…"),
         )
     except PipelineError as exc:
         bar.empty()
@@ -208,15 +216,15 @@ def _journal_counters(tracker: ImportTracker) -> None:
 
 
 if done_key in st.session_state:
-    result: ImportReport = st.session_state[done_key]
+    imported: ImportReport = st.session_state[done_key]
     st.subheader("After import")
     st.success(
-        f"Published {_units(result, result.accepted, 'new ')} from {result.rows:,} rows "
-        f"({result.duplicates:,} already in the journal, "
-        f"{result.rows - result.accepted - result.duplicates:,} rejected)."
+        f"Published {_units(imported, imported.accepted, 'new ')} from {imported.rows:,} rows "
+        f"({imported.duplicates:,} already in the journal, "
+        f"{imported.rows - imported.accepted - imported.duplicates:,} rejected)."
     )
     tracker: ImportTracker | None = st.session_state.get(f"track:{done_key}")
     if tracker is not None:
         st.fragment(run_every="2s")(_journal_counters)(tracker)
-    _report_table(result)
+    _report_table(imported)
     st.markdown("See them on the **Journal** page.")

@@ -6,7 +6,8 @@ keep committed offsets; retention deletes old messages and compaction keeps the 
 key where the catalog says so. Every write goes through one writer thread per process and one
 SQLite transaction per batch (WAL, ``synchronous=NORMAL``), so a ``kill -9`` loses nothing that
 ``flush()`` or ``commit()`` returned for. Several processes may share one file: offsets are taken
-inside ``BEGIN IMMEDIATE``.
+inside ``BEGIN IMMEDIATE``. The consumer is ``pipeline.bus.embedded_consumer``; the file's schema
+and the writer's operations are ``pipeline.bus.embedded_log``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 import sqlite3
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
@@ -32,56 +32,24 @@ from pipeline.bus.base import (
     OffsetReset,
     PartitionsCallback,
     PartitionState,
-    Record,
     TopicState,
     partition_for,
 )
-from pipeline.errors import CommitFailedError, UnknownTopicError
+from pipeline.bus.embedded_consumer import EmbeddedConsumer
+from pipeline.bus.embedded_log import (
+    APPEND,
+    CALL,
+    FLUSH,
+    SCHEMA,
+    bump_generation,
+    encode_headers,
+    now_ms,
+)
+from pipeline.errors import UnknownTopicError
 from pipeline.topics import TopicSpec
 from storage.db import connect
 
 log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS topics (
-    name TEXT PRIMARY KEY, partitions INTEGER NOT NULL, retention_ms INTEGER,
-    cleanup TEXT NOT NULL, config TEXT NOT NULL, created_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS partitions (
-    topic TEXT NOT NULL, partition INTEGER NOT NULL, start_offset INTEGER NOT NULL,
-    next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (
-    topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, key BLOB,
-    value BLOB, timestamp INTEGER NOT NULL, headers BLOB,
-    PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS groups (group_id TEXT PRIMARY KEY, generation INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS members (
-    group_id TEXT NOT NULL, member_id TEXT NOT NULL, topics TEXT NOT NULL,
-    joined_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL, PRIMARY KEY (group_id, member_id));
-CREATE TABLE IF NOT EXISTS offsets (
-    group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
-    offset INTEGER NOT NULL, committed_at INTEGER NOT NULL,
-    PRIMARY KEY (group_id, topic, partition)) WITHOUT ROWID;
-"""
-
-_APPEND = 0
-_CALL = 1
-_FLUSH = 2
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _encode_headers(headers: Sequence[tuple[str, bytes]] | None) -> bytes | None:
-    if not headers:
-        return None
-    return orjson.dumps([[k, v.decode("latin-1")] for k, v in headers])
-
-
-def _decode_headers(blob: bytes | None) -> tuple[tuple[str, bytes], ...]:
-    if blob is None:
-        return ()
-    return tuple((k, v.encode("latin-1")) for k, v in orjson.loads(blob))
 
 
 class _Writer(threading.Thread):
@@ -106,7 +74,7 @@ class _Writer(threading.Thread):
             self.wake.wait(timeout)
             self.wake.clear()
             if time.monotonic() >= self.next_maintenance:
-                self.ops.append((_CALL, self.bus._maintain, Future()))
+                self.ops.append((CALL, self.bus._maintain, Future()))
                 self.next_maintenance = time.monotonic() + self.bus.maintenance_interval_s
             while self.ops:
                 self._write_batch()
@@ -128,16 +96,16 @@ class _Writer(threading.Thread):
                 time.sleep(min(0.05 * (attempt + 1), 1.0))
                 if self.stopping.is_set() and attempt > 20:
                     results = [exc] * len(batch)
-                    self.bus.undelivered += sum(1 for op in batch if op[0] == _APPEND)
+                    self.bus.undelivered += sum(1 for op in batch if op[0] == APPEND)
                     break
         for op, result in zip(batch, results):
-            if op[0] == _CALL:
+            if op[0] == CALL:
                 fut: Future = op[2]
                 if isinstance(result, BaseException):
                     fut.set_exception(result)
                 else:
                     fut.set_result(result)
-            elif op[0] == _FLUSH:
+            elif op[0] == FLUSH:
                 op[1].set()
         with self.bus._data:
             self.bus._data.notify_all()
@@ -150,7 +118,7 @@ class _Writer(threading.Thread):
             rows: list[tuple[Any, ...]] = []
             results: list[Any] = []
             for op in batch:
-                if op[0] == _APPEND:
+                if op[0] == APPEND:
                     _, topic, part, key, value, ts, headers = op
                     tp = (topic, part)
                     off = next_offsets.get(tp)
@@ -161,7 +129,7 @@ class _Writer(threading.Thread):
                     rows.append((topic, part, off, key, value, ts, headers))
                     next_offsets[tp] = off + 1
                     results.append(None)
-                elif op[0] == _CALL:
+                elif op[0] == CALL:
                     conn.execute("SAVEPOINT call")
                     try:
                         results.append(op[1](conn))
@@ -210,13 +178,13 @@ class EmbeddedProducer:
         else:
             self._round_robin += 1
             part = self._round_robin % partitions
-        self._bus._writer.submit((_APPEND, topic, part, key, value, _now_ms(), _encode_headers(headers)))
+        self._bus._writer.submit((APPEND, topic, part, key, value, now_ms(), encode_headers(headers)))
 
     def flush(self, timeout: float = 30.0) -> int:
         if not self._bus._writer.is_alive():  # the bus is closed: nothing more will be written
             return len(self._bus._writer.ops)
         done = threading.Event()
-        self._bus._writer.submit((_FLUSH, done))
+        self._bus._writer.submit((FLUSH, done))
         if not done.wait(timeout):
             return len(self._bus._writer.ops)
         undelivered, self._bus.undelivered = self._bus.undelivered, 0
@@ -224,227 +192,6 @@ class EmbeddedProducer:
 
     def close(self) -> None:
         self.flush()
-
-
-class EmbeddedConsumer:
-    """A member of a consumer group on the embedded log. Use from one thread only."""
-
-    def __init__(
-        self,
-        bus: EmbeddedBus,
-        group_id: str,
-        topics: Sequence[str],
-        auto_offset_reset: OffsetReset,
-        on_assign: PartitionsCallback | None,
-        on_revoke: PartitionsCallback | None,
-    ) -> None:
-        for topic in topics:
-            bus._partitions(topic)
-        self.group_id = group_id
-        self.member_id = f"{group_id}-{uuid.uuid4().hex[:12]}"
-        self._bus = bus
-        self._topics = list(topics)
-        self._reset = auto_offset_reset
-        self._on_assign = on_assign
-        self._on_revoke = on_revoke
-        self._conn = connect(bus.path)
-        self._generation: int | None = None
-        self._positions: dict[tuple[str, int], int] = {}
-        self._next_partition = 0
-        self._last_heartbeat = 0.0
-        self._closed = False
-        self._join()
-
-    # -- group membership -------------------------------------------------------------
-
-    def _join(self) -> None:
-        member, group, topics = self.member_id, self.group_id, orjson.dumps(self._topics).decode()
-
-        def join(conn: sqlite3.Connection) -> None:
-            now = _now_ms()
-            conn.execute("INSERT OR REPLACE INTO members VALUES (?,?,?,?,?)", (group, member, topics, now, now))
-            _bump_generation(conn, group)
-
-        self._bus._call(join)
-        self._last_heartbeat = time.monotonic()
-
-    def _heartbeat(self) -> None:
-        if time.monotonic() - self._last_heartbeat < self._bus.heartbeat_s:
-            return
-        self._last_heartbeat = time.monotonic()
-        group, member, timeout = self.group_id, self.member_id, self._bus.session_timeout_ms
-
-        def beat(conn: sqlite3.Connection) -> None:
-            now = _now_ms()
-            conn.execute("UPDATE members SET heartbeat_at=? WHERE group_id=? AND member_id=?", (now, group, member))
-            expired = conn.execute(
-                "DELETE FROM members WHERE group_id=? AND heartbeat_at<?", (group, now - timeout)
-            ).rowcount
-            if expired:
-                _bump_generation(conn, group)
-
-        self._bus._writer.submit((_CALL, beat, Future()))
-
-    def _rebalance_if_needed(self) -> None:
-        row = self._conn.execute("SELECT generation FROM groups WHERE group_id=?", (self.group_id,)).fetchone()
-        generation = row[0] if row else None
-        if generation == self._generation:
-            return
-        members = self._conn.execute(
-            "SELECT member_id, topics FROM members WHERE group_id=? ORDER BY joined_at, member_id", (self.group_id,)
-        ).fetchall()
-        if self.member_id not in {m for m, _ in members}:  # expelled after a long pause: rejoin
-            self._join()
-            return self._rebalance_if_needed()
-        new = set(self._assign(members))
-        old = set(self._positions)
-        revoked, added = sorted(old - new), sorted(new - old)
-        if revoked:
-            if self._on_revoke:
-                self._on_revoke(revoked)
-            for tp in revoked:
-                del self._positions[tp]
-        for tp in added:
-            self._positions[tp] = self._start_position(tp)
-        if added and self._on_assign:
-            self._on_assign(added)
-        self._generation = generation
-
-    def _assign(self, members: list[tuple[str, str]]) -> list[tuple[str, int]]:
-        """Range assignment, as Kafka's RangeAssignor: per topic, contiguous slices by member."""
-        mine: list[tuple[str, int]] = []
-        for topic in self._topics:
-            subscribers = [m for m, topics in members if topic in orjson.loads(topics)]
-            n = self._bus._partitions(topic)
-            index = subscribers.index(self.member_id)
-            per, extra = divmod(n, len(subscribers))
-            start = index * per + min(index, extra)
-            count = per + (1 if index < extra else 0)
-            mine.extend((topic, p) for p in range(start, start + count))
-        return mine
-
-    def _start_position(self, tp: tuple[str, int]) -> int:
-        row = self._conn.execute(
-            "SELECT offset FROM offsets WHERE group_id=? AND topic=? AND partition=?", (self.group_id, *tp)
-        ).fetchone()
-        if row:
-            return row[0]
-        start, end = self._conn.execute(
-            "SELECT start_offset, next_offset FROM partitions WHERE topic=? AND partition=?", tp
-        ).fetchone()
-        return start if self._reset == "earliest" else end
-
-    # -- consuming --------------------------------------------------------------------
-
-    def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Record]:
-        deadline = time.monotonic() + timeout
-        while True:
-            self._heartbeat()
-            self._rebalance_if_needed()
-            version = self._data_version() if self._bus.shared else 0
-            records = self._fetch(max_messages)
-            remaining = deadline - time.monotonic()
-            if records or remaining <= 0:
-                return records
-            self._wait(version, min(remaining, self._bus.poll_interval_s))
-
-    def _data_version(self) -> int:
-        """SQLite's count of commits by other connections to the file (this process's writer included)."""
-        return self._conn.execute("PRAGMA data_version").fetchone()[0]
-
-    def _wait(self, version: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` for new data; return True when new data woke us, False when the
-        time ran out. This process's writer wakes us at once; on a shared file a commit by another
-        process is seen within 10 ms by the file's data version, a check far cheaper than a fetch."""
-        if not self._bus.shared:
-            return self._bus._wait_for_data(timeout)
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                return False
-            if self._bus._wait_for_data(min(left, 0.01)) or self._data_version() != version:
-                return True
-
-    def _fetch(self, max_messages: int) -> list[Record]:
-        parts = list(self._positions)
-        if not parts:
-            return []
-        records: list[Record] = []
-        n = len(parts)
-        for i in range(n):
-            if len(records) >= max_messages:
-                break
-            tp = parts[(self._next_partition + i) % n]
-            rows = self._conn.execute(
-                "SELECT offset, key, value, timestamp, headers FROM messages "
-                "WHERE topic=? AND partition=? AND offset>=? ORDER BY offset LIMIT ?",
-                (tp[0], tp[1], self._positions[tp], max_messages - len(records)),
-            ).fetchall()
-            if rows:
-                topic, part = tp
-                records.extend(
-                    Record(topic, part, off, key, value, ts, _decode_headers(h)) for off, key, value, ts, h in rows
-                )
-                self._positions[tp] = rows[-1][0] + 1
-        self._next_partition = (self._next_partition + 1) % n
-        return records
-
-    def commit(self, records: Iterable[Record] | None = None) -> None:
-        if records is None:
-            offsets = dict(self._positions)
-        else:
-            offsets = {}
-            for r in records:
-                tp = (r.topic, r.partition)
-                if r.offset + 1 > offsets.get(tp, -1):
-                    offsets[tp] = r.offset + 1
-        if not offsets:
-            return
-        group, member = self.group_id, self.member_id
-        rows = [(group, tp[0], tp[1], off, _now_ms()) for tp, off in offsets.items()]
-
-        def commit(conn: sqlite3.Connection) -> None:
-            if not conn.execute("SELECT 1 FROM members WHERE group_id=? AND member_id=?", (group, member)).fetchone():
-                raise CommitFailedError(f"{member} is no longer in group {group}: not committed")
-            conn.executemany(
-                "INSERT INTO offsets VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET "
-                "offset=max(offset, excluded.offset), committed_at=excluded.committed_at",
-                rows,
-            )
-
-        self._bus._call(commit)
-
-    def assignment(self) -> list[tuple[str, int]]:
-        return sorted(self._positions)
-
-    def lag(self) -> int:
-        total = 0
-        for (topic, part), pos in self._positions.items():
-            end = self._conn.execute(
-                "SELECT next_offset FROM partitions WHERE topic=? AND partition=?", (topic, part)
-            ).fetchone()[0]
-            total += max(end - pos, 0)
-        return total
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        group, member = self.group_id, self.member_id
-
-        def leave(conn: sqlite3.Connection) -> None:
-            if conn.execute("DELETE FROM members WHERE group_id=? AND member_id=?", (group, member)).rowcount:
-                _bump_generation(conn, group)
-
-        try:
-            self._bus._call(leave)
-        finally:
-            self._conn.close()
-
-
-def _bump_generation(conn: sqlite3.Connection, group: str) -> None:
-    conn.execute("INSERT INTO groups VALUES (?, 1) ON CONFLICT DO UPDATE SET generation=generation+1", (group,))
 
 
 class EmbeddedBus:
@@ -486,8 +233,12 @@ class EmbeddedBus:
 
     def _call(self, fn: Callable[[sqlite3.Connection], Any], timeout: float = 60.0) -> Any:
         fut: Future = Future()
-        self._writer.submit((_CALL, fn, fut))
+        self._writer.submit((CALL, fn, fut))
         return fut.result(timeout)
+
+    def _call_nowait(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        """Queue ``fn`` for the writer thread and return at once (its result is not waited for)."""
+        self._writer.submit((CALL, fn, Future()))
 
     def _wait_for_data(self, timeout: float) -> bool:
         """Wait until this process's writer commits (True) or ``timeout`` passes (False)."""
@@ -510,7 +261,7 @@ class EmbeddedBus:
 
     def _maintain(self, conn: sqlite3.Connection) -> None:
         """Apply retention and compaction, as the catalog says per topic."""
-        now = _now_ms()
+        now = now_ms()
         for name, retention, cleanup in conn.execute("SELECT name, retention_ms, cleanup FROM topics").fetchall():
             if cleanup == "delete" and retention is not None and retention >= 0:
                 conn.execute("DELETE FROM messages WHERE topic=? AND timestamp<?", (name, now - retention))
@@ -549,7 +300,7 @@ class EmbeddedBus:
                         s.retention_ms,
                         s.cleanup,
                         orjson.dumps(s.kafka_config()).decode(),
-                        _now_ms(),
+                        now_ms(),
                     ),
                 )
                 created[s.name] = cur.rowcount == 1
@@ -585,7 +336,7 @@ class EmbeddedBus:
         members = dict(
             self._read(
                 "SELECT group_id, count(*) FILTER (WHERE heartbeat_at >= ?) FROM members GROUP BY group_id",
-                (_now_ms() - self.session_timeout_ms,),
+                (now_ms() - self.session_timeout_ms,),
             )
         )
         groups: dict[str, list[GroupPartition]] = {}
@@ -603,14 +354,14 @@ class EmbeddedBus:
         timeout = self.session_timeout_ms
 
         def delete(conn: sqlite3.Connection) -> dict[str, str | None]:
-            now = _now_ms()
+            now = now_ms()
             outcome: dict[str, str | None] = {}
             for group in ids:
                 # Members silent for the session timeout are gone, as another member's heartbeat finds.
                 if conn.execute(
                     "DELETE FROM members WHERE group_id=? AND heartbeat_at<?", (group, now - timeout)
                 ).rowcount:
-                    _bump_generation(conn, group)
+                    bump_generation(conn, group)
                 if conn.execute("SELECT 1 FROM members WHERE group_id=? LIMIT 1", (group,)).fetchone():
                     outcome[group] = GROUP_HAS_MEMBERS
                     continue

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import (
     Consumer,
@@ -80,7 +80,8 @@ class KafkaProducer:
         self._bus._require_topic(topic)
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=self._on_delivery)
+                # librdkafka takes any sequence of (name, bytes) pairs; its stubs say list, so no copy is made
+                self._producer.produce(topic, value, key, headers=cast(Any, headers), on_delivery=self._on_delivery)
                 break
             except BufferError:  # local queue full: let librdkafka send, then retry
                 self._producer.poll(0.05)
@@ -171,9 +172,16 @@ class KafkaConsumer:
                     raise ConfigError(f"kafka consumer {self.group_id}: {err.str()}")
                 log.warning("kafka consumer %s: %s", self.group_id, err.str())
                 continue
+            # A message without an error has its topic, partition and offset; headers are (str, bytes).
             records.append(
                 Record(
-                    m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1], tuple(m.headers() or ())
+                    cast(str, m.topic()),
+                    cast(int, m.partition()),
+                    cast(int, m.offset()),
+                    m.key(),
+                    m.value(),
+                    m.timestamp()[1],
+                    tuple(cast(Any, m.headers() or ())),
                 )
             )
         return records
@@ -255,7 +263,7 @@ class KafkaBus:
         connect_timeout_s: float = 10.0,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
-        self.client_config = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
+        self.client_config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
         self.replication_factor = replication_factor
         self.session_timeout_ms = session_timeout_ms
         self._admin = AdminClient(self.client_config, logger=log)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.jobs.base import Job, JobState
-from pipeline.jobs.training import load_bars
+from pipeline.jobs.training import Source, load_bars
 from pipeline.trading.backtest import BacktestError, BacktestResult, run_backtest
 from pipeline.trading.exchange import ExchangeSettings
 from pipeline.trading.risk import RiskSettings
@@ -34,7 +34,7 @@ class BacktestRequest:
     """What to backtest; ``source`` is store, simulator or file (``path``)."""
 
     symbols: tuple[str, ...]
-    source: str = "store"
+    source: Source = "store"
     path: str | None = None
     bars: int | None = None
     start_ms: int | None = None
@@ -131,7 +131,7 @@ def run_request(config: Config, db: Database, request: BacktestRequest, progress
             db,
             symbol,
             request.source,
-            bars=request.bars,  # type: ignore[arg-type]
+            bars=request.bars,
             path=request.path,
         )
         frame = _period(frame, request.start_ms, request.end_ms)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.bus.base import Record
+from pipeline.bus.base import OffsetReset, Record
 from pipeline.messages import MarketData, Message, MLSignal
 from pipeline.ml.features import SEED_FEATURES, WARMUP_BARS, FeatureState
 from pipeline.ml.registry import ModelLoadError, ModelRecord, Registry
@@ -86,7 +86,7 @@ class MLStage(Stage):
     name: ClassVar[str] = "ml"
     inputs: ClassVar[tuple[str, ...]] = (MARKET_DATA,)
     # Signals are about now: a fresh group starts at the topic's end and warms up from the store.
-    offset_reset: ClassVar[str] = "latest"
+    offset_reset: ClassVar[OffsetReset] = "latest"
 
     def __init__(
         self,

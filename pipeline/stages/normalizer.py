@@ -100,7 +100,7 @@ class Normalizer(Stage):
         assert isinstance(message, RawTrade)
         return Parsed(message, parse_raw(message))
 
-    def process_batch(self, messages: list[Parsed]) -> list[Message]:  # type: ignore[override]
+    def process_batch(self, messages: list[Parsed]) -> list[Message]:
         return self.db.write(lambda db: self._apply(db.conn, messages))
 
     # -- inside the write transaction ------------------------------------------------------

@@ -84,6 +84,7 @@ def tick_features(bars: pd.DataFrame, interval_ms: int) -> tuple[np.ndarray, np.
         if state.ready:
             for k in range(4):
                 f = state.features(ps[k])
+                assert f is not None  # a ready state has every feature
                 X[i, k] = [f[name] for name in names]
                 levels[i, k] = (f["ma_7"], f["ma_25"], f["rsi_14"])
         state.push(ci, hi, li, vi)

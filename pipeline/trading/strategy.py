@@ -22,10 +22,10 @@ import collections
 import collections.abc
 import queue
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 if not hasattr(collections, "Iterable"):  # backtrader 1.9.78 still imports it from collections
     collections.Iterable = collections.abc.Iterable  # type: ignore[attr-defined]
@@ -276,12 +276,12 @@ class LiveEventFeed(bt.feed.DataBase):
     params = (("queue", None), ("qcheck", 0.5))
 
     STOP = object()
-    _events: ClassVar[list[Event]] = []  # the current point's events; replaced, never changed in place
+    _events: Sequence[Event] = ()  # the current point's events; replaced, never changed in place
 
     def islive(self) -> bool:
         return True
 
-    def events(self) -> list[Event]:
+    def events(self) -> Sequence[Event]:
         return self._events
 
     def _load(self) -> bool | None:

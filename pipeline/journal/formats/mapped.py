@@ -87,6 +87,8 @@ class _CustomFill(_Mapped):
         time = _time(bad, *cell("time"), now_ms, self.parse_time, self.time_rule)
         if bad:
             raise BadMessageError(bad)
+        # The readers append a violation whenever they return None for a required field.
+        assert pair is not None and side is not None and price is not None and qty is not None and time is not None
         fee_asset = _id(cell("fee_asset")[1])
         return Fill(
             pair[0],
@@ -94,7 +96,7 @@ class _CustomFill(_Mapped):
             price,
             qty,
             time,
-            fee,  # type: ignore[arg-type,index]
+            fee,
             ((fee_asset.upper() if fee_asset else suffix) if fee is not None else None),
             _id(cell("exchange_id")[1]),
         )
@@ -124,15 +126,18 @@ class _Trade(_Mapped):
         stop = _number(bad, *cell("stop_loss"), "> 0", required=False)
         if bad:
             raise BadMessageError(bad)
+        # The readers append a violation whenever they return None for a required field.
+        assert pair is not None and side is not None and entry is not None and qty is not None
+        assert entry_time is not None
         if pnl is None and exit_ is not None:
-            pnl = (exit_ - entry) * qty if side == "BUY" else (entry - exit_) * qty  # type: ignore[operator]
+            pnl = (exit_ - entry) * qty if side == "BUY" else (entry - exit_) * qty
             pnl -= fees or 0.0
         return TradeEntry(
             symbol=pair[0],
-            side=side,  # type: ignore[arg-type,index]
+            side=side,
             entry_price=entry,
             quantity=qty,
-            entry_time=entry_time,  # type: ignore[arg-type]
+            entry_time=entry_time,
             exit_price=exit_,
             exit_time=exit_time,
             pnl=pnl,

@@ -1,0 +1,239 @@
+"""A member of a consumer group on the embedded log: joins, heartbeats, rebalances, polls, commits.
+
+It reads with a connection of its own and writes (membership, offsets) through the bus's writer
+thread, so its commits are ordered with everything else the process writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+
+import orjson
+
+from pipeline.bus.base import OffsetReset, PartitionsCallback, Record
+from pipeline.bus.embedded_log import LogFile, bump_generation, decode_headers, now_ms
+from pipeline.errors import CommitFailedError
+from storage.db import connect
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedConsumer:
+    """A member of a consumer group on the embedded log. Use from one thread only."""
+
+    def __init__(
+        self,
+        bus: LogFile,
+        group_id: str,
+        topics: Sequence[str],
+        auto_offset_reset: OffsetReset,
+        on_assign: PartitionsCallback | None,
+        on_revoke: PartitionsCallback | None,
+    ) -> None:
+        for topic in topics:
+            bus._partitions(topic)
+        self.group_id = group_id
+        self.member_id = f"{group_id}-{uuid.uuid4().hex[:12]}"
+        self._bus = bus
+        self._topics = list(topics)
+        self._reset = auto_offset_reset
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._conn = connect(bus.path)
+        self._generation: int | None = None
+        self._positions: dict[tuple[str, int], int] = {}
+        self._next_partition = 0
+        self._last_heartbeat = 0.0
+        self._closed = False
+        self._join()
+
+    # -- group membership -------------------------------------------------------------
+
+    def _join(self) -> None:
+        member, group, topics = self.member_id, self.group_id, orjson.dumps(self._topics).decode()
+
+        def join(conn: sqlite3.Connection) -> None:
+            now = now_ms()
+            conn.execute("INSERT OR REPLACE INTO members VALUES (?,?,?,?,?)", (group, member, topics, now, now))
+            bump_generation(conn, group)
+
+        self._bus._call(join)
+        self._last_heartbeat = time.monotonic()
+
+    def _heartbeat(self) -> None:
+        if time.monotonic() - self._last_heartbeat < self._bus.heartbeat_s:
+            return
+        self._last_heartbeat = time.monotonic()
+        group, member, timeout = self.group_id, self.member_id, self._bus.session_timeout_ms
+
+        def beat(conn: sqlite3.Connection) -> None:
+            now = now_ms()
+            conn.execute("UPDATE members SET heartbeat_at=? WHERE group_id=? AND member_id=?", (now, group, member))
+            expired = conn.execute(
+                "DELETE FROM members WHERE group_id=? AND heartbeat_at<?", (group, now - timeout)
+            ).rowcount
+            if expired:
+                bump_generation(conn, group)
+
+        self._bus._call_nowait(beat)
+
+    def _rebalance_if_needed(self) -> None:
+        row = self._conn.execute("SELECT generation FROM groups WHERE group_id=?", (self.group_id,)).fetchone()
+        generation = row[0] if row else None
+        if generation == self._generation:
+            return
+        members = self._conn.execute(
+            "SELECT member_id, topics FROM members WHERE group_id=? ORDER BY joined_at, member_id", (self.group_id,)
+        ).fetchall()
+        if self.member_id not in {m for m, _ in members}:  # expelled after a long pause: rejoin
+            self._join()
+            return self._rebalance_if_needed()
+        new = set(self._assign(members))
+        old = set(self._positions)
+        revoked, added = sorted(old - new), sorted(new - old)
+        if revoked:
+            if self._on_revoke:
+                self._on_revoke(revoked)
+            for tp in revoked:
+                del self._positions[tp]
+        for tp in added:
+            self._positions[tp] = self._start_position(tp)
+        if added and self._on_assign:
+            self._on_assign(added)
+        self._generation = generation
+
+    def _assign(self, members: list[tuple[str, str]]) -> list[tuple[str, int]]:
+        """Range assignment, as Kafka's RangeAssignor: per topic, contiguous slices by member."""
+        mine: list[tuple[str, int]] = []
+        for topic in self._topics:
+            subscribers = [m for m, topics in members if topic in orjson.loads(topics)]
+            n = self._bus._partitions(topic)
+            index = subscribers.index(self.member_id)
+            per, extra = divmod(n, len(subscribers))
+            start = index * per + min(index, extra)
+            count = per + (1 if index < extra else 0)
+            mine.extend((topic, p) for p in range(start, start + count))
+        return mine
+
+    def _start_position(self, tp: tuple[str, int]) -> int:
+        row = self._conn.execute(
+            "SELECT offset FROM offsets WHERE group_id=? AND topic=? AND partition=?", (self.group_id, *tp)
+        ).fetchone()
+        if row:
+            return row[0]
+        start, end = self._conn.execute(
+            "SELECT start_offset, next_offset FROM partitions WHERE topic=? AND partition=?", tp
+        ).fetchone()
+        return start if self._reset == "earliest" else end
+
+    # -- consuming --------------------------------------------------------------------
+
+    def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Record]:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._heartbeat()
+            self._rebalance_if_needed()
+            version = self._data_version() if self._bus.shared else 0
+            records = self._fetch(max_messages)
+            remaining = deadline - time.monotonic()
+            if records or remaining <= 0:
+                return records
+            self._wait(version, min(remaining, self._bus.poll_interval_s))
+
+    def _data_version(self) -> int:
+        """SQLite's count of commits by other connections to the file (this process's writer included)."""
+        return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def _wait(self, version: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` for new data; return True when new data woke us, False when the
+        time ran out. This process's writer wakes us at once; on a shared file a commit by another
+        process is seen within 10 ms by the file's data version, a check far cheaper than a fetch."""
+        if not self._bus.shared:
+            return self._bus._wait_for_data(timeout)
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            if self._bus._wait_for_data(min(left, 0.01)) or self._data_version() != version:
+                return True
+
+    def _fetch(self, max_messages: int) -> list[Record]:
+        parts = list(self._positions)
+        if not parts:
+            return []
+        records: list[Record] = []
+        n = len(parts)
+        for i in range(n):
+            if len(records) >= max_messages:
+                break
+            tp = parts[(self._next_partition + i) % n]
+            rows = self._conn.execute(
+                "SELECT offset, key, value, timestamp, headers FROM messages "
+                "WHERE topic=? AND partition=? AND offset>=? ORDER BY offset LIMIT ?",
+                (tp[0], tp[1], self._positions[tp], max_messages - len(records)),
+            ).fetchall()
+            if rows:
+                topic, part = tp
+                records.extend(
+                    Record(topic, part, off, key, value, ts, decode_headers(h)) for off, key, value, ts, h in rows
+                )
+                self._positions[tp] = rows[-1][0] + 1
+        self._next_partition = (self._next_partition + 1) % n
+        return records
+
+    def commit(self, records: Iterable[Record] | None = None) -> None:
+        if records is None:
+            offsets = dict(self._positions)
+        else:
+            offsets = {}
+            for r in records:
+                tp = (r.topic, r.partition)
+                if r.offset + 1 > offsets.get(tp, -1):
+                    offsets[tp] = r.offset + 1
+        if not offsets:
+            return
+        group, member = self.group_id, self.member_id
+        rows = [(group, tp[0], tp[1], off, now_ms()) for tp, off in offsets.items()]
+
+        def commit(conn: sqlite3.Connection) -> None:
+            if not conn.execute("SELECT 1 FROM members WHERE group_id=? AND member_id=?", (group, member)).fetchone():
+                raise CommitFailedError(f"{member} is no longer in group {group}: not committed")
+            conn.executemany(
+                "INSERT INTO offsets VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+                "offset=max(offset, excluded.offset), committed_at=excluded.committed_at",
+                rows,
+            )
+
+        self._bus._call(commit)
+
+    def assignment(self) -> list[tuple[str, int]]:
+        return sorted(self._positions)
+
+    def lag(self) -> int:
+        total = 0
+        for (topic, part), pos in self._positions.items():
+            end = self._conn.execute(
+                "SELECT next_offset FROM partitions WHERE topic=? AND partition=?", (topic, part)
+            ).fetchone()[0]
+            total += max(end - pos, 0)
+        return total
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        group, member = self.group_id, self.member_id
+
+        def leave(conn: sqlite3.Connection) -> None:
+            if conn.execute("DELETE FROM members WHERE group_id=? AND member_id=?", (group, member)).rowcount:
+                bump_generation(conn, group)
+
+        try:
+            self._bus._call(leave)
+        finally:
+            self._conn.close()

@@ -1,0 +1,78 @@
+"""What the embedded bus's parts share: the log file's schema, the writer's operations, small codecs.
+
+``LogFile`` is what a consumer needs of the bus (``pipeline.bus.embedded.EmbeddedBus`` is one),
+so the consumer module does not import the bus module back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (
+    name TEXT PRIMARY KEY, partitions INTEGER NOT NULL, retention_ms INTEGER,
+    cleanup TEXT NOT NULL, config TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS partitions (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, start_offset INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, key BLOB,
+    value BLOB, timestamp INTEGER NOT NULL, headers BLOB,
+    PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS groups (group_id TEXT PRIMARY KEY, generation INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+    group_id TEXT NOT NULL, member_id TEXT NOT NULL, topics TEXT NOT NULL,
+    joined_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL, PRIMARY KEY (group_id, member_id));
+CREATE TABLE IF NOT EXISTS offsets (
+    group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL, committed_at INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)) WITHOUT ROWID;
+"""
+
+APPEND = 0
+CALL = 1
+FLUSH = 2
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def encode_headers(headers: Sequence[tuple[str, bytes]] | None) -> bytes | None:
+    if not headers:
+        return None
+    return orjson.dumps([[k, v.decode("latin-1")] for k, v in headers])
+
+
+def decode_headers(blob: bytes | None) -> tuple[tuple[str, bytes], ...]:
+    if blob is None:
+        return ()
+    return tuple((k, v.encode("latin-1")) for k, v in orjson.loads(blob))
+
+
+def bump_generation(conn: sqlite3.Connection, group: str) -> None:
+    conn.execute("INSERT INTO groups VALUES (?, 1) ON CONFLICT DO UPDATE SET generation=generation+1", (group,))
+
+
+class LogFile(Protocol):
+    """The members of the bus a consumer uses: its file, its settings and its writer thread."""
+
+    path: Path
+    shared: bool
+    session_timeout_ms: int
+    heartbeat_s: float
+    poll_interval_s: float
+
+    def _call(self, fn: Callable[[sqlite3.Connection], Any], timeout: float = 60.0) -> Any: ...
+
+    def _call_nowait(self, fn: Callable[[sqlite3.Connection], Any]) -> None: ...
+
+    def _partitions(self, topic: str) -> int: ...
+
+    def _wait_for_data(self, timeout: float) -> bool: ...
