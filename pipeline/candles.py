@@ -63,7 +63,14 @@ _BINANCE_NAME = re.compile(r"^([A-Za-z0-9]{2,20})-\d+(?:s|m|h|d|w|mo|M)-\d{4}-\d
 
 
 class CandleFileError(PipelineError):
-    """A file that is not a candle file at all (wrong columns, empty, too large): refused whole."""
+    """A file that is not a candle file at all (wrong columns, empty, too large): refused whole.
+
+    ``detail`` quotes the file (what was found instead), shown by ``str`` for the command line;
+    ``safe`` is the message without it, for pages (``pipeline.candle_files``)."""
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.safe = message
 
 
 @dataclass(frozen=True)
@@ -158,12 +165,16 @@ def read_candles(path: str | Path, *, max_bytes: int | None = None) -> CandleFil
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:
         raise CandleFileError(f"{path.name}: {size} bytes is more than the limit of {max_bytes}")
-    data = path.read_bytes()
+    return parse_candles(path.read_bytes(), path.name)
+
+
+def parse_candles(data: bytes, name: str) -> CandleFile:
+    """Read the bytes of a candle file called ``name`` (for messages), as ``read_candles`` does."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     skipped, first = _first_line(data)
     if not first:
-        raise CandleFileError(f"{path.name}: the file is empty; expected {_EXPECTED}")
+        raise CandleFileError(f"{name}: the file is empty; expected {_EXPECTED}")
     cells = [c.strip().strip('"').lower() for c in first.split(",")]
     if cells[0] == "open_time":
         fmt: CandleFormat = "binance-klines"
@@ -177,7 +188,7 @@ def read_candles(path: str | Path, *, max_bytes: int | None = None) -> CandleFil
     else:
         shown = first if len(first) <= 100 else first[:100] + "..."
         raise CandleFileError(
-            f"{path.name}: not a candle file: expected {_EXPECTED}; found {len(cells)} columns: {shown!r}"
+            f"{name}: not a candle file: expected {_EXPECTED}; found {len(cells)} columns", detail=repr(shown)
         )
     wanted = [time_col, *PRICES, "volume"]
     try:
@@ -191,7 +202,7 @@ def read_candles(path: str | Path, *, max_bytes: int | None = None) -> CandleFil
     except pd.errors.EmptyDataError:
         raw = pd.DataFrame({i: pd.Series(dtype=float) for i in sorted(index[c] for c in wanted)})
     except (pd.errors.ParserError, ValueError) as exc:
-        raise CandleFileError(f"{path.name}: cannot parse as CSV: {' '.join(str(exc).split())}") from None
+        raise CandleFileError(f"{name}: cannot parse as CSV", detail=" ".join(str(exc).split())) from None
     raw.columns = [next(c for c in wanted if index[c] == i) for i in raw.columns]
     return _check(fmt, raw, first_line=skipped + header + 1, lines=_Lines(data), index=index, time_col=time_col)
 

@@ -95,6 +95,9 @@ class Config:
     decision_confirm_models: tuple[str, ...] = ()
     risk: RiskSettings = field(default_factory=RiskSettings)
     exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
+    # Candle files pages may read (the CLI reads any file): a folder, and a size cap per file.
+    candle_dir: Path = Path("data/candles")
+    candle_max_bytes: int = 512 * 1024 * 1024
     # Notifications (the notifier stage runs when either is set); the URLs hold secrets.
     discord_webhook_url: str | None = field(default=None, repr=False)
     notify_webhook_url: str | None = field(default=None, repr=False)
@@ -192,8 +195,11 @@ def load_config(env: Mapping[str, str]) -> Config:
     if outside:
         raise ConfigError(f"STAGE_PROCESSES has {outside}, which STAGES does not run; STAGES: {', '.join(stages)}")
     seed = env.get("SIMULATOR_SEED")
+    data_dir = Path(env.get("DATA_DIR") or "data")
     return Config(
-        data_dir=Path(env.get("DATA_DIR") or "data"),
+        data_dir=data_dir,
+        candle_dir=Path(env.get("CANDLE_DIR") or data_dir / "candles"),
+        candle_max_bytes=_int(env, "CANDLE_MAX_MB", 512, 1) * 1024 * 1024,
         kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
         kafka_client_config={kafka: env[var] for var, kafka in KAFKA_SECURITY_ENV.items() if env.get(var)},
         kafka_replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", 1, 1),
