@@ -68,6 +68,11 @@ class Config:
     user_id: str = "trader"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # The API's gate (pipeline.api.guard): extra Host names, allowed browser origins, caps.
+    api_allowed_hosts: tuple[str, ...] = ()
+    api_allowed_origins: tuple[str, ...] = ()
+    api_max_body_bytes: int = 1024 * 1024
+    api_max_websockets: int = 64
     behaviour: BehaviourRules = field(default_factory=BehaviourRules)
     # Exchange accounts whose trade history is synced (off unless keys are set).
     exchange_keys: tuple[ExchangeKeys, ...] = ()
@@ -156,6 +161,10 @@ def _float(
     return value
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in env.get(name, "").split(",") if s.strip())
+
+
 def _names(env: Mapping[str, str], name: str, default: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
     values = tuple(s.strip() for s in env.get(name, ",".join(default)).split(",") if s.strip())
     unknown = [v for v in values if v not in known]
@@ -213,6 +222,10 @@ def load_config(env: Mapping[str, str]) -> Config:
         user_id=_user_id(env.get("USER_ID") or "trader"),
         api_host=env.get("API_HOST") or "127.0.0.1",
         api_port=_int(env, "API_PORT", 8000, 0),
+        api_allowed_hosts=_list(env, "API_ALLOWED_HOSTS"),
+        api_allowed_origins=_list(env, "API_ALLOWED_ORIGINS"),
+        api_max_body_bytes=_int(env, "API_MAX_BODY_KB", 1024, 1) * 1024,
+        api_max_websockets=_int(env, "API_MAX_WEBSOCKETS", 64, 1),
         behaviour=rules_from_env(env),
         exchange_keys=exchange_keys_from_env(env),
         market_sources=sources,
