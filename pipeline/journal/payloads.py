@@ -8,10 +8,12 @@ a rule raises ``BadMessageError`` naming every bad field.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 
 from pipeline.errors import BadMessageError, Violation
 from pipeline.journal.fills import Fill, normalize_symbol
+from pipeline.journal.plausible import check_fill
 
 
 class _Fields:
@@ -128,7 +130,27 @@ def parse_bybit_execution(raw: Mapping[str, object]) -> Fill:
 # The ``RawTrade.format`` of each exchange API's payload, and its parser.
 BINANCE_API = "binance-api"
 BYBIT_API = "bybit-api"
+
+
+def _checked(parse: Callable[[Mapping[str, object]], Fill], cols: dict[str, str]) -> Callable[..., Fill]:
+    """``parse``, then the plausibility rules every source keeps (``pipeline.journal.plausible``)."""
+
+    def parse_checked(raw: Mapping[str, object]) -> Fill:
+        fill = parse(raw)
+        bad = check_fill(fill, int(time.time() * 1000), cols)
+        if bad:
+            raise BadMessageError(bad)
+        return fill
+
+    return parse_checked
+
+
 PARSERS: dict[str, Callable[[Mapping[str, object]], Fill]] = {
-    BINANCE_API: parse_binance_trade,
-    BYBIT_API: parse_bybit_execution,
+    BINANCE_API: _checked(
+        parse_binance_trade, {"symbol": "symbol", "price": "price", "quantity": "qty", "fee": "commission"}
+    ),
+    BYBIT_API: _checked(
+        parse_bybit_execution,
+        {"symbol": "symbol", "price": "execPrice", "quantity": "execQty", "fee": "execFee", "time": "execTime"},
+    ),
 }

@@ -31,6 +31,7 @@ from pipeline.journal.formats.mapped import (
     _custom,
     _generic,
 )
+from pipeline.journal.plausible import check_entry, check_fill
 
 Format = Literal["binance-spot", "bybit-spot", "generic", "manual", "custom"]
 FORMATS: tuple[str, ...] = ("binance-spot", "bybit-spot", "generic", "manual", "custom")
@@ -67,8 +68,30 @@ def detect_format(header: list[str]) -> str | None:
     return None
 
 
+class _Plausible:
+    """A format's parser followed by the plausibility rules every row keeps (``journal.plausible``).
+
+    Columns are named as the parser names them: its ``field_columns``, or a mapped parser's ``cols``."""
+
+    def __init__(self, parse: RowParser) -> None:
+        self.parse = parse
+        cols = getattr(parse, "field_columns", None) or getattr(parse, "cols", None)
+        self.cols: dict[str, str] = {k: v for k, v in cols.items() if v} if isinstance(cols, dict) else {}
+
+    def __call__(self, row: Mapping[str, object], now_ms: int) -> Fill | TradeEntry:
+        item = self.parse(row, now_ms)
+        bad = check_fill(item, now_ms, self.cols) if type(item) is Fill else check_entry(item, now_ms, self.cols)  # type: ignore[arg-type]
+        if bad:
+            raise BadMessageError(bad)
+        return item
+
+
 @lru_cache(maxsize=256)
 def _cached(fmt: str, header: tuple[str, ...], mapping: tuple[tuple[str, str], ...] | None) -> RowParser:
+    return _Plausible(_parser(fmt, header, mapping))
+
+
+def _parser(fmt: str, header: tuple[str, ...], mapping: tuple[tuple[str, str], ...] | None) -> RowParser:
     if mapping is not None or fmt == "custom":
         if mapping is None:
             raise BadMessageError([Violation("mapping", None, "a column mapping for format custom")])

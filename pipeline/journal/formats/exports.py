@@ -21,6 +21,7 @@ from pipeline.journal.formats.cells import (
     _symbol,
     _time,
 )
+from pipeline.journal.plausible import check_amount, check_asset
 
 BINANCE_COLUMNS = ("Date(UTC)", "Pair", "Side", "Price", "Executed", "Amount", "Fee")
 BYBIT_COLUMNS = (
@@ -55,8 +56,10 @@ def _exchange_fill(
     base, quote = (pair[1], pair[2]) if pair else (None, None)
     side = _side(bad, c_side, get(c_side), _EXCHANGE_SIDES, "one of BUY, SELL")
     price = _number(bad, c_price, get(c_price), "> 0", required=True)
-    qty, _ = _amount(bad, c_qty, get(c_qty), (base,), "> 0", required=True)
-    _amount(bad, c_value, get(c_value), (quote,), ">= 0", required=False)
+    qty, asset = _amount(bad, c_qty, get(c_qty), (base,), "> 0", required=True)
+    check_asset(bad, c_qty, get(c_qty), asset, base)
+    value, _ = _amount(bad, c_value, get(c_value), (quote,), ">= 0", required=False)
+    check_amount(bad, c_value, get(c_value), value, price, qty)
     return pair, base, quote, side, price, qty
 
 
@@ -66,6 +69,8 @@ class _Binance:
     def __init__(self, header: Sequence[str]) -> None:
         cols = _columns(header, (*BINANCE_COLUMNS, "Fee Coin"))
         self.cols = tuple(cols.values())
+        names = ("time", "symbol", "side", "price", "quantity", "amount", "fee", "fee_asset")
+        self.field_columns = dict(zip(names, self.cols))
 
     def __call__(self, row: Mapping[str, object], now_ms: int) -> Fill:
         c_date, c_pair, c_side, c_price, c_exec, c_amount, c_fee, c_coin = self.cols
@@ -95,6 +100,8 @@ class _Bybit:
 
     def __init__(self, header: Sequence[str]) -> None:
         self.cols = tuple(_columns(header, BYBIT_COLUMNS).values())
+        names = ("symbol", "", "side", "amount", "price", "quantity", "fee", "exchange_id", "", "time")
+        self.field_columns = dict(zip(names, self.cols))
 
     def __call__(self, row: Mapping[str, object], now_ms: int) -> Fill:
         c_pair, _, c_side, c_value, c_price, c_qty, c_fee, c_txid, _, c_time = self.cols
