@@ -34,6 +34,7 @@ from pipeline.journal.importer import (
     save_mapping,
 )
 from runtime import page_runtime
+from views.markdown import plain
 from storage.journal import ImportTracker
 
 TARGETS = {"fill": FILL_FIELDS, "trade": TRADE_FIELDS}
@@ -117,7 +118,9 @@ def _mapping_form(header: list[str]) -> None:
 st.subheader("Preview")
 try:
     header, first_rows = preview(data)
-    st.dataframe(pd.DataFrame(first_rows, columns=header), hide_index=True, width="stretch", height=240)
+    # a header may repeat a column (refused below); the preview still shows it, numbered
+    shown = [h if header.index(h) == i else f"{h} ({i + 1})" for i, h in enumerate(header)]
+    st.dataframe(pd.DataFrame(first_rows, columns=shown), hide_index=True, width="stretch", height=240)
 except ImportFileError:
     st.caption("No preview: the file is not readable as CSV text (see below).")
 
@@ -141,7 +144,7 @@ if check_key not in st.session_state:
                 st.rerun()
             _mapping_form(exc.header)
         else:
-            st.error(f"{upload.name}: {exc}")
+            st.error(f"{plain(upload.name)}: {plain(exc)}")  # the header is the file's own text
         st.stop()
     bar.empty()
     st.session_state[check_key] = report

@@ -381,7 +381,7 @@ def _scan(
         except csv.Error as exc:
             line, last = last + 1, reader.line_num
             report.rows += 1
-            reject(line, {}, [Violation("", "", f"a well-formed CSV row ({exc})")], f"unreadable row: {exc}")
+            reject(line, {}, [Violation("(whole row)", "", f"a well-formed CSV row ({exc})")], f"unreadable row: {exc}")
             continue
         line, last = last + 1, reader.line_num
         if line % 1024 == 0 and progress is not None and lines.position() >= next_mark:
@@ -395,7 +395,7 @@ def _scan(
                 reject(
                     line,
                     cells,
-                    [Violation("", str(len(cells)), f"at most {width} cells, like the header")],
+                    [Violation(f"(cell {width + 1})", str(len(cells)), f"at most {width} cells, like the header")],
                     f"the row has {len(cells)} cells; the header has {width}",
                 )
                 continue

@@ -124,6 +124,16 @@ def parse_row(
     return row_parser(fmt, tuple(row), mapping)(row, now_ms)
 
 
+_FORMULA = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")  # and their full-width forms, which spreadsheets also read
+
+
 def escape_cell(value: str) -> str:
-    """Return ``value`` safe for a CSV export: a ``'`` before a leading ``= + - @``, tab or CR (OWASP)."""
-    return "'" + value if value and value[0] in "=+-@\t\r" else value
+    """Return ``value`` safe for a CSV export (OWASP CSV injection): a ``'`` before a cell whose first
+    character is a formula mark (``= + - @`` or their full-width forms) or any whitespace or control
+    character (tab, CR, LF, a space before ``=1+1``: spreadsheets skip those and read the formula)."""
+    if not value:
+        return value
+    first = value[0]
+    if first in _FORMULA or first.isspace() or first < " " or first == "\x7f":
+        return "'" + value
+    return value
