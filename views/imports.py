@@ -34,8 +34,8 @@ from pipeline.journal.importer import (
     save_mapping,
 )
 from runtime import page_runtime
-from views.markdown import plain
 from storage.journal import ImportTracker
+from views.markdown import plain
 
 TARGETS = {"fill": FILL_FIELDS, "trade": TRADE_FIELDS}
 REQUIRED = {"fill": FILL_REQUIRED, "trade": TRADE_REQUIRED}
