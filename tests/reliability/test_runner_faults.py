@@ -64,7 +64,9 @@ def test_an_exception_in_prepare_is_dead_lettered_once_even_across_a_restart(bus
         wait_for(lambda: runner.health.snapshot().dead_lettered >= 2)
         assert stage.failed.is_set()  # the restart did happen after both dead letters
         # everything the runner dead-lettered was flushed before 5.0 was processed
-        letters = [orjson.loads(r.value) for r in read_to_end(bus, dlq_name(topic), f"dlq-{uuid.uuid4().hex[:6]}")]
+        letters = [
+            orjson.loads(r.value or b"") for r in read_to_end(bus, dlq_name(topic), f"dlq-{uuid.uuid4().hex[:6]}")
+        ]
     finally:
         runner.stop()
     assert len(letters) == 2

@@ -53,7 +53,7 @@ def published(rt: Runtime) -> int:
 
 def every_route(rt: Runtime) -> list[tuple[str, str]]:
     app = create_app(rt.api_context())
-    out = []
+    out: list[tuple[str, str]] = []
     for r in app.routes:
         methods = getattr(r, "methods", None) or {"WS"}
         path = r.path.replace("{user_id}", "alice")  # type: ignore[attr-defined]

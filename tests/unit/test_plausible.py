@@ -3,11 +3,13 @@ trades API, exchange API payloads), and real rows still pass."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
 
 from pipeline.errors import BadMessageError
+from pipeline.journal.fills import Fill, TradeEntry
 from pipeline.journal.formats import parse_row
 from pipeline.journal.payloads import PARSERS
 from pipeline.journal.plausible import symbol_problem
@@ -25,7 +27,7 @@ def binance(**over: str) -> dict[str, str]:
     return {**row, **over}
 
 
-def refused(fmt: str, row: dict[str, object]) -> dict[str, str]:
+def refused(fmt: str, row: Mapping[str, object]) -> dict[str, str]:
     with pytest.raises(BadMessageError) as info:
         parse_row(fmt, row, now_ms=NOW)
     return {v.field: v.rule for v in info.value.violations}
@@ -33,6 +35,7 @@ def refused(fmt: str, row: dict[str, object]) -> dict[str, str]:
 
 def test_a_good_binance_row_passes() -> None:
     fill = parse_row("binance-spot", binance(), now_ms=NOW)
+    assert isinstance(fill, Fill)
     assert (fill.symbol, fill.quantity, fill.price) == ("BTCUSDT", 0.01, 62000.0)
 
 
@@ -80,6 +83,7 @@ def test_times_in_the_future_and_before_the_market_existed_are_refused() -> None
     assert "entry_time" in refused("manual", {**TRADE, "entry_time": "2026-01-01"})
     assert "entry_time" in refused("manual", {**TRADE, "entry_time": "2005-06-01"})  # crypto before Bitcoin
     stock = parse_row("manual", {**TRADE, "symbol": "IBM", "entry_time": "2005-06-01"}, now_ms=NOW)
+    assert isinstance(stock, TradeEntry)
     assert stock.entry_time < NOW
 
 
