@@ -61,6 +61,8 @@ class Config:
     stage_processes: tuple[str, ...] = ()
     # Other processes write the embedded bus too (STAGE_PROCESSES, or stages started by hand).
     bus_shared: bool = False
+    # How long a silent member of an embedded-bus group keeps its partitions (a killed process's).
+    embedded_session_timeout_ms: int = 30_000
     simulator_seed: int | None = None
     simulator_tick_ms: int = 1000
     simulator_history_minutes: int = 180
@@ -215,6 +217,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         symbols=symbols,
         stages=stages,
         stage_processes=stage_processes,
+        embedded_session_timeout_ms=_int(env, "EMBEDDED_SESSION_TIMEOUT_MS", 30_000, 1000),
         bus_shared=bool(stage_processes) or env.get("EMBEDDED_BUS_SHARED", "").lower() in ("1", "true", "yes"),
         simulator_seed=_int(env, "SIMULATOR_SEED", 0, 0) if seed else None,
         simulator_tick_ms=_int(env, "SIMULATOR_TICK_MS", 1000, 10),
