@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import orjson
 
 from pipeline.bus.base import Bus, Consumer, OffsetReset, Producer, Record
-from pipeline.errors import BadMessageError, TransientError, Violation
+from pipeline.errors import BadMessageError, CommitFailedError, TransientError, Violation
 from pipeline.messages import DeadLetter, Message, check_fresh, decode, encode, model_for
 from pipeline.topics import dlq_name
 
@@ -237,16 +237,32 @@ class StageRunner(Worker):
                 last_lag = time.monotonic()
                 # Everything polled is processed: commit the positions of quiet partitions too, so
                 # a restart of a group that starts at the topics' end resumes from here.
-                consumer.commit()
-                lag = consumer.lag()
-                with self.health.lock:
-                    self.health.lag = lag
+                self._commit(consumer, None)
+                try:
+                    lag = consumer.lag()
+                except Exception as exc:  # noqa: BLE001 - the lag is a figure for pages, never a reason to stop
+                    self.health.error(f"lag unknown: {type(exc).__name__}: {exc}")
+                else:
+                    with self.health.lock:
+                        self.health.lag = lag
 
-    def _commit(self, consumer: Consumer, records: Sequence[Record]) -> None:
-        """Make every output durable, then commit past ``records``."""
-        if self._producer.flush(30.0):
+    def _commit(self, consumer: Consumer, records: Sequence[Record] | None) -> None:
+        """Make every output durable, then commit past ``records`` (None: every position).
+
+        A commit refused because the group rebalanced (a broker restart expires every member) is
+        not a failure for a stage that can take a message twice: what it processed comes again to
+        whoever owns the partition now, and the consumer is already rejoining. Closing it and
+        starting again would rebalance the group once more and, with every member doing the same,
+        keep it rebalancing. A stage with state across messages still starts again (it must
+        rebuild that state from the last commit)."""
+        if records is not None and self._producer.flush(30.0):
             raise TransientError("outputs not delivered; not committing")
-        consumer.commit(records)
+        try:
+            consumer.commit(records)
+        except CommitFailedError as exc:
+            if not self.stage.isolates_failures:
+                raise
+            self.health.error(f"{type(exc).__name__}: {exc}")
 
     def handle(self, records: Sequence[Record]) -> None:
         """Validate, process and publish one batch; dead-letter what cannot be decoded or prepared.

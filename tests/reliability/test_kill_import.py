@@ -82,13 +82,13 @@ def export(path: Path, n: int, seed: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def reference_ids(tmp: Path, data: bytes) -> set[str]:
+def reference_ids(tmp: Path, data: bytes, user: str = USER) -> set[str]:
     """The trade ids one clean normalizer run over the file makes (no kills, no stages)."""
     bus = EmbeddedBus(tmp / "ref-bus.db")
     bus.create_topics(CATALOG.values())
     db = Database(tmp / "ref-desk.db")
     try:
-        import_file(data, user_id=USER, producer=bus.producer(), db=db)
+        import_file(data, user_id=user, producer=bus.producer(), db=db)
         raws = [decode(RAW_TRADES, r.value or b"") for r in read_to_end(bus, RAW_TRADES, "ref")]
         normalizer = Normalizer(db)
         records = normalizer.process_batch([normalizer.prepare(m) for m in raws])
