@@ -23,7 +23,7 @@ import uuid
 from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, File, Query, Request, UploadFile, WebSocket
+from fastapi import FastAPI, File, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -214,7 +214,7 @@ async def _serve_trades(socket: WebSocket, ctx: ApiContext, user: str) -> None:
                 await task
         stop.set()
         await asyncio.to_thread(thread.join, 10.0)
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # the client may have gone first
             await socket.close()
 
 
