@@ -53,7 +53,7 @@ class Config:
 
     data_dir: Path = Path("data")
     kafka_bootstrap_servers: str | None = None
-    kafka_client_config: dict[str, str] = field(default_factory=dict)
+    kafka_client_config: dict[str, str] = field(default_factory=dict, repr=False)  # may hold a password
     kafka_replication_factor: int = 1
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     stages: tuple[str, ...] = DEFAULT_STAGES
