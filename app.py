@@ -12,6 +12,7 @@ st.set_page_config(page_title="Trader's Desk", page_icon=":material/candlestick_
 pages = st.navigation(
     [
         st.Page("views/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
+        st.Page("views/stocks.py", title="Stocks", icon=":material/monitoring:"),
         st.Page("views/signals.py", title="Signals", icon=":material/insights:"),
         st.Page("views/portfolio.py", title="Portfolio", icon=":material/account_balance_wallet:"),
         st.Page("views/backtest.py", title="Backtest", icon=":material/history:"),

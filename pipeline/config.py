@@ -9,12 +9,14 @@ from pathlib import Path
 
 from pipeline.errors import ConfigError
 from pipeline.journal.behaviour_settings import BehaviourRules, rules_from_env
-from pipeline.stage_catalog import DEFAULT_PIPELINE, KNOWN_STAGES, MARKET_SOURCES
+from pipeline.messages.stocks import STOCK_SYMBOL
+from pipeline.stage_catalog import DEFAULT_PIPELINE, KNOWN_STAGES, MARKET_SOURCES, STOCK_SOURCES
 from pipeline.trading.exchange import ExchangeSettings
 from pipeline.trading.risk import SIZINGS, RiskSettings
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
-DEFAULT_STAGES = ("simulator", *DEFAULT_PIPELINE)
+DEFAULT_STOCK_SYMBOLS = ("AAPL", "MSFT", "GOOGL")  # seed 004's SUBSCRIBED_SYMBOLS
+DEFAULT_STAGES = ("simulator", "stock-simulator", *DEFAULT_PIPELINE)
 # Model names (pipeline.ml.models builds them; kept here so loading the config needs no scikit-learn).
 ML_MODEL_NAMES = ("random_forest", "svm", "logistic_regression", "linear_regression", "knn", "kmeans")
 SEED_MODELS = ("random_forest", "svm", "logistic_regression")
@@ -108,6 +110,24 @@ class Config:
     # Notifications (the notifier stage runs when either is set); the URLs hold secrets.
     discord_webhook_url: str | None = field(default=None, repr=False)
     notify_webhook_url: str | None = field(default=None, repr=False)
+    # Stocks (seed 004): the symbols, the source, the stores' batches, the low-latency fan-out.
+    stock_symbols: tuple[str, ...] = DEFAULT_STOCK_SYMBOLS
+    stock_sources: tuple[str, ...] = ("stock-simulator",)
+    alpaca_stock_feed: str = "iex"
+    stock_replay_files: str = ""
+    stock_backfill_days: int = 3
+    batch_size: int = 100
+    batch_max_wait_ms: int = 500
+    redis_url: str | None = field(default=None, repr=False)
+    redis_channel: str = "stock:trades:pubsub"
+    # The Discord bot (the discord-bot stage runs when the token is set): where it answers, and whom.
+    discord_bot_token: str | None = field(default=None, repr=False)
+    discord_guild_id: int | None = None
+    discord_channel_ids: tuple[int, ...] = ()
+    discord_user_ids: tuple[int, ...] = ()
+    discord_trader_ids: tuple[int, ...] = ()
+    discord_api_url: str | None = None
+    discord_gateway_url: str | None = None
 
     @property
     def bus_kind(self) -> str:
@@ -122,7 +142,14 @@ class Config:
                 value = {k: ("***" if k in SECRET_KEYS else v) for k, v in value.items()}
             elif f.name == "exchange_keys":
                 value = [repr(k) for k in value]  # masks the key and never shows the secret
-            elif f.name in ("alpaca_key", "alpaca_secret", "discord_webhook_url", "notify_webhook_url"):
+            elif f.name in (
+                "alpaca_key",
+                "alpaca_secret",
+                "discord_webhook_url",
+                "notify_webhook_url",
+                "redis_url",
+                "discord_bot_token",
+            ):
                 value = "***" if value else None
             elif f.name in ("behaviour", "risk", "exchange"):
                 value = vars(value) if hasattr(value, "__dict__") else repr(value)
@@ -180,6 +207,8 @@ FEED_URL_ENV = {
     "BINANCE_WS_URL": "binance-ws",
     "BYBIT_WS_URL": "bybit-ws",
     "ALPACA_WS_URL": "alpaca-ws",
+    "ALPACA_STOCK_WS_URL": "alpaca-stocks",
+    "ALPACA_DATA_URL": "alpaca-data",
 }
 
 
@@ -195,9 +224,11 @@ def load_config(env: Mapping[str, str]) -> Config:
         if url and not re.match(r"https?://[^/\s]+", url):
             raise ConfigError(f"{name} must be an http(s) URL")  # the URL itself is a secret: not shown
     notifier = ("notifier",) if discord or webhook else ()
-    stages = tuple(
-        s.strip() for s in env.get("STAGES", ",".join((*sources, *DEFAULT_PIPELINE, *notifier))).split(",") if s.strip()
-    )
+    stock_sources = _stock_sources(env)
+    bot_token = (env.get("DISCORD_BOT_TOKEN") or "").strip() or None
+    bot = ("discord-bot",) if bot_token else ()
+    default_stages = (*sources, *stock_sources, *DEFAULT_PIPELINE, *notifier, *bot)
+    stages = tuple(s.strip() for s in env.get("STAGES", ",".join(default_stages)).split(",") if s.strip())
     unknown = [s for s in stages if s not in KNOWN_STAGES]
     if unknown:
         raise ConfigError(f"STAGES has unknown {unknown}; known: {', '.join(sorted(KNOWN_STAGES))}")
@@ -260,7 +291,61 @@ def load_config(env: Mapping[str, str]) -> Config:
         ),
         discord_webhook_url=discord,
         notify_webhook_url=webhook,
+        stock_symbols=_stock_symbols(env),
+        stock_sources=stock_sources,
+        alpaca_stock_feed=_choice(env, "ALPACA_STOCK_FEED", "iex", ("iex", "sip")),
+        stock_replay_files=env.get("STOCK_REPLAY_FILES", ""),
+        stock_backfill_days=_int(env, "STOCK_BACKFILL_DAYS", 3, 0),
+        batch_size=_int(env, "BATCH_SIZE", 100, 1),
+        batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 500, 0),
+        redis_url=_redis_url(env.get("REDIS_URL") or None),
+        redis_channel=env.get("REDIS_CHANNEL_TRADES") or "stock:trades:pubsub",
+        discord_bot_token=bot_token,
+        discord_guild_id=(_discord_ids(env, "DISCORD_GUILD_ID") or (None,))[0],
+        discord_channel_ids=_discord_ids(env, "DISCORD_CHANNEL_IDS"),
+        discord_user_ids=_discord_ids(env, "DISCORD_USER_IDS"),
+        discord_trader_ids=_discord_ids(env, "DISCORD_TRADER_IDS"),
+        discord_api_url=env.get("DISCORD_API_URL") or None,
+        discord_gateway_url=env.get("DISCORD_GATEWAY_URL") or None,
     )
+
+
+def _stock_symbols(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("SUBSCRIBED_SYMBOLS", ",".join(DEFAULT_STOCK_SYMBOLS))
+    symbols = tuple(dict.fromkeys(s.strip().upper() for s in raw.split(",") if s.strip()))
+    bad = [s for s in symbols if not re.fullmatch(STOCK_SYMBOL, s)]
+    if bad or not symbols:
+        raise ConfigError(f"SUBSCRIBED_SYMBOLS has {bad or 'nothing'}: each must match {STOCK_SYMBOL}")
+    return symbols
+
+
+def _stock_sources(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("STOCK_SOURCE", "stock-simulator").strip()
+    if raw in ("", "none"):
+        return ()
+    return _names(env, "STOCK_SOURCE", ("stock-simulator",), (*STOCK_SOURCES, "none"))
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(allowed)}")
+    return value
+
+
+def _redis_url(url: str | None) -> str | None:
+    if url and not re.match(r"^(redis|rediss|unix)://", url):
+        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")  # it may hold a password
+    return url
+
+
+def _discord_ids(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    """Discord ids (snowflakes) from a comma-separated setting; the first bad one is a ConfigError."""
+    values = [v.strip() for v in env.get(name, "").split(",") if v.strip()]
+    bad = next((v for v in values if not v.isdigit() or int(v) <= 0), None)
+    if bad is not None:
+        raise ConfigError(f"{name} has {bad!r}: Discord ids are positive whole numbers (copy them with Developer Mode)")
+    return tuple(dict.fromkeys(int(v) for v in values))
 
 
 def _risk(env: Mapping[str, str]) -> RiskSettings:

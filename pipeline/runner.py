@@ -186,6 +186,7 @@ class StageRunner(Worker):
         max_retries: int = 4,
         backoff_s: float = 0.1,
         clock: Callable[[], float] = time.time,
+        fill_wait_s: float = 0.0,
     ) -> None:
         super().__init__(stage.name)
         self.stage = stage
@@ -195,6 +196,9 @@ class StageRunner(Worker):
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.clock = clock
+        # With fill_wait_s > 0 a batch is handled once it has max_batch records or its first record
+        # waited fill_wait_s (seed 004's BATCH_SIZE plus a maximum wait); 0 handles what one poll gives.
+        self.fill_wait_s = fill_wait_s
         self._models = {t: stage.input_model or model_for(t) for t in stage.inputs}
         self._producer: Producer = bus.producer()
         self._consumer: Consumer | None = None  # the consumer of the batch being handled
@@ -225,6 +229,8 @@ class StageRunner(Worker):
         first = True
         while not self._stop.is_set():
             records = consumer.poll(self.max_batch, self.poll_timeout)
+            if records and self.fill_wait_s > 0:
+                records = self._fill(consumer, list(records))
             if records:
                 self._consumer = consumer
                 self.handle(records)
@@ -263,6 +269,16 @@ class StageRunner(Worker):
             if not self.stage.isolates_failures:
                 raise
             self.health.error(f"{type(exc).__name__}: {exc}")
+
+    def _fill(self, consumer: Consumer, records: list[Record]) -> list[Record]:
+        """Poll more until the batch is full or its first record waited ``fill_wait_s``."""
+        deadline = time.monotonic() + self.fill_wait_s
+        while len(records) < self.max_batch and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            records.extend(consumer.poll(self.max_batch - len(records), left))
+        return records
 
     def handle(self, records: Sequence[Record]) -> None:
         """Validate, process and publish one batch; dead-letter what cannot be decoded or prepared.

@@ -3,7 +3,8 @@
 This is the one list of names. ``STAGES`` and ``STAGE_PROCESSES`` are checked against it,
 ``MARKET_SOURCE`` picks among its market sources, and the wiring has one factory per name (a
 unit test keeps the two equal). Market sources publish ``crypto.market_data``; ``MARKET_SOURCE``
-chooses which run, the simulator by default.
+chooses which run, the simulator by default. Stock sources publish ``stock_trades_raw`` and
+``stock_prices_raw``; ``STOCK_SOURCE`` chooses which run, the stock simulator by default.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["market-source", "source", "stage"]
+Role = Literal["market-source", "stock-source", "source", "stage"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ CATALOG: tuple[StageInfo, ...] = (
     StageInfo("binance-ws", "market-source", False, "Binance trade, kline and mini-ticker streams"),
     StageInfo("bybit-ws", "market-source", False, "Bybit v5 public spot stream"),
     StageInfo("alpaca-ws", "market-source", False, "Alpaca crypto stream (ALPACA_API_KEY/SECRET)"),
+    StageInfo("stock-simulator", "stock-source", True, "stock trades and 1-minute bars, only while the NYSE is open"),
+    StageInfo(
+        "alpaca-stocks", "stock-source", False, "Alpaca stock stream with a REST backfill (ALPACA_API_KEY/SECRET)"
+    ),
+    StageInfo("stock-replay", "stock-source", False, "stock bar files replayed at a chosen speed (STOCK_REPLAY_FILES)"),
     StageInfo("market-store", "stage", True, "ticks and 1-minute bars into SQLite"),
     StageInfo("ml", "stage", True, "one signal per tick and active model"),
     StageInfo("signal-store", "stage", True, "the last two days of signals into SQLite"),
@@ -42,11 +48,16 @@ CATALOG: tuple[StageInfo, ...] = (
     StageInfo("enricher", "stage", True, "the market context of every journal record"),
     StageInfo("behaviour", "stage", True, "behavioural alerts over the journal"),
     StageInfo("journal-store", "stage", True, "the journal and its alerts into SQLite"),
+    StageInfo("stock-trades-store", "stage", True, "stock trades into SQLite in batches (BATCH_SIZE)"),
+    StageInfo("stock-bars-store", "stage", True, "stock bars into SQLite, resampled to 5Min, 1Hour and 1Day"),
     StageInfo("api", "source", True, "the HTTP API (API_HOST:API_PORT)"),
     StageInfo("exchange-history", "source", False, "exchange trade history into raw-trades (API keys)"),
+    StageInfo("discord-bot", "source", False, "the Discord bot's slash commands (on when DISCORD_BOT_TOKEN is set)"),
 )
 
 KNOWN_STAGES = frozenset(s.name for s in CATALOG)
 MARKET_SOURCES = tuple(s.name for s in CATALOG if s.role == "market-source")
-# What runs besides the market sources when STAGES is not set.
-DEFAULT_PIPELINE = tuple(s.name for s in CATALOG if s.default and s.role != "market-source")
+# Stock sources publish stock_trades_raw and stock_prices_raw; STOCK_SOURCE picks which run.
+STOCK_SOURCES = tuple(s.name for s in CATALOG if s.role == "stock-source")
+# What runs besides the market and stock sources when STAGES is not set.
+DEFAULT_PIPELINE = tuple(s.name for s in CATALOG if s.default and s.role not in ("market-source", "stock-source"))

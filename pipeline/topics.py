@@ -22,6 +22,7 @@ NORMALIZED_TRADES = "normalized-trades"
 ENRICHED_TRADES = "enriched-trades"
 BEHAVIORAL_ALERTS = "behavioral-alerts"
 STOCK_PRICES_RAW = "stock_prices_raw"
+STOCK_TRADES_RAW = "stock_trades_raw"
 STOCK_NEWS_RAW = "stock_news_raw"
 ANALYSIS_TRIGGERS = "analysis_triggers"
 ANALYSIS_RESULTS = "analysis_results"
@@ -80,6 +81,13 @@ _SOURCES: tuple[TopicSpec, ...] = (
     TopicSpec(ENRICHED_TRADES, 3, 90 * DAY_MS, description="trades with market context (seed 000)"),
     TopicSpec(BEHAVIORAL_ALERTS, 3, 7 * DAY_MS, description="behavioural alerts (seed 000)"),
     TopicSpec(STOCK_PRICES_RAW, 10, 7 * DAY_MS, compression="snappy", description="stock price bars (seed 003)"),
+    TopicSpec(
+        STOCK_TRADES_RAW,
+        10,
+        7 * DAY_MS,
+        compression="lz4",
+        description="stock trades (seed 004 durable path); key = symbol",
+    ),
     TopicSpec(STOCK_NEWS_RAW, 5, 30 * DAY_MS, compression="gzip", description="stock news (seed 003)"),
     TopicSpec(ANALYSIS_TRIGGERS, 3, DAY_MS, compression="snappy", description="analysis jobs to run (seed 003)"),
     TopicSpec(

@@ -209,3 +209,43 @@ def buy_and_hold(db: Database, symbols: list[str], since_ms: int, until_ms: int,
     out = pd.DataFrame({"timestamp": growth.index.astype("int64"), "value": (growth.mean(axis=1) * balance).to_numpy()})
     out["time"] = pd.to_datetime(out["timestamp"], unit="ms", utc=True)
     return out
+
+
+def resampled(
+    db: Database, symbol: str, bucket_ms: int, since_ms: int, until_ms: int, limit: int
+) -> list[tuple[int, float, float, float, float, float]]:
+    """Return ``symbol``'s bars of ``bucket_ms`` (a multiple of a minute; buckets start on the UTC
+    clock) made from the 1-minute bars starting in [``since_ms``, ``until_ms``), as (start, open,
+    high, low, close, volume): the newest ``limit`` buckets, oldest first."""
+    b = int(bucket_ms)
+    rows = (
+        db.reader()
+        .conn.execute(
+            f"""SELECT g.b, o.open, g.h, g.l, c.close, g.v FROM (
+                SELECT (start / {b}) * {b} AS b, min(start) AS f, max(start) AS la, max(high) AS h, min(low) AS l,
+                       sum(volume) AS v
+                FROM bars_1m WHERE symbol = ? AND start >= ? AND start < ? GROUP BY b ORDER BY b DESC LIMIT ?) AS g
+            JOIN bars_1m AS o ON o.symbol = ? AND o.start = g.f
+            JOIN bars_1m AS c ON c.symbol = ? AND c.start = g.la
+            ORDER BY g.b""",
+            (symbol, since_ms, until_ms, limit, symbol, symbol),
+        )
+        .fetchall()
+    )
+    return rows
+
+
+def bars_between(
+    db: Database, symbol: str, start_ms: int, end_ms: int, limit: int
+) -> list[tuple[int, float, float, float, float, float]]:
+    """Return the first ``limit`` 1-minute bars of ``symbol`` starting in [``start_ms``, ``end_ms``)
+    as (start, open, high, low, close, volume), oldest first."""
+    return (
+        db.reader()
+        .conn.execute(
+            "SELECT start, open, high, low, close, volume FROM bars_1m WHERE symbol=? AND start>=? AND start<? "
+            "ORDER BY start LIMIT ?",
+            (symbol, start_ms, end_ms, limit),
+        )
+        .fetchall()
+    )

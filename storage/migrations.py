@@ -133,6 +133,20 @@ def _m006_stage_status(db: sqlite_utils.Database) -> None:
         details TEXT NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (name, host, pid))""")
 
 
+def _m007_stocks(db: sqlite_utils.Database) -> None:
+    # Stock trades as published on stock_trades_raw: each once, by (symbol, timestamp, trade_id).
+    db.execute("""CREATE TABLE stock_trades (
+        symbol TEXT NOT NULL, timestamp INTEGER NOT NULL, trade_id INTEGER NOT NULL, price REAL NOT NULL,
+        size REAL NOT NULL, exchange TEXT, conditions TEXT NOT NULL, tape TEXT, collected_at INTEGER NOT NULL,
+        PRIMARY KEY (symbol, timestamp, trade_id)) WITHOUT ROWID""")
+    # Stock bars: the feed's 1Min (and 1Day) bars from stock_prices_raw (derived = 0), and the 5Min,
+    # 1Hour and 1Day bars resampled from the 1Min ones (derived = 1; a feed's own daily bar wins).
+    db.execute("""CREATE TABLE stock_bars (
+        symbol TEXT NOT NULL, timeframe TEXT NOT NULL, start INTEGER NOT NULL, open REAL NOT NULL,
+        high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL, volume REAL NOT NULL, trade_count INTEGER,
+        vwap REAL, derived INTEGER NOT NULL, PRIMARY KEY (symbol, timeframe, start)) WITHOUT ROWID""")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_market_ticks_and_bars", _m001_market),
     ("002_journal", _m002_journal),
@@ -140,6 +154,7 @@ MIGRATIONS: list[Migration] = [
     ("004_portfolio", _m004_portfolio),
     ("005_fill_records", _m005_fill_records),
     ("006_stage_status", _m006_stage_status),
+    ("007_stocks", _m007_stocks),
 ]
 
 

@@ -157,7 +157,7 @@ def _track(bus):
 
 def _close_quietly(client: object) -> None:
     try:
-        client.close()  # type: ignore[attr-defined]
+        client.close()  # type: ignore[attr-defined]  # a producer or a consumer
     except RuntimeError:  # a confluent-kafka client closed already by the test
         pass
     except Exception as exc:  # noqa: BLE001 - teardown must not hide the test's own failure
@@ -188,10 +188,12 @@ def _tidy_kafka(bootstrap: str, names: _Names) -> None:
 )
 def bus(request: pytest.FixtureRequest, tmp_path: Path, names: _Names):
     """The bus under test: the embedded SQLite log, then a real Kafka broker."""
+    from pipeline.bus.base import Bus
+
     if request.param == "embedded":
         from pipeline.bus.embedded import EmbeddedBus
 
-        the_bus = EmbeddedBus(
+        the_bus: Bus = EmbeddedBus(
             tmp_path / "bus.db", session_timeout_ms=1500, maintenance_interval_s=0.2, poll_interval_s=0.02
         )
         bootstrap = None
@@ -209,3 +211,19 @@ def bus(request: pytest.FixtureRequest, tmp_path: Path, names: _Names):
         the_bus.close()
         if bootstrap is not None:
             _tidy_kafka(bootstrap, names)
+
+
+# -- Redis -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real ``redis-server`` of the tests' own (Debian's package; scripts/setup-redis.sh), for the session."""
+    from tests.fakes.redis_server import RedisServer
+
+    try:
+        server = RedisServer()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with server:
+        yield server

@@ -13,8 +13,11 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
+from pipeline.api.bars import add_bar_routes
 from pipeline.api.context import ApiContext
 from pipeline.api.guard import Guard
+from pipeline.api.health import add_health_routes
+from pipeline.api.stocks_ws import add_stock_ws_routes
 from pipeline.api.trades import ForbiddenUser, add_trade_routes
 from pipeline.errors import BadMessageError, TransientError
 
@@ -41,6 +44,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     add_trade_routes(app, ctx)
+    add_bar_routes(app, ctx)
+    add_stock_ws_routes(app, ctx)
+    add_health_routes(app, ctx)
 
     def openapi() -> dict[str, Any]:
         """The description, with the bearer scheme so the docs page's Authorize button takes the token."""

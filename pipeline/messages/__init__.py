@@ -41,10 +41,12 @@ from pipeline.messages.base import (
 from pipeline.messages.journal import BehavioralAlert, EnrichedTrade, RawTrade, Trade
 from pipeline.messages.market import MarketData, MLSignal
 from pipeline.messages.orders import Order, RiskManagement, TriggerSignal
+from pipeline.messages.stocks import STOCK_SYMBOL, StockTrade, iso_ms, ms_iso
 
 __all__ = [
     "CRYPTO_SYMBOL",
     "MODELS",
+    "STOCK_SYMBOL",
     "Alert",
     "AnalysisResult",
     "AnalysisScores",
@@ -65,6 +67,7 @@ __all__ = [
     "Signal",
     "StockNews",
     "StockPrice",
+    "StockTrade",
     "Trade",
     "TradeKind",
     "TriggerSignal",
@@ -73,8 +76,10 @@ __all__ = [
     "decode",
     "encode",
     "extend",
+    "iso_ms",
     "json_schemas",
     "model_for",
+    "ms_iso",
     "rule_error",
     "trade_avro_schema",
     "violations_of",
@@ -107,6 +112,7 @@ MODELS: dict[str, type[Message]] = {
         EnrichedTrade,
         BehavioralAlert,
         StockPrice,
+        StockTrade,
         StockNews,
         AnalysisTrigger,
         AnalysisResult,

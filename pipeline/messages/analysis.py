@@ -1,25 +1,34 @@
-"""Seed 003's stock analysis messages: prices, news, analysis triggers and results, alerts."""
+"""Seed 003's stock analysis messages: prices, news, analysis triggers and results, alerts.
+
+Stock trades (``stock_trades_raw``) and the stock symbol rule live in ``stocks.py``."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline import topics as t
 from pipeline.messages.base import (
     Message,
     rule_error,
 )
+from pipeline.messages.stocks import STOCK_SYMBOL, iso_ms
 
 
 class StockPrice(Message):
-    """A stock price bar on ``stock_prices_raw`` (seed 003); times are ISO-8601 strings."""
+    """A stock price bar on ``stock_prices_raw`` (seed 003): ``time`` is the bar's start as ISO-8601
+    with an offset, ``collected_at`` when the desk received it (ISO-8601).
+
+    Extensions to seed 003 (all optional, so seed 003's own messages are valid): ``timeframe``
+    (``1Min`` by default, or ``1Day``), and Alpaca's ``trade_count`` and ``vwap``.
+    """
 
     topic: ClassVar[str] = t.STOCK_PRICES_RAW
     key_field: ClassVar[str | None] = "symbol"
 
-    symbol: str = Field(pattern=r"^[A-Z0-9.]{1,10}$")
+    symbol: str = Field(pattern=STOCK_SYMBOL)
     time: str = Field(min_length=10)
     open: float = Field(gt=0)
     high: float = Field(gt=0)
@@ -27,12 +36,42 @@ class StockPrice(Message):
     close: float = Field(gt=0)
     volume: float = Field(ge=0)
     collected_at: str = Field(min_length=10)
+    timeframe: Literal["1Min", "1Day"] = "1Min"
+    trade_count: int | None = Field(default=None, ge=0)
+    vwap: float | None = Field(default=None, gt=0)
+
+    @field_validator("time")
+    @classmethod
+    def _time_has_offset(cls, value: str) -> str:
+        try:
+            iso_ms(value)
+        except ValueError:
+            raise rule_error("time", value, "an ISO-8601 time with an offset, e.g. 2024-12-04T09:15:00+07:00") from None
+        return value
+
+    @field_validator("collected_at")
+    @classmethod
+    def _collected_is_a_time(cls, value: str) -> str:
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise rule_error("collected_at", value, "an ISO-8601 time") from None
+        return value
 
     @model_validator(mode="after")
     def _range(self) -> StockPrice:
         if self.high < self.low:
             raise rule_error("high", self.high, f"high >= low (low={self.low})")
+        if self.high < max(self.open, self.close):
+            raise rule_error("high", self.high, f"high >= open and close (open={self.open}, close={self.close})")
+        if self.low > min(self.open, self.close):
+            raise rule_error("low", self.low, f"low <= open and close (open={self.open}, close={self.close})")
         return self
+
+    @property
+    def start_ms(self) -> int:
+        """The bar's start as Unix milliseconds."""
+        return iso_ms(self.time)
 
 
 class StockNews(Message):

@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,7 @@ from pipeline.candles import (
     symbol_from_name,
 )
 from pipeline.errors import BadMessageError, ConfigError, Violation
-from pipeline.messages import CRYPTO_SYMBOL
+from pipeline.messages import CRYPTO_SYMBOL, STOCK_SYMBOL
 from pipeline.sources.base import MarketSource
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,11 @@ log = logging.getLogger(__name__)
 _SPEC_SYMBOL = re.compile(r"^[A-Za-z0-9]+$")
 
 
-def replay_files_from_spec(spec: str) -> dict[str, Path]:
+def replay_files_from_spec(spec: str, *, symbol_rule: Literal["crypto", "stock"] = "crypto") -> dict[str, Path]:
     """Parse ``BTCUSDT=data/btc.csv,ETHUSDT=data/eth.csv`` (or a bare Binance file name, whose name
-    gives the symbol) into symbol -> path; raise ``ConfigError`` on a bad spec."""
+    gives the symbol) into symbol -> path; raise ``ConfigError`` on a bad spec. Symbols must match
+    the crypto rule, or the stock rule with ``symbol_rule="stock"``."""
+    rule = STOCK_SYMBOL if symbol_rule == "stock" else CRYPTO_SYMBOL
     files: dict[str, Path] = {}
     for item in (part.strip() for part in spec.split(",")):
         if not item:
@@ -61,8 +63,8 @@ def replay_files_from_spec(spec: str) -> dict[str, Path]:
             symbol = symbol_from_name(path) or ""
             if not symbol:
                 raise ConfigError(f"replay files: cannot tell the symbol of {item!r}; write SYMBOL=path")
-        if not re.match(CRYPTO_SYMBOL, symbol):
-            raise ConfigError(f"replay files: symbol {symbol!r} of {item!r} does not match {CRYPTO_SYMBOL}")
+        if not re.match(rule, symbol):
+            raise ConfigError(f"replay files: symbol {symbol!r} of {item!r} does not match {rule}")
         if symbol in files:
             raise ConfigError(f"replay files: {symbol} is given twice ({files[symbol]} and {path})")
         files[symbol] = path

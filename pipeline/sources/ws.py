@@ -7,6 +7,7 @@ stopped. Then it waits and connects again: exponential backoff from ``backoff_s`
 ``backoff_max_s``, each wait shortened by a random share of up to ``jitter`` so many clients do
 not reconnect in step, and back to ``backoff_s`` once a connection stayed up ``healthy_after_s``.
 ``heartbeat_s`` calls ``_heartbeat`` that often while connected (an exchange's application ping).
+``_silence_origin`` lets a feed that is quiet by design (stocks out of session) move the silence's start.
 A ``ConfigError`` (rejected credentials) ends the loop: retrying cannot fix it.
 
 Trades become ticks here: ``_trade`` turns each trade into one ``MarketData`` with the 24 h
@@ -187,6 +188,11 @@ class WebSocketSource(MarketSource):
     def _heartbeat(self, ws: ClientConnection) -> None:
         """Send the exchange's application-level ping (called every ``heartbeat_s``)."""
 
+    def _silence_origin(self, last_rx: float) -> float:
+        """Return the monotonic time silence counts from: the last frame, by default. A feed that is
+        quiet by design at times (a stock stream while the market is closed) returns later ones."""
+        return last_rx
+
     # -- the loop ----------------------------------------------------------------------------------
 
     def backoff(self, failures: int) -> float:
@@ -243,10 +249,11 @@ class WebSocketSource(MarketSource):
             if now >= next_beat:
                 self._heartbeat(ws)
                 next_beat = now + (self.heartbeat_s or math.inf)
-            if now - last_rx >= self.recv_timeout_s:
+            quiet_since = self._silence_origin(last_rx)
+            if now - quiet_since >= self.recv_timeout_s:
                 raise SilentConnectionError(f"no frame for {self.recv_timeout_s:g} s")
             busy = batch > 0 and batch < self.max_batch
-            wait = 0.0 if busy else min(self.poll_s, next_beat - now, last_rx + self.recv_timeout_s - now)
+            wait = 0.0 if busy else min(self.poll_s, next_beat - now, quiet_since + self.recv_timeout_s - now)
             try:
                 frame = ws.recv(timeout=max(0.0, wait))
             except TimeoutError:  # nothing waiting: publish what is due and deliver it

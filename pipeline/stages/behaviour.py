@@ -14,7 +14,8 @@ from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from pipeline.journal.behaviour_rules import MINUTE_MS, Finding, Row, detect
+from pipeline.journal.behaviour_book import MINUTE_MS, Finding, Row
+from pipeline.journal.behaviour_rules import detect
 from pipeline.journal.behaviour_settings import BehaviourRules
 from pipeline.messages import BehavioralAlert, EnrichedTrade, Message, Trade
 from pipeline.runner import Stage

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.bus.base import GROUP_HAS_MEMBERS, GROUP_NOT_FOUND, Record, partition_for
 from pipeline.errors import UnknownTopicError
-from pipeline.topics import TopicSpec
+from pipeline.topics import Cleanup, TopicSpec
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -45,7 +45,7 @@ def create(
     name: str,
     partitions: int = 1,
     retention_ms: int | None = None,
-    cleanup: str = "delete",
+    cleanup: Cleanup = "delete",
     extra: dict[str, str] | None = None,
 ) -> str:
     created = bus.create_topics([TopicSpec(name, partitions, retention_ms, cleanup=cleanup, extra=extra or {})])
@@ -62,6 +62,22 @@ def produce(bus, topic: str, messages: Iterable[tuple[bytes | None, bytes | None
         n += 1
     assert p.flush() == 0, "flush reported undelivered messages"
     return n
+
+
+def value_of(r: Record) -> bytes:
+    """The value of a record the test produced with one (no tombstone)."""
+    assert r.value is not None, f"no value at {r.topic}[{r.partition}]@{r.offset}"
+    return r.value
+
+
+def value_is(value: bytes) -> Callable[[list[Record]], bool]:
+    """``until`` for ``read_fresh``: a record with this value was read."""
+    return lambda rs: any(r.value == value for r in rs)
+
+
+def key_is(key: bytes) -> Callable[[list[Record]], bool]:
+    """``until`` for ``read_fresh``: a record with this key was read."""
+    return lambda rs: any(r.key == key for r in rs)
 
 
 def topic_state(bus, topic: str):
@@ -92,8 +108,8 @@ class Reader:
         self.records.extend(batch)
         return batch
 
-    def values(self) -> list[bytes | None]:
-        return [r.value for r in self.records]
+    def values(self) -> list[bytes]:
+        return [value_of(r) for r in self.records]
 
     def partitions_read(self) -> set[int]:
         return {r.partition for r in self.records}
@@ -184,10 +200,10 @@ class TestBusContract:
         seqs: dict[bytes, list[int]] = defaultdict(list)
         parts: dict[bytes, set[int]] = defaultdict(set)
         for r in records:
-            key, seq = r.value.split(b":")
+            key, seq = value_of(r).split(b":")
             assert key == r.key, f"value {r.value!r} came with key {r.key!r}"
-            seqs[r.key].append(int(seq))
-            parts[r.key].add(r.partition)
+            seqs[key].append(int(seq))
+            parts[key].add(r.partition)
         for k in keys:
             assert seqs[k] == list(range(per_key)), f"key {k!r} out of order or incomplete"
             assert parts[k] == {zlib.crc32(k) % partitions}, f"key {k!r} in partitions {parts[k]}"
@@ -272,7 +288,7 @@ class TestBusContract:
         )
         a.poll(0.5)  # anything extra (a committed message delivered again) would show here
         taken_over = a.records[before:]
-        assert sorted(r.value for r in taken_over) == expected, (
+        assert sorted(value_of(r) for r in taken_over) == expected, (
             "survivor must get exactly the new messages of the partitions it took over"
         )
         assert {r.partition for r in taken_over} == b_partitions
@@ -458,7 +474,7 @@ class TestBusContract:
                 bus,
                 group_name(f"r{rounds}"),
                 topic,
-                lambda rs, last=batch[-1]: any(r.value == last for r in rs),
+                value_is(batch[-1]),
                 timeout=5,
                 must=False,
             )
@@ -496,9 +512,7 @@ class TestBusContract:
             filler = b"filler-%d" % fillers
             produce(bus, topic, [(filler, b"x")], producer)
             fillers += 1
-            records = read_fresh(
-                bus, group_name(f"r{fillers}"), topic, lambda rs, key=filler: any(r.key == key for r in rs), timeout=30
-            )
+            records = read_fresh(bus, group_name(f"r{fillers}"), topic, key_is(filler), timeout=30)
             kept = [(r.offset, r.key, r.value) for r in records if r.key in (b"k1", b"k2")]
             if kept == [(1, b"k2", b"v1"), (3, b"k1", b"v3")]:
                 break
@@ -568,7 +582,7 @@ class TestBusContract:
         records = read_count(bus, group_name(), topic, threads_n * per_thread)
         seqs: dict[int, list[int]] = defaultdict(list)
         for r in records:
-            t, i = map(int, r.value.split(b":"))
+            t, i = map(int, value_of(r).split(b":"))
             seqs[t].append(i)
         for t in range(threads_n):
             assert seqs[t] == list(range(per_thread)), f"thread {t} lost or reordered messages"

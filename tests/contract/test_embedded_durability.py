@@ -51,7 +51,7 @@ class Child:
         self._reader.start()
 
     def _read(self) -> None:
-        for line in self.proc.stdout:  # type: ignore[union-attr]
+        for line in self.proc.stdout:  # type: ignore[union-attr]  # a pipe: stdout=PIPE
             self.lines.put(line.rstrip("\n"))
         self.lines.put(None)
 
@@ -62,13 +62,14 @@ class Child:
             pytest.fail(f"child said nothing for {timeout:.0f} s")
         if line is None:
             self.proc.wait(10)
+            assert self.proc.stderr is not None  # a pipe: stderr=PIPE above
             pytest.fail(f"child exited ({self.proc.returncode}): {self.proc.stderr.read()}")
         return line
 
     def go(self) -> None:
         """Send the line a child waits for on stdin."""
-        self.proc.stdin.write("go\n")  # type: ignore[union-attr]
-        self.proc.stdin.flush()  # type: ignore[union-attr]
+        self.proc.stdin.write("go\n")  # type: ignore[union-attr]  # a pipe: stdin=PIPE
+        self.proc.stdin.flush()  # type: ignore[union-attr]  # a pipe: stdin=PIPE
 
     def kill(self) -> list[str]:
         """SIGKILL the child; return the lines it printed that were not read yet."""
@@ -76,7 +77,7 @@ class Child:
         self.proc.wait(30)
         assert self.proc.returncode == -signal.SIGKILL
         self._reader.join(30)
-        rest = []
+        rest: list[str] = []
         while True:
             line = self.lines.get_nowait()
             if line is None:
@@ -86,7 +87,7 @@ class Child:
     def wait(self, timeout: float = 120.0) -> None:
         self.proc.wait(timeout)
         self._reader.join(30)
-        assert self.proc.returncode == 0, self.proc.stderr.read()  # type: ignore[union-attr]
+        assert self.proc.returncode == 0, self.proc.stderr.read()  # type: ignore[union-attr]  # a pipe: stderr=PIPE
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -306,7 +307,7 @@ def test_threads_producing_concurrently_lose_nothing(tmp_path):
         seqs: dict[int, list[int]] = defaultdict(list)
         offsets: dict[int, list[int]] = defaultdict(list)
         for r in records:
-            t, i = map(int, r.value.split(b":"))
+            t, i = map(int, (r.value or b"").split(b":"))
             seqs[t].append(i)
             offsets[r.partition].append(r.offset)
         for t in range(threads_n):
@@ -336,7 +337,7 @@ def test_processes_sharing_one_file_lose_nothing(tmp_path, children):
         assert [r.offset for r in records] == list(range(2 * n)), "offsets not unique/contiguous"
         seqs: dict[bytes, list[int]] = defaultdict(list)
         for r in records:
-            name, i = r.value.split(b":")
+            name, i = (r.value or b"").split(b":")
             seqs[name].append(int(i))
         assert seqs == {b"p1": list(range(n)), b"p2": list(range(n))}
     finally:
@@ -358,7 +359,12 @@ def test_a_shared_bus_wakes_an_idle_consumer_on_another_writers_commit(tmp_path,
         assert consumer.poll(10, 0.2) == []
         version = consumer._data_version()
         producer = writer.producer()
-        timer = threading.Timer(0.3, lambda: (producer.produce(TOPIC, b"v"), producer.flush(10)))
+
+        def produce_one() -> None:
+            producer.produce(TOPIC, b"v")
+            producer.flush(10)
+
+        timer = threading.Timer(0.3, produce_one)
         timer.start()
         woken = consumer._wait(version, 20.0 if shared else 1.0)
         timer.join()

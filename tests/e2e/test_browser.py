@@ -47,7 +47,7 @@ TABLE_JS = """(firstColumn) => {
     return null;
 }"""
 
-PAGES = ["Market", "Signals", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"]
+PAGES = ["Market", "Stocks", "Signals", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"]
 
 
 def wait_for(page: Page, server: Server, selector: str, what: str, timeout_s: float = 30.0) -> None:

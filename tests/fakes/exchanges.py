@@ -377,7 +377,7 @@ class FakeBybit(_FakeExchange):
         if start is None and end is None:
             lo, hi = now - 7 * DAY_MS, now
         elif end is None:
-            lo = int(start)  # type: ignore[arg-type]
+            lo = int(start)  # type: ignore[arg-type]  # not None: both None is the first case
             hi = lo + 7 * DAY_MS
         elif start is None:
             hi = int(end)

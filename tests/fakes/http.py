@@ -35,6 +35,7 @@ class LocalHttpFake:
     @property
     def base_url(self) -> str:
         host, port = self.server.server_address[:2]
+        assert isinstance(host, str)  # an IPv4 address: bound to 127.0.0.1 above
         return f"http://{host}:{port}"
 
     def __enter__(self) -> Self:

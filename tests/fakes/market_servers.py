@@ -258,7 +258,7 @@ def alpaca_bar(
     kind: str = "b",
     o: float = 10,
     h: float = 10,
-    l: float = 10,  # noqa: E741
+    l: float = 10,  # noqa: E741 - the feed's own field name for the low
     c: float = 10,
     v: float = 1,
 ) -> dict[str, Any]:

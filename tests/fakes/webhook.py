@@ -63,7 +63,7 @@ class WebhookFake(LocalHttpFake):
         self._changed = threading.Condition()
         self._closing = threading.Event()
         # The base routes only GET; this instance's handler class is its own, so POST is added here.
-        self.server.RequestHandlerClass.do_POST = lambda handler: self._serve(handler)  # type: ignore[attr-defined]
+        self.server.RequestHandlerClass.do_POST = lambda handler: self._serve(handler)  # type: ignore[attr-defined]  # its own handler class
 
     @property
     def url(self) -> str:

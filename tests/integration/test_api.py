@@ -170,7 +170,7 @@ def test_python_m_pipeline_api_serves_on_loopback(tmp_path: Path) -> None:
             try:
                 return httpx.get(f"{base}/api/alerts", headers=auth, timeout=1).status_code == 200
             except httpx.HTTPError:
-                assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+                assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]  # stderr=PIPE
                 return False
 
         assert _until(up, 60), "the API did not answer"
@@ -184,4 +184,4 @@ def test_python_m_pipeline_api_serves_on_loopback(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
-    assert proc.returncode == 0, proc.stderr.read()  # type: ignore[union-attr]
+    assert proc.returncode == 0, proc.stderr.read()  # type: ignore[union-attr]  # stderr=PIPE

@@ -15,7 +15,7 @@ import pytest
 from pipeline.bus.base import Bus
 from pipeline.journal.behaviour_rules import detect
 from pipeline.journal.behaviour_settings import BehaviourRules
-from pipeline.messages import BehavioralAlert, EnrichedTrade, Message, encode
+from pipeline.messages import BehavioralAlert, EnrichedTrade, Message, TradeKind, encode
 from pipeline.runner import StageRunner
 from pipeline.stages.behaviour import BehaviourStage, alert_of, row_of
 from pipeline.topics import BEHAVIORAL_ALERTS, CATALOG, ENRICHED_TRADES
@@ -32,7 +32,7 @@ def record(
     *,
     size: float = 1000.0,
     symbol: str = "SOLUSDT",
-    kind: str = "lot",
+    kind: TradeKind = "lot",
     exit_minute: float | None = None,
     pnl: float | None = None,
     void: bool = False,
@@ -50,7 +50,7 @@ def record(
         source="test",
         kind=kind,
         exit_price=100.0 + (pnl or 0) / (size / 100.0) if closed else None,
-        exit_time=T + int(exit_minute * MIN) if closed else None,
+        exit_time=T + int(exit_minute * MIN) if exit_minute is not None else None,
         pnl=pnl,
         lot_id=f"{user}:{tid}" if kind == "lot" else None,
         void=void,
@@ -99,7 +99,7 @@ def test_revenge_alert_through_the_runner_and_the_same_ids_on_replay(
         while not done():
             assert time.monotonic() < deadline, f"alerts so far: {received}; health: {runner.health.snapshot()}"
             for rec in reader.poll(500, 0.2):
-                alert = orjson.loads(rec.value)
+                alert = orjson.loads(rec.value or b"")
                 if alert["user_id"] == user:
                     received.append(alert)
 
@@ -184,9 +184,9 @@ def test_overtrading_counts_trader_days_in_the_time_zone_from_the_database(tmp_p
     ]  # 00:10, 12:00, 23:50 local
     # Seven entries from 17:00 to 23:00 New York time: one trader day, but two days in UTC.
     today = [record("ny", f"t{i}", (ny_day - T) / MIN + 17 * 60 + 60 * i, symbol="ETHUSDT") for i in range(7)]
-    assert alerts_of(stage.process_batch(history)) == []
-    assert alerts_of(stage.process_batch(today[:6])) == []
-    [alert] = alerts_of(stage.process_batch(today[6:]), "overtrading")
+    assert alerts_of(stage.process_batch([*history])) == []
+    assert alerts_of(stage.process_batch([*today[:6]])) == []
+    [alert] = alerts_of(stage.process_batch([*today[6:]]), "overtrading")
     assert alert.details == {
         "day": "2024-03-01",
         "entries": 7,
@@ -200,8 +200,8 @@ def test_overtrading_counts_trader_days_in_the_time_zone_from_the_database(tmp_p
     expected = [alert_of(f) for f in detect(rows, [row_of(today[6])], rules) if f.alert_type == "overtrading"]
     assert [alert] == expected
     in_utc = BehaviourStage(Database(tmp_path / "utc.db"), BehaviourRules())
-    in_utc.process_batch(history)
-    assert alerts_of(in_utc.process_batch(today), "overtrading") == []
+    in_utc.process_batch([*history])
+    assert alerts_of(in_utc.process_batch([*today]), "overtrading") == []
     in_utc.db.close()
     db.close()
 

@@ -82,13 +82,13 @@ def _bybit_history() -> list[dict[str, Any]]:
 @pytest.fixture
 def binance() -> Iterator[FakeBinance]:
     with FakeBinance(KEY, SECRET, _binance_history()) as fake:
-        yield fake  # type: ignore[misc]
+        yield fake
 
 
 @pytest.fixture
 def bybit() -> Iterator[FakeBybit]:
     with FakeBybit(KEY, SECRET, _bybit_history()) as fake:
-        yield fake  # type: ignore[misc]
+        yield fake
 
 
 def _binance_client(fake: FakeBinance, secret: str = SECRET, **kw: Any) -> BinanceClient:
@@ -217,7 +217,7 @@ def test_persistent_failure_becomes_transient_error_after_a_few_attempts(
     make = _binance_client if venue == "binance" else _bybit_client
     fake.fail_next(10, 500)
     with pytest.raises(TransientError, match="HTTP 500") as err:
-        make(fake, sleep=sleeps, max_attempts=3, backoff_s=0.5).fetch("BTCUSDT", None)  # type: ignore[arg-type]
+        make(fake, sleep=sleeps, max_attempts=3, backoff_s=0.5).fetch("BTCUSDT", None)  # type: ignore[arg-type]  # make and fake go by venue
     assert len(fake.requests) == 3 and sleeps == [0.5, 1.0]  # exponential backoff
     assert SECRET not in str(err.value)
 
@@ -303,7 +303,7 @@ def test_exchange_keys_are_off_by_default_and_their_clients_never_show_secrets()
     assert all(SECRET not in repr(k) and KEY not in repr(k) for k in keys)
     clients = [client_for(k.venue, k.api_key, k.api_secret, k.base_url) for k in keys]
     assert [(c.venue, c.format) for c in clients] == [("binance", "binance-api"), ("bybit", "bybit-api")]
-    assert [c.base_url for c in clients] == ["https://api.binance.com", "http://127.0.0.1:9"]  # type: ignore[attr-defined]
+    assert [c.base_url for c in clients] == ["https://api.binance.com", "http://127.0.0.1:9"]  # type: ignore[attr-defined]  # both clients have one
     assert all(SECRET not in repr(c) and KEY not in repr(c) and "bs" not in repr(c) for c in clients)
     with pytest.raises(ConfigError, match="BYBIT_API_SECRET"):
         exchange_keys_from_env({"BYBIT_API_KEY": "bk"})
@@ -320,11 +320,11 @@ def _read_raw_trades(bus: Bus, group: str, user_id: str, expected: int, timeout:
         while time.monotonic() < deadline and len(got) < expected:
             for record in consumer.poll(500, 0.5):
                 if record.key == user_id.encode():
-                    got.append(decode(RAW_TRADES, record.value or b""))  # type: ignore[arg-type]
+                    got.append(decode(RAW_TRADES, record.value or b""))  # type: ignore[arg-type]  # a RawTrade
         # anything extra would show up within a moment
         for record in consumer.poll(500, 1.0):
             if record.key == user_id.encode():
-                got.append(decode(RAW_TRADES, record.value or b""))  # type: ignore[arg-type]
+                got.append(decode(RAW_TRADES, record.value or b""))  # type: ignore[arg-type]  # a RawTrade
     finally:
         consumer.close()
     return got
@@ -358,9 +358,9 @@ def test_history_source_publishes_raw_trades_with_stable_ids(bus: Bus, group_nam
     assert len(by_id) == len(first) and set(by_id) == {m.raw_id for m in second}  # the same stable ids
     for m in first:
         assert (m.user_id, m.source, m.format) == (user, "binance", "binance-api")
-        fill = PARSERS["binance-api"](m.payload)  # type: ignore[arg-type]
+        fill = PARSERS["binance-api"](m.payload)  # type: ignore[arg-type]  # an API payload is a dict
         assert m.raw_id == fill_fingerprint(user, fill, 0, venue="binance")
-    payloads = sorted((m.payload for m in first), key=lambda p: p["id"])  # type: ignore[index]
+    payloads = sorted((m.payload for m in first), key=lambda p: p["id"])  # type: ignore[index]  # API payloads are dicts
     assert payloads == sorted([*wanted, fake.trades[-1]], key=lambda p: p["id"])
 
 

@@ -59,7 +59,7 @@ def consume_user(
         while time.monotonic() < deadline:
             for record in consumer.poll(500, 1.0):
                 if record.key == user_id.encode():
-                    found.append(orjson.loads(record.value))
+                    found.append(orjson.loads(record.value or b""))
             if len(found) >= expected and consumer.assignment() and consumer.lag() == 0:
                 return found
         raise AssertionError(f"{topic}: {len(found)} messages of {user_id}, expected {expected}")

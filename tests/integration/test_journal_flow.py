@@ -14,7 +14,7 @@ import pytest
 from pipeline.bus.base import Bus
 from pipeline.journal.behaviour_settings import BehaviourRules
 from pipeline.journal.importer import import_file
-from pipeline.messages import MarketData, encode
+from pipeline.messages import MarketData, Message, encode
 from pipeline.runner import Stage, StageRunner
 from pipeline.stages.behaviour import BehaviourStage
 from pipeline.stages.enricher import Enricher
@@ -170,7 +170,7 @@ def test_identical_fills_in_one_file_are_both_kept_and_an_older_export_rebuilds_
 def test_market_context_comes_from_stored_bars(journal: Journal) -> None:
     store = MarketStore(journal.db)
     t0 = int(time.time() * 1000) // 60_000 * 60_000 - 90 * 60_000
-    ticks = [
+    ticks: list[Message] = [
         MarketData(
             symbol="ETHUSDT",
             timestamp=t0 + i * 60_000,

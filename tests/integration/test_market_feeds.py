@@ -98,7 +98,7 @@ def read_dead_letters(bus: Bus, stage: str, expected: int) -> list[DeadLetter]:
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and len(got) < expected:
-            got += [decode(dlq_name(MARKET_DATA), r.value or b"") for r in consumer.poll(500, 0.3)]  # type: ignore[misc]
+            got += [decode(dlq_name(MARKET_DATA), r.value or b"") for r in consumer.poll(500, 0.3)]  # type: ignore[misc]  # a DLQ decodes to DeadLetter
     finally:
         consumer.close()
     return [d for d in got if d.stage == stage]

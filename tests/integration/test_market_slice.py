@@ -48,9 +48,9 @@ def test_simulated_ticks_become_idempotent_one_minute_bars(bus: Bus, tmp_path: P
     assert last["open"] == in_last[0]["price"] and last["close"] == in_last[-1]["price"]
     assert last["high"] == max(t["price"] for t in in_last) and last["low"] == min(t["price"] for t in in_last)
     # delivering the same ticks again changes nothing
-    from pipeline.messages import MarketData
+    from pipeline.messages import MarketData, Message
 
-    again = [
+    again: list[Message] = [
         MarketData(
             symbol=t["symbol"],
             timestamp=t["timestamp"],

@@ -11,7 +11,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from pipeline.bus.base import Bus
+from pipeline.bus.base import Bus, OffsetReset, Record
 from pipeline.messages import MarketData, MLSignal, decode, encode
 from pipeline.ml.data import bars_from_simulator
 from pipeline.ml.registry import Registry
@@ -44,15 +44,21 @@ def _tick(symbol: str, ts: int, price: float) -> MarketData:
     )
 
 
+def _signal_time(r: Record) -> int:
+    signal = decode(ML_SIGNALS, r.value or b"")
+    assert isinstance(signal, MLSignal)
+    return signal.timestamp
+
+
 def _read(bus: Bus, group: str, symbol: str, since: int, want: int, timeout: float = 60.0) -> list:
     """Read the signals of ``symbol`` from ``since`` on until ``want`` of them have come."""
     consumer = bus.consumer(group, [ML_SIGNALS], auto_offset_reset="earliest")
-    got = []
+    got: list[Record] = []
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and len(got) < want:
             for r in consumer.poll(500, 0.3):
-                if r.key == symbol.encode() and decode(ML_SIGNALS, r.value).timestamp >= since:
+                if r.key == symbol.encode() and _signal_time(r) >= since:
                     got.append(r)
     finally:
         consumer.close()
@@ -77,7 +83,7 @@ def test_ticks_become_signals_with_out_of_sample_metadata_and_replays_stay_repla
 
     class Store(SignalStore):
         name: ClassVar[str] = f"signal-store-{suffix}"
-        offset_reset: ClassVar[str] = "latest"  # a shared broker holds other runs' signals
+        offset_reset: ClassVar[OffsetReset] = "latest"  # a shared broker holds other runs' signals
 
     # thresholds at 0: every signal is a BUY or a SELL by the sign of the expected change
     ml = StageRunner(Stage(db, registry, models=MODELS, buy_pct=0.0, sell_pct=0.0), bus, poll_timeout=0.2)

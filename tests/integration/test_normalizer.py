@@ -10,20 +10,29 @@ import sqlite_utils
 
 from bench.journal import raw_trades
 from pipeline.journal.fills import Fill, fill_fingerprint
-from pipeline.messages import RawTrade, encode
+from pipeline.messages import Message, RawTrade, Side, Trade, encode
 from pipeline.stages.normalizer import Normalizer
 from storage.db import Database, connect
 from storage.migrations import MIGRATIONS, apply_migrations
+
+
+def trades(messages: list[Message]) -> list[Trade]:
+    """The normalizer's outputs, each checked to be a Trade record (all it publishes)."""
+    out = []
+    for m in messages:
+        assert isinstance(m, Trade)
+        out.append(m)
+    return out
 
 
 def test_a_redelivered_batch_publishes_the_same_records_again_and_stores_nothing_twice(tmp_path: Path) -> None:
     db = Database(tmp_path / "desk.db")
     stage = Normalizer(db)
     batch = [stage.prepare(RawTrade.model_validate_json(v)) for _, v in raw_trades(6, "u")]
-    first = stage.process_batch(batch)
+    first = trades(stage.process_batch(batch))
     # The ledger committed, but say the outputs were lost before the flush: the bus delivers the
     # same raw trades again, and they must produce the same records (downstream upserts by id).
-    again = stage.process_batch(batch)
+    again = trades(stage.process_batch(batch))
     assert [t.trade_id for t in again] == [t.trade_id for t in first]
     assert [t.model_dump() for t in again] == [t.model_dump() for t in first]
     assert [t.kind for t in first] == ["lot", "round_trip"] * 3
@@ -31,7 +40,7 @@ def test_a_redelivered_batch_publishes_the_same_records_again_and_stores_nothing
     db.close()
 
 
-def _fill(user: str, stamp: str, side: str, price: float, row: int) -> RawTrade:
+def _fill(user: str, stamp: str, side: Side, price: float, row: int) -> RawTrade:
     """A Binance spot fill of 0.01 BTC as the importer publishes it."""
     payload = {
         "Date(UTC)": stamp,
@@ -60,14 +69,14 @@ def test_a_redelivery_after_an_older_fill_rebuilt_the_fifo_republishes_what_stan
     db = Database(tmp_path / "desk.db")
     stage = Normalizer(db)
     sell = stage.prepare(_fill("u", "2024-11-16 10:00:00", "SELL", 91000.0, 2))
-    (short,) = stage.process_batch([sell])
+    (short,) = trades(stage.process_batch([sell]))
     assert (short.kind, short.side) == ("lot", "SELL")
     buy = stage.prepare(_fill("u", "2024-11-15 09:00:00", "BUY", 90000.0, 3))
-    rebuilt = stage.process_batch([buy])
+    rebuilt = trades(stage.process_batch([buy]))
     assert [(t.kind, t.void) for t in rebuilt] == [("trade", True), ("lot", False), ("round_trip", False)]
     assert rebuilt[0].trade_id == short.trade_id  # the short is retracted: the sell closed the older buy
     # Both raw trades delivered again (outputs lost in a crash): the records as they stand now, not the short.
-    again = stage.process_batch([sell, buy])
+    again = trades(stage.process_batch([sell, buy]))
     assert sorted(t.trade_id for t in again) == sorted(t.trade_id for t in rebuilt[1:])
     assert not any(t.trade_id == short.trade_id for t in again)
     db.close()
@@ -83,7 +92,7 @@ def test_migration_moves_the_records_of_fills_onto_their_rows(tmp_path: Path) ->
     # What the normalizer before 005 stored for these four fills: the fills, and each record by its fill.
     db = Database(tmp_path / "new.db")
     stage = Normalizer(db)
-    first = stage.process_batch([stage.prepare(r) for r in batch])
+    first = trades(stage.process_batch([stage.prepare(r) for r in batch]))
     rows = db.query("SELECT * FROM journal_fills ORDER BY rowid")
     db.close()
     conn = connect(path)

@@ -11,12 +11,13 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pytest
 
 from pipeline.bus.base import Bus, Producer, Record
 from pipeline.errors import ConfigError
+from pipeline.journal.behaviour_book import Severity
 from pipeline.messages import Alert, BehavioralAlert, Message, Order, build, encode
 from pipeline.notify.formatting import AMBER, GREEN, GREY, RED
 from pipeline.notify.senders import WebhookSender
@@ -70,10 +71,12 @@ def order(
             "take_profit_pct": 5.0,
         },
         metadata=metadata or {},
-    )  # type: ignore[return-value]
+    )  # type: ignore[return-value]  # build(Order, ...) makes an Order
 
 
-def behavioral(user: str, severity: str, *, alert_type: str = "revenge_trading", message: str = "") -> BehavioralAlert:
+def behavioral(
+    user: str, severity: Severity, *, alert_type: str = "revenge_trading", message: str = ""
+) -> BehavioralAlert:
     return BehavioralAlert(
         alert_id=uuid.uuid4().hex,
         user_id=user,
@@ -85,7 +88,13 @@ def behavioral(user: str, severity: str, *, alert_type: str = "revenge_trading",
     )
 
 
-def seed_alert(symbol: str, priority: str, *, timestamp: str = "2024-03-04T10:00:00Z", message: str = "") -> Alert:
+def seed_alert(
+    symbol: str,
+    priority: Literal["low", "medium", "high", "critical"],
+    *,
+    timestamp: str = "2024-03-04T10:00:00Z",
+    message: str = "",
+) -> Alert:
     return Alert(
         alert_id=uuid.uuid4().hex,
         symbol=symbol,
@@ -148,7 +157,7 @@ def warm_up(runner: StageRunner, stage: Notifier, producer: Producer) -> None:
     each, so what is published next is surely read."""
     symbol, user = unique_symbol(), f"warm-{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + 90
-    while stage.topics_seen < {ORDERS, BEHAVIORAL_ALERTS, ALERTS}:  # type: ignore[attr-defined]
+    while stage.topics_seen < {ORDERS, BEHAVIORAL_ALERTS, ALERTS}:  # type: ignore[attr-defined]  # a TestNotifier
         assert time.monotonic() < deadline, runner.health.snapshot()
         for m in (order("warm-up-" + symbol, symbol, "PENDING"), behavioral(user, "low"), seed_alert(symbol, "low")):
             producer.produce(m.topic, encode(m), key=m.key())
@@ -380,7 +389,7 @@ def test_a_hung_webhook_fills_the_queue_then_drops_and_stop_is_prompt() -> None:
         {"discord_url": "https://discord.com/api/webhooks/1/SECRET-TOKEN", "webhook_url": "file:///etc/SECRET-TOKEN"},
     ],
 )
-def test_config_errors(urls: dict[str, str | None]) -> None:
+def test_config_errors(urls: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as caught:
         Notifier(**urls)
     assert "SECRET-TOKEN" not in str(caught.value)
@@ -494,7 +503,7 @@ def test_replayed_messages_do_not_notify() -> None:
     assert stage.prepare_record(message, live) is message
     assert stage.prepare_record(message, replayed) is None
     stage.process_batch([None, stage.prepare_record(message, live)])
-    assert [p["kind"] for p in stage.senders[0].payloads] == ["alert"]  # type: ignore[attr-defined]
+    assert [p["kind"] for p in stage.senders[0].payloads] == ["alert"]  # type: ignore[attr-defined]  # a Capture sender
 
 
 def test_the_fake_refuses_anything_but_post() -> None:

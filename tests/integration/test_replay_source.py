@@ -134,12 +134,12 @@ def test_replayed_klines_become_the_files_bars_and_bad_rows_are_dead_lettered(
     assert tick_count(db, symbol) == 4 * len(good)
     # each bad row is on the dead-letter topic once, naming its line and rule; no tick was refused
     letters = [
-        orjson.loads(r.value)
+        orjson.loads(r.value or b"")
         for r in read_all(
             bus,
             group_name("dlq"),
             dlq_name(MARKET_DATA),
-            lambda r: orjson.loads(r.value)["stage"] in (source_name, store.name) and r.key == symbol.encode(),
+            lambda r: orjson.loads(r.value or b"")["stage"] in (source_name, store.name) and r.key == symbol.encode(),
             len(BAD_LINES),
         )
     ]
@@ -157,10 +157,10 @@ def test_replayed_klines_become_the_files_bars_and_bad_rows_are_dead_lettered(
     ticks = read_all(bus, group_name("ticks"), MARKET_DATA, lambda r: r.key == symbol.encode(), 4 * len(good))
     assert len(ticks) == 4 * len(good)
     assert {r.header("feed") for r in ticks} == {b"replay"}
-    first = [orjson.loads(r.value) for r in ticks[:4]]
+    first = [orjson.loads(r.value or b"") for r in ticks[:4]]
     assert [t["price"] for t in first] == [91000.0, 90980.1, 91050.5, 91020.0]  # open, low, high, close
     assert [t["timestamp"] - good["start"][0] for t in first] == [0, 15_000, 30_000, 59_999]
-    last = orjson.loads(ticks[-1].value)  # the 24 h figures span every candle replayed
+    last = orjson.loads(ticks[-1].value or b"")  # the 24 h figures span every candle replayed
     assert (last["open"], last["high"], last["low"]) == (91000.0, 91260.0, 90890.37)
     assert last["volume"] == pytest.approx(good["volume"].sum())
     assert last["price_change_pct"] == pytest.approx((91255.55 / 91000 - 1) * 100)

@@ -43,8 +43,15 @@ def tick(symbol: str = "BTCUSDT", ts: int | None = None, price: float = 100.0) -
     )
 
 
-def make_stage(topic: str, fail_on: Callable[[MarketData], Exception | None] = lambda m: None) -> Stage:
-    class Sink(Stage):
+class Recorder(Stage):
+    """A sink of ``make_stage``: the messages it processed and how many batches it got."""
+
+    seen: list[MarketData]
+    calls: int
+
+
+def make_stage(topic: str, fail_on: Callable[[MarketData], Exception | None] = lambda m: None) -> Recorder:
+    class Sink(Recorder):
         name: ClassVar[str] = f"test-sink-{uuid.uuid4().hex[:6]}"
         inputs: ClassVar[tuple[str, ...]] = (topic,)
         input_model: ClassVar[type[Message] | None] = MarketData
@@ -53,13 +60,13 @@ def make_stage(topic: str, fail_on: Callable[[MarketData], Exception | None] = l
             self.seen: list[MarketData] = []
             self.calls = 0
 
-        def process_batch(self, messages: list[Message]) -> list[Message]:
+        def process_batch(self, messages: list[MarketData]) -> list[Message]:
             self.calls += 1
             for msg in messages:
-                exc = fail_on(msg)  # type: ignore[arg-type]
+                exc = fail_on(msg)
                 if exc is not None:
                     raise exc
-            self.seen.extend(messages)  # type: ignore[arg-type]
+            self.seen.extend(messages)
             return []
 
     return Sink()
@@ -78,7 +85,7 @@ def dead_letters(bus: Bus, topic: str, n: int) -> list[dict]:
     while len(out) < n and time.monotonic() < deadline:
         out.extend(consumer.poll(100, 0.5))
     consumer.close()
-    return [orjson.loads(r.value) for r in out]
+    return [orjson.loads(r.value or b"") for r in out]
 
 
 def test_bad_and_stale_messages_are_dead_lettered_and_the_stage_goes_on(bus: Bus) -> None:
@@ -202,7 +209,7 @@ def test_a_sink_that_crashes_mid_batch_gets_exactly_that_batch_again(
         def prepare_record(self, message: Message, record: Record) -> tuple[Message, Record]:
             return message, record
 
-        def process_batch(self, items: list[tuple[MarketData, Record]]) -> list[Message]:  # type: ignore[override]
+        def process_batch(self, items: list[tuple[MarketData, Record]]) -> list[Message]:
             batch = [(r.partition, r.offset) for _, r in items]
             deliveries.append(batch)
 

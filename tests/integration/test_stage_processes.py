@@ -44,7 +44,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _wait(what: str, check, timeout: float = 90.0) -> None:  # type: ignore[no-untyped-def]
+def _wait(what: str, check, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

@@ -24,7 +24,10 @@ from pipeline.messages import (
     Message,
     MLSignal,
     Order,
+    OrderType,
     RiskManagement,
+    Side,
+    Signal,
     TriggerSignal,
     decode,
     encode,
@@ -55,7 +58,12 @@ def _tick(symbol: str, ts: int, price: float) -> MarketData:
 
 
 def _signal(
-    symbol: str, ts: int, price: float, signal: str, confidence: float, features: dict[str, float | None] | None = None
+    symbol: str,
+    ts: int,
+    price: float,
+    signal: Signal,
+    confidence: float,
+    features: dict[str, float | None] | None = None,
 ) -> MLSignal:
     change = {"BUY": 2.0, "SELL": -2.0, "HOLD": 0.0}[signal]
     return MLSignal(
@@ -81,10 +89,10 @@ def _order(
     quantity: float,
     account: str,
     *,
-    action: str = "BUY",
+    action: Side = "BUY",
     stop: float | None = None,
     take: float | None = None,
-    order_type: str = "MARKET",
+    order_type: OrderType = "MARKET",
     strategy: str = "manual",
     **meta: Any,
 ) -> Order:
@@ -134,9 +142,11 @@ class Reader:
         out = []
         for r in self.records:
             try:
-                out.append(decode(ORDERS, r.value or b""))
+                order = decode(ORDERS, r.value or b"")
             except BadMessageError:
                 continue
+            assert isinstance(order, Order)
+            out.append(order)
         return out
 
     def statuses(self, oid: str) -> list[str]:
@@ -288,10 +298,11 @@ def test_bad_orders_are_dead_lettered_with_the_rule_and_the_exchange_goes_on(
         good = _order(good_id, sym, now + 10, 100.0, 1.0, account, stop=90.0, take=120.0)
         _send(producer, short, good, _tick(sym, now + 1000, 100.0))
 
-        def letters() -> dict[str, DeadLetter]:
+        def letters() -> dict[str | None, DeadLetter]:
             out = {}
             for r in dlq.records:
                 letter = decode(dlq_name(ORDERS), r.value or b"")
+                assert isinstance(letter, DeadLetter)
                 out[letter.source_key] = letter
             return out
 
@@ -399,7 +410,7 @@ def test_the_decision_stage_holds_signals_without_market_data_and_follows_the_co
 # -- a crash of both stages mid-stream -------------------------------------------------------------
 
 # (price, signal) per step; each step is a tick and a signal of the same moment and price.
-STREAM: list[tuple[float, str]] = [
+STREAM: list[tuple[float, Signal]] = [
     (100.0, "BUY"),
     (100.0, "HOLD"),
     (106.0, "HOLD"),  # take profit
@@ -668,7 +679,7 @@ def test_a_strategy_that_dies_mid_batch_is_started_again_with_the_portfolio_rebu
     reader = Reader(bus, group_name("reader"), needle=account)
     first, second = _symbol(), _symbol()
     real = MLSignalStrategy.on_signals
-    failures = []
+    failures: list[int] = []
 
     def dies_once_on_the_second(self, group):
         if group.symbol == second and group.primary.signal == "BUY" and not failures:

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `import runtime` must work however pytest was started
     sys.path.insert(0, str(ROOT))
 
-import runtime  # noqa: E402
+import runtime  # noqa: E402 - after the sys.path insert above
 
 
 @pytest.fixture

@@ -67,6 +67,7 @@ def test_a_backtest_on_simulator_history_shows_metrics_beside_buy_and_hold_chart
 
     run_until(at, lambda a: any(m.label == "Return" for m in a.metric), "the backtest result", 120)
     job = runtime.get_runtime().backtesting
+    assert job is not None
     state = job.snapshot()
     assert not state.running and state.error is None
     result = state.result
@@ -155,7 +156,9 @@ def test_registry_models_trained_on_the_tested_bars_get_a_loud_in_sample_warning
     widget(at.radio, "Models from").set_value("The registry's active versions")
     submit(at)
     run_until(at, lambda a: any(m.label == "Return" for m in a.metric), "the backtest result", 120)
+    assert rt.backtesting is not None
     result = rt.backtesting.snapshot().result
+    assert result is not None
     assert result.settings["models"]["in_sample"] is True
     (warning,) = [w.value for w in at.warning]
     assert warning.startswith(

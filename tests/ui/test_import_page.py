@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import runtime  # noqa: E402
-from pipeline.topics import RAW_TRADES  # noqa: E402
+import runtime  # noqa: E402 - after the sys.path insert above
+from pipeline.topics import RAW_TRADES  # noqa: E402 - after the sys.path insert above
 
 PAGE = str(ROOT / "views" / "imports.py")
 TIMEOUT_S = 30.0
@@ -106,7 +106,7 @@ def _raw_ids(rt: runtime.Runtime) -> list[dict]:
 
     consumer = rt.bus.consumer(f"t-{uuid.uuid4().hex[:6]}", [RAW_TRADES])
     try:
-        return [orjson.loads(r.value) for r in consumer.poll(1000, 2.0)]
+        return [orjson.loads(r.value or b"") for r in consumer.poll(1000, 2.0)]
     finally:
         consumer.close()
 

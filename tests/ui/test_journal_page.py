@@ -13,9 +13,11 @@ import json
 import sys
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.runtime.media_file_manager import MediaFileManager
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
@@ -23,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `import runtime` must work however pytest was started
     sys.path.insert(0, str(ROOT))
 
-import runtime  # noqa: E402
-from pipeline.topics import RAW_TRADES  # noqa: E402
-from storage import journal  # noqa: E402
-from storage.db import Database  # noqa: E402
+import runtime  # noqa: E402 - after the sys.path insert above
+from pipeline.topics import RAW_TRADES  # noqa: E402 - after the sys.path insert above
+from storage import journal  # noqa: E402 - after the sys.path insert above
+from storage.db import Database  # noqa: E402 - after the sys.path insert above
 
 PAGE = str(ROOT / "views" / "journal.py")
 TIMEOUT_S = 30.0
@@ -66,7 +68,9 @@ def downloaded(at: AppTest, managers: list[MediaFileManager], label: str) -> byt
     (found,) = [b for b in at.get("download_button") if b.proto.label == label]
     manager = managers[-1]
     url = manager.execute_deferred(found.proto.deferred_file_id)
-    return manager._storage.get_file(url.rsplit("/", 1)[1]).content
+    storage = manager._storage
+    assert isinstance(storage, MemoryMediaFileStorage)  # what AppTest's manager keeps files in
+    return storage.get_file(url.rsplit("/", 1)[1]).content
 
 
 def trade_row(trade_id: str, **over: object) -> dict:
@@ -203,7 +207,7 @@ def button(at: AppTest, label: str):
     return found
 
 
-def fill_entry(at: AppTest, **values: object) -> None:
+def fill_entry(at: AppTest, **values: Any) -> None:
     at.text_input(key="je_symbol").input(values.get("symbol", "BTCUSDT"))
     at.number_input(key="je_quantity").set_value(values.get("quantity", 0.5))
     at.number_input(key="je_entry_price").set_value(values.get("entry_price", 100.0))

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `import runtime` must work however pytest was started
     sys.path.insert(0, str(ROOT))
 
-import runtime  # noqa: E402
-from storage import market  # noqa: E402
+import runtime  # noqa: E402 - after the sys.path insert above
+from storage import market  # noqa: E402 - after the sys.path insert above
 
 APP = str(ROOT / "app.py")
 TIMEOUT_S = 30.0
@@ -164,7 +164,7 @@ def test_market_offers_every_configured_symbol_before_the_store_has_its_bars(
     store = Database(desk / "desk.db")
     start = (int(time.time()) // 60 - 5) * 60_000
     store.write(
-        lambda db: db["bars_1m"].insert_all(
+        lambda db: db.table("bars_1m").insert_all(
             {
                 "symbol": sym,
                 "start": start + i * 60_000,
@@ -313,11 +313,23 @@ def test_settings_checks_the_api_with_the_desk_token_server_side(desk: Path, mon
 
 
 def test_app_declares_its_pages() -> None:
-    assert list(PAGES) == ["Market", "Signals", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"]
+    assert list(PAGES) == [
+        "Market",
+        "Stocks",
+        "Signals",
+        "Portfolio",
+        "Backtest",
+        "Journal",
+        "Import",
+        "Pipeline",
+        "Settings",
+    ]
     assert all((ROOT / path).is_file() for path in PAGES.values())
 
 
-@pytest.mark.parametrize("title", ["Market", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"])
+@pytest.mark.parametrize(
+    "title", ["Market", "Stocks", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"]
+)
 def test_every_page_runs_inside_the_app_frame(desk: Path, title: str) -> None:
     """app.py's sidebar (the bus caption) must wrap every page."""
     at = new_app()

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import runtime
-from pipeline.messages import MarketData, Order, RiskManagement, TriggerSignal, encode
+from pipeline.messages import MarketData, Order, OrderType, RiskManagement, TriggerSignal, encode
 from pipeline.topics import MARKET_DATA
 from pipeline.trading.manual import publish
 from tests.ui.test_pages import APP, PAGES, charts, no_exception, run_until
@@ -48,7 +48,7 @@ def tick(symbol: str, price: float, ts: int) -> None:
 
 
 def buy(
-    order_id: str, ts: int, *, price: float, quantity: float, stop: float, take: float, order_type: str = "MARKET"
+    order_id: str, ts: int, *, price: float, quantity: float, stop: float, take: float, order_type: OrderType = "MARKET"
 ) -> Order:
     return Order(
         order_id=order_id,
@@ -88,6 +88,13 @@ def history_row(at: AppTest, order_id: str) -> dict | None:
     return history.set_index("order_id").loc[order_id].to_dict()
 
 
+def shown_row(at: AppTest, order_id: str) -> dict:
+    """The history row of an order the test expects on the page."""
+    row = history_row(at, order_id)
+    assert row is not None, f"{order_id} is not in the history"
+    return row
+
+
 def test_a_position_is_shown_then_closed_by_hand_and_a_pending_limit_order_cancelled(desk: Path) -> None:
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
@@ -122,7 +129,7 @@ def test_a_position_is_shown_then_closed_by_hand_and_a_pending_limit_order_cance
     assert position["unrealized"] == pytest.approx(0.5 * (101.0 - fill) - 0.5 * fill * FEE)
     assert metric(at, "Cash (USDT)") == f"{cash:,.2f}"
     assert metric(at, "Fees paid (USDT)") == f"{0.5 * fill * FEE:,.2f}"
-    assert history_row(at, "ORD-T-BTC-1")["status"] == "FILLED"
+    assert shown_row(at, "ORD-T-BTC-1")["status"] == "FILLED"
 
     # Close: a manual SELL of the whole position, filled at the next tick (102) less slippage
     at.button(key="close_ORD-T-BTC-1").click().run()
@@ -135,7 +142,7 @@ def test_a_position_is_shown_then_closed_by_hand_and_a_pending_limit_order_cance
         return row is not None and row["status"] == "CLOSED" and frame_with(a, "unrealized_pct") is None
 
     run_until(at, closed, "the position to close")
-    row = history_row(at, "ORD-T-BTC-1")
+    row = shown_row(at, "ORD-T-BTC-1")
     exit_price = 102.0 * (1 - SLIP)
     assert row["exit_reason"] == "manual" and row["exit_price"] == pytest.approx(exit_price)
     pnl = 0.5 * (exit_price - fill) - 0.5 * fill * FEE - 0.5 * exit_price * FEE
@@ -181,7 +188,7 @@ def test_a_position_is_shown_then_closed_by_hand_and_a_pending_limit_order_cance
         return row is not None and row["status"] == "CANCELLED"
 
     run_until(at, cancelled, "the limit order to be cancelled")
-    assert history_row(at, "ORD-T-BTC-2")["reason"] == "cancelled by the trader"
+    assert shown_row(at, "ORD-T-BTC-2")["reason"] == "cancelled by the trader"
     assert frame_with(at, "type") is None
     assert "No pending order." in [c.value for c in at.caption]
     assert metric(at, "Cash (USDT)") == f"{10_000 + pnl:,.2f}"  # a cancelled order costs nothing

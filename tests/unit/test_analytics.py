@@ -190,10 +190,10 @@ def test_breakdown_by_weekday_and_hour_of_entry(five: pd.DataFrame) -> None:
 
 def test_breakdown_of_nothing_and_of_an_unknown_key(five: pd.DataFrame) -> None:
     for by in ("symbol", "tag", "setup", "weekday", "hour"):
-        empty = analytics.breakdown(frame(), by)  # type: ignore[arg-type]
+        empty = analytics.breakdown(frame(), by)
         assert empty.empty and list(empty.columns) == analytics.BREAKDOWN_COLUMNS
     with pytest.raises(ValueError, match="unknown breakdown"):
-        analytics.breakdown(five, "month")  # type: ignore[arg-type]
+        analytics.breakdown(five, "month")  # type: ignore[arg-type]  # an unknown key on purpose
 
 
 def test_zero_risk_stop_is_ignored_for_r() -> None:

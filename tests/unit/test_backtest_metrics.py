@@ -264,7 +264,7 @@ def test_a_backtest_of_a_day_of_minute_bars_gives_no_cagr_and_says_why() -> None
 def test_the_cli_prints_a_dash_and_the_reason_for_a_figure_the_period_cannot_give(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from pipeline.__main__ import _print_backtest
+    from pipeline.cli.trading_commands import _print_backtest
 
     bars = rising_bars(1440, MINUTE, first=100.0, last=120.0)
     result = run_backtest({"AAAUSDT": bars}, {("AAAUSDT", "m"): NoSignal()}, model="m")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import random
 from dataclasses import fields
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 import pipeline.journal.behaviour_rules as behaviour
 import pipeline.journal.behaviour_settings as behaviour_settings
 from pipeline.errors import ConfigError
-from pipeline.journal.behaviour_rules import Finding, Row, detect
+from pipeline.journal.behaviour_book import Finding, Row, alert_id
+from pipeline.journal.behaviour_rules import detect
 from pipeline.journal.behaviour_settings import BehaviourRules, rules_from_env
 from pipeline.messages import EnrichedTrade
 from pipeline.stages.behaviour import row_of
@@ -371,15 +373,15 @@ def test_alert_ids_are_stable_under_replay_and_reordering(alert_type: str) -> No
 
 
 def test_alert_ids_depend_on_user_type_and_anchor() -> None:
-    ids = {behaviour.alert_id(u, t, a) for u in ("a", "b") for t in ("loss_streak", "overtrading") for a in ("1", "2")}
-    assert len(ids) == 8 and behaviour.alert_id("a", "loss_streak", "1") in ids
+    ids = {alert_id(u, t, a) for u in ("a", "b") for t in ("loss_streak", "overtrading") for a in ("1", "2")}
+    assert len(ids) == 8 and alert_id("a", "loss_streak", "1") in ids
 
 
 # --------------------------------------------------------------------------- rows and rules
 
 
 def test_rows_from_journal_records_key_round_trips_by_their_lot() -> None:
-    common = dict(
+    common: dict[str, Any] = dict(
         user_id=USER, symbol="SOLUSDT", side="SELL", entry_price=100.0, quantity=2.0, entry_time=T, source="csv"
     )
     rt = row_of(

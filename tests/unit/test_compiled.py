@@ -48,7 +48,8 @@ def threshold_rows(
     """
     scaler = forest_predictor.pipeline.named_steps["scale"]
     forest = forest_predictor.pipeline.named_steps["model"]
-    rows, disagree = [], 0
+    rows: list[np.ndarray] = []
+    disagree = 0
     while len(rows) < count:
         tree = forest.estimators_[rng.integers(len(forest.estimators_))].tree_
         splits = np.flatnonzero(tree.children_left != -1)
@@ -119,7 +120,9 @@ def test_compiled_output_equals_the_pipeline(name: str, predictors: dict[str, Pr
     else:
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
     for n in (1, 2, 10):  # live batch sizes: one row or a few
-        np.testing.assert_allclose(predictor.compiled(rows[:n]), want[:n], rtol=0, atol=1e-9)
+        few = predictor.compiled(rows[:n])
+        assert few is not None
+        np.testing.assert_allclose(few, want[:n], rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("name", COMPILED)
@@ -143,7 +146,10 @@ def test_forest_over_many_rows_in_chunks(data: tuple[np.ndarray, np.ndarray], pr
     X, _ = data
     predictor = predictors["random_forest"]
     many = np.vstack([X, X[:500] * 3])  # more rows than one walk takes
-    np.testing.assert_allclose(predictor.compiled(many), sklearn_output(predictor, many), rtol=0, atol=1e-9)
+    assert predictor.compiled is not None
+    got = predictor.compiled(many)
+    assert got is not None
+    np.testing.assert_allclose(got, sklearn_output(predictor, many), rtol=0, atol=1e-9)
 
 
 def test_knn_keeps_the_pipeline(predictors: dict[str, Predictor], rows: np.ndarray) -> None:
@@ -162,6 +168,7 @@ def test_rows_the_compiled_form_cannot_take_go_to_the_pipeline(
     odd = rows[:4].copy()
     odd[1, 2] = np.nan
     odd[3, 0] = 1e60  # finite, but too large for the forest's float32
+    assert predictor.compiled is not None
     assert predictor.compiled(odd) is None
     try:
         want = sklearn_predict(predictor, odd)

@@ -14,6 +14,7 @@ def test_defaults_mean_embedded_bus_under_data() -> None:
     assert "BTCUSDT" in config.symbols
     assert config.stages == (
         "simulator",
+        "stock-simulator",
         "market-store",
         "ml",
         "signal-store",
@@ -23,6 +24,8 @@ def test_defaults_mean_embedded_bus_under_data() -> None:
         "enricher",
         "behaviour",
         "journal-store",
+        "stock-trades-store",
+        "stock-bars-store",
         "api",
     )
     assert "notifier" not in config.stages  # off unless a webhook is set
@@ -60,7 +63,8 @@ def test_bootstrap_servers_select_kafka_and_security_passes_through_redacted() -
         "sasl.password": "s3cret",
     }
     shown = config.redacted()
-    assert shown["kafka_client_config"]["sasl.password"] == "***"
+    client_config = shown["kafka_client_config"]
+    assert isinstance(client_config, dict) and client_config["sasl.password"] == "***"
     assert "s3cret" not in repr(shown)
 
 
@@ -145,3 +149,23 @@ def test_risk_settings_come_from_the_environment() -> None:
     assert (config.risk.sizing, config.risk.risk_pct, config.risk.trailing_stop_pct) == ("fixed_risk", 0.5, 1.5)
     assert config.decision_confirm_models == ("svm", "logistic_regression")
     assert config.exchange.slippage_bps == 2.0
+
+
+def test_stock_settings_default_to_seed_004s_and_refuse_bad_values() -> None:
+    config = load_config({})
+    assert config.stock_symbols == ("AAPL", "MSFT", "GOOGL") and config.batch_size == 100
+    assert config.redis_url is None and config.redis_channel == "stock:trades:pubsub"
+    assert config.alpaca_stock_feed == "iex" and config.stock_sources == ("stock-simulator",)
+    assert "stock-simulator" not in load_config({"STOCK_SOURCE": "none"}).stages
+    assert load_config({"STOCK_SOURCE": "alpaca-stocks"}).stages[1] == "alpaca-stocks"
+    with pytest.raises(ConfigError, match="SUBSCRIBED_SYMBOLS"):
+        load_config({"SUBSCRIBED_SYMBOLS": "AAPL,bad symbol"})
+    with pytest.raises(ConfigError, match="ALPACA_STOCK_FEED"):
+        load_config({"ALPACA_STOCK_FEED": "otc"})
+    with pytest.raises(ConfigError, match="BATCH_SIZE"):
+        load_config({"BATCH_SIZE": "0"})
+    secret = load_config({"REDIS_URL": "redis://:pa55word@localhost:6379/0"})
+    assert "pa55word" not in str(secret.redacted()) and "pa55word" not in repr(secret)
+    with pytest.raises(ConfigError, match="REDIS_URL must start") as err:
+        load_config({"REDIS_URL": "http://:pa55word@x"})
+    assert "pa55word" not in str(err.value)

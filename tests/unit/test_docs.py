@@ -87,15 +87,21 @@ def test_every_file_path_named_in_the_docs_exists() -> None:
 
 
 def test_every_api_route_is_documented_and_every_documented_route_exists(tmp_path: Path) -> None:
+    from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+
     from pipeline.api.app import create_app
     from pipeline.wiring import build_runtime
+
+    def path_of(route: BaseRoute) -> str:
+        assert isinstance(route, Route | WebSocketRoute | Mount), f"{route!r} has no path"
+        return route.path
 
     runtime = build_runtime(load_config({"DATA_DIR": str(tmp_path), "STAGES": ""}), start=False)
     try:
         routes = {
-            (next(iter(getattr(r, "methods", None) or {"WS"})), r.path)
+            (next(iter(getattr(r, "methods", None) or {"WS"})), path_of(r))
             for r in create_app(runtime.api_context()).routes
-            if r.path.startswith(("/api", "/ws", "/bars", "/health", "/metrics"))
+            if path_of(r).startswith(("/api", "/ws", "/bars", "/health", "/metrics"))
         }
     finally:
         runtime.stop()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pipeline.errors import BadMessageError
-from pipeline.messages import Order, RiskManagement, TriggerSignal, decode, encode
+from pipeline.messages import Order, OrderType, RiskManagement, TriggerSignal, decode, encode
 from pipeline.topics import ORDERS
 from pipeline.trading.exchange import Exchange, OrderRejected
 from pipeline.trading.risk import RiskSettings, brackets, size_entry
@@ -30,7 +30,7 @@ def buy(
     stop: float | None = None,
     take: float | None = None,
     symbol: str = BTC,
-    order_type: str = "MARKET",
+    order_type: OrderType = "MARKET",
     strategy: str = "ml_signal_strategy",
     **meta: Any,
 ) -> Order:
@@ -619,7 +619,8 @@ def _wire(**over: Any) -> bytes:
     ],
 )
 def test_an_order_that_breaks_a_rule_does_not_decode(over: dict, field: str, rule: str) -> None:
-    assert decode(ORDERS, _wire()).order_id == "B1"
+    good = decode(ORDERS, _wire())
+    assert isinstance(good, Order) and good.order_id == "B1"
     with pytest.raises(BadMessageError) as err:
         decode(ORDERS, _wire(**over))
     fields = [v.field for v in err.value.violations]

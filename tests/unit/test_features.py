@@ -142,8 +142,10 @@ def test_rsi_edges_all_up_is_100_and_flat_is_50() -> None:
     flat_live = state.features(100.0)
     assert flat_live is not None
     assert flat_live["rsi_14"] == 50.0 and flat_live["volatility_25"] == 0.0
-    assert state.features(100.5)["rsi_14"] == 100.0  # one gain, no loss
-    assert state.features(99.5)["rsi_14"] == 0.0  # one loss, no gain
+    rose = state.features(100.5)
+    assert rose is not None and rose["rsi_14"] == 100.0  # one gain, no loss
+    fell = state.features(99.5)
+    assert fell is not None and fell["rsi_14"] == 0.0  # one loss, no gain
 
 
 def test_incremental_state_equals_vectorized_rows() -> None:

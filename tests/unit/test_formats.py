@@ -84,6 +84,20 @@ def violations(fmt: str, row: dict, mapping: dict | None = None) -> dict[str, tu
     return {v.field: (v.value, v.rule) for v in info.value.violations}
 
 
+def parse_fill(fmt: str, row: dict, mapping: dict | None = None) -> Fill:
+    """``parse_row`` of a row the test expects to be a fill (an exchange row or a fill mapping)."""
+    parsed = parse_row(fmt, row, mapping, now_ms=NOW)
+    assert isinstance(parsed, Fill)
+    return parsed
+
+
+def parse_trade(fmt: str, row: dict, mapping: dict | None = None) -> TradeEntry:
+    """``parse_row`` of a row the test expects to be a whole trade (generic, manual or a trade mapping)."""
+    parsed = parse_row(fmt, row, mapping, now_ms=NOW)
+    assert isinstance(parsed, TradeEntry)
+    return parsed
+
+
 # --------------------------------------------------------------------------- detection
 
 
@@ -132,24 +146,22 @@ def test_binance_row_becomes_a_fill_with_asset_suffixes_stripped() -> None:
 
 def test_binance_fee_coin_variant_takes_the_asset_from_its_column() -> None:
     row = {**binance(Side="sell", Fee="0.0198054"), "Fee Coin": "busd"}
-    fill = parse_row("binance-spot", row, now_ms=NOW)
+    fill = parse_fill("binance-spot", row)
     assert (fill.side, fill.fee, fill.fee_asset) == ("SELL", 0.0198054, "BUSD")
 
 
 def test_binance_asset_starting_with_a_digit_is_split_by_the_pair() -> None:
-    fill = parse_row(
+    fill = parse_fill(
         "binance-spot",
         binance(Pair="1INCHUSDT", Price="0.424", Executed="12.51INCH", Amount="5.3USDT", Fee="0.0121INCH"),
-        now_ms=NOW,
     )
     assert (fill.symbol, fill.quantity, fill.fee, fill.fee_asset) == ("1INCHUSDT", 12.5, 0.012, "1INCH")
 
 
 def test_thousands_separators_and_spaces_are_numbers() -> None:
-    fill = parse_row(
+    fill = parse_fill(
         "binance-spot",
         binance(Pair="BTCUSDT", Price=" 91,234.5 ", Executed="0.01BTC", Amount="912.345USDT"),
-        now_ms=NOW,
     )
     assert fill.price == 91234.5
 
@@ -159,11 +171,9 @@ def test_bybit_row_has_its_transaction_id_and_the_fee_in_the_received_asset() ->
     assert fill == Fill(
         "BTCUSDT", "SELL", 91402.4691356, 0.05, ms("2024-11-16 14:35:00"), 4.57012345, "USDT", "2280000000123456789"
     )
-    buy = parse_row(
-        "bybit-spot", bybit(**{"Spot Pairs": "ETH/USDT", "Direction": "Buy", "Fees": "0.00021"}), now_ms=NOW
-    )
+    buy = parse_fill("bybit-spot", bybit(**{"Spot Pairs": "ETH/USDT", "Direction": "Buy", "Fees": "0.00021"}))
     assert (buy.symbol, buy.side, buy.fee_asset) == ("ETHUSDT", "BUY", "ETH")
-    suffixed = parse_row("bybit-spot", bybit(Fees="0.1MNT"), now_ms=NOW)
+    suffixed = parse_fill("bybit-spot", bybit(Fees="0.1MNT"))
     assert (suffixed.fee, suffixed.fee_asset) == (0.1, "MNT")
 
 
@@ -206,7 +216,7 @@ def test_each_bad_cell_names_column_value_and_rule(column: str, cell: str, rule:
 
 def test_a_date_within_five_minutes_of_now_is_not_the_future() -> None:
     soon = datetime.fromtimestamp((NOW + 4 * 60_000) / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    assert parse_row("binance-spot", binance(**{"Date(UTC)": soon}), now_ms=NOW).time == NOW + 4 * 60_000
+    assert parse_fill("binance-spot", binance(**{"Date(UTC)": soon})).time == NOW + 4 * 60_000
 
 
 def test_every_bad_field_of_a_row_is_reported_at_once() -> None:
@@ -238,10 +248,9 @@ def test_generic_row_computes_pnl_and_ignores_user_and_source_columns() -> None:
 
 
 def test_short_pnl_and_unix_seconds_and_milliseconds() -> None:
-    entry = parse_row(
+    entry = parse_trade(
         "generic",
         generic(side="short", entry_time="1731767702", exit_time=1731780000000, trade_id=" T-77 "),
-        now_ms=NOW,
     )
     assert entry.side == "SELL"
     assert (entry.entry_time, entry.exit_time) == (1731767702000, 1731780000000)
@@ -250,8 +259,8 @@ def test_short_pnl_and_unix_seconds_and_milliseconds() -> None:
 
 
 def test_a_given_pnl_is_kept_and_an_open_trade_has_none() -> None:
-    assert parse_row("generic", generic(pnl="-12.5"), now_ms=NOW).pnl == -12.5
-    still_open = parse_row("generic", generic(exit_price="", exit_time=""), now_ms=NOW)
+    assert parse_trade("generic", generic(pnl="-12.5")).pnl == -12.5
+    still_open = parse_trade("generic", generic(exit_price="", exit_time=""))
     assert (still_open.exit_price, still_open.exit_time, still_open.pnl) == (None, None, None)
 
 
@@ -276,7 +285,7 @@ def test_generic_errors_name_every_field() -> None:
 
 def test_formula_like_text_is_kept_verbatim() -> None:
     for text in ('=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "=cmd|' /C calc'!A0"):
-        entry = parse_row("generic", generic(notes=text, setup=text, emotion=text), now_ms=NOW)
+        entry = parse_trade("generic", generic(notes=text, setup=text, emotion=text))
         assert (entry.notes, entry.setup, entry.emotion) == (text, text, text)
 
 
@@ -371,7 +380,7 @@ def test_custom_trade_mapping_names_missing_targets_and_unknown_columns() -> Non
         "quantity": "Size",
         "entry_time": "Opened",
     }
-    entry = parse_row("custom", row, mapping, now_ms=NOW)
+    entry = parse_trade("custom", row, mapping)
     assert (entry.symbol, entry.side, entry.entry_time) == ("AAPL", "BUY", ms("2024-11-16 00:00:00"))
     found = violations("custom", row, {"kind": "trade", "symbol": "Ticker", "side": "Nope", "price": "Open"})
     assert found["side"] == ("Nope", f"a column of the file: {', '.join(row)}")
@@ -411,6 +420,7 @@ def test_identical_rows_in_one_file_get_distinct_ids_and_a_second_parse_the_same
         out = []
         for row in rows:
             fill = parse(row, NOW)
+            assert isinstance(fill, Fill)
             key = fill_content_key("u-1", fill)
             out.append(fill_fingerprint("u-1", fill, seen.get(key, 0), venue="binance-spot"))
             seen[key] = seen.get(key, 0) + 1
@@ -419,7 +429,7 @@ def test_identical_rows_in_one_file_get_distinct_ids_and_a_second_parse_the_same
     first = ids()
     assert len(set(first)) == 3
     assert ids() == first
-    other_user = fill_fingerprint("u-2", parse_row("binance-spot", binance(), now_ms=NOW), 0, venue="binance-spot")
+    other_user = fill_fingerprint("u-2", parse_fill("binance-spot", binance()), 0, venue="binance-spot")
     assert other_user not in first
-    bybit_fill = parse_row("bybit-spot", bybit(), now_ms=NOW)
+    bybit_fill = parse_fill("bybit-spot", bybit())
     assert fill_fingerprint("u-1", bybit_fill, 0, "bybit-spot") == fill_fingerprint("u-1", bybit_fill, 3, "bybit-spot")

@@ -185,7 +185,7 @@ def test_trades_newest_first_with_parsed_columns(journal_rows: Database) -> None
 
 
 def test_filters(journal_rows: Database) -> None:
-    ids = lambda **f: journal.trades(journal_rows, USER, **f)["trade_id"].tolist()  # noqa: E731
+    ids = lambda **f: journal.trades(journal_rows, USER, **f)["trade_id"].tolist()  # noqa: E731 - a one-line query helper
     assert ids(symbol="ETHUSDT") == ["open1", "t2"]
     assert ids(tag="trend") == ["t3", "t1"]
     assert ids(tag="nope") == []

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from pipeline.journal.ledger import LedgerFill, apply_fills, lot_id_of
+from pipeline.messages import Side
 
 T0 = 1_731_767_700_000
 
 
-def fill(n: int, side: str, price: float, qty: float, fee: float | None = 0.0, t: int | None = None) -> LedgerFill:
+def fill(n: int, side: Side, price: float, qty: float, fee: float | None = 0.0, t: int | None = None) -> LedgerFill:
     return LedgerFill(f"f-{n}", n, "u", "SOLUSDT", side, price, qty, T0 + n * 1000 if t is None else t, fee, "csv")
 
 

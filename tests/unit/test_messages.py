@@ -198,7 +198,9 @@ def test_order_rules(over: dict, field: str, rule: str) -> None:
 
 def test_sell_order_mirrors_stop_and_target() -> None:
     ok = order(action="SELL", risk_management={"stop_loss": 69000.0, "take_profit": 66000.0})
-    assert m.decode("crypto.orders", json.dumps(ok).encode()).action == "SELL"
+    sell = m.decode("crypto.orders", json.dumps(ok).encode())
+    assert isinstance(sell, m.Order)
+    assert sell.action == "SELL"
     err = rejected("crypto.orders", order(action="SELL"))
     assert "stop_loss > price" in err.violations[0].rule
 
@@ -230,7 +232,9 @@ def test_seed_003_formats() -> None:
         "volume": 1250000,
         "collected_at": "2024-12-04T09:15:30.123456",
     }
-    assert m.decode("stock_prices_raw", json.dumps(price).encode()).close == 86.0
+    bar = m.decode("stock_prices_raw", json.dumps(price).encode())
+    assert isinstance(bar, m.StockPrice)
+    assert bar.close == 86.0
     assert rejected("stock_prices_raw", {**price, "high": 1.0}).violations[0].field == "high"
     trig = {
         "trigger_id": "u",
@@ -263,8 +267,9 @@ def test_seed_003_formats() -> None:
 
 def test_messages_are_immutable() -> None:
     t = m.build(m.MarketData, **tick())
+    assert isinstance(t, m.MarketData)
     with pytest.raises(ValidationError, match="frozen"):
-        t.price = 1.0  # type: ignore[misc]
+        t.price = 1.0
 
 
 def test_extend_equals_the_validated_model() -> None:
@@ -279,7 +284,7 @@ def test_extend_equals_the_validated_model() -> None:
     assert fast.model_dump() == slow.model_dump()
     assert base.__dict__.get("context") is None  # the input is not changed
     with pytest.raises(ValidationError, match="frozen"):
-        fast.context = {}  # type: ignore[misc]
+        fast.context = {}
 
 
 def _plain_values(rnd: random.Random, depth: int = 0) -> object:

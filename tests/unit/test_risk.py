@@ -22,7 +22,7 @@ from pipeline.trading.risk import (
     size_entry,
 )
 
-WIDE = dict(max_symbol_exposure_pct=100.0, max_total_exposure_pct=100.0)
+WIDE: dict[str, Any] = dict(max_symbol_exposure_pct=100.0, max_total_exposure_pct=100.0)
 
 
 def _size(
@@ -262,7 +262,7 @@ def test_seed_defaults() -> None:
         ("sizing", "kelly"),
     ],
 )
-def test_risk_settings_refuse_bad_values_naming_the_field(field: str, value: object) -> None:
+def test_risk_settings_refuse_bad_values_naming_the_field(field: str, value: Any) -> None:
     with pytest.raises(ConfigError) as err:
         RiskSettings(**{field: value})
     assert field in str(err.value)
