@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from pipeline.api.app import create_app
-from pipeline.api.guard import OPEN_PATHS
+from pipeline.api.guard import OPEN_PATHS, wide_bind_notice
 from pipeline.api.tokens import TokenStore
 from pipeline.bus.base import read_to_end
 from pipeline.config import load_config
@@ -205,3 +205,14 @@ def test_the_token_file_is_the_owners_alone(tmp_path: Path) -> None:
     fresh = TokenStore(tmp_path)
     assert fresh.user_of(token) == "alice" and fresh.user_of(token + "x") is None
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "desk.lan"])
+def test_binding_beyond_loopback_says_the_token_is_needed(host: str) -> None:
+    notice = wide_bind_notice(host)
+    assert notice and host in notice and "bearer token" in notice and "API_ALLOWED_HOSTS" in notice
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_loopback_binding_needs_no_notice(host: str) -> None:
+    assert wide_bind_notice(host) is None

@@ -113,7 +113,7 @@ def test_no_planted_secret_in_logs_pages_or_api_answers(
         ("GET", "/api/trades", {"headers": auth, "params": {"user_id": "someone-else"}}),
         ("GET", "/openapi.json", {}),
     ):
-        response = client.request(method, path, **kwargs)  # type: ignore[arg-type]
+        response = client.request(method, path, **kwargs)
         assert response.status_code < 500
         body = response.text
         # a value the caller sent may come back to that caller; nothing the desk holds may
