@@ -157,7 +157,7 @@ class Guard:
         user = self.tokens.user_of(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
         if user is None:
             return 401, "a bearer token is required: Authorization: Bearer <token> (python -m pipeline token prints it)"
-        scope.setdefault("state", {})["user_id"] = user
+        scope["state"] = {**scope.get("state", {}), "user_id": user}  # a dict of this request alone
         return None
 
     async def _refuse(self, scope: Scope, send: Send, status: int, detail: str) -> None:
