@@ -13,9 +13,11 @@ pages = st.navigation(
     [
         st.Page("views/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
         st.Page("views/stocks.py", title="Stocks", icon=":material/monitoring:"),
+        st.Page("views/analysis.py", title="Analysis", icon=":material/newspaper:"),
         st.Page("views/signals.py", title="Signals", icon=":material/insights:"),
         st.Page("views/portfolio.py", title="Portfolio", icon=":material/account_balance_wallet:"),
         st.Page("views/backtest.py", title="Backtest", icon=":material/history:"),
+        st.Page("views/optimise.py", title="Optimise", icon=":material/tune:"),
         st.Page("views/journal.py", title="Journal", icon=":material/menu_book:"),
         st.Page("views/imports.py", title="Import", icon=":material/upload_file:"),
         st.Page("views/pipeline.py", title="Pipeline", icon=":material/account_tree:"),

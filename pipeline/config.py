@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from pipeline.analysis.settings import AnalysisSettings, analysis_from_env
 from pipeline.errors import ConfigError
 from pipeline.journal.behaviour_settings import BehaviourRules, rules_from_env
 from pipeline.messages.stocks import STOCK_SYMBOL
@@ -128,6 +129,8 @@ class Config:
     discord_trader_ids: tuple[int, ...] = ()
     discord_api_url: str | None = None
     discord_gateway_url: str | None = None
+    # Stock analysis (seed 003): news feeds, triggers, the optional LLM (its key is a secret), alerts.
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
 
     @property
     def bus_kind(self) -> str:
@@ -151,6 +154,8 @@ class Config:
                 "discord_bot_token",
             ):
                 value = "***" if value else None
+            elif f.name == "analysis":
+                value = {**vars(value), "llm_api_key": "***" if value.llm_api_key else None}
             elif f.name in ("behaviour", "risk", "exchange"):
                 value = vars(value) if hasattr(value, "__dict__") else repr(value)
             out[f.name] = str(value) if isinstance(value, Path) else value
@@ -227,7 +232,10 @@ def load_config(env: Mapping[str, str]) -> Config:
     stock_sources = _stock_sources(env)
     bot_token = (env.get("DISCORD_BOT_TOKEN") or "").strip() or None
     bot = ("discord-bot",) if bot_token else ()
-    default_stages = (*sources, *stock_sources, *DEFAULT_PIPELINE, *notifier, *bot)
+    analysis = analysis_from_env(env)
+    news = ("news-collector",) if analysis.news_feeds else ()
+    scheduler = ("analysis-scheduler",) if analysis.schedule else ()
+    default_stages = (*sources, *stock_sources, *DEFAULT_PIPELINE, *news, *scheduler, *notifier, *bot)
     stages = tuple(s.strip() for s in env.get("STAGES", ",".join(default_stages)).split(",") if s.strip())
     unknown = [s for s in stages if s not in KNOWN_STAGES]
     if unknown:
@@ -307,6 +315,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         discord_trader_ids=_discord_ids(env, "DISCORD_TRADER_IDS"),
         discord_api_url=env.get("DISCORD_API_URL") or None,
         discord_gateway_url=env.get("DISCORD_GATEWAY_URL") or None,
+        analysis=analysis,
     )
 
 
@@ -362,6 +371,8 @@ def _risk(env: Mapping[str, str]) -> RiskSettings:
         max_symbol_exposure_pct=_float(env, "MAX_SYMBOL_EXPOSURE_PCT", 25.0, 0.01, 100.0),
         max_total_exposure_pct=_float(env, "MAX_TOTAL_EXPOSURE_PCT", 100.0, 0.01, 100.0),
         min_order_usdt=_float(env, "MIN_ORDER_USDT", 10.0, 0.0),
+        high_confidence=_float(env, "DECISION_HIGH_CONFIDENCE", 0.8, 0.0, 1.0),
+        medium_confidence=_float(env, "DECISION_MEDIUM_CONFIDENCE", 0.6, 0.0, 1.0),
     )
 
 

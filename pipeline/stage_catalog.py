@@ -53,6 +53,12 @@ CATALOG: tuple[StageInfo, ...] = (
     StageInfo("api", "source", True, "the HTTP API (API_HOST:API_PORT)"),
     StageInfo("exchange-history", "source", False, "exchange trade history into raw-trades (API keys)"),
     StageInfo("discord-bot", "source", False, "the Discord bot's slash commands (on when DISCORD_BOT_TOKEN is set)"),
+    StageInfo("news-collector", "source", False, "RSS/Atom news into stock_news_raw (on when NEWS_FEEDS is set)"),
+    StageInfo("analysis-scheduler", "source", False, "scheduled analysis triggers (on unless ANALYSIS_SCHEDULE=off)"),
+    StageInfo("analysis-triggers", "stage", True, "stores news; bars and news into debounced analysis triggers"),
+    StageInfo("technical-analysis", "stage", True, "technical results: moving averages, RSI, MACD, Bollinger, volume"),
+    StageInfo("sentiment-analysis", "stage", True, "sentiment results of the news: a lexicon, and an LLM when set"),
+    StageInfo("aggregation", "stage", True, "technical and sentiment results into scores and alerts"),
 )
 
 KNOWN_STAGES = frozenset(s.name for s in CATALOG)

@@ -147,6 +147,50 @@ def _m007_stocks(db: sqlite_utils.Database) -> None:
         vwap REAL, derived INTEGER NOT NULL, PRIMARY KEY (symbol, timeframe, start)) WITHOUT ROWID""")
 
 
+def _m008_analysis(db: sqlite_utils.Database) -> None:
+    # Seed 003's news, one row per (item, symbol); ``sentiment`` is the item's score once the
+    # sentiment stage has scored it (``sentiment_detail``: model, confidence, language, reason).
+    db.execute("""CREATE TABLE stock_news (
+        news_id TEXT NOT NULL, symbol TEXT NOT NULL, title TEXT NOT NULL, content TEXT NOT NULL,
+        source TEXT NOT NULL, source_url TEXT NOT NULL, published_at TEXT NOT NULL, published_ms INTEGER NOT NULL,
+        collected_at TEXT NOT NULL, category TEXT NOT NULL, tags TEXT NOT NULL, stored_at INTEGER NOT NULL,
+        sentiment REAL, sentiment_confidence REAL, sentiment_model TEXT, sentiment_detail TEXT,
+        PRIMARY KEY (news_id, symbol)) WITHOUT ROWID""")
+    db.execute("CREATE INDEX stock_news_symbol_time ON stock_news (symbol, published_ms)")
+    # Technical and sentiment results as published on analysis_results.
+    db.execute("""CREATE TABLE analysis_results (
+        result_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, analysis_type TEXT NOT NULL, timestamp INTEGER NOT NULL,
+        score REAL NOT NULL, confidence REAL NOT NULL, details TEXT NOT NULL, metadata TEXT NOT NULL)""")
+    db.execute("CREATE INDEX analysis_results_symbol ON analysis_results (symbol, analysis_type, timestamp)")
+    # The aggregate of each symbol over time (one row per result that changed it).
+    db.execute("""CREATE TABLE analysis_aggregates (
+        symbol TEXT NOT NULL, timestamp INTEGER NOT NULL, result_id TEXT NOT NULL, final_score REAL NOT NULL,
+        recommendation TEXT NOT NULL, target_price REAL, technical REAL, sentiment REAL, confidence REAL NOT NULL,
+        PRIMARY KEY (symbol, timestamp, result_id)) WITHOUT ROWID""")
+    # Alerts as published on alerts, with the result that caused each (a redelivered result
+    # publishes its alerts again instead of making new ones).
+    db.execute("""CREATE TABLE stock_alerts (
+        alert_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, alert_type TEXT NOT NULL, priority TEXT NOT NULL,
+        timestamp INTEGER NOT NULL, message TEXT NOT NULL, data TEXT NOT NULL, cause TEXT NOT NULL)""")
+    db.execute("CREATE INDEX stock_alerts_time ON stock_alerts (timestamp)")
+    db.execute("CREATE INDEX stock_alerts_cause ON stock_alerts (cause)")
+    # What the aggregation last alerted per symbol (its hysteresis).
+    db.execute("""CREATE TABLE alert_state (
+        symbol TEXT PRIMARY KEY, signal TEXT NOT NULL, risk INTEGER NOT NULL, updated_at INTEGER NOT NULL)""")
+
+
+def _m009_optimise_runs(db: sqlite_utils.Database) -> None:
+    # Walk-forward optimisations (storage/optimise.py): one row per run with its request, figures and
+    # out-of-sample equity as JSON, and one row per trial of each of its studies.
+    db.execute("""CREATE TABLE optimise_runs (
+        run_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, symbol TEXT NOT NULL, model TEXT NOT NULL,
+        request TEXT NOT NULL, summary TEXT NOT NULL, curve TEXT NOT NULL)""")
+    db.execute("CREATE INDEX optimise_runs_time ON optimise_runs (created_at)")
+    db.execute("""CREATE TABLE optimise_trials (
+        run_id TEXT NOT NULL, window INTEGER NOT NULL, number INTEGER NOT NULL, value REAL, params TEXT NOT NULL,
+        metrics TEXT NOT NULL, PRIMARY KEY (run_id, window, number)) WITHOUT ROWID""")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_market_ticks_and_bars", _m001_market),
     ("002_journal", _m002_journal),
@@ -155,6 +199,8 @@ MIGRATIONS: list[Migration] = [
     ("005_fill_records", _m005_fill_records),
     ("006_stage_status", _m006_stage_status),
     ("007_stocks", _m007_stocks),
+    ("008_analysis", _m008_analysis),
+    ("009_optimise_runs", _m009_optimise_runs),
 ]
 
 

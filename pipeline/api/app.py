@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
+from pipeline.api.analysis import add_analysis_routes
 from pipeline.api.bars import add_bar_routes
 from pipeline.api.context import ApiContext
 from pipeline.api.guard import Guard
@@ -47,6 +48,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     add_bar_routes(app, ctx)
     add_stock_ws_routes(app, ctx)
     add_health_routes(app, ctx)
+    add_analysis_routes(app, ctx)
 
     def openapi() -> dict[str, Any]:
         """The description, with the bearer scheme so the docs page's Authorize button takes the token."""

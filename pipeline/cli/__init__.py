@@ -11,10 +11,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from pipeline.cli import bus_commands, ml_commands, trading_commands
+from pipeline.cli import analysis_commands, bus_commands, ml_commands, optimise_commands, trading_commands
 from pipeline.errors import PipelineError
 
-AREAS = (bus_commands, ml_commands, trading_commands)
+AREAS = (bus_commands, ml_commands, trading_commands, optimise_commands, analysis_commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -62,6 +62,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         train_fraction=args.train_fraction,
         risk=risk,
         exchange=config.exchange,
+        engine=args.engine,
     )
     db, _ = open_store(config)
 
@@ -88,7 +89,8 @@ def _print_backtest(result) -> None:  # noqa: ANN001
     m, h = result.metrics, result.buy_and_hold
     models = result.settings.get("models", {})
     print(
-        f"{', '.join(result.symbols)}: {result.model}, models {models.get('models_from')}"
+        f"{', '.join(result.symbols)}: {result.model}, models {models.get('models_from')}, "
+        f"{result.settings.get('engine')} engine"
         + ("  (IN-SAMPLE: the model saw these bars)" if models.get("in_sample") else "")
     )
     rows = (
@@ -151,5 +153,11 @@ def register(sub: Any) -> None:
     p.add_argument("--sizing", choices=("fixed_fraction", "fixed_risk"), default=None)
     p.add_argument("--position-pct", type=float, default=None)
     p.add_argument("--risk-pct", type=float, default=None)
+    p.add_argument(
+        "--engine",
+        choices=("fast", "backtrader"),
+        default="fast",
+        help="fast: the compiled engine (default); backtrader: the reference it is proven equal to",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics and every trade as one JSON object")
     p.set_defaults(fn=cmd_backtest)

@@ -19,7 +19,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.jobs.base import Job, JobState
 from pipeline.jobs.training import Source, load_bars
-from pipeline.trading.backtest import BacktestError, BacktestResult, run_backtest
+from pipeline.trading.backtest import BacktestError, BacktestResult, Engine, run_backtest
 from pipeline.trading.exchange import ExchangeSettings
 from pipeline.trading.risk import RiskSettings
 from storage.db import Database
@@ -47,6 +47,7 @@ class BacktestRequest:
     train_fraction: float = 0.3
     risk: RiskSettings = field(default_factory=RiskSettings)
     exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
+    engine: Engine = "fast"  # backtrader: the reference the fast engine is proven against
 
 
 def _period(frame: pd.DataFrame, start_ms: int | None, end_ms: int | None) -> pd.DataFrame:
@@ -153,6 +154,7 @@ def run_request(config: Config, db: Database, request: BacktestRequest, progress
         sell_pct=config.ml_sell_pct,
         interval_ms=interval,
         progress=progress,
+        engine=request.engine,
     )
     result.settings["models"] = notes
     result.settings["period"] = {s: [int(f["start"].iloc[0]), int(f["start"].iloc[-1])] for s, f in tested.items()}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from pipeline import topics as t
 from pipeline.messages.base import (
@@ -15,6 +15,14 @@ from pipeline.messages.base import (
     rule_error,
 )
 from pipeline.messages.stocks import STOCK_SYMBOL, iso_ms
+
+
+def _iso_with_offset(field: str, value: str) -> str:
+    try:
+        iso_ms(value)
+    except ValueError:
+        raise rule_error(field, value, "an ISO-8601 time with an offset, e.g. 2024-12-04T10:00:00+07:00") from None
+    return value
 
 
 class StockPrice(Message):
@@ -75,13 +83,17 @@ class StockPrice(Message):
 
 
 class StockNews(Message):
-    """A news item on ``stock_news_raw`` (seed 003)."""
+    """A news item on ``stock_news_raw`` (seed 003): one message per (item, symbol) it names.
+
+    Rules: a stock symbol; a title that is not blank; ``published_at`` and ``collected_at`` as
+    ISO-8601 with an offset. ``news_id`` is the item's stable hash (``pipeline.analysis.news``).
+    """
 
     topic: ClassVar[str] = t.STOCK_NEWS_RAW
     key_field: ClassVar[str | None] = "symbol"
 
     news_id: str = Field(min_length=1)
-    symbol: str = Field(min_length=1)
+    symbol: str = Field(pattern=STOCK_SYMBOL)
     title: str = Field(min_length=1)
     content: str
     source: str
@@ -90,6 +102,28 @@ class StockNews(Message):
     collected_at: str = Field(min_length=10)
     category: str
     tags: list[str] = Field(default_factory=list)
+
+    @field_validator("title")
+    @classmethod
+    def _title_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise rule_error("title", value, "a title that is not blank")
+        return value
+
+    @field_validator("published_at", "collected_at")
+    @classmethod
+    def _times_have_offsets(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            iso_ms(value)
+        except ValueError:
+            rule = "an ISO-8601 time with an offset, e.g. 2024-12-04T08:30:00+07:00"
+            raise rule_error(info.field_name or "published_at", value, rule) from None
+        return value
+
+    @property
+    def published_ms(self) -> int:
+        """When the item was published, as Unix milliseconds."""
+        return iso_ms(self.published_at)
 
 
 class AnalysisTrigger(Message):
@@ -104,11 +138,16 @@ class AnalysisTrigger(Message):
     timestamp: str = Field(min_length=10)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_has_offset(cls, value: str) -> str:
+        return _iso_with_offset("timestamp", value)
+
 
 class AnalysisScores(BaseModel):
     model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
 
-    score: float
+    score: float = Field(ge=-1.0, le=1.0)
     confidence: float = Field(ge=0.0, le=1.0)
     details: dict[str, Any] = Field(default_factory=dict)
 
@@ -126,6 +165,11 @@ class AnalysisResult(Message):
     results: AnalysisScores
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_has_offset(cls, value: str) -> str:
+        return _iso_with_offset("timestamp", value)
+
 
 class Alert(Message):
     """An alert to notify on ``alerts`` (seed 003)."""
@@ -140,3 +184,8 @@ class Alert(Message):
     timestamp: str = Field(min_length=10)
     message: str
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_has_offset(cls, value: str) -> str:
+        return _iso_with_offset("timestamp", value)

@@ -38,6 +38,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 _CHUNK_ROWS = 1024  # rows per forest walk
+_JIT_ROWS = 20_000  # from this many rows the forest walks as a compiled loop (pipeline.ml.batch)
 
 
 class Evaluator:
@@ -103,12 +104,19 @@ class ForestEvaluator(Evaluator):
         self.value = np.concatenate(values)
         self.roots = np.array(roots, dtype=np.intp)[:, None]
         self.depth = depth
+        self.threshold32: np.ndarray | None = None  # for the compiled walk, made on its first use
 
     def _evaluate(self, Xs: np.ndarray) -> np.ndarray | None:
         with np.errstate(over="ignore"):
             X32 = Xs.astype(np.float32)  # the forest's own cast: ties are decided in float32
         if not np.isfinite(X32).all():
             return None  # scikit-learn refuses a value too large for float32
+        if len(X32) >= _JIT_ROWS:
+            from pipeline.ml.batch import float32_floor, forest_walk  # numba loads only for large batches
+
+            if self.threshold32 is None:
+                self.threshold32 = float32_floor(self.threshold)
+            return forest_walk(X32, self.feature, self.threshold32, self.child, self.value, self.roots, self.depth)
         flat = X32.astype(float)
         if len(flat) <= _CHUNK_ROWS:
             return self._walk(flat)

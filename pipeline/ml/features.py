@@ -193,9 +193,11 @@ class FeatureState:
         rets = [math.log(c[i] / c[i - 1]) for i in range(len(c) - 24, len(c))]
         r6 = rets[-6:]
         m6 = sum(r6) / 6
-        ss6 = sum((r - m6) ** 2 for r in r6)
+        # x * x rather than x ** 2: C's pow() is not always correctly rounded, and the whole-history
+        # form (pipeline.ml.batch) multiplies, so both give the same bits.
+        ss6 = sum((r - m6) * (r - m6) for r in r6)
         m24 = sum(rets) / 24
-        ss24 = sum((r - m24) ** 2 for r in rets)
+        ss24 = sum((r - m24) * (r - m24) for r in rets)
         v = list(self._volumes)
         mean_v = sum(v[:-1]) / _VOLUME_N
         vcp = 0.0 if mean_v == 0 else (v[-1] / mean_v - 1.0) * 100.0

@@ -17,15 +17,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from pipeline.candles import candle_prices, candle_spans, candle_times
+from pipeline.candles import candle_spans
 from pipeline.errors import PipelineError
 from pipeline.messages import Order
-from pipeline.ml.features import FEATURES, FeatureState
+from pipeline.ml.batch import tick_features as batch_features
+from pipeline.trading import fast_engine
 from pipeline.trading.exchange import Book, Exchange, ExchangeSettings
 from pipeline.trading.metrics import buy_and_hold_curve, curve_metrics, exposure_pct, merge_reasons, trade_metrics
 from pipeline.trading.risk import MEDIUM_CONFIDENCE, RiskSettings
@@ -42,6 +43,9 @@ from pipeline.trading.strategy import (
 )
 
 SIGNAL_CODES = ("HOLD", "BUY", "SELL")
+Engine = Literal["fast", "backtrader"]
+ENGINES: tuple[str, ...] = ("fast", "backtrader")
+PREDICT_BATCH = 262_144  # rows per predict call: large enough to amortise it, small enough for the SVM's kernel
 Progress = Callable[[float, str], None]
 
 
@@ -64,30 +68,16 @@ class _SymbolTicks:
 
 def tick_features(bars: pd.DataFrame, interval_ms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return (times, prices, X, levels) of a symbol's bars: four ticks a bar, the model inputs at each
-    tick (NaN rows before warm-up) and ma_7/ma_25/rsi_14 there."""
+    tick (NaN rows before warm-up) and ma_7/ma_25/rsi_14 there, as ``FeatureState`` gives them
+    (computed for the whole history at once by ``pipeline.ml.batch.tick_features``)."""
     start = bars["start"].to_numpy(dtype=np.int64)
     o, h, lo, c, v = (bars[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close", "volume"))
-    span = candle_spans(start, interval_ms)
-    n = len(start)
-    times = np.empty((n, 4), dtype=np.int64)
-    prices = np.empty((n, 4))
-    X = np.full((n, 4, len(FEATURES)), np.nan)
-    levels = np.full((n, 4, 3), np.nan)
-    state = FeatureState()
-    names = FEATURES
-    for i, (st, sp, oi, hi, li, ci, vi) in enumerate(
-        zip(start.tolist(), span.tolist(), o.tolist(), h.tolist(), lo.tolist(), c.tolist(), v.tolist())
-    ):
-        ps = candle_prices(oi, hi, li, ci)
-        times[i] = candle_times(st, sp)
-        prices[i] = ps
-        if state.ready:
-            for k in range(4):
-                f = state.features(ps[k])
-                assert f is not None  # a ready state has every feature
-                X[i, k] = [f[name] for name in names]
-                levels[i, k] = (f["ma_7"], f["ma_25"], f["rsi_14"])
-        state.push(ci, hi, li, vi)
+    span = candle_spans(start, interval_ms) if len(start) else start
+    up = (c >= o)[:, None]
+    # candle_prices and candle_times for every candle at once
+    prices = np.where(up, np.stack([o, lo, h, c], axis=1), np.stack([o, h, lo, c], axis=1))
+    times = np.stack([start, start + span // 4, start + span // 2, start + span - 1], axis=1)
+    X, levels = batch_features(c, h, lo, v, prices)
     return times, prices, X, levels
 
 
@@ -102,11 +92,13 @@ def model_signals(
     code = np.zeros(len(flat), dtype=np.int8)
     confidence = np.zeros(len(flat))
     change = np.zeros(len(flat))
-    if ok.any():
-        expected, conf = predictor.predict(flat[ok])
+    rows = np.flatnonzero(ok)
+    for first in range(0, len(rows), PREDICT_BATCH):
+        at = rows[first : first + PREDICT_BATCH]
+        expected, conf = predictor.predict(flat[at])
         ch = np.expm1(expected) * 100.0
-        change[ok], confidence[ok] = ch, np.clip(conf, 0.0, 1.0)
-        code[ok] = np.where(ch > buy_pct, 1, np.where(ch < sell_pct, 2, 0))
+        change[at], confidence[at] = ch, np.clip(conf, 0.0, 1.0)
+        code[at] = np.where(ch > buy_pct, 1, np.where(ch < sell_pct, 2, 0))
     return code.reshape(shape), confidence.reshape(shape), change.reshape(shape)
 
 
@@ -204,6 +196,7 @@ def prepare(
     buy_pct: float = 1.5,
     sell_pct: float = -1.5,
     interval_ms: int = 60_000,
+    medium_confidence: float = MEDIUM_CONFIDENCE,
 ) -> tuple[TickPlan, pd.DataFrame]:
     """Compute every tick's signals; return the plan and the clock frame backtrader steps through."""
     models = [model, *[m for m in confirm_models if m != model]]
@@ -217,11 +210,12 @@ def prepare(
         times, prices, X, levels = tick_features(frame, interval_ms)
         signals = {m: model_signals(predictors[(symbol, m)], X, buy_pct, sell_pct) for m in models}
         code, conf, _ = signals[model]
-        act = (code != 0) & (conf >= MEDIUM_CONFIDENCE)
+        act = (code != 0) & (conf >= medium_confidence)
         symbols.append(
             _SymbolTicks(symbol, frame["start"].to_numpy(dtype=np.int64), times, prices, signals, levels, act)
         )
-    slots = np.unique(np.concatenate([s.starts for s in symbols]))
+    every = np.sort(np.concatenate([s.starts for s in symbols]))  # np.unique hashes: 10x slower here
+    slots = every[np.concatenate([[True], every[1:] != every[:-1]])]
     first = next(iter(bars.values())).set_index("start").reindex(slots).ffill().bfill()
     clock = pd.DataFrame(
         {k: first[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close", "volume")},
@@ -242,9 +236,12 @@ def run_backtest(
     sell_pct: float = -1.5,
     interval_ms: int = 60_000,
     progress: Progress | None = None,
+    engine: Engine = "fast",
 ) -> BacktestResult:
     """Backtest ``MLSignalStrategy`` on ``bars`` (symbol -> start, open, high, low, close, volume) with
-    ``predictors`` ((symbol, model) -> Predictor)."""
+    ``predictors`` ((symbol, model) -> Predictor), on the fast engine or on backtrader."""
+    if engine not in ENGINES:
+        raise BacktestError(f"engine={engine!r}: use {' or '.join(ENGINES)}")
     risk = risk or RiskSettings()
     exchange_settings = exchange or ExchangeSettings()
     started = time.perf_counter()
@@ -258,13 +255,53 @@ def run_backtest(
         buy_pct=buy_pct,
         sell_pct=sell_pct,
         interval_ms=interval_ms,
+        medium_confidence=risk.medium_confidence,
     )
     signals_s = time.perf_counter() - started
+    run_started = time.perf_counter()
+    desk, equity, exposed = simulate(
+        plan, clock, engine=engine, risk=risk, exchange=exchange_settings, progress=progress
+    )
+    run_s = time.perf_counter() - run_started
+    if progress:
+        progress(1.0, "done")
+    result = _result(plan, clock, desk, equity, exposed, bars, exchange_settings, interval_ms)
+    result.settings = {
+        "model": model,
+        "confirm_models": list(confirm_models),
+        "risk": vars(risk),
+        "exchange": vars(exchange_settings),
+        "buy_pct": buy_pct,
+        "sell_pct": sell_pct,
+        "interval_ms": interval_ms,
+        "engine": engine,
+    }
+    result.timings = {
+        "signals": round(signals_s, 3),
+        engine: round(run_s, 3),
+        "total": round(time.perf_counter() - started, 3),
+    }
+    return result
+
+
+def simulate(
+    plan: TickPlan,
+    clock: pd.DataFrame,
+    *,
+    engine: Engine,
+    risk: RiskSettings,
+    exchange: ExchangeSettings,
+    progress: Progress | None = None,
+) -> tuple[Desk, np.ndarray, np.ndarray]:
+    """Run the strategy over ``plan`` on ``engine``; return the desk as the run left it and the
+    equity and exposure at every slot's end."""
+    if engine == "fast":
+        return _run_fast(plan, risk, exchange, progress)
     n = len(clock)
     equity = np.empty(n)
     exposed = np.zeros(n, dtype=bool)
     step = max(1, n // 100)
-    desk = Desk(Exchange(exchange_settings), risk, model, tuple(confirm_models))
+    desk = Desk(Exchange(exchange), risk, plan.model, tuple(plan.confirm))
 
     def on_point(strategy: MLSignalStrategy) -> None:
         i = len(strategy.data) - 1
@@ -278,27 +315,58 @@ def run_backtest(
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(BarEventFeed(dataname=clock, plan=plan))
     cerebro.addstrategy(MLSignalStrategy, desk=desk)
-    run_started = time.perf_counter()
     cerebro.run()
-    run_s = time.perf_counter() - run_started
-    if progress:
-        progress(1.0, "done")
-    result = _result(plan, clock, desk, equity, exposed, bars, exchange_settings, interval_ms)
-    result.settings = {
-        "model": model,
-        "confirm_models": list(confirm_models),
-        "risk": vars(risk),
-        "exchange": vars(exchange_settings),
-        "buy_pct": buy_pct,
-        "sell_pct": sell_pct,
-        "interval_ms": interval_ms,
-    }
-    result.timings = {
-        "signals": round(signals_s, 3),
-        "backtrader": round(run_s, 3),
-        "total": round(time.perf_counter() - started, 3),
-    }
-    return result
+    return desk, equity, exposed
+
+
+def plan_events(plan: TickPlan) -> tuple[fast_engine.Events, np.ndarray]:
+    """The plan's ticks in run order (``fast_engine.events_of``) and, for each, its row in the
+    symbols' per-tick arrays laid end to end (``_flat``)."""
+    events = fast_engine.events_of([(s.starts, s.times, s.prices) for s in plan.symbols], plan.slots)
+    offsets = np.concatenate([[0], np.cumsum([4 * len(s.starts) for s in plan.symbols])])
+    return events, offsets[events.symbol] + events.bar * 4 + events.tick
+
+
+def _flat(plan: TickPlan, values: Callable[[_SymbolTicks], np.ndarray], width: int = 0) -> np.ndarray:
+    parts = [values(s).reshape(-1, width) if width else values(s).reshape(-1) for s in plan.symbols]
+    return np.concatenate(parts)
+
+
+def _run_fast(
+    plan: TickPlan, risk: RiskSettings, exchange: ExchangeSettings, progress: Progress | None
+) -> tuple[Desk, np.ndarray, np.ndarray]:
+    events, rows = plan_events(plan)
+
+    def model_arrays(model: str) -> tuple[np.ndarray, np.ndarray]:
+        return _flat(plan, lambda s: s.signals[model][0])[rows], _flat(plan, lambda s: s.signals[model][1])[rows]
+
+    side, high, confirm = fast_engine.decisions(
+        model_arrays(plan.model),
+        [model_arrays(m) for m in plan.confirm],
+        _flat(plan, lambda s: s.levels, 3)[rows],
+        risk,
+    )
+    run = fast_engine.run_arrays(
+        events, side, high, confirm, len(plan.symbols), fast_engine.settings_vector(risk, exchange), progress
+    )
+
+    def signal_at(e: int) -> ModelSignal:
+        s = plan.symbols[int(events.symbol[e])]
+        j, k = int(events.bar[e]), int(events.tick[e])
+        code, conf, change = s.signals[plan.model]
+        return ModelSignal(plan.model, SIGNAL_CODES[code[j, k]], float(conf[j, k]), float(change[j, k]))
+
+    desk = fast_engine.to_desk(
+        run,
+        events,
+        [s.symbol for s in plan.symbols],
+        signal_at,
+        plan.confirm,
+        model=plan.model,
+        risk=risk,
+        exchange=exchange,
+    )
+    return desk, run.equity, run.exposed
 
 
 def _result(
@@ -346,7 +414,7 @@ def _result(
         code, conf, _ = s.signals[plan.model]
         ready = ~np.isnan(s.levels[..., 0])
         skipped["hold"] += int(((code == 0) & ready).sum())
-        skipped["low confidence"] += int(((code != 0) & (conf < MEDIUM_CONFIDENCE)).sum())
+        skipped["low confidence"] += int(((code != 0) & (conf < desk.risk.medium_confidence)).sum())
     return BacktestResult(
         symbols=[s.symbol for s in plan.symbols],
         model=plan.model,

@@ -37,6 +37,8 @@ class RiskSettings:
     max_symbol_exposure_pct: float = 25.0
     max_total_exposure_pct: float = 100.0
     min_order_usdt: float = 10.0  # exchanges refuse smaller orders (Binance's minimum notional)
+    high_confidence: float = HIGH_CONFIDENCE  # a signal this confident acts alone
+    medium_confidence: float = MEDIUM_CONFIDENCE  # acts when confirmed; a less confident one never
 
     def __post_init__(self) -> None:
         problems = []
@@ -54,18 +56,25 @@ class RiskSettings:
                 problems.append(f"{name}={value} must be > 0 and <= 100")
         if not self.min_order_usdt >= 0:
             problems.append(f"min_order_usdt={self.min_order_usdt} must be >= 0")
+        if not 0 < self.medium_confidence <= 1:
+            problems.append(f"medium_confidence={self.medium_confidence} must be > 0 and <= 1")
+        if not self.medium_confidence <= self.high_confidence <= 1:
+            problems.append(
+                f"high_confidence={self.high_confidence} must be >= medium_confidence ({self.medium_confidence}) "
+                "and <= 1"
+            )
         if problems:
             raise ConfigError("; ".join(problems))
 
 
-def confidence_level(confidence: float) -> str:
-    """Return seed 001's level of ``confidence``: high, medium or low."""
-    return "high" if confidence >= HIGH_CONFIDENCE else "medium" if confidence >= MEDIUM_CONFIDENCE else "low"
+def confidence_level(confidence: float, high: float = HIGH_CONFIDENCE, medium: float = MEDIUM_CONFIDENCE) -> str:
+    """Return the level of ``confidence``: high, medium or low (seed 001's levels by default)."""
+    return "high" if confidence >= high else "medium" if confidence >= medium else "low"
 
 
-def actionable(signal: str, confidence: float) -> bool:
+def actionable(signal: str, confidence: float, medium: float = MEDIUM_CONFIDENCE) -> bool:
     """Tell whether a signal can lead to an order at all: BUY or SELL at medium confidence or more."""
-    return signal != "HOLD" and confidence >= MEDIUM_CONFIDENCE
+    return signal != "HOLD" and confidence >= medium
 
 
 def indicator_confirms(signal: str, features: dict[str, float | None]) -> bool:

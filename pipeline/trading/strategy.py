@@ -11,7 +11,8 @@ virtual exchange, or the backtest's own.
 
 The rules: a signal of the trading model acts at high confidence, at medium confidence only when
 another model agrees at medium or better at the same tick or the moving averages and RSI agree
-(``indicator_confirms``), and never at low confidence. A BUY opens a long with seed 001's stop-loss
+(``indicator_confirms``), and never at low confidence (seed 001's levels, 0.8 and 0.6, unless the
+risk settings name others). A BUY opens a long with seed 001's stop-loss
 and take-profit when the symbol has no position and no pending order, sized by the risk settings; a
 SELL closes the symbol's position. Orders are MARKET orders filled at the next tick.
 """
@@ -35,7 +36,6 @@ import backtrader as bt
 from pipeline.messages import Order, RiskManagement, Side, TriggerSignal
 from pipeline.trading.exchange import DEFAULT_ACCOUNT, Exchange
 from pipeline.trading.risk import (
-    MEDIUM_CONFIDENCE,
     RiskSettings,
     actionable,
     brackets,
@@ -151,17 +151,18 @@ class MLSignalStrategy(bt.Strategy):
         """What confirms a medium-confidence signal: another model's name, "indicator", or None."""
         p = group.primary
         for other in group.others:
-            if other.signal == p.signal and other.confidence >= MEDIUM_CONFIDENCE:
+            if other.signal == p.signal and other.confidence >= self.desk.risk.medium_confidence:
                 return other.model
         return "indicator" if indicator_confirms(p.signal, group.features) else None
 
     def on_signals(self, group: SignalGroup) -> Order | None:
         """Decide on one tick's signals; return the order made, if any."""
         desk, p = self.desk, group.primary
-        if not actionable(p.signal, p.confidence):
+        risk = desk.risk
+        if not actionable(p.signal, p.confidence, risk.medium_confidence):
             desk.skipped["hold" if p.signal == "HOLD" else "low confidence"] += 1
             return None
-        level = confidence_level(p.confidence)
+        level = confidence_level(p.confidence, risk.high_confidence, risk.medium_confidence)
         confirmed_by = None
         if level == "medium":
             confirmed_by = self.confirmation(group)
@@ -216,47 +217,86 @@ class MLSignalStrategy(bt.Strategy):
         take: float | None = None,
         capped_by: str | None = None,
     ) -> Order:
-        desk, p, price = self.desk, group.primary, group.price
-        equity = self.equity()
-        risk = desk.risk
-        metadata: dict[str, Any] = {
-            "portfolio_balance_usdt": round(equity, 8),
-            "position_size_pct": quantity * price / equity * 100.0 if equity > 0 else 0.0,
-            "created_by": "backtrader_engine",
-            "confidence_level": level,
-            "confirmed_by": confirmed_by,
-            "account": desk.account,
-        }
-        if closes is not None:
-            metadata.update(closes=closes, reason="signal")
-            rm = RiskManagement()
-        else:
-            metadata["capped_by"] = capped_by
-            if risk.trailing_stop_pct:
-                metadata["trailing_stop_pct"] = risk.trailing_stop_pct
-            rm = RiskManagement(
-                stop_loss=stop,
-                take_profit=take,
-                stop_loss_pct=-risk.stop_loss_pct,
-                take_profit_pct=risk.take_profit_pct,
-            )
-        return Order(
-            order_id=order_id(group.symbol, group.timestamp, action),
-            symbol=group.symbol,
-            timestamp=group.timestamp,
-            action=action,
-            order_type="MARKET",
-            quantity=quantity,
-            price=price,
-            total_value=quantity * price,
-            status="PENDING",
+        desk = self.desk
+        return make_order(
+            group.symbol,
+            group.timestamp,
+            group.price,
+            group.primary,
+            action,
+            quantity,
+            level,
+            confirmed_by,
+            equity=self.equity(),
+            risk=desk.risk,
             strategy=desk.strategy,
-            trigger_signal=TriggerSignal(
-                model=p.model, confidence=p.confidence, expected_change_pct=p.expected_change_pct
-            ),
-            risk_management=rm,
-            metadata=metadata,
+            account=desk.account,
+            closes=closes,
+            stop=stop,
+            take=take,
+            capped_by=capped_by,
         )
+
+
+def make_order(
+    symbol: str,
+    timestamp: int,
+    price: float,
+    primary: ModelSignal,
+    action: Side,
+    quantity: float,
+    level: str,
+    confirmed_by: str | None,
+    *,
+    equity: float,
+    risk: RiskSettings,
+    strategy: str = STRATEGY_NAME,
+    account: str = DEFAULT_ACCOUNT,
+    created_by: str = "backtrader_engine",
+    closes: str | None = None,
+    stop: float | None = None,
+    take: float | None = None,
+    capped_by: str | None = None,
+) -> Order:
+    """The PENDING order the strategy makes of a decision (both backtest engines build theirs here)."""
+    metadata: dict[str, Any] = {
+        "portfolio_balance_usdt": round(equity, 8),
+        "position_size_pct": quantity * price / equity * 100.0 if equity > 0 else 0.0,
+        "created_by": created_by,
+        "confidence_level": level,
+        "confirmed_by": confirmed_by,
+        "account": account,
+    }
+    if closes is not None:
+        metadata.update(closes=closes, reason="signal")
+        rm = RiskManagement()
+    else:
+        metadata["capped_by"] = capped_by
+        if risk.trailing_stop_pct:
+            metadata["trailing_stop_pct"] = risk.trailing_stop_pct
+        rm = RiskManagement(
+            stop_loss=stop,
+            take_profit=take,
+            stop_loss_pct=-risk.stop_loss_pct,
+            take_profit_pct=risk.take_profit_pct,
+        )
+    return Order(
+        order_id=order_id(symbol, timestamp, action),
+        symbol=symbol,
+        timestamp=timestamp,
+        action=action,
+        order_type="MARKET",
+        quantity=quantity,
+        price=price,
+        total_value=quantity * price,
+        status="PENDING",
+        strategy=strategy,
+        trigger_signal=TriggerSignal(
+            model=primary.model, confidence=primary.confidence, expected_change_pct=primary.expected_change_pct
+        ),
+        risk_management=rm,
+        metadata=metadata,
+    )
 
 
 def order_id(symbol: str, timestamp: int, action: str) -> str:

@@ -1,7 +1,7 @@
 """The one place that turns a ``Config`` into a running pipeline: bus, topics, store, workers.
 
 One factory per stage name of ``pipeline.stage_catalog``, grouped by area (crypto, journal,
-stocks, notify); ``build_runtime`` starts the stages ``STAGES`` names, as threads or, for
+stocks, notify, analysis); ``build_runtime`` starts the stages ``STAGES`` names, as threads or, for
 ``STAGE_PROCESSES``, as processes of their own. Nothing below ``pipeline.cli`` imports this.
 """
 
@@ -17,7 +17,7 @@ from pipeline.errors import ConfigError
 from pipeline.processes import StageProcess
 from pipeline.status_board import StatusBoard
 from pipeline.topics import CATALOG
-from pipeline.wiring import crypto, journal, notify, stocks
+from pipeline.wiring import analysis, crypto, journal, notify, stocks
 from pipeline.wiring.runtime import Runtime, WorkerFactory, _GroupLags, tune_gc
 from storage.db import Database
 
@@ -26,7 +26,13 @@ __all__ = ["WORKERS", "Runtime", "WorkerFactory", "build_runtime", "tune_gc"]
 log = logging.getLogger(__name__)
 
 # One factory per name of pipeline.stage_catalog (a unit test keeps them equal).
-WORKERS: dict[str, WorkerFactory] = {**crypto.FACTORIES, **journal.FACTORIES, **stocks.FACTORIES, **notify.FACTORIES}
+WORKERS: dict[str, WorkerFactory] = {
+    **crypto.FACTORIES,
+    **journal.FACTORIES,
+    **stocks.FACTORIES,
+    **notify.FACTORIES,
+    **analysis.FACTORIES,
+}
 
 
 def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, start: bool = True) -> Runtime:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pipeline.api.context import ApiContext
     from pipeline.fanout import TradeFanout
     from pipeline.jobs.backtests import BacktestJob, BacktestRequest
+    from pipeline.jobs.optimise import OptimiseJob, OptimiseRequest
     from pipeline.jobs.training import Source, TrainingJob
     from pipeline.ml.registry import Registry
 
@@ -45,6 +46,7 @@ class Runtime:
     _registry: Registry | None = field(default=None, repr=False)
     _training: TrainingJob | None = field(default=None, repr=False)
     _backtest: BacktestJob | None = field(default=None, repr=False)
+    _optimise: OptimiseJob | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stopped: bool = field(default=False, repr=False)
     _board: StatusBoard | None = field(default=None, repr=False)
@@ -148,6 +150,22 @@ class Runtime:
     def backtesting(self) -> BacktestJob | None:
         """The last backtest started from a page, if any."""
         return self._backtest
+
+    def optimise(self, request: OptimiseRequest) -> OptimiseJob:
+        """Start a walk-forward optimisation in the background unless one is running; return the job."""
+        from pipeline.jobs.optimise import OptimiseJob
+
+        with self._lock:
+            if self._optimise is not None and self._optimise.running:
+                return self._optimise
+            self._optimise = OptimiseJob(self.config, self.db, request)
+        self._optimise.start()
+        return self._optimise
+
+    @property
+    def optimising(self) -> OptimiseJob | None:
+        """The last optimisation started from a page, if any."""
+        return self._optimise
 
     def health(self) -> list[Health]:
         """Return a snapshot of every worker's health."""

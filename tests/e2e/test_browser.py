@@ -47,7 +47,19 @@ TABLE_JS = """(firstColumn) => {
     return null;
 }"""
 
-PAGES = ["Market", "Stocks", "Signals", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"]
+PAGES = [
+    "Market",
+    "Stocks",
+    "Analysis",
+    "Signals",
+    "Portfolio",
+    "Backtest",
+    "Optimise",
+    "Journal",
+    "Import",
+    "Pipeline",
+    "Settings",
+]
 
 
 def wait_for(page: Page, server: Server, selector: str, what: str, timeout_s: float = 30.0) -> None:

@@ -229,7 +229,7 @@ def test_a_silent_connection_in_session_reconnects_and_resubscribes(tmp_path) ->
         ):
             first = ws.wait_live()
             ws.go_silent()
-            second = wait_for(lambda: ws.live if ws.live is not first else None, 10, "a second connection")
+            second = wait_for(lambda: ws.live if ws.live is not first else None, 30, "a second connection")
             wait_for(lambda: FakeAlpacaStocksWs.subscriptions(second)["trades"] == list(SYMBOLS), 5, "a resubscription")
             assert "no frame for 0.5 s" in (source.health.snapshot().last_error or "")
     finally:

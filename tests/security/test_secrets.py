@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -103,7 +104,7 @@ def test_no_planted_secret_in_logs_pages_or_api_answers(
     secrets = [*SECRETS.values(), "planted-secret-kafka-1234", token]
     client = TestClient(create_app(rt.api_context()), base_url="http://127.0.0.1")
     auth = {"Authorization": f"Bearer {token}"}
-    for method, path, kwargs in (
+    calls: list[tuple[str, str, dict[str, Any]]] = [
         ("GET", "/api/trades", {"headers": auth}),
         ("GET", "/api/journal/summary", {"headers": auth}),
         ("POST", "/api/trades", {"headers": auth, "json": {"symbol": SECRETS["BINANCE_API_SECRET"]}}),
@@ -112,7 +113,8 @@ def test_no_planted_secret_in_logs_pages_or_api_answers(
         ("GET", "/api/trades", {"headers": {**auth, "Host": "evil.example"}}),
         ("GET", "/api/trades", {"headers": auth, "params": {"user_id": "someone-else"}}),
         ("GET", "/openapi.json", {}),
-    ):
+    ]
+    for method, path, kwargs in calls:
         response = client.request(method, path, **kwargs)
         assert response.status_code < 500
         body = response.text

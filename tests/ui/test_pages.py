@@ -316,9 +316,11 @@ def test_app_declares_its_pages() -> None:
     assert list(PAGES) == [
         "Market",
         "Stocks",
+        "Analysis",
         "Signals",
         "Portfolio",
         "Backtest",
+        "Optimise",
         "Journal",
         "Import",
         "Pipeline",
@@ -328,7 +330,8 @@ def test_app_declares_its_pages() -> None:
 
 
 @pytest.mark.parametrize(
-    "title", ["Market", "Stocks", "Portfolio", "Backtest", "Journal", "Import", "Pipeline", "Settings"]
+    "title",
+    ["Market", "Stocks", "Analysis", "Portfolio", "Backtest", "Optimise", "Journal", "Import", "Pipeline", "Settings"],
 )
 def test_every_page_runs_inside_the_app_frame(desk: Path, title: str) -> None:
     """app.py's sidebar (the bus caption) must wrap every page."""

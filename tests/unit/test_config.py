@@ -27,6 +27,11 @@ def test_defaults_mean_embedded_bus_under_data() -> None:
         "stock-trades-store",
         "stock-bars-store",
         "api",
+        "analysis-triggers",
+        "technical-analysis",
+        "sentiment-analysis",
+        "aggregation",
+        "analysis-scheduler",
     )
     assert "notifier" not in config.stages  # off unless a webhook is set
     assert (config.risk.stop_loss_pct, config.risk.take_profit_pct) == (2.0, 5.0)  # seed 001's -2 % / +5 %
