@@ -15,6 +15,7 @@ from bench.bus import BenchBus
 from pipeline.bus.base import Bus, read_to_end
 from pipeline.topics import CATALOG, ENRICHED_TRADES, NORMALIZED_TRADES, RAW_TRADES, dlq_name
 from storage.db import Database
+from tests.conftest import _Names
 from tests.integration.test_journal_flow import Journal
 
 pytestmark = pytest.mark.timeout(240)
@@ -103,13 +104,19 @@ def letters(bus: Bus, topic: str, user: str, stage: str) -> list[dict]:
     return out
 
 
-def test_poison_of_every_kind_is_dead_lettered_once_and_the_good_is_all_stored(bus: Bus, tmp_path: Path) -> None:
+def test_poison_of_every_kind_is_dead_lettered_once_and_the_good_is_all_stored(
+    bus: Bus, tmp_path: Path, names: _Names
+) -> None:
     if bus.name == "kafka":
         # The test broker is shared: the poison goes to topics of this run's own, so no other test
-        # that reads the journal's topics from their start meets it. They stay on the tests' broker
-        # (deleting them in teardown crashed librdkafka; scripts/kafka.sh --test reset clears them).
-        bus = BenchBus(bus, uuid.uuid4().hex[:8])
+        # that reads the journal's topics from their start meets it. The ``bus`` fixture deletes
+        # them (and the run's groups) once every client is closed, as it does a contract test's.
+        own = BenchBus(bus, uuid.uuid4().hex[:8])
+        own.suffix = f".poison{own.suffix.removeprefix('.bench')}"  # not a benchmark's leftover
+        bus = own
     bus.create_topics(CATALOG.values())
+    if isinstance(bus, BenchBus):
+        names.topics.extend(bus.physical(t) for t in CATALOG)  # the dead-letter topics among them
     db = Database(tmp_path / "desk.db")
     journal = Journal(bus, db)
     user = journal.user
@@ -136,12 +143,12 @@ def test_poison_of_every_kind_is_dead_lettered_once_and_the_good_is_all_stored(b
         while stored() < GOOD and time.monotonic() < deadline:
             time.sleep(0.3)
         assert stored() == GOOD
-        names = {r.stage.name.split("-")[0]: r.stage.name for r in journal.runners}
+        stages = {r.stage.name.split("-")[0]: r.stage.name for r in journal.runners}
         expected = {
-            (RAW_TRADES, names["normalizer"]): len(raw_bad),
-            (NORMALIZED_TRADES, names["enricher"]): len(trade_bad),
-            (ENRICHED_TRADES, names["behaviour"]): len(trade_bad),
-            (ENRICHED_TRADES, names["journal"]): len(trade_bad),
+            (RAW_TRADES, stages["normalizer"]): len(raw_bad),
+            (NORMALIZED_TRADES, stages["enricher"]): len(trade_bad),
+            (ENRICHED_TRADES, stages["behaviour"]): len(trade_bad),
+            (ENRICHED_TRADES, stages["journal"]): len(trade_bad),
         }
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -153,10 +160,12 @@ def test_poison_of_every_kind_is_dead_lettered_once_and_the_good_is_all_stored(b
     finally:
         journal.stop()
         db.close()
+        if isinstance(bus, BenchBus):
+            names.groups.extend(sorted(bus._groups))
     for (topic, stage), got in found.items():
         offsets = [d["source_offset"] for d in got]
         assert len(offsets) == len(set(offsets)) == expected[(topic, stage)], (topic, stage, got)
         assert all(d["reason"] and d["violations"] for d in got)
-    reasons = {d["reason"] for d in found[(RAW_TRADES, names["normalizer"])]}
+    reasons = {d["reason"] for d in found[(RAW_TRADES, stages["normalizer"])]}
     assert any("format" in r and "one of" in r for r in reasons)  # the unknown enum, by name
     assert any("symbol" in r for r in reasons) and any("valid JSON" in r for r in reasons)

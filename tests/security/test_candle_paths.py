@@ -13,6 +13,7 @@ from pipeline.candle_files import CandleFolder
 from pipeline.candles import CandleFileError
 from pipeline.config import Config
 from pipeline.jobs.backtests import BacktestRequest, run_request
+from pipeline.jobs.optimise import OptimiseRequest, run_optimisation
 from pipeline.jobs.training import load_bars
 
 SECRET = "NOTIFY_WEBHOOK_URL=https://hooks.example/planted-secret-7f3a"
@@ -84,6 +85,13 @@ def test_a_backtest_request_from_a_page_is_confined_too(desk: Config) -> None:
     request = BacktestRequest(symbols=("BTCUSDT",), source="file", path="/etc/passwd")
     with pytest.raises(CandleFileError, match="no candle file '/etc/passwd' in the candle folder"):
         run_request(desk, None, request)  # type: ignore[arg-type]
+
+
+def test_an_optimisation_from_a_page_is_confined_too(desk: Config) -> None:
+    request = OptimiseRequest(symbol="BTCUSDT", source="file", path="/etc/passwd")
+    with pytest.raises(CandleFileError, match="no candle file '/etc/passwd' in the candle folder"):
+        run_optimisation(desk, None, request)  # type: ignore[arg-type]
+    assert "any_path" not in OptimiseRequest(symbol="BTCUSDT", any_path=True).to_json()  # not stored with a run
 
 
 def test_an_upload_is_checked_by_content_saved_once_and_then_readable(desk: Config) -> None:
