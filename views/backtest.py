@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from pipeline.candle_files import CandleFolder
@@ -26,6 +25,7 @@ from pipeline.trading.backtest import Engine
 from pipeline.trading.metrics import why_none
 from pipeline.trading.risk import SIZINGS, RiskSettings
 from runtime import page_runtime
+from views.backtest_charts import drawdown_vs_hold, equity_vs_hold, trades_on_price
 
 SOURCES: dict[str, Source] = {
     "Stored bars": "store",
@@ -49,7 +49,6 @@ RISK_LABELS = {
 }
 LABELS = {"symbols": "Symbols", "path": "Candle file", "period": "Period (UTC)", **RISK_LABELS}
 MAX_CANDLES = 1500
-UP, DOWN = "#2e7d32", "#c62828"
 
 runtime = page_runtime()
 config = runtime.config
@@ -355,50 +354,8 @@ st.caption(
 )
 
 curve = result.equity.assign(time=pd.to_datetime(result.equity["start"], unit="ms", utc=True))
-fig = go.Figure(
-    [
-        go.Scatter(
-            x=curve["time"], y=curve["equity"], mode="lines", name="strategy", line=dict(color="#1e88e5", width=2)
-        ),
-        go.Scatter(
-            x=curve["time"],
-            y=curve["buy_and_hold"],
-            mode="lines",
-            name="buy & hold",
-            line=dict(color="#9e9e9e", dash="dot"),
-        ),
-    ]
-)
-fig.update_layout(
-    title="Equity vs buy-and-hold",
-    height=340,
-    yaxis_title="USDT",
-    margin=dict(l=10, r=10, t=40, b=10),
-    legend=dict(orientation="h", y=1.02, x=0.5),
-)
-st.plotly_chart(fig, width="stretch")
-hold_dd = (curve["buy_and_hold"] / curve["buy_and_hold"].cummax() - 1.0) * 100.0
-fig = go.Figure(
-    [
-        go.Scatter(
-            x=curve["time"],
-            y=curve["drawdown_pct"],
-            mode="lines",
-            fill="tozeroy",
-            name="strategy",
-            line=dict(color=DOWN),
-        ),
-        go.Scatter(x=curve["time"], y=hold_dd, mode="lines", name="buy & hold", line=dict(color="#9e9e9e", dash="dot")),
-    ]
-)
-fig.update_layout(
-    title="Drawdown",
-    height=260,
-    yaxis_title="%",
-    margin=dict(l=10, r=10, t=40, b=10),
-    legend=dict(orientation="h", y=1.02, x=0.5),
-)
-st.plotly_chart(fig, width="stretch")
+st.plotly_chart(equity_vs_hold(curve, title="Equity vs buy-and-hold"), width="stretch")
+st.plotly_chart(drawdown_vs_hold(curve), width="stretch")
 
 trades = pd.DataFrame(
     result.trades,
@@ -422,49 +379,8 @@ for column in ("entry_time", "exit_time"):
     trades[column] = pd.to_datetime(trades[column].astype("Float64"), unit="ms", utc=True)
 
 
-def price_figure(symbol: str, bars: pd.DataFrame, trades: pd.DataFrame) -> go.Figure:
-    fig = go.Figure(
-        go.Candlestick(
-            x=bars["time"], open=bars["open"], high=bars["high"], low=bars["low"], close=bars["close"], name=symbol
-        )
-    )
-    entries = trades[trades["symbol"] == symbol]
-    exits = entries[entries["exit_reason"] != "open"]
-    fig.add_trace(
-        go.Scatter(
-            x=entries["entry_time"],
-            y=entries["entry_price"],
-            mode="markers",
-            name="entry",
-            marker=dict(symbol="triangle-up", size=11, color=UP, line=dict(width=1, color="white")),
-            customdata=entries[["confidence"]],
-            hovertemplate="entry %{y:.6g}<br>confidence %{customdata[0]:.2f}<extra></extra>",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=exits["exit_time"],
-            y=exits["exit_price"],
-            mode="markers",
-            name="exit",
-            marker=dict(symbol="triangle-down", size=11, color=DOWN, line=dict(width=1, color="white")),
-            customdata=exits[["exit_reason", "pnl"]],
-            hovertemplate="exit %{y:.6g} (%{customdata[0]})<br>P&L %{customdata[1]:+.2f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=f"{symbol}: entries and exits",
-        height=400,
-        xaxis_rangeslider_visible=False,
-        yaxis_title="USDT",
-        margin=dict(l=10, r=10, t=40, b=10),
-        legend=dict(orientation="h", y=1.02, x=0.5),
-    )
-    return fig
-
-
 for symbol, bars in last["prices"].items():
-    st.plotly_chart(price_figure(symbol, bars, trades), width="stretch")
+    st.plotly_chart(trades_on_price(symbol, bars, trades), width="stretch")
 
 st.subheader("Trades")
 if trades.empty:

@@ -27,6 +27,7 @@ from pipeline.trading.search_space import NO_CONFIRM, OptimiseError, Range, Sear
 from pipeline.trading.walk_forward import OBJECTIVES, WalkForward
 from runtime import page_runtime, restart_runtime, save_settings
 from storage import optimise as runs_door
+from views.backtest_charts import equity_vs_hold
 
 SOURCES: dict[str, Source] = {
     "Stored bars": "store",
@@ -242,22 +243,10 @@ for key in ("gap", "dsr", "pbo"):
     st.markdown(f"- {summary['readings'][key]}")
 
 curve = pd.DataFrame(run["curve"]).assign(time=lambda f: pd.to_datetime(f["start"], unit="ms", utc=True))
-fig = go.Figure(
-    [
-        go.Scatter(x=curve["time"], y=curve["equity"], mode="lines", name="walk-forward", line=dict(color=UP, width=2)),
-        go.Scatter(
-            x=curve["time"], y=curve["buy_and_hold"], mode="lines", name="buy & hold", line=dict(color=GREY, dash="dot")
-        ),
-    ]
+st.plotly_chart(
+    equity_vs_hold(curve, title="Walk-forward equity (out-of-sample) vs buy-and-hold", name="walk-forward", color=UP),
+    width="stretch",
 )
-fig.update_layout(
-    title="Walk-forward equity (out-of-sample) vs buy-and-hold",
-    height=340,
-    yaxis_title="USDT",
-    margin=dict(l=10, r=10, t=40, b=10),
-    legend=dict(orientation="h", y=1.02, x=0.5),
-)
-st.plotly_chart(fig, width="stretch")
 
 
 def span(s: list[int] | None) -> str:
