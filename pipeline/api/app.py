@@ -18,6 +18,7 @@ from pipeline.api.bars import add_bar_routes
 from pipeline.api.context import ApiContext
 from pipeline.api.guard import Guard
 from pipeline.api.health import add_health_routes
+from pipeline.api.pretrade import add_pretrade_routes
 from pipeline.api.stocks_ws import add_stock_ws_routes
 from pipeline.api.trades import ForbiddenUser, add_trade_routes
 from pipeline.errors import BadMessageError, TransientError
@@ -49,6 +50,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     add_stock_ws_routes(app, ctx)
     add_health_routes(app, ctx)
     add_analysis_routes(app, ctx)
+    add_pretrade_routes(app, ctx)
 
     def openapi() -> dict[str, Any]:
         """The description, with the bearer scheme so the docs page's Authorize button takes the token."""

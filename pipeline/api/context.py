@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ from pipeline.api.guard import GuardSettings, allowed_hosts
 from pipeline.api.tokens import TokenStore
 from pipeline.bus.base import Bus, Producer
 from pipeline.fanout import TradeFanout
+from pipeline.journal.behaviour_settings import BehaviourRules
 from storage.db import Database
 
 
@@ -29,6 +30,10 @@ class ApiContext:
     max_websockets: int = 64
     fanout: TradeFanout | None = None
     stock_symbols: tuple[str, ...] = ()
+    # The pre-trade check's rules, cooldown and the models whose view it gives.
+    behaviour: BehaviourRules = field(default_factory=BehaviourRules)
+    pretrade_cooldown_min: int = 0
+    models: tuple[str, ...] = ()
 
 
 def loopback_context(
