@@ -40,8 +40,8 @@ MAX_ID = 128
 AMOUNT_TOLERANCE = 0.01  # relative: exports round the quote value, never by a whole percent
 
 SYMBOL_RULE = (
-    "a pair with a known quote currency (BTCUSDT, ETH/BTC) or a stock ticker of 1-5 letters (AAPL, BRK.B), "
-    "not a date, a number or a word such as BUY, SELL or NaN"
+    "a pair with a known quote currency (BTCUSDT, ETH/BTC) or a stock ticker of 1-5 letters (AAPL, BRK.B) "
+    "or a futures contract (MNQM6), not a date, a number or a word such as BUY, SELL or NaN"
 )
 # Words that turn up in a symbol column when a file is misread; never a symbol.
 RESERVED = frozenset(
@@ -72,6 +72,8 @@ RESERVED = frozenset(
 )
 _STOCK = re.compile(r"[A-Z]{1,5}[A-Z]?")  # AAPL; BRK.B and BF-B arrive as BRKB, BFB
 _LETTER = re.compile(r"[A-Z]")
+# a futures contract: a root of 1-4 letters, the month code and the year (MNQM6, ESZ24, CLF2025)
+_FUTURE = re.compile(r"[A-Z]{1,4}[FGHJKMNQUVXZ](?:\d|\d{2}|\d{4})")
 
 
 def symbol_problem(symbol: str) -> str | None:
@@ -82,6 +84,8 @@ def symbol_problem(symbol: str) -> str | None:
     if pair is not None and _LETTER.search(pair[0]) and pair[0] not in RESERVED:
         return None
     if pair is None and _STOCK.fullmatch(symbol) and len(symbol) <= 6:
+        return None
+    if pair is None and _FUTURE.fullmatch(symbol):
         return None
     return SYMBOL_RULE
 
