@@ -74,7 +74,9 @@ def test_symbols_that_are_dates_numbers_or_words_are_refused(symbol: str) -> Non
     assert "symbol" in refused("manual", {**TRADE, "symbol": symbol})
 
 
-@pytest.mark.parametrize("symbol", ["BTCUSDT", "eth/btc", "1INCHUSDT", "AAPL", "BRK.B", "GE", "SOL-USDC", "XBTUSD", "MNQM6", "ESZ24"])
+@pytest.mark.parametrize(
+    "symbol", ["BTCUSDT", "eth/btc", "1INCHUSDT", "AAPL", "BRK.B", "GE", "SOL-USDC", "XBTUSD", "MNQM6", "ESZ24"]
+)
 def test_real_pairs_and_stock_tickers_pass(symbol: str) -> None:
     assert symbol_problem(parse_row("manual", {**TRADE, "symbol": symbol}, now_ms=NOW).symbol) is None
 
