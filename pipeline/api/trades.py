@@ -46,7 +46,7 @@ class ForbiddenUser(PipelineError):
     """A request names a user other than its token's (403)."""
 
 
-def _acting(connection: Request | WebSocket, named: object) -> str:
+def acting_user(connection: Request | WebSocket, named: object) -> str:
     """The token's user; refuse a request that names anyone else."""
     user = user_of(connection)
     if named is not None and named != user:
@@ -72,7 +72,7 @@ def add_trade_routes(app: FastAPI, ctx: ApiContext) -> None:
             raise BadMessageError([Violation("body", None, f"a JSON object ({exc})")]) from None
         if not isinstance(body, dict):
             raise BadMessageError([Violation("body", str(body)[:80], "a JSON object")])
-        user = _acting(request, body.get("user_id"))
+        user = acting_user(request, body.get("user_id"))
         given = body.get("source")
         if given is None or given == "":
             source = "api"
@@ -88,7 +88,7 @@ def add_trade_routes(app: FastAPI, ctx: ApiContext) -> None:
         request: Request, file: Annotated[UploadFile, File()], user_id: Annotated[str | None, Query()] = None
     ) -> JSONResponse:
         """Import a CSV export; the report names each rejected row, column, value and reason."""
-        user = _acting(request, user_id)
+        user = acting_user(request, user_id)
         data = await file.read(MAX_UPLOAD_BYTES + 1)
         try:
             report = await run_in_threadpool(
@@ -109,7 +109,7 @@ def add_trade_routes(app: FastAPI, ctx: ApiContext) -> None:
         limit: int = Query(500, ge=1, le=100_000),
     ) -> list[dict[str, Any]]:
         """The journal's trades as stored, enriched, newest first."""
-        user = _acting(request, user_id)
+        user = acting_user(request, user_id)
         frame = await run_in_threadpool(journal.trades, ctx.db, user, symbol=_symbol(symbol), limit=limit)
         return _records(frame)
 
@@ -117,21 +117,21 @@ def add_trade_routes(app: FastAPI, ctx: ApiContext) -> None:
     async def get_summary(
         request: Request, user_id: str | None = None, symbol: Annotated[str | None, Query(max_length=40)] = None
     ) -> dict[str, Any]:
-        user = _acting(request, user_id)
+        user = acting_user(request, user_id)
         return await run_in_threadpool(journal.journal_summary, ctx.db, user, _symbol(symbol))
 
     @app.get("/api/alerts")
     async def get_alerts(
         request: Request, user_id: str | None = None, limit: int = Query(200, ge=1, le=10_000)
     ) -> list[dict]:
-        user = _acting(request, user_id)
+        user = acting_user(request, user_id)
         return await run_in_threadpool(journal.alerts, ctx.db, user, limit)
 
     @app.websocket("/ws/trades/{user_id}")
     async def ws_trades(socket: WebSocket, user_id: str) -> None:
         """Push this user's enriched trades and alerts as ``{"type", "data"}`` JSON as they happen."""
         try:
-            user = _acting(socket, user_id)
+            user = acting_user(socket, user_id)
         except ForbiddenUser:
             await socket.close(code=1008, reason="a token acts for its own user only")
             return

@@ -118,3 +118,10 @@ def test_the_paper_account_refuses_while_the_cooldown_is_on_and_takes_it_otherwi
     assert placed.order_id == order_id and placed.action == "BUY" and placed.status == "PENDING"
     assert (placed.quantity, placed.risk_management.stop_loss, placed.strategy) == (2.0, 98.0, "manual")
     assert json.loads(json.dumps(placed.metadata)) == {"created_by": "trader", "account": "paper"}
+
+
+def test_a_token_checks_trades_for_its_own_user_only(runtime: Runtime) -> None:
+    client = api_client(runtime)
+    body = {"symbol": "BTCUSDT", "side": "BUY", "size": 2, "stop": 98}
+    assert client.post("/api/pretrade", json={**body, "user_id": "someone-else"}).status_code == 403
+    assert client.post("/api/pretrade", json={**body, "user_id": runtime.config.user_id}).status_code == 200
