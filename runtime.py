@@ -5,13 +5,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import re
 from pathlib import Path
 
 import streamlit as st
 from dotenv import dotenv_values
 
 from pipeline.config import load_config
+from pipeline.env_file import merge_env
 from pipeline.errors import PipelineError
 from pipeline.wiring import Runtime, build_runtime
 
@@ -43,20 +43,12 @@ def page_runtime() -> Runtime:
 
 def save_settings(changes: dict[str, str]) -> list[str]:
     """Check ``changes`` as a whole configuration, then write them into ``.env`` (keeping its other
-    lines). Raise ``ConfigError`` for a bad value; return the names the environment overrides (those
-    changes take effect only once the environment no longer sets them)."""
+    lines; a value with a line break, ``$`` or quotes is refused, see ``pipeline.env_file``). Raise
+    ``ConfigError`` for a bad value; return the names the environment overrides (those changes take
+    effect only once the environment no longer sets them)."""
+    text = merge_env(ENV_FILE.read_text() if ENV_FILE.exists() else "", changes)  # refuses line breaks
     load_config({**settings_env(), **changes})
-    lines = ENV_FILE.read_text().splitlines() if ENV_FILE.exists() else []
-    pending = dict(changes)
-    out = []
-    for line in lines:
-        m = re.match(r"\s*([A-Z_][A-Z0-9_]*)\s*=", line)
-        if m and m.group(1) in pending:
-            out.append(f"{m.group(1)}={pending.pop(m.group(1))}")
-        else:
-            out.append(line)
-    out.extend(f"{k}={v}" for k, v in pending.items())
-    ENV_FILE.write_text("\n".join(out) + "\n")
+    ENV_FILE.write_text(text)
     return [k for k in changes if k in os.environ and os.environ[k] != changes[k]]
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import sqlite_utils
 
 from pipeline.api.app import create_app
-from pipeline.api.context import ApiContext
+from pipeline.api.context import loopback_context
 from pipeline.api.server import ApiServer
 from pipeline.bus.embedded import EmbeddedBus
 from pipeline.journal.behaviour_settings import BehaviourRules
@@ -95,15 +95,17 @@ def main(argv: list[str] | None = None) -> int:
         db = Database(Path(tmp) / "desk.db")
         bus = EmbeddedBus(Path(tmp) / "bus.db")
         seed(db, args.history, rng)
-        ctx = ApiContext(
-            bus=bus,
-            producer=bus.producer(),
-            db=db,
-            user_id="trader",
+        ctx = loopback_context(
+            bus,
+            bus.producer(),
+            db,
+            "trader",
+            Path(tmp),
             behaviour=BehaviourRules(),
             pretrade_cooldown_min=30,
             models=MODELS,
         )
+        headers = {"Authorization": f"Bearer {ctx.tokens.token_for('trader')}"}  # the gate's token
         server = ApiServer(create_app(ctx), "127.0.0.1", args.port)
         server.start()
         try:
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             port = server.server.servers[0].sockets[0].getsockname()[1] if args.port == 0 else args.port
             url = f"http://127.0.0.1:{port}/api/pretrade"
             timings = []
-            with httpx.Client(timeout=10) as client:
+            with httpx.Client(timeout=10, headers=headers) as client:
                 for i in range(args.requests + 50):
                     symbol = SYMBOLS[i % len(SYMBOLS)]
                     price = PRICES[symbol]

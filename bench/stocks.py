@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA")
+TOKEN_ENV = "BENCH_API_TOKEN"  # the API's bearer token, handed to the client processes
 SESSION = 1_796_135_400_000  # Tue 2026-12-01 09:30 New York
 
 
@@ -65,7 +67,7 @@ def ws_client(url: str, out: str, seconds: float) -> None:
 
     latencies: list[tuple[int, float]] = []
     dropped = 0
-    with connect(url, max_size=None) as ws:
+    with connect(url, max_size=None, additional_headers={"Authorization": f"Bearer {os.environ[TOKEN_ENV]}"}) as ws:
         ws.recv()
         ws.send(orjson.dumps({"action": "subscribe", "symbols": list(SYMBOLS)}).decode())
         ws.recv()
@@ -98,7 +100,7 @@ def range_client(base: str, out: str, requests: int, symbols: list[str], days: l
         day = rng.choice(days)
         path = f"/bars/{rng.choice(symbols)}/range?start={day}&end={day + 390 * 60_000}"
         started = time.perf_counter()
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {os.environ[TOKEN_ENV]}"})
         resp = conn.getresponse()
         body = resp.read()
         elapsed = (time.perf_counter() - started) * 1000
@@ -159,7 +161,7 @@ def _pace(rate: int, seconds: float, send: Callable[[int], None], flush: Callabl
 
 
 def fast_path(kind: str, rate: int, seconds: float, folder: Path, redis_url: str | None) -> None:
-    from pipeline.api.context import ApiContext
+    from pipeline.api.context import loopback_context
     from pipeline.bus.embedded import EmbeddedBus
     from pipeline.fanout import create_fanout
     from pipeline.runner import Health
@@ -175,7 +177,8 @@ def fast_path(kind: str, rate: int, seconds: float, folder: Path, redis_url: str
     fanout = create_fanout(redis_url, f"bench:{run.name}:{time.time_ns()}")
     if redis_url:
         fanout.wait_listening()  # type: ignore[attr-defined]
-    ctx = ApiContext(bus=bus, producer=bus.producer(), db=db, user_id="bench", fanout=fanout, stock_symbols=SYMBOLS)
+    ctx = loopback_context(bus, bus.producer(), db, "bench", run, fanout=fanout, stock_symbols=SYMBOLS)
+    os.environ[TOKEN_ENV] = ctx.tokens.token_for("bench")  # the client process sends it
     server, where = _api(ctx)
     out = run / "client.json"
     client = _child("--ws-client", f"ws://{where}/ws/stocks", "--out", str(out), "--seconds", str(seconds))
@@ -322,7 +325,7 @@ def durable_path(label: str, rate: int | None, count: int, seconds: float, folde
 
 
 def bars_range(bars: int, folder: Path) -> None:
-    from pipeline.api.context import ApiContext
+    from pipeline.api.context import loopback_context
     from pipeline.bus.embedded import EmbeddedBus
     from pipeline.stocks.hours import market_hours
     from storage import stocks
@@ -347,7 +350,8 @@ def bars_range(bars: int, folder: Path) -> None:
     sys.stderr.write(f"filled {stocks.bar_count(db)} bars in {time.perf_counter() - filled:.0f} s\n")
     session_opens = [int(cal.session_open(s).value // 1_000_000) for s in cal.sessions_window(cal.first_session, 200)]
     session_opens = [o for o in session_opens if o <= minutes[-1] - 390 * 60_000]
-    ctx = ApiContext(bus=bus, producer=bus.producer(), db=db, user_id="bench")
+    ctx = loopback_context(bus, bus.producer(), db, "bench", run)
+    os.environ[TOKEN_ENV] = ctx.tokens.token_for("bench")  # the client process sends it
     server, where = _api(ctx)
     out = run / "client.json"
     client = _child("--range-client", f"http://{where}", "--out", str(out), "--opens", json.dumps(session_opens))

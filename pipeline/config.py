@@ -69,7 +69,7 @@ class Config:
 
     data_dir: Path = Path("data")
     kafka_bootstrap_servers: str | None = None
-    kafka_client_config: dict[str, str] = field(default_factory=dict)
+    kafka_client_config: dict[str, str] = field(default_factory=dict, repr=False)  # may hold a password
     kafka_replication_factor: int = 1
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     stages: tuple[str, ...] = DEFAULT_STAGES
@@ -77,6 +77,8 @@ class Config:
     stage_processes: tuple[str, ...] = ()
     # Other processes write the embedded bus too (STAGE_PROCESSES, or stages started by hand).
     bus_shared: bool = False
+    # How long a silent member of an embedded-bus group keeps its partitions (a killed process's).
+    embedded_session_timeout_ms: int = 30_000
     simulator_seed: int | None = None
     simulator_tick_ms: int = 1000
     simulator_history_minutes: int = 180
@@ -84,6 +86,11 @@ class Config:
     user_id: str = "trader"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # The API's gate (pipeline.api.guard): extra Host names, allowed browser origins, caps.
+    api_allowed_hosts: tuple[str, ...] = ()
+    api_allowed_origins: tuple[str, ...] = ()
+    api_max_body_bytes: int = 1024 * 1024
+    api_max_websockets: int = 64
     behaviour: BehaviourRules = field(default_factory=BehaviourRules)
     # Imports: the zone of files whose times are local, and the currency of symbols naming none.
     import_timezone: str = "UTC"
@@ -116,6 +123,9 @@ class Config:
     risk: RiskSettings = field(default_factory=RiskSettings)
     decision_confidence_set: bool = False  # the trader set DECISION_HIGH_CONFIDENCE or _MEDIUM_
     exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
+    # Candle files pages may read (the CLI reads any file): a folder, and a size cap per file.
+    candle_dir: Path = Path("data/candles")
+    candle_max_bytes: int = 512 * 1024 * 1024
     # Journal review: the risk of a trade without a stop (R), the pre-trade check's cooldown, and
     # where missing 1-minute bars come from (none, or Binance's public klines).
     journal_risk: RiskDefaults = field(default_factory=RiskDefaults)
@@ -235,6 +245,10 @@ def _float(
     return value
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in env.get(name, "").split(",") if s.strip())
+
+
 def _names(env: Mapping[str, str], name: str, default: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
     values = tuple(s.strip() for s in env.get(name, ",".join(default)).split(",") if s.strip())
     unknown = [v for v in values if v not in known]
@@ -282,14 +296,18 @@ def load_config(env: Mapping[str, str]) -> Config:
     if outside:
         raise ConfigError(f"STAGE_PROCESSES has {outside}, which STAGES does not run; STAGES: {', '.join(stages)}")
     seed = env.get("SIMULATOR_SEED")
+    data_dir = Path(env.get("DATA_DIR") or "data")
     return Config(
-        data_dir=Path(env.get("DATA_DIR") or "data"),
+        data_dir=data_dir,
+        candle_dir=Path(env.get("CANDLE_DIR") or data_dir / "candles"),
+        candle_max_bytes=_int(env, "CANDLE_MAX_MB", 512, 1) * 1024 * 1024,
         kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
         kafka_client_config={kafka: env[var] for var, kafka in KAFKA_SECURITY_ENV.items() if env.get(var)},
         kafka_replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", 1, 1),
         symbols=symbols,
         stages=stages,
         stage_processes=stage_processes,
+        embedded_session_timeout_ms=_int(env, "EMBEDDED_SESSION_TIMEOUT_MS", 30_000, 1000),
         bus_shared=bool(stage_processes) or env.get("EMBEDDED_BUS_SHARED", "").lower() in ("1", "true", "yes"),
         simulator_seed=_int(env, "SIMULATOR_SEED", 0, 0) if seed else None,
         simulator_tick_ms=_int(env, "SIMULATOR_TICK_MS", 1000, 10),
@@ -297,6 +315,10 @@ def load_config(env: Mapping[str, str]) -> Config:
         user_id=_user_id(env.get("USER_ID") or "trader"),
         api_host=env.get("API_HOST") or "127.0.0.1",
         api_port=_int(env, "API_PORT", 8000, 0),
+        api_allowed_hosts=_list(env, "API_ALLOWED_HOSTS"),
+        api_allowed_origins=_list(env, "API_ALLOWED_ORIGINS"),
+        api_max_body_bytes=_int(env, "API_MAX_BODY_KB", 1024, 1) * 1024,
+        api_max_websockets=_int(env, "API_MAX_WEBSOCKETS", 64, 1),
         behaviour=rules_from_env(env),
         import_timezone=_timezone(env.get("IMPORT_TIMEZONE") or "UTC"),
         account_currency=_currency(env.get("ACCOUNT_CURRENCY") or "USD"),

@@ -3,8 +3,11 @@
 A stage is a small class whose ``process`` (or, for sinks, ``process_batch``) turns input
 messages into output messages. The runner owns everything around it:
 
-* it decodes and validates each record; a record that breaks a rule goes to ``<topic>_dlq``
-  with the reason, the source topic/partition/offset and the retry count, and the batch goes on;
+* it decodes, validates and prepares each record; a record that raises anything there (a broken
+  rule, or any other exception, named in the letter) goes to ``<topic>_dlq`` with the reason, the
+  source topic/partition/offset and the retry count, and the batch goes on. The good records
+  before it are processed and flushed and its offset is committed at once, so a restart never
+  dead-letters it a second time (one extra flush and commit per bad record, none for good ones);
 * ``TransientError`` is retried without blocking the partition where the bus has the input's
   delay topics (``pipeline.retry``, seed 003: after 1, 2 and 4 s from ``<topic>_retry_1s``, ``_2s``,
   ``_4s``, then the dead-letter topic), else in place with exponential backoff; anything else is
@@ -29,7 +32,7 @@ from typing import Any, ClassVar
 import orjson
 
 from pipeline.bus.base import Bus, Consumer, OffsetReset, Producer, Record
-from pipeline.errors import BadMessageError, ConfigError, TransientError, Violation
+from pipeline.errors import BadMessageError, CommitFailedError, ConfigError, TransientError, Violation
 from pipeline.messages import DeadLetter, Message, check_fresh, decode, encode, model_for
 from pipeline.retry import MAX_RETRIES, HeldRetries, origin, retry_count, retry_headers, retry_info
 from pipeline.topics import RETRY_DELAYS_S, dlq_name, retry_name, retry_names
@@ -231,6 +234,7 @@ class StageRunner(Worker):
         self.retry_topics = retry_topics
         self._delay_topics: frozenset[str] | None = None  # decided on the stage's thread at start
         self._held = HeldRetries(stage.name)
+        self._consumer: Consumer | None = None  # the consumer of the batch being handled
         stage.bind(self)
 
     @property
@@ -295,10 +299,9 @@ class StageRunner(Worker):
                 records = self._fill(consumer, list(records))
             records, passed = self._due(records)
             if records or passed:
+                self._consumer = consumer
                 self.handle(records)
-                if self._producer.flush(30.0):
-                    raise TransientError("outputs not delivered; not committing")
-                consumer.commit([*records, *passed])
+                self._commit(consumer, [*records, *passed])
                 with self.health.lock:
                     self.health.processed += len(records)
                     self.health.last_activity_at = time.time()
@@ -310,10 +313,32 @@ class StageRunner(Worker):
                 # a restart of a group that starts at the topics' end resumes from here (not while
                 # a delay topic's record is held: its position is past it).
                 if not len(self._held):
-                    consumer.commit()
-                lag = consumer.lag()
-                with self.health.lock:
-                    self.health.lag = lag
+                    self._commit(consumer, None)
+                try:
+                    lag = consumer.lag()
+                except Exception as exc:  # noqa: BLE001 - the lag is a figure for pages, never a reason to stop
+                    self.health.error(f"lag unknown: {type(exc).__name__}: {exc}")
+                else:
+                    with self.health.lock:
+                        self.health.lag = lag
+
+    def _commit(self, consumer: Consumer, records: Sequence[Record] | None) -> None:
+        """Make every output durable, then commit past ``records`` (None: every position).
+
+        A commit refused because the group rebalanced (a broker restart expires every member) is
+        not a failure for a stage that can take a message twice: what it processed comes again to
+        whoever owns the partition now, and the consumer is already rejoining. Closing it and
+        starting again would rebalance the group once more and, with every member doing the same,
+        keep it rebalancing. A stage with state across messages still starts again (it must
+        rebuild that state from the last commit)."""
+        if records is not None and self._producer.flush(30.0):
+            raise TransientError("outputs not delivered; not committing")
+        try:
+            consumer.commit(records)
+        except CommitFailedError as exc:
+            if not self.stage.isolates_failures:
+                raise
+            self.health.error(f"{type(exc).__name__}: {exc}")
 
     def _poll_wait(self) -> float:
         """How long a poll may wait: the poll timeout, or less when a held retry falls due sooner."""
@@ -347,10 +372,15 @@ class StageRunner(Worker):
         return records
 
     def handle(self, records: Sequence[Record]) -> None:
-        """Validate, process and publish one batch; dead-letter what cannot be processed."""
+        """Validate, process and publish one batch; dead-letter what cannot be decoded or prepared.
+
+        Any exception while decoding or preparing a record dead-letters that record alone, with the
+        exception named. When the batch came from this runner's consumer, the records up to a
+        dead-lettered one are processed first and then committed through it (outputs flushed
+        first), so a restart after a later failure in the batch does not dead-letter it again."""
         now_ms = int(self.clock() * 1000)
         good: list[tuple[Record, Any]] = []
-        for polled in records:
+        for i, polled in enumerate(records):
             info = retry_info(polled) if self._delay_topics and polled.topic in self._delay_topics else None
             r = origin(polled, info) if info is not None else polled  # from here on, as on its source topic
             try:
@@ -358,8 +388,13 @@ class StageRunner(Worker):
                 if r.header(FEED_HEADER) != REPLAY:
                     check_fresh(msg, now_ms)
                 good.append((r, self.stage.prepare_record(msg, r)))
-            except BadMessageError as exc:
+            except Exception as exc:  # noqa: BLE001 - one message must never stop the stage: it is dead-lettered
+                if good:
+                    self._publish(self._process(good))
+                    good = []
                 self.dead_letter(r, exc, retries=0)
+                if self._consumer is not None:
+                    self._commit(self._consumer, records[: i + 1])
         if good:
             self._publish(self._process(good))
 

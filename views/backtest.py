@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from pipeline.candle_files import CandleFolder
+from pipeline.candles import CandleFileError
 from pipeline.config import ML_MODEL_NAMES
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.jobs.backtests import BacktestJob, BacktestRequest, ModelsFrom
@@ -45,11 +47,12 @@ RISK_LABELS = {
     "max_symbol_exposure_pct": "Max exposure per symbol %",
     "max_total_exposure_pct": "Max total exposure %",
 }
-LABELS = {"symbols": "Symbols", "path": "Candle file path", "period": "Period (UTC)", **RISK_LABELS}
+LABELS = {"symbols": "Symbols", "path": "Candle file", "period": "Period (UTC)", **RISK_LABELS}
 MAX_CANDLES = 1500
 
 runtime = page_runtime()
 config = runtime.config
+folder = CandleFolder(config.candle_dir, config.candle_max_bytes)
 st.title("Backtest")
 st.caption(
     "The decision stage's strategy on history: the same signals at every tick, the same risk rules, the same "
@@ -93,8 +96,13 @@ with st.form("backtest"):
     bars = right.number_input(
         "Most recent bars (0 = all / default)", min_value=0, max_value=2_000_000, value=0, step=1000
     )
-    path = st.text_input(
-        LABELS["path"] + " (for 'Candle file'): a Binance kline CSV or timestamp,open,high,low,close,volume", ""
+    # a page reads candle files only from the candle folder, or an upload saved there
+    left, right = st.columns(2)
+    picked = left.selectbox(f"{LABELS['path']} in {config.candle_dir} (for 'Candle file')", ["—", *folder.names()])
+    upload = right.file_uploader(
+        "or upload one: a Binance kline CSV or timestamp,open,high,low,close,volume",
+        type=["csv", "txt"],
+        max_upload_size=max(config.candle_max_bytes // 2**20, 1),
     )
     slot(st, "path")
     left, mid, right = st.columns(3)
@@ -136,8 +144,14 @@ if submitted:
     problems: dict[str, str] = {}
     if not symbols:
         problems["symbols"] = "breaks the rule: pick at least one symbol"
-    if source == "file" and not path.strip():
-        problems["path"] = "breaks the rule: give the candle file's path when the bars come from a file"
+    path = "" if picked == "—" else picked
+    if source == "file" and upload is not None:
+        try:
+            path = folder.save_upload(upload.name, upload.getvalue())
+        except CandleFileError as exc:
+            problems["path"] = f"breaks the rule: {exc.safe}"
+    if source == "file" and not path and "path" not in problems:
+        problems["path"] = "breaks the rule: pick or upload a candle file when the bars come from a file"
     start_ms = end_ms = None
     if dates:
         start_ms = utc_ms(dates[0])
@@ -157,7 +171,7 @@ if submitted:
         request = BacktestRequest(
             symbols=tuple(symbols),
             source=source,
-            path=path.strip() or None,
+            path=path or None,
             bars=int(bars) or None,
             start_ms=start_ms,
             end_ms=end_ms,
@@ -201,6 +215,7 @@ def chart_bars(request: BacktestRequest, result: Any, started: float) -> dict[st
                 request.source,
                 bars=request.bars,
                 path=request.path,
+                any_path=request.any_path,
             )
         frame = frame[(frame["start"] >= first) & (frame["start"] <= last)]
         step = -(-len(frame) // MAX_CANDLES) if len(frame) > MAX_CANDLES else 1

@@ -43,6 +43,7 @@ from pipeline.journal.importer import (
 )
 from runtime import page_runtime
 from storage.imports import ImportTracker
+from views.markdown import plain
 
 TARGETS = {"fill": FILL_FIELDS, "trade": TRADE_FIELDS}
 REQUIRED = {"fill": FILL_REQUIRED, "trade": TRADE_REQUIRED}
@@ -151,7 +152,9 @@ def _mapping_form(header: list[str], guess: dict[str, str]) -> None:
 st.subheader("Preview")
 try:
     header, first_rows = preview(data)
-    st.dataframe(pd.DataFrame(first_rows, columns=header), hide_index=True, width="stretch", height=240)
+    # a header may repeat a column (refused below); the preview still shows it, numbered
+    shown = [h if header.index(h) == i else f"{h} ({i + 1})" for i, h in enumerate(header)]
+    st.dataframe(pd.DataFrame(first_rows, columns=shown), hide_index=True, width="stretch", height=240)
     times = preview_times(data, options)
     if times:
         st.caption(f"The first rows' times as they will be stored (UTC), and in {zone_name}:")
@@ -195,7 +198,7 @@ if check_key not in st.session_state:
         elif exc.kind:
             st.error(f"{upload.name}: {exc}")
         else:
-            st.error(f"{upload.name}: {exc}")
+            st.error(f"{plain(upload.name)}: {plain(exc)}")  # the header is the file's own text
         st.stop()
     bar.empty()
     st.session_state[check_key] = report

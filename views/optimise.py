@@ -94,7 +94,11 @@ with st.form("optimise"):
         "Bars from", list(SOURCES), horizontal=True, index=1 if "simulator" in config.market_sources else 0
     )
     bars = right.number_input("Most recent bars (0 = all / default)", min_value=0, max_value=5_000_000, value=0)
-    path = st.text_input(LABELS["path"] + " (for 'Candle file'): a Binance kline CSV or timestamp,open,high,...", "")
+    # a page reads candle files only from the candle folder (pipeline.candle_files): a name there
+    path = st.text_input(
+        f"{LABELS['path']} in {config.candle_dir} (for 'Candle file'): a Binance kline CSV or timestamp,open,high,...",
+        "",
+    )
     slots["path"] = st.container()
     left, mid, right = st.columns(3)
     model = left.selectbox(LABELS["model"], ML_MODEL_NAMES, index=ML_MODEL_NAMES.index(config.decision_model))

@@ -250,7 +250,16 @@ api = status.stage(runtime.db, "api")
 if api is not None:
     address = f"http://{runtime.config.api_host}:{runtime.config.api_port}"
     if api.running:
-        st.success(f"Trades API: {address} (interactive docs at {address}/docs)")
+        from pipeline.api.client import check_api
+        from pipeline.api.tokens import TokenStore
+
+        # the page uses the token server-side and never shows it
+        token = TokenStore(runtime.config.data_dir).token_for(runtime.config.user_id)
+        ok, answer = check_api(runtime.config.api_host, runtime.config.api_port, token)
+        (st.success if ok else st.warning)(
+            f"Trades API: {address} ({answer}; interactive docs at {address}/docs). Every request needs "
+            "`Authorization: Bearer <token>`: `python -m pipeline token` prints it for your scripts."
+        )
     else:
         st.error(f"The trades API is not running: {api.last_error or 'stopped'}")
 st.json(runtime.config.redacted())

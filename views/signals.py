@@ -9,6 +9,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from pipeline.candle_files import CandleFolder
+from pipeline.candles import CandleFileError
 from pipeline.config import ML_MODEL_NAMES
 from pipeline.jobs.training import Source
 from runtime import page_runtime
@@ -18,6 +20,7 @@ from views.signals_drift import drift_section
 
 runtime = page_runtime()
 config = runtime.config
+folder = CandleFolder(config.candle_dir, config.candle_max_bytes)
 st.title("Signals")
 st.caption(
     f"Models predict the {config.ml_horizon_bars}-bar forward return or direction, never the price level. "
@@ -60,27 +63,38 @@ with st.expander("Train models", expanded=not runtime.registry.records(active_on
         bars = right.number_input(
             "Most recent bars (0 = all / default)", min_value=0, max_value=2_000_000, value=0, step=1000
         )
-        path = st.text_input(
-            "Candle file path (for 'Candle file'): a Binance kline CSV or timestamp,open,high,low,close,volume", ""
+        # a page reads candle files only from the candle folder, or an upload saved there
+        left, right = st.columns(2)
+        picked = left.selectbox(f"Candle file in {config.candle_dir} (for 'Candle file')", ["—", *folder.names()])
+        upload = right.file_uploader(
+            "or upload one: a Binance kline CSV or timestamp,open,high,low,close,volume",
+            type=["csv", "txt"],
+            max_upload_size=max(config.candle_max_bytes // 2**20, 1),
         )
         submitted = st.form_submit_button("Train", type="primary")
     if submitted:
         source = SOURCES[source_label]
+        path = "" if picked == "—" else picked
+        file_problem = ""
+        if source == "file" and upload is not None:
+            try:
+                path = folder.save_upload(upload.name, upload.getvalue())
+            except CandleFileError as exc:
+                file_problem = exc.safe
         problems = [
             m
             for m, bad in (
                 ("pick at least one symbol", not symbols),
                 ("pick at least one model", not models),
-                ("give the candle file's path", source == "file" and not path.strip()),
+                (file_problem, bool(file_problem)),
+                ("pick or upload a candle file", source == "file" and not path and not file_problem),
             )
             if bad
         ]
         if problems:
             st.error("Cannot train: " + "; ".join(problems) + ".")
         else:
-            runtime.train(
-                tuple(symbols), tuple(models), source=source, bars=int(bars) or None, path=path.strip() or None
-            )
+            runtime.train(tuple(symbols), tuple(models), source=source, bars=int(bars) or None, path=path or None)
 
 
 @st.fragment(run_every="1s")

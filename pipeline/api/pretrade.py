@@ -1,7 +1,7 @@
 """``POST /api/pretrade``: the pre-trade check of a planned trade (``pipeline.journal.pretrade``).
 
 The body is JSON: ``symbol``, ``side`` (BUY or SELL), ``quantity`` (or ``size``), ``stop``, and
-optionally ``price`` (default: the last tick) and ``user_id`` (default: the desk's user). The answer
+optionally ``price`` (default: the last tick) and ``user_id`` (the token's user; any other is 403). The answer
 lists every behavioural rule the trade would trip now, the position's R, the models' latest view of
 the symbol and whether the paper account would take it (``allowed``). Missing or impossible values
 (a size of 0, a stop on the wrong side of the price) get a 422 that names each field, its value and
@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.api.context import ApiContext
+from pipeline.api.trades import acting_user
 from pipeline.errors import BadMessageError, Violation
 from pipeline.journal.pretrade_service import PretradeSettings, run_check
 
@@ -34,8 +35,6 @@ def add_pretrade_routes(app: FastAPI, ctx: ApiContext) -> None:
             raise BadMessageError([Violation("body", None, f"a JSON object ({exc})")]) from None
         if not isinstance(body, dict):
             raise BadMessageError([Violation("body", str(body)[:80], "a JSON object")])
-        user = body.get("user_id") or ctx.user_id
-        if not isinstance(user, str):
-            raise BadMessageError([Violation("user_id", user, "a string")])
+        user = acting_user(request, body.get("user_id"))  # the token's user; no other (403)
         verdict = await run_in_threadpool(run_check, ctx.db, user, body, settings)
         return verdict.to_json()

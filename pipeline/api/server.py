@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from fastapi import FastAPI
 
 from pipeline.errors import PipelineError
 from pipeline.runner import Worker
+
+log = logging.getLogger(__name__)
 
 
 class ApiServer(Worker):
@@ -25,6 +28,11 @@ class ApiServer(Worker):
         )
 
     def _run(self) -> None:
+        from pipeline.api.guard import wide_bind_notice
+
+        notice = wide_bind_notice(self.host)
+        if notice:
+            log.warning(notice)
         try:
             self.server.run()
         except SystemExit as exc:  # uvicorn exits when it cannot bind; say so in health instead

@@ -22,4 +22,6 @@ def create_bus(config: Config) -> Bus:
         )
     from pipeline.bus.embedded import EmbeddedBus
 
-    return EmbeddedBus(config.data_dir / "bus.db", shared=config.bus_shared)
+    return EmbeddedBus(
+        config.data_dir / "bus.db", shared=config.bus_shared, session_timeout_ms=config.embedded_session_timeout_ms
+    )

@@ -53,6 +53,7 @@ __all__ = [
     "candle_prices",
     "candle_spans",
     "candle_times",
+    "parse_candles",
     "read_candles",
     "read_lines",
     "symbol_from_name",
@@ -150,7 +151,12 @@ def read_candles(path: str | Path, *, max_bytes: int | None = None, now_ms: int 
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:
         raise CandleFileError(f"{path.name}: {size} bytes is more than the limit of {max_bytes}")
-    raw = _ohlcv(load(path.name, path.read_bytes()))
+    return parse_candles(path.read_bytes(), path.name, now_ms=now_ms)
+
+
+def parse_candles(data: bytes, name: str, *, now_ms: int | None = None) -> CandleFile:
+    """Read the bytes of a candle file called ``name`` (for messages), as ``read_candles`` does."""
+    raw = _ohlcv(load(name, data))
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     return _check(raw, now)
 

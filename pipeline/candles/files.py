@@ -52,7 +52,14 @@ _CLOCK = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?")
 
 
 class CandleFileError(PipelineError):
-    """A file that is not a candle file at all (wrong columns, empty, too large): refused whole."""
+    """A file that is not a candle file at all (wrong columns, empty, too large): refused whole.
+
+    ``detail`` quotes the file (what was found instead), shown by ``str`` for the command line;
+    ``safe`` is the message without it, for pages (``pipeline.candle_files``)."""
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.safe = message
 
 
 @dataclass
@@ -134,7 +141,9 @@ def _csv(name: str, data: bytes, skipped: int, first: str) -> Raw:
             names = {**names, "time": "Time (column 2, missing from the header)"}
         return _dated(name, data, skipped, index, names)
     shown = first if len(first) <= 100 else first[:100] + "..."
-    raise CandleFileError(f"{name}: not a candle file: expected {EXPECTED}; found {len(cells)} columns: {shown!r}")
+    raise CandleFileError(
+        f"{name}: not a candle file: expected {EXPECTED}; found {len(cells)} columns", detail=repr(shown)
+    )
 
 
 def _width_of_rows(data: bytes, skipped: int) -> int:
@@ -157,7 +166,7 @@ def _read(name: str, data: bytes, skip: int, usecols: list[int]) -> pd.DataFrame
     except pd.errors.EmptyDataError:
         return pd.DataFrame({i: pd.Series(dtype=object) for i in sorted(usecols)})
     except (pd.errors.ParserError, ValueError) as exc:
-        raise CandleFileError(f"{name}: cannot parse as CSV: {' '.join(str(exc).split())}") from None
+        raise CandleFileError(f"{name}: cannot parse as CSV", detail=" ".join(str(exc).split())) from None
 
 
 def _frame(
@@ -202,7 +211,7 @@ def _json(name: str, data: bytes) -> Raw:
     try:
         rows = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise CandleFileError(f"{name}: not a candle file: the JSON cannot be read ({exc})") from None
+        raise CandleFileError(f"{name}: not a candle file: the JSON cannot be read", detail=str(exc)) from None
     if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) >= 6 for r in rows):
         raise CandleFileError(f"{name}: not a candle file: expected freqtrade's JSON [[ms, o, h, l, c, v], ...]")
     frame = pd.DataFrame([r[:6] for r in rows], columns=["time", *PRICES, "volume"], dtype=object)
@@ -216,7 +225,9 @@ def _feather(name: str, data: bytes) -> Raw:
     try:
         frame = pd.read_feather(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - pyarrow raises its own error types for damaged files
-        raise CandleFileError(f"{name}: the feather file cannot be read: {type(exc).__name__}: {exc}") from None
+        raise CandleFileError(
+            f"{name}: the feather file cannot be read: {type(exc).__name__}", detail=str(exc)
+        ) from None
     missing = [c for c in ("date", *PRICES, "volume") if c not in frame.columns]
     if missing:
         raise CandleFileError(f"{name}: not a freqtrade candle file: no column {', '.join(missing)}")

@@ -123,6 +123,11 @@ def cmd_api(args: argparse.Namespace) -> int:
         raise PipelineError(
             api.health.snapshot().last_error or f"the trades API did not start on {config.api_host}:{config.api_port}"
         )
+    from pipeline.api.guard import wide_bind_notice
+
+    notice = wide_bind_notice(config.api_host)
+    if notice:
+        print(f"warning: {notice}", file=sys.stderr, flush=True)
     print(
         f"trades API on http://{config.api_host}:{config.api_port} (docs at /docs) with "
         f"{', '.join(w.name for w in runtime.workers if w.name != 'api')} on the {runtime.bus.name} bus; "
@@ -138,6 +143,15 @@ def cmd_api(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     runtime.stop()
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print the API's bearer token of the desk's user (or ``--user``), creating it on first use."""
+    from pipeline.api.tokens import TokenStore
+
+    config = config_from_env()
+    print(TokenStore(config.data_dir).token_for(args.user or config.user_id))
     return 0
 
 
@@ -186,6 +200,9 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default=None, help="interface to bind (default API_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default API_PORT or 8000)")
     p.set_defaults(fn=cmd_api)
+    p = sub.add_parser("token", help="print the API's bearer token (created on first use, kept in DATA_DIR)")
+    p.add_argument("--user", default=None, help="the user the token acts for (default USER_ID)")
+    p.set_defaults(fn=cmd_token)
     p = sub.add_parser("tail", help="print a topic's messages, like kafka-console-consumer")
     p.add_argument("topic")
     p.add_argument("--from-beginning", action="store_true")

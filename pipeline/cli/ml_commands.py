@@ -50,6 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             source="file" if kind == "replay" else kind,
             bars=args.bars,
             path=files[0] if files else None,
+            any_path=True,  # the user's own shell: any file they name
         )
         thread = threading.Thread(target=job.run, daemon=True)
         thread.start()

@@ -59,6 +59,7 @@ def cmd_optimise(args: argparse.Namespace) -> int:
         symbol=symbol,
         source="file" if kind == "replay" else kind,
         path=files[0] if files else None,
+        any_path=True,  # the user's own shell: any file they name
         bars=args.bars,
         model=args.model or config.decision_model,
         models_from=args.models_from,

@@ -54,6 +54,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         symbols=(symbol,),
         source="file" if kind == "replay" else kind,
         path=files[0] if files else None,
+        any_path=True,  # the user's own shell: any file they name
         bars=args.bars,
         model=args.model or config.decision_model,
         confirm_models=tuple(args.confirm or config.decision_confirm_models),

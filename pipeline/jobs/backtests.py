@@ -36,6 +36,8 @@ class BacktestRequest:
     symbols: tuple[str, ...]
     source: Source = "store"
     path: str | None = None
+    # Read ``path`` wherever it is (the command line) instead of in the candle folder (pages).
+    any_path: bool = False
     bars: int | None = None
     start_ms: int | None = None
     end_ms: int | None = None
@@ -134,6 +136,7 @@ def run_request(config: Config, db: Database, request: BacktestRequest, progress
             request.source,
             bars=request.bars,
             path=request.path,
+            any_path=request.any_path,
         )
         frame = _period(frame, request.start_ms, request.end_ms)
         if frame.empty:

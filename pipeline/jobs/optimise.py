@@ -50,6 +50,8 @@ class OptimiseRequest:
     symbol: str
     source: Source = "store"
     path: str | None = None
+    # Read ``path`` wherever it is (the command line) instead of in the candle folder (pages).
+    any_path: bool = False
     bars: int | None = None
     model: str = "random_forest"
     models_from: ModelsFrom = "train"
@@ -71,6 +73,7 @@ class OptimiseRequest:
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["space"] = self.space.to_json()
+        out.pop("any_path")  # how the file was allowed, not what was optimised
         return out
 
 
@@ -108,13 +111,16 @@ def run_optimisation(
 
     check(request, ML_MODEL_NAMES)
     started = time.perf_counter()
-    frame, interval = load_bars(config, db, request.symbol, request.source, bars=request.bars, path=request.path)
+    frame, interval = load_bars(
+        config, db, request.symbol, request.source, bars=request.bars, path=request.path, any_path=request.any_path
+    )
     _enough(request, len(frame), config.ml_horizon_bars)
     candidates = request.confirm_candidates()
     as_backtest = BacktestRequest(
         symbols=(request.symbol,),
         source=request.source,
         path=request.path,
+        any_path=request.any_path,
         bars=request.bars,
         model=request.model,
         confirm_models=candidates,

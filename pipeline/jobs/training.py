@@ -29,9 +29,20 @@ SIMULATOR_BARS = 20_000
 
 
 def load_bars(
-    config: Config, db: Database, symbol: str, source: Source, *, bars: int | None = None, path: str | None = None
+    config: Config,
+    db: Database,
+    symbol: str,
+    source: Source,
+    *,
+    bars: int | None = None,
+    path: str | None = None,
+    any_path: bool = False,
 ) -> tuple[pd.DataFrame, int]:
-    """Return the bars to train ``symbol`` on and their interval in ms."""
+    """Return the bars to train ``symbol`` on and their interval in ms.
+
+    A file is a name in the candle folder (``CANDLE_DIR``, ``pipeline.candle_files``): what a page
+    sends is never trusted. Only the command line passes ``any_path`` to read any file its user names.
+    """
     from pipeline.ml import data
 
     if source == "store":
@@ -41,7 +52,12 @@ def load_bars(
     else:
         if not path:
             raise PipelineError("training from a file needs its path")
-        frame = data.bars_from_file(path)
+        if any_path:
+            frame = data.bars_from_file(path)
+        else:
+            from pipeline.candle_files import CandleFolder
+
+            frame = data.bars_from_candles(CandleFolder(config.candle_dir, config.candle_max_bytes).read(path), path)
         if bars:
             frame = frame.tail(bars).reset_index(drop=True)
     interval = int(frame["start"].diff().median()) if len(frame) > 1 else 60_000
@@ -73,11 +89,13 @@ class TrainingJob(Job):
         source: Source = "store",
         bars: int | None = None,
         path: str | None = None,
+        any_path: bool = False,
     ) -> None:
         super().__init__(TrainingState())
         self.config, self.db, self.registry = config, db, registry
         self.symbols, self.models = symbols, models
         self.source, self.bars, self.path = source, bars, path
+        self.any_path = any_path  # True only from the command line: see load_bars
         self.records: list[ModelRecord] = []
 
     def snapshot(self) -> TrainingState:
@@ -95,7 +113,9 @@ class TrainingJob(Job):
         for i, symbol in enumerate(self.symbols):
             self.progress(i / n, f"{symbol}: loading bars")
             try:
-                bars, interval = load_bars(config, self.db, symbol, self.source, bars=self.bars, path=self.path)
+                bars, interval = load_bars(
+                    config, self.db, symbol, self.source, bars=self.bars, path=self.path, any_path=self.any_path
+                )
                 records = train_symbol(
                     self.registry,
                     bars,

@@ -287,7 +287,7 @@ def _scan(
                 reject(
                     line,
                     cells,
-                    [Violation("", str(len(cells)), f"at most {width} cells, like the header")],
+                    [Violation(f"(cell {width + 1})", str(len(cells)), f"at most {width} cells, like the header")],
                     f"the row has {len(cells)} cells; the header has {width}",
                 )
                 continue

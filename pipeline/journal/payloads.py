@@ -10,10 +10,12 @@ a rule raises ``BadMessageError`` naming every bad field.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 
 from pipeline.errors import BadMessageError, Violation
 from pipeline.journal.fills import Fill, TradeEntry, normalize_symbol
+from pipeline.journal.plausible import check_fill
 
 
 class _Fields:
@@ -240,13 +242,38 @@ def parse_paper_trade(raw: Mapping[str, object]) -> TradeEntry:
 BINANCE_API = "binance-api"
 BINANCE_STREAM = "binance-stream"
 BYBIT_API = "bybit-api"
+
+
+def _checked(parse: Callable[[Mapping[str, object]], Fill], cols: dict[str, str]) -> Callable[..., Fill]:
+    """``parse``, then the plausibility rules every source keeps (``pipeline.journal.plausible``)."""
+
+    def parse_checked(raw: Mapping[str, object]) -> Fill:
+        fill = parse(raw)
+        bad = check_fill(fill, int(time.time() * 1000), cols)
+        if bad:
+            raise BadMessageError(bad)
+        return fill
+
+    return parse_checked
+
+
 CCXT = "ccxt"
 PAPER_EXCHANGE = "paper-exchange"
 PARSERS: dict[str, Callable[[Mapping[str, object]], Fill]] = {
-    BINANCE_API: parse_binance_trade,
-    BYBIT_API: parse_bybit_execution,
-    CCXT: parse_ccxt_trade,
-    BINANCE_STREAM: parse_binance_execution,
+    BINANCE_API: _checked(
+        parse_binance_trade, {"symbol": "symbol", "price": "price", "quantity": "qty", "fee": "commission"}
+    ),
+    BYBIT_API: _checked(
+        parse_bybit_execution,
+        {"symbol": "symbol", "price": "execPrice", "quantity": "execQty", "fee": "execFee", "time": "execTime"},
+    ),
+    CCXT: _checked(
+        parse_ccxt_trade,
+        {"symbol": "symbol", "price": "price", "quantity": "amount", "fee": "fee.cost", "time": "timestamp"},
+    ),
+    BINANCE_STREAM: _checked(
+        parse_binance_execution, {"symbol": "s", "price": "L", "quantity": "l", "fee": "n", "time": "T"}
+    ),
 }
 # Formats whose payload is a whole trade, and their parsers.
 TRADE_PARSERS: dict[str, Callable[[Mapping[str, object]], TradeEntry]] = {PAPER_EXCHANGE: parse_paper_trade}

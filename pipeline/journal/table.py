@@ -388,7 +388,7 @@ def _csv_rows(
         except csv.Error as exc:
             raw = lines.take()
             start, line = line + 1, line + _count(raw)
-            yield Row(start, [], [Violation("", raw.strip()[:200], f"a well-formed CSV row ({exc})")])
+            yield Row(start, [], [Violation("(whole row)", raw.strip()[:200], f"a well-formed CSV row ({exc})")])
             continue
         raw = lines.take()
         start, line = line + 1, line + _count(raw)

@@ -31,9 +31,10 @@ def rule_error(field: str, value: object, rule: str) -> PydanticCustomError:
 
 
 class Message(BaseModel):
-    """Base of every topic's model: frozen, strict about types, tolerant of extra fields."""
+    """Base of every topic's model: frozen, strict about types, tolerant of extra fields; no NaN or infinity
+    in any number (JSON cannot carry them, and one poisons every sum it enters)."""
 
-    model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, strict=True, extra="ignore", allow_inf_nan=False)
 
     topic: ClassVar[str] = ""
     key_field: ClassVar[str | None] = None

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,9 @@ from pipeline.ml.features import BAR_COLUMNS
 from pipeline.sources.simulator import MarketSimulator
 from storage import market
 from storage.db import Database
+
+if TYPE_CHECKING:
+    from pipeline.candles import CandleFile
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,20 @@ def bars_from_file(path: Path | str) -> pd.DataFrame:
     """Return the bars of a candle file (an exchange export) read by the replay source."""
     from pipeline.candles import read_candles
 
-    candles = read_candles(Path(path))
+    return bars_from_candles(read_candles(Path(path)), str(path))
+
+
+def bars_from_candles(candles: CandleFile, name: str) -> pd.DataFrame:
+    """Return the bars of candles already read; rejected rows are logged by line, column and rule
+    (never their content)."""
     if candles.rejected:
-        log.warning("%s: %d rows rejected, first: %s", path, len(candles.rejected), candles.rejected[0])
+        first = candles.rejected[0]
+        log.warning(
+            "%s: %d rows rejected, first: line %d, %s: %s",
+            name,
+            len(candles.rejected),
+            first.line,
+            first.column,
+            first.reason,
+        )
     return _frame(candles.frame.loc[:, list(BAR_COLUMNS)])

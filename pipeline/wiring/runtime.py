@@ -73,14 +73,29 @@ class Runtime:
     def api_context(self) -> ApiContext:
         """What the API's routes use of this runtime."""
         from pipeline.api.context import ApiContext
+        from pipeline.api.guard import GuardSettings, allowed_hosts
+        from pipeline.api.tokens import TokenStore
+        from pipeline.journal.importer import MAX_UPLOAD_BYTES
 
+        c = self.config
+        tokens = TokenStore(c.data_dir)
+        tokens.token_for(c.user_id)  # the install's token exists from the first start on
+        guard = GuardSettings(
+            hosts=allowed_hosts(c.api_host, c.api_allowed_hosts),
+            origins=frozenset(c.api_allowed_origins),
+            max_body=c.api_max_body_bytes,
+            max_upload=MAX_UPLOAD_BYTES + 64 * 1024,  # the file plus its multipart envelope
+        )
         return ApiContext(
             bus=self.bus,
             producer=self.producer,
             db=self.db,
-            user_id=self.config.user_id,
+            user_id=c.user_id,
+            tokens=tokens,
+            guard=guard,
+            max_websockets=c.api_max_websockets,
             fanout=self.fanout,
-            stock_symbols=self.config.stock_symbols,
+            stock_symbols=c.stock_symbols,
             behaviour=self.config.behaviour,
             pretrade_cooldown_min=self.config.pretrade_cooldown_min,
             models=self.config.ml_models,

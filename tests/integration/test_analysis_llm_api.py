@@ -161,7 +161,9 @@ def test_news_import_then_the_analysis_command_and_the_api(
         again = json.loads(capsys.readouterr().out)
         assert again["published"] == 0 and again["seen before"] == 2  # a re-import publishes nothing
         assert [n["title"] for n in analysis.news(runtime.db, "AAPL")] == ["Apple beats earnings expectations"]
-        api = TestClient(create_app(runtime.api_context()))
+        ctx = runtime.api_context()
+        auth = {"Authorization": f"Bearer {ctx.tokens.token_for(ctx.user_id)}"}
+        api = TestClient(create_app(ctx), base_url="http://127.0.0.1", headers=auth)
         body = api.get("/api/analysis/msft").json()
         assert body["symbol"] == "MSFT" and body["sentiment"]["score"] > 0 and body["technical"] is None
         assert body["aggregate"]["recommendation"] in ("BUY", "HOLD")

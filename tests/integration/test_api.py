@@ -59,6 +59,13 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     rt.stop()
 
 
+def api_client(runtime: Runtime) -> TestClient:
+    """A client of the in-process API with the desk user's token, as a local script would call it."""
+    ctx = runtime.api_context()
+    token = ctx.tokens.token_for(ctx.user_id)
+    return TestClient(create_app(ctx), base_url="http://127.0.0.1", headers={"Authorization": f"Bearer {token}"})
+
+
 def _until(fn, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while True:
@@ -69,7 +76,7 @@ def _until(fn, timeout: float = 30.0):
 
 
 def test_post_a_trade_then_read_it_back_enriched_with_a_summary(runtime: Runtime) -> None:
-    client = TestClient(create_app(runtime.api_context()))
+    client = api_client(runtime)
     response = client.post("/api/trades", json=TRADE)
     assert response.status_code == 201, response.text
     trade_id = response.json()["trade_id"]
@@ -85,7 +92,7 @@ def test_post_a_trade_then_read_it_back_enriched_with_a_summary(runtime: Runtime
 
 
 def test_bad_fields_get_422_naming_each_field_value_and_rule(runtime: Runtime) -> None:
-    client = TestClient(create_app(runtime.api_context()))
+    client = api_client(runtime)
     bad = {**TRADE, "side": "HOLD", "quantity": -1, "entry_price": "abc"}
     response = client.post("/api/trades", json=bad)
     assert response.status_code == 422
@@ -96,7 +103,7 @@ def test_bad_fields_get_422_naming_each_field_value_and_rule(runtime: Runtime) -
 
 
 def test_import_reports_rows_and_the_websocket_pushes_trades_and_alerts(runtime: Runtime) -> None:
-    client = TestClient(create_app(runtime.api_context()))
+    client = api_client(runtime)
     csv = (
         b"Date(UTC),Pair,Side,Price,Executed,Amount,Fee\n"
         b"2024-11-16 09:00:00,SOLUSDT,BUY,200,10SOL,2000USDT,0USDT\n"
@@ -104,7 +111,7 @@ def test_import_reports_rows_and_the_websocket_pushes_trades_and_alerts(runtime:
         b"2024-11-16 09:36:00,SOLUSDT,BUY,141,20SOL,2820USDT,0USDT\n"
         b"2024-11-16 09:40:00,SOLUSDT,SIDEWAYS,141,20SOL,2820USDT,0USDT\n"
     )
-    with client.websocket_connect("/ws/trades/alice") as ws:
+    with client.websocket_connect("ws://127.0.0.1/ws/trades/alice") as ws:
         assert ws.receive_json()["type"] == "ready"
         response = client.post("/api/trades/import", files={"file": ("binance.csv", csv, "text/csv")})
         assert response.status_code == 200, response.text
@@ -126,7 +133,7 @@ def test_import_reports_rows_and_the_websocket_pushes_trades_and_alerts(runtime:
 
 
 def test_import_refuses_empty_and_unknown_files_with_a_reason(runtime: Runtime) -> None:
-    client = TestClient(create_app(runtime.api_context()))
+    client = api_client(runtime)
     empty = client.post("/api/trades/import", files={"file": ("e.csv", b"", "text/csv")})
     assert empty.status_code == 422 and "empty" in empty.json()["detail"].lower()
     unknown = client.post("/api/trades/import", files={"file": ("x.csv", b"a,b,c\n1,2,3\n", "text/csv")})
@@ -142,6 +149,12 @@ def _free_port() -> int:
 def test_python_m_pipeline_api_serves_on_loopback(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "DATA_DIR": str(tmp_path), "STAGES": JOURNAL_STAGES, "KAFKA_BOOTSTRAP_SERVERS": ""}
+    token = subprocess.run(
+        [sys.executable, "-m", "pipeline", "token", "--user", "bob"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert token.returncode == 0, token.stderr
+    auth = {"Authorization": f"Bearer {token.stdout.strip()}"}
+    assert (tmp_path / "api-tokens.json").stat().st_mode & 0o777 == 0o600
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "api", "--port", str(port)],
         cwd=ROOT,
@@ -155,15 +168,18 @@ def test_python_m_pipeline_api_serves_on_loopback(tmp_path: Path) -> None:
 
         def up() -> bool:
             try:
-                return httpx.get(f"{base}/api/alerts", timeout=1).status_code == 200
+                return httpx.get(f"{base}/api/alerts", headers=auth, timeout=1).status_code == 200
             except httpx.HTTPError:
                 assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]  # stderr=PIPE
                 return False
 
         assert _until(up, 60), "the API did not answer"
-        created = httpx.post(f"{base}/api/trades", json={**TRADE, "user_id": "bob"}, timeout=10)
+        assert httpx.get(f"{base}/api/alerts", timeout=5).status_code == 401  # no token, no data
+        created = httpx.post(f"{base}/api/trades", json={**TRADE, "user_id": "bob"}, headers=auth, timeout=10)
         assert created.status_code == 201
-        stored = _until(lambda: httpx.get(f"{base}/api/trades", params={"user_id": "bob"}, timeout=5).json())
+        stored = _until(
+            lambda: httpx.get(f"{base}/api/trades", params={"user_id": "bob"}, headers=auth, timeout=5).json()
+        )
         assert stored and stored[0]["trade_id"] == created.json()["trade_id"]
     finally:
         proc.terminate()

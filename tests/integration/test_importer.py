@@ -287,3 +287,12 @@ def test_progress_reports_bytes_in_about_one_percent_steps(db: Database) -> None
     assert 5 <= len(calls) <= 102
     assert calls[-1] == (len(data), len(data))
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_every_rejection_names_a_column_even_for_rows_that_are_not_rows(db: Database) -> None:
+    long_cell = '"' + "x" * 200_000 + '"'  # past the CSV reader's field limit
+    data = csv_bytes(BINANCE_HEADER, SOL_BUY + ",extra,cells", long_cell + ",a,b,c,d,e,f", SOL_BUY)
+    report = check_file(data, user_id=new_user(), db=db)
+    assert report.accepted == 1 and len(report.rejected) == 2
+    assert all(e.column for e in report.rejected), report.rejected
+    assert {e.column for e in report.rejected} == {"(cell 8)", "(whole row)"}

@@ -10,9 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from pipeline.api.app import create_app
 from pipeline.bus.base import read_to_end
 from pipeline.config import load_config
 from pipeline.journal.pretrade_service import EntryRefused, PretradeSettings, place_paper_entry, run_check
@@ -21,6 +19,7 @@ from pipeline.topics import ORDERS
 from pipeline.wiring import Runtime, build_runtime
 from storage import behaviour, market
 from storage import signals as signal_store
+from tests.integration.test_api import api_client
 
 pytestmark = pytest.mark.timeout(120)
 MIN = 60_000
@@ -62,7 +61,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
 
 
 def test_a_planned_trade_gets_its_rules_r_and_the_models_view(runtime: Runtime) -> None:
-    client = TestClient(create_app(runtime.api_context()))
+    client = api_client(runtime)  # with the desk user's token, as a local script would call it
     answer = client.post("/api/pretrade", json={"symbol": "BTCUSDT", "side": "BUY", "size": 2, "stop": 98})
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -99,7 +98,7 @@ def test_a_planned_trade_gets_its_rules_r_and_the_models_view(runtime: Runtime) 
 def test_missing_or_impossible_values_get_a_422_naming_the_field(
     runtime: Runtime, request_body: object, field: str, rule: str
 ) -> None:
-    client = TestClient(create_app(runtime.api_context()))
+    client = api_client(runtime)  # with the desk user's token, as a local script would call it
     answer = client.post("/api/pretrade", json=request_body)
     assert answer.status_code == 422
     assert (field, rule) in [(d["field"], d["rule"]) for d in answer.json()["detail"]]
@@ -119,3 +118,10 @@ def test_the_paper_account_refuses_while_the_cooldown_is_on_and_takes_it_otherwi
     assert placed.order_id == order_id and placed.action == "BUY" and placed.status == "PENDING"
     assert (placed.quantity, placed.risk_management.stop_loss, placed.strategy) == (2.0, 98.0, "manual")
     assert json.loads(json.dumps(placed.metadata)) == {"created_by": "trader", "account": "paper"}
+
+
+def test_a_token_checks_trades_for_its_own_user_only(runtime: Runtime) -> None:
+    client = api_client(runtime)
+    body = {"symbol": "BTCUSDT", "side": "BUY", "size": 2, "stop": 98}
+    assert client.post("/api/pretrade", json={**body, "user_id": "someone-else"}).status_code == 403
+    assert client.post("/api/pretrade", json={**body, "user_id": runtime.config.user_id}).status_code == 200

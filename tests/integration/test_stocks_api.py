@@ -32,7 +32,9 @@ def desk(tmp_path: Path) -> Iterator[tuple[Runtime, TestClient]]:
     runtime.db.write(lambda db: stocks.store_bars(db.conn, rows))
     ticks = [("BTCUSDT", DAY1 + i * 15_000, 50_000.0 + i, None, None, None, None, None, 0.5) for i in range(40)]
     runtime.db.write(lambda db: market.store_ticks(db.conn, ticks))
-    with TestClient(create_app(runtime.api_context())) as client:
+    ctx = runtime.api_context()
+    auth = {"Authorization": f"Bearer {ctx.tokens.token_for(ctx.user_id)}"}
+    with TestClient(create_app(ctx), base_url="http://127.0.0.1", headers=auth) as client:
         yield runtime, client
     runtime.stop()
 
@@ -151,7 +153,9 @@ def test_health_shows_redis_and_says_when_it_is_gone(tmp_path: Path) -> None:
     with RedisServer() as server:
         runtime = build_runtime(load_config({"DATA_DIR": str(tmp_path), "STAGES": "", "REDIS_URL": server.url}))
         try:
-            api = TestClient(create_app(runtime.api_context()))
+            ctx = runtime.api_context()
+            auth = {"Authorization": f"Bearer {ctx.tokens.token_for(ctx.user_id)}"}
+            api = TestClient(create_app(ctx), base_url="http://127.0.0.1", headers=auth)
             up = api.get("/health").json()
             assert up["redis"]["ok"] and up["status"] == "ok" and str(server.port) in up["redis"]["where"]
             server.stop()
@@ -164,7 +168,7 @@ def test_health_shows_redis_and_says_when_it_is_gone(tmp_path: Path) -> None:
 def test_ws_stocks_pushes_subscribed_trades_and_releases_on_disconnect(desk) -> None:
     runtime, api = desk
     fanout = runtime.fanout
-    with api.websocket_connect("/ws/stocks") as ws:
+    with api.websocket_connect("ws://127.0.0.1/ws/stocks") as ws:
         assert ws.receive_json() == {"type": "ready", "data": {"symbols": ["AAPL", "MSFT"]}}
         ws.send_text('{"action": "subscribe", "symbols": ["aapl"]}')
         assert ws.receive_json() == {"type": "subscribed", "data": {"symbols": ["AAPL"]}}

@@ -124,3 +124,17 @@ def test_unknown_columns_ask_for_a_mapping_and_a_binary_file_is_refused(desk) ->
     png.file_uploader[0].set_value(("trades.csv", b"\x89PNG\r\n\x1a\n" + bytes(200), "text/csv")).run()
     assert not png.exception
     assert png.error and "trades.csv" in png.error[0].value
+
+
+def test_an_uploaded_header_and_file_name_are_shown_as_text_never_as_markdown(desk) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S).run()
+    odd = b"**bold** :red[x] $x$"
+    header = b"[click](http://evil.example),[click](http://evil.example)," + odd + b"," + odd + b"\n1,2,3,4\n"
+    at.file_uploader[0].set_value(("[a](http://evil.example).csv", header, "text/csv")).run()
+    assert not at.exception
+    (error,) = at.error
+    assert "repeats columns" in error.value
+    # every Markdown mark is escaped: no link, bold, colour or formula can form
+    assert "\\[click\\]\\(http\\:" in error.value and "\\*\\*bold\\*\\*" in error.value
+    assert "\\:red\\[x\\]" in error.value and "\\$x\\$" in error.value
+    assert "](http" not in error.value.replace("\\]\\(http", "")

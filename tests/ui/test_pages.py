@@ -290,6 +290,27 @@ def test_settings_shows_config_without_secrets_and_topic_catalog(desk: Path, mon
     assert {"topic", "partitions", "cleanup", "retention h", "compression", "description"} <= set(catalog.value.columns)
 
 
+def test_settings_checks_the_api_with_the_desk_token_server_side(desk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("STAGES", "api")
+    monkeypatch.setenv("API_PORT", str(port))
+    at = new_app()
+    at.run()
+    at.switch_page(PAGES["Settings"]).run()
+    deadline = time.monotonic() + 30
+    while not any("answers the desk's token" in m.value for m in at.success) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the api worker publishes its health a moment after it starts
+        at.run()
+    assert any("answers the desk's token" in m.value for m in at.success), [m.value for m in at.warning]
+    shown = " ".join(e.value for kind in (at.success, at.markdown, at.caption, at.json) for e in kind)
+    stored = json.loads((desk / "api-tokens.json").read_text())["users"]["trader"]
+    assert stored not in shown  # used, never shown
+
+
 # --- The frame app.py puts around every page -----------------------------------------------
 
 

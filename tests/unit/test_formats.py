@@ -152,7 +152,8 @@ def test_binance_fee_coin_variant_takes_the_asset_from_its_column() -> None:
 
 def test_binance_asset_starting_with_a_digit_is_split_by_the_pair() -> None:
     fill = parse_fill(
-        "binance-spot", binance(Pair="1INCHUSDT", Executed="12.51INCH", Amount="5.3USDT", Fee="0.0121INCH")
+        "binance-spot",
+        binance(Pair="1INCHUSDT", Price="0.424", Executed="12.51INCH", Amount="5.3USDT", Fee="0.0121INCH"),
     )
     assert (fill.symbol, fill.quantity, fill.fee, fill.fee_asset) == ("1INCHUSDT", 12.5, 0.012, "1INCH")
 

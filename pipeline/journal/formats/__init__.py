@@ -60,6 +60,7 @@ from pipeline.journal.formats.mapped import (
     _custom,
     _generic,
 )
+from pipeline.journal.plausible import check_entry, check_fill
 
 Format = Literal["binance-spot", "bybit-spot", "generic", "manual", "custom"]
 # Every layout described as data, most specific first (a header is matched against them in order).
@@ -146,8 +147,35 @@ def row_unit(fmt: str) -> Literal["fill", "trade"]:
     return "trade" if fmt in ("generic", "manual") else "fill"
 
 
+class _Plausible:
+    """A format's parser followed by the plausibility rules every row keeps (``journal.plausible``).
+
+    Columns are named as the parser names them: its ``field_columns``, or a mapped parser's ``cols``."""
+
+    def __init__(self, parse: RowParser) -> None:
+        self.parse = parse
+        cols = getattr(parse, "field_columns", None) or getattr(parse, "cols", None)
+        self.cols: dict[str, str] = {k: v for k, v in cols.items() if v} if isinstance(cols, dict) else {}
+
+    def __call__(self, row: Mapping[str, object], now_ms: int) -> Fill | TradeEntry | Payment:
+        item = self.parse(row, now_ms)
+        if type(item) is Fill:
+            bad = check_fill(item, now_ms, self.cols)
+        elif type(item) is TradeEntry:
+            bad = check_entry(item, now_ms, self.cols)
+        else:
+            return item  # a deposit, withdrawal or funding payment: no price or pair to check
+        if bad:
+            raise BadMessageError(bad)
+        return item
+
+
 @lru_cache(maxsize=256)
 def _cached(fmt: str, header: tuple[str, ...], mapping: tuple[tuple[str, str], ...] | None) -> RowParser:
+    return _Plausible(_parser(fmt, header, mapping))
+
+
+def _parser(fmt: str, header: tuple[str, ...], mapping: tuple[tuple[str, str], ...] | None) -> RowParser:
     options = {k: v for k, v in (mapping or ()) if k in READ_OPTIONS}
     if fmt != "custom" and mapping is not None and len(options) == len(mapping):
         mapping = None  # reading options of a known layout, not a column mapping
@@ -168,7 +196,7 @@ def _cached(fmt: str, header: tuple[str, ...], mapping: tuple[tuple[str, str], .
         return _Bybit(header)
     if fmt in ("generic", "manual"):
         return _generic(header)
-    raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    raise BadMessageError([Violation("format", fmt, f"one of {', '.join(FORMATS)}")])
 
 
 def row_parser(fmt: str, header: Sequence[str], mapping: Mapping[str, str] | None = None) -> RowParser:
@@ -190,6 +218,16 @@ def parse_row(
     return row_parser(fmt, tuple(row), mapping)(row, now_ms)
 
 
+_FORMULA = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")  # and their full-width forms, which spreadsheets also read
+
+
 def escape_cell(value: str) -> str:
-    """Return ``value`` safe for a CSV export: a ``'`` before a leading ``= + - @``, tab or CR (OWASP)."""
-    return "'" + value if value and value[0] in "=+-@\t\r" else value
+    """Return ``value`` safe for a CSV export (OWASP CSV injection): a ``'`` before a cell whose first
+    character is a formula mark (``= + - @`` or their full-width forms) or any whitespace or control
+    character (tab, CR, LF, a space before ``=1+1``: spreadsheets skip those and read the formula)."""
+    if not value:
+        return value
+    first = value[0]
+    if first in _FORMULA or first.isspace() or first < " " or first == "\x7f":
+        return "'" + value
+    return value

@@ -27,7 +27,8 @@ EPOCH_RULE = "a date after 1970-01-01"
 _EXCHANGE_SIDES: dict[str, Side] = {"buy": "BUY", "sell": "SELL"}
 _TRADE_SIDES: dict[str, Side] = {"buy": "BUY", "sell": "SELL", "b": "BUY", "s": "SELL", "long": "BUY", "short": "SELL"}
 _THOUSANDS = re.compile(r"\s*[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*")
-_SUFFIXED = re.compile(r"\s*([+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+))\s*([A-Za-z][A-Za-z0-9]*)\s*")
+# the exponent belongs to the number: 1e309BTC is a number too large, never 1 of "E309BTC"
+_SUFFIXED = re.compile(r"\s*([+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z][A-Za-z0-9]*)\s*")
 _EXPONENT = re.compile(r"[eE]\d+")  # "1e999" is a number out of range, not 1 of the asset "E999"
 _SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
 _PAIR_PARTS = re.compile(r"\s*([A-Za-z0-9]+)\s*[/\-_:]\s*([A-Za-z0-9]+)\s*")

@@ -27,6 +27,7 @@ from pipeline.journal.formats.cells import (
     _time,
 )
 from pipeline.journal.formats.layout import canon
+from pipeline.journal.plausible import check_amount, check_asset
 
 BINANCE_COLUMNS = ("Date(UTC)", "Pair", "Side", "Price", "Executed", "Amount", "Fee")
 BYBIT_COLUMNS = (
@@ -76,8 +77,10 @@ def _exchange_fill(
     base, quote = (pair[1], pair[2]) if pair else (None, None)
     side = _side(bad, c_side, get(c_side), _EXCHANGE_SIDES, "one of BUY, SELL")
     price, _ = _amount(bad, c_price, get(c_price), (quote,), "> 0", required=True)
-    qty, _ = _amount(bad, c_qty, get(c_qty), (base,), "> 0", required=True)
-    _amount(bad, c_value, get(c_value), (quote,), ">= 0", required=False)
+    qty, asset = _amount(bad, c_qty, get(c_qty), (base,), "> 0", required=True)
+    check_asset(bad, c_qty, get(c_qty), asset, base)
+    value, _ = _amount(bad, c_value, get(c_value), (quote,), ">= 0", required=False)
+    check_amount(bad, c_value, get(c_value), value, price, qty)
     return pair, base, quote, side, price, qty
 
 
@@ -90,6 +93,8 @@ class _Binance:
         wanted = [executed if c == "Executed" else c for c in BINANCE_COLUMNS]
         cols = _columns(header, (*wanted, "Fee Coin"))
         self.cols = tuple(cols.values())
+        names = ("time", "symbol", "side", "price", "quantity", "amount", "fee", "fee_asset")
+        self.field_columns = dict(zip(names, self.cols))
         self.offset = _offset_ms(header, self.cols[0])
 
     def __call__(self, row: Mapping[str, object], now_ms: int) -> Fill:
@@ -121,6 +126,8 @@ class _Bybit:
 
     def __init__(self, header: Sequence[str]) -> None:
         self.cols = tuple(_columns(header, (*BYBIT_COLUMNS, "ExecFeeV2", "feeCoin")).values())
+        names = ("symbol", "", "side", "amount", "price", "quantity", "fee", "exchange_id", "", "time")
+        self.field_columns = dict(zip(names, self.cols))
         self.offset = _offset_ms(header, self.cols[9])
 
     def __call__(self, row: Mapping[str, object], now_ms: int) -> Fill:

@@ -25,6 +25,7 @@ from pipeline.journal.formats.cells import (
     _text,
     _time,
 )
+from pipeline.journal.plausible import check_asset
 from pipeline.messages import Side
 
 _UNIX = re.compile(r"\d+(?:\.\d+)?")
@@ -86,7 +87,8 @@ class _CustomFill(_Mapped):
         base, quote = (pair[1], pair[2]) if pair else (None, None)
         side = _side(bad, *cell("side"), self.sides, self.side_rule)
         price, _ = _amount(bad, *cell("price"), (quote,), "> 0", required=True)
-        qty, _ = _amount(bad, *cell("quantity"), (base,), "> 0", required=True)
+        qty, asset = _amount(bad, *cell("quantity"), (base,), "> 0", required=True)
+        check_asset(bad, *cell("quantity"), asset, base)
         fee, suffix = _amount(bad, *cell("fee"), (base, quote), ">= 0", required=False)
         time = _time(bad, *cell("time"), now_ms, self.parse_time, self.time_rule)
         if bad:
