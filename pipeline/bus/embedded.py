@@ -30,6 +30,7 @@ from pipeline.bus.base import (
     GROUP_NOT_FOUND,
     GroupPartition,
     GroupState,
+    Latency,
     OffsetReset,
     PartitionsCallback,
     PartitionState,
@@ -406,7 +407,8 @@ class EmbeddedBus:
 
         return self._call(delete) if ids else {}
 
-    def producer(self) -> EmbeddedProducer:
+    def producer(self, latency: Latency = "batch") -> EmbeddedProducer:
+        """Every produce is handed to the writer at once, whatever ``latency`` says."""
         return EmbeddedProducer(self)
 
     def consumer(
@@ -417,7 +419,9 @@ class EmbeddedBus:
         auto_offset_reset: OffsetReset = "earliest",
         on_assign: PartitionsCallback | None = None,
         on_revoke: PartitionsCallback | None = None,
+        latency: Latency = "batch",
     ) -> EmbeddedConsumer:
+        """A poll returns what has arrived and never waits for more, whatever ``latency`` says."""
         return EmbeddedConsumer(self, group_id, topics, auto_offset_reset, on_assign, on_revoke)
 
     def close(self) -> None:
