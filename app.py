@@ -19,10 +19,14 @@ pages = st.navigation(
         st.Page("views/backtest.py", title="Backtest", icon=":material/history:"),
         st.Page("views/optimise.py", title="Optimise", icon=":material/tune:"),
         st.Page("views/journal.py", title="Journal", icon=":material/menu_book:"),
+        st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page("views/whatif.py", title="What-if", icon=":material/alt_route:", url_path="whatif"),
+        st.Page("views/trade.py", title="Trade", icon=":material/candlestick_chart:", visibility="hidden"),
         st.Page("views/imports.py", title="Import", icon=":material/upload_file:"),
         st.Page("views/pipeline.py", title="Pipeline", icon=":material/account_tree:"),
         st.Page("views/settings.py", title="Settings", icon=":material/settings:"),
-    ]
+    ],
+    expanded=True,  # every page in the sidebar, not the first ten and a "View more"
 )
 
 runtime = page_runtime()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from pipeline.analysis.settings import AnalysisSettings, analysis_from_env
 from pipeline.errors import ConfigError
 from pipeline.journal.behaviour_settings import BehaviourRules, rules_from_env
+from pipeline.journal.excursions import RiskDefaults, setup_risk_from_text
 from pipeline.messages.stocks import STOCK_SYMBOL
 from pipeline.stage_catalog import DEFAULT_PIPELINE, KNOWN_STAGES, MARKET_SOURCES, STOCK_SOURCES
 from pipeline.trading.exchange import ExchangeSettings
@@ -21,6 +22,15 @@ DEFAULT_STAGES = ("simulator", "stock-simulator", *DEFAULT_PIPELINE)
 # Model names (pipeline.ml.models builds them; kept here so loading the config needs no scikit-learn).
 ML_MODEL_NAMES = ("random_forest", "svm", "logistic_regression", "linear_regression", "knn", "kmeans")
 SEED_MODELS = ("random_forest", "svm", "logistic_regression")
+# Seed 001's mapping (BUY above +1.5 %) is out of reach of a classifier's expected change over 15
+# one-minute bars of the simulator's random walk (it stays within +-0.1 %), so signals on the
+# simulator's bars use these when the trader set no threshold, and the paper account trades from the
+# first start (docs/ml.md, "First start"). ml_buy_pct/ml_sell_pct keep seed 001's for everything else.
+SIMULATOR_BUY_PCT, SIMULATOR_SELL_PCT = 0.02, -0.02
+# Likewise the decision stage's confidence levels: on the simulator's random walk a model is rightly
+# unsure (under 0.6 nearly always), so the paper account would wait for an order that may not come for
+# hours. On the simulator alone, while the trader set neither level, a signal at 0.55 acts alone.
+SIMULATOR_CONFIDENCE = 0.55
 SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password"})
 
 # Environment variable -> librdkafka setting, passed through to every Kafka client.
@@ -44,6 +54,9 @@ class ExchangeKeys:
     api_key: str = field(repr=False)
     api_secret: str = field(repr=False)
     base_url: str | None = None
+    # "desk": the desk's own Binance/Bybit client; "ccxt": any other exchange, through ccxt.
+    via: str = "desk"
+    password: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         masked = self.api_key[:4] + "…" if len(self.api_key) > 4 else "…"
@@ -72,6 +85,9 @@ class Config:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     behaviour: BehaviourRules = field(default_factory=BehaviourRules)
+    # Imports: the zone of files whose times are local, and the currency of symbols naming none.
+    import_timezone: str = "UTC"
+    account_currency: str = "USD"
     # Exchange accounts whose trade history is synced (off unless keys are set).
     exchange_keys: tuple[ExchangeKeys, ...] = ()
     # Market data: which sources feed crypto.market_data, and their settings.
@@ -90,6 +106,7 @@ class Config:
     ml_horizon_bars: int = 15
     ml_buy_pct: float = 1.5
     ml_sell_pct: float = -1.5
+    ml_thresholds_set: bool = False  # the trader set ML_BUY_THRESHOLD_PCT or ML_SELL_THRESHOLD_PCT
     ml_fee_bps: float = 10.0
     ml_train_bars: int = 100_000
     ml_retrain_minutes: int = 0
@@ -97,7 +114,18 @@ class Config:
     decision_model: str = "random_forest"
     decision_confirm_models: tuple[str, ...] = ()
     risk: RiskSettings = field(default_factory=RiskSettings)
+    decision_confidence_set: bool = False  # the trader set DECISION_HIGH_CONFIDENCE or _MEDIUM_
     exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
+    # Journal review: the risk of a trade without a stop (R), the pre-trade check's cooldown, and
+    # where missing 1-minute bars come from (none, or Binance's public klines).
+    journal_risk: RiskDefaults = field(default_factory=RiskDefaults)
+    pretrade_cooldown_min: int = 0
+    bars_backfill_url: str | None = None
+    # The drift alarm's window and band, and the first start's training of the default models.
+    drift_window_min: int = 360
+    drift_z: float = 1.96
+    drift_min_periods: int = 10
+    first_run_training: bool = True
     # Notifications (the notifier stage runs when either is set); the URLs hold secrets.
     discord_webhook_url: str | None = field(default=None, repr=False)
     notify_webhook_url: str | None = field(default=None, repr=False)
@@ -126,6 +154,26 @@ class Config:
     def bus_kind(self) -> str:
         return "kafka" if self.kafka_bootstrap_servers else "embedded"
 
+    def signal_pcts(self, simulated: bool) -> tuple[float, float]:
+        """The (BUY above, SELL below) expected-change % for bars that are (or are not) the simulator's."""
+        if simulated and not self.ml_thresholds_set:
+            return SIMULATOR_BUY_PCT, SIMULATOR_SELL_PCT
+        return self.ml_buy_pct, self.ml_sell_pct
+
+    @property
+    def live_signal_pcts(self) -> tuple[float, float]:
+        """The live ml stage's mapping: the simulator's when it is the only market source."""
+        return self.signal_pcts(self.market_sources == ("simulator",))
+
+    @property
+    def live_risk(self) -> RiskSettings:
+        """The live decision stage's rules: ``risk``, with both confidence levels at
+        ``SIMULATOR_CONFIDENCE`` when the simulator is the only market source and the trader set
+        neither level."""
+        if self.market_sources == ("simulator",) and not self.decision_confidence_set:
+            return replace(self.risk, high_confidence=SIMULATOR_CONFIDENCE, medium_confidence=SIMULATOR_CONFIDENCE)
+        return self.risk
+
     def redacted(self) -> dict[str, object]:
         """Return the settings for display, with secrets replaced by ``***``."""
         out: dict[str, object] = {}
@@ -146,7 +194,7 @@ class Config:
                 value = "***" if value else None
             elif f.name == "analysis":
                 value = {**vars(value), "llm_api_key": "***" if value.llm_api_key else None}
-            elif f.name in ("behaviour", "risk", "exchange"):
+            elif f.name in ("behaviour", "risk", "exchange", "journal_risk"):
                 value = vars(value) if hasattr(value, "__dict__") else repr(value)
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
@@ -198,6 +246,7 @@ FEED_URL_ENV = {
     "BINANCE_WS_URL": "binance-ws",
     "BYBIT_WS_URL": "bybit-ws",
     "ALPACA_WS_URL": "alpaca-ws",
+    "BYBIT_PRIVATE_WS_URL": "bybit-private",
     "ALPACA_STOCK_WS_URL": "alpaca-stocks",
     "ALPACA_DATA_URL": "alpaca-data",
 }
@@ -247,6 +296,8 @@ def load_config(env: Mapping[str, str]) -> Config:
         api_host=env.get("API_HOST") or "127.0.0.1",
         api_port=_int(env, "API_PORT", 8000, 0),
         behaviour=rules_from_env(env),
+        import_timezone=_timezone(env.get("IMPORT_TIMEZONE") or "UTC"),
+        account_currency=_currency(env.get("ACCOUNT_CURRENCY") or "USD"),
         exchange_keys=exchange_keys_from_env(env),
         market_sources=sources,
         replay_files=env.get("REPLAY_FILES", ""),
@@ -261,6 +312,8 @@ def load_config(env: Mapping[str, str]) -> Config:
         ml_horizon_bars=_int(env, "ML_HORIZON_BARS", 15, 1),
         ml_buy_pct=_float(env, "ML_BUY_THRESHOLD_PCT", 1.5, 0.0),
         ml_sell_pct=_float(env, "ML_SELL_THRESHOLD_PCT", -1.5, None, 0.0),
+        ml_thresholds_set=bool(env.get("ML_BUY_THRESHOLD_PCT") or env.get("ML_SELL_THRESHOLD_PCT")),
+        decision_confidence_set=bool(env.get("DECISION_HIGH_CONFIDENCE") or env.get("DECISION_MEDIUM_CONFIDENCE")),
         ml_fee_bps=_float(env, "ML_FEE_BPS", 10.0, 0.0, 1000.0),
         ml_train_bars=_int(env, "ML_TRAIN_BARS", 100_000, 300),
         ml_retrain_minutes=_int(env, "ML_RETRAIN_MINUTES", 0, 0),
@@ -275,6 +328,16 @@ def load_config(env: Mapping[str, str]) -> Config:
             slippage_bps=_float(env, "EXCHANGE_SLIPPAGE_BPS", 5.0, 0.0, 1000.0),
             limit_ttl_ms=_int(env, "LIMIT_ORDER_TTL_MINUTES", 60, 1) * 60_000,
         ),
+        journal_risk=RiskDefaults(
+            default_pct=_float(env, "JOURNAL_DEFAULT_RISK_PCT", 1.0, 0.001, 100.0),
+            per_setup=_setup_risk(env.get("JOURNAL_SETUP_RISK_PCT", "")),
+        ),
+        pretrade_cooldown_min=_int(env, "PRETRADE_COOLDOWN_MINUTES", 0, 0),
+        bars_backfill_url=_backfill_url(env.get("BARS_BACKFILL", "")),
+        drift_window_min=_int(env, "DRIFT_WINDOW_MINUTES", 360, 30),
+        drift_z=_float(env, "DRIFT_Z", 1.96, 0.5, 10.0),
+        drift_min_periods=_int(env, "DRIFT_MIN_PERIODS", 10, 2),
+        first_run_training=env.get("FIRST_RUN_TRAINING", "on").lower() not in ("0", "off", "false", "no"),
         discord_webhook_url=discord,
         notify_webhook_url=webhook,
         stock_symbols=_stock_symbols(env),
@@ -354,6 +417,44 @@ def _risk(env: Mapping[str, str]) -> RiskSettings:
     )
 
 
+def _timezone(value: str) -> str:
+    from pipeline.journal.formats.layout import zone_of
+
+    try:
+        zone_of(value)
+    except ValueError as exc:
+        raise ConfigError(f"IMPORT_TIMEZONE: {exc}") from None
+    return value
+
+
+def _currency(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]{3,5}", value):
+        raise ConfigError(f"ACCOUNT_CURRENCY={value!r} must be a currency code like USD or EUR")
+    return value.upper()
+
+
+BINANCE_PUBLIC_URL = "https://api.binance.com"
+
+
+def _setup_risk(text: str) -> tuple[tuple[str, float], ...]:
+    try:
+        return setup_risk_from_text(text)
+    except ValueError as exc:
+        raise ConfigError(f"JOURNAL_SETUP_RISK_PCT={text!r} breaks rule: {exc}") from None
+
+
+def _backfill_url(value: str) -> str | None:
+    """``BARS_BACKFILL``: off (default), ``binance`` (its public klines), or another base URL."""
+    value = value.strip()
+    if value.lower() in ("", "off", "none", "0"):
+        return None
+    if value.lower() == "binance":
+        return BINANCE_PUBLIC_URL
+    if not re.match(r"https?://[^/\s]+", value):
+        raise ConfigError(f"BARS_BACKFILL={value!r} must be off, binance or an http(s) base URL")
+    return value.rstrip("/")
+
+
 def _user_id(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", value):
         raise ConfigError(f"USER_ID={value!r} must be 1-64 letters, digits or _ . @ -")
@@ -365,11 +466,17 @@ def exchange_keys_from_env(env: Mapping[str, str]) -> tuple[ExchangeKeys, ...]:
 
     ``BINANCE_API_KEY``/``BINANCE_API_SECRET`` and ``BYBIT_API_KEY``/``BYBIT_API_SECRET`` turn
     them on; ``BINANCE_BASE_URL``/``BYBIT_BASE_URL`` point them elsewhere (a testnet, a fake).
+    ``CCXT_EXCHANGES`` names other exchanges by their ccxt id (``kraken,okx``), each with
+    ``<ID>_API_KEY``, ``<ID>_API_SECRET`` and optionally ``<ID>_API_PASSWORD`` and ``<ID>_BASE_URL``.
     A key without its secret (or the reverse) is a ``ConfigError``.
     """
     keys: list[ExchangeKeys] = []
-    for venue in ("binance", "bybit"):
-        prefix = venue.upper()
+    others = tuple(v.strip().lower() for v in env.get("CCXT_EXCHANGES", "").split(",") if v.strip())
+    for venue in ("binance", "bybit", *others):
+        prefix = re.sub(r"[^A-Z0-9]", "_", venue.upper())
+        via = "ccxt" if venue in others else "desk"
+        if via == "ccxt" and not re.fullmatch(r"[a-z0-9_]{2,40}", venue):
+            raise ConfigError(f"CCXT_EXCHANGES has {venue!r}: a ccxt exchange id like kraken or okx")
         key = env.get(f"{prefix}_API_KEY", "").strip()
         secret = env.get(f"{prefix}_API_SECRET", "").strip()
         if not key and not secret:
@@ -377,5 +484,16 @@ def exchange_keys_from_env(env: Mapping[str, str]) -> tuple[ExchangeKeys, ...]:
         if not key or not secret:
             missing = f"{prefix}_API_SECRET" if key else f"{prefix}_API_KEY"
             raise ConfigError(f"{prefix}_API_KEY and {prefix}_API_SECRET go together; {missing} is not set")
-        keys.append(ExchangeKeys(venue, key, secret, env.get(f"{prefix}_BASE_URL", "").strip() or None))
+        if via == "ccxt" and venue in ("binance", "bybit"):
+            continue  # the desk's own clients sync these two
+        keys.append(
+            ExchangeKeys(
+                venue,
+                key,
+                secret,
+                env.get(f"{prefix}_BASE_URL", "").strip() or None,
+                via,
+                env.get(f"{prefix}_API_PASSWORD", "").strip() or None,
+            )
+        )
     return tuple(keys)

@@ -48,10 +48,17 @@ CATALOG: tuple[StageInfo, ...] = (
     StageInfo("enricher", "stage", True, "the market context of every journal record"),
     StageInfo("behaviour", "stage", True, "behavioural alerts over the journal"),
     StageInfo("journal-store", "stage", True, "the journal and its alerts into SQLite"),
+    StageInfo("paper-journal", "stage", True, "the paper exchange's closed positions into raw-trades (paper:<model>)"),
+    StageInfo("excursions", "source", True, "MFE, MAE and R of every closed trade from the bars"),
+    StageInfo("drift-monitor", "source", True, "each active model's live hit rate and profit against its band"),
     StageInfo("stock-trades-store", "stage", True, "stock trades into SQLite in batches (BATCH_SIZE)"),
     StageInfo("stock-bars-store", "stage", True, "stock bars into SQLite, resampled to 5Min, 1Hour and 1Day"),
     StageInfo("api", "source", True, "the HTTP API (API_HOST:API_PORT)"),
     StageInfo("exchange-history", "source", False, "exchange trade history into raw-trades (API keys)"),
+    StageInfo("binance-user-stream", "source", False, "live own fills from Binance's user data stream (API keys)"),
+    StageInfo(
+        "bybit-execution-stream", "source", False, "live own fills from Bybit's private execution topic (API keys)"
+    ),
     StageInfo("discord-bot", "source", False, "the Discord bot's slash commands (on when DISCORD_BOT_TOKEN is set)"),
     StageInfo("news-collector", "source", False, "RSS/Atom news into stock_news_raw (on when NEWS_FEEDS is set)"),
     StageInfo("analysis-scheduler", "source", False, "scheduled analysis triggers (on unless ANALYSIS_SCHEDULE=off)"),

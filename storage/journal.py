@@ -215,6 +215,23 @@ def closed_trades(
     )
 
 
+def trade(db: Database, trade_id: str) -> dict[str, Any] | None:
+    """Return one journal record (any user's) with the trader's edits applied, as ``trades`` gives
+    its rows, or None when the journal has no such id."""
+    owner = db.query("SELECT user_id FROM journal_trades WHERE trade_id = ?", (trade_id,))
+    if not owner:
+        return None
+    rows = db.query(
+        _JOURNAL + "SELECT * FROM j WHERE trade_id = :tid", {"user_id": owner[0]["user_id"], "tid": trade_id}
+    )
+    return _frame(rows).iloc[0].to_dict()
+
+
+def users(db: Database) -> list[str]:
+    """Return every account the journal holds (the trader's and the paper accounts), alphabetically."""
+    return [r["user_id"] for r in db.query("SELECT DISTINCT user_id FROM journal_trades ORDER BY user_id")]
+
+
 def open_positions(db: Database, user_id: str, symbol: str | None = None) -> pd.DataFrame:
     """Return one row per open (symbol, side): quantity still open, its average entry price,
     how many lots or trades make it up, and when the first and the last of them were entered."""

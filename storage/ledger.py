@@ -80,6 +80,16 @@ def fills(conn: sqlite3.Connection, key: Key) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
+def fills_between(db: Database, user_id: str, symbol: str, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
+    """Return the user's fills of ``symbol`` in [``since_ms``, ``until_ms``] in time order: ``fill_id``,
+    ``side``, ``price``, ``quantity``, ``time``, ``fee_quote`` (for the trade detail's chart)."""
+    return db.query(
+        "SELECT fill_id, side, price, quantity, time, fee_quote FROM journal_fills WHERE user_id=? AND symbol=? "
+        "AND time>=? AND time<=? ORDER BY time, seq",
+        (user_id, symbol, since_ms, until_ms),
+    )
+
+
 def set_fill_records(conn: sqlite3.Connection, rows: Sequence[tuple[str, str]]) -> None:
     """Replace what fills made: (records, fill_id)."""
     conn.executemany("UPDATE journal_fills SET records=? WHERE fill_id=?", rows)
@@ -96,3 +106,16 @@ def replace_lots(conn: sqlite3.Connection, key: Key, rows: Sequence[tuple[Any, .
     """Make ``rows`` (``LOT_COLUMNS`` order) the open lots of (user, symbol)."""
     conn.execute("DELETE FROM journal_lots WHERE user_id=? AND symbol=?", key)
     conn.executemany("INSERT INTO journal_lots VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+
+
+def last_fill_time_from(db: Database, user_id: str, symbol: str, source: str) -> int | None:
+    """Return the time of the newest fill of (user, symbol) that ``source`` published, or None
+    (where an exchange sync resumes after a restart)."""
+    row = (
+        db.reader()
+        .conn.execute(
+            "SELECT max(time) FROM journal_fills WHERE user_id=? AND symbol=? AND source=?", (user_id, symbol, source)
+        )
+        .fetchone()
+    )
+    return row[0] if row else None

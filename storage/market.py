@@ -164,6 +164,35 @@ def between(db: Database, symbols: Sequence[str], since_ms: int, until_ms: int) 
     return pd.DataFrame(rows, columns=["symbol", "start", "close"])
 
 
+def ohlc_between(db: Database, symbol: str, since_ms: int, until_ms: int) -> pd.DataFrame:
+    """Return ``symbol``'s bars starting in [``since_ms``, ``until_ms``] as ``start, open, high, low,
+    close``, oldest first."""
+    rows = (
+        db.reader()
+        .conn.execute(
+            "SELECT start, open, high, low, close FROM bars_1m WHERE symbol=? AND start>=? AND start<=? ORDER BY start",
+            (symbol, since_ms, until_ms),
+        )
+        .fetchall()
+    )
+    return pd.DataFrame(rows, columns=["start", "open", "high", "low", "close"])
+
+
+def newest_bars(db: Database) -> dict[str, int]:
+    """Return each symbol's newest bar start."""
+    return dict(db.reader().conn.execute("SELECT symbol, max(start) FROM bars_1m GROUP BY symbol").fetchall())
+
+
+def add_bars(
+    conn: sqlite3.Connection, symbol: str, rows: Sequence[tuple[int, float, float, float, float, float]]
+) -> int:
+    """Store fetched or replayed bars (start, open, high, low, close, volume) of ``symbol`` where the
+    store has none; bars made from ticks are never replaced. Returns how many were added."""
+    before = conn.total_changes
+    conn.executemany("INSERT OR IGNORE INTO bars_1m VALUES (?,?,?,?,?,?,?,?)", [(symbol, *r, 0) for r in rows])
+    return conn.total_changes - before
+
+
 def latest_ticks(db: Database) -> pd.DataFrame:
     """Return the last tick of every symbol."""
     rows = (

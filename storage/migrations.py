@@ -191,6 +191,27 @@ def _m009_optimise_runs(db: sqlite_utils.Database) -> None:
         metrics TEXT NOT NULL, PRIMARY KEY (run_id, window, number)) WITHOUT ROWID""")
 
 
+def _m010_review(db: sqlite_utils.Database) -> None:
+    # Each closed trade's excursions and R, computed from the bars by the ``excursions`` worker.
+    # ``sig`` is what they were computed from (the trade's prices, times, stop, setup and the risk
+    # defaults); ``bars_until`` the symbol's newest bar then, so a trade without bars is tried again
+    # once newer bars arrive.
+    db.execute("""CREATE TABLE trade_excursions (
+        trade_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, symbol TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
+        bars INTEGER NOT NULL, risk_per_unit REAL, risk_source TEXT, r REAL, mfe REAL, mae REAL, mfe_pct REAL,
+        mae_pct REAL, mfe_r REAL, mae_r REAL, best_exit_price REAL, best_exit_time INTEGER, worst_price REAL,
+        worst_time INTEGER, captured_pct REAL, sig TEXT NOT NULL, bars_until INTEGER, computed_at INTEGER NOT NULL)""")
+    db.execute("CREATE INDEX trade_excursions_user ON trade_excursions (user_id)")
+    # The drift alarm: each active model's live hit rate and profit after fees over a rolling window,
+    # against its walk-forward figures with a band, one row per check (the Signals page draws them).
+    db.execute("""CREATE TABLE ml_drift (
+        symbol TEXT NOT NULL, model TEXT NOT NULL, version INTEGER NOT NULL, computed_at INTEGER NOT NULL,
+        window_start INTEGER NOT NULL, window_end INTEGER NOT NULL, rows INTEGER NOT NULL, periods INTEGER NOT NULL,
+        hit_rate REAL, wf_accuracy REAL, hit_lo REAL, hit_hi REAL, profit_pct REAL, wf_profit_pct REAL,
+        profit_lo REAL, profit_hi REAL, state TEXT NOT NULL, message TEXT NOT NULL,
+        PRIMARY KEY (symbol, model, computed_at))""")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_market_ticks_and_bars", _m001_market),
     ("002_journal", _m002_journal),
@@ -201,6 +222,7 @@ MIGRATIONS: list[Migration] = [
     ("007_stocks", _m007_stocks),
     ("008_analysis", _m008_analysis),
     ("009_optimise_runs", _m009_optimise_runs),
+    ("010_trade_excursions_and_drift", _m010_review),
 ]
 
 

@@ -125,3 +125,17 @@ def equity_curve(db: Database, since_ms: int = 0) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=EQUITY_COLUMNS)
     frame["time"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
     return frame
+
+
+def position_order(db: Database, symbol: str, filled_at: int, closed_at: int) -> dict[str, Any] | None:
+    """Return the BUY order whose position filled at ``filled_at`` and closed at ``closed_at`` (a paper
+    trade in the journal), as its last message, or None."""
+    row = (
+        db.reader()
+        .conn.execute(
+            "SELECT message FROM orders WHERE symbol=? AND action='BUY' AND filled_at=? AND closed_at=? LIMIT 1",
+            (symbol, filled_at, closed_at),
+        )
+        .fetchone()
+    )
+    return None if row is None else dict(json.loads(row[0]))

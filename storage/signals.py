@@ -86,3 +86,71 @@ def latest(db: Database) -> pd.DataFrame:
         .fetchall()
     )
     return _frame(rows)
+
+
+def latest_of(db: Database, symbol: str, models: Sequence[str]) -> list[dict[str, Any]]:
+    """Return the newest stored signal of each of ``models`` for ``symbol`` (one index seek each)."""
+    conn = db.reader().conn
+    out = []
+    for model in models:
+        row = conn.execute(
+            f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM ml_signals WHERE symbol=? AND model=? "
+            "ORDER BY timestamp DESC LIMIT 1",
+            (symbol, model),
+        ).fetchone()
+        if row is not None:
+            out.append(dict(zip(SIGNAL_COLUMNS, row)))
+    return out
+
+
+def signal_at(db: Database, symbol: str, model: str, at_ms: int, max_age_ms: int) -> dict[str, Any] | None:
+    """Return ``model``'s last signal of ``symbol`` at or before ``at_ms`` and at most ``max_age_ms``
+    older, or None."""
+    row = (
+        db.reader()
+        .conn.execute(
+            f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM ml_signals WHERE symbol=? AND model=? AND timestamp<=? "
+            "AND timestamp>=? ORDER BY timestamp DESC LIMIT 1",
+            (symbol, model, at_ms, at_ms - max_age_ms),
+        )
+        .fetchone()
+    )
+    return None if row is None else dict(zip(SIGNAL_COLUMNS, row))
+
+
+def between(
+    db: Database, symbol: str, since_ms: int, until_ms: int, *, models: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Return the signals of ``symbol`` in [``since_ms``, ``until_ms``], oldest first (of ``models``
+    when given), with ``time`` (UTC)."""
+    where, params = ["symbol=?", "timestamp>=?", "timestamp<=?"], [symbol, since_ms, until_ms]
+    if models is not None:
+        where.append(f"model IN ({','.join('?' * len(models))})")
+        params.extend(models)
+    rows = (
+        db.reader()
+        .conn.execute(
+            f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM ml_signals WHERE {' AND '.join(where)} ORDER BY timestamp",
+            params,
+        )
+        .fetchall()
+    )
+    return _frame(rows)
+
+
+def last_per_bar(db: Database, symbol: str, model: str, since_ms: int, interval_ms: int = 60_000) -> pd.DataFrame:
+    """Return ``model``'s last signal of ``symbol`` in each bar of ``interval_ms`` since ``since_ms``:
+    ``bar`` (its start), ``timestamp``, ``expected_change_pct``, ``signal``, ``confidence``, ``current_price``."""
+    rows = (
+        db.reader()
+        .conn.execute(
+            "SELECT timestamp - timestamp % :i AS bar, max(timestamp) AS timestamp, expected_change_pct, signal, "
+            "confidence, current_price FROM ml_signals WHERE symbol=:s AND model=:m AND timestamp>=:t GROUP BY bar "
+            "ORDER BY bar",
+            {"i": interval_ms, "s": symbol, "m": model, "t": since_ms},
+        )
+        .fetchall()
+    )
+    return pd.DataFrame(
+        rows, columns=["bar", "timestamp", "expected_change_pct", "signal", "confidence", "current_price"]
+    )

@@ -16,22 +16,30 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from pipeline.errors import PipelineError
-from pipeline.journal.formats import FILL_FIELDS, FILL_REQUIRED, TRADE_FIELDS, TRADE_REQUIRED
+from pipeline.journal.formats import (
+    FILL_FIELDS,
+    FILL_REQUIRED,
+    LABELS,
+    TRADE_FIELDS,
+    TRADE_REQUIRED,
+    zone_of,
+)
+from pipeline.journal.import_mappings import find_mapping, save_mapping
+from pipeline.journal.import_preview import preview_times
 from pipeline.journal.importer import (
     MAX_UPLOAD_BYTES,
     ImportFileError,
     ImportReport,
     check_file,
-    find_mapping,
     import_file,
     preview,
-    save_mapping,
 )
 from runtime import page_runtime
 from storage.journal import ImportTracker
@@ -50,11 +58,28 @@ runtime = page_runtime()
 user = runtime.config.user_id
 st.title("Import")
 st.caption(
-    "Binance spot trade history, Bybit spot order history, the generic template (the Trade record's "
-    "columns), or any CSV with a column mapping. Importing the same file twice adds nothing twice."
+    f"{len(LABELS) - 3} exchange, broker and journal exports (Binance, Bybit, Kraken, Coinbase, OKX, KuCoin, "
+    "MEXC, Bitfinex, IBKR, Schwab, Fidelity, thinkorswim, Webull, TradeNote, Tradervue...), as CSV or Excel, "
+    "the generic template (the Trade record's columns), or any CSV with a column mapping. Importing the same "
+    "file twice adds nothing twice."
 )
 
-upload = st.file_uploader("Drop a CSV export here", type=["csv", "txt"], max_upload_size=MAX_UPLOAD_BYTES // 2**20)
+zone_name = st.text_input(
+    "Time zone of files whose times are local",
+    value=runtime.config.import_timezone,
+    help="An IANA name like America/New_York, or UTC+02:00. Files that say UTC, or name a zone in a "
+    "column header, keep their own.",
+)
+try:
+    zone = zone_of(zone_name)
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+options = {"timezone": zone_name, "currency": runtime.config.account_currency}
+
+upload = st.file_uploader(
+    "Drop an export here", type=["csv", "txt", "xlsx", "xls"], max_upload_size=MAX_UPLOAD_BYTES // 2**20
+)
 if upload is None:
     st.info("Nothing to import yet. Export your trade history from the exchange as CSV and drop it above.")
     st.stop()
@@ -83,8 +108,11 @@ def _progress_of(bar: Any, doing: str) -> Callable[[int, int], None]:
     return progress
 
 
-def _mapping_form(header: list[str]) -> None:
-    st.warning("This file's columns match no known export. Map them once; the mapping is saved for next time.")
+def _mapping_form(header: list[str], guess: dict[str, str]) -> None:
+    st.warning(
+        "This file's columns match no known export. Map them once (the best guess is filled in: check it); "
+        "the mapping is saved for next time."
+    )
     kind = st.radio(
         "Each row is",
         ["fill", "trade"],
@@ -97,8 +125,12 @@ def _mapping_form(header: list[str]) -> None:
         cols = st.columns(3)
         for i, target in enumerate(TARGETS[kind]):
             label = target + (" *" if target in REQUIRED[kind] else "")
-            picked[target] = cols[i % 3].selectbox(label, choices, key=f"map:{target}")
-        time_format = st.text_input("Time format (optional, strftime, e.g. %d/%m/%Y %H:%M)")
+            guessed = guess.get(target)
+            index = choices.index(guessed) if guessed in choices else 0
+            picked[target] = cols[i % 3].selectbox(label, choices, index=index, key=f"map:{target}")
+        time_format = st.text_input(
+            "Time format (optional, strftime, e.g. %d/%m/%Y %H:%M)", value=guess.get("time_format", "")
+        )
         file_name = upload.name if upload is not None else "mapping"
         name = st.text_input("Save this mapping as", value=file_name.rsplit(".", 1)[0][:40])
         if st.form_submit_button("Use this mapping", type="primary"):
@@ -109,6 +141,8 @@ def _mapping_form(header: list[str]) -> None:
             chosen = {t: c for t, c in picked.items() if c != "—"} | {"kind": kind}
             if time_format.strip():
                 chosen["time_format"] = time_format.strip()
+            if zone_name.strip() and zone_name.strip().upper() != "UTC":
+                chosen["timezone"] = zone_name.strip()
             save_mapping(runtime.db, name.strip() or digest, header, chosen)
             st.session_state[f"mapping:{digest}"] = chosen
             st.rerun()
@@ -118,10 +152,27 @@ st.subheader("Preview")
 try:
     header, first_rows = preview(data)
     st.dataframe(pd.DataFrame(first_rows, columns=header), hide_index=True, width="stretch", height=240)
-except ImportFileError:
-    st.caption("No preview: the file is not readable as CSV text (see below).")
+    times = preview_times(data, options)
+    if times:
+        st.caption(f"The first rows' times as they will be stored (UTC), and in {zone_name}:")
 
-check_key = f"check:{digest}:{mapping}"
+        def _at(ms: int | None, tz: object) -> str:
+            return "" if ms is None else datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M:%S %Z")  # type: ignore[arg-type]
+
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"file line": line, "UTC": _at(ms, UTC), zone_name: _at(ms, zone), "problem": problem}
+                    for line, ms, problem in times
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+except ImportFileError:
+    st.caption("No preview: the file is not readable as a table (see below).")
+
+check_key = f"check:{digest}:{mapping}:{options}"
 if check_key not in st.session_state:
     bar = st.progress(0.0, text="Checking every row…")
     try:
@@ -130,6 +181,7 @@ if check_key not in st.session_state:
             user_id=user,
             db=runtime.db,
             mapping=mapping,
+            options=options,
             progress=_progress_of(bar, "Checking…"),
         )
     except ImportFileError as exc:
@@ -139,7 +191,9 @@ if check_key not in st.session_state:
             if saved is not None:
                 st.session_state[f"mapping:{digest}"] = saved["mapping"]
                 st.rerun()
-            _mapping_form(exc.header)
+            _mapping_form(exc.header, exc.guess)
+        elif exc.kind:
+            st.error(f"{upload.name}: {exc}")
         else:
             st.error(f"{upload.name}: {exc}")
         st.stop()
@@ -155,6 +209,8 @@ a.metric("Format", checked.format)
 b.metric(f"New {checked.unit or 'row'}s", f"{checked.accepted:,}")
 c.metric("Already in the journal", f"{checked.duplicates:,}")
 d.metric("Rejected rows", f"{checked.rows - checked.accepted - checked.duplicates:,}")
+if checked.format in LABELS:
+    st.caption(f"Read as: {LABELS[checked.format]}.")
 if checked.unit == "fill":
     st.caption(
         "Each row is a fill (one execution). The journal pairs a symbol's buys and sells first in, first "
@@ -162,7 +218,7 @@ if checked.unit == "fill":
     )
 _report_table(checked)
 
-done_key = f"done:{digest}:{mapping}"
+done_key = f"done:{digest}:{mapping}:{options}"
 if st.button(
     f"Import {_units(checked, checked.accepted)}",
     type="primary",
@@ -176,6 +232,7 @@ if st.button(
             producer=runtime.producer,
             db=runtime.db,
             mapping=mapping,
+            options=options,
             keep_ids=True,
             progress=_progress_of(bar, "Importing…"),
         )

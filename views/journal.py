@@ -19,8 +19,11 @@ from pipeline.journal import analytics
 from pipeline.journal.formats import escape_cell
 from pipeline.journal.sources import submit_entry
 from runtime import page_runtime
+from storage import excursions as excursion_store
 from storage import journal
 from views.journal_charts import breakdown_chart, calendar_chart, equity_chart
+from views.journal_r import r_section
+from views.journal_review import check_planned, day_trades, trade_link, trade_links, verdict_panel
 
 EMOTIONS = ["calm", "confident", "focused", "anxious", "fearful", "greedy", "frustrated", "bored", "FOMO", "revenge"]
 SEVERITY = {
@@ -167,10 +170,14 @@ with st.form("journal_entry"):
         placeholder="Pick or type a setup",
     )
     notes = field(st, "notes", "text_area", height=80)
-    submitted = st.form_submit_button("Add trade", type="primary")
+    buttons = st.columns([1, 2, 5])
+    submitted = buttons[0].form_submit_button("Add trade", type="primary")
+    checked = buttons[1].form_submit_button(
+        "Check before placing", help="Which behavioural rules this trade would trip now, its R and the models' view"
+    )
     outcome = st.container()
 
-if submitted:
+if submitted or checked:
     fields = {
         "symbol": symbol.strip(),
         "side": side,
@@ -187,6 +194,10 @@ if submitted:
         "emotion": emotion or None,
     }
     fields = {k: float(v) if isinstance(v, (int, float)) else v for k, v in fields.items()}
+if checked:
+    check_planned(runtime, fields, slots, outcome)
+verdict_panel(runtime)
+if submitted:
     try:
         trade_id = submit_entry(runtime.producer, user, fields)
     except BadMessageError as exc:
@@ -253,10 +264,14 @@ def metric_tiles(s: dict[str, Any]) -> None:
         col.metric(label, value, help=help_, border=True)
 
 
-def journal_table(rows: pd.DataFrame) -> None:
+def journal_table(rows: pd.DataFrame, measured: pd.DataFrame) -> None:
     view = rows.assign(
-        entry=utc(rows["entry_time"]), exit=utc(rows["exit_time"]), market=rows["context"].map(market_text)
+        entry=utc(rows["entry_time"]),
+        exit=utc(rows["exit_time"]),
+        market=rows["context"].map(market_text),
+        detail=rows["trade_id"].map(trade_link),
     )
+    view = view.merge(measured[["trade_id", "r", "mfe_r", "mae_r"]], on="trade_id", how="left")
     money_col = st.column_config.NumberColumn
     st.dataframe(
         view,
@@ -275,6 +290,9 @@ def journal_table(rows: pd.DataFrame) -> None:
             "exit_price",
             "stop_loss",
             "pnl",
+            "r",
+            "mfe_r",
+            "mae_r",
             "fees",
             "tags",
             "setup",
@@ -283,8 +301,13 @@ def journal_table(rows: pd.DataFrame) -> None:
             "market",
             "source",
             "trade_id",
+            "detail",
         ],
         column_config={
+            "detail": st.column_config.LinkColumn("chart", display_text="open", help="The trade on its chart"),
+            "r": money_col("R", format="%+.2f", help="P&L over the risk from the stop, or the setup's default"),
+            "mfe_r": money_col("MFE R", format="%.2f", help="Best move for the trade while open, in R"),
+            "mae_r": money_col("MAE R", format="%.2f", help="Worst move against the trade while open, in R"),
             "entry": st.column_config.DatetimeColumn("entry (UTC)", format="YYYY-MM-DD HH:mm:ss"),
             "exit": st.column_config.DatetimeColumn("exit (UTC)", format="YYYY-MM-DD HH:mm:ss"),
             "quantity": money_col("qty", format="%g"),
@@ -314,12 +337,14 @@ def alert_list(alerts: list[dict[str, Any]]) -> None:
             st.markdown(f":{color}-badge[{icon} {a['severity']}] **{a['alert_type'].replace('_', ' ')}** · {when}")
             st.text(a["message"])
             st.caption("Trades: " + ", ".join(f"`{t}`" for t in a["trade_ids"]))
+            trade_links(a["trade_ids"])
 
 
 @st.fragment(run_every="3s")
 def live() -> None:
     rows = journal.trades(db, user, **filters, limit=MAX_ROWS)
     closed = journal.closed_trades(db, user, **filters)
+    measured = excursion_store.for_user(db, user)
     if rows.empty:
         st.info("No trades match these filters." if filtered else EMPTY_JOURNAL, icon=":material/inbox:")
     else:
@@ -327,7 +352,7 @@ def live() -> None:
     trades_tab, analytics_tab, alerts_tab = st.tabs(["Trades", "Analytics", "Alerts"])
     with trades_tab:
         if not rows.empty:
-            journal_table(rows)
+            journal_table(rows, measured)
             if len(rows) == MAX_ROWS:
                 st.caption(f"Showing the newest {MAX_ROWS:,}; the export has them all.")
             st.download_button(
@@ -363,9 +388,11 @@ def live() -> None:
         else:
             st.plotly_chart(equity_chart(closed), width="stretch", key="j_equity")
             st.plotly_chart(calendar_chart(closed), width="stretch", key="j_calendar")
+            day_trades(closed)
             for tab, (title, by) in zip(st.tabs(list(BREAKDOWNS)), BREAKDOWNS.items()):
                 with tab:
                     st.plotly_chart(breakdown_chart(closed, by, title), width="stretch", key=f"j_by_{by}")
+            r_section(closed, measured, runtime.config.journal_risk)
     with alerts_tab:
         alert_list(journal.alerts(db, user))
 

@@ -13,12 +13,14 @@ from plotly.subplots import make_subplots
 from runtime import page_runtime
 from storage import market
 from storage import signals as signal_store
+from views.first_run import first_run_panel
 
 MAX_CANDLES = 3000
 WINDOWS = {"1 h": 60, "3 h": 180, "6 h": 360, "24 h": 1440, "7 d": 10080}
 
 runtime = page_runtime()
 st.title("Market")
+first_run_panel(runtime)
 
 configured = list(runtime.config.symbols)
 known = configured + [s for s in market.symbols(runtime.db) if s not in configured]

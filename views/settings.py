@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from pipeline.config import ML_MODEL_NAMES
@@ -56,8 +58,15 @@ with st.form("market_settings"):
     horizon = right.number_input("Horizon (bars ahead)", min_value=1, max_value=1440, value=config.ml_horizon_bars)
     buy = left.number_input("BUY above expected change %", min_value=0.0, value=float(config.ml_buy_pct), step=0.1)
     sell = right.number_input("SELL below expected change %", max_value=0.0, value=float(config.ml_sell_pct), step=0.1)
+    if config.live_signal_pcts != (config.ml_buy_pct, config.ml_sell_pct):
+        st.caption("Unset on the simulator: signals use +-0.02 % (docs/ml.md, First start) until you change these.")
     risk, exchange = config.risk, config.exchange
     with st.expander("Paper trading: decision, risk and the virtual exchange", expanded=False):
+        if config.live_risk != risk:
+            st.caption(
+                f"Unset on the simulator: the decision stage acts on signals at {config.live_risk.high_confidence:g} "
+                "confidence (docs/ml.md, First start) until you change the levels below."
+            )
         left, right = st.columns(2)
         decision_model = left.selectbox(
             "Trading model of the decision stage", ML_MODEL_NAMES, index=ML_MODEL_NAMES.index(config.decision_model)
@@ -68,7 +77,7 @@ with st.form("market_settings"):
             default=list(config.decision_confirm_models),
         )
         c = st.columns(3)
-        trading = {
+        trading: dict[str, Any] = {
             "STOP_LOSS_PCT": c[0].number_input(
                 "Stop-loss % under the entry",
                 min_value=0.01,
@@ -161,6 +170,20 @@ with st.form("market_settings"):
             "LIMIT_ORDER_TTL_MINUTES": c[0].number_input(
                 "Limit order time to live (minutes)", min_value=1, value=exchange.limit_ttl_ms // 60_000, step=5
             ),
+            "DECISION_MEDIUM_CONFIDENCE": c[1].number_input(
+                "Medium confidence (acts when a confirm model agrees)",
+                min_value=0.0,
+                max_value=1.0,
+                value=float(risk.medium_confidence),
+                step=0.05,
+            ),
+            "DECISION_HIGH_CONFIDENCE": c[2].number_input(
+                "High confidence (acts alone)",
+                min_value=0.0,
+                max_value=1.0,
+                value=float(risk.high_confidence),
+                step=0.05,
+            ),
         }
     save = st.form_submit_button("Save and restart the pipeline", type="primary")
 if save:
@@ -171,9 +194,10 @@ if save:
         "REPLAY_SPEED": f"{speed:g}",
         "ML_MODELS": ",".join(models),
         "ML_HORIZON_BARS": str(int(horizon)),
-        "ML_BUY_THRESHOLD_PCT": f"{buy:g}",
-        "ML_SELL_THRESHOLD_PCT": f"{sell:g}",
     }
+    # the thresholds too, so the simulator's mapping (docs/ml.md, "First start") holds until the trader sets one
+    if (buy, sell) != (config.ml_buy_pct, config.ml_sell_pct):
+        changes.update({"ML_BUY_THRESHOLD_PCT": f"{buy:g}", "ML_SELL_THRESHOLD_PCT": f"{sell:g}"})
     current = {
         "DECISION_MODEL": config.decision_model,
         "DECISION_CONFIRM_MODELS": ",".join(config.decision_confirm_models) or "none",
@@ -190,6 +214,8 @@ if save:
         "EXCHANGE_FEE_BPS": exchange.fee_bps,
         "EXCHANGE_SLIPPAGE_BPS": exchange.slippage_bps,
         "LIMIT_ORDER_TTL_MINUTES": exchange.limit_ttl_ms // 60_000,
+        "DECISION_MEDIUM_CONFIDENCE": risk.medium_confidence,
+        "DECISION_HIGH_CONFIDENCE": risk.high_confidence,
     }
     wanted = {
         "DECISION_MODEL": decision_model,
@@ -203,6 +229,11 @@ if save:
         stages = [s for s in env["STAGES"].split(",") if s.strip() and s.strip() not in MARKET_SOURCES]
         changes["STAGES"] = ",".join([source, *stages])
     try:
+        high, medium = float(trading["DECISION_HIGH_CONFIDENCE"]), float(trading["DECISION_MEDIUM_CONFIDENCE"])
+        if high < medium:
+            raise ConfigError(
+                f"DECISION_HIGH_CONFIDENCE={high:g} must be at least DECISION_MEDIUM_CONFIDENCE={medium:g}"
+            )
         overridden = save_settings(changes)
     except ConfigError as exc:
         st.error(f"Not saved: {exc}")

@@ -14,6 +14,7 @@ from pipeline.jobs.training import Source
 from runtime import page_runtime
 from storage import signals as signal_store
 from storage import status
+from views.signals_drift import drift_section
 
 runtime = page_runtime()
 config = runtime.config
@@ -22,7 +23,13 @@ st.caption(
     f"Models predict the {config.ml_horizon_bars}-bar forward return or direction, never the price level. "
     "Every figure here is out-of-sample (walk-forward, a gap of the horizon between training and test) "
     f"and sits next to the baselines traded the same way after {config.ml_fee_bps:g} bps fees. "
-    f"Signal mapping: BUY above {config.ml_buy_pct:+g} %, SELL below {config.ml_sell_pct:+g} %, else HOLD."
+    f"Signal mapping: BUY above {config.live_signal_pcts[0]:+g} %, SELL below {config.live_signal_pcts[1]:+g} %, "
+    "else HOLD"
+    + (
+        " (the simulator's: seed 001's +-1.5 % is out of a random walk's reach)."
+        if config.live_signal_pcts != (config.ml_buy_pct, config.ml_sell_pct)
+        else "."
+    )
 )
 
 SOURCES: dict[str, Source] = {
@@ -83,6 +90,11 @@ def training_progress() -> None:
         return
     state = job.snapshot()
     if state.running:
+        if job.name == "ml:first-run":
+            st.caption(
+                "First start: quick default models train on 3,000 bars of the simulator's history, with no click "
+                "needed. Train on more history or on real candles here when they are done."
+            )
         st.progress(state.progress, text=f"Training: {state.message}")
     else:
         took = (state.finished_at or time.time()) - (state.started_at or time.time())
@@ -140,6 +152,8 @@ def live_feed() -> None:
 
 
 live_feed()
+
+drift_section(runtime.db, config.drift_window_min, config.drift_z)
 
 st.subheader("Model quality (out-of-sample)")
 records = runtime.registry.records()

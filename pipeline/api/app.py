@@ -14,6 +14,7 @@ from pipeline.api.analysis import add_analysis_routes
 from pipeline.api.bars import add_bar_routes
 from pipeline.api.context import ApiContext
 from pipeline.api.health import add_health_routes
+from pipeline.api.pretrade import add_pretrade_routes
 from pipeline.api.stocks_ws import add_stock_ws_routes
 from pipeline.api.trades import add_trade_routes
 from pipeline.errors import BadMessageError, TransientError
@@ -40,4 +41,5 @@ def create_app(ctx: ApiContext) -> FastAPI:
     add_stock_ws_routes(app, ctx)
     add_health_routes(app, ctx)
     add_analysis_routes(app, ctx)
+    add_pretrade_routes(app, ctx)
     return app

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.bus.base import Bus, Producer
 from pipeline.fanout import TradeFanout
+from pipeline.journal.behaviour_settings import BehaviourRules
 from storage.db import Database
 
 
@@ -21,3 +22,7 @@ class ApiContext:
     user_id: str
     fanout: TradeFanout | None = None
     stock_symbols: tuple[str, ...] = ()
+    # The pre-trade check's rules, cooldown and the models whose view it gives.
+    behaviour: BehaviourRules = field(default_factory=BehaviourRules)
+    pretrade_cooldown_min: int = 0
+    models: tuple[str, ...] = ()

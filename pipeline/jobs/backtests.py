@@ -140,6 +140,7 @@ def run_request(config: Config, db: Database, request: BacktestRequest, progress
             raise BacktestError(f"{symbol}: no bars in the chosen period")
         bars[symbol] = frame
     tested, predictors, notes = models_for(config, db, request, bars, progress)
+    buy_pct, sell_pct = config.signal_pcts(request.source == "simulator")
     result = run_backtest(
         tested,
         predictors,
@@ -147,8 +148,8 @@ def run_request(config: Config, db: Database, request: BacktestRequest, progress
         confirm_models=request.confirm_models,
         risk=request.risk,
         exchange=request.exchange,
-        buy_pct=config.ml_buy_pct,
-        sell_pct=config.ml_sell_pct,
+        buy_pct=buy_pct,
+        sell_pct=sell_pct,
         interval_ms=interval,
         progress=progress,
         engine=request.engine,

@@ -1,8 +1,9 @@
 """The journal's vocabulary: a parsed fill, a whole trade as entered, symbols and fingerprints.
 
 Every source (entry form, CSV importer, trades API, exchange clients) turns its input into a
-``Fill`` (one execution on an exchange, paired into round trips later) or a ``TradeEntry`` (a
-whole trade the trader typed or exported, entry and maybe exit). The normalizer reads the same
+``Fill`` (one execution on an exchange, paired into round trips later), a ``TradeEntry`` (a
+whole trade the trader typed or exported, entry and maybe exit) or a ``Payment`` (a derivatives
+account's funding payment or booked realized P&L). The normalizer reads the same
 payloads back through the same parsers, so a row means the same thing everywhere.
 """
 
@@ -11,8 +12,11 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from pipeline.messages import Side
+
+PaymentKind = Literal["funding", "realized_pnl"]
 
 # Quote currencies, longest first so "FDUSD" wins over "USD" and "USDT" over "USD".
 QUOTES = (
@@ -39,7 +43,8 @@ _SEPARATORS = re.compile(r"[\s/\-_:.]+")
 @dataclass(frozen=True, slots=True)
 class Fill:
     """One execution: ``symbol`` normalized (``BTCUSDT``), ``time`` in Unix ms (UTC),
-    ``fee`` in ``fee_asset`` (None when the source gives none)."""
+    ``fee`` in ``fee_asset`` (None when the source gives none). ``currency`` is the quote currency
+    of a symbol that names none (a stock, ``AAPL``: the row's or the account's currency)."""
 
     symbol: str
     side: Side
@@ -49,6 +54,7 @@ class Fill:
     fee: float | None = None
     fee_asset: str | None = None
     exchange_id: str | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,19 @@ class TradeEntry:
     tags: tuple[str, ...] = ()
     setup: str | None = None
     emotion: str | None = None
+    external_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """Money a derivatives account booked that is not a fill: a funding payment, or a realized P&L
+    as the exchange stated it. ``amount`` is signed (+ received, - paid) in ``asset``."""
+
+    kind: PaymentKind
+    symbol: str
+    amount: float
+    asset: str
+    time: int
     external_id: str | None = None
 
 
@@ -104,6 +123,15 @@ def fill_fingerprint(user_id: str, fill: Fill, occurrence: int, venue: str = "")
     if fill.exchange_id:
         return "f-" + _digest(user_id, venue, fill.exchange_id)
     return "f-" + _digest(fill_content_key(user_id, fill), occurrence)
+
+
+def payment_fingerprint(user_id: str, payment: Payment, occurrence: int) -> str:
+    """Return a payment's stable id (a ``t-`` id: it is journalled as a record of its own)."""
+    if payment.external_id:
+        return "t-" + _digest(user_id, payment.kind, payment.external_id)
+    return "t-" + _digest(
+        user_id, payment.kind, payment.symbol, payment.time, repr(payment.amount), payment.asset, occurrence
+    )
 
 
 def entry_fingerprint(user_id: str, entry: TradeEntry, occurrence: int) -> str:

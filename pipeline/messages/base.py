@@ -19,7 +19,7 @@ Side = Literal["BUY", "SELL"]
 Signal = Literal["BUY", "SELL", "HOLD"]
 OrderType = Literal["MARKET", "LIMIT"]
 OrderStatus = Literal["PENDING", "FILLED", "CANCELLED", "CLOSED"]
-TradeKind = Literal["trade", "lot", "round_trip"]
+TradeKind = Literal["trade", "lot", "round_trip", "funding", "realized_pnl"]
 PredictionType = Literal["price", "price_change", "trend", "return", "direction"]
 
 CRYPTO_SYMBOL = r"^[A-Z]{3,6}USDT$"

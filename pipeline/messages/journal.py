@@ -54,7 +54,10 @@ class Trade(Message):
     source: str = Field(min_length=1)
     # Extensions to seed 000, all optional. ``kind``: "trade" is a whole trade as entered
     # (manual, generic CSV); "lot" is the opening fill of a FIFO lot; "round_trip" is one
-    # FIFO match of a lot with a closing fill. ``void`` retracts an earlier record of that id.
+    # FIFO match of a lot with a closing fill; "funding" and "realized_pnl" are a derivatives
+    # account's payments as the exchange booked them: ``pnl`` the signed amount, ``quantity`` its
+    # size at a price of 1 of the asset named in ``notes`` (not trades: outside trade statistics).
+    # ``void`` retracts an earlier record of that id.
     kind: TradeKind = "trade"
     fees: float | None = Field(default=None, ge=0)
     stop_loss: float | None = Field(default=None, gt=0)

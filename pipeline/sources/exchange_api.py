@@ -203,25 +203,47 @@ class BinanceClient(_SignedClient):
     def fetch(self, symbol: str, since_ms: int | None) -> list[dict[str, Any]]:
         """Return every trade of ``symbol`` from ``since_ms`` on (all of them when None), oldest first.
 
-        The first page asks by ``startTime`` (or ``fromId=0`` for the whole history); the next
-        ones by ``fromId = last id + 1``, since Binance refuses ``startTime`` with ``fromId``.
+        Only the parameter combinations Binance documents are sent (``symbol``; ``symbol + fromId``;
+        ``symbol + startTime + endTime``, at most 24 hours apart; never ``fromId`` with a time), and
+        nothing rests on what ``symbol + startTime`` alone returns, which the documentation leaves
+        open (the oldest trades from then on, or only that day's):
+
+        * no ``since_ms``: pages by ``fromId`` from 0 (``id >= fromId``, as documented);
+        * else one ``symbol`` request (the most recent trades): when it holds fewer than ``limit``
+          trades, or reaches back before ``since_ms``, it holds every trade since then;
+        * else 24-hour windows from ``since_ms`` on until one holds a trade, then pages by
+          ``fromId`` from that trade, which reaches every later trade whatever its time.
         """
         symbol = normalize_symbol(symbol)
-        first: tuple[str, object] = ("startTime", since_ms) if since_ms is not None else ("fromId", 0)
+        if since_ms is None:
+            return self._from_id(symbol, 0)
+        recent = self._page([("symbol", symbol), ("limit", self.limit)])
+        if len(recent) < self.limit or (recent and _time_of(recent[0]) < since_ms):
+            return [t for t in recent if _time_of(t) >= since_ms]
+        now_ms = int(self.clock() * 1000)
+        start = since_ms
+        while start <= now_ms:
+            end = start + DAY_MS - 1
+            window = self._page([("symbol", symbol), ("startTime", start), ("endTime", end), ("limit", self.limit)])
+            if window:
+                return self._from_id(symbol, _id_of(window[0]))
+            start = end + 1
+        return []
+
+    def _page(self, params: list[tuple[str, object]]) -> list[dict[str, Any]]:
+        page = self._get(self.path, params)
+        if not isinstance(page, list):
+            raise TransientError(f"binance {self.path}: expected a list, got {type(page).__name__}")
+        return page
+
+    def _from_id(self, symbol: str, from_id: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        params: list[tuple[str, object]] = [("symbol", symbol), first, ("limit", self.limit)]
         while True:
-            page = self._get(self.path, params)
-            if not isinstance(page, list):
-                raise TransientError(f"binance {self.path}: expected a list, got {type(page).__name__}")
+            page = self._page([("symbol", symbol), ("fromId", from_id), ("limit", self.limit)])
             out.extend(page)
             if len(page) < self.limit:
                 return out
-            try:
-                next_id = int(page[-1]["id"]) + 1
-            except (KeyError, TypeError, ValueError):
-                raise TransientError(f"binance {self.path}: a trade without an integer id") from None
-            params = [("symbol", symbol), ("fromId", next_id), ("limit", self.limit)]
+            from_id = _id_of(page[-1]) + 1
 
     def _sign(self, path: str, params: Sequence[tuple[str, object]]) -> tuple[str, dict[str, str]]:
         query = urllib.parse.urlencode(
@@ -374,6 +396,20 @@ class BybitClient(_SignedClient):
         except ValueError:
             return 1.0
         return max(0.0, reset_ms / 1000 - self.clock())
+
+
+def _time_of(trade: Any) -> int:
+    try:
+        return int(trade["time"])
+    except (KeyError, TypeError, ValueError):
+        raise TransientError("binance /api/v3/myTrades: a trade without an integer time") from None
+
+
+def _id_of(trade: Any) -> int:
+    try:
+        return int(trade["id"])
+    except (KeyError, TypeError, ValueError):
+        raise TransientError("binance /api/v3/myTrades: a trade without an integer id") from None
 
 
 def _exec_time(item: Any) -> int:

@@ -18,6 +18,8 @@ from pipeline.topics import RAW_TRADES
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+# (symbol, venue) -> the time of the newest fill this venue's sync stored, or None.
+Resume = Callable[[str, str], "int | None"]
 
 
 class ExchangeHistorySource(Worker):
@@ -25,7 +27,9 @@ class ExchangeHistorySource(Worker):
 
     Each trade goes to ``raw-trades`` as received, keyed by user, with a ``raw_id`` from the
     exchange's trade id, so polling the same history twice gives the same ids. The last trade
-    time per symbol is kept in memory (starting at ``since_ms``). Runs on its own thread;
+    time per symbol is kept in memory, starting where the ledger's newest fill from this venue
+    stands (``resume``, read on the first poll: a restart picks up where the sync stopped) or at
+    ``since_ms``. Runs on its own thread;
     ``poll_once`` may also be called directly. Errors go to health; the next poll retries.
     """
 
@@ -41,6 +45,7 @@ class ExchangeHistorySource(Worker):
         interval_s: float = 300.0,
         since_ms: int | None = None,
         clock: Clock = time.time,
+        resume: Resume | None = None,
     ) -> None:
         super().__init__(f"{client.venue}-history")
         self.client = client
@@ -51,6 +56,8 @@ class ExchangeHistorySource(Worker):
         self.clock = clock
         self.parse = PARSERS[client.format]
         self._since: dict[str, int | None] = dict.fromkeys(self.symbols, since_ms)
+        self._resume = resume
+        self._resumed: set[str] = set()
         self._seen_at_since: dict[str, set[str]] = {s: set() for s in self.symbols}
 
     def _run(self) -> None:
@@ -77,6 +84,11 @@ class ExchangeHistorySource(Worker):
         return published
 
     def _poll(self, symbol: str) -> int:
+        if self._resume is not None and symbol not in self._resumed:
+            stored = self._resume(symbol, self.client.venue)
+            self._resumed.add(symbol)
+            if stored is not None and (self._since[symbol] is None or stored > self._since[symbol]):  # type: ignore[operator]
+                self._since[symbol] = stored
         since = self._since[symbol]
         seen = self._seen_at_since[symbol]
         now_ms = int(self.clock() * 1000)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from datetime import date, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, cast
 from zoneinfo import ZoneInfo
 
 from pipeline.journal.behaviour_book import MINUTE_MS, Finding, Row
@@ -22,6 +22,9 @@ from pipeline.runner import Stage
 from pipeline.topics import ENRICHED_TRADES
 from storage import behaviour
 from storage.db import Database
+
+# Funding payments and booked P&L are money, not trades: no behaviour rule reads them.
+PAYMENTS = frozenset({"funding", "realized_pnl"})
 
 
 def row_of(t: Trade) -> Row:
@@ -34,7 +37,7 @@ def row_of(t: Trade) -> Row:
     return Row(
         t.user_id,
         t.trade_id,
-        t.kind,
+        cast(Literal["trade", "lot", "round_trip"], t.kind),  # payments never get here (PAYMENTS)
         t.symbol,
         t.side,
         key,
@@ -89,7 +92,7 @@ class BehaviourStage(Stage):
     def process_batch(self, messages: list[Message]) -> list[Message]:
         latest: dict[str, Row | None] = {}  # the last state of each id in the batch; None = voided
         for m in messages:
-            if isinstance(m, Trade):
+            if isinstance(m, Trade) and m.kind not in PAYMENTS:
                 latest[m.trade_id] = None if m.void else row_of(m)
         if not latest:
             return []

@@ -9,7 +9,9 @@ republish every record and retract (``void``) the ones that no longer exist. Eac
 the records it made, so a raw trade delivered again (its outputs lost in a crash after the ledger
 committed) publishes them again; downstream upserts by id make that harmless. Fees are converted
 to the quote currency from the fill's own price or, for a third asset such as BNB, from the
-market data the desk holds at the fill's time; otherwise the fee stays unknown.
+market data the desk holds at the fill's time; otherwise the fee stays unknown. A stock fill in
+another currency than the account's is converted at its time, or dead-lettered when no rate is
+held (``pipeline.journal.currency``).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pipeline.errors import BadMessageError, Violation
-from pipeline.journal.fills import Fill, TradeEntry, split_symbol
+from pipeline.journal.currency import to_account_currency
+from pipeline.journal.fills import Fill, Payment, TradeEntry, split_symbol
 from pipeline.journal.formats import parse_row
 from pipeline.journal.ledger import DUST, LedgerFill, Lot, apply_fills
-from pipeline.journal.payloads import PARSERS
+from pipeline.journal.payloads import PARSERS, TRADE_PARSERS
 from pipeline.messages import Message, RawTrade, Trade, encode
 from pipeline.runner import Stage
 from pipeline.topics import RAW_TRADES
@@ -37,14 +40,14 @@ Key = tuple[str, str]
 @dataclass(frozen=True, slots=True)
 class Parsed:
     raw: RawTrade
-    item: Fill | TradeEntry
+    item: Fill | TradeEntry | Payment
 
 
-def parse_raw(raw: RawTrade) -> Fill | TradeEntry:
+def parse_raw(raw: RawTrade) -> Fill | TradeEntry | Payment:
     """Parse a raw trade's payload with its format's parser; raise ``BadMessageError``."""
     if not isinstance(raw.payload, dict):
         raise BadMessageError([Violation("payload", str(raw.payload)[:80], "a JSON object of field -> value")])
-    parser = PARSERS.get(raw.format)
+    parser = PARSERS.get(raw.format) or TRADE_PARSERS.get(raw.format)
     if parser is not None:
         return parser(raw.payload)
     return parse_row(raw.format, raw.payload, raw.mapping, now_ms=raw.received_at)
@@ -73,6 +76,22 @@ def _entry_trade(raw: RawTrade, e: TradeEntry) -> Trade:
     )
 
 
+def _payment_trade(raw: RawTrade, p: Payment) -> Trade:
+    return Trade(
+        trade_id=raw.raw_id,
+        user_id=raw.user_id,
+        symbol=p.symbol,
+        side="BUY" if p.amount > 0 else "SELL",
+        entry_price=1.0,
+        quantity=abs(p.amount),
+        entry_time=p.time,
+        pnl=p.amount,
+        notes=f"{p.kind.replace('_', ' ')} in {p.asset}",
+        source=raw.source,
+        kind=p.kind,
+    )
+
+
 def _void(trade_id: str, user_id: str, symbol: str) -> Trade:
     return Trade(
         trade_id=trade_id,
@@ -93,12 +112,19 @@ class Normalizer(Stage):
     name: ClassVar[str] = "normalizer"
     inputs: ClassVar[tuple[str, ...]] = (RAW_TRADES,)
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, account_currency: str | None = None) -> None:
         self.db = db
+        self.account_currency = account_currency
 
     def prepare(self, message: Message) -> Parsed:
         assert isinstance(message, RawTrade)
-        return Parsed(message, parse_raw(message))
+        item = parse_raw(message)
+        if isinstance(item, Fill) and item.currency and item.currency != self.account_currency:
+            conn = self.db.reader().conn
+            item = to_account_currency(
+                item, self.account_currency, lambda s, t: market.price_at(conn, s, t, RATE_MAX_AGE_MS)
+            )
+        return Parsed(message, item)
 
     def process_batch(self, messages: list[Parsed]) -> list[Message]:
         return self.db.write(lambda db: self._apply(db.conn, messages))
@@ -107,12 +133,16 @@ class Normalizer(Stage):
 
     def _apply(self, conn: sqlite3.Connection, items: list[Parsed]) -> list[Message]:
         out: list[Message] = []
-        entries = {p.raw.raw_id: p for p in items if isinstance(p.item, TradeEntry)}
+        entries = {p.raw.raw_id: p for p in items if isinstance(p.item, (TradeEntry, Payment))}
         fills = {p.raw.raw_id: p for p in items if isinstance(p.item, Fill)}
         if entries:
             known = ledger.existing(conn, "journal_ledger_records", "trade_id", entries)
             out.extend(_republish(conn, known))
-            trades = [_entry_trade(p.raw, p.item) for rid, p in entries.items() if rid not in known]  # type: ignore[arg-type]
+            trades = [
+                _payment_trade(p.raw, p.item) if isinstance(p.item, Payment) else _entry_trade(p.raw, p.item)  # type: ignore[arg-type]
+                for rid, p in entries.items()
+                if rid not in known
+            ]
             _record(conn, trades)
             out.extend(trades)
         if fills:
@@ -265,7 +295,7 @@ class _Rates:
 def _fee_in_quote(fill: Fill, rates: _Rates) -> float | None:
     if fill.fee is None or fill.fee == 0:
         return 0.0
-    pair = split_symbol(fill.symbol)
+    pair = (fill.symbol, fill.currency) if fill.currency else split_symbol(fill.symbol)
     if pair is None or fill.fee_asset is None:
         return None
     base, quote = pair

@@ -1,4 +1,5 @@
-"""The trader's own orders on the paper account: close a position, cancel a pending order.
+"""The trader's own orders on the paper account: open a position (after the pre-trade check), close a
+position, cancel a pending order.
 
 Both are messages on ``crypto.orders`` like the decision stage's, so the virtual exchange is the
 only one that changes the account: it fills a close at the next tick of its symbol (the position
@@ -16,6 +17,28 @@ from pipeline.trading.exchange import DEFAULT_ACCOUNT, UPDATED_BY
 
 MANUAL_STRATEGY = "manual"
 TRADER = "trader"
+
+
+def entry_request(
+    symbol: str, quantity: float, price: float, stop: float, *, now_ms: int, account: str = DEFAULT_ACCOUNT
+) -> Order:
+    """Return a BUY MARKET order of ``quantity`` with its stop, filled at the next tick after ``now_ms``;
+    ``price`` is the last price, for the order's value."""
+    return Order(
+        order_id=f"MAN-{now_ms}-{symbol}-B",
+        symbol=symbol,
+        timestamp=now_ms,
+        action="BUY",
+        order_type="MARKET",
+        quantity=quantity,
+        price=price,
+        total_value=quantity * price,
+        status="PENDING",
+        strategy=MANUAL_STRATEGY,
+        trigger_signal=TriggerSignal(model="manual", confidence=1.0, expected_change_pct=0.0),
+        risk_management=RiskManagement(stop_loss=stop),
+        metadata={"created_by": TRADER, "account": account},
+    )
 
 
 def close_request(

@@ -17,7 +17,7 @@ from pipeline.errors import ConfigError
 from pipeline.processes import StageProcess
 from pipeline.status_board import StatusBoard
 from pipeline.topics import CATALOG
-from pipeline.wiring import analysis, crypto, journal, notify, stocks
+from pipeline.wiring import analysis, crypto, journal, notify, review, stocks
 from pipeline.wiring.runtime import Runtime, WorkerFactory, _GroupLags, tune_gc
 from storage.db import Database
 
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 WORKERS: dict[str, WorkerFactory] = {
     **crypto.FACTORIES,
     **journal.FACTORIES,
+    **review.FACTORIES,
     **stocks.FACTORIES,
     **notify.FACTORIES,
     **analysis.FACTORIES,
@@ -70,5 +71,9 @@ def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, star
             w.start()
         runtime._board = StatusBoard(db, lambda: runtime.workers)
         runtime._board.start()
+        from pipeline.jobs import first_run
+
+        if first_run.wanted(config, names, lambda: runtime.registry):
+            runtime.train_first_run()
     log.info("pipeline started on the %s bus with %s", bus.name, ", ".join(names) or "no stages")
     return runtime

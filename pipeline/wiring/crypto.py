@@ -75,10 +75,9 @@ def _live_feed(stage: str) -> WorkerFactory:
 def _ml(rt: Runtime) -> Worker:
     from pipeline.stages.ml import MLStage  # scikit-learn loads only when models are wanted
 
+    buy_pct, sell_pct = rt.config.live_signal_pcts
     return StageRunner(
-        MLStage(
-            rt.db, rt.registry, models=rt.config.ml_models, buy_pct=rt.config.ml_buy_pct, sell_pct=rt.config.ml_sell_pct
-        ),
+        MLStage(rt.db, rt.registry, models=rt.config.ml_models, buy_pct=buy_pct, sell_pct=sell_pct),
         rt.bus,
     )
 
@@ -97,7 +96,11 @@ def _decision(rt: Runtime) -> Worker:
     c = rt.config
     return StageRunner(
         DecisionStage(
-            rt.bus, model=c.decision_model, confirm_models=c.decision_confirm_models, risk=c.risk, exchange=c.exchange
+            rt.bus,
+            model=c.decision_model,
+            confirm_models=c.decision_confirm_models,
+            risk=c.live_risk,
+            exchange=c.exchange,
         ),
         rt.bus,
     )

@@ -81,6 +81,9 @@ class Runtime:
             user_id=self.config.user_id,
             fanout=self.fanout,
             stock_symbols=self.config.stock_symbols,
+            behaviour=self.config.behaviour,
+            pretrade_cooldown_min=self.config.pretrade_cooldown_min,
+            models=self.config.ml_models,
         )
 
     @property
@@ -112,6 +115,18 @@ class Runtime:
             self._training = TrainingJob(
                 self.config, self.db, registry, symbols, models, source=source, bars=bars, path=path
             )
+        self._training.start()
+        return self._training
+
+    def train_first_run(self) -> TrainingJob:
+        """Start the first start's training of the default models (``pipeline.jobs.first_run``)."""
+        from pipeline.jobs.first_run import FirstRunTraining
+
+        registry = self.registry
+        with self._lock:
+            if self._training is not None and self._training.running:
+                return self._training
+            self._training = FirstRunTraining(self.config, self.db, registry)
         self._training.start()
         return self._training
 

@@ -56,6 +56,8 @@ PAGES = [
     "Backtest",
     "Optimise",
     "Journal",
+    "Compare",
+    "What-if",
     "Import",
     "Pipeline",
     "Settings",

@@ -14,6 +14,7 @@ Use as a context manager::
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -40,6 +41,7 @@ class SeenRequest:
     query: str
     params: dict[str, str]
     headers: Message  # case-insensitive, as HTTP headers are
+    method: str = "GET"
 
 
 @dataclass
@@ -77,7 +79,7 @@ class _FakeExchange(LocalHttpFake):
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
         parts = urllib.parse.urlsplit(h.path)
         params = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-        seen = SeenRequest(parts.path, parts.query, params, h.headers)
+        seen = SeenRequest(parts.path, parts.query, params, h.headers, h.command)
         with self._lock:
             self.requests.append(seen)
             failure = self._failures.popleft() if self._failures else None
@@ -170,6 +172,11 @@ class FakeBinance(_FakeExchange):
     ) -> None:
         super().__init__(api_key, api_secret, clock)
         self.trades: list[dict[str, Any]] = list(trades)
+        # What ``symbol + startTime`` alone returns is not documented: the oldest trades from then
+        # on (False), or only the 24 hours after it (True). A client must be right under both.
+        self.start_only_day = False
+        self.listen_keys: list[str] = []
+        self.keepalives = 0
 
     def add(self, *trades: dict[str, Any]) -> None:
         with self._lock:
@@ -189,7 +196,26 @@ class FakeBinance(_FakeExchange):
     def _error(status: int, code: int, msg: str) -> tuple[int, Any, dict[str, str]]:
         return status, {"code": code, "msg": msg}, {}
 
+    def _user_data_stream(self, req: SeenRequest) -> tuple[int, Any, dict[str, str]]:
+        """``/api/v3/userDataStream``: POST issues a listen key, PUT keeps it alive, DELETE closes it
+        (the API key alone, no signature, as documented)."""
+        if req.headers.get("X-MBX-APIKEY") != self.api_key:
+            return self._error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        with self._lock:
+            if req.method == "POST":
+                key = f"lk{len(self.listen_keys):04d}" + "x" * 54
+                self.listen_keys.append(key)
+                return 200, {"listenKey": key}, {}
+            known = req.params.get("listenKey") in self.listen_keys
+        if not known:
+            return self._error(400, -1125, "This listenKey does not exist.")
+        if req.method == "PUT":
+            self.keepalives += 1
+        return 200, {}, {}
+
     def handle(self, req: SeenRequest) -> tuple[int, Any, dict[str, str]]:
+        if req.path == "/api/v3/userDataStream":
+            return self._user_data_stream(req)
         if req.path != self.PATH:
             return self._error(404, -1000, "An unknown error occurred while processing the request.")
         if req.headers.get("X-MBX-APIKEY") != self.api_key:
@@ -220,6 +246,8 @@ class FakeBinance(_FakeExchange):
         if "fromId" in has and has & {"startTime", "endTime"}:
             return self._error(400, -1128, "Combination of optional parameters invalid.")
         start, end = int(p.get("startTime", 0)), int(p.get("endTime", 2**62))
+        if has == {"startTime"} and self.start_only_day:
+            end = start + DAY_MS
         if {"startTime", "endTime"} <= has and end - start > DAY_MS:
             return self._error(400, -1127, "More than 24 hours between startTime and endTime.")
         with self._lock:
@@ -327,10 +355,36 @@ class FakeBybit(_FakeExchange):
             "time": self.now_ms(),
         }
 
+    def _instruments(self, p: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """``GET /v5/market/instruments-info`` (public): the spot pairs the canned executions trade."""
+        if p.get("category") != "spot":
+            return 200, self._envelope(0, "OK", {"category": p.get("category"), "list": []}), {}
+        with self._lock:
+            symbols = sorted({e["symbol"] for e in self.executions})
+        pairs = [
+            {
+                "symbol": s,
+                "baseCoin": s[:-4],
+                "quoteCoin": s[-4:],
+                "status": "Trading",
+                "lotSizeFilter": {
+                    "basePrecision": "0.000001",
+                    "quotePrecision": "0.00000001",
+                    "minOrderQty": "0.000048",
+                },
+                "priceFilter": {"tickSize": "0.01"},
+            }
+            for s in symbols
+            if s.endswith("USDT")
+        ]
+        return 200, self._envelope(0, "OK", {"category": "spot", "list": pairs}), {}
+
     def handle(self, req: SeenRequest) -> tuple[int, Any, dict[str, str]]:
         now = self.now_ms()
         limits = {"X-Bapi-Limit": "10", "X-Bapi-Limit-Status": "9", "X-Bapi-Limit-Reset-Timestamp": str(now)}
-        if req.path != self.PATH:
+        if req.path == "/v5/market/instruments-info":
+            return self._instruments(req.params)
+        if req.path not in (self.PATH, "/v5/asset/coin/query-info"):
             return 404, self._envelope(10017, "Route not found."), {}
         h = req.headers
         key, ts, recv, sign = (
@@ -363,6 +417,8 @@ class FakeBybit(_FakeExchange):
                 )
                 return 200, self._envelope(10006, "Too many visits. Exceeded the API Rate Limit."), limits
             executions = list(self.executions)
+        if req.path == "/v5/asset/coin/query-info":  # the coins' networks: none are needed here
+            return 200, self._envelope(0, "OK", {"rows": []}), limits
         return self._list(req.params, executions, now, limits)
 
     def _list(
@@ -408,3 +464,114 @@ class FakeBybit(_FakeExchange):
         cursor = urllib.parse.quote(f"{offset + limit}:{len(rows)},{offset + limit}:{lo}", safe="") if more else ""
         result = {"nextPageCursor": cursor, "category": p["category"], "list": page}
         return 200, self._envelope(0, "OK", result), limits
+
+
+# --------------------------------------------------------------------------- Kraken
+
+
+def kraken_trade(
+    txid: str, time_s: float, *, side: str = "buy", price: str = "30010.0", vol: str = "0.02"
+) -> dict[str, Any]:
+    """One ``TradesHistory`` trade with Kraken's field names (numbers as strings, time in seconds)."""
+    cost = f"{float(price) * float(vol):.5f}"
+    return {
+        "txid": txid,
+        "ordertxid": "O" + txid[1:],
+        "postxid": "TKH2SE-M7IF5-CFI7LT",
+        "pair": "XXBTZUSD",
+        "time": time_s,
+        "type": side,
+        "ordertype": "limit",
+        "price": price,
+        "cost": cost,
+        "fee": f"{float(cost) * 0.0026:.5f}",
+        "vol": vol,
+        "margin": "0.00000",
+        "misc": "",
+        "trade_id": abs(hash(txid)) % 10_000_000,
+    }
+
+
+class FakeKraken(_FakeExchange):
+    """Kraken's REST API as ccxt reads it: public ``Assets`` and ``AssetPairs``, and private
+    ``POST /0/private/TradesHistory`` signed as Kraken documents (``API-Sign`` = base64 of
+    HMAC-SHA512 over the path and SHA-256 of nonce + body, keyed by the base64-decoded secret),
+    with a nonce that must grow; 50 trades a page, newest first, ``start`` exclusive and ``end``
+    inclusive in Unix seconds, ``ofs`` an offset."""
+
+    PAGE = 50
+
+    def __init__(self, api_key: str, api_secret: str, trades: Iterable[dict[str, Any]] = ()) -> None:
+        super().__init__(api_key, api_secret)
+        self.trades = list(trades)
+        self._nonce = 0
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length).decode() if length else ""
+        parts = urllib.parse.urlsplit(h.path)
+        params = dict(urllib.parse.parse_qsl(body or parts.query, keep_blank_values=True))
+        seen = SeenRequest(parts.path, body or parts.query, params, h.headers, h.command)
+        with self._lock:
+            self.requests.append(seen)
+        status, payload, headers = self.handle(seen)
+        self._reply(h, status, json.dumps(payload).encode(), headers)
+
+    def handle(self, req: SeenRequest) -> tuple[int, Any, dict[str, str]]:
+        if req.path == "/0/public/Assets":
+            assets = {"XXBT": "XBT", "ZUSD": "USD"}
+            return 200, {"error": [], "result": {k: _kraken_asset(v) for k, v in assets.items()}}, {}
+        if req.path == "/0/public/AssetPairs":
+            return 200, {"error": [], "result": {"XXBTZUSD": _KRAKEN_PAIR}}, {}
+        if req.path != "/0/private/TradesHistory":
+            return 404, {"error": ["EGeneral:Unknown method"]}, {}
+        if req.headers.get("API-Key") != self.api_key:
+            return 200, {"error": ["EAPI:Invalid key"]}, {}
+        nonce = req.params.get("nonce", "")
+        digest = hashlib.sha256((nonce + req.query).encode()).digest()
+        want = base64.b64encode(
+            hmac.new(base64.b64decode(self.api_secret), req.path.encode() + digest, hashlib.sha512).digest()
+        ).decode()
+        if req.headers.get("API-Sign") != want:
+            return 200, {"error": ["EAPI:Invalid signature"]}, {}
+        with self._lock:
+            if not nonce.isdigit() or int(nonce) <= self._nonce:
+                return 200, {"error": ["EAPI:Invalid nonce"]}, {}
+            self._nonce = int(nonce)
+        start = float(req.params.get("start", "0"))
+        end = float(req.params.get("end", "1e12"))
+        ofs = int(req.params.get("ofs", "0"))
+        rows = sorted((t for t in self.trades if start < t["time"] <= end), key=lambda t: -t["time"])
+        page = rows[ofs : ofs + self.PAGE]
+        result = {"trades": {t["txid"]: {k: v for k, v in t.items() if k != "txid"} for t in page}, "count": len(rows)}
+        return 200, {"error": [], "result": result}, {}
+
+
+def _kraken_asset(altname: str) -> dict[str, Any]:
+    return {"aclass": "currency", "altname": altname, "decimals": 10, "display_decimals": 5, "status": "enabled"}
+
+
+_KRAKEN_PAIR: dict[str, Any] = {
+    "altname": "XBTUSD",
+    "wsname": "XBT/USD",
+    "aclass_base": "currency",
+    "base": "XXBT",
+    "aclass_quote": "currency",
+    "quote": "ZUSD",
+    "lot": "unit",
+    "cost_decimals": 5,
+    "pair_decimals": 1,
+    "lot_decimals": 8,
+    "lot_multiplier": 1,
+    "leverage_buy": [2, 3, 4, 5],
+    "leverage_sell": [2, 3, 4, 5],
+    "fees": [[0, 0.26]],
+    "fees_maker": [[0, 0.16]],
+    "fee_volume_currency": "ZUSD",
+    "margin_call": 80,
+    "margin_stop": 40,
+    "ordermin": "0.0001",
+    "costmin": "0.5",
+    "tick_size": "0.1",
+    "status": "online",
+}

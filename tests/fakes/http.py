@@ -1,5 +1,6 @@
 """The HTTP plumbing every fake REST exchange shares: a threaded stdlib server on 127.0.0.1 at a
-free port whose GETs go to the subclass's ``_serve(handler)``. Use it as a context manager."""
+free port whose requests (GET, POST, PUT, DELETE) go to the subclass's ``_serve(handler)``. Use it
+as a context manager."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ class LocalHttpFake:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                fake._serve(self)
+
+            def do_POST(self) -> None:
+                fake._serve(self)
+
+            def do_PUT(self) -> None:
+                fake._serve(self)
+
+            def do_DELETE(self) -> None:
                 fake._serve(self)
 
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet

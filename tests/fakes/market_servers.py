@@ -19,6 +19,8 @@ names (numbers as strings where the exchange sends strings); pass current timest
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import queue
 import threading
@@ -513,6 +515,100 @@ class FakeBinanceWs(_FakeWsServer):
 
     def send_event(self, *payloads: dict[str, Any]) -> None:
         self.send(*(combined(p) for p in payloads))
+
+
+class FakeBinanceUserWs(_FakeWsServer):
+    """Binance's user data stream: a client connects to ``/ws/<listenKey>`` and is sent events."""
+
+
+def execution_report(
+    trade_id: int,
+    *,
+    symbol: str = "BTCUSDT",
+    side: str = "BUY",
+    price: str = "68000.00",
+    qty: str = "0.00100000",
+    commission: str = "0.00000100",
+    commission_asset: str = "BTC",
+    ts: int | None = None,
+    order_id: int = 4_242_001,
+) -> dict[str, Any]:
+    """An ``executionReport`` of a TRADE, with Binance's field names (numbers as strings)."""
+    t = ts if ts is not None else now_ms()
+    return {
+        "e": "executionReport",
+        "E": t + 1,
+        "s": symbol,
+        "c": "web_4f0c8e2d9b1a",
+        "S": side,
+        "o": "LIMIT",
+        "f": "GTC",
+        "q": qty,
+        "p": price,
+        "P": "0.00000000",
+        "F": "0.00000000",
+        "g": -1,
+        "C": "",
+        "x": "TRADE",
+        "X": "FILLED",
+        "r": "NONE",
+        "i": order_id,
+        "l": qty,
+        "z": qty,
+        "L": price,
+        "n": commission,
+        "N": commission_asset,
+        "T": t,
+        "t": trade_id,
+        "I": 8_100_000 + trade_id,
+        "w": False,
+        "m": False,
+        "M": True,
+        "O": t - 5,
+        "Z": f"{float(price) * float(qty):.8f}",
+        "Y": f"{float(price) * float(qty):.8f}",
+        "Q": "0.00000000",
+        "W": t - 5,
+        "V": "EXPIRE_MAKER",
+    }
+
+
+class FakeBybitPrivateWs(_FakeWsServer):
+    """Bybit v5 private stream: ``op: auth`` checked as Bybit does (``HMAC-SHA256(secret,
+    "GET/realtime" + expires)``, expires not past), ``subscribe`` and ``ping`` answered."""
+
+    path = "/v5/private"
+
+    def __init__(self, api_key: str, api_secret: str) -> None:
+        super().__init__()
+        self.api_key, self.api_secret = api_key, api_secret
+
+    def on_connect(self, ws: ServerConnection, conn: WsConnection) -> None:
+        conn.state.update(conn_id=str(uuid.uuid4()), topics=[], authed=False)
+
+    def on_message(self, ws: ServerConnection, conn: WsConnection, msg: Any) -> None:
+        if not isinstance(msg, dict):
+            return
+        op, base = msg.get("op"), {"conn_id": conn.state["conn_id"], "req_id": msg.get("req_id", "")}
+        if op == "auth":
+            key, expires, sign = [*list(msg.get("args") or []), None, None, None][:3]
+            want = hmac.new(self.api_secret.encode(), f"GET/realtime{expires}".encode(), hashlib.sha256).hexdigest()
+            ok = key == self.api_key and isinstance(expires, int) and expires > now_ms() and sign == want
+            conn.state["authed"] = ok
+            reply = {"success": ok, "ret_msg": "" if ok else "Invalid apikey or signature", "op": "auth", **base}
+            ws.send(json.dumps(reply))
+        elif op == "subscribe":
+            ok = bool(conn.state["authed"])
+            if ok:
+                conn.state["topics"].extend(msg.get("args") or [])
+            ws.send(json.dumps({"success": ok, "ret_msg": "" if ok else "Request not authorized", "op": op, **base}))
+        elif op == "ping":
+            ws.send(json.dumps({"op": "pong", "args": [str(now_ms())], **base}))
+
+    def send_executions(self, *executions: dict[str, Any]) -> None:
+        """Send one ``execution`` message (to a connection that subscribed) holding ``executions``."""
+        wait_for(lambda: self.live and "execution" in self.live.state.get("topics", []), 5.0, "a subscription")
+        self.send({"id": uuid.uuid4().hex, "topic": "execution", "creationTime": now_ms(), "data": list(executions)})
 
 
 class FakeBybitWs(_FakeWsServer):

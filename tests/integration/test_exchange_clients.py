@@ -114,14 +114,60 @@ def test_binance_fetches_all_pages_by_trade_id(binance: FakeBinance) -> None:
     assert all(r.headers["X-MBX-APIKEY"] == KEY for r in binance.requests)
 
 
-def test_binance_since_starts_by_time_then_pages_by_id(binance: FakeBinance) -> None:
+DOCUMENTED = [  # GET /api/v3/myTrades: "the supported combinations of all parameters"
+    {"symbol"},
+    {"symbol", "orderId"},
+    {"symbol", "startTime"},
+    {"symbol", "endTime"},
+    {"symbol", "fromId"},
+    {"symbol", "startTime", "endTime"},
+    {"symbol", "orderId", "fromId"},
+]
+
+
+def _combination(params: dict[str, str]) -> set[str]:
+    return set(params) - {"limit", "recvWindow", "timestamp", "signature"}
+
+
+@pytest.mark.parametrize("start_only_day", [False, True], ids=["startTime-open-ended", "startTime-one-day"])
+def test_binance_since_gets_every_trade_with_documented_combinations_only(
+    binance: FakeBinance, start_only_day: bool
+) -> None:
+    # What "symbol + startTime" alone returns is not documented; the client must not depend on it.
+    binance.start_only_day = start_only_day
     since = T0 + 1_200 * 600_000
     got = _binance_client(binance).fetch("BTCUSDT", since)
     assert got == [t for t in binance.trades if t["symbol"] == "BTCUSDT" and t["time"] >= since]
     assert len(got) == 1_145
-    first, second = (r.params for r in binance.requests)
-    assert first["startTime"] == str(since) and "fromId" not in first
-    assert second["fromId"] == str(got[999]["id"] + 1) and "startTime" not in second
+    for request in binance.requests:
+        p = request.params
+        assert _combination(p) in DOCUMENTED, p
+        if "startTime" in p and "endTime" in p:
+            assert int(p["endTime"]) - int(p["startTime"]) < DAY_MS
+    recent, window, *by_id = (r.params for r in binance.requests)
+    assert _combination(recent) == {"symbol"}  # the most recent page: all after since, so look back
+    assert (window["startTime"], _combination(window)) == (str(since), {"symbol", "startTime", "endTime"})
+    assert [p["fromId"] for p in by_id] == [str(got[0]["id"]), str(got[999]["id"] + 1)]
+
+
+def test_binance_since_reads_a_short_history_in_one_request(binance: FakeBinance) -> None:
+    since = T0 + 15 * DAY_MS
+    got = _binance_client(binance).fetch("ETHUSDT", since - DAY_MS)
+    assert len(got) == 5 and len(binance.requests) == 1
+    assert _combination(binance.requests[0].params) == {"symbol"}
+
+
+def test_binance_since_after_a_quiet_spell_walks_days_until_a_trade(binance: FakeBinance) -> None:
+    binance.start_only_day = True
+    binance.add(
+        *[binance_trade(90_000 + i, T0 + 19 * DAY_MS + i, symbol="SOLUSDT", price="150.0") for i in range(1000)]
+    )
+    since = T0 + 16 * DAY_MS + 1  # three quiet days, then 1000 trades: a full most-recent page
+    got = _binance_client(binance).fetch("SOLUSDT", since)
+    assert len(got) == 1000
+    windows = [r.params for r in binance.requests if "startTime" in r.params]
+    assert [int(w["startTime"]) for w in windows] == [since + k * DAY_MS for k in range(len(windows))]
+    assert 3 <= len(windows) <= 4
 
 
 def test_bybit_walks_seven_day_windows_and_cursor_pages(bybit: FakeBybit) -> None:

@@ -13,15 +13,13 @@ import orjson
 import pytest
 
 from pipeline.bus.base import Bus
-from pipeline.journal import importer
+from pipeline.journal import importer, table
+from pipeline.journal.import_mappings import find_mapping, list_mappings, save_mapping
 from pipeline.journal.importer import (
     ImportFileError,
     RowError,
     check_file,
-    find_mapping,
     import_file,
-    list_mappings,
-    save_mapping,
 )
 from pipeline.topics import CATALOG, RAW_TRADES, dlq_name
 from storage.db import Database
@@ -199,7 +197,7 @@ def test_unreadable_files_are_refused_whole(db: Database, data: bytes, words: st
 
 
 def test_a_file_over_the_limit_names_its_size_and_the_limit(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(importer, "MAX_UPLOAD_BYTES", 100)
+    monkeypatch.setattr(table, "MAX_UPLOAD_BYTES", 100)
     data = csv_bytes(BINANCE_HEADER, SOL_BUY, SOL_BUY)
     with pytest.raises(ImportFileError) as info:
         check_file(data, user_id=new_user(), db=db)

@@ -24,7 +24,7 @@ from storage.db import Database
 
 CANDLES = Path(__file__).resolve().parents[1] / "fixtures" / "candles"
 KLINES = CANDLES / "BTCUSDT-1m-2024-11-16.csv"  # ten clean 1-minute candles from 2024-11-16 00:00 UTC
-BAD_ROWS = CANDLES / "bad-rows.csv"  # eight good candles among bad rows on lines 3,5-9,11,12,15
+BAD_ROWS = CANDLES / "bad-rows.csv"  # nine good candles (one out of order) among bad rows on lines 3,5-9,11,15
 BAD_LINES = {
     3: "not a number",
     5: "non-positive price",
@@ -33,7 +33,6 @@ BAD_LINES = {
     8: "low above open/close",
     9: "negative volume",
     11: "duplicate time",
-    12: "out of order",
     15: "not a number",
 }
 OHLCV = ["start", "open", "high", "low", "close", "volume"]

@@ -244,7 +244,7 @@ def test_the_journal_shows_trades_metrics_charts_positions_and_alerts(desk: Path
     assert positions[["symbol", "side", "open_quantity"]].values.tolist() == [["BTCUSDT", "BUY", 1.5]]
 
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    assert len(charts) == 2 + 5  # equity, calendar, five breakdowns
+    assert len(charts) == 2 + 5 + 2 + 5  # equity, calendar, five breakdowns; in R: two charts, five breakdowns
     heatmap = [t for c in charts for t in c["data"] if t["type"] == "heatmap"]
     assert len(heatmap) == 1 and heatmap[0]["zmid"] == 0
 

@@ -301,6 +301,9 @@ def test_app_declares_its_pages() -> None:
         "Backtest",
         "Optimise",
         "Journal",
+        "Compare",
+        "What-if",
+        "Trade",
         "Import",
         "Pipeline",
         "Settings",
@@ -310,7 +313,21 @@ def test_app_declares_its_pages() -> None:
 
 @pytest.mark.parametrize(
     "title",
-    ["Market", "Stocks", "Analysis", "Portfolio", "Backtest", "Optimise", "Journal", "Import", "Pipeline", "Settings"],
+    [
+        "Market",
+        "Stocks",
+        "Analysis",
+        "Portfolio",
+        "Backtest",
+        "Optimise",
+        "Journal",
+        "Compare",
+        "What-if",
+        "Trade",
+        "Import",
+        "Pipeline",
+        "Settings",
+    ],
 )
 def test_every_page_runs_inside_the_app_frame(desk: Path, title: str) -> None:
     """app.py's sidebar (the bus caption) must wrap every page."""

@@ -234,7 +234,14 @@ def test_settings_save_the_trading_settings_that_changed(
     restarts: list[int] = []
     monkeypatch.setattr(runtime, "restart_runtime", lambda: restarts.append(1))  # keep the one test runtime
     monkeypatch.setenv("STAGES", "")
-    for name in ("STOP_LOSS_PCT", "POSITION_SIZING", "EXCHANGE_FEE_BPS", "DECISION_CONFIRM_MODELS"):
+    for name in (
+        "STOP_LOSS_PCT",
+        "POSITION_SIZING",
+        "EXCHANGE_FEE_BPS",
+        "DECISION_CONFIRM_MODELS",
+        "DECISION_HIGH_CONFIDENCE",
+        "DECISION_MEDIUM_CONFIDENCE",
+    ):
         monkeypatch.delenv(name, raising=False)
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
@@ -244,6 +251,16 @@ def test_settings_save_the_trading_settings_that_changed(
     next(s for s in at.selectbox if s.label == "Position sizing").set_value("fixed_risk")
     next(n for n in at.number_input if n.label == "Fee (bps of the notional)").set_value(12.0)
     next(m for m in at.multiselect if m.label.startswith("Confirm models")).set_value(["svm"])
+    high = next(n for n in at.number_input if n.label == "High confidence (acts alone)")
+    high.set_value(0.5)  # under the medium 0.6: refused, nothing written
+    next(b for b in at.button if b.label == "Save and restart the pipeline").click().run()
+    assert not at.exception
+    assert restarts == []
+    assert any(
+        "DECISION_HIGH_CONFIDENCE=0.5 must be at least DECISION_MEDIUM_CONFIDENCE=0.6" in e.value for e in at.error
+    )
+    assert env_file.read_text() == "# mine\nUSER_ID=alice\n"
+    next(n for n in at.number_input if n.label == "High confidence (acts alone)").set_value(0.85)
     next(b for b in at.button if b.label == "Save and restart the pipeline").click().run()
     no_exception(at)
     assert restarts == [1]
@@ -257,7 +274,11 @@ def test_settings_save_the_trading_settings_that_changed(
         "EXCHANGE_FEE_BPS": "12",
         "DECISION_CONFIRM_MODELS": "svm",
     }
-    assert not {"TAKE_PROFIT_PCT", "STARTING_BALANCE_USDT", "DECISION_MODEL"} & set(saved)  # unchanged: not written
+    assert saved["DECISION_HIGH_CONFIDENCE"] == "0.85"
+    assert not {"TAKE_PROFIT_PCT", "STARTING_BALANCE_USDT", "DECISION_MODEL", "DECISION_MEDIUM_CONFIDENCE"} & set(
+        saved
+    )  # unchanged: not written
     config = load_config(saved)
     assert (config.risk.stop_loss_pct, config.risk.sizing, config.exchange.fee_bps) == (3.0, "fixed_risk", 12.0)
     assert config.decision_confirm_models == ("svm",)
+    assert (config.risk.medium_confidence, config.risk.high_confidence) == (0.6, 0.85)

@@ -96,6 +96,35 @@ def test_settings_form_refuses_a_bad_symbol_and_writes_nothing(
     assert env_file.read_text() == "# mine\nUSER_ID=alice\n"
 
 
+def test_settings_form_writes_the_signal_thresholds_only_when_the_trader_changes_them(
+    desk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # unset, the simulator's +-0.02 % mapping holds (docs/ml.md, "First start"): a save of other settings
+    # must not write seed 001's +-1.5 % shown in the form, which would end it
+    env_file = tmp_path / "settings.env"
+    env_file.write_text("USER_ID=alice\n")
+    monkeypatch.setattr(runtime, "ENV_FILE", env_file)
+    restarts: list[bool] = []
+    monkeypatch.setattr(runtime, "restart_runtime", lambda: restarts.append(True))  # one runtime for the test
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page(PAGES["Settings"]).run()
+    no_exception(at)
+    assert any("signals use +-0.02 %" in c.value for c in at.caption)
+    save = next(b for b in at.button if b.label == "Save and restart the pipeline")
+    save.click().run()
+    no_exception(at)
+    assert "ML_BUY_THRESHOLD_PCT" not in env_file.read_text() and "ML_SELL" not in env_file.read_text()
+    assert "ML_HORIZON_BARS=5" in env_file.read_text()
+    buy = next(n for n in at.number_input if n.label == "BUY above expected change %")
+    assert buy.value == 1.5
+    buy.set_value(0.5)
+    next(b for b in at.button if b.label == "Save and restart the pipeline").click().run()
+    no_exception(at)
+    assert "ML_BUY_THRESHOLD_PCT=0.5\nML_SELL_THRESHOLD_PCT=-1.5\n" in env_file.read_text()
+    assert restarts == [True, True]
+
+
 def test_save_settings_keeps_other_lines_and_reports_what_the_environment_overrides(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

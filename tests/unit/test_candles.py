@@ -92,15 +92,17 @@ def test_each_bad_row_is_reported_with_its_line_column_value_and_rule() -> None:
         (8, "low", "91010.00", "low above open/close"),
         (9, "volume", "-1.5", "negative volume"),
         (11, "open_time", str(T0 + 4 * 60_000), "duplicate time"),
-        (12, "open_time", str(T0 + 2 * 60_000), "out of order"),
         (15, "low", "", "not a number"),  # a truncated row
     }
     assert expected <= found
-    assert {p.line for p in f.rejected} == {3, 5, 6, 7, 8, 9, 11, 12, 15}  # line 13 is blank: skipped
+    # line 13 is blank: skipped; line 12 (the 00:02 candle, whose first row on line 3 was bad) is
+    # out of order and is sorted into its place
+    assert {p.line for p in f.rejected} == {3, 5, 6, 7, 8, 9, 11, 15}
     assert [p.line for p in f.rejected] == sorted(p.line for p in f.rejected)
-    # the good rows are kept, in order; the first of a duplicated time wins
-    assert f.frame["start"].tolist() == [T0 + k * 60_000 for k in (0, 1, 3, 4, 5, 7, 8, 9)]
-    assert f.frame.iloc[3].to_dict() == {
+    # the good rows are kept, sorted; the first of a duplicated time wins
+    assert f.frame["start"].tolist() == [T0 + k * 60_000 for k in (0, 1, 2, 3, 4, 5, 7, 8, 9)]
+    assert f.reordered
+    assert f.frame.iloc[4].to_dict() == {
         "start": T0 + 240_000,
         "open": 91010.0,
         "high": 91010.0,
@@ -198,3 +200,57 @@ def test_a_bad_replay_spec_is_a_config_error_of_one_line(spec: str, words: str) 
     with pytest.raises(ConfigError, match=words) as info:
         replay_files_from_spec(spec)
     assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- layouts and per-row units
+
+MS_ROW = "1735603200000,92792.05,96250.00,92033.73,93576.00,19612.0,1735689599999,1.8e9,3347847,9687.9,9.1e8,0"
+US_ROW = "1735689600000000,93576.00,95151.15,92888.00,94591.79,10373.3,1735775999999999,9.7e8,1516556,5347.7,5.0e8,0"
+
+
+def test_a_kline_file_joined_from_ms_and_us_months_dates_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "BTCUSDT-1d-joined.csv"
+    path.write_text(f"{US_ROW}\n{MS_ROW}\n")  # and out of order too
+    f = read_candles(path)
+    assert f.frame["start"].tolist() == [1735603200000, 1735689600000] and f.rejected == []
+    assert f.interval_ms == 86_400_000 and f.reordered
+
+
+def test_a_time_that_cannot_be_dated_right_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_text("timestamp,open,high,low,close,volume\n1735603200000,1,1,1,1,1\n86399,1,1,1,1,1\n9e19,1,1,1,1,1\n")
+    f = read_candles(path, now_ms=1_800_000_000_000)
+    assert [(p.line, p.column, p.reason) for p in f.rejected] == [
+        (3, "timestamp", "a time after 1970-01-02 (as seconds, ms, µs or ns since 1970)"),
+        (4, "timestamp", "a time not more than a day after now"),
+    ]
+    assert len(f.frame) == 1
+
+
+def test_yahoo_daily_and_date_time_files(tmp_path: Path) -> None:
+    yahoo = tmp_path / "AAPL.csv"
+    yahoo.write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2024-01-03,184.2,185.8,183.4,184.2,183.0,58414500\n"
+        "2024-01-02,187.1,188.4,183.8,185.6,184.5,82488700\n"
+        "2024-01-05,181.9,182.7,180.1,181.1,180.0,62303300\n"
+    )
+    f = read_candles(yahoo)
+    assert f.format == "dated" and f.interval_ms == 86_400_000 and f.reordered
+    assert f.frame["start"].tolist() == [1704153600000, 1704240000000, 1704412800000]
+    minutes = tmp_path / "m.txt"
+    minutes.write_text(
+        "Date,Open,High,Low,Close,Volume,OpenInterest\n2006-01-02,09:01:00,10,11,9,10.5,5,0\n"
+        "2006-01-02,09:02:00,10.5,11,10,10.8,3,0\n2006-01-02,09:03:00,10.8,11,10,10.9,3,0\n"
+    )
+    g = read_candles(minutes)  # a Time in every row that the header does not name
+    assert g.frame["start"].tolist() == [1136192460000, 1136192520000, 1136192580000]
+    assert g.frame["close"].tolist() == [10.5, 10.8, 10.9]
+
+
+def test_freqtrade_json_candles(tmp_path: Path) -> None:
+    path = tmp_path / "BTC_USDT-5m.json"
+    path.write_text("[[1700000300000,2,3,1,2.5,10],[1700000000000,1,2,0.5,1.5,9],[1700000000000,1,2,0.5,1.5,9]]")
+    f = read_candles(path)
+    assert f.format == "freqtrade-json" and f.frame["start"].tolist() == [1700000000000, 1700000300000]
+    assert [(p.line, p.reason) for p in f.rejected] == [(3, "duplicate time")]

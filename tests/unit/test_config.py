@@ -24,6 +24,9 @@ def test_defaults_mean_embedded_bus_under_data() -> None:
         "enricher",
         "behaviour",
         "journal-store",
+        "paper-journal",
+        "excursions",
+        "drift-monitor",
         "stock-trades-store",
         "stock-bars-store",
         "api",
@@ -174,3 +177,35 @@ def test_stock_settings_default_to_seed_004s_and_refuse_bad_values() -> None:
     with pytest.raises(ConfigError, match="REDIS_URL must start") as err:
         load_config({"REDIS_URL": "http://:pa55word@x"})
     assert "pa55word" not in str(err.value)
+
+
+def test_the_simulators_signal_mapping_applies_to_the_simulators_bars_alone() -> None:
+    # docs/ml.md, "First start": seed 001's +-1.5 % is out of reach on the simulator's random walk
+    config = load_config({})
+    assert config.live_signal_pcts == (0.02, -0.02)  # the live ml stage on the simulator alone
+    assert config.signal_pcts(True) == (0.02, -0.02)  # a backtest of the simulator's history
+    assert config.signal_pcts(False) == (1.5, -1.5)  # a backtest of stored bars or a candle file
+    for source in ("binance-ws", "simulator,binance-ws", "replay"):
+        real = load_config({"MARKET_SOURCE": source, "REPLAY_FILES": "BTCUSDT=x.csv"})
+        assert real.live_signal_pcts == (1.5, -1.5), source  # any real feed keeps seed 001's
+        assert real.signal_pcts(True) == (0.02, -0.02)
+    for env in ({"ML_BUY_THRESHOLD_PCT": "1"}, {"ML_SELL_THRESHOLD_PCT": "-1"}):
+        mine = load_config(env)  # one threshold the trader set: the trader's mapping, on the simulator too
+        assert mine.ml_thresholds_set
+        assert mine.live_signal_pcts == mine.signal_pcts(True) == (mine.ml_buy_pct, mine.ml_sell_pct)
+        assert mine.live_signal_pcts in ((1.0, -1.5), (1.5, -1.0))
+
+
+def test_the_simulators_confidence_levels_apply_to_the_live_decision_stage_on_the_simulator_alone() -> None:
+    # docs/ml.md, "First start": on a random walk a model is rarely 0.6 sure, so the paper account waits
+    config = load_config({})
+    assert (config.risk.high_confidence, config.risk.medium_confidence) == (0.8, 0.6)  # seed 001's, kept
+    live = config.live_risk
+    assert (live.high_confidence, live.medium_confidence) == (0.55, 0.55)
+    assert live.stop_loss_pct == config.risk.stop_loss_pct  # nothing else changes
+    for source in ("binance-ws", "simulator,binance-ws", "replay"):
+        real = load_config({"MARKET_SOURCE": source, "REPLAY_FILES": "BTCUSDT=x.csv"})
+        assert real.live_risk == real.risk, source
+    for env in ({"DECISION_HIGH_CONFIDENCE": "0.9"}, {"DECISION_MEDIUM_CONFIDENCE": "0.7"}):
+        mine = load_config(env)  # a level the trader set: the trader's levels, on the simulator too
+        assert mine.decision_confidence_set and mine.live_risk == mine.risk

@@ -28,6 +28,7 @@ _EXCHANGE_SIDES: dict[str, Side] = {"buy": "BUY", "sell": "SELL"}
 _TRADE_SIDES: dict[str, Side] = {"buy": "BUY", "sell": "SELL", "b": "BUY", "s": "SELL", "long": "BUY", "short": "SELL"}
 _THOUSANDS = re.compile(r"\s*[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*")
 _SUFFIXED = re.compile(r"\s*([+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+))\s*([A-Za-z][A-Za-z0-9]*)\s*")
+_EXPONENT = re.compile(r"[eE]\d+")  # "1e999" is a number out of range, not 1 of the asset "E999"
 _SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
 _PAIR_PARTS = re.compile(r"\s*([A-Za-z0-9]+)\s*[/\-_:]\s*([A-Za-z0-9]+)\s*")
 _UNIX = re.compile(r"\d+(?:\.\d+)?")
@@ -105,7 +106,7 @@ def _amount(
                     break
         if x is None and _num(s) is None:
             m = _SUFFIXED.fullmatch(s)
-            if m:
+            if m and not _EXPONENT.fullmatch(m[2]):
                 x = _num(m[1])
                 asset = m[2].upper()
     if x is None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 
 from pipeline.errors import BadMessageError, Violation
@@ -26,6 +27,9 @@ from pipeline.journal.formats.cells import (
 )
 from pipeline.messages import Side
 
+_UNIX = re.compile(r"\d+(?:\.\d+)?")
+_OFFSET_END = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|UTC)$")
+
 TRADE_FIELDS = (
     "trade_id",
     "symbol",
@@ -46,7 +50,7 @@ TRADE_FIELDS = (
 TRADE_REQUIRED = ("symbol", "side", "entry_price", "quantity", "entry_time")
 FILL_FIELDS = ("symbol", "side", "price", "quantity", "time", "fee", "fee_asset", "exchange_id")
 FILL_REQUIRED = ("symbol", "side", "price", "quantity", "time")
-MAPPING_OPTIONS = ("kind", "time_format", "side_buy", "side_sell")
+MAPPING_OPTIONS = ("kind", "time_format", "side_buy", "side_sell", "timezone", "currency")
 
 
 def _side_rule(words: Mapping[str, Side]) -> str:
@@ -178,8 +182,28 @@ def _custom(header: tuple[str, ...], mapping: Mapping[str, str]) -> _CustomFill 
         raise BadMessageError(bad)
     fmt = mapping.get("time_format")
     parse, rule = (_strptime(fmt), f"a date in the form {fmt}") if fmt else (_auto_ms, AUTO_DATE_RULE)
+    if mapping.get("timezone"):
+        parse = _zoned(parse, mapping["timezone"])
     cls = _CustomFill if kind == "fill" else _Trade
     return cls(cols, parse, rule, sides)
+
+
+def _zoned(parse: TimeParser, name: str) -> TimeParser:
+    """Read wall-clock times (no offset, not Unix numbers) as times in the zone ``name``."""
+    from datetime import UTC, datetime
+
+    from pipeline.journal.formats.layout import _local_ms, zone_of
+
+    zone = zone_of(name)
+
+    def local(v: object) -> int | None:
+        ms = parse(v)
+        if ms is None or not isinstance(v, str) or _UNIX.fullmatch(v.strip()) or _OFFSET_END.search(v.strip()):
+            return ms
+        wall = datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None)
+        return _local_ms(wall, zone)
+
+    return local
 
 
 def _generic(header: tuple[str, ...]) -> _Trade:
