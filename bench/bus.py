@@ -34,7 +34,17 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
-from pipeline.bus.base import Bus, Consumer, GroupState, OffsetReset, PartitionsCallback, Producer, Record, TopicState
+from pipeline.bus.base import (
+    Bus,
+    Consumer,
+    GroupState,
+    Latency,
+    OffsetReset,
+    PartitionsCallback,
+    Producer,
+    Record,
+    TopicState,
+)
 from pipeline.messages import MarketData, encode
 from pipeline.topics import TopicSpec
 
@@ -150,8 +160,8 @@ class BenchBus:
     def reset_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> str | None:
         return self.inner.reset_offsets(group_id, {(self.physical(t), p): o for (t, p), o in offsets.items()})
 
-    def producer(self) -> Producer:
-        return _BenchProducer(self, self.inner.producer())
+    def producer(self, latency: Latency = "batch") -> Producer:
+        return _BenchProducer(self, self.inner.producer(latency))
 
     def consumer(
         self,
@@ -161,9 +171,10 @@ class BenchBus:
         auto_offset_reset: OffsetReset = "earliest",
         on_assign: PartitionsCallback | None = None,
         on_revoke: PartitionsCallback | None = None,
+        latency: Latency = "batch",
     ) -> Consumer:
         self._groups.add(group_id)
-        return _BenchConsumer(self, group_id, topics, auto_offset_reset, on_assign, on_revoke)
+        return _BenchConsumer(self, group_id, topics, auto_offset_reset, on_assign, on_revoke, latency)
 
     def close(self) -> None:
         try:
@@ -201,6 +212,7 @@ class _BenchConsumer:
         reset: OffsetReset,
         on_assign: PartitionsCallback | None,
         on_revoke: PartitionsCallback | None,
+        latency: Latency,
     ) -> None:
         self.group_id = group_id
         self._bus = bus
@@ -217,6 +229,7 @@ class _BenchConsumer:
             auto_offset_reset=reset,
             on_assign=logical(on_assign),
             on_revoke=logical(on_revoke),
+            latency=latency,
         )
 
     def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Record]:

@@ -8,8 +8,10 @@ every raw trade makes exactly one journal row (a buy opens a lot, the next sell 
 round trip). Without ``--rate`` the trades are offered as fast as the producer takes them and
 ``throughput_per_s`` is N over the time from the first produce to the last row stored. With
 ``--rate R`` they are offered at R per second and each row's latency is the time from its
-produce call to the journal store's commit (``stored_at``). Prints one JSON line per run and one
-with the medians.
+produce call to the journal store's commit (``stored_at``): p50, p99, p99.9 and max. Before the
+trades, the stages wait ``--idle-seconds`` with no input and ``idle_cpu_pct`` is the CPU their
+process(es) used meanwhile, as a share of one core. Prints one JSON line per run and one with the
+medians.
 
 By default the four stages run in this process on their own threads, as in the app. With
 ``--processes`` each runs in a process of its own, as ``python -m pipeline run --stage NAME`` runs
@@ -192,7 +194,27 @@ def wait_until_joined(bus: Bus, groups: set[str]) -> None:
     time.sleep(2.0)
 
 
-def run_once(backend: str, n: int, rate: float | None, folder: Path, processes: bool = False) -> dict[str, object]:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by the processes ``pids`` (Linux's /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / tick
+
+
+def idle_cpu_pct(pids: list[int], seconds: float) -> float:
+    """The CPU ``pids`` use over ``seconds`` of doing nothing, as a share of one core."""
+    before, t0 = cpu_seconds(pids), time.monotonic()
+    time.sleep(seconds)
+    return 100 * (cpu_seconds(pids) - before) / (time.monotonic() - t0)
+
+
+def run_once(
+    backend: str, n: int, rate: float | None, folder: Path, processes: bool = False, idle_seconds: float = 0.0
+) -> dict[str, object]:
     folder.mkdir(parents=True, exist_ok=True)
     suffix = uuid.uuid4().hex[:8]
     user = f"bench-{suffix}"
@@ -203,6 +225,8 @@ def run_once(backend: str, n: int, rate: float | None, folder: Path, processes: 
     producer = bus.producer()
     messages = raw_trades(n, user)
     wait_until_joined(bus, stages.groups)
+    pids = [p.pid for p in stages.procs if p.pid] if isinstance(stages, Processes) else [os.getpid()]
+    idle = idle_cpu_pct(pids, idle_seconds) if idle_seconds > 0 else None
     sent: dict[str, float] = {}
     start = time.time()
     for i, (fid, value) in enumerate(messages):
@@ -244,7 +268,9 @@ def run_once(backend: str, n: int, rate: float | None, folder: Path, processes: 
         "throughput_per_s": round(n / seconds),
         "latency_ms_p50": round(_pct(latencies, 50), 1),
         "latency_ms_p99": round(_pct(latencies, 99), 1),
+        "latency_ms_p999": round(_pct(latencies, 99.9), 1),
         "latency_ms_max": round(latencies[-1], 1),
+        "idle_cpu_pct": None if idle is None else round(idle, 2),
     }
 
 
@@ -259,11 +285,19 @@ def main() -> None:
     parser.add_argument("--backend", choices=("embedded", "kafka"), default="embedded")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--processes", action="store_true", help="run each stage in a process of its own")
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=3.0,
+        help="before the trades, the stages wait this long with no input; their CPU is reported (idle_cpu_pct)",
+    )
     args = parser.parse_args()
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         for i in range(args.repeat):
-            result = run_once(args.backend, args.trades, args.rate, Path(folder) / str(i), args.processes)
+            result = run_once(
+                args.backend, args.trades, args.rate, Path(folder) / str(i), args.processes, args.idle_seconds
+            )
             runs.append(result)
             print(json.dumps(result), flush=True)
     if args.repeat > 1:
@@ -277,7 +311,7 @@ def main() -> None:
                     "stat": "median",
                     **{
                         k: statistics.median(r[k] for r in runs)
-                        for k in ("throughput_per_s", "latency_ms_p50", "latency_ms_p99")
+                        for k in ("throughput_per_s", "latency_ms_p50", "latency_ms_p99", "latency_ms_p999")
                     },
                 }
             )

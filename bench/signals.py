@@ -7,9 +7,14 @@ Each symbol gets the configured models, fitted on simulator history and register
 does; the store holds enough bars that every symbol is warm from the first tick. Two runs:
 
 * ``paced``: ticks offered at R per symbol per second for S seconds (50 symbols at 10/s is 500
-  ticks/s). ``latency_ms_p50``/``_p99`` are from a tick's produce call (its timestamp) to the
-  moment the signal of that tick is received by a consumer of crypto.ml_signals, so they include
-  both bus hops; ``ticks_per_s`` is what the stage processed over the run.
+  ticks/s), once per ``--pacing``: ``burst`` offers every symbol's tick at the same instant (as the
+  simulator publishes: the last of 50 waits for the stage to work through the 49 before it),
+  ``spread`` offers them evenly apart (as independent exchange streams arrive).
+  ``latency_ms_p50``/``_p99``/``_p999`` are from a tick's produce call (its timestamp, whole
+  milliseconds) to the moment the signal of that tick is received by a consumer of
+  crypto.ml_signals, so they include both bus hops; ``ticks_per_s`` is what the stage processed
+  over the run. ``idle_cpu_pct``: the CPU this process (the stage, the reader, the bus) used over
+  ``--idle-seconds`` with no tick offered, as a share of one core.
 * ``max``: N ticks offered as fast as the producer takes them; ``ticks_per_s`` is N over the time
   from the first produce to the stage's last processed tick.
 
@@ -108,9 +113,69 @@ class _Signals(threading.Thread):
         self.consumer.close()
 
 
+def paced(
+    how: str,
+    bus: Any,
+    producer: Any,
+    runner: StageRunner,
+    reader: _Signals,
+    symbols: list[str],
+    tick: Any,
+    rate: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """Offer ``rate`` ticks a second per symbol for ``seconds``: ``burst``, every symbol's tick at the
+    same instant (as the simulator publishes); ``spread``, the symbols' ticks evenly apart (as
+    independent exchange streams arrive). Latency is from a tick's produce (its timestamp, whole
+    milliseconds) to its first signal reaching the reader."""
+    n_symbols = len(symbols)
+    produced: list[tuple[bytes, int]] = []
+    processed0 = runner.health.snapshot().processed
+    t0 = time.monotonic()
+    step = 1.0 / rate if how == "burst" else 1.0 / (rate * n_symbols)
+    i = 0
+    while time.monotonic() - t0 < seconds:
+        group = symbols if how == "burst" else [symbols[i % n_symbols]]
+        ts = int(time.time() * 1000)
+        for s in group:
+            producer.produce(MARKET_DATA, tick(s, ts, i), key=s.encode())
+            produced.append((s.encode(), ts))
+        i += 1
+        time.sleep(max(0.0, t0 + i * step - time.monotonic()))
+    producer.flush(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(k in reader.first_seen for k in produced[-n_symbols:]):
+        time.sleep(0.05)
+    elapsed = time.monotonic() - t0
+    latencies = [reader.first_seen[k] - k[1] for k in produced if k in reader.first_seen]
+    q = np.percentile(latencies, [50, 99, 99.9]) if latencies else [float("nan")] * 3
+    return {
+        "bench": "signals",
+        "mode": "paced",
+        "pacing": how,
+        "symbols": n_symbols,
+        "rate_per_symbol": rate,
+        "offered_ticks_per_s": rate * n_symbols,
+        "ticks": len(produced),
+        "answered": len(latencies),
+        "ticks_per_s": round((runner.health.snapshot().processed - processed0) / elapsed, 1),
+        "latency_ms_p50": round(float(q[0]), 2),
+        "latency_ms_p99": round(float(q[1]), 2),
+        "latency_ms_p999": round(float(q[2]), 2),
+    }
+
+
 def run(
-    backend: str, n_symbols: int, rate: float, seconds: float, max_ticks: int, models: tuple[str, ...], folder: Path
-) -> list[dict[str, object]]:
+    backend: str,
+    n_symbols: int,
+    rate: float,
+    seconds: float,
+    max_ticks: int,
+    models: tuple[str, ...],
+    folder: Path,
+    pacings: tuple[str, ...] = ("burst", "spread"),
+    idle_seconds: float = 5.0,
+) -> list[dict[str, Any]]:
     folder.mkdir(parents=True, exist_ok=True)
     salt = uuid.uuid4().hex
     symbols = symbols_for(n_symbols, salt)
@@ -158,44 +223,16 @@ def run(
     else:
         raise SystemExit(f"the ml stage did not answer every symbol: {runner.health.snapshot()}")
     time.sleep(1.0)
-    results: list[dict[str, object]] = []
+    results: list[dict[str, Any]] = []
 
-    # paced
-    produced: list[tuple[bytes, int]] = []
-    processed0 = runner.health.snapshot().processed
-    t0 = time.monotonic()
-    i = 0
-    while time.monotonic() - t0 < seconds:
-        ts = int(time.time() * 1000)
-        for s in symbols:
-            producer.produce(MARKET_DATA, tick(s, ts, i), key=s.encode())
-            produced.append((s.encode(), ts))
-        i += 1
-        next_at = t0 + i / rate
-        time.sleep(max(0.0, next_at - time.monotonic()))
-    producer.flush(30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not all(k in reader.first_seen for k in produced[-n_symbols:]):
-        time.sleep(0.05)
-    elapsed = time.monotonic() - t0
-    latencies = [reader.first_seen[k] - k[1] for k in produced if k in reader.first_seen]
-    q = np.percentile(latencies, [50, 99]) if latencies else [float("nan")] * 2
-    results.append(
-        {
-            "bench": "signals",
-            "mode": "paced",
-            "backend": backend,
-            "symbols": n_symbols,
-            "models": list(models),
-            "rate_per_symbol": rate,
-            "offered_ticks_per_s": rate * n_symbols,
-            "ticks": len(produced),
-            "answered": len(latencies),
-            "ticks_per_s": round((runner.health.snapshot().processed - processed0) / elapsed, 1),
-            "latency_ms_p50": round(float(q[0]), 2),
-            "latency_ms_p99": round(float(q[1]), 2),
-        }
-    )
+    # idle: the stage and the reader wait on quiet topics; the CPU this process uses meanwhile
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    time.sleep(idle_seconds)
+    idle_cpu_pct = 100 * (time.process_time() - cpu0) / (time.monotonic() - wall0)
+
+    for how in pacings:
+        results.append(paced(how, bus, producer, runner, reader, symbols, tick, rate, seconds))
+        results[-1].update(backend=backend, models=list(models), idle_cpu_pct=round(idle_cpu_pct, 2))
 
     # max
     processed0 = runner.health.snapshot().processed
@@ -248,7 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("embedded", "kafka"), default="embedded")
     parser.add_argument("--models", nargs="+", default=list(SEED_MODELS))
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--pacing", choices=("burst", "spread", "both"), default="both")
+    parser.add_argument("--idle-seconds", type=float, default=5.0, help="idle wait whose CPU is reported")
     args = parser.parse_args(argv)
+    pacings = ("burst", "spread") if args.pacing == "both" else (args.pacing,)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-signals-") as tmp:
         for k in range(args.repeat):
@@ -260,12 +300,14 @@ def main(argv: list[str] | None = None) -> int:
                 args.max_ticks,
                 tuple(args.models),
                 Path(tmp) / str(k),
+                pacings,
+                args.idle_seconds,
             ):
                 print(json.dumps(line), flush=True)
                 runs.append(line)
     if args.repeat > 1:
-        for mode in ("paced", "max"):
-            of = [r for r in runs if r["mode"] == mode]
+        for mode, pacing in [("paced", p) for p in pacings] + [("max", None)]:
+            of = [r for r in runs if r["mode"] == mode and r.get("pacing") == pacing]
             summary = {
                 "bench": "signals",
                 "mode": mode,
@@ -275,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
                 "ticks_per_s": statistics.median(r["ticks_per_s"] for r in of),
             }
             if mode == "paced":
-                summary["latency_ms_p50"] = statistics.median(r["latency_ms_p50"] for r in of)
-                summary["latency_ms_p99"] = statistics.median(r["latency_ms_p99"] for r in of)
+                summary["pacing"] = pacing
+                for key in ("latency_ms_p50", "latency_ms_p99", "latency_ms_p999", "idle_cpu_pct"):
+                    summary[key] = statistics.median(r[key] for r in of)
             print(json.dumps(summary), flush=True)
     return 0
 

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from pipeline.bus.base import Bus, Consumer, OffsetReset, Producer, Record
+from pipeline.bus.base import Bus, Consumer, Latency, OffsetReset, Producer, Record
 from pipeline.errors import BadMessageError, CommitFailedError, ConfigError, TransientError, Violation
 from pipeline.messages import DeadLetter, Message, check_fresh, decode, encode, model_for
 from pipeline.retry import MAX_RETRIES, HeldRetries, origin, retry_count, retry_headers, retry_info
@@ -109,6 +109,9 @@ class Stage:
     # fails. A stage with state across messages cannot take a batch twice: it sets this False, and
     # a failure restarts it from the last commit instead (it then rebuilds its state).
     isolates_failures: ClassVar[bool] = True
+    # "low" for the stages on the path from a tick to its order: on Kafka their clients never wait
+    # to gather a batch (pipeline.bus.base.Latency); "batch" for stages that move thousands a second.
+    latency: ClassVar[Latency] = "batch"
 
     @property
     def group_id(self) -> str:
@@ -230,7 +233,7 @@ class StageRunner(Worker):
         # waited fill_wait_s (seed 004's BATCH_SIZE plus a maximum wait); 0 handles what one poll gives.
         self.fill_wait_s = fill_wait_s
         self._models = {t: stage.input_model or model_for(t) for t in stage.inputs}
-        self._producer: Producer = bus.producer()
+        self._producer: Producer = bus.producer(stage.latency)
         self.retry_topics = retry_topics
         self._delay_topics: frozenset[str] | None = None  # decided on the stage's thread at start
         self._held = HeldRetries(stage.name)
@@ -277,6 +280,7 @@ class StageRunner(Worker):
                     [*self.stage.inputs, *delays],
                     auto_offset_reset=self.stage.offset_reset,
                     on_revoke=self._held.drop,
+                    latency=self.stage.latency,
                 )
                 try:
                     self._consume(consumer)

@@ -9,6 +9,11 @@ from typing import Literal, Protocol
 from pipeline.topics import TopicSpec
 
 OffsetReset = Literal["earliest", "latest"]
+# How a client trades latency for batching. "low": a message leaves and is handed over as soon as it
+# can (the path from a tick to its signal and order); "batch": clients may wait a few milliseconds
+# to gather more (journal and store stages at thousands of messages a second). The embedded bus
+# never waits to batch, so only Kafka's clients differ (pipeline.bus.kafka, docs/delivery.md).
+Latency = Literal["low", "batch"]
 PartitionsCallback = Callable[[list[tuple[str, int]]], None]
 
 # Why ``Bus.delete_groups`` left a group alone (the same words on both buses).
@@ -182,7 +187,7 @@ class Bus(Protocol):
         ``GROUP_HAS_MEMBERS`` (nothing changed). A group with no offsets yet gets these."""
         ...
 
-    def producer(self) -> Producer: ...
+    def producer(self, latency: Latency = "batch") -> Producer: ...
 
     def consumer(
         self,
@@ -192,6 +197,7 @@ class Bus(Protocol):
         auto_offset_reset: OffsetReset = "earliest",
         on_assign: PartitionsCallback | None = None,
         on_revoke: PartitionsCallback | None = None,
+        latency: Latency = "batch",
     ) -> Consumer: ...
 
     def close(self) -> None: ...

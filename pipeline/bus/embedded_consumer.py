@@ -137,29 +137,36 @@ class EmbeddedConsumer:
         while True:
             self._heartbeat()
             self._rebalance_if_needed()
-            version = self._data_version() if self._bus.shared else 0
+            seen = self._bus.commits()
+            version = self._data_version() if self._watches_file() else 0
             records = self._fetch(max_messages)
             remaining = deadline - time.monotonic()
             if records or remaining <= 0:
                 return records
-            self._wait(version, min(remaining, self._bus.poll_interval_s))
+            self._wait(seen, version, min(remaining, self._bus.poll_interval_s))
+
+    def _watches_file(self) -> bool:
+        """True when another process's commit can only be seen by watching the file (shared, poll)."""
+        return self._bus.shared and not self._bus.wakes_across_processes
 
     def _data_version(self) -> int:
         """SQLite's count of commits by other connections to the file (this process's writer included)."""
         return self._conn.execute("PRAGMA data_version").fetchone()[0]
 
-    def _wait(self, version: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` for new data; return True when new data woke us, False when the
-        time ran out. This process's writer wakes us at once; on a shared file a commit by another
-        process is seen within 10 ms by the file's data version, a check far cheaper than a fetch."""
-        if not self._bus.shared:
-            return self._bus._wait_for_data(timeout)
+    def _wait(self, seen: int, version: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` for a commit after the count ``seen``; return True when one woke us,
+        False when the time ran out. This process's writer wakes us at once, and so does another
+        process's on a shared bus that notifies (``pipeline.bus.embedded_wake``). On a shared bus
+        that polls, a commit by another process is seen within 10 ms by the file's data version
+        (``version``, read before the fetch), a check far cheaper than a fetch."""
+        if not self._watches_file():
+            return self._bus._wait_for_data(timeout, seen)
         end = time.monotonic() + timeout
         while True:
             left = end - time.monotonic()
             if left <= 0:
                 return False
-            if self._bus._wait_for_data(min(left, 0.01)) or self._data_version() != version:
+            if self._bus._wait_for_data(min(left, 0.01), seen) or self._data_version() != version:
                 return True
 
     def _fetch(self, max_messages: int) -> list[Record]:

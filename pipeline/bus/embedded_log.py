@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS offsets (
     group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
     offset INTEGER NOT NULL, committed_at INTEGER NOT NULL,
     PRIMARY KEY (group_id, topic, partition)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wakers (address BLOB PRIMARY KEY, pid INTEGER NOT NULL);
 """
 
 APPEND = 0
@@ -75,4 +76,9 @@ class LogFile(Protocol):
 
     def _partitions(self, topic: str) -> int: ...
 
-    def _wait_for_data(self, timeout: float) -> bool: ...
+    def commits(self) -> int: ...
+
+    def _wait_for_data(self, timeout: float, seen: int) -> bool: ...
+
+    @property
+    def wakes_across_processes(self) -> bool: ...

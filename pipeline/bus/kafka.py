@@ -28,6 +28,7 @@ from pipeline.bus.base import (
     GROUP_NOT_FOUND,
     GroupPartition,
     GroupState,
+    Latency,
     OffsetReset,
     PartitionsCallback,
     PartitionState,
@@ -46,7 +47,20 @@ from pipeline.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
-BATCH_LINGER_S = 0.005
+# Per latency profile (pipeline.bus.base.Latency), chosen with bench.hop (docs/benchmarks.md):
+# * the producer's linger: "batch" waits up to 5 ms to fill a request; "low" sends at once (the
+#   runner flushes after every batch anyway, so this matters for sources that never flush);
+# * the consumer's linger: after the first message of a poll, "batch" waits up to 5 ms for more
+#   (one commit and one flush per batch), "low" takes only what has already arrived;
+# * Nagle's algorithm off for "low": small requests are not held back waiting for an ACK.
+# fetch.wait.max.ms is left at 100 for both: with fetch.min.bytes=1 the broker answers a fetch as
+# soon as one message is there, so it only bounds how long an idle fetch is parked.
+PRODUCER_LINGER_MS: dict[Latency, int] = {"low": 0, "batch": 5}
+CONSUMER_LINGER_S: dict[Latency, float] = {"low": 0.0, "batch": 0.005}
+LATENCY_CLIENT_CONFIG: dict[Latency, dict[str, Any]] = {
+    "low": {"socket.nagle.disable": True},
+    "batch": {},
+}
 
 _SHOWN_CONFIG = ("cleanup.policy", "retention.ms", "compression.type")
 
@@ -54,15 +68,16 @@ _SHOWN_CONFIG = ("cleanup.policy", "retention.ms", "compression.type")
 class KafkaProducer:
     """Publishes to Kafka. Thread-safe (librdkafka's producer is)."""
 
-    def __init__(self, bus: KafkaBus) -> None:
+    def __init__(self, bus: KafkaBus, latency: Latency = "batch") -> None:
         self._bus = bus
         self._failed = 0
         self._producer = Producer(
             {
                 **bus.client_config,
+                **LATENCY_CLIENT_CONFIG[latency],
                 "enable.idempotence": True,
                 "acks": "all",
-                "linger.ms": 5,
+                "linger.ms": PRODUCER_LINGER_MS[latency],
                 "batch.num.messages": 10_000,
                 "queue.buffering.max.messages": 500_000,
                 "compression.type": "lz4",
@@ -117,10 +132,12 @@ class KafkaConsumer:
         auto_offset_reset: OffsetReset,
         on_assign: PartitionsCallback | None,
         on_revoke: PartitionsCallback | None,
+        latency: Latency = "batch",
     ) -> None:
         for topic in topics:
             bus._require_topic(topic)
         self.group_id = group_id
+        self._linger_s = CONSUMER_LINGER_S[latency]
         self._reset = auto_offset_reset
         self._on_assign_cb = on_assign
         self._on_revoke_cb = on_revoke
@@ -128,6 +145,7 @@ class KafkaConsumer:
         self._consumer = Consumer(
             {
                 **bus.client_config,
+                **LATENCY_CLIENT_CONFIG[latency],
                 "group.id": group_id,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
@@ -171,7 +189,7 @@ class KafkaConsumer:
         # first, a short linger gathers a batch (commits and flushes are per batch, not per message).
         messages = self._consumer.consume(1, timeout)
         if messages and max_messages > 1:
-            messages += self._consumer.consume(max_messages - 1, min(timeout, BATCH_LINGER_S))
+            messages += self._consumer.consume(max_messages - 1, min(timeout, self._linger_s))
         for m in messages:
             err = m.error()
             if err is not None:
@@ -429,8 +447,8 @@ class KafkaBus:
             self._check_partition(topic, partition)
         return reset_group_offsets(self._admin, group_id, offsets)
 
-    def producer(self) -> KafkaProducer:
-        return KafkaProducer(self)
+    def producer(self, latency: Latency = "batch") -> KafkaProducer:
+        return KafkaProducer(self, latency)
 
     def consumer(
         self,
@@ -440,8 +458,9 @@ class KafkaBus:
         auto_offset_reset: OffsetReset = "earliest",
         on_assign: PartitionsCallback | None = None,
         on_revoke: PartitionsCallback | None = None,
+        latency: Latency = "batch",
     ) -> KafkaConsumer:
-        return KafkaConsumer(self, group_id, topics, auto_offset_reset, on_assign, on_revoke)
+        return KafkaConsumer(self, group_id, topics, auto_offset_reset, on_assign, on_revoke, latency)
 
     def close(self) -> None:
         """Close the reader; producers and consumers close themselves."""

@@ -159,7 +159,7 @@ class SimulatorSource(Worker):
             self.health.error(f"{undelivered} ticks not delivered")
 
     def _run(self) -> None:
-        self._producer = self.bus.producer()
+        self._producer = self.bus.producer("low")  # ticks go out at once: they start the path to a signal
         now_ms = int(self.clock() * 1000)
         empty = False
         for attempt in range(10):  # a topic created a moment ago may not have its leaders yet

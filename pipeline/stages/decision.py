@@ -27,7 +27,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pipeline.bus.base import Bus, OffsetReset
+from pipeline.bus.base import Bus, Latency, OffsetReset
 from pipeline.messages import MarketData, Message, MLSignal, Order
 from pipeline.runner import Stage
 from pipeline.topics import MARKET_DATA, ML_SIGNALS, ORDERS
@@ -59,6 +59,7 @@ class DecisionStage(Stage):
     """Runs on its runner's thread; the strategy runs on the cerebro thread this stage starts."""
 
     name: ClassVar[str] = "decision"
+    latency: ClassVar[Latency] = "low"  # on the path from a tick to its order
     inputs: ClassVar[tuple[str, ...]] = (ML_SIGNALS, MARKET_DATA, ORDERS)
     offset_reset: ClassVar[OffsetReset] = "latest"
     isolates_failures: ClassVar[bool] = False  # its portfolio cannot take a batch twice

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.bus.base import OffsetReset, Record
+from pipeline.bus.base import Latency, OffsetReset, Record
 from pipeline.messages import MarketData, Message, MLSignal
 from pipeline.ml.features import SEED_FEATURES, WARMUP_BARS, FeatureState
 from pipeline.ml.registry import ModelLoadError, ModelRecord, Registry
@@ -84,6 +84,7 @@ class MLStage(Stage):
     """Runs on its runner's thread; ``registry`` reads and writes through the store."""
 
     name: ClassVar[str] = "ml"
+    latency: ClassVar[Latency] = "low"  # on the path from a tick to its order
     inputs: ClassVar[tuple[str, ...]] = (MARKET_DATA,)
     # Signals are about now: a fresh group starts at the topic's end and warms up from the store.
     offset_reset: ClassVar[OffsetReset] = "latest"

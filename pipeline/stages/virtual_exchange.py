@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from pipeline.bus.base import Bus, OffsetReset, Record, read_to_end
+from pipeline.bus.base import Bus, Latency, OffsetReset, Record, read_to_end
 from pipeline.errors import BadMessageError
 from pipeline.messages import MarketData, Message, Order, decode
 from pipeline.runner import Stage
@@ -38,6 +38,7 @@ class VirtualExchangeStage(Stage):
     """Runs on its runner's thread; pages read the account from SQLite."""
 
     name: ClassVar[str] = "virtual-exchange"
+    latency: ClassVar[Latency] = "low"  # on the path from a tick to its order
     inputs: ClassVar[tuple[str, ...]] = (ORDERS, MARKET_DATA)
     # Fills are about now; orders from before a start come from the rebuild.
     offset_reset: ClassVar[OffsetReset] = "latest"

@@ -54,20 +54,20 @@ def _live_feed(stage: str) -> WorkerFactory:
         if stage == "binance-rest":
             from pipeline.sources.binance import BinanceTickerPoller
 
-            return BinanceTickerPoller(rt.bus.producer(), c.symbols, interval_s=c.binance_poll_s, **kwargs)
+            return BinanceTickerPoller(rt.bus.producer("low"), c.symbols, interval_s=c.binance_poll_s, **kwargs)
         if stage == "binance-ws":
             from pipeline.sources.binance import BinanceStream
 
-            return BinanceStream(rt.bus.producer(), c.symbols, **kwargs)
+            return BinanceStream(rt.bus.producer("low"), c.symbols, **kwargs)
         if stage == "bybit-ws":
             from pipeline.sources.bybit import BybitStream
 
-            return BybitStream(rt.bus.producer(), c.symbols, **kwargs)
+            return BybitStream(rt.bus.producer("low"), c.symbols, **kwargs)
         from pipeline.sources.alpaca import AlpacaStream
 
         if not (c.alpaca_key and c.alpaca_secret):
             raise ConfigError("alpaca-ws needs ALPACA_API_KEY and ALPACA_API_SECRET in the environment or .env")
-        return AlpacaStream(rt.bus.producer(), c.symbols, key=c.alpaca_key, secret=c.alpaca_secret, **kwargs)
+        return AlpacaStream(rt.bus.producer("low"), c.symbols, key=c.alpaca_key, secret=c.alpaca_secret, **kwargs)
 
     return make
 

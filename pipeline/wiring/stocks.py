@@ -38,7 +38,7 @@ def _alpaca_stocks(rt: Runtime) -> Worker:
         else None
     )
     return AlpacaStockStream(
-        rt.bus.producer(),
+        rt.bus.producer("low"),
         rt.fanout,
         c.stock_symbols,
         market_hours(),

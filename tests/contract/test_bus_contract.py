@@ -293,6 +293,25 @@ class TestBusContract:
         )
         assert {r.partition for r in taken_over} == b_partitions
 
+    @pytest.mark.parametrize("latency", ["low", "batch"])
+    def test_both_latency_profiles_deliver_everything_in_key_order(self, bus, topic_name, group_name, latency):
+        """The "low" profile (no linger, Nagle off on Kafka) changes when messages move, never which:
+        every message arrives once, each key's in order, and the clients accept their settings."""
+        topic = create(bus, topic_name(), 3)
+        keys = keys_by_partition(3)
+        producer = bus.producer(latency)
+        for i in range(60):
+            producer.produce(topic, b"m%d" % i, key=keys[i % 3])
+        assert producer.flush(30) == 0
+        reader = Reader(bus.consumer(group_name(), [topic], latency=latency))
+        poll_until([reader], lambda: len(reader.records) >= 60, READ_S, lambda: f"read {len(reader.records)}")
+        reader.consumer.close()
+        by_key: dict[bytes, list[int]] = {}
+        for r in reader.records:
+            by_key.setdefault(r.key or b"", []).append(int((r.value or b"")[1:]))
+        assert {k: sorted(v) for k, v in by_key.items()} == by_key, "each key's messages in order"
+        assert sorted(i for v in by_key.values() for i in v) == list(range(60))
+
     def test_uncommitted_messages_are_delivered_again(self, bus, topic_name, group_name):
         topic = create(bus, topic_name(), 3)
         keys = keys_by_partition(3)

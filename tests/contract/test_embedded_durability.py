@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.bus import embedded_wake
 from pipeline.bus.base import GROUP_HAS_MEMBERS, Record
 from pipeline.bus.embedded import EmbeddedBus
 from pipeline.topics import TopicSpec
@@ -344,20 +345,25 @@ def test_processes_sharing_one_file_lose_nothing(tmp_path, children):
         bus.close()
 
 
-@pytest.mark.parametrize("shared", [True, False])
-def test_a_shared_bus_wakes_an_idle_consumer_on_another_writers_commit(tmp_path, shared):
+@pytest.mark.parametrize(("shared", "wake"), [(True, "notify"), (True, "poll"), (False, "notify")])
+def test_a_shared_bus_wakes_an_idle_consumer_on_another_writers_commit(tmp_path, shared, wake):
     """Two bus instances on one file stand for two processes: the consumer's writer never sees the
-    other's commits, so only a shared bus (watching the file's data version) is woken by them; the
-    other waits until its time is over. The wait says which happened (no stopwatch: a loaded
-    machine cannot make a 20 s wait time out before a commit 0.3 s into it)."""
+    other's commits, so only a shared bus is woken by them (by the other's datagram with
+    ``notify``, by the file's data version with ``poll``); the other waits until its time is over.
+    The wait says which happened (no stopwatch: a loaded machine cannot make a 20 s wait time out
+    before a commit 0.3 s into it). With ``notify`` the consumer never looks at the file while it
+    waits, so its waking up can only have come from the other writer's datagram."""
     path = tmp_path / "bus.db"
     # no maintenance during the test: its commits would wake the reader's own writer's waiters
-    reader, writer = (EmbeddedBus(path, shared=shared, maintenance_interval_s=3600) for _ in range(2))
+    reader, writer = (EmbeddedBus(path, shared=shared, wake=wake, maintenance_interval_s=3600) for _ in range(2))
     try:
+        assert reader.wakes_across_processes is (shared and wake == "notify")
         reader.create_topics([TopicSpec(TOPIC, 1, 86_400_000)])
         consumer = reader.consumer("g", [TOPIC], auto_offset_reset="earliest")
         assert consumer.poll(10, 0.2) == []
-        version = consumer._data_version()
+        assert consumer._watches_file() is (shared and wake == "poll")
+        reader._call(lambda _conn: None)  # the reader's own queued writes (heartbeats) are done
+        seen, version = reader.commits(), consumer._data_version()
         producer = writer.producer()
 
         def produce_one() -> None:
@@ -366,7 +372,7 @@ def test_a_shared_bus_wakes_an_idle_consumer_on_another_writers_commit(tmp_path,
 
         timer = threading.Timer(0.3, produce_one)
         timer.start()
-        woken = consumer._wait(version, 20.0 if shared else 1.0)
+        woken = consumer._wait(seen, version, 20.0 if shared else 1.0)
         timer.join()
         assert woken is shared, "only a shared bus is woken by another writer's commit"
         assert [r.value for r in consumer.poll(10, 2.0)] == [b"v"]
@@ -374,3 +380,45 @@ def test_a_shared_bus_wakes_an_idle_consumer_on_another_writers_commit(tmp_path,
     finally:
         reader.close()
         writer.close()
+
+
+def test_a_commit_between_a_consumers_look_and_its_wait_is_not_slept_through(tmp_path):
+    """The consumer reads the commit count before it looks for data: a commit landing after the
+    look but before the wait ends the wait at once instead of after its timeout."""
+    bus = EmbeddedBus(tmp_path / "bus.db", maintenance_interval_s=3600)
+    try:
+        bus.create_topics([TopicSpec(TOPIC, 1, 86_400_000)])
+        consumer = bus.consumer("g", [TOPIC], auto_offset_reset="earliest")
+        assert consumer.poll(10, 0.1) == []
+        bus._call(lambda _conn: None)
+        seen = bus.commits()
+        producer = bus.producer()
+        producer.produce(TOPIC, b"v")
+        assert producer.flush(10) == 0  # committed (and notified) before the wait starts
+        assert consumer._wait(seen, 0, 60.0) is True
+        assert [r.value for r in consumer.poll(10, 1.0)] == [b"v"]
+        consumer.close()
+    finally:
+        bus.close()
+
+
+def test_a_listener_that_is_gone_is_forgotten(tmp_path, monkeypatch):
+    """A process that died leaves its address in the wakers table; the next writer that finds
+    nobody listening there deletes the row, and the live instances stay listed."""
+    monkeypatch.setattr(embedded_wake, "REFRESH_S", 0.0)
+    path = tmp_path / "bus.db"
+    a, b = (EmbeddedBus(path, shared=True, maintenance_interval_s=3600) for _ in range(2))
+    try:
+        a.create_topics([TopicSpec(TOPIC, 1, 86_400_000)])
+        dead = b"\0trading-desk-bus/test/dead"
+        a._call(lambda conn: conn.execute("INSERT INTO wakers VALUES (?, 1)", (dead,)))
+        producer = a.producer()
+        for _ in range(3):  # refused on one commit, deleted on a later one
+            producer.produce(TOPIC, b"v")
+            assert producer.flush(10) == 0
+        listed = {bytes(x) for (x,) in a._read("SELECT address FROM wakers")}
+        assert a._wake_line is not None and b._wake_line is not None
+        assert listed == {a._wake_line.address, b._wake_line.address}, "the dead row is deleted"
+    finally:
+        a.close()
+        b.close()
