@@ -44,10 +44,11 @@ from typing import ClassVar
 
 from bench.bus import drop, make_bus, payloads
 from pipeline.bus.base import Bus
+from pipeline.dead_letters import publish_dead_letter
 from pipeline.errors import TransientError
 from pipeline.messages import MarketData, Message, encode
 from pipeline.operations import browse, redrive
-from pipeline.runner import Stage, StageRunner, publish_dead_letter
+from pipeline.runner import Stage, StageRunner
 from pipeline.topics import TopicSpec, dlq_name, retry_names
 from storage.db import Database
 

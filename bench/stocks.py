@@ -164,9 +164,9 @@ def fast_path(kind: str, rate: int, seconds: float, folder: Path, redis_url: str
     from pipeline.api.context import loopback_context
     from pipeline.bus.embedded import EmbeddedBus
     from pipeline.fanout import create_fanout
-    from pipeline.runner import Health
     from pipeline.sources.stocks import StockFeed
     from pipeline.topics import CATALOG
+    from pipeline.worker_health import Health
     from storage.db import Database
 
     run = folder / f"fast-{kind}-{rate}"
@@ -237,10 +237,11 @@ def fast_path(kind: str, rate: int, seconds: float, folder: Path, redis_url: str
 def durable_path(label: str, rate: int | None, count: int, seconds: float, folder: Path) -> None:
     from pipeline.bus.embedded import EmbeddedBus
     from pipeline.fanout import InProcessFanout
-    from pipeline.runner import Health, StageRunner
+    from pipeline.runner import StageRunner
     from pipeline.sources.stocks import StockFeed
     from pipeline.stages.stock_store import StockTradesStore
     from pipeline.topics import CATALOG
+    from pipeline.worker_health import Health
     from storage import stocks
     from storage.db import Database
 

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from pipeline import config_values as v
 from pipeline.analysis.settings import AnalysisSettings, analysis_from_env
 from pipeline.errors import ConfigError
 from pipeline.journal.behaviour_settings import BehaviourRules, rules_from_env
-from pipeline.journal.excursions import RiskDefaults, setup_risk_from_text
+from pipeline.journal.excursions import RiskDefaults
 from pipeline.messages.stocks import STOCK_SYMBOL
 from pipeline.stage_catalog import DEFAULT_PIPELINE, KNOWN_STAGES, MARKET_SOURCES, STOCK_SOURCES
 from pipeline.trading.exchange import ExchangeSettings
@@ -212,51 +213,6 @@ class Config:
         return out
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} must be >= {minimum}")
-    return value
-
-
-def _float(
-    env: Mapping[str, str], name: str, default: float, minimum: float | None = None, maximum: float | None = None
-) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value != value or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        bounds = " and ".join(
-            b
-            for b in (f">= {minimum}" if minimum is not None else "", f"<= {maximum}" if maximum is not None else "")
-            if b
-        )
-        raise ConfigError(f"{name}={raw} must be a number {bounds}")
-    return value
-
-
-def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in env.get(name, "").split(",") if s.strip())
-
-
-def _names(env: Mapping[str, str], name: str, default: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
-    values = tuple(s.strip() for s in env.get(name, ",".join(default)).split(",") if s.strip())
-    unknown = [v for v in values if v not in known]
-    if unknown or not values:
-        raise ConfigError(f"{name} has {unknown or 'nothing'}; known: {', '.join(known)}")
-    return values
-
-
 FEED_URL_ENV = {
     "BINANCE_REST_URL": "binance-rest",
     "BINANCE_WS_URL": "binance-ws",
@@ -274,7 +230,7 @@ def load_config(env: Mapping[str, str]) -> Config:
     bad = [s for s in symbols if not re.fullmatch(r"[A-Z]{3,6}USDT", s)]
     if bad or not symbols:
         raise ConfigError(f"SYMBOLS has {bad or 'nothing'}: each must match ^[A-Z]{{3,6}}USDT$")
-    sources = _names(env, "MARKET_SOURCE", ("simulator",), MARKET_SOURCES)
+    sources = v.names(env, "MARKET_SOURCE", ("simulator",), MARKET_SOURCES)
     discord, webhook = env.get("DISCORD_WEBHOOK_URL") or None, env.get("NOTIFY_WEBHOOK_URL") or None
     for name, url in (("DISCORD_WEBHOOK_URL", discord), ("NOTIFY_WEBHOOK_URL", webhook)):
         if url and not re.match(r"https?://[^/\s]+", url):
@@ -300,88 +256,88 @@ def load_config(env: Mapping[str, str]) -> Config:
     return Config(
         data_dir=data_dir,
         candle_dir=Path(env.get("CANDLE_DIR") or data_dir / "candles"),
-        candle_max_bytes=_int(env, "CANDLE_MAX_MB", 512, 1) * 1024 * 1024,
+        candle_max_bytes=v.integer(env, "CANDLE_MAX_MB", 512, 1) * 1024 * 1024,
         kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
         kafka_client_config={kafka: env[var] for var, kafka in KAFKA_SECURITY_ENV.items() if env.get(var)},
-        kafka_replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", 1, 1),
+        kafka_replication_factor=v.integer(env, "KAFKA_REPLICATION_FACTOR", 1, 1),
         symbols=symbols,
         stages=stages,
         stage_processes=stage_processes,
-        embedded_session_timeout_ms=_int(env, "EMBEDDED_SESSION_TIMEOUT_MS", 30_000, 1000),
+        embedded_session_timeout_ms=v.integer(env, "EMBEDDED_SESSION_TIMEOUT_MS", 30_000, 1000),
         bus_shared=bool(stage_processes) or env.get("EMBEDDED_BUS_SHARED", "").lower() in ("1", "true", "yes"),
-        simulator_seed=_int(env, "SIMULATOR_SEED", 0, 0) if seed else None,
-        simulator_tick_ms=_int(env, "SIMULATOR_TICK_MS", 1000, 10),
-        simulator_history_minutes=_int(env, "SIMULATOR_HISTORY_MINUTES", 180, 0),
-        user_id=_user_id(env.get("USER_ID") or "trader"),
+        simulator_seed=v.integer(env, "SIMULATOR_SEED", 0, 0) if seed else None,
+        simulator_tick_ms=v.integer(env, "SIMULATOR_TICK_MS", 1000, 10),
+        simulator_history_minutes=v.integer(env, "SIMULATOR_HISTORY_MINUTES", 180, 0),
+        user_id=v.user_id(env.get("USER_ID") or "trader"),
         api_host=env.get("API_HOST") or "127.0.0.1",
-        api_port=_int(env, "API_PORT", 8000, 0),
-        api_allowed_hosts=_list(env, "API_ALLOWED_HOSTS"),
-        api_allowed_origins=_list(env, "API_ALLOWED_ORIGINS"),
-        api_max_body_bytes=_int(env, "API_MAX_BODY_KB", 1024, 1) * 1024,
-        api_max_websockets=_int(env, "API_MAX_WEBSOCKETS", 64, 1),
+        api_port=v.integer(env, "API_PORT", 8000, 0),
+        api_allowed_hosts=v.listed(env, "API_ALLOWED_HOSTS"),
+        api_allowed_origins=v.listed(env, "API_ALLOWED_ORIGINS"),
+        api_max_body_bytes=v.integer(env, "API_MAX_BODY_KB", 1024, 1) * 1024,
+        api_max_websockets=v.integer(env, "API_MAX_WEBSOCKETS", 64, 1),
         behaviour=rules_from_env(env),
-        import_timezone=_timezone(env.get("IMPORT_TIMEZONE") or "UTC"),
-        account_currency=_currency(env.get("ACCOUNT_CURRENCY") or "USD"),
+        import_timezone=v.timezone(env.get("IMPORT_TIMEZONE") or "UTC"),
+        account_currency=v.currency(env.get("ACCOUNT_CURRENCY") or "USD"),
         exchange_keys=exchange_keys_from_env(env),
         market_sources=sources,
         replay_files=env.get("REPLAY_FILES", ""),
-        replay_speed=_float(env, "REPLAY_SPEED", 60.0, 0.0),
+        replay_speed=v.number(env, "REPLAY_SPEED", 60.0, 0.0),
         replay_loop=env.get("REPLAY_LOOP", "").lower() in ("1", "true", "yes"),
-        binance_poll_s=_int(env, "BINANCE_POLL_SECONDS", 60, 1),
+        binance_poll_s=v.integer(env, "BINANCE_POLL_SECONDS", 60, 1),
         feed_urls={stage: env[var] for var, stage in FEED_URL_ENV.items() if env.get(var)},
         alpaca_key=env.get("ALPACA_API_KEY") or None,
         alpaca_secret=env.get("ALPACA_API_SECRET") or None,
-        tick_retention_days=_int(env, "TICK_RETENTION_DAYS", 7, 1),
-        ml_models=_names(env, "ML_MODELS", SEED_MODELS, ML_MODEL_NAMES),
-        ml_horizon_bars=_int(env, "ML_HORIZON_BARS", 15, 1),
-        ml_buy_pct=_float(env, "ML_BUY_THRESHOLD_PCT", 1.5, 0.0),
-        ml_sell_pct=_float(env, "ML_SELL_THRESHOLD_PCT", -1.5, None, 0.0),
+        tick_retention_days=v.integer(env, "TICK_RETENTION_DAYS", 7, 1),
+        ml_models=v.names(env, "ML_MODELS", SEED_MODELS, ML_MODEL_NAMES),
+        ml_horizon_bars=v.integer(env, "ML_HORIZON_BARS", 15, 1),
+        ml_buy_pct=v.number(env, "ML_BUY_THRESHOLD_PCT", 1.5, 0.0),
+        ml_sell_pct=v.number(env, "ML_SELL_THRESHOLD_PCT", -1.5, None, 0.0),
         ml_thresholds_set=bool(env.get("ML_BUY_THRESHOLD_PCT") or env.get("ML_SELL_THRESHOLD_PCT")),
         decision_confidence_set=bool(env.get("DECISION_HIGH_CONFIDENCE") or env.get("DECISION_MEDIUM_CONFIDENCE")),
-        ml_fee_bps=_float(env, "ML_FEE_BPS", 10.0, 0.0, 1000.0),
-        ml_train_bars=_int(env, "ML_TRAIN_BARS", 100_000, 300),
-        ml_retrain_minutes=_int(env, "ML_RETRAIN_MINUTES", 0, 0),
-        decision_model=_names(env, "DECISION_MODEL", ("random_forest",), ML_MODEL_NAMES)[0],
-        decision_confirm_models=_names(env, "DECISION_CONFIRM_MODELS", ("none",), ("none", *ML_MODEL_NAMES))
+        ml_fee_bps=v.number(env, "ML_FEE_BPS", 10.0, 0.0, 1000.0),
+        ml_train_bars=v.integer(env, "ML_TRAIN_BARS", 100_000, 300),
+        ml_retrain_minutes=v.integer(env, "ML_RETRAIN_MINUTES", 0, 0),
+        decision_model=v.names(env, "DECISION_MODEL", ("random_forest",), ML_MODEL_NAMES)[0],
+        decision_confirm_models=v.names(env, "DECISION_CONFIRM_MODELS", ("none",), ("none", *ML_MODEL_NAMES))
         if env.get("DECISION_CONFIRM_MODELS") not in (None, "", "none")
         else (),
         risk=_risk(env),
         exchange=ExchangeSettings(
-            starting_balance=_float(env, "STARTING_BALANCE_USDT", 10_000.0, 1.0),
-            fee_bps=_float(env, "EXCHANGE_FEE_BPS", 10.0, 0.0, 1000.0),
-            slippage_bps=_float(env, "EXCHANGE_SLIPPAGE_BPS", 5.0, 0.0, 1000.0),
-            limit_ttl_ms=_int(env, "LIMIT_ORDER_TTL_MINUTES", 60, 1) * 60_000,
+            starting_balance=v.number(env, "STARTING_BALANCE_USDT", 10_000.0, 1.0),
+            fee_bps=v.number(env, "EXCHANGE_FEE_BPS", 10.0, 0.0, 1000.0),
+            slippage_bps=v.number(env, "EXCHANGE_SLIPPAGE_BPS", 5.0, 0.0, 1000.0),
+            limit_ttl_ms=v.integer(env, "LIMIT_ORDER_TTL_MINUTES", 60, 1) * 60_000,
         ),
         journal_risk=RiskDefaults(
-            default_pct=_float(env, "JOURNAL_DEFAULT_RISK_PCT", 1.0, 0.001, 100.0),
-            per_setup=_setup_risk(env.get("JOURNAL_SETUP_RISK_PCT", "")),
+            default_pct=v.number(env, "JOURNAL_DEFAULT_RISK_PCT", 1.0, 0.001, 100.0),
+            per_setup=v.setup_risk(env.get("JOURNAL_SETUP_RISK_PCT", "")),
         ),
-        pretrade_cooldown_min=_int(env, "PRETRADE_COOLDOWN_MINUTES", 0, 0),
-        bars_backfill_url=_backfill_url(env.get("BARS_BACKFILL", "")),
-        drift_window_min=_int(env, "DRIFT_WINDOW_MINUTES", 360, 30),
-        drift_z=_float(env, "DRIFT_Z", 1.96, 0.5, 10.0),
-        drift_min_periods=_int(env, "DRIFT_MIN_PERIODS", 10, 2),
+        pretrade_cooldown_min=v.integer(env, "PRETRADE_COOLDOWN_MINUTES", 0, 0),
+        bars_backfill_url=v.backfill_url(env.get("BARS_BACKFILL", "")),
+        drift_window_min=v.integer(env, "DRIFT_WINDOW_MINUTES", 360, 30),
+        drift_z=v.number(env, "DRIFT_Z", 1.96, 0.5, 10.0),
+        drift_min_periods=v.integer(env, "DRIFT_MIN_PERIODS", 10, 2),
         first_run_training=env.get("FIRST_RUN_TRAINING", "on").lower() not in ("0", "off", "false", "no"),
         discord_webhook_url=discord,
         notify_webhook_url=webhook,
         stock_symbols=_stock_symbols(env),
         stock_sources=stock_sources,
-        alpaca_stock_feed=_choice(env, "ALPACA_STOCK_FEED", "iex", ("iex", "sip")),
+        alpaca_stock_feed=v.choice(env, "ALPACA_STOCK_FEED", "iex", ("iex", "sip")),
         stock_replay_files=env.get("STOCK_REPLAY_FILES", ""),
-        stock_backfill_days=_int(env, "STOCK_BACKFILL_DAYS", 3, 0),
-        batch_size=_int(env, "BATCH_SIZE", 100, 1),
-        batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 500, 0),
-        redis_url=_redis_url(env.get("REDIS_URL") or None),
+        stock_backfill_days=v.integer(env, "STOCK_BACKFILL_DAYS", 3, 0),
+        batch_size=v.integer(env, "BATCH_SIZE", 100, 1),
+        batch_max_wait_ms=v.integer(env, "BATCH_MAX_WAIT_MS", 500, 0),
+        redis_url=v.redis_url(env.get("REDIS_URL") or None),
         redis_channel=env.get("REDIS_CHANNEL_TRADES") or "stock:trades:pubsub",
         discord_bot_token=bot_token,
-        discord_guild_id=(_discord_ids(env, "DISCORD_GUILD_ID") or (None,))[0],
-        discord_channel_ids=_discord_ids(env, "DISCORD_CHANNEL_IDS"),
-        discord_user_ids=_discord_ids(env, "DISCORD_USER_IDS"),
-        discord_trader_ids=_discord_ids(env, "DISCORD_TRADER_IDS"),
+        discord_guild_id=(v.discord_ids(env, "DISCORD_GUILD_ID") or (None,))[0],
+        discord_channel_ids=v.discord_ids(env, "DISCORD_CHANNEL_IDS"),
+        discord_user_ids=v.discord_ids(env, "DISCORD_USER_IDS"),
+        discord_trader_ids=v.discord_ids(env, "DISCORD_TRADER_IDS"),
         discord_api_url=env.get("DISCORD_API_URL") or None,
         discord_gateway_url=env.get("DISCORD_GATEWAY_URL") or None,
         analysis=analysis,
-        redrive_rate=_float(env, "REDRIVE_RATE", 2000.0, 1.0),
+        redrive_rate=v.number(env, "REDRIVE_RATE", 2000.0, 1.0),
     )
 
 
@@ -398,29 +354,7 @@ def _stock_sources(env: Mapping[str, str]) -> tuple[str, ...]:
     raw = env.get("STOCK_SOURCE", "stock-simulator").strip()
     if raw in ("", "none"):
         return ()
-    return _names(env, "STOCK_SOURCE", ("stock-simulator",), (*STOCK_SOURCES, "none"))
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = (env.get(name) or default).strip().lower()
-    if value not in allowed:
-        raise ConfigError(f"{name}={value!r} must be one of {', '.join(allowed)}")
-    return value
-
-
-def _redis_url(url: str | None) -> str | None:
-    if url and not re.match(r"^(redis|rediss|unix)://", url):
-        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")  # it may hold a password
-    return url
-
-
-def _discord_ids(env: Mapping[str, str], name: str) -> tuple[int, ...]:
-    """Discord ids (snowflakes) from a comma-separated setting; the first bad one is a ConfigError."""
-    values = [v.strip() for v in env.get(name, "").split(",") if v.strip()]
-    bad = next((v for v in values if not v.isdigit() or int(v) <= 0), None)
-    if bad is not None:
-        raise ConfigError(f"{name} has {bad!r}: Discord ids are positive whole numbers (copy them with Developer Mode)")
-    return tuple(dict.fromkeys(int(v) for v in values))
+    return v.names(env, "STOCK_SOURCE", ("stock-simulator",), (*STOCK_SOURCES, "none"))
 
 
 def _risk(env: Mapping[str, str]) -> RiskSettings:
@@ -428,62 +362,18 @@ def _risk(env: Mapping[str, str]) -> RiskSettings:
     if sizing not in SIZINGS:
         raise ConfigError(f"POSITION_SIZING={sizing!r} must be one of {', '.join(SIZINGS)}")
     return RiskSettings(
-        stop_loss_pct=_float(env, "STOP_LOSS_PCT", 2.0, 0.01, 99.0),
-        take_profit_pct=_float(env, "TAKE_PROFIT_PCT", 5.0, 0.01, 10_000.0),
-        trailing_stop_pct=_float(env, "TRAILING_STOP_PCT", 0.0, 0.0, 99.0),
+        stop_loss_pct=v.number(env, "STOP_LOSS_PCT", 2.0, 0.01, 99.0),
+        take_profit_pct=v.number(env, "TAKE_PROFIT_PCT", 5.0, 0.01, 10_000.0),
+        trailing_stop_pct=v.number(env, "TRAILING_STOP_PCT", 0.0, 0.0, 99.0),
         sizing=sizing,  # type: ignore[arg-type]
-        position_pct=_float(env, "POSITION_PCT", 10.0, 0.01, 100.0),
-        risk_pct=_float(env, "RISK_PER_TRADE_PCT", 1.0, 0.01, 100.0),
-        max_symbol_exposure_pct=_float(env, "MAX_SYMBOL_EXPOSURE_PCT", 25.0, 0.01, 100.0),
-        max_total_exposure_pct=_float(env, "MAX_TOTAL_EXPOSURE_PCT", 100.0, 0.01, 100.0),
-        min_order_usdt=_float(env, "MIN_ORDER_USDT", 10.0, 0.0),
-        high_confidence=_float(env, "DECISION_HIGH_CONFIDENCE", 0.8, 0.0, 1.0),
-        medium_confidence=_float(env, "DECISION_MEDIUM_CONFIDENCE", 0.6, 0.0, 1.0),
+        position_pct=v.number(env, "POSITION_PCT", 10.0, 0.01, 100.0),
+        risk_pct=v.number(env, "RISK_PER_TRADE_PCT", 1.0, 0.01, 100.0),
+        max_symbol_exposure_pct=v.number(env, "MAX_SYMBOL_EXPOSURE_PCT", 25.0, 0.01, 100.0),
+        max_total_exposure_pct=v.number(env, "MAX_TOTAL_EXPOSURE_PCT", 100.0, 0.01, 100.0),
+        min_order_usdt=v.number(env, "MIN_ORDER_USDT", 10.0, 0.0),
+        high_confidence=v.number(env, "DECISION_HIGH_CONFIDENCE", 0.8, 0.0, 1.0),
+        medium_confidence=v.number(env, "DECISION_MEDIUM_CONFIDENCE", 0.6, 0.0, 1.0),
     )
-
-
-def _timezone(value: str) -> str:
-    from pipeline.journal.formats.layout import zone_of
-
-    try:
-        zone_of(value)
-    except ValueError as exc:
-        raise ConfigError(f"IMPORT_TIMEZONE: {exc}") from None
-    return value
-
-
-def _currency(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z]{3,5}", value):
-        raise ConfigError(f"ACCOUNT_CURRENCY={value!r} must be a currency code like USD or EUR")
-    return value.upper()
-
-
-BINANCE_PUBLIC_URL = "https://api.binance.com"
-
-
-def _setup_risk(text: str) -> tuple[tuple[str, float], ...]:
-    try:
-        return setup_risk_from_text(text)
-    except ValueError as exc:
-        raise ConfigError(f"JOURNAL_SETUP_RISK_PCT={text!r} breaks rule: {exc}") from None
-
-
-def _backfill_url(value: str) -> str | None:
-    """``BARS_BACKFILL``: off (default), ``binance`` (its public klines), or another base URL."""
-    value = value.strip()
-    if value.lower() in ("", "off", "none", "0"):
-        return None
-    if value.lower() == "binance":
-        return BINANCE_PUBLIC_URL
-    if not re.match(r"https?://[^/\s]+", value):
-        raise ConfigError(f"BARS_BACKFILL={value!r} must be off, binance or an http(s) base URL")
-    return value.rstrip("/")
-
-
-def _user_id(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", value):
-        raise ConfigError(f"USER_ID={value!r} must be 1-64 letters, digits or _ . @ -")
-    return value
 
 
 def exchange_keys_from_env(env: Mapping[str, str]) -> tuple[ExchangeKeys, ...]:

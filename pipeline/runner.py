@@ -19,23 +19,20 @@ messages into output messages. The runner owns everything around it:
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import logging
 import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-import orjson
-
 from pipeline.bus.base import Bus, Consumer, Latency, OffsetReset, Producer, Record
-from pipeline.errors import BadMessageError, CommitFailedError, ConfigError, TransientError, Violation
-from pipeline.messages import DeadLetter, Message, check_fresh, decode, encode, model_for
+from pipeline.dead_letters import publish_dead_letter
+from pipeline.errors import BadMessageError, CommitFailedError, ConfigError, TransientError
+from pipeline.messages import Message, check_fresh, decode, encode, model_for
 from pipeline.retry import MAX_RETRIES, HeldRetries, origin, retry_count, retry_headers, retry_info
-from pipeline.topics import RETRY_DELAYS_S, dlq_name, retry_name, retry_names
+from pipeline.topics import RETRY_DELAYS_S, retry_name, retry_names
+from pipeline.worker_health import Health
 
 log = logging.getLogger(__name__)
 
@@ -43,55 +40,8 @@ FEED_HEADER = "feed"
 REPLAY = b"replay"
 REPLAY_HEADERS = [(FEED_HEADER, REPLAY)]
 
-# Upper bounds (seconds) of the batch-latency histogram's buckets.
-BATCH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
 # What a stage returns: a message, or a message with the headers to publish it with.
 Output = Message | tuple[Message, list[tuple[str, bytes]]]
-
-
-@dataclass
-class Health:
-    """What a worker reports; ``snapshot()`` returns a copy safe to read from any thread."""
-
-    name: str
-    kind: str
-    running: bool = False
-    processed: int = 0
-    produced: int = 0
-    dead_lettered: int = 0
-    retried: int = 0
-    errors: int = 0
-    last_error: str | None = None
-    lag: int = 0
-    started_at: float | None = None
-    last_activity_at: float | None = None
-    # Batch latency (poll to commit) as counts per ``BATCH_BUCKETS_S`` bucket (the last: above them).
-    batch_counts: list[int] = field(default_factory=lambda: [0] * (len(BATCH_BUCKETS_S) + 1))
-    batch_seconds: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def snapshot(self) -> Health:
-        with self.lock:
-            return replace(self, batch_counts=list(self.batch_counts), lock=threading.Lock())
-
-    def batch_done(self, seconds: float) -> None:
-        """Count one batch that took ``seconds`` from its poll to its commit (caller holds the lock)."""
-        self.batch_counts[bisect.bisect_left(BATCH_BUCKETS_S, seconds)] += 1
-        self.batch_seconds += seconds
-
-    def batch_latency(self) -> dict[str, Any]:
-        """The histogram as Prometheus has it: upper bounds and cumulative counts, and the sum."""
-        return {
-            "le": list(BATCH_BUCKETS_S),
-            "counts": list(itertools.accumulate(self.batch_counts)),
-            "sum": self.batch_seconds,
-        }
-
-    def error(self, message: str) -> None:
-        with self.lock:
-            self.errors += 1
-            self.last_error = message
 
 
 class Stage:
@@ -485,50 +435,3 @@ class StageRunner(Worker):
         with self.health.lock:
             self.health.dead_lettered += 1
             self.health.last_error = f"{record.topic}[{record.partition}]@{record.offset}: {reason}"
-
-
-def publish_dead_letter(
-    producer: Producer,
-    exc: Exception | str,
-    *,
-    topic: str,
-    value: bytes | str,
-    stage: str,
-    key: bytes | None = None,
-    partition: int = -1,
-    offset: int = -1,
-    retries: int = 0,
-) -> str:
-    """Produce a ``DeadLetter`` for ``value`` (bytes of ``topic``, or a raw frame a source could not
-    turn into a message: then partition and offset are -1) on ``<topic>_dlq``; return the reason."""
-    if isinstance(exc, str):
-        exc = BadMessageError(exc)
-    if isinstance(exc, BadMessageError):
-        violations = exc.violations
-        reason = str(exc)
-    else:
-        violations = [Violation("", None, f"{type(exc).__name__}: {exc}")]
-        reason = f"{type(exc).__name__}: {exc}"
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    letter = DeadLetter(
-        source_topic=topic,
-        source_partition=partition,
-        source_offset=offset,
-        source_key=key.decode("utf-8", "replace") if key is not None else None,
-        value=text,
-        reason=reason,
-        violations=[{"field": v.field, "value": _jsonable(v.value), "rule": v.rule} for v in violations],
-        stage=stage,
-        retry_count=retries,
-        failed_at=int(time.time() * 1000),
-    )
-    producer.produce(dlq_name(topic), encode(letter), key=key)
-    return reason
-
-
-def _jsonable(value: object) -> object:
-    try:
-        orjson.dumps(value)
-        return value
-    except TypeError:
-        return repr(value)

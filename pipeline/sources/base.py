@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pipeline.bus.base import Producer
+from pipeline.dead_letters import publish_dead_letter
 from pipeline.errors import BadMessageError, Violation
 from pipeline.messages import MarketData, build, check_fresh, encode
-from pipeline.runner import FEED_HEADER, REPLAY, Worker, publish_dead_letter
+from pipeline.runner import FEED_HEADER, REPLAY, Worker
 from pipeline.topics import MARKET_DATA
 
 LIVE = b"live"

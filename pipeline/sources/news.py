@@ -31,9 +31,10 @@ from typing import Any
 
 from pipeline.analysis.news import NewsItem, RowError, SymbolTagger, item_from_entry, items_from_file, news_fields
 from pipeline.bus.base import Producer
+from pipeline.dead_letters import publish_dead_letter
 from pipeline.errors import BadMessageError, PipelineError, Violation
 from pipeline.messages import StockNews, build, encode
-from pipeline.runner import Worker, publish_dead_letter
+from pipeline.runner import Worker
 from pipeline.topics import STOCK_NEWS_RAW
 
 log = logging.getLogger(__name__)

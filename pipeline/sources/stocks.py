@@ -31,11 +31,13 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from pipeline.bus.base import Producer
+from pipeline.dead_letters import publish_dead_letter
 from pipeline.errors import BadMessageError, Violation
 from pipeline.fanout import TradeFanout
 from pipeline.messages import StockPrice, StockTrade, build, encode, ms_iso, violations_of
-from pipeline.runner import FEED_HEADER, REPLAY, Health, publish_dead_letter
+from pipeline.runner import FEED_HEADER, REPLAY
 from pipeline.topics import STOCK_PRICES_RAW, STOCK_TRADES_RAW
+from pipeline.worker_health import Health
 
 EXCHANGE_TZ = ZoneInfo("America/New_York")
 LIVE = b"live"

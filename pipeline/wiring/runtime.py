@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from pipeline.bus.base import Bus, GroupState, Producer, TopicState
 from pipeline.config import Config
-from pipeline.runner import Health, Worker
+from pipeline.runner import Worker
 from pipeline.status_board import StatusBoard
+from pipeline.worker_health import Health
 from storage.db import Database
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from pipeline.bus.base import Record
 from pipeline.bus.embedded import EmbeddedBus
-from pipeline.runner import publish_dead_letter
+from pipeline.dead_letters import publish_dead_letter
 from pipeline.topics import CATALOG, MARKET_DATA, dlq_name
 from tests.e2e.conftest import Server, Tab
 from tests.e2e.test_browser import assert_healthy, open_app, table, wait_for

@@ -16,8 +16,8 @@ from typing import Literal
 
 import pytest
 
+from pipeline.dead_letters import publish_dead_letter
 from pipeline.messages import Alert, encode
-from pipeline.runner import publish_dead_letter
 from pipeline.topics import ALERTS, ORDERS
 from tests.integration.discord_desk import (
     CHANNEL,

@@ -14,9 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.api.app import create_app
 from pipeline.bus.base import Record
 from pipeline.config import load_config
-from pipeline.runner import Health
 from pipeline.topics import MARKET_DATA
 from pipeline.wiring import Runtime, build_runtime
+from pipeline.worker_health import Health
 from storage import status
 from storage.status import StageStatus
 from tests.integration.test_runner import tick

@@ -14,12 +14,12 @@ import orjson
 import pytest
 
 from pipeline.bus.base import Bus, Record
+from pipeline.dead_letters import publish_dead_letter
 from pipeline.errors import BadMessageError, UnknownPartitionError, UnknownTopicError
 from pipeline.messages import MarketData
 from pipeline.operations import browse, offsets, redrive
 from pipeline.operations.browse import Filters
 from pipeline.operations.health_check import round_trip
-from pipeline.runner import publish_dead_letter
 from pipeline.topics import HEALTH_CHECK, TopicSpec, dlq_name
 from storage.db import Database
 from tests.contract.test_bus_contract import keys_by_partition

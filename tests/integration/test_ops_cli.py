@@ -14,7 +14,7 @@ import pytest
 from pipeline.__main__ import main
 from pipeline.bus.base import Record
 from pipeline.bus.embedded import EmbeddedBus
-from pipeline.runner import publish_dead_letter
+from pipeline.dead_letters import publish_dead_letter
 from pipeline.topics import CATALOG, MARKET_DATA, dlq_name
 from tests.integration.test_runner import tick
 

@@ -12,10 +12,11 @@ import pytest
 
 from pipeline.bus.base import Bus
 from pipeline.fanout import InProcessFanout
-from pipeline.runner import Health, StageRunner
+from pipeline.runner import StageRunner
 from pipeline.sources.stocks import StockFeed
 from pipeline.stages.stock_store import StockBarsStore, StockTradesStore
 from pipeline.topics import CATALOG
+from pipeline.worker_health import Health
 from storage import stocks
 from storage.db import Database
 from tests.fakes.market_servers import wait_for

@@ -85,7 +85,7 @@ def test_a_runtime_publishes_its_workers_at_start_and_says_they_stopped_at_stop(
 
 
 def test_a_runners_batch_latency_is_a_cumulative_histogram() -> None:
-    from pipeline.runner import BATCH_BUCKETS_S, Health
+    from pipeline.worker_health import BATCH_BUCKETS_S, Health
 
     health = Health("ml", "stage")
     for seconds in (0.001, 0.02, 0.02, 30.0):

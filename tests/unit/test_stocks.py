@@ -12,12 +12,12 @@ import pytest
 from pipeline.errors import BadMessageError
 from pipeline.fanout import InProcessFanout
 from pipeline.messages import StockPrice, StockTrade, build, decode, encode
-from pipeline.runner import Health
 from pipeline.sources.stock_replay import read_stock_file
 from pipeline.sources.stock_simulator import StockSimulatorSource
 from pipeline.sources.stocks import StockFeed
 from pipeline.stocks.hours import market_hours
 from pipeline.topics import STOCK_PRICES_RAW, STOCK_TRADES_RAW
+from pipeline.worker_health import Health
 from storage.stocks import day_start
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stocks"
