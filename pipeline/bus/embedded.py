@@ -7,7 +7,10 @@ key where the catalog says so. Every write goes through one writer thread per pr
 SQLite transaction per batch (WAL, ``synchronous=NORMAL``), so a ``kill -9`` loses nothing that
 ``flush()`` or ``commit()`` returned for. Several processes may share one file: offsets are taken
 inside ``BEGIN IMMEDIATE``. The consumer is ``pipeline.bus.embedded_consumer``; the file's schema
-and the writer's operations are ``pipeline.bus.embedded_log``.
+and the writer's operations are ``pipeline.bus.embedded_log``; reads outside any group are
+``pipeline.bus.embedded_reads`` and wake-ups across processes ``pipeline.bus.embedded_wake``. What
+is left here (about 480 lines) is the writer thread, the producer and the bus's own calls, which
+all go through the one writer and its transactions.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Producers are idempotent with ``acks=all``. Consumers never auto-commit: an offset is stored and
 committed synchronously only when the caller says the batch is durable, and whatever was stored
 but not yet committed is committed when partitions are revoked.
+
+About 470 lines: the producer, the consumer and the bus with its admin calls are one backend of
+the ``Bus`` contract and share its client settings; reads outside any group are already apart
+(``pipeline.bus.kafka_reads``).
 """
 
 from __future__ import annotations
