@@ -59,7 +59,10 @@ class DecisionStage(Stage):
     """Runs on its runner's thread; the strategy runs on the cerebro thread this stage starts."""
 
     name: ClassVar[str] = "decision"
-    latency: ClassVar[Latency] = "low"  # on the path from a tick to its order
+    # "batch", not "low", for now: a restart rebuilds the portfolio from crypto.orders but not the
+    # last prices, so a tick committed in one poll and its signal failing in the next leaves the
+    # rebuilt replica without the price; gathering a poll keeps the pair together (docs/delivery.md).
+    latency: ClassVar[Latency] = "batch"
     inputs: ClassVar[tuple[str, ...]] = (ML_SIGNALS, MARKET_DATA, ORDERS)
     offset_reset: ClassVar[OffsetReset] = "latest"
     isolates_failures: ClassVar[bool] = False  # its portfolio cannot take a batch twice

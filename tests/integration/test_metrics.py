@@ -25,7 +25,11 @@ from tests.integration.test_runner import tick
 @pytest.fixture
 def desk(tmp_path: Path) -> Iterator[tuple[Runtime, TestClient]]:
     runtime = build_runtime(load_config({"DATA_DIR": str(tmp_path), "STAGES": ""}))
-    with TestClient(create_app(runtime.api_context())) as client:
+    ctx = runtime.api_context()
+    token = ctx.tokens.token_for(ctx.user_id)  # /metrics is behind the API's gate like every route
+    with TestClient(
+        create_app(ctx), base_url="http://127.0.0.1", headers={"Authorization": f"Bearer {token}"}
+    ) as client:
         yield runtime, client
     runtime.stop()
 

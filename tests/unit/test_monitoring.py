@@ -49,7 +49,8 @@ def test_compose_runs_prometheus_and_grafana_with_the_repositorys_config() -> No
     services = compose["services"]
     assert {"kafka", "prometheus", "grafana"} <= set(services)
     mounts = [v.split(":")[0] for name in ("prometheus", "grafana") for v in services[name]["volumes"]]
-    assert all((ROOT / m).exists() for m in mounts), mounts
+    made_by_the_trader = {"./deploy/prometheus/desk-token"}  # python -m pipeline token writes it (docs/operations.md)
+    assert all((ROOT / m).exists() for m in mounts if m not in made_by_the_trader), mounts
     assert "--web.listen-address=127.0.0.1:9090" in services["prometheus"]["command"]
     assert services["grafana"]["environment"]["GF_SERVER_HTTP_ADDR"] == "127.0.0.1"
 
@@ -60,6 +61,12 @@ def test_prometheus_scrapes_the_apis_metrics_where_the_api_listens() -> None:
     desk = load_config({})
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == [f"{desk.api_host}:{desk.api_port}"]
+    # the API's gate needs the desk's token on /metrics too: Prometheus sends it from a mounted file
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": "/etc/prometheus/desk-token"}
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert (
+        "./deploy/prometheus/desk-token:/etc/prometheus/desk-token:ro" in compose["services"]["prometheus"]["volumes"]
+    )
     datasource = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
     assert datasource["datasources"][0]["url"] == "http://127.0.0.1:9090"
 
