@@ -15,33 +15,11 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.journal.excursions import COLUMNS as RESULT_COLUMNS
 from storage.db import Database
 
-COLUMNS = [
-    "trade_id",
-    "user_id",
-    "symbol",
-    "status",
-    "reason",
-    "bars",
-    "risk_per_unit",
-    "risk_source",
-    "r",
-    "mfe",
-    "mae",
-    "mfe_pct",
-    "mae_pct",
-    "mfe_r",
-    "mae_r",
-    "best_exit_price",
-    "best_exit_time",
-    "worst_price",
-    "worst_time",
-    "captured_pct",
-    "sig",
-    "bars_until",
-    "computed_at",
-]
+# The domain's result columns, then what the store keeps to know when to compute a trade again.
+COLUMNS = [*RESULT_COLUMNS, "sig", "bars_until", "computed_at"]
 TRADE_COLUMNS = [
     "trade_id",
     "user_id",
