@@ -9,7 +9,6 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlite_utils
@@ -22,7 +21,7 @@ from storage import behaviour, market
 from storage.db import Database
 from tests.e2e.conftest import Server, Tab, streamlit_server
 from tests.e2e.test_browser import assert_healthy, open_app, table, wait_for
-from tests.unit.test_excursions import BARS, T0, M
+from tests.unit.test_excursions import BARS, T0, M, journal_row
 
 pytestmark = pytest.mark.timeout(180)
 MIN = 60_000
@@ -31,31 +30,6 @@ TRACES_JS = """() => [...document.querySelectorAll("[data-testid='stPlotlyChart'
 METRICS_JS = """() => Object.fromEntries([...document.querySelectorAll("[data-testid='stMetric']")].map(m => [
     (m.querySelector("[data-testid='stMetricLabel']")?.innerText || "").trim(),
     (m.querySelector("[data-testid='stMetricValue']")?.innerText || "").trim()]))"""
-
-
-def journal_row(trade_id: str, **over: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "trade_id": trade_id,
-        "user_id": "trader",
-        "symbol": "BTCUSDT",
-        "side": "BUY",
-        "kind": "trade",
-        "entry_price": 100.0,
-        "exit_price": 104.0,
-        "quantity": 2.0,
-        "entry_time": T0 + 30_000,
-        "exit_time": T0 + 4 * M + 10_000,
-        "pnl": 7.6,
-        "fees": 0.4,
-        "stop_loss": 98.0,
-        "tags": "[]",
-        "fill_ids": "[]",
-        "context": "{}",
-        "source": "manual",
-        "stored_at": T0,
-    }
-    row.update(over)
-    return row
 
 
 def seed(data_dir: Path) -> None:

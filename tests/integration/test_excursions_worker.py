@@ -13,34 +13,9 @@ from pipeline.journal.excursions import RiskDefaults
 from storage import excursions, journal, market
 from storage.db import Database
 from tests.fakes.klines import FakeBinanceKlines
-from tests.unit.test_excursions import BARS, T0, M
+from tests.unit.test_excursions import BARS, T0, M, journal_row
 
 RISK = RiskDefaults(default_pct=1.0, per_setup=(("scalp", 0.5),))
-
-
-def journal_row(trade_id: str, **over: object) -> dict[str, object]:
-    row: dict[str, object] = {
-        "trade_id": trade_id,
-        "user_id": "trader",
-        "symbol": "BTCUSDT",
-        "side": "BUY",
-        "kind": "trade",
-        "entry_price": 100.0,
-        "exit_price": 104.0,
-        "quantity": 2.0,
-        "entry_time": T0 + 30_000,
-        "exit_time": T0 + 4 * M + 10_000,
-        "pnl": 7.6,
-        "fees": 0.4,
-        "stop_loss": 98.0,
-        "tags": "[]",
-        "fill_ids": "[]",
-        "context": "{}",
-        "source": "manual",
-        "stored_at": T0,
-    }
-    row.update(over)
-    return row
 
 
 @pytest.fixture

@@ -51,6 +51,32 @@ def trade(trade_id: str, **over: object) -> dict[str, object]:
     return row
 
 
+def journal_row(trade_id: str, **over: object) -> dict[str, object]:
+    """The journal store's row of the worked-out trade (the worker and the pages read these)."""
+    row: dict[str, object] = {
+        "trade_id": trade_id,
+        "user_id": "trader",
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "kind": "trade",
+        "entry_price": 100.0,
+        "exit_price": 104.0,
+        "quantity": 2.0,
+        "entry_time": T0 + 30_000,
+        "exit_time": T0 + 4 * M + 10_000,
+        "pnl": 7.6,
+        "fees": 0.4,
+        "stop_loss": 98.0,
+        "tags": "[]",
+        "fill_ids": "[]",
+        "context": "{}",
+        "source": "manual",
+        "stored_at": T0,
+    }
+    row.update(over)
+    return row
+
+
 def results(*rows: dict[str, object]) -> pd.DataFrame:
     return compute(pd.DataFrame(list(rows)), bars(), RISK).set_index("trade_id")
 
