@@ -1,0 +1,249 @@
+"""The desk's store in PostgreSQL (``DATABASE_URL``), with the surface ``storage.db.Database`` has.
+
+The doors in ``storage/`` write one SQL that SQLite and PostgreSQL both accept (``?`` and
+``:name`` placeholders, ``INSERT ... ON CONFLICT``); this module is the one place that turns their
+placeholders into psycopg's (``%s``, ``%(name)s``; a literal ``%`` becomes ``%%``), outside quoted
+strings, once per distinct statement (cached). No other rewriting happens at run time.
+
+* ``write(fn)`` runs ``fn(db)`` in one transaction on a pooled connection and returns once it is
+  committed. Writes of one process are serialised by a lock, as SQLite's one writer thread does, so
+  a door's read-then-write inside ``fn`` sees no other write of this process; writes from other
+  hosts interleave under PostgreSQL's READ COMMITTED, and every door's write is an idempotent
+  upsert keyed by the message's id, so a redelivery on another host changes nothing.
+* ``executemany`` is psycopg's, which sends the whole batch in pipeline mode: one round trip per
+  batch, not per row.
+* ``reader()`` / ``query()`` take a pooled connection for one statement (autocommit) and return its
+  rows materialised, so any thread may call them and no connection is held between calls.
+* Types as SQLite gives them: ``numeric`` (what ``sum``/``avg`` of integers give) loads as float and
+  ``boolean`` (what a comparison gives) as 0/1; the schema itself has no numeric or boolean column.
+* Migrations are ``storage.migrations.MIGRATIONS``, the same list SQLite applies; DDL is mapped to
+  PostgreSQL's types mechanically (``storage.migrations.postgres_ddl``) and applied under an
+  advisory lock, so two hosts starting at once apply each migration once.
+
+Cost: one pooled connection per concurrent statement (pool of ``max_size``); a write is one
+transaction plus one round trip per ``execute`` and one per ``executemany`` batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal, TypeVar
+
+import psycopg
+from psycopg.adapt import Loader
+from psycopg.rows import dict_row
+from psycopg.types.numeric import FloatLoader
+from psycopg_pool import ConnectionPool
+
+from storage.migrations import MIGRATIONS, Migration, postgres_ddl
+
+T = TypeVar("T")
+Params = Sequence[Any] | Mapping[str, Any]
+MIGRATION_LOCK = 22_000_001  # pg_advisory_xact_lock key: one host applies migrations at a time
+
+_CACHE: dict[str, str] = {}
+
+
+def to_pg(sql: str) -> str:
+    """Turn SQLite-style placeholders into psycopg's: ``?`` → ``%s``, ``:name`` → ``%(name)s``,
+    ``%`` → ``%%``; text inside quotes keeps its ``?`` and ``:`` (and a ``::`` cast is kept)."""
+    out = _CACHE.get(sql)
+    if out is not None:
+        return out
+    parts: list[str] = []
+    i, n = 0, len(sql)
+    quote: str | None = None
+    while i < n:
+        c = sql[i]
+        if c == "%":
+            parts.append("%%")
+        elif quote is not None:
+            parts.append(c)
+            if c == quote:
+                quote = None
+        elif c in "'\"":
+            quote = c
+            parts.append(c)
+        elif c == "?":
+            parts.append("%s")
+        elif c == ":" and i + 1 < n and sql[i + 1] == ":":
+            parts.append("::")
+            i += 1
+        elif c == ":" and i + 1 < n and (sql[i + 1].isalpha() or sql[i + 1] == "_") and (i == 0 or sql[i - 1] != ":"):
+            j = i + 1
+            while j < n and (sql[j].isalnum() or sql[j] == "_"):
+                j += 1
+            parts.append(f"%({sql[i + 1 : j]})s")
+            i = j
+            continue
+        else:
+            parts.append(c)
+        i += 1
+    out = "".join(parts)
+    if len(_CACHE) < 4096:
+        _CACHE[sql] = out
+    return out
+
+
+class _IntBoolLoader(Loader):
+    """Booleans as SQLite gives them: 1 or 0."""
+
+    def load(self, data: Any) -> int:
+        return 1 if bytes(data) in (b"t", b"\x01") else 0
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    conn.adapters.register_loader("numeric", FloatLoader)
+    conn.adapters.register_loader("bool", _IntBoolLoader)
+
+
+class Rows:
+    """A finished statement's rows, read like a ``sqlite3.Cursor``: iterate, ``fetchone``, ``fetchall``."""
+
+    def __init__(self, rows: list[Any], rowcount: int, description: Any = None) -> None:
+        self._rows = rows
+        self._at = 0
+        self.rowcount = rowcount
+        self.description = description
+
+    def fetchone(self) -> Any:
+        if self._at >= len(self._rows):
+            return None
+        self._at += 1
+        return self._rows[self._at - 1]
+
+    def fetchall(self) -> list[Any]:
+        rest = self._rows[self._at :]
+        self._at = len(self._rows)
+        return rest
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+def _run(conn: psycopg.Connection, sql: str, params: Params) -> Rows:
+    cur = conn.execute(to_pg(sql), params if isinstance(params, Mapping) else tuple(params))
+    rows = cur.fetchall() if cur.description is not None else []
+    return Rows(rows, cur.rowcount, cur.description)
+
+
+class PgConnection:
+    """What doors and stages use of a ``sqlite3.Connection`` (``execute``, ``executemany``) and of a
+    ``sqlite_utils.Database`` (``conn``, ``execute``, ``query``), over one psycopg connection, or over
+    the pool (one pooled connection per statement) when ``conn`` is None."""
+
+    dialect: Literal["postgres"] = "postgres"
+
+    def __init__(self, pool: ConnectionPool, conn: psycopg.Connection | None = None) -> None:
+        self._pool = pool
+        self._conn = conn
+
+    @property
+    def conn(self) -> PgConnection:
+        return self
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn is not None
+
+    def execute(self, sql: str, params: Params = ()) -> Rows:
+        if self._conn is not None:
+            return _run(self._conn, sql, params)
+        with self._pool.connection() as conn:
+            return _run(conn, sql, params)
+
+    def executemany(self, sql: str, rows: Iterator[Params] | Sequence[Params]) -> Rows:
+        batch = [r if isinstance(r, Mapping) else tuple(r) for r in rows]
+        if not batch:
+            return Rows([], 0)
+        if self._conn is not None:
+            with self._conn.cursor() as cur:
+                cur.executemany(to_pg(sql), batch)
+                return Rows([], cur.rowcount)
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            cur.executemany(to_pg(sql), batch)
+            return Rows([], cur.rowcount)
+
+    def query(self, sql: str, params: Params = ()) -> Iterator[dict[str, Any]]:
+        pg = to_pg(sql)
+        args = params if isinstance(params, Mapping) else tuple(params)
+        if self._conn is not None:
+            with self._conn.cursor(row_factory=dict_row) as cur:
+                return iter(cur.execute(pg, args).fetchall())
+        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return iter(cur.execute(pg, args).fetchall())
+
+
+def apply_migrations(pool: ConnectionPool, migrations: list[Migration]) -> list[str]:
+    """Apply the migrations not yet recorded, each in its own transaction, under an advisory lock."""
+    applied: list[str] = []
+    with pool.connection() as conn:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at BIGINT)")
+        for name, fn in migrations:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                if conn.execute("SELECT 1 FROM _migrations WHERE name = %s", (name,)).fetchone():
+                    continue
+                fn(_DdlConnection(pool, conn))  # type: ignore[arg-type]
+                conn.execute("INSERT INTO _migrations VALUES (%s, %s)", (name, int(time.time() * 1000)))
+            applied.append(name)
+    return applied
+
+
+class _DdlConnection(PgConnection):
+    """A migration's connection: CREATE/ALTER TABLE statements get PostgreSQL's types."""
+
+    def execute(self, sql: str, params: Params = ()) -> Rows:
+        return super().execute(postgres_ddl(sql), params)
+
+
+class PostgresDatabase:
+    """The app's store in PostgreSQL; see the module docstring for the contract."""
+
+    dialect: Literal["postgres"] = "postgres"
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
+        self.url = url
+        self._pool = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, configure=_configure, open=False, name="desk-store"
+        )
+        try:
+            self._pool.open(wait=True, timeout=10.0)
+        except psycopg.Error as exc:
+            raise psycopg.OperationalError(f"cannot connect to the PostgreSQL store at {self}: {exc}") from None
+        self._lock = threading.Lock()
+        self._reader = PgConnection(self._pool)
+        self.applied = apply_migrations(self._pool, MIGRATIONS)
+
+    def __str__(self) -> str:
+        """The URL without its password (the only way this object names itself)."""
+        info = psycopg.conninfo.conninfo_to_dict(self.url)
+        where = f"{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+        return f"postgresql://{info.get('user', '')}@{where}"
+
+    __repr__ = __str__
+
+    def write(self, fn: Callable[[Any], T], timeout: float = 60.0) -> T:
+        """Run ``fn(db)`` in one transaction; return when it is committed (rolled back on error)."""
+        if not self._lock.acquire(timeout=timeout):
+            raise TimeoutError(f"the store's writer was busy for {timeout}s")
+        try:
+            with self._pool.connection(timeout=timeout) as conn, conn.transaction():
+                return fn(PgConnection(self._pool, conn))
+        finally:
+            self._lock.release()
+
+    def reader(self) -> PgConnection:
+        """A reader for any thread: each statement on a pooled connection of its own."""
+        return self._reader
+
+    def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        """Run a read query; rows as dicts."""
+        return list(self._reader.query(sql, params))
+
+    def close(self) -> None:
+        self._pool.close()
