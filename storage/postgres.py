@@ -6,12 +6,15 @@ placeholders into psycopg's (``%s``, ``%(name)s``; a literal ``%`` becomes ``%%`
 strings, once per distinct statement (cached). No other rewriting happens at run time.
 
 * ``write(fn)`` runs ``fn(db)`` in one transaction on a pooled connection and returns once it is
-  committed. Writes of one process are serialised by a lock, as SQLite's one writer thread does, so
-  a door's read-then-write inside ``fn`` sees no other write of this process; writes from other
-  hosts interleave under PostgreSQL's READ COMMITTED, and every door's write is an idempotent
-  upsert keyed by the message's id, so a redelivery on another host changes nothing.
-* ``executemany`` is psycopg's, which sends the whole batch in pipeline mode: one round trip per
-  batch, not per row.
+  committed. Unlike SQLite's one writer, writes of several stages (threads here, or processes and
+  hosts) run at once under PostgreSQL's READ COMMITTED: each stage owns its tables' keys (one
+  partition's keys go to one consumer), and every door's write is an idempotent upsert keyed by
+  the message's id, so a redelivery on another host changes nothing.
+* ``executemany`` of an ``INSERT ... VALUES (?, ...)`` (plain, ``ON CONFLICT DO NOTHING``, or an
+  upsert with a column list) of 50 rows or more goes through COPY (see ``_Copied``): a plain
+  insert straight into its table, an upsert through a temporary table and one ``INSERT ...
+  SELECT ... ON CONFLICT``. Rows apply in order, as they would one by one. Anything else (UPDATE,
+  DELETE, small batches) is psycopg's pipelined ``executemany``: one round trip per batch.
 * ``reader()`` / ``query()`` take a pooled connection for one statement (autocommit) and return its
   rows materialised, so any thread may call them and no connection is held between calls.
 * Types as SQLite gives them: ``numeric`` (what ``sum``/``avg`` of integers give) loads as float and
@@ -26,7 +29,7 @@ transaction plus one round trip per ``execute`` and one per ``executemany`` batc
 
 from __future__ import annotations
 
-import threading
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
@@ -95,6 +98,7 @@ class _IntBoolLoader(Loader):
 
 
 def _configure(conn: psycopg.Connection) -> None:
+    conn.add_notice_handler(lambda _notice: None)  # "relation already exists, skipping" and the like
     conn.adapters.register_loader("numeric", FloatLoader)
     conn.adapters.register_loader("bool", _IntBoolLoader)
 
@@ -129,6 +133,112 @@ def _run(conn: psycopg.Connection, sql: str, params: Params) -> Rows:
     return Rows(rows, cur.rowcount, cur.description)
 
 
+_INSERT = re.compile(
+    r"^\s*INSERT\s+INTO\s+(?P<table>\w+)\s*(?:\((?P<cols>[^)]*)\))?\s*VALUES\s*\((?P<marks>[?,\s]*)\)\s*(?P<rest>.*)$",
+    re.DOTALL | re.IGNORECASE,
+)
+_TARGET = re.compile(r"^ON\s+CONFLICT\s*\((?P<key>[^)]*)\)\s*DO\s+UPDATE", re.IGNORECASE)
+COPY_FROM = 50  # rows: a smaller batch goes as psycopg's pipelined executemany
+
+
+class _Copied:
+    """``INSERT INTO t [(cols)] VALUES (?, ...) [ON CONFLICT ...]`` for many rows, through COPY.
+
+    A plain INSERT copies straight into ``t``. With ``ON CONFLICT`` the rows are copied into a
+    temporary table shaped like ``t`` (one per connection, emptied at commit) and moved with one
+    ``INSERT INTO t ... SELECT ... ON CONFLICT ...``. For ``DO UPDATE`` a key seen again starts the
+    next run, so rows apply in order exactly as one statement per row would."""
+
+    def __init__(self, table: str, cols: list[str] | None, rest: str, key: list[int] | None) -> None:
+        self.table, self.rest, self.key = table, to_pg(rest), key
+        names = ", ".join(f'"{c}"' for c in cols) if cols else None
+        self.copy_into = f"COPY {table}" + (f" ({names})" if names else "") + " FROM STDIN"
+        self.scratch = f"_copy_{table}"
+        self.copy_scratch = f"COPY {self.scratch}" + (f" ({names})" if names else "") + " FROM STDIN"
+        listed = names or "*"
+        self.move = f"INSERT INTO {table} " + (f"({names}) " if names else "") + f"SELECT {listed} FROM {self.scratch} "
+        self.move += self.rest
+        self.create = (
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.scratch} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+
+    def runs(self, batch: list[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
+        if self.key is None:
+            yield batch
+            return
+        run: list[tuple[Any, ...]] = []
+        seen: set[tuple[Any, ...]] = set()
+        for row in batch:
+            k = tuple(row[i] for i in self.key)
+            if k in seen:
+                yield run
+                run, seen = [], set()
+            run.append(row)
+            seen.add(k)
+        if run:
+            yield run
+
+    def run(self, conn: psycopg.Connection, batch: list[tuple[Any, ...]]) -> int:
+        with conn.cursor() as cur:
+            if not self.rest:
+                with cur.copy(self.copy_into) as copy:
+                    for row in batch:
+                        copy.write_row(row)
+                return len(batch)
+            # Every time: a temporary table made in a transaction that rolled back is gone.
+            cur.execute(self.create)
+            count = 0
+            for i, run in enumerate(self.runs(batch)):
+                if i:
+                    cur.execute(f"DELETE FROM {self.scratch}")
+                with cur.copy(self.copy_scratch) as copy:
+                    for row in run:
+                        copy.write_row(row)
+                cur.execute(self.move)
+                count += max(cur.rowcount, 0)
+            cur.execute(f"DELETE FROM {self.scratch}")
+            return count
+
+
+_COPIED: dict[str, _Copied | None] = {}
+
+
+def _copied(sql: str) -> _Copied | None:
+    """How to send ``sql``'s rows through COPY, or None (an UPDATE, DELETE, or an upsert whose key
+    columns cannot be placed: those go row by row in one pipelined executemany)."""
+    if sql in _COPIED:
+        return _COPIED[sql]
+    found: _Copied | None = None
+    m = _INSERT.match(sql)
+    if m and ":" not in m.group("marks"):
+        width = m.group("marks").count("?")
+        cols = [c.strip().strip('"') for c in m.group("cols").split(",")] if m.group("cols") else None
+        rest = m.group("rest").strip()
+        target = _TARGET.match(rest)
+        if cols is not None and len(cols) != width:
+            found = None
+        elif not rest or (rest.upper().startswith("ON CONFLICT") and "DO UPDATE" not in rest.upper()):
+            found = _Copied(m.group("table"), cols, rest, None)  # plain insert, or DO NOTHING
+        elif target is not None and cols is not None:
+            keys = [c.strip().strip('"') for c in target.group("key").split(",")]
+            if all(k in cols for k in keys):
+                found = _Copied(m.group("table"), cols, rest, [cols.index(k) for k in keys])
+    if len(_COPIED) < 1024:
+        _COPIED[sql] = found
+    return found
+
+
+def _many(conn: psycopg.Connection, sql: str, batch: list[Params]) -> Rows:
+    """Run ``sql`` for every row of ``batch``: through COPY where ``_copied`` allows and the batch
+    has ``COPY_FROM`` rows or more, else psycopg's executemany (pipelined: one round trip)."""
+    copied = _copied(sql) if len(batch) >= COPY_FROM and not isinstance(batch[0], Mapping) else None
+    if copied is not None:
+        return Rows([], copied.run(conn, [tuple(r) for r in batch]))
+    with conn.cursor() as cur:
+        cur.executemany(to_pg(sql), [r if isinstance(r, Mapping) else tuple(r) for r in batch])
+        return Rows([], cur.rowcount)
+
+
 class PgConnection:
     """What doors and stages use of a ``sqlite3.Connection`` (``execute``, ``executemany``) and of a
     ``sqlite_utils.Database`` (``conn``, ``execute``, ``query``), over one psycopg connection, or over
@@ -155,16 +265,13 @@ class PgConnection:
             return _run(conn, sql, params)
 
     def executemany(self, sql: str, rows: Iterator[Params] | Sequence[Params]) -> Rows:
-        batch = [r if isinstance(r, Mapping) else tuple(r) for r in rows]
+        batch = list(rows)
         if not batch:
             return Rows([], 0)
         if self._conn is not None:
-            with self._conn.cursor() as cur:
-                cur.executemany(to_pg(sql), batch)
-                return Rows([], cur.rowcount)
-        with self._pool.connection() as conn, conn.cursor() as cur:
-            cur.executemany(to_pg(sql), batch)
-            return Rows([], cur.rowcount)
+            return _many(self._conn, sql, batch)
+        with self._pool.connection() as conn:
+            return _many(conn, sql, batch)
 
     def query(self, sql: str, params: Params = ()) -> Iterator[dict[str, Any]]:
         pg = to_pg(sql)
@@ -215,7 +322,6 @@ class PostgresDatabase:
             self._pool.open(wait=True, timeout=10.0)
         except psycopg.Error as exc:
             raise psycopg.OperationalError(f"cannot connect to the PostgreSQL store at {self}: {exc}") from None
-        self._lock = threading.Lock()
         self._reader = PgConnection(self._pool)
         self.applied = apply_migrations(self._pool, MIGRATIONS)
 
@@ -229,13 +335,8 @@ class PostgresDatabase:
 
     def write(self, fn: Callable[[Any], T], timeout: float = 60.0) -> T:
         """Run ``fn(db)`` in one transaction; return when it is committed (rolled back on error)."""
-        if not self._lock.acquire(timeout=timeout):
-            raise TimeoutError(f"the store's writer was busy for {timeout}s")
-        try:
-            with self._pool.connection(timeout=timeout) as conn, conn.transaction():
-                return fn(PgConnection(self._pool, conn))
-        finally:
-            self._lock.release()
+        with self._pool.connection(timeout=timeout) as conn, conn.transaction():
+            return fn(PgConnection(self._pool, conn))
 
     def reader(self) -> PgConnection:
         """A reader for any thread: each statement on a pooled connection of its own."""

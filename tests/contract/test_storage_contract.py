@@ -17,7 +17,8 @@ from storage import imports, ledger, market, optimise, orders, redrive, signals,
 from storage import status as status_door
 from storage.db import Database
 from storage.migrations import MIGRATIONS, postgres_ddl
-from storage.postgres import to_pg
+from storage.postgres import COPY_FROM, _copied, to_pg
+from storage.sql import insert_new
 
 T0 = 1_731_700_000_000
 MIN = 60_000
@@ -291,3 +292,32 @@ def test_every_read_door_runs_on_both_stores(store: Database) -> None:
     assert store.write(lambda d: behaviour.day_counts(d.conn, "u", 0, end)) == []
     assert store.write(lambda d: behaviour.day_entries(d.conn, "u", 0, end, 10, 0)) == []
     assert store.write(lambda d: behaviour.stored_results(d.conn, ["t"])) == {}
+
+
+def test_large_batches_keep_the_row_by_row_rules(store: Database) -> None:
+    """Batches big enough for PostgreSQL's COPY path: an upsert with a key repeated in the batch
+    ends with the last row's values, insert-if-new counts only new rows, a plain insert of a row
+    already there fails the whole write and leaves nothing."""
+    n = 120
+    assert n >= COPY_FROM and _copied(market._UPSERT_TICK) is not None  # PostgreSQL takes the COPY path
+    assert _copied(insert_new("bars_1m", ["symbol", *market.BAR_COLUMNS])) is not None
+    ticks = [("BTCUSDT", T0 + i, 1.0, None, None, None, None, None, 1.0) for i in range(n)]
+    again = [("BTCUSDT", T0 + i, 2.0 + i, None, None, None, None, None, 1.0) for i in range(n)]
+    store.write(lambda d: d.conn.executemany(market._UPSERT_TICK, ticks + again))
+    rows = store.query("SELECT timestamp, price FROM ticks ORDER BY timestamp")
+    assert [(r["timestamp"], r["price"]) for r in rows] == [(T0 + i, 2.0 + i) for i in range(n)]
+    bars = [(T0 + i * MIN, 1.0, 2.0, 0.5, 1.5, 10.0) for i in range(n)]
+    assert store.write(lambda d: market.add_bars(d.conn, "ETHUSDT", bars[: n // 2])) == n // 2
+    assert store.write(lambda d: market.add_bars(d.conn, "ETHUSDT", bars + bars)) == n - n // 2
+    assert store.query("SELECT count(*) AS n FROM bars_1m")[0]["n"] == n
+
+    def fill(i: int) -> tuple[Any, ...]:
+        return (f"f-{i}", i, "u", "BTCUSDT", "BUY", 100.0, 1.0, T0 + i, None, None, 0.0, None, "csv", "binance", "")
+
+    store.write(lambda d: ledger.add_fills(d.conn, [fill(i) for i in range(n)]))
+    with pytest.raises(Exception):  # noqa: B017 - each store raises its own driver's IntegrityError
+        store.write(lambda d: ledger.add_fills(d.conn, [fill(i) for i in range(n, 2 * n)] + [fill(0)]))
+    assert store.write(lambda d: ledger.last_seq(d.conn)) == n - 1
+    assert store.query("SELECT count(*) AS n FROM journal_fills")[0]["n"] == n
+    # the store still writes after a failed one (the temporary tables of the COPY path included)
+    store.write(lambda d: d.conn.executemany(market._UPSERT_TICK, again))
