@@ -33,6 +33,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.adapt import Loader
@@ -315,21 +316,42 @@ class PostgresDatabase:
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
         self.url = url
+        try:  # once by hand first: a refused or failed connection is one clear error at once
+            psycopg.connect(url, connect_timeout=10).close()
+        except psycopg.Error as exc:
+            raise psycopg.OperationalError(
+                f"cannot connect to the PostgreSQL store at {self}: {self._hide(exc)}"
+            ) from None
         self._pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, configure=_configure, open=False, name="desk-store"
         )
         try:
             self._pool.open(wait=True, timeout=10.0)
         except psycopg.Error as exc:
-            raise psycopg.OperationalError(f"cannot connect to the PostgreSQL store at {self}: {exc}") from None
+            self._pool.close()
+            raise psycopg.OperationalError(
+                f"cannot connect to the PostgreSQL store at {self}: {self._hide(exc)}"
+            ) from None
         self._reader = PgConnection(self._pool)
         self.applied = apply_migrations(self._pool, MIGRATIONS)
 
     def __str__(self) -> str:
         """The URL without its password (the only way this object names itself)."""
-        info = psycopg.conninfo.conninfo_to_dict(self.url)
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(self.url)
+        except psycopg.Error:
+            return "postgresql://(a URL that does not parse)"
         where = f"{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
         return f"postgresql://{info.get('user', '')}@{where}"
+
+    def _hide(self, exc: BaseException) -> str:
+        """The error's first line, with the URL's password (if the driver echoed it) masked."""
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        try:
+            password = psycopg.conninfo.conninfo_to_dict(self.url).get("password")
+        except psycopg.Error:
+            password = urlsplit(self.url).password
+        return text.replace(str(password), "***") if password else text
 
     __repr__ = __str__
 

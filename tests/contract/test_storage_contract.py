@@ -321,3 +321,21 @@ def test_large_batches_keep_the_row_by_row_rules(store: Database) -> None:
     assert store.query("SELECT count(*) AS n FROM journal_fills")[0]["n"] == n
     # the store still writes after a failed one (the temporary tables of the COPY path included)
     store.write(lambda d: d.conn.executemany(market._UPSERT_TICK, again))
+
+
+def test_an_unreachable_store_is_one_clear_error_without_its_password(tmp_path: Any) -> None:
+    from pipeline.config import load_config
+    from pipeline.errors import ConfigError
+    from pipeline.wiring import build_runtime
+    from tests.fakes.postgres_server import free_port
+
+    url = f"postgresql://desk:s3cret-pw@127.0.0.1:{free_port()}/desk"
+    config = load_config({"DATA_DIR": str(tmp_path), "DATABASE_URL": url, "STAGES": "journal-store"})
+    assert "s3cret-pw" not in repr(config)
+    with pytest.raises(ConfigError) as caught:
+        build_runtime(config)
+    message = str(caught.value)
+    assert "DATABASE_URL is not usable" in message and "postgresql://desk@127.0.0.1" in message
+    assert "s3cret-pw" not in message
+    with pytest.raises(ConfigError, match="DATABASE_URL must start with postgresql://"):
+        load_config({"DATABASE_URL": "mysql://desk:s3cret-pw@db/desk"})

@@ -2,8 +2,9 @@
 with a DATA_DIR of its own: tests/integration/scale_out_host.py), on the tests' Kafka broker and
 the tests' PostgreSQL. The consumer groups split raw-trades' partitions between the hosts; the
 journal read through either host's configuration is the same and whole; and while trades keep
-coming, partitions move three times (a host killed with SIGKILL, started again, the other stopped
-with SIGTERM) with every trade stored exactly once: stored = published."""
+coming, partitions move five times (a host killed with SIGKILL, started again, the other stopped
+with SIGTERM and started again, the first stopped) with every trade stored exactly once: stored =
+published after each move."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from storage.db import open_database
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(420)]
 ROOT = Path(__file__).resolve().parents[2]
-PER_USER = 480  # trades per user, in four slices of 120 (even: every buy is closed by the next sell)
+PER_USER = 480  # trades per user, in six slices of 80 (even: every buy is closed by the next sell)
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float = 120.0) -> None:
@@ -126,7 +127,7 @@ def test_two_hosts_split_the_work_show_one_journal_and_lose_or_double_nothing_as
     partitions = CATALOG[RAW_TRADES].partitions
     users = _users(partitions, run)
     trades = {u: raw_trades(PER_USER, u) for u in users}
-    slices = [slice(i * PER_USER // 4, (i + 1) * PER_USER // 4) for i in range(4)]
+    slices = [slice(i * PER_USER // 6, (i + 1) * PER_USER // 6) for i in range(6)]
     producer = bus.producer()
     configs = [load_config(h.env) for h in (a, b)]
     stores = [open_database(c) for c in configs]  # what each host's pages and API read
@@ -170,26 +171,24 @@ def test_two_hosts_split_the_work_show_one_journal_and_lose_or_double_nothing_as
         assert a.processed[normalizer] > 0 and b.processed[normalizer] > 0
         assert a.processed[normalizer] + b.processed[normalizer] == published
 
-        # Move 1: host a dies mid-stream; its partitions go to b once its session times out.
-        mover = threading.Thread(target=publish, args=(slices[1], 0.002))
-        mover.start()
-        time.sleep(0.3)
-        a.stop(signal.SIGKILL)
-        mover.join()
-        _wait("the second slice stored after a's death", whole, timeout=180)
-        # Move 2: a comes back and takes partitions again. Move 3: b stops cleanly and leaves.
-        mover = threading.Thread(target=publish, args=(slices[2], 0.002))
-        mover.start()
-        a.start()
-        mover.join()
-        _wait("both hosts again", lambda: members() == dict.fromkeys(groups, 2))
-        _wait("the third slice stored", whole, timeout=180)
-        mover = threading.Thread(target=publish, args=(slices[3], 0.002))
-        mover.start()
-        time.sleep(0.3)
-        b.stop(signal.SIGTERM)
-        mover.join()
-        _wait("every trade stored", whole, timeout=180)
+        # Five moves of partitions while trades keep coming: a dies (its partitions go to b once its
+        # session times out), a comes back, b stops cleanly and leaves, b comes back, a stops.
+        moves: list[Callable[[], None]] = [
+            lambda: a.stop(signal.SIGKILL),
+            a.start,
+            lambda: b.stop(signal.SIGTERM),
+            b.start,
+            lambda: a.stop(signal.SIGTERM),
+        ]
+        for n, move in enumerate(moves, start=1):
+            mover = threading.Thread(target=publish, args=(slices[n], 0.002))
+            mover.start()
+            time.sleep(0.3)
+            move()
+            mover.join()
+            _wait(f"every trade stored after move {n}", whole, timeout=180)
+            if a.proc is not None and b.proc is not None:
+                _wait("both hosts in every group again", lambda: members() == dict.fromkeys(groups, 2))
         time.sleep(2.0)  # anything doubled would show now
 
         for user in users:
