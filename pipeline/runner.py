@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from pipeline.bus.base import Bus, Consumer, Latency, OffsetReset, Producer, Record
+from pipeline.bus.client_metrics import Figures, counted_consumer, counted_producer, figures_of, merge
 from pipeline.dead_letters import publish_dead_letter
 from pipeline.errors import BadMessageError, CommitFailedError, ConfigError, TransientError
 from pipeline.messages import Message, check_fresh, decode, encode, model_for
@@ -128,6 +129,10 @@ class Worker:
         """What a page shows of this worker beyond its health (JSON-able; called from another thread)."""
         return {}
 
+    def client_metrics(self) -> Figures:
+        """Its bus clients' metrics (``pipeline.bus.client_metrics``; called from another thread)."""
+        return {}
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -183,11 +188,12 @@ class StageRunner(Worker):
         # waited fill_wait_s (seed 004's BATCH_SIZE plus a maximum wait); 0 handles what one poll gives.
         self.fill_wait_s = fill_wait_s
         self._models = {t: stage.input_model or model_for(t) for t in stage.inputs}
-        self._producer: Producer = bus.producer(stage.latency)
+        self._producer: Producer = counted_producer(bus.producer(stage.latency))
         self.retry_topics = retry_topics
         self._delay_topics: frozenset[str] | None = None  # decided on the stage's thread at start
         self._held = HeldRetries(stage.name)
         self._consumer: Consumer | None = None  # the consumer of the batch being handled
+        self._member: Consumer | None = None  # the consumer of this run, for its client metrics
         stage.bind(self)
 
     @property
@@ -213,6 +219,12 @@ class StageRunner(Worker):
     def status(self) -> dict[str, Any]:
         return self.stage.status()
 
+    def client_metrics(self) -> Figures:
+        figures = merge([figures_of(self._producer), figures_of(self._member)])
+        if figures and figures.get("lag") is None:  # a bus without client statistics: the runner's own
+            figures["lag"] = self.health.snapshot().lag
+        return figures
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
@@ -225,13 +237,16 @@ class StageRunner(Worker):
                     self._stop.wait(self.backoff_s * 10)
                     continue
                 self._held = HeldRetries(self.stage.name)  # a new member reads from the last commit
-                consumer = self.bus.consumer(
-                    self.stage.group_id,
-                    [*self.stage.inputs, *delays],
-                    auto_offset_reset=self.stage.offset_reset,
-                    on_revoke=self._held.drop,
-                    latency=self.stage.latency,
+                consumer = counted_consumer(
+                    self.bus.consumer(
+                        self.stage.group_id,
+                        [*self.stage.inputs, *delays],
+                        auto_offset_reset=self.stage.offset_reset,
+                        on_revoke=self._held.drop,
+                        latency=self.stage.latency,
+                    )
                 )
+                self._member = consumer
                 try:
                     self._consume(consumer)
                 except Exception as exc:
