@@ -29,6 +29,7 @@ from pipeline.operations.health_check import round_trip
 from runtime import page_runtime
 from storage import redrive as redrive_log
 from storage import status
+from views import pipeline_clients
 
 PAGE_SIZE = 20
 LETTERS_SHOWN = 200
@@ -123,6 +124,7 @@ def metrics() -> None:
     if table:
         st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key="metrics_table")
     st.caption("The same numbers as the API's /metrics (and the Grafana dashboard in docker-compose.yml).")
+    pipeline_clients.show(rows, now)
 
 
 # --- Browse -------------------------------------------------------------------------------------
