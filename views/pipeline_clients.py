@@ -108,7 +108,8 @@ def show(rows: list[StageStatus], now: float) -> None:
                 }
             )
     st.dataframe(pd.DataFrame(stages), hide_index=True, width="stretch", key="client_table")
-    st.dataframe(pd.DataFrame(topics), hide_index=True, width="stretch", key="client_topics_table")
+    columns = ["stage", "topic", "messages out", "bytes out", "messages in", "bytes in"]
+    st.dataframe(pd.DataFrame(topics, columns=columns), hide_index=True, width="stretch", key="client_topics_table")
     st.caption(
         "Each stage's own producer and consumer (seed 003; /metrics has them as desk_client_*). On Kafka from"
         " librdkafka's statistics; request and fetch latency are Kafka's broker round trips, none on the embedded bus."
