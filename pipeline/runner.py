@@ -31,7 +31,7 @@ from pipeline.bus.client_metrics import Figures, counted_consumer, counted_produ
 from pipeline.dead_letters import publish_dead_letter
 from pipeline.errors import BadMessageError, CommitFailedError, ConfigError, TransientError
 from pipeline.messages import Message, check_fresh, decode, encode, model_for
-from pipeline.retry import MAX_RETRIES, HeldRetries, origin, retry_count, retry_headers, retry_info
+from pipeline.retry import MAX_RETRIES, AwaitedRetries, HeldRetries, origin, retry_count, retry_headers, retry_info
 from pipeline.topics import RETRY_DELAYS_S, retry_name, retry_names
 from pipeline.worker_health import Health
 
@@ -192,6 +192,7 @@ class StageRunner(Worker):
         self.retry_topics = retry_topics
         self._delay_topics: frozenset[str] | None = None  # decided on the stage's thread at start
         self._held = HeldRetries(stage.name)
+        self._awaited = AwaitedRetries()  # its retries not read back yet: inputs paused once they are due
         self._consumer: Consumer | None = None  # the consumer of the batch being handled
         self._member: Consumer | None = None  # the consumer of this run, for its client metrics
         stage.bind(self)
@@ -237,6 +238,7 @@ class StageRunner(Worker):
                     self._stop.wait(self.backoff_s * 10)
                     continue
                 self._held = HeldRetries(self.stage.name)  # a new member reads from the last commit
+                self._awaited.clear()
                 consumer = counted_consumer(
                     self.bus.consumer(
                         self.stage.group_id,
@@ -262,7 +264,11 @@ class StageRunner(Worker):
         last_lag = 0.0
         first = True
         while not self._stop.is_set():
-            records = consumer.poll(self.max_batch, self._poll_wait())
+            now_ms = int(self.clock() * 1000)
+            self._awaited.steer(consumer, self.stage.inputs, now_ms)
+            held = self._held.next_due_ms()
+            # a held retry that is due goes first, in a batch of its own, not behind a poll of the inputs
+            records = [] if held is not None and held <= now_ms else consumer.poll(self.max_batch, self._poll_wait())
             polled_at = time.perf_counter()
             if records and self.fill_wait_s > 0:
                 records = self._fill(consumer, list(records))
@@ -310,10 +316,13 @@ class StageRunner(Worker):
             self.health.error(f"{type(exc).__name__}: {exc}")
 
     def _poll_wait(self) -> float:
-        """How long a poll may wait: the poll timeout, or less when a held retry falls due sooner."""
-        due = self._held.next_due_ms()
-        if due is None:
+        """How long a poll may wait: the poll timeout, or less when a held retry (or one this stage sent)
+        falls due sooner."""
+        now_ms = int(self.clock() * 1000)
+        dues = [d for d in (self._held.next_due_ms(), self._awaited.next_due_ms(now_ms)) if d is not None]
+        if not dues:
             return self.poll_timeout
+        due = min(dues)
         return min(self.poll_timeout, max(due / 1000 - self.clock(), 0.0))
 
     def _due(self, records: Sequence[Record]) -> tuple[list[Record], list[Record]]:
@@ -324,6 +333,7 @@ class StageRunner(Worker):
             return list(records), []
         now: list[Record] = [r for r in records if r.topic not in delays]
         self._held.add(r for r in records if r.topic in delays)
+        self._awaited.read((r for r in records if r.topic in delays), self.name)
         passed: list[Record] = []
         for r in self._held.release(int(self.clock() * 1000)):
             info = retry_info(r)
@@ -419,6 +429,7 @@ class StageRunner(Worker):
         due_ms = int(self.clock() * 1000) + RETRY_DELAYS_S[count] * 1000
         headers = retry_headers(record, count=count + 1, error=error, stage=self.name, due_ms=due_ms)
         self._producer.produce(retry_name(record.topic, count), record.value, key=record.key, headers=headers)
+        self._awaited.sent(due_ms)
         with self.health.lock:
             self.health.retried += 1
             self.health.last_error = f"{record.topic}[{record.partition}]@{record.offset}: retry {count + 1}: {error}"

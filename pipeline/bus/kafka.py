@@ -279,6 +279,19 @@ class KafkaConsumer:
     def assignment(self) -> list[tuple[str, int]]:
         return sorted(self._assigned)
 
+    def pause(self, topics: Sequence[str]) -> None:
+        """Stop fetching the assigned partitions of ``topics``; what was prefetched of them is dropped
+        and fetched again from the consumed position on ``resume`` (``pipeline.retry.AwaitedRetries``)."""
+        parts = [TopicPartition(t, p) for t, p in sorted(self._assigned) if t in topics]
+        if parts:
+            self._consumer.pause(parts)
+
+    def resume(self, topics: Sequence[str]) -> None:
+        """Fetch the assigned partitions of ``topics`` again."""
+        parts = [TopicPartition(t, p) for t, p in sorted(self._assigned) if t in topics]
+        if parts:
+            self._consumer.resume(parts)
+
     def lag(self) -> int:
         parts = [TopicPartition(t, p) for t, p in self._assigned]
         if not parts:
