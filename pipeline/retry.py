@@ -22,7 +22,7 @@ others.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
@@ -161,14 +161,15 @@ class AwaitedRetries:
     its retries is due until it has read it back, a stage pauses its input partitions: pausing drops
     what was prefetched of them (librdkafka fetches them again from the consumed position on
     resume, so nothing is lost or read twice) and the retry comes next. It waits at most
-    ``AWAIT_MAX_MS`` past the due time. Used from the stage's thread only."""
+    ``AWAIT_MAX_MS`` past the due time. Cost: a pass over the distinct due times of the last few
+    seconds per poll. Used from the stage's thread only."""
 
     def __init__(self) -> None:
-        self._due: list[int] = []
+        self._due: Counter[int] = Counter()  # due time (ms) -> retries sent for it, not read back
         self.paused = False
 
     def sent(self, due_ms: int) -> None:
-        self._due.append(due_ms)
+        self._due[due_ms] += 1
 
     def steer(self, consumer: object, inputs: Sequence[str], now_ms: int) -> None:
         """Pause ``consumer``'s inputs while a retry is due and not read back, resume them after
@@ -185,12 +186,15 @@ class AwaitedRetries:
         """Forget the retries of ``stage`` among ``records`` (read back from a delay topic)."""
         for r in records:
             info = retry_info(r)
-            if info is not None and info.stage == stage and info.due_ms in self._due:
-                self._due.remove(info.due_ms)
+            if info is not None and info.stage == stage and self._due[info.due_ms] > 0:
+                self._due[info.due_ms] -= 1
+                if not self._due[info.due_ms]:
+                    del self._due[info.due_ms]
 
     def waiting(self, now_ms: int) -> bool:
         """True while a retry is due and not read back (dropping those waited for too long)."""
-        self._due = [d for d in self._due if d + AWAIT_MAX_MS > now_ms]
+        for d in [d for d in self._due if d + AWAIT_MAX_MS <= now_ms]:
+            del self._due[d]
         return any(d <= now_ms for d in self._due)
 
     def next_due_ms(self, now_ms: int) -> int | None:

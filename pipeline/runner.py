@@ -15,6 +15,9 @@ messages into output messages. The runner owns everything around it:
   messages out of order (``isolates_failures = False``) always retries in place;
 * outputs are flushed before the input offsets are committed (at-least-once; sinks upsert by id);
 * on an unexpected failure it closes the consumer and starts again from the last commit.
+
+About 460 lines: the stage base, the worker base and the runner's one loop (poll, retries, dead
+letters, commits) belong together; the retry bookkeeping is apart in ``pipeline.retry``.
 """
 
 from __future__ import annotations
