@@ -225,7 +225,6 @@ def _m011_operations(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE stage_status ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}'")
 
 
-
 def _m012_lag_samples(db: sqlite_utils.Database) -> None:
     # Consumer-group lag per partition over time (storage/lag_history.py): tier 0 every sample of
     # the last hour, tier 1 the last sample of each minute of the last day. Plain SQL, as in PostgreSQL.
