@@ -236,7 +236,17 @@ def _m011_operations(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE stage_status ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}'")
 
 
-def _m012_fill_seq(db: sqlite_utils.Database) -> None:
+def _m012_lag_samples(db: sqlite_utils.Database) -> None:
+    # Consumer-group lag per partition over time (storage/lag_history.py): tier 0 every sample of
+    # the last hour, tier 1 the last sample of each minute of the last day. Plain SQL, as in PostgreSQL.
+    db.execute("""CREATE TABLE lag_samples (
+        group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, tier INTEGER NOT NULL,
+        at DOUBLE PRECISION NOT NULL, lag BIGINT NOT NULL,
+        PRIMARY KEY (group_id, topic, partition, tier, at))""")
+    db.execute("CREATE INDEX lag_samples_age ON lag_samples (tier, at)")
+
+
+def _m013_fill_seq(db: sqlite_utils.Database) -> None:
     # The last fill's number by index, in both stores (PostgreSQL has no rowid to order by).
     db.execute("CREATE INDEX IF NOT EXISTS journal_fills_seq ON journal_fills (seq)")
 
@@ -253,7 +263,8 @@ MIGRATIONS: list[Migration] = [
     ("009_optimise_runs", _m009_optimise_runs),
     ("010_trade_excursions_and_drift", _m010_review),
     ("011_operations", _m011_operations),
-    ("012_fill_seq", _m012_fill_seq),
+    ("012_lag_samples", _m012_lag_samples),
+    ("013_fill_seq", _m013_fill_seq),
 ]
 
 _TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION", "BLOB": "BYTEA"}

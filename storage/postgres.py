@@ -139,6 +139,7 @@ _INSERT = re.compile(
     re.DOTALL | re.IGNORECASE,
 )
 _TARGET = re.compile(r"^ON\s+CONFLICT\s*\((?P<key>[^)]*)\)\s*DO\s+UPDATE", re.IGNORECASE)
+_SETS = re.compile(r"^\s*SET\s+([^()]*?)\s*$", re.IGNORECASE | re.DOTALL)  # a SET list and nothing after
 COPY_FROM = 50  # rows: a smaller batch goes as psycopg's pipelined executemany
 
 
@@ -147,11 +148,17 @@ class _Copied:
 
     A plain INSERT copies straight into ``t``. With ``ON CONFLICT`` the rows are copied into a
     temporary table shaped like ``t`` (one per connection, emptied at commit) and moved with one
-    ``INSERT INTO t ... SELECT ... ON CONFLICT ...``. For ``DO UPDATE`` a key seen again starts the
-    next run, so rows apply in order exactly as one statement per row would."""
+    ``INSERT INTO t ... SELECT ... ON CONFLICT ...``. Rows end as one statement per row would
+    leave them: for ``DO UPDATE`` that sets every other column from ``excluded`` (``replaces``),
+    a key's last row in the batch is the one sent; for any other ``DO UPDATE``, a key seen again
+    starts the next run (and a batch that would need more than ``MAX_RUNS`` goes row by row)."""
 
-    def __init__(self, table: str, cols: list[str] | None, rest: str, key: list[int] | None) -> None:
-        self.table, self.rest, self.key = table, to_pg(rest), key
+    MAX_RUNS = 3
+
+    def __init__(
+        self, table: str, cols: list[str] | None, rest: str, key: list[int] | None, replaces: bool = False
+    ) -> None:
+        self.table, self.rest, self.key, self.replaces = table, to_pg(rest), key, replaces
         names = ", ".join(f'"{c}"' for c in cols) if cols else None
         self.copy_into = f"COPY {table}" + (f" ({names})" if names else "") + " FROM STDIN"
         self.scratch = f"_copy_{table}"
@@ -163,33 +170,42 @@ class _Copied:
             f"CREATE TEMP TABLE IF NOT EXISTS {self.scratch} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
 
-    def runs(self, batch: list[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
+    def runs(self, batch: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]] | None:
+        """The batch as runs without a repeated key, or None when that takes more than ``MAX_RUNS``."""
         if self.key is None:
-            yield batch
-            return
-        run: list[tuple[Any, ...]] = []
+            return [batch]
+        key = self.key
+        if self.replaces:
+            last: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+            for row in batch:
+                k = tuple(row[i] for i in key)
+                last.pop(k, None)
+                last[k] = row
+            return [list(last.values())]
+        runs: list[list[tuple[Any, ...]]] = [[]]
         seen: set[tuple[Any, ...]] = set()
         for row in batch:
-            k = tuple(row[i] for i in self.key)
+            k = tuple(row[i] for i in key)
             if k in seen:
-                yield run
-                run, seen = [], set()
-            run.append(row)
+                if len(runs) == self.MAX_RUNS:
+                    return None
+                runs.append([])
+                seen = set()
+            runs[-1].append(row)
             seen.add(k)
-        if run:
-            yield run
+        return runs
 
-    def run(self, conn: psycopg.Connection, batch: list[tuple[Any, ...]]) -> int:
+    def run(self, conn: psycopg.Connection, runs: list[list[tuple[Any, ...]]]) -> int:
         with conn.cursor() as cur:
             if not self.rest:
                 with cur.copy(self.copy_into) as copy:
-                    for row in batch:
+                    for row in runs[0]:
                         copy.write_row(row)
-                return len(batch)
+                return len(runs[0])
             # Every time: a temporary table made in a transaction that rolled back is gone.
             cur.execute(self.create)
             count = 0
-            for i, run in enumerate(self.runs(batch)):
+            for i, run in enumerate(runs):
                 if i:
                     cur.execute(f"DELETE FROM {self.scratch}")
                 with cur.copy(self.copy_scratch) as copy:
@@ -223,7 +239,11 @@ def _copied(sql: str) -> _Copied | None:
         elif target is not None and cols is not None:
             keys = [c.strip().strip('"') for c in target.group("key").split(",")]
             if all(k in cols for k in keys):
-                found = _Copied(m.group("table"), cols, rest, [cols.index(k) for k in keys])
+                sets = _SETS.match(rest[target.end() :])
+                pairs = [p.strip().replace('"', "").split("=") for p in sets.group(1).split(",")] if sets else []
+                assigned = {p[0].strip() for p in pairs if len(p) == 2 and p[1].strip() == f"excluded.{p[0].strip()}"}
+                replaces = len(assigned) == len(pairs) and assigned == set(cols) - set(keys)
+                found = _Copied(m.group("table"), cols, rest, [cols.index(k) for k in keys], replaces)
     if len(_COPIED) < 1024:
         _COPIED[sql] = found
     return found
@@ -233,8 +253,9 @@ def _many(conn: psycopg.Connection, sql: str, batch: list[Params]) -> Rows:
     """Run ``sql`` for every row of ``batch``: through COPY where ``_copied`` allows and the batch
     has ``COPY_FROM`` rows or more, else psycopg's executemany (pipelined: one round trip)."""
     copied = _copied(sql) if len(batch) >= COPY_FROM and not isinstance(batch[0], Mapping) else None
-    if copied is not None:
-        return Rows([], copied.run(conn, [tuple(r) for r in batch]))
+    runs = copied.runs([tuple(r) for r in batch]) if copied is not None else None
+    if copied is not None and runs is not None:
+        return Rows([], copied.run(conn, runs))
     with conn.cursor() as cur:
         cur.executemany(to_pg(sql), [r if isinstance(r, Mapping) else tuple(r) for r in batch])
         return Rows([], cur.rowcount)

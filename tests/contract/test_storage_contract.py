@@ -339,3 +339,34 @@ def test_an_unreachable_store_is_one_clear_error_without_its_password(tmp_path: 
     assert "s3cret-pw" not in message
     with pytest.raises(ConfigError, match="DATABASE_URL must start with postgresql://"):
         load_config({"DATABASE_URL": "mysql://desk:s3cret-pw@db/desk"})
+
+
+def test_lag_samples_keep_one_row_per_tier_and_time(store: Database) -> None:
+    from storage import lag_history
+
+    now = 1_700_000_000.0
+    samples = [lag_history.LagSample("g", "t", 0, now - 30 + i, i) for i in range(60)]  # many in one minute
+    store.write(lambda d: lag_history.record(d.conn, samples))
+    store.write(lambda d: lag_history.record(d.conn, samples[-1:]))  # the same sample again
+    assert lag_history.count(store) == 60 + len({s.at - s.at % 60 for s in samples})
+    got = lag_history.history(store, "g", since=now - 3600, now=now + 60)
+    assert [s.lag for s in got] == list(range(60))
+    assert store.write(lambda d: lag_history.prune(d.conn, now + 10 * 3600)) == 60
+
+
+@pytest.mark.parametrize("repeats", [2, 30])
+def test_a_partial_upsert_in_a_large_batch_applies_rows_in_order(store: Database, repeats: int) -> None:
+    """An upsert that sets only some columns, with keys repeated in one batch: the columns it sets
+    end with the key's last row, the others keep the first row's (as one statement per row leaves
+    them), whether PostgreSQL sends it in runs (few repeats) or row by row (many)."""
+    sql = (
+        "INSERT INTO alert_state (symbol, signal, risk, updated_at) VALUES (?,?,?,?) "
+        "ON CONFLICT (symbol) DO UPDATE SET signal = excluded.signal"
+    )
+    symbols = [f"S{i}" for i in range(60 // repeats)]
+    rows = [(symbols[i % len(symbols)], f"sig-{i}", i, T0 + i) for i in range(60)]
+    store.write(lambda d: d.conn.executemany(sql, rows))
+    got = {r["symbol"]: r for r in store.query("SELECT symbol, signal, risk, updated_at FROM alert_state")}
+    for n, symbol in enumerate(symbols):
+        last = max(i for i in range(60) if i % len(symbols) == n)
+        assert (got[symbol]["signal"], got[symbol]["risk"], got[symbol]["updated_at"]) == (f"sig-{last}", n, T0 + n)
