@@ -41,6 +41,7 @@ from pipeline.bus.base import (
     TopicState,
     partition_for,
 )
+from pipeline.bus.embedded_checkpoint import Checkpoint, Checkpointer, writer_connection
 from pipeline.bus.embedded_consumer import EmbeddedConsumer
 from pipeline.bus.embedded_log import (
     APPEND,
@@ -72,7 +73,7 @@ class _Writer(threading.Thread):
         self.ops: deque[tuple[Any, ...]] = deque()
         self.wake = threading.Event()
         self.stopping = threading.Event()
-        self.conn = connect(bus.path)
+        self.conn = writer_connection(bus.path, bus.checkpoint)
         self.next_maintenance = time.monotonic() + bus.maintenance_interval_s
 
     def submit(self, op: tuple[Any, ...]) -> None:
@@ -122,6 +123,8 @@ class _Writer(threading.Thread):
         if line is not None:
             line.notify_others(self.conn)
         self.bus._woken()
+        if self.bus._checkpointer is not None:
+            self.bus._checkpointer.committed()
 
     def _apply(self, batch: list[tuple[Any, ...]]) -> list[Any]:
         conn = self.conn
@@ -221,6 +224,7 @@ class EmbeddedBus:
         poll_interval_s: float = 0.05,
         shared: bool = False,
         wake: Wake = "notify",
+        checkpoint: Checkpoint = "background",
     ) -> None:
         """An idle consumer sleeps until a commit wakes it or ``poll_interval_s`` passes (then it
         looks anyway). This process's writer wakes it after every commit.
@@ -229,7 +233,11 @@ class EmbeddedBus:
         ``wake="notify"`` (Linux) their writers wake this process's consumers through
         ``pipeline.bus.embedded_wake``, at once and at no idle cost. ``wake="poll"`` is the older way,
         kept for comparison and for other systems: an idle consumer checks the file's data version
-        every 10 ms (four idle consumers then use about 4-5 % of a core instead of 1.5 %)."""
+        every 10 ms (four idle consumers then use about 4-5 % of a core instead of 1.5 %).
+
+        ``checkpoint``: ``background`` copies the write-ahead log into the file on a thread of its
+        own (``pipeline.bus.embedded_checkpoint``); ``writer`` leaves it to SQLite inside the
+        writer's commits, the older way that stalled every write for tens of milliseconds."""
         self.path = Path(path)
         self.shared = shared
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -246,6 +254,10 @@ class EmbeddedBus:
         self._reader.executescript(SCHEMA)
         self._reader_lock = threading.Lock()
         self._wake_line: WakeLine | None = None
+        self.checkpoint = checkpoint
+        self._checkpointer = Checkpointer(self.path) if checkpoint == "background" else None
+        if self._checkpointer is not None:
+            self._checkpointer.start()
         self._writer = _Writer(self)
         self._writer.start()
         if shared and wake == "notify" and wake_available():
@@ -477,6 +489,8 @@ class EmbeddedBus:
         self._writer.stopping.set()
         self._writer.wake.set()
         self._writer.join(timeout=60)
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._reader_lock:
             self._reader.close()
         if line is not None:
