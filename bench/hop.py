@@ -16,10 +16,11 @@ first half second of each run is left out (the group join). What ``--where`` mea
 ``--mode`` picks what is compared, side by side in one run, alternating rounds:
 
 * embedded ``new``: the log's checkpoints run on a thread of their own
-  (``checkpoint="background"``) and a shared bus wakes other processes' consumers through
-  datagrams (``wake="notify"``); ``old``: SQLite checkpoints inside the writer's commits
-  (``checkpoint="writer"``) and other processes' consumers watch the file's data version every
-  10 ms (``wake="poll"``).
+  (``checkpoint="background"``), a writer waits for another's lock in steps of 0.1-1 ms
+  (``lock_wait="retry"``) and a shared bus wakes other processes' consumers through datagrams
+  (``wake="notify"``); ``old``: SQLite checkpoints inside the writer's commits
+  (``checkpoint="writer"``), a writer sleeps in SQLite's busy handler (``lock_wait="sqlite"``)
+  and other processes' consumers watch the file's data version every 10 ms (``wake="poll"``).
 * Kafka ``new``: both clients with the ``low`` latency profile; ``old``: ``batch`` (5 ms linger on
   the producer, 5 ms after the first message of a poll on the consumer), the profile every stage
   had before profiles existed.
@@ -102,6 +103,7 @@ def open_bus(backend: str, folder: str, mode: str, shared: bool) -> Bus:
         shared=shared,
         wake="notify" if mode == "new" else "poll",
         checkpoint="background" if mode == "new" else "writer",
+        lock_wait="retry" if mode == "new" else "sqlite",
     )
 
 

@@ -13,8 +13,9 @@ With ``checkpoint="background"`` the writer's connection never checkpoints
 1. ``PASSIVE``: copies and syncs everything committed so far, beside the writer (it neither
    waits for nor blocks the writer or any reader). This is the long part: 10-35 ms here.
 2. once the log is ``RESTART_PAGES`` long, ``RESTART``: holds the writer while it copies what was
-   committed during step 1 and waits for readers of the old log (1-2.5 ms here, at most
-   ``RESTART_WAIT_MS`` before it gives up for this round), so that the writer's next transaction
+   committed during step 1 (1-2.5 ms here); it needs the write lock and no reader on the old
+   log, and is tried every 0.2 ms without SQLite's busy handler (which would sleep holding the
+   lock) for up to ``RESTART_WAIT_MS`` before it gives up for this round, so that the writer's next transaction
    starts the log from its beginning again. A passive checkpoint alone never lets it: the writer
    commits during every one, so the log is never wholly copied when the writer begins.
 
@@ -33,24 +34,31 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Literal
 
+from pipeline.bus.embedded_log import busy
 from storage.db import connect
 
 log = logging.getLogger(__name__)
 
 Checkpoint = Literal["background", "writer"]
+LockWait = Literal["retry", "sqlite"]
 
 INTERVAL_S = 1.0
 RESTART_PAGES = 1000  # SQLite's own checkpoint point: about 4 MiB of log
 RESTART_WAIT_MS = 50  # a RESTART that would wait longer for readers is left for the next round
 
 
-def writer_connection(path: Path, checkpoint: Checkpoint) -> sqlite3.Connection:
+def writer_connection(path: Path, checkpoint: Checkpoint, lock_wait: LockWait) -> sqlite3.Connection:
     """The writer's connection: SQLite's checkpoints inside ``COMMIT`` are off when another
-    thread does them (``background``), on as ``storage.db.connect`` sets them otherwise."""
+    thread does them (``background``), on as ``storage.db.connect`` sets them otherwise. With
+    ``lock_wait="retry"`` it never sleeps in SQLite's busy handler (``busy_timeout=0``):
+    ``embedded_log.begin_immediate`` waits for the lock instead."""
     conn = connect(path)
+    if lock_wait == "retry":
+        conn.execute("PRAGMA busy_timeout=0")
     if checkpoint == "background":
         conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
@@ -76,7 +84,7 @@ class Checkpointer(threading.Thread):
 
     def run(self) -> None:
         conn = connect(self.path)
-        conn.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+        conn.execute("PRAGMA busy_timeout=0")  # never hold the write lock while SQLite sleeps
         try:
             while True:
                 self._committed.wait()
@@ -96,13 +104,30 @@ class Checkpointer(threading.Thread):
         try:
             ((_, frames, _),) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             if frames >= self.restart_pages:
-                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-                self.restarts += 1
+                self._restart(conn)
         except sqlite3.OperationalError as exc:
             log.debug("embedded bus checkpoint skipped: %s", exc)
         with self.done:
             self.checkpoints += 1
             self.done.notify_all()
+
+    def _restart(self, conn: sqlite3.Connection) -> None:
+        """``RESTART``, tried every 0.2 ms for up to ``RESTART_WAIT_MS``: with no busy handler it
+        gives up at once, without holding the write lock, when the writer or a reader is busy."""
+        deadline = time.monotonic() + RESTART_WAIT_MS / 1000
+        while True:
+            try:
+                ((blocked, _, _),) = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            except sqlite3.OperationalError as exc:
+                if not busy(exc):
+                    raise
+                blocked = 1
+            if not blocked:
+                self.restarts += 1
+                return
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.0002)
 
     def stop(self) -> None:
         self._stopping.set()

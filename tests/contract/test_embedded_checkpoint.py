@@ -1,16 +1,24 @@
-"""The embedded log's checkpoints run beside the writer, not inside its commits, and still keep the
-write-ahead log from growing (``pipeline.bus.embedded_checkpoint``)."""
+"""The embedded log's writer: its checkpoints run beside it, not inside its commits, and still keep
+the write-ahead log from growing (``pipeline.bus.embedded_checkpoint``); it waits for another
+writer's lock in small steps of its own (``pipeline.bus.embedded_log.begin_immediate``)."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from pipeline.bus import embedded_checkpoint
+from pipeline.bus import embedded_checkpoint, embedded_log
 from pipeline.bus.embedded import EmbeddedBus
+from pipeline.bus.embedded_checkpoint import writer_connection
+from pipeline.bus.embedded_log import begin_immediate, busy
 from pipeline.topics import TopicSpec
+from storage.db import connect
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,3 +75,38 @@ def test_the_writer_leaves_checkpoints_to_its_own_thread_and_the_log_stays_small
         assert [int(r.value[-8:]) for r in records if r.value] == list(range(BATCHES * PER_BATCH))
     finally:
         bus.close()
+
+
+def test_a_writer_waits_for_another_writers_lock_in_small_steps_and_gives_up_after_its_timeout(tmp_path, monkeypatch):
+    """``begin_immediate`` on a connection without a busy handler: while another connection holds
+    the write lock it keeps trying, gets the lock once the other commits (released from another
+    thread when the first attempt has failed, by event, never by the clock), and raises SQLite's
+    busy error when the lock is not released within its timeout."""
+    path = tmp_path / "locks.db"
+    holder, waiter = connect(path), writer_connection(path, "background", "retry")
+    try:
+        holder.execute("CREATE TABLE t (x INTEGER)")
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(sqlite3.OperationalError) as refused:
+            begin_immediate(waiter, timeout_s=0.05)
+        assert busy(refused.value)
+
+        tried = threading.Event()
+
+        def nap(seconds: float) -> None:
+            tried.set()  # an attempt failed: the lock was held
+            time.sleep(seconds)
+
+        monkeypatch.setattr(embedded_log, "time", SimpleNamespace(monotonic=time.monotonic, sleep=nap))
+        release = threading.Thread(target=lambda: (tried.wait(30), holder.execute("COMMIT")))
+        release.start()
+        begin_immediate(waiter, timeout_s=30)
+        release.join(30)
+        assert tried.is_set()
+        waiter.execute("INSERT INTO t VALUES (2)")
+        waiter.execute("COMMIT")
+        assert sorted(x for (x,) in waiter.execute("SELECT x FROM t")) == [1, 2]
+    finally:
+        holder.close()
+        waiter.close()
