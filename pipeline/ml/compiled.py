@@ -8,8 +8,9 @@ arithmetic (scikit-learn 1.9) in a handful of numpy operations over all rows at 
 - every model: ``StandardScaler`` as ``(X - mean_) / scale_``;
 - ``random_forest``: rows cast to float32 as scikit-learn does before a tree walk, all trees walked
   together one level per step (``x[feature] <= threshold`` goes left, leaves point to
-  themselves), then the leaves' class fractions summed tree by tree and divided by the count; by
-  default as ``pipeline.ml.batch``'s compiled loop, bit for bit the same (``ForestEvaluator.walk``);
+  themselves), then the leaves' class fractions summed tree by tree and divided by the count; large
+  batches (or all, ``ForestEvaluator.walk``) as ``pipeline.ml.batch``'s compiled loop, bit for bit
+  the same;
 - ``svm``: the RBF kernel against the Nystroem components (``-2 x.c + |x|^2 + |c|^2``, clipped at
   0, times ``-gamma``, exponentiated) times ``normalization_``, each calibrated classifier's
   linear decision then its sigmoid ``expit(-(a d + b))``, averaged over the classifiers;
@@ -39,6 +40,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 _CHUNK_ROWS = 1024  # rows per forest walk (numpy form)
+_JIT_ROWS = 20_000  # from this many rows the forest walks as the compiled loop whatever ``walk`` says
 
 Walk = Literal["numba", "numpy"]
 
@@ -78,14 +80,17 @@ class ForestEvaluator(Evaluator):
     ``child[2 i]`` (left, ``<=``) or ``child[2 i + 1]``; a leaf tests +inf and points to itself,
     so ``depth`` steps bring every row to its leaf in every tree.
 
-    ``walk``: ``numba`` (the default) walks every batch, a live tick's few rows too, as
-    ``pipeline.ml.batch.forest_walk``'s compiled loop (about 9 µs for a row of a 100-tree forest
-    against about 50 µs for the numpy form); ``numpy`` walks with the numpy operations below. The
-    two give the same bits (a test holds them equal on many rows, ties on thresholds included);
-    rows with a value that is not finite never reach either (the caller uses the pipeline).
+    ``walk``: with ``numpy`` (the default) a batch under ``_JIT_ROWS`` rows walks with the numpy
+    operations below, a larger one as ``pipeline.ml.batch.forest_walk``'s compiled loop; with
+    ``numba`` every batch does, a live tick's few rows too (one call on one row: about 21 µs
+    against 96 µs). The two give the same bits (a test holds them equal on many rows, ties on
+    thresholds included); rows with a value that is not finite never reach either (the caller
+    uses the pipeline). ``numpy`` stays the default: on this shared machine the ml stage flat out
+    was slower with ``numba`` in most paired runs of ``bench.signals --forest-walk both``,
+    unexplained so far (docs/delivery.md#latency).
     """
 
-    walk: Walk = "numba"
+    walk: Walk = "numpy"
 
     def __init__(self, scaler: StandardScaler, forest: RandomForestClassifier) -> None:
         super().__init__(scaler)
@@ -125,7 +130,7 @@ class ForestEvaluator(Evaluator):
             X32 = Xs.astype(np.float32)  # the forest's own cast: ties are decided in float32
         if not np.isfinite(X32).all():
             return None  # scikit-learn refuses a value too large for float32
-        if self.walk == "numba":
+        if self.walk == "numba" or len(X32) >= _JIT_ROWS:
             return self._compiled_walk(X32)
         flat = X32.astype(float)
         if len(flat) <= _CHUNK_ROWS:

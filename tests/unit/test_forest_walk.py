@@ -1,5 +1,5 @@
-"""A forest's compiled walk (numba, used for every batch, a live tick's row too) gives the numpy
-walk's bits: on many ordinary rows, on rows at, just under and just over the split thresholds,
+"""A forest's compiled walk (numba: large batches, or every batch with ``walk="numba"``) gives the
+numpy walk's bits: on many ordinary rows, on rows at, just under and just over the split thresholds,
 on thresholds a float32 input can equal exactly, one row at a time as live ticks come; and a row
 with a value that is not finite reaches neither walk (the caller uses the pipeline)."""
 
@@ -13,9 +13,16 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from pipeline.ml import compiled as compiled_module
 from pipeline.ml.compiled import ForestEvaluator, compile_pipeline
 
 FEATURES = 10
+
+
+@pytest.fixture(autouse=True)
+def numpy_walk_at_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numpy walk walks every batch, however large (by default 20,000 rows go compiled)."""
+    monkeypatch.setattr(compiled_module, "_JIT_ROWS", 10**12)
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +34,10 @@ def walks() -> tuple[ForestEvaluator, ForestEvaluator, Pipeline]:
         [("scale", StandardScaler()), ("model", RandomForestClassifier(n_estimators=40, max_depth=9, random_state=3))]
     )
     pipeline.fit(X, y)
-    compiled = compile_pipeline(pipeline)
-    assert isinstance(compiled, ForestEvaluator) and compiled.walk == "numba"
-    numpy_walk = copy.copy(compiled)
-    numpy_walk.walk = "numpy"
+    numpy_walk = compile_pipeline(pipeline)
+    assert isinstance(numpy_walk, ForestEvaluator) and numpy_walk.walk == "numpy"
+    compiled = copy.copy(numpy_walk)
+    compiled.walk = "numba"
     return compiled, numpy_walk, pipeline
 
 
