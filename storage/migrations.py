@@ -225,6 +225,16 @@ def _m011_operations(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE stage_status ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}'")
 
 
+def _m012_lag_samples(db: sqlite_utils.Database) -> None:
+    # Consumer-group lag per partition over time (storage/lag_history.py): tier 0 every sample of
+    # the last hour, tier 1 the last sample of each minute of the last day. Plain SQL, as in PostgreSQL.
+    db.execute("""CREATE TABLE lag_samples (
+        group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, tier INTEGER NOT NULL,
+        at DOUBLE PRECISION NOT NULL, lag BIGINT NOT NULL,
+        PRIMARY KEY (group_id, topic, partition, tier, at))""")
+    db.execute("CREATE INDEX lag_samples_age ON lag_samples (tier, at)")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_market_ticks_and_bars", _m001_market),
     ("002_journal", _m002_journal),
@@ -237,6 +247,7 @@ MIGRATIONS: list[Migration] = [
     ("009_optimise_runs", _m009_optimise_runs),
     ("010_trade_excursions_and_drift", _m010_review),
     ("011_operations", _m011_operations),
+    ("012_lag_samples", _m012_lag_samples),
 ]
 
 
