@@ -15,12 +15,19 @@ first half second of each run is left out (the group join). What ``--where`` mea
 
 ``--mode`` picks what is compared, side by side in one run, alternating rounds:
 
-* embedded ``new``: a shared bus wakes other processes' consumers through datagrams
-  (``wake="notify"``); ``old``: they watch the file's data version every 10 ms (``wake="poll"``).
-  In one process both modes are the same code (the writer wakes its consumers).
+* embedded ``new``: the log's checkpoints run on a thread of their own
+  (``checkpoint="background"``), a writer waits for another's lock in steps of 0.1-1 ms
+  (``lock_wait="retry"``) and a shared bus wakes other processes' consumers through datagrams
+  (``wake="notify"``); ``old``: SQLite checkpoints inside the writer's commits
+  (``checkpoint="writer"``), a writer sleeps in SQLite's busy handler (``lock_wait="sqlite"``)
+  and other processes' consumers watch the file's data version every 10 ms (``wake="poll"``).
 * Kafka ``new``: both clients with the ``low`` latency profile; ``old``: ``batch`` (5 ms linger on
   the producer, 5 ms after the first message of a poll on the consumer), the profile every stage
   had before profiles existed.
+
+The garbage collector is tuned as the desk tunes it for its stages
+(``pipeline.wiring.tune_gc``); each run reports the collections of the oldest generation that
+fell inside it and the longest pause of any collection (``gc_full``, ``gc_max_ms``).
 
 ``--idle-seconds``: an idle consumer (nothing produced) is left to wait that long, and the CPU its
 process used meanwhile is reported as a share of one core (embedded; for processes, the consumer's
@@ -35,6 +42,7 @@ per run, deleted at the end.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -51,9 +59,33 @@ from typing import Any
 from bench.bus import drop
 from pipeline.bus.base import Bus
 from pipeline.topics import TopicSpec
+from pipeline.wiring import tune_gc
 
 WARM_UP_S = 0.5
 PARTITIONS = 3
+
+
+class GcPauses:
+    """Counts full collections and the longest pause of any, through ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.full = 0
+        self.max_ms = 0.0
+        self._start = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.monotonic_ns()
+            return
+        self.max_ms = max(self.max_ms, (time.monotonic_ns() - self._start) / 1e6)
+        self.full += info["generation"] == 2
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
 
 
 def open_bus(backend: str, folder: str, mode: str, shared: bool) -> Bus:
@@ -66,7 +98,13 @@ def open_bus(backend: str, folder: str, mode: str, shared: bool) -> Bus:
         return KafkaBus(servers)
     from pipeline.bus.embedded import EmbeddedBus
 
-    return EmbeddedBus(os.path.join(folder, "bus.db"), shared=shared, wake="notify" if mode == "new" else "poll")
+    return EmbeddedBus(
+        os.path.join(folder, "bus.db"),
+        shared=shared,
+        wake="notify" if mode == "new" else "poll",
+        checkpoint="background" if mode == "new" else "writer",
+        lock_wait="retry" if mode == "new" else "sqlite",
+    )
 
 
 def latency_for(backend: str, mode: str) -> Any:
@@ -144,7 +182,7 @@ def one_run(backend: str, where: str, mode: str, rate: float, seconds: float, fo
     bus = open_bus(backend, folder, mode, shared)
     latency = latency_for(backend, mode)
     try:
-        with topic_on(bus) as (topic, group):
+        with topic_on(bus) as (topic, group), GcPauses() as pauses:
             ready, lat = threading.Event(), list[float]()
             t0 = time.monotonic()
             reader = threading.Thread(target=consume, args=(bus, topic, group, latency, ready, lat), daemon=True)
@@ -178,6 +216,8 @@ def one_run(backend: str, where: str, mode: str, rate: float, seconds: float, fo
         "received": len(lat),
         **percentiles(kept),
         "seconds": round(elapsed, 2),
+        "gc_full": pauses.full,
+        "gc_max_ms": round(pauses.max_ms, 3),
     }
 
 
@@ -201,6 +241,7 @@ def idle_cpu(backend: str, mode: str, where: str, seconds: float, folder: str) -
 
 def child(argv: list[str]) -> None:
     backend, folder, mode, topic, rate, seconds = argv
+    tune_gc()
     bus = open_bus(backend, folder, mode, True)
     try:
         bus.describe_topics([topic])
@@ -222,6 +263,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=("new", "old", "both"), default="both")
     parser.add_argument("--idle-seconds", type=float, default=5.0)
     args = parser.parse_args()
+    tune_gc()  # as build_runtime does for the desk's stages
     wheres = ["in-process", "processes"] if args.where == "both" else [args.where]
     modes = ["new", "old"] if args.mode == "both" else [args.mode]
     rounds: dict[tuple[str, str, float], list[dict[str, Any]]] = {}

@@ -9,7 +9,10 @@ also give the fastest and slowest repeat. What is timed:
   100,000 calls per repeat on a state warmed with 3,000 simulator bars;
 * per seed model, one ``predict`` of 10 rows through the compiled numpy form (``compiled_ms``,
   300 calls per repeat) and one ``predict_proba`` of the scikit-learn pipeline it was compiled from
-  (``sklearn_ms``, 100 calls per repeat); fitting the models is not timed;
+  (``sklearn_ms``, 100 calls per repeat); fitting the models is not timed. For the random forest,
+  ``numpy_walk_1_row_ms`` times the compiled call on 1 row (as a live tick gives), and
+  ``numba_walk_ms`` and ``numba_walk_1_row_ms`` the same calls (10 rows, 1 row) with the trees
+  walked as the numba loop (``ForestEvaluator.walk = "numba"``);
 * ``read_candles`` of a 1,000,000-row Binance kline file (``seconds``); writing the file to a
   temporary folder is not timed.
 
@@ -32,6 +35,7 @@ from pathlib import Path
 
 from pipeline.candles import read_candles
 from pipeline.config import SEED_MODELS
+from pipeline.ml.compiled import ForestEvaluator
 from pipeline.ml.data import bars_from_simulator
 from pipeline.ml.evaluate import make_dataset
 from pipeline.ml.features import FeatureState
@@ -81,8 +85,24 @@ def main() -> int:
     rows = X.to_numpy()[:10]
     for name in SEED_MODELS:
         predictor = fit_predictor(name, X.to_numpy(), y, 15)
+        predictor.warm()  # the compiled walk's code loads before anything is timed
         compiled = per_call(functools.partial(predictor.predict, rows), 300, repeat)
         plain = per_call(functools.partial(predictor.pipeline.predict_proba, rows), 100, repeat)
+        walks: dict[str, float] = {}
+        if isinstance(predictor.compiled, ForestEvaluator):
+            one = rows[:1]
+            walks.update(
+                spread(per_call(functools.partial(predictor.predict, one), 300, repeat), 1e3, 4, "numpy_walk_1_row_ms")
+            )
+            predictor.compiled.walk = "numba"
+            predictor.warm()
+            walks.update(
+                spread(per_call(functools.partial(predictor.predict, rows), 300, repeat), 1e3, 3, "numba_walk_ms")
+            )
+            walks.update(
+                spread(per_call(functools.partial(predictor.predict, one), 300, repeat), 1e3, 4, "numba_walk_1_row_ms")
+            )
+            predictor.compiled.walk = "numpy"
         print(
             json.dumps(
                 {
@@ -92,6 +112,7 @@ def main() -> int:
                     "repeat": repeat,
                     **spread(compiled, 1e3, 3, "compiled_ms"),
                     **spread(plain, 1e3, 3, "sklearn_ms"),
+                    **walks,
                 }
             ),
             flush=True,

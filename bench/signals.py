@@ -2,6 +2,7 @@
 
     python -m bench.signals --symbols 50 --rate R [--seconds S] [--backend embedded|kafka]
                             [--models random_forest svm logistic_regression] [--repeat K]
+                            [--forest-walk numba|numpy|both]
 
 Each symbol gets the configured models, fitted on simulator history and registered as the app
 does; the store holds enough bars that every symbol is warm from the first tick. Two runs:
@@ -17,6 +18,11 @@ does; the store holds enough bars that every symbol is warm from the first tick.
   ``--idle-seconds`` with no tick offered, as a share of one core.
 * ``max``: N ticks offered as fast as the producer takes them; ``ticks_per_s`` is N over the time
   from the first produce to the stage's last processed tick.
+
+``--forest-walk``: how the random forest walks a live batch (``ForestEvaluator.walk``): ``numpy``,
+the desk's default, or ``numba``, the compiled loop it uses for large batches;
+``both`` runs them side by side, alternating within each repeat. Every line says which
+(``forest_walk``).
 
 Prints one JSON line per run (and per repeat) and one with the medians. The stage runs in this
 process on its own thread, as in the app.
@@ -40,6 +46,7 @@ import numpy as np
 from bench.bus import make_bus
 from pipeline.config import SEED_MODELS
 from pipeline.messages import MarketData, encode
+from pipeline.ml.compiled import ForestEvaluator, Walk
 from pipeline.ml.data import bars_from_simulator
 from pipeline.ml.evaluate import make_dataset, walk_forward
 from pipeline.ml.models import fit_predictor
@@ -287,11 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--pacing", choices=("burst", "spread", "both"), default="both")
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="idle wait whose CPU is reported")
+    parser.add_argument("--forest-walk", choices=("numba", "numpy", "both"), default="numpy")
     args = parser.parse_args(argv)
     pacings = ("burst", "spread") if args.pacing == "both" else (args.pacing,)
+    walks: tuple[Walk, ...] = ("numba", "numpy") if args.forest_walk == "both" else (args.forest_walk,)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-signals-") as tmp:
-        for k in range(args.repeat):
+        for k, walk in ((k, w) for k in range(args.repeat) for w in walks):
+            ForestEvaluator.walk = walk
             for line in run(
                 args.backend,
                 args.symbols,
@@ -299,18 +309,22 @@ def main(argv: list[str] | None = None) -> int:
                 args.seconds,
                 args.max_ticks,
                 tuple(args.models),
-                Path(tmp) / str(k),
+                Path(tmp) / f"{k}-{walk}",
                 pacings,
                 args.idle_seconds,
             ):
+                line["forest_walk"] = walk
                 print(json.dumps(line), flush=True)
                 runs.append(line)
     if args.repeat > 1:
-        for mode, pacing in [("paced", p) for p in pacings] + [("max", None)]:
-            of = [r for r in runs if r["mode"] == mode and r.get("pacing") == pacing]
+        for walk, mode, pacing in [
+            (w, m, p) for w in walks for m, p in [("paced", p) for p in pacings] + [("max", None)]
+        ]:
+            of = [r for r in runs if r["mode"] == mode and r.get("pacing") == pacing and r["forest_walk"] == walk]
             summary = {
                 "bench": "signals",
                 "mode": mode,
+                "forest_walk": walk,
                 "summary": "median",
                 "backend": args.backend,
                 "repeat": args.repeat,

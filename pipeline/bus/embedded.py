@@ -41,12 +41,14 @@ from pipeline.bus.base import (
     TopicState,
     partition_for,
 )
+from pipeline.bus.embedded_checkpoint import Checkpoint, Checkpointer, LockWait, writer_connection
 from pipeline.bus.embedded_consumer import EmbeddedConsumer
 from pipeline.bus.embedded_log import (
     APPEND,
     CALL,
     FLUSH,
     SCHEMA,
+    begin_immediate,
     bump_generation,
     encode_headers,
     now_ms,
@@ -72,7 +74,7 @@ class _Writer(threading.Thread):
         self.ops: deque[tuple[Any, ...]] = deque()
         self.wake = threading.Event()
         self.stopping = threading.Event()
-        self.conn = connect(bus.path)
+        self.conn = writer_connection(bus.path, bus.checkpoint, bus.lock_wait)
         self.next_maintenance = time.monotonic() + bus.maintenance_interval_s
 
     def submit(self, op: tuple[Any, ...]) -> None:
@@ -122,10 +124,15 @@ class _Writer(threading.Thread):
         if line is not None:
             line.notify_others(self.conn)
         self.bus._woken()
+        if self.bus._checkpointer is not None:
+            self.bus._checkpointer.committed()
 
     def _apply(self, batch: list[tuple[Any, ...]]) -> list[Any]:
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        if self.bus.lock_wait == "retry":
+            begin_immediate(conn)
+        else:
+            conn.execute("BEGIN IMMEDIATE")
         try:
             next_offsets: dict[tuple[str, int], int] = {}
             rows: list[tuple[Any, ...]] = []
@@ -221,6 +228,8 @@ class EmbeddedBus:
         poll_interval_s: float = 0.05,
         shared: bool = False,
         wake: Wake = "notify",
+        checkpoint: Checkpoint = "background",
+        lock_wait: LockWait = "retry",
     ) -> None:
         """An idle consumer sleeps until a commit wakes it or ``poll_interval_s`` passes (then it
         looks anyway). This process's writer wakes it after every commit.
@@ -229,7 +238,14 @@ class EmbeddedBus:
         ``wake="notify"`` (Linux) their writers wake this process's consumers through
         ``pipeline.bus.embedded_wake``, at once and at no idle cost. ``wake="poll"`` is the older way,
         kept for comparison and for other systems: an idle consumer checks the file's data version
-        every 10 ms (four idle consumers then use about 4-5 % of a core instead of 1.5 %)."""
+        every 10 ms (four idle consumers then use about 4-5 % of a core instead of 1.5 %).
+
+        ``checkpoint``: ``background`` copies the write-ahead log into the file on a thread of its
+        own (``pipeline.bus.embedded_checkpoint``); ``writer`` leaves it to SQLite inside the
+        writer's commits, the older way that stalled every write for tens of milliseconds.
+        ``lock_wait``: ``retry`` waits for another writer's lock in steps of 0.1-1 ms
+        (``embedded_log.begin_immediate``); ``sqlite`` in SQLite's busy handler, the older way,
+        whose sleeps grow to 25 ms and more."""
         self.path = Path(path)
         self.shared = shared
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -246,6 +262,11 @@ class EmbeddedBus:
         self._reader.executescript(SCHEMA)
         self._reader_lock = threading.Lock()
         self._wake_line: WakeLine | None = None
+        self.checkpoint = checkpoint
+        self.lock_wait = lock_wait
+        self._checkpointer = Checkpointer(self.path) if checkpoint == "background" else None
+        if self._checkpointer is not None:
+            self._checkpointer.start()
         self._writer = _Writer(self)
         self._writer.start()
         if shared and wake == "notify" and wake_available():
@@ -477,6 +498,8 @@ class EmbeddedBus:
         self._writer.stopping.set()
         self._writer.wake.set()
         self._writer.join(timeout=60)
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._reader_lock:
             self._reader.close()
         if line is not None:

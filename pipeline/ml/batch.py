@@ -24,6 +24,7 @@ Nothing here keeps state; every function may run on any thread (``nogil``).
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 from numba import njit
@@ -131,8 +132,7 @@ def tick_features(
     return _tick_features(*as_float)
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _forest_walk(
+def _walk_rows(
     rows: np.ndarray,
     n_features: int,
     feature: np.ndarray,
@@ -165,6 +165,18 @@ def _forest_walk(
     return out
 
 
+_forest_walk = njit(cache=True, nogil=True, boundscheck=False)(_walk_rows)
+# The same loop holding the GIL, for a live tick's few rows: released for 20 µs, the lock is taken
+# back only when another busy thread lets go of it, up to the interpreter's 5 ms switch interval.
+_forest_walk_holding = njit(cache=True, boundscheck=False)(
+    types.FunctionType(
+        _walk_rows.__code__.replace(co_name="_walk_rows_holding", co_qualname="_walk_rows_holding"),
+        _walk_rows.__globals__,
+    )
+)
+_HOLD_GIL_ROWS = 1024  # below this many rows the walk keeps the GIL
+
+
 def float32_floor(threshold: np.ndarray) -> np.ndarray:
     """The largest float32 at or under each threshold: for a float32 ``x``, ``x > t`` exactly
     when ``x > float32_floor(t)``, so the walk compares float32 to float32 (+inf stays +inf)."""
@@ -186,7 +198,8 @@ def forest_walk(
     """Return the mean leaf value over the packed trees for each of the float32 ``rows`` (scaled
     inputs); ``threshold32`` is ``float32_floor`` of the thresholds. See ``ForestEvaluator``."""
     rows32 = np.ascontiguousarray(rows, dtype=np.float32)
-    return _forest_walk(
+    walk = _forest_walk_holding if len(rows32) < _HOLD_GIL_ROWS else _forest_walk
+    return walk(
         rows32.ravel(),
         int(rows32.shape[1]),
         np.ascontiguousarray(feature, dtype=np.int32),

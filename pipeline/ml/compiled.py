@@ -8,7 +8,9 @@ arithmetic (scikit-learn 1.9) in a handful of numpy operations over all rows at 
 - every model: ``StandardScaler`` as ``(X - mean_) / scale_``;
 - ``random_forest``: rows cast to float32 as scikit-learn does before a tree walk, all trees walked
   together one level per step (``x[feature] <= threshold`` goes left, leaves point to
-  themselves), then the leaves' class fractions summed tree by tree and divided by the count;
+  themselves), then the leaves' class fractions summed tree by tree and divided by the count; large
+  batches (or all, ``ForestEvaluator.walk``) as ``pipeline.ml.batch``'s compiled loop, bit for bit
+  the same;
 - ``svm``: the RBF kernel against the Nystroem components (``-2 x.c + |x|^2 + |c|^2``, clipped at
   0, times ``-gamma``, exponentiated) times ``normalization_``, each calibrated classifier's
   linear decision then its sigmoid ``expit(-(a d + b))``, averaged over the classifiers;
@@ -24,7 +26,7 @@ pipeline itself. Results agree with the pipeline's to rounding (well within 1e-9
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy.special import expit
@@ -37,8 +39,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-_CHUNK_ROWS = 1024  # rows per forest walk
-_JIT_ROWS = 20_000  # from this many rows the forest walks as a compiled loop (pipeline.ml.batch)
+_CHUNK_ROWS = 1024  # rows per forest walk (numpy form)
+_JIT_ROWS = 20_000  # from this many rows the forest walks as the compiled loop whatever ``walk`` says
+
+Walk = Literal["numba", "numpy"]
 
 
 class Evaluator:
@@ -61,6 +65,10 @@ class Evaluator:
         Xs = self._scaled(X)
         return None if Xs is None else self._evaluate(Xs)
 
+    def warm(self) -> None:
+        """Load what the first call would (compiled code), so that call is not slow: a live stage
+        calls this when it loads a model."""
+
     def _evaluate(self, Xs: np.ndarray) -> np.ndarray | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -71,7 +79,18 @@ class ForestEvaluator(Evaluator):
     Node ``i`` of the pack tests feature ``feature[i]`` against ``threshold[i]`` and goes to
     ``child[2 i]`` (left, ``<=``) or ``child[2 i + 1]``; a leaf tests +inf and points to itself,
     so ``depth`` steps bring every row to its leaf in every tree.
+
+    ``walk``: with ``numpy`` (the default) a batch under ``_JIT_ROWS`` rows walks with the numpy
+    operations below, a larger one as ``pipeline.ml.batch.forest_walk``'s compiled loop; with
+    ``numba`` every batch does, a live tick's few rows too (one call on one row: about 21 µs
+    against 96 µs). The two give the same bits (a test holds them equal on many rows, ties on
+    thresholds included); rows with a value that is not finite never reach either (the caller
+    uses the pipeline). ``numpy`` stays the default: on this shared machine the ml stage flat out
+    was slower with ``numba`` in most paired runs of ``bench.signals --forest-walk both``,
+    unexplained so far (docs/delivery.md#latency).
     """
+
+    walk: Walk = "numpy"
 
     def __init__(self, scaler: StandardScaler, forest: RandomForestClassifier) -> None:
         super().__init__(scaler)
@@ -104,24 +123,38 @@ class ForestEvaluator(Evaluator):
         self.value = np.concatenate(values)
         self.roots = np.array(roots, dtype=np.intp)[:, None]
         self.depth = depth
-        self.threshold32: np.ndarray | None = None  # for the compiled walk, made on its first use
+        self._packed: tuple[np.ndarray, ...] | None = None  # the compiled walk's arrays, made on first use
 
     def _evaluate(self, Xs: np.ndarray) -> np.ndarray | None:
         with np.errstate(over="ignore"):
             X32 = Xs.astype(np.float32)  # the forest's own cast: ties are decided in float32
         if not np.isfinite(X32).all():
             return None  # scikit-learn refuses a value too large for float32
-        if len(X32) >= _JIT_ROWS:
-            from pipeline.ml.batch import float32_floor, forest_walk  # numba loads only for large batches
-
-            if self.threshold32 is None:
-                self.threshold32 = float32_floor(self.threshold)
-            return forest_walk(X32, self.feature, self.threshold32, self.child, self.value, self.roots, self.depth)
+        if self.walk == "numba" or len(X32) >= _JIT_ROWS:
+            return self._compiled_walk(X32)
         flat = X32.astype(float)
         if len(flat) <= _CHUNK_ROWS:
             return self._walk(flat)
         # (trees, rows) work arrays stay in cache: twice as fast on 20,000 rows as one pass.
         return np.concatenate([self._walk(flat[i : i + _CHUNK_ROWS]) for i in range(0, len(flat), _CHUNK_ROWS)])
+
+    def _compiled_walk(self, X32: np.ndarray) -> np.ndarray:
+        from pipeline.ml.batch import float32_floor, forest_walk  # numba loads on the first walk
+
+        if self._packed is None:  # in the loop's dtypes once, so a call copies nothing
+            self._packed = (
+                np.ascontiguousarray(self.feature, dtype=np.int32),
+                float32_floor(self.threshold),
+                np.ascontiguousarray(self.child, dtype=np.int32),
+                np.ascontiguousarray(self.value, dtype=np.float64),
+                np.ascontiguousarray(self.roots, dtype=np.int32).ravel(),
+            )
+        feature, threshold32, child, value, roots = self._packed
+        return forest_walk(X32, feature, threshold32, child, value, roots, self.depth)
+
+    def warm(self) -> None:
+        if self.walk == "numba":
+            self._compiled_walk(np.zeros((1, self.n_features), dtype=np.float32))
 
     def _walk(self, rows: np.ndarray) -> np.ndarray:
         n = len(rows)

@@ -185,6 +185,13 @@ class Predictor:
         self.__dict__.update(state)
         self.compile()
 
+    def warm(self) -> None:
+        """Load the compiled form's code now (numba's, for a forest) instead of on the first tick."""
+        if self._compiled_from is not self.pipeline:
+            self.compile()
+        if self.compiled is not None:
+            self.compiled.warm()
+
     def _evaluate(self, X: np.ndarray) -> np.ndarray | None:
         """Return the compiled output for ``X``, or None to use the pipeline."""
         if self._compiled_from is not self.pipeline:

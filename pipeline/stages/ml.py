@@ -135,6 +135,7 @@ class MLStage(Stage):
             except ModelLoadError as exc:
                 self._load_failed(record, current, str(exc))
                 continue
+            predictor.warm()  # the compiled walk's code loads here, not on the next tick
             self.loaded[key] = _Loaded(record, predictor, _metadata(record))
             log.info("ml: %s %s v%d active", record.symbol, record.model, record.version)
 
