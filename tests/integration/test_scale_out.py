@@ -4,7 +4,10 @@ the tests' PostgreSQL. The consumer groups split raw-trades' partitions between 
 journal read through either host's configuration is the same and whole; and while trades keep
 coming, partitions move five times (a host killed with SIGKILL, started again, the other stopped
 with SIGTERM and started again, the first stopped) with every trade stored exactly once: stored =
-published after each move."""
+published after each move. Then the API (its journal routes, served over each host's configuration:
+its own DATA_DIR and tokens, the shared PostgreSQL) answers with identical bodies from either host,
+and the Journal page rendered by Streamlit's AppTest for each host's configuration shows the same
+tiles, the whole journal's."""
 
 from __future__ import annotations
 
@@ -21,15 +24,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from streamlit.testing.v1 import AppTest
 
+import runtime
 from bench.bus import BenchBus
 from bench.journal import _CLASSES, _group, raw_trades
-from pipeline.bus.base import partition_for
+from pipeline.api.app import create_app
+from pipeline.api.context import loopback_context
+from pipeline.bus.base import Bus, Producer, partition_for
 from pipeline.bus.kafka import KafkaBus
-from pipeline.config import load_config
+from pipeline.config import Config, load_config
 from pipeline.topics import CATALOG, RAW_TRADES
 from storage import journal
-from storage.db import open_database
+from storage.db import Database, open_database
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(420)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +94,44 @@ class Host:
         return {p for t, p in self.assigned.get(group, []) if t == RAW_TRADES}
 
 
+def _api_bodies(config: Config, db: Database, bus: Bus, producer: Producer, users: list[str]) -> dict[str, list[Any]]:
+    """Each user's journal routes' bodies from an API over one host's configuration: the host's
+    own DATA_DIR (its own token file: each user's token is that host's) and its store."""
+    ctx = loopback_context(bus, producer, db, users[0], config.data_dir)
+    app = create_app(ctx)
+    bodies: dict[str, list[Any]] = {}
+    for user in users:
+        token = ctx.tokens.token_for(user)
+        client = TestClient(app, base_url="http://127.0.0.1", headers={"Authorization": f"Bearer {token}"})
+        got = []
+        for path in ("/api/trades?limit=100000", "/api/journal/summary", "/api/alerts"):
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.text)
+            got.append(response.json())
+        bodies[user] = got
+    return bodies
+
+
+def _journal_page_tiles(env: dict[str, str], user: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The Journal page's tiles rendered by AppTest with one host's configuration (its DATA_DIR,
+    the shared PostgreSQL; no stages, the embedded bus: the page reads the store)."""
+    monkeypatch.chdir(ROOT)
+    for name in ("DATA_DIR", "DATABASE_URL"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "")
+    monkeypatch.setenv("STAGES", "")
+    monkeypatch.setenv("USER_ID", user)
+    runtime.get_runtime.clear()
+    try:
+        at = AppTest.from_file(str(ROOT / "views" / "journal.py"), default_timeout=60)
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        return {m.label: m.value for m in at.metric}
+    finally:
+        runtime.get_runtime().stop()
+        runtime.get_runtime.clear()
+
+
 def _users(partitions: int, run: str) -> list[str]:
     """One user per partition of raw-trades (trades are keyed by user)."""
     users: dict[int, str] = {}
@@ -120,7 +166,7 @@ def desk(kafka_bootstrap: str, postgres_url: str, tmp_path: Path) -> Iterator[di
 
 
 def test_two_hosts_split_the_work_show_one_journal_and_lose_or_double_nothing_as_partitions_move(
-    desk: dict[str, Any],
+    desk: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bus, (a, b), run = desk["bus"], desk["hosts"], desk["run"]
     groups = [_group(cls, run) for cls in _CLASSES]
@@ -202,6 +248,18 @@ def test_two_hosts_split_the_work_show_one_journal_and_lose_or_double_nothing_as
             fills = stores[0].query("SELECT count(*) AS n FROM journal_fills WHERE user_id = ?", (user,))[0]["n"]
             assert fills == PER_USER
         assert stored() == published == PER_USER * len(users)
+
+        # Every journal route, served over either host's configuration, answers the same bodies.
+        api = [_api_bodies(c, s, bus, producer, users) for c, s in zip(configs, stores, strict=True)]
+        assert api[0] == api[1]
+        for user in users:
+            listed, summary, _ = api[0][user]
+            assert len(listed) == PER_USER and summary == journal.journal_summary(stores[0], user)
+            assert summary["trades"] == PER_USER // 2 and summary["fills"] == PER_USER
+        # The Journal page shows the same tiles, the whole journal's, from either host.
+        tiles = [_journal_page_tiles(h.env, users[0], monkeypatch) for h in (a, b)]
+        assert tiles[0] == tiles[1]
+        assert tiles[0]["Closed trades"] == f"{PER_USER // 2:,}"
     finally:
         producer.close()
         for s in stores:
