@@ -2,7 +2,7 @@
 journal-store -> a row in the store (SQLite, or PostgreSQL with ``--store postgres``).
 
     python -m bench.journal --trades N [--rate R] [--backend embedded|kafka] [--repeat K] [--processes]
-        [--store sqlite|postgres|both] [--database-url URL]
+        [--store sqlite|postgres|both] [--database-url URL] [--groups 1|2] [--users U]
 
 Each trade is a Binance spot fill as the CSV importer publishes it; buys and sells alternate so
 every raw trade makes exactly one journal row (a buy opens a lot, the next sell closes it into a
@@ -25,6 +25,14 @@ and synchronous commit on, as PostgreSQL ships), one fresh database per run; the
 machine's cores with the stages, and its CPU is not in ``idle_cpu_pct``. ``--store both`` runs
 SQLite then PostgreSQL, each ``--repeat`` times. Each JSON line names its ``store``.
 
+``--groups 2`` (with ``--processes --backend kafka``) runs two processes per stage in one consumer group, as two
+hosts of one desk would (docs/scaling.md): the group splits each topic's partitions between them.
+Trades are keyed by user, so a second process has work only with several users: ``--users U``
+spreads the N trades over U users on U different partitions of raw-trades (round robin, so they
+arrive interleaved); compare ``--groups 1`` and ``--groups 2`` with the same ``--users``.
+``throughput_per_s`` and the latencies are timed as above, over every user's rows. The stages then
+read the run's topics from their start, not their end (see ``_stage``).
+
 On Kafka the run's topics and groups are its own (``bench.bus.BenchBus``: ``raw-trades.bench-<run>``
 and so on), never the desk's, and are deleted at the end.
 """
@@ -46,7 +54,7 @@ from typing import Any
 import orjson
 
 from bench.bus import make_bus
-from pipeline.bus.base import Bus
+from pipeline.bus.base import Bus, OffsetReset, partition_for
 from pipeline.journal.behaviour_settings import BehaviourRules
 from pipeline.journal.fills import Fill, fill_fingerprint
 from pipeline.messages import RawTrade, Side, encode
@@ -96,6 +104,20 @@ def raw_trades(n: int, user: str) -> list[tuple[str, bytes]]:
     return out
 
 
+def spread_users(prefix: str, count: int) -> list[str]:
+    """``count`` user ids, each on a different partition of raw-trades (trades are keyed by user)."""
+    partitions = CATALOG[RAW_TRADES].partitions
+    if not 1 <= count <= partitions:
+        raise SystemExit(f"error: --users must be 1 to {partitions} (raw-trades' partitions), not {count}")
+    users: dict[int, str] = {}
+    n = 0
+    while len(users) < count:
+        user = f"{prefix}-{n}"
+        users.setdefault(partition_for(user.encode(), partitions), user)
+        n += 1
+    return list(users.values())
+
+
 _CLASSES: tuple[type[Stage], ...] = (Normalizer, Enricher, BehaviourStage, JournalStore)
 
 
@@ -103,12 +125,15 @@ def _group(cls: type[Stage], suffix: str) -> str:
     return f"{cls.name}-bench-{suffix}"
 
 
-def _stage(index: int, db: Database, suffix: str) -> Stage:
+def _stage(index: int, db: Database, suffix: str, reset: OffsetReset = "latest") -> Stage:
     """A journal stage with a group id of its own, so a shared broker's old offsets don't count."""
     cls = _CLASSES[index]
     args = (db, BehaviourRules()) if cls is BehaviourStage else (db,)
-    # From the end of each topic: a shared broker holds earlier runs' messages.
-    sub = type(cls.__name__, (cls,), {"name": _group(cls, suffix), "offset_reset": "latest"})
+    # From the end of each topic: a shared broker holds earlier runs' messages. With two processes
+    # per group, from the start: a partition moved by a late rebalance before its first commit
+    # would otherwise start at its end and skip what came meanwhile; the run's Kafka topics are
+    # its own (BenchBus), so their start is this run's.
+    sub = type(cls.__name__, (cls,), {"name": _group(cls, suffix), "offset_reset": reset})
     return sub(*args)
 
 
@@ -137,12 +162,20 @@ class InProcess:
 
 
 def _stage_process(
-    index: int, backend: str, folder: str, db_path: str, suffix: str, ready: Any, stop: Any, report: Any
+    index: int,
+    backend: str,
+    folder: str,
+    db_path: str,
+    suffix: str,
+    ready: Any,
+    stop: Any,
+    report: Any,
+    reset: OffsetReset = "latest",
 ) -> None:
     """One stage in a process of its own, with its own bus client and database writer."""
     bus = make_bus(backend, folder, shared=True, run=suffix)
     db = open_store(db_path)
-    runner = StageRunner(_stage(index, db, suffix), bus, poll_timeout=0.05)
+    runner = StageRunner(_stage(index, db, suffix, reset), bus, poll_timeout=0.05)
     tune_gc()
     runner.start()
     started = os.times()
@@ -157,20 +190,23 @@ def _stage_process(
 
 
 class Processes:
-    """Each stage in its own process (spawned, so nothing of this process is inherited)."""
+    """Each stage in ``groups`` processes of its own, one consumer group per stage (spawned, so
+    nothing of this process is inherited)."""
 
-    def __init__(self, backend: str, folder: Path, store_spec: str, suffix: str) -> None:
+    def __init__(self, backend: str, folder: Path, store_spec: str, suffix: str, groups: int = 1) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.stop_event, self.report = ctx.Event(), ctx.Queue()
-        readies = [ctx.Event() for _ in _CLASSES]
+        indexes = [i for i in range(len(_CLASSES)) for _ in range(groups)]
+        reset: OffsetReset = "earliest" if groups > 1 else "latest"
+        readies = [ctx.Event() for _ in indexes]
         self.procs = [
             ctx.Process(
                 target=_stage_process,
-                name=f"stage-{i}",
+                name=f"stage-{i}-{k}",
                 daemon=True,
-                args=(i, backend, str(folder), store_spec, suffix, readies[i], self.stop_event, self.report),
+                args=(i, backend, str(folder), store_spec, suffix, readies[k], self.stop_event, self.report, reset),
             )
-            for i in range(len(_CLASSES))
+            for k, i in enumerate(indexes)
         ]
         for p in self.procs:
             p.start()
@@ -179,22 +215,24 @@ class Processes:
                 if not p.is_alive():
                     raise SystemExit(f"a stage process exited with code {p.exitcode} before it started")
         self.groups = {_group(cls, suffix) for cls in _CLASSES}
+        self.members = groups
 
     def stop(self) -> dict[str, tuple[int, ...]]:
         """Stop the stages; return each one's processed, produced, dead-lettered, errors and CPU seconds."""
         self.stop_event.set()
-        health = dict(self.report.get(timeout=60) for _ in self.procs)
+        reports = [self.report.get(timeout=60) for _ in self.procs]
+        health = {f"{name}#{n}": h for n, (name, h) in enumerate(sorted(reports))}
         for p in self.procs:
             p.join(30)
         return health
 
 
-def wait_until_joined(bus: Bus, groups: set[str]) -> None:
-    """Wait until every stage has joined its group and found the end of its topics: they start
-    from there, so a message published earlier would be missed."""
+def wait_until_joined(bus: Bus, groups: set[str], members: int = 1) -> None:
+    """Wait until every stage's group has ``members`` members and they found the end of their
+    topics: they start from there, so a message published earlier would be missed."""
     deadline = time.time() + 60
     while time.time() < deadline:
-        joined = {g.group_id for g in bus.describe_groups() if g.group_id in groups and g.members}
+        joined = {g.group_id for g in bus.describe_groups() if g.group_id in groups and g.members >= members}
         if joined == groups:
             break
         time.sleep(0.2)
@@ -236,42 +274,48 @@ def run_once(
     processes: bool = False,
     idle_seconds: float = 0.0,
     database_url: str | None = None,
+    groups: int = 1,
+    users: int = 1,
 ) -> dict[str, object]:
     folder.mkdir(parents=True, exist_ok=True)
     suffix = uuid.uuid4().hex[:8]
     user = f"bench-{suffix}"
+    names = [user] if users == 1 else spread_users(user, users)
     bus = make_bus(backend, str(folder), shared=processes, run=suffix)
     bus.create_topics(CATALOG.values())
     spec = database_url or str(folder / f"desk-{suffix}.db")
     db = open_store(spec)
-    stages = Processes(backend, folder, spec, suffix) if processes else InProcess(bus, db, suffix)
+    stages = Processes(backend, folder, spec, suffix, groups) if processes else InProcess(bus, db, suffix)
     producer = bus.producer()
-    messages = raw_trades(n, user)
-    wait_until_joined(bus, stages.groups)
+    # each user's trades (an even number: every buy is closed by the next sell), round robin
+    per_user = [raw_trades(n // len(names), u) for u in names]
+    messages = [(u, m) for ms in zip(*per_user, strict=True) for u, m in zip(names, ms, strict=True)]
+    wait_until_joined(bus, stages.groups, groups)
     pids = [p.pid for p in stages.procs if p.pid] if isinstance(stages, Processes) else [os.getpid()]
     idle = idle_cpu_pct(pids, idle_seconds) if idle_seconds > 0 else None
     sent: dict[str, float] = {}
     start = time.time()
-    for i, (fid, value) in enumerate(messages):
+    for i, (owner, (fid, value)) in enumerate(messages):
         if rate:
             due = start + i / rate
             delay = due - time.time()
             if delay > 0:
                 time.sleep(delay)
         sent[fid] = time.time()
-        producer.produce(RAW_TRADES, value, key=user.encode())
+        producer.produce(RAW_TRADES, value, key=owner.encode())
         if rate and i % 50 == 0:
             producer.flush(10)
     producer.flush(120)
     deadline = time.time() + max(120.0, n / 500)
+    marks = ", ".join("?" * len(names))
     stored = 0
     while time.time() < deadline:
-        stored = db.query("SELECT count(*) AS n FROM journal_trades WHERE user_id=?", (user,))[0]["n"]
+        stored = db.query(f"SELECT count(*) AS n FROM journal_trades WHERE user_id IN ({marks})", tuple(names))[0]["n"]
         if stored >= n:
             break
         time.sleep(0.25)  # the end is the last row's stored_at; counting often would slow the stages
     end = time.time()
-    rows = db.query("SELECT fill_ids, stored_at FROM journal_trades WHERE user_id=?", (user,))
+    rows = db.query(f"SELECT fill_ids, stored_at FROM journal_trades WHERE user_id IN ({marks})", tuple(names))
     last_stored = max((r["stored_at"] for r in rows), default=end * 1000) / 1000
     latencies = sorted(r["stored_at"] - sent[orjson.loads(r["fill_ids"])[-1]] * 1000 for r in rows)
     health = stages.stop()
@@ -286,6 +330,8 @@ def run_once(
         "backend": backend,
         "store": "postgres" if database_url else "sqlite",
         "processes": processes,
+        "groups": groups,
+        "users": len(names),
         "trades": n,
         "rate": rate,
         "seconds": round(seconds, 3),
@@ -322,7 +368,15 @@ def main() -> None:
         help="where the journal is stored (postgres: --database-url, or a temporary server of this run's own)",
     )
     parser.add_argument("--database-url", default=None, help="a PostgreSQL database to use for --store postgres")
+    parser.add_argument(
+        "--groups", type=int, choices=(1, 2), default=1, help="processes per stage group (2 needs --processes)"
+    )
+    parser.add_argument("--users", type=int, default=1, help="users the trades are spread over, one per partition")
     args = parser.parse_args()
+    if args.groups > 1 and not (args.processes and args.backend == "kafka"):
+        parser.error("--groups 2 runs two processes per stage on Kafka: add --processes --backend kafka")
+    if args.trades % (2 * args.users):
+        parser.error(f"--trades must be a multiple of 2 x --users ({2 * args.users}): each user's buys are closed")
     stores = ("sqlite", "postgres") if args.store == "both" else (args.store,)
     for store in stores:
         if store == "postgres" and args.database_url:
@@ -348,6 +402,8 @@ def _runs(args: argparse.Namespace, store: str, url_of: Any) -> None:
                 args.processes,
                 args.idle_seconds,
                 url_of(i),
+                args.groups,
+                args.users,
             )
             runs.append(result)
             print(json.dumps(result), flush=True)
@@ -358,6 +414,8 @@ def _runs(args: argparse.Namespace, store: str, url_of: Any) -> None:
                     "backend": args.backend,
                     "store": store,
                     "processes": args.processes,
+                    "groups": args.groups,
+                    "users": args.users,
                     "trades": args.trades,
                     "rate": args.rate,
                     "stat": "median",
