@@ -22,12 +22,13 @@ install-dev: $(VENV)/.dev-deps
 run: install
 	$(VENV)/bin/streamlit run app.py
 
-## Install, fetch Kafka, Chromium and Redis, lint and type-check, then run the whole suite. The suite
+## Install, fetch Kafka, Chromium, Redis and PostgreSQL, lint and type-check, then run the whole suite. The suite
 ## starts and stops a broker of its own (scripts/kafka.sh --test: .kafka/test, KAFKA_TEST_PORT or
 ## KAFKA_PORT+2), never the desk's.
 test: install-dev
 	scripts/setup-chromium.sh
 	scripts/setup-redis.sh
+	scripts/setup-postgres.sh
 	scripts/kafka.sh fetch
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest

@@ -86,7 +86,11 @@ def main() -> None:
         user = f"bench-{suffix}"
         stages: InProcess | Processes | None = None
         if args.stored:
-            stages = Processes(args.backend, Path(folder), db, suffix) if args.processes else InProcess(bus, db, suffix)
+            stages = (
+                Processes(args.backend, Path(folder), str(db.path), suffix)
+                if args.processes
+                else InProcess(bus, db, suffix)
+            )
             wait_until_joined(bus, stages.groups)
         updates: list[float] = []
         producer = bus.producer()

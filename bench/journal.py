@@ -1,7 +1,8 @@
 """The journal pipeline end to end: raw-trades in -> normalizer -> enricher -> behaviour ->
-journal-store -> a row in SQLite.
+journal-store -> a row in the store (SQLite, or PostgreSQL with ``--store postgres``).
 
     python -m bench.journal --trades N [--rate R] [--backend embedded|kafka] [--repeat K] [--processes]
+        [--store sqlite|postgres|both] [--database-url URL]
 
 Each trade is a Binance spot fill as the CSV importer publishes it; buys and sells alternate so
 every raw trade makes exactly one journal row (a buy opens a lot, the next sell closes it into a
@@ -17,6 +18,12 @@ By default the four stages run in this process on their own threads, as in the a
 ``--processes`` each runs in a process of its own, as ``python -m pipeline run --stage NAME`` runs
 it, on the same bus and database files (embedded) or broker (Kafka): one interpreter's lock no
 longer holds all four stages, so they use every core.
+
+``--store postgres`` runs the same on PostgreSQL: on ``--database-url`` when given, else on a
+server this run starts in a temporary cluster (Debian's postgresql, scripts/setup-postgres.sh; fsync
+and synchronous commit on, as PostgreSQL ships), one fresh database per run; the server shares the
+machine's cores with the stages, and its CPU is not in ``idle_cpu_pct``. ``--store both`` runs
+SQLite then PostgreSQL, each ``--repeat`` times. Each JSON line names its ``store``.
 
 On Kafka the run's topics and groups are its own (``bench.bus.BenchBus``: ``raw-trades.bench-<run>``
 and so on), never the desk's, and are deleted at the end.
@@ -134,7 +141,7 @@ def _stage_process(
 ) -> None:
     """One stage in a process of its own, with its own bus client and database writer."""
     bus = make_bus(backend, folder, shared=True, run=suffix)
-    db = Database(db_path)
+    db = open_store(db_path)
     runner = StageRunner(_stage(index, db, suffix), bus, poll_timeout=0.05)
     tune_gc()
     runner.start()
@@ -152,7 +159,7 @@ def _stage_process(
 class Processes:
     """Each stage in its own process (spawned, so nothing of this process is inherited)."""
 
-    def __init__(self, backend: str, folder: Path, db: Database, suffix: str) -> None:
+    def __init__(self, backend: str, folder: Path, store_spec: str, suffix: str) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.stop_event, self.report = ctx.Event(), ctx.Queue()
         readies = [ctx.Event() for _ in _CLASSES]
@@ -161,7 +168,7 @@ class Processes:
                 target=_stage_process,
                 name=f"stage-{i}",
                 daemon=True,
-                args=(i, backend, str(folder), str(db.path), suffix, readies[i], self.stop_event, self.report),
+                args=(i, backend, str(folder), store_spec, suffix, readies[i], self.stop_event, self.report),
             )
             for i in range(len(_CLASSES))
         ]
@@ -212,16 +219,32 @@ def idle_cpu_pct(pids: list[int], seconds: float) -> float:
     return 100 * (cpu_seconds(pids) - before) / (time.monotonic() - t0)
 
 
+def open_store(spec: str) -> Database:
+    """The store a run writes: a PostgreSQL URL, or a SQLite file's path."""
+    if spec.startswith(("postgresql://", "postgres://")):
+        from storage.postgres import PostgresDatabase
+
+        return PostgresDatabase(spec)  # type: ignore[return-value]
+    return Database(spec)
+
+
 def run_once(
-    backend: str, n: int, rate: float | None, folder: Path, processes: bool = False, idle_seconds: float = 0.0
+    backend: str,
+    n: int,
+    rate: float | None,
+    folder: Path,
+    processes: bool = False,
+    idle_seconds: float = 0.0,
+    database_url: str | None = None,
 ) -> dict[str, object]:
     folder.mkdir(parents=True, exist_ok=True)
     suffix = uuid.uuid4().hex[:8]
     user = f"bench-{suffix}"
     bus = make_bus(backend, str(folder), shared=processes, run=suffix)
     bus.create_topics(CATALOG.values())
-    db = Database(folder / f"desk-{suffix}.db")
-    stages = Processes(backend, folder, db, suffix) if processes else InProcess(bus, db, suffix)
+    spec = database_url or str(folder / f"desk-{suffix}.db")
+    db = open_store(spec)
+    stages = Processes(backend, folder, spec, suffix) if processes else InProcess(bus, db, suffix)
     producer = bus.producer()
     messages = raw_trades(n, user)
     wait_until_joined(bus, stages.groups)
@@ -261,6 +284,7 @@ def run_once(
     seconds = last_stored - start
     return {
         "backend": backend,
+        "store": "postgres" if database_url else "sqlite",
         "processes": processes,
         "trades": n,
         "rate": rate,
@@ -291,12 +315,39 @@ def main() -> None:
         default=3.0,
         help="before the trades, the stages wait this long with no input; their CPU is reported (idle_cpu_pct)",
     )
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgres", "both"),
+        default="sqlite",
+        help="where the journal is stored (postgres: --database-url, or a temporary server of this run's own)",
+    )
+    parser.add_argument("--database-url", default=None, help="a PostgreSQL database to use for --store postgres")
     args = parser.parse_args()
+    stores = ("sqlite", "postgres") if args.store == "both" else (args.store,)
+    for store in stores:
+        if store == "postgres" and args.database_url:
+            _runs(args, store, lambda i: args.database_url)
+        elif store == "postgres":
+            from tests.fakes.postgres_server import PostgresServer
+
+            with PostgresServer(durable=True) as server:
+                _runs(args, store, lambda i: server.create_database(f"bench_{i}"))
+        else:
+            _runs(args, store, lambda i: None)
+
+
+def _runs(args: argparse.Namespace, store: str, url_of: Any) -> None:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         for i in range(args.repeat):
             result = run_once(
-                args.backend, args.trades, args.rate, Path(folder) / str(i), args.processes, args.idle_seconds
+                args.backend,
+                args.trades,
+                args.rate,
+                Path(folder) / str(i),
+                args.processes,
+                args.idle_seconds,
+                url_of(i),
             )
             runs.append(result)
             print(json.dumps(result), flush=True)
@@ -305,6 +356,7 @@ def main() -> None:
             json.dumps(
                 {
                     "backend": args.backend,
+                    "store": store,
                     "processes": args.processes,
                     "trades": args.trades,
                     "rate": args.rate,

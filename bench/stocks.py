@@ -1,6 +1,6 @@
 """Seed 004's two paths and the bar API, measured.
 
-    python -m bench.stocks [--seconds 5] [--bars 1000000] [--only fast|durable|range]
+    python -m bench.stocks [--seconds 5] [--bars 1000000] [--only fast|durable|range] [--store sqlite|postgres|both]
 
 What is timed (one JSON line per measurement):
 
@@ -16,7 +16,9 @@ What is timed (one JSON line per measurement):
   to the last row stored; ``stored`` must equal ``published``; ``lag_*`` is how long a trade waited
   between its produce and its row being stored (from counts sampled every 20 ms), and
   ``lag_max_trades`` the most trades published but not yet stored. Paced at 20,000/s for
-  ``--seconds``, then as fast as possible (200,000 trades).
+  ``--seconds``, then as fast as possible (200,000 trades). ``--store postgres`` (or ``both``, SQLite
+  first) stores into PostgreSQL instead: a server this run starts in a temporary cluster (Debian's
+  postgresql; fsync and synchronous commit on), a fresh database per run, on the same cores.
 * ``bars_range``: ``GET /bars/{symbol}/range`` for one day of minute bars (390) with ``--bars``
   1-minute bars stored over 10 symbols, 500 requests on random days from a client process over
   one keep-alive connection; p50/p99 in ms. Filling the store is not timed.
@@ -234,7 +236,9 @@ def fast_path(kind: str, rate: int, seconds: float, folder: Path, redis_url: str
 # --------------------------------------------------------------------------- the durable path
 
 
-def durable_path(label: str, rate: int | None, count: int, seconds: float, folder: Path) -> None:
+def durable_path(
+    label: str, rate: int | None, count: int, seconds: float, folder: Path, database_url: str | None = None
+) -> None:
     from pipeline.bus.embedded import EmbeddedBus
     from pipeline.fanout import InProcessFanout
     from pipeline.runner import StageRunner
@@ -249,7 +253,12 @@ def durable_path(label: str, rate: int | None, count: int, seconds: float, folde
     run.mkdir()
     bus = EmbeddedBus(run / "bus.db")
     bus.create_topics(CATALOG.values())
-    db = Database(run / "desk.db")
+    if database_url:
+        from storage.postgres import PostgresDatabase
+
+        db: Database = PostgresDatabase(database_url)  # type: ignore[assignment]
+    else:
+        db = Database(run / "desk.db")
     store = StockTradesStore(db)
     runner = StageRunner(store, bus, max_batch=100, fill_wait_s=0.5)
     runner.start()
@@ -306,6 +315,7 @@ def durable_path(label: str, rate: int | None, count: int, seconds: float, folde
         {
             "bench": "durable_path",
             "run": label,
+            "store": "postgres" if database_url else "sqlite",
             "rate_per_s": rate,
             "published": sent,
             "stored": total,
@@ -383,6 +393,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each paced run (default 5)")
     parser.add_argument("--bars", type=int, default=1_000_000, help="1-minute bars stored for the range run")
     parser.add_argument("--only", choices=("fast", "durable", "range"), help="run one part only")
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgres", "both"),
+        default="sqlite",
+        help="the durable path's store (postgres: a temporary server of this run's own)",
+    )
     parser.add_argument("--ws-client", help=argparse.SUPPRESS)
     parser.add_argument("--range-client", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -403,8 +419,15 @@ def main(argv: list[str] | None = None) -> None:
                 for rate in (1000, 10_000):
                     fast_path("redis", rate, args.seconds, folder, redis.url)
         if args.only in (None, "durable"):
-            durable_path("paced", 20_000, 0, args.seconds * 2, folder)
-            durable_path("max", None, 200_000, 0, folder)
+            if args.store in ("sqlite", "both"):
+                durable_path("paced", 20_000, 0, args.seconds * 2, folder)
+                durable_path("max", None, 200_000, 0, folder)
+            if args.store in ("postgres", "both"):
+                from tests.fakes.postgres_server import PostgresServer
+
+                with PostgresServer(durable=True) as pg:
+                    durable_path("paced-pg", 20_000, 0, args.seconds * 2, folder, pg.create_database("paced"))
+                    durable_path("max-pg", None, 200_000, 0, folder, pg.create_database("max"))
         if args.only in (None, "range"):
             bars_range(args.bars, folder)
     sys.stdout.flush()

@@ -149,6 +149,7 @@ class Config:
     batch_size: int = 100
     batch_max_wait_ms: int = 500
     redis_url: str | None = field(default=None, repr=False)
+    database_url: str | None = field(default=None, repr=False)  # PostgreSQL; the SQLite file when unset
     redis_channel: str = "stock:trades:pubsub"
     # The Discord bot (the discord-bot stage runs when the token is set): where it answers, and whom.
     discord_bot_token: str | None = field(default=None, repr=False)
@@ -202,6 +203,7 @@ class Config:
                 "discord_webhook_url",
                 "notify_webhook_url",
                 "redis_url",
+                "database_url",
                 "discord_bot_token",
             ):
                 value = "***" if value else None
@@ -328,6 +330,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         batch_size=v.integer(env, "BATCH_SIZE", 100, 1),
         batch_max_wait_ms=v.integer(env, "BATCH_MAX_WAIT_MS", 500, 0),
         redis_url=v.redis_url(env.get("REDIS_URL") or None),
+        database_url=v.database_url(env.get("DATABASE_URL") or None),
         redis_channel=env.get("REDIS_CHANNEL_TRADES") or "stock:trades:pubsub",
         discord_bot_token=bot_token,
         discord_guild_id=(v.discord_ids(env, "DISCORD_GUILD_ID") or (None,))[0],

@@ -71,6 +71,12 @@ def redis_url(url: str | None) -> str | None:
     return url
 
 
+def database_url(url: str | None) -> str | None:
+    if url and not re.match(r"^postgres(ql)?://", url):
+        raise ConfigError("DATABASE_URL must start with postgresql:// or postgres://")  # it may hold a password
+    return url
+
+
 def discord_ids(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     """Discord ids (snowflakes) from a comma-separated setting; the first bad one is a ConfigError."""
     values = [v.strip() for v in env.get(name, "").split(",") if v.strip()]

@@ -24,6 +24,7 @@ import orjson
 
 from storage.db import Database
 from storage.select import select_in
+from storage.sql import upsert
 
 # (news_id, symbol, title, content, source, source_url, published_at, published_ms, collected_at, category, tags)
 NewsRow = tuple[str, str, str, str, str, str, str, int, str, str, Sequence[str]]
@@ -53,14 +54,27 @@ def _json(value: object) -> str:
 # --------------------------------------------------------------------------- writes
 
 
+_RESULT = upsert(
+    "analysis_results", "result_id, symbol, analysis_type, timestamp, score, confidence, details, metadata", "result_id"
+)
+_AGGREGATE = upsert(
+    "analysis_aggregates",
+    "symbol, timestamp, result_id, final_score, recommendation, target_price, technical, sentiment, confidence",
+    "symbol, timestamp, result_id",
+)
+_ALERT = upsert("stock_alerts", "alert_id, symbol, alert_type, priority, timestamp, message, data, cause", "alert_id")
+_ALERT_STATE = upsert("alert_state", "symbol, signal, risk, updated_at", "symbol")
+
+
 def store_news(conn: sqlite3.Connection, rows: Sequence[NewsRow]) -> list[tuple[str, str]]:
     """Insert items not stored yet; return the (news_id, symbol) keys that were new, in order."""
     now = int(time.time() * 1000)
     new: list[tuple[str, str]] = []
     for r in rows:
         cur = conn.execute(
-            "INSERT OR IGNORE INTO stock_news (news_id, symbol, title, content, source, source_url, published_at, "
-            "published_ms, collected_at, category, tags, stored_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO stock_news (news_id, symbol, title, content, source, source_url, published_at, "
+            "published_ms, collected_at, category, tags, stored_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT DO NOTHING",
             (*r[:10], _json(list(r[10])), now),
         )
         if cur.rowcount:
@@ -90,7 +104,7 @@ def store_result(
 ) -> None:
     """Store one technical or sentiment result (again: the same row)."""
     conn.execute(
-        "INSERT OR REPLACE INTO analysis_results VALUES (?,?,?,?,?,?,?,?)",
+        _RESULT,
         (result_id, symbol, analysis_type, timestamp, score, confidence, _json(details), _json(metadata)),
     )
 
@@ -108,7 +122,7 @@ def store_aggregate(
     confidence: float,
 ) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO analysis_aggregates VALUES (?,?,?,?,?,?,?,?,?)",
+        _AGGREGATE,
         (symbol, timestamp, result_id, final_score, recommendation, target_price, technical, sentiment, confidence),
     )
 
@@ -125,15 +139,13 @@ def store_alert(
     cause: str,
 ) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO stock_alerts VALUES (?,?,?,?,?,?,?,?)",
+        _ALERT,
         (alert_id, symbol, alert_type, priority, timestamp, message, _json(data), cause),
     )
 
 
 def set_alert_state(conn: sqlite3.Connection, symbol: str, signal: str, risk: bool) -> None:
-    conn.execute(
-        "INSERT OR REPLACE INTO alert_state VALUES (?,?,?,?)", (symbol, signal, int(risk), int(time.time() * 1000))
-    )
+    conn.execute(_ALERT_STATE, (symbol, signal, int(risk), int(time.time() * 1000)))
 
 
 # --------------------------------------------------------------------------- reads (any connection)

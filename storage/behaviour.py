@@ -12,28 +12,30 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from storage.select import select_in
+from storage.sql import upsert
 
 MINUTE_MS = 60_000
 COLUMNS = "user_id, trade_id, kind, symbol, side, entry_key, entry_time, exit_time, notional, pnl, pnl_pct"
 _T = f"SELECT {COLUMNS} FROM behaviour_trades WHERE user_id = :u"
 _LAST_ENTRIES = f"""SELECT * FROM ({_T} AND kind != 'round_trip' AND entry_time < :f0
-    ORDER BY entry_time DESC LIMIT :k)"""
+    ORDER BY entry_time DESC LIMIT :k) AS last_entries"""
 # The context of a batch (f0 = its earliest entry or exit): rows entered in [f0, hi]; results closed
 # in [f0, hi]; the last closes before f0 (streaks); the last entries before f0 (size baselines, and
 # the entries after a big loss before f0) and the big losses among them (revenge).
 _CONTEXT = f"""{_T} AND entry_time BETWEEN :f0 AND :hi
 UNION {_T} AND exit_time BETWEEN :f0 AND :hi AND pnl IS NOT NULL AND entry_time BETWEEN :hist AND :hi
 UNION SELECT * FROM ({_T} AND exit_time < :f0 AND pnl IS NOT NULL AND entry_time BETWEEN :hist AND :hi
-    ORDER BY exit_time DESC LIMIT :closes)
+    ORDER BY exit_time DESC LIMIT :closes) AS last_closes
 UNION {_LAST_ENTRIES}
-UNION {_T} AND exit_time >= max(:lo, coalesce((SELECT min(entry_time) FROM ({_LAST_ENTRIES})), 0)) AND exit_time < :f0
+UNION {_T} AND exit_time >= :lo AND exit_time >= coalesce((SELECT min(entry_time) FROM ({_LAST_ENTRIES}) AS e), 0)
+    AND exit_time < :f0
     AND pnl < 0 AND (pnl <= -:min_loss OR pnl_pct <= -:min_pct) AND entry_time BETWEEN :hist AND :hi"""
 BUCKET_MS = 15 * MINUTE_MS  # every UTC offset is a whole number of quarter hours
 _DAY_COUNTS = f"""SELECT entry_time / {BUCKET_MS} AS q, count(*) FROM behaviour_trades
 WHERE user_id = ? AND kind != 'round_trip' AND entry_time >= ? AND entry_time < ? GROUP BY q"""
 _DAY_ENTRIES = """SELECT trade_id, entry_time FROM behaviour_trades WHERE user_id = ? AND kind != 'round_trip'
 AND entry_time >= ? AND entry_time < ? ORDER BY entry_time, trade_id LIMIT ? OFFSET ?"""
-_UPSERT = f"INSERT OR REPLACE INTO behaviour_trades ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+_UPSERT = upsert("behaviour_trades", COLUMNS, "trade_id")
 
 
 def stored_results(conn: sqlite3.Connection, trade_ids: Iterable[str]) -> dict[str, tuple[Any, Any]]:

@@ -1,4 +1,9 @@
-"""A SQLite database with one writer thread fed by a queue and readers on their own connections."""
+"""A SQLite database with one writer thread fed by a queue and readers on their own connections.
+
+``open_database`` is the one way the app, the commands and the benchmarks open the desk's store:
+PostgreSQL (storage/postgres.py) when ``database_url`` is set, else ``data_dir/desk.db`` here.
+Both have ``dialect``, ``write``, ``reader``, ``query``, ``close`` and ``applied``.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,26 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import sqlite_utils
 
 from storage.migrations import MIGRATIONS, apply_migrations
 
+if TYPE_CHECKING:
+    from storage.postgres import PostgresDatabase
+
 T = TypeVar("T")
+
+
+class StoreSettings(Protocol):
+    """What ``open_database`` reads of the configuration."""
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def database_url(self) -> str | None: ...
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -37,6 +55,8 @@ def connect(path: Path) -> sqlite3.Connection:
 class Database:
     """The app's store. ``write`` runs a function on the writer thread inside ``BEGIN IMMEDIATE``
     and returns once it is committed; ``reader()`` gives the calling thread its own connection."""
+
+    dialect: Literal["sqlite"] = "sqlite"
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -87,3 +107,15 @@ class Database:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
+
+
+def open_database(settings: StoreSettings) -> Database:
+    """Open the desk's store: PostgreSQL at ``database_url`` when set, else ``data_dir/desk.db``.
+
+    The PostgreSQL store has the same surface (typed here as ``Database`` for the doors)."""
+    if settings.database_url:
+        from storage.postgres import PostgresDatabase
+
+        store: PostgresDatabase = PostgresDatabase(settings.database_url)
+        return store  # type: ignore[return-value]
+    return Database(settings.data_dir / "desk.db")

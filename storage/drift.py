@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from storage.db import Database
+from storage.sql import upsert
 
 COLUMNS = [
     "symbol",
@@ -37,7 +38,7 @@ KEEP_MS = 7 * 86_400_000
 def store(conn: sqlite3.Connection, checks: Sequence[Mapping[str, Any]], computed_at: int) -> None:
     """Write checks (``DriftCheck.to_dict()``) made at ``computed_at`` and forget those over a week old."""
     conn.executemany(
-        f"INSERT OR REPLACE INTO ml_drift ({', '.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})",
+        upsert("ml_drift", COLUMNS, "symbol, model, computed_at"),
         [tuple({**c, "computed_at": computed_at}[k] for k in COLUMNS) for c in checks],
     )
     conn.execute("DELETE FROM ml_drift WHERE computed_at < ?", (computed_at - KEEP_MS,))

@@ -17,6 +17,7 @@ import pandas as pd
 
 from pipeline.journal.excursions import COLUMNS as RESULT_COLUMNS
 from storage.db import Database
+from storage.sql import upsert
 
 # The domain's result columns, then what the store keeps to know when to compute a trade again.
 COLUMNS = [*RESULT_COLUMNS, "sig", "bars_until", "computed_at"]
@@ -71,7 +72,7 @@ def closed_with_state(db: Database) -> pd.DataFrame:
 def store(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
     """Upsert results (``COLUMNS`` order), inside the caller's write transaction."""
     conn.executemany(
-        f"INSERT OR REPLACE INTO trade_excursions ({', '.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})",
+        upsert("trade_excursions", COLUMNS, "trade_id"),
         rows,
     )
 

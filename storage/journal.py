@@ -19,6 +19,7 @@ import pandas as pd
 
 from pipeline.journal import analytics
 from storage.db import Database
+from storage.sql import upsert
 
 CLOSED_KINDS = ("trade", "round_trip")
 # Open quantity below this fraction of a lot is float dust left by partial closes, not a position.
@@ -71,7 +72,7 @@ WITH rt AS (
 ), j AS (
     SELECT t.trade_id, t.user_id, t.symbol, t.side, t.kind, t.entry_price, t.exit_price, t.quantity,
         CASE
-            WHEN t.kind = 'lot' THEN MAX(t.quantity - COALESCE(rt.closed, 0), 0)
+            WHEN t.kind = 'lot' AND t.quantity > COALESCE(rt.closed, 0) THEN t.quantity - COALESCE(rt.closed, 0)
             WHEN t.kind = 'trade' AND t.exit_price IS NULL THEN t.quantity
             ELSE 0
         END AS open_quantity,
@@ -136,7 +137,7 @@ def _select(
         where.append("symbol = :symbol")
         params["symbol"] = symbol
     if tag is not None:
-        where.append("EXISTS (SELECT 1 FROM json_each(j.tags) WHERE json_each.value = :tag)")
+        where.append(f"EXISTS (SELECT 1 FROM {_tag_values(db)} WHERE tags_each.value = :tag)")
         params["tag"] = tag
     if setup is not None:
         where.append("setup = :setup")
@@ -289,11 +290,22 @@ def symbols(db: Database, user_id: str) -> list[str]:
     ]
 
 
+def _tag_values(db: Database) -> str:
+    """The FROM item giving each tag of the row ``j`` as ``tags_each.value`` (tags are a JSON array of strings
+    in a text column): SQLite's ``json_each``, PostgreSQL's ``jsonb_array_elements_text``; a row
+    whose tags are not a JSON array has none."""
+    if db.dialect == "postgres":
+        return (
+            "jsonb_array_elements_text(CASE WHEN left(ltrim(j.tags), 1) = '[' THEN j.tags::jsonb "
+            "ELSE '[]'::jsonb END) AS tags_each(value)"
+        )
+    return "json_each(CASE WHEN json_valid(j.tags) THEN j.tags ELSE '[]' END) AS tags_each"
+
+
 def tags(db: Database, user_id: str) -> list[str]:
     """Return the tags in the user's journal (after the trader's edits), alphabetically."""
     rows = db.query(
-        _JOURNAL + "SELECT DISTINCT json_each.value AS tag FROM j, json_each(j.tags) "
-        "WHERE json_valid(j.tags) ORDER BY tag",
+        _JOURNAL + f"SELECT DISTINCT tags_each.value AS tag FROM j, {_tag_values(db)} ORDER BY tag",
         {"user_id": user_id},
     )
     return [r["tag"] for r in rows if isinstance(r["tag"], str) and r["tag"]]
@@ -348,6 +360,12 @@ _TRADE_COLUMNS = (
     "trade_id, user_id, symbol, side, kind, entry_price, exit_price, quantity, entry_time, exit_time, "
     "pnl, fees, stop_loss, notes, tags, setup, emotion, lot_id, fill_ids, source, context, stored_at"
 )
+_UPSERT_TRADE = upsert("journal_trades", _TRADE_COLUMNS, "trade_id")
+_UPSERT_ALERT = upsert(
+    "journal_alerts",
+    "alert_id, user_id, alert_type, severity, timestamp, trade_ids, message, details, stored_at",
+    "alert_id",
+)
 
 
 def store(
@@ -360,7 +378,7 @@ def store(
 ) -> None:
     """Upsert trades (``_TRADE_COLUMNS`` order) and alerts (the table's order) and delete the voided
     ids; runs inside the caller's write transaction. The trader's annotations are never touched."""
-    conn.executemany(f"INSERT OR REPLACE INTO journal_trades ({_TRADE_COLUMNS}) VALUES ({','.join('?' * 22)})", trades)
+    conn.executemany(_UPSERT_TRADE, trades)
     conn.executemany("DELETE FROM journal_trades WHERE trade_id=?", [(i,) for i in void_trades])
-    conn.executemany("INSERT OR REPLACE INTO journal_alerts VALUES (?,?,?,?,?,?,?,?,?)", alerts)
+    conn.executemany(_UPSERT_ALERT, alerts)
     conn.executemany("DELETE FROM journal_alerts WHERE alert_id=?", [(i,) for i in void_alerts])

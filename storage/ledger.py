@@ -13,9 +13,11 @@ from typing import Any
 
 from storage.db import Database
 from storage.select import select_in
+from storage.sql import upsert
 
 Key = tuple[str, str]  # (user_id, symbol)
 LOT_COLUMNS = "lot_id, user_id, symbol, side, price, quantity, remaining, time, seq, fee_quote_per_unit"
+_UPSERT_RECORD = upsert("journal_ledger_records", "trade_id, user_id, symbol, fill_id, record", "trade_id")
 FILL_COLUMNS = "fill_id, seq, user_id, symbol, side, price, quantity, time, fee_quote, source"
 
 
@@ -34,15 +36,15 @@ def known_ids(db: Database, ids: Sequence[str]) -> set[str]:
 
 def record_trades(conn: sqlite3.Connection, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
     """Remember whole trades as published: (trade_id, user_id, symbol, fill_id, record JSON)."""
-    conn.executemany("INSERT OR REPLACE INTO journal_ledger_records VALUES (?,?,?,?,?)", rows)
+    conn.executemany(_UPSERT_RECORD, rows)
 
 
 def trade_records(conn: sqlite3.Connection, trade_ids: Iterable[str]) -> list[str]:
-    """Return the published JSON of whole trades, in the order they were first recorded."""
+    """Return the published JSON of whole trades, by trade id (each is its own; order is not meaning)."""
     return [
         r[0]
         for r in select_in(
-            conn, "SELECT record FROM journal_ledger_records WHERE trade_id IN ({marks}) ORDER BY rowid", trade_ids
+            conn, "SELECT record FROM journal_ledger_records WHERE trade_id IN ({marks}) ORDER BY trade_id", trade_ids
         )
     ]
 
@@ -51,15 +53,13 @@ def fill_records(conn: sqlite3.Connection, fill_ids: Iterable[str]) -> list[str]
     """Return the records (lots, round trips; one JSON a line) each fill made, in fill order."""
     return [
         r[0]
-        for r in select_in(
-            conn, "SELECT records FROM journal_fills WHERE fill_id IN ({marks}) ORDER BY rowid", fill_ids
-        )
+        for r in select_in(conn, "SELECT records FROM journal_fills WHERE fill_id IN ({marks}) ORDER BY seq", fill_ids)
     ]
 
 
 def last_seq(conn: sqlite3.Connection) -> int:
     """Return the last fill's sequence number (fills are only appended, in seq order), or 0."""
-    return conn.execute("SELECT coalesce((SELECT seq FROM journal_fills ORDER BY rowid DESC LIMIT 1), 0)").fetchone()[0]
+    return conn.execute("SELECT coalesce(max(seq), 0) FROM journal_fills").fetchone()[0]
 
 
 def last_fill_time(conn: sqlite3.Connection, key: Key) -> int | None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from storage.db import Database
+from storage.sql import insert_new, upsert
 
 MINUTE_MS = 60_000
 BAR_COLUMNS = ["start", "open", "high", "low", "close", "volume", "ticks"]
@@ -31,12 +32,14 @@ TICK_COLUMNS = [
 
 # --------------------------------------------------------------------------- writes
 
+_UPSERT_TICK = upsert("ticks", TICK_COLUMNS, "symbol, timestamp")
+_UPSERT_BAR = upsert("bars_1m", ["symbol", *BAR_COLUMNS], "symbol, start")
 TickRow = tuple[str, int, float, float | None, float | None, float | None, float | None, float | None, float | None]
 
 
 def store_ticks(conn: sqlite3.Connection, ticks: Sequence[TickRow]) -> None:
     """Upsert ``ticks`` (rows in ``TICK_COLUMNS`` order) and recompute the bars they touch."""
-    conn.executemany("INSERT OR REPLACE INTO ticks VALUES (?,?,?,?,?,?,?,?,?)", ticks)
+    conn.executemany(_UPSERT_TICK, ticks)
     bars = []
     for symbol, start in sorted({(t[0], t[1] - t[1] % MINUTE_MS) for t in ticks}):
         rows = conn.execute(
@@ -48,7 +51,7 @@ def store_ticks(conn: sqlite3.Connection, ticks: Sequence[TickRow]) -> None:
         bars.append(
             (symbol, start, prices[0], max(prices), min(prices), prices[-1], sum(v for _, v in rows), len(rows))
         )
-    conn.executemany("INSERT OR REPLACE INTO bars_1m VALUES (?,?,?,?,?,?,?,?)", bars)
+    conn.executemany(_UPSERT_BAR, bars)
 
 
 def prune_ticks(conn: sqlite3.Connection, first_minute: dict[str, int], retention_ms: int) -> None:
@@ -80,7 +83,7 @@ def bars(db: Database, symbol: str, since_ms: int = 0, limit: int = 5000) -> pd.
         db.reader()
         .conn.execute(
             "SELECT * FROM (SELECT start, open, high, low, close, volume, ticks FROM bars_1m "
-            "WHERE symbol=? AND start>=? ORDER BY start DESC LIMIT ?) ORDER BY start",
+            "WHERE symbol=? AND start>=? ORDER BY start DESC LIMIT ?) AS recent ORDER BY start",
             (symbol, since_ms, limit),
         )
         .fetchall()
@@ -98,7 +101,8 @@ def history(db: Database, symbol: str, limit: int | None = None) -> list[tuple[i
     if limit is None:
         return conn.execute(f"SELECT {cols} FROM bars_1m WHERE symbol=? ORDER BY start", (symbol,)).fetchall()
     return conn.execute(
-        f"SELECT * FROM (SELECT {cols} FROM bars_1m WHERE symbol=? ORDER BY start DESC LIMIT ?) ORDER BY start",
+        f"SELECT * FROM (SELECT {cols} FROM bars_1m WHERE symbol=? ORDER BY start DESC LIMIT ?) AS recent "
+        "ORDER BY start",
         (symbol, int(limit)),
     ).fetchall()
 
@@ -188,9 +192,7 @@ def add_bars(
 ) -> int:
     """Store fetched or replayed bars (start, open, high, low, close, volume) of ``symbol`` where the
     store has none; bars made from ticks are never replaced. Returns how many were added."""
-    before = conn.total_changes
-    conn.executemany("INSERT OR IGNORE INTO bars_1m VALUES (?,?,?,?,?,?,?,?)", [(symbol, *r, 0) for r in rows])
-    return conn.total_changes - before
+    return conn.executemany(insert_new("bars_1m", ["symbol", *BAR_COLUMNS]), [(symbol, *r, 0) for r in rows]).rowcount
 
 
 def latest_ticks(db: Database) -> pd.DataFrame:

@@ -1,7 +1,16 @@
-"""Named schema migrations, applied once each in order and recorded in ``_migrations``."""
+"""Named schema migrations, applied once each in order and recorded in ``_migrations``.
+
+One list for both stores: SQLite applies the DDL as written; PostgreSQL (storage/postgres.py) gets
+it through ``postgres_ddl``, which maps the types mechanically (INTEGER → BIGINT, since times are
+milliseconds; REAL → DOUBLE PRECISION; BLOB → BYTEA) and drops ``WITHOUT ROWID``. Column names that
+PostgreSQL reserves (``offset``, ``window``) are written double-quoted, which both accept. A data
+fix for old SQLite files (005's ``group_concat``) is skipped on PostgreSQL, whose database starts
+empty at that migration.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -117,6 +126,8 @@ def _m005_fill_records(db: sqlite_utils.Database) -> None:
     # own row: one appended row per fill instead of a second table with three indexes to keep up.
     # journal_ledger_records keeps whole trades only.
     db.execute("ALTER TABLE journal_fills ADD COLUMN records TEXT NOT NULL DEFAULT ''")
+    if getattr(db, "dialect", "sqlite") != "sqlite":
+        return  # a new PostgreSQL database has no old rows to move (and no group_concat or rowid)
     db.execute("""UPDATE journal_fills SET records = coalesce((SELECT group_concat(record, char(10)) FROM (
         SELECT record FROM journal_ledger_records r WHERE r.fill_id = journal_fills.fill_id
         AND (r.trade_id LIKE 'lot-%' OR r.trade_id LIKE 'rt-%') ORDER BY r.rowid)), '')""")
@@ -187,8 +198,8 @@ def _m009_optimise_runs(db: sqlite_utils.Database) -> None:
         request TEXT NOT NULL, summary TEXT NOT NULL, curve TEXT NOT NULL)""")
     db.execute("CREATE INDEX optimise_runs_time ON optimise_runs (created_at)")
     db.execute("""CREATE TABLE optimise_trials (
-        run_id TEXT NOT NULL, window INTEGER NOT NULL, number INTEGER NOT NULL, value REAL, params TEXT NOT NULL,
-        metrics TEXT NOT NULL, PRIMARY KEY (run_id, window, number)) WITHOUT ROWID""")
+        run_id TEXT NOT NULL, "window" INTEGER NOT NULL, number INTEGER NOT NULL, value REAL, params TEXT NOT NULL,
+        metrics TEXT NOT NULL, PRIMARY KEY (run_id, "window", number)) WITHOUT ROWID""")
 
 
 def _m010_review(db: sqlite_utils.Database) -> None:
@@ -216,10 +227,10 @@ def _m011_operations(db: sqlite_utils.Database) -> None:
     # Dead letters sent back to their source topic (storage/redrive.py): each once, by the coordinates
     # it had there (the dead-letter topic's own for a frame that never was a message there).
     db.execute("""CREATE TABLE redrive_log (
-        topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+        topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
         dlq_topic TEXT NOT NULL, dlq_partition INTEGER NOT NULL, dlq_offset INTEGER NOT NULL,
         state TEXT NOT NULL, edited INTEGER NOT NULL, claimed_at INTEGER NOT NULL, published_at INTEGER,
-        PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID""")
+        PRIMARY KEY (topic, partition, "offset")) WITHOUT ROWID""")
     # The stages' retries and their batch latencies (a histogram) beside their counters (storage/status.py).
     db.execute("ALTER TABLE stage_status ADD COLUMN retried INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE stage_status ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}'")
@@ -235,6 +246,11 @@ def _m012_lag_samples(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX lag_samples_age ON lag_samples (tier, at)")
 
 
+def _m013_fill_seq(db: sqlite_utils.Database) -> None:
+    # The last fill's number by index, in both stores (PostgreSQL has no rowid to order by).
+    db.execute("CREATE INDEX IF NOT EXISTS journal_fills_seq ON journal_fills (seq)")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_market_ticks_and_bars", _m001_market),
     ("002_journal", _m002_journal),
@@ -248,7 +264,19 @@ MIGRATIONS: list[Migration] = [
     ("010_trade_excursions_and_drift", _m010_review),
     ("011_operations", _m011_operations),
     ("012_lag_samples", _m012_lag_samples),
+    ("013_fill_seq", _m013_fill_seq),
 ]
+
+_TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION", "BLOB": "BYTEA"}
+_TYPE_WORD = re.compile(r"\b(INTEGER|REAL|BLOB)\b")
+
+
+def postgres_ddl(sql: str) -> str:
+    """A CREATE/ALTER TABLE statement with PostgreSQL's types; any other statement unchanged."""
+    head = sql.lstrip()[:12].upper()
+    if not head.startswith(("CREATE TABLE", "ALTER TABLE")):
+        return sql
+    return _TYPE_WORD.sub(lambda m: _TYPES[m.group(1)], sql).replace(") WITHOUT ROWID", ")")
 
 
 def apply_migrations(db: sqlite_utils.Database, migrations: list[Migration]) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 import sqlite_utils
 
 from storage.db import Database
+from storage.sql import upsert
 
 
 def save(db: Database, run: dict[str, Any], trials: list[dict[str, Any]]) -> None:
@@ -43,7 +44,7 @@ def save(db: Database, run: dict[str, Any], trials: list[dict[str, Any]]) -> Non
 
     def write(conn: sqlite_utils.Database) -> None:
         conn.execute("DELETE FROM optimise_trials WHERE run_id=?", (run["run_id"],))
-        conn.execute("INSERT OR REPLACE INTO optimise_runs VALUES (?,?,?,?,?,?,?)", row)
+        conn.execute(_UPSERT_RUN, row)
         conn.conn.executemany("INSERT INTO optimise_trials VALUES (?,?,?,?,?,?)", rows)
 
     db.write(write)
@@ -73,14 +74,17 @@ def run(db: Database, run_id: str) -> dict[str, Any] | None:
     return _parsed(rows[0]) if rows else None
 
 
+_UPSERT_RUN = upsert("optimise_runs", "run_id, created_at, symbol, model, request, summary, curve", "run_id")
+
+
 def trials(db: Database, run_id: str, window: int | None = None) -> list[dict[str, Any]]:
     """A run's trials (of one study with ``window``), in study and trial order."""
     where = "run_id=?"
     args: list[Any] = [run_id]
     if window is not None:
-        where += " AND window=?"
+        where += ' AND "window"=?'
         args.append(window)
-    rows = db.query(f"SELECT * FROM optimise_trials WHERE {where} ORDER BY window, number", tuple(args))
+    rows = db.query(f'SELECT * FROM optimise_trials WHERE {where} ORDER BY "window", number', tuple(args))
     return [{**r, "params": json.loads(r["params"]), "metrics": json.loads(r["metrics"])} for r in rows]
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from storage.db import Database
 from storage.signals import equal_terms
+from storage.sql import upsert
 
 ORDER_COLUMNS = [
     "order_id",
@@ -65,8 +66,10 @@ def store(
             orders,
         )
     if equity is not None:
-        conn.execute("INSERT OR REPLACE INTO portfolio_equity VALUES (?,?,?,?,?,?)", equity)
-    conn.execute("INSERT OR REPLACE INTO portfolio_state VALUES (1, ?, ?)", (now_ms, snapshot_json))
+        conn.execute(
+            upsert("portfolio_equity", "timestamp, cash, equity, exposure, fees_paid, realized", "timestamp"), equity
+        )
+    conn.execute(upsert("portfolio_state", "id, updated_at, snapshot", "id"), (1, now_ms, snapshot_json))
 
 
 def orders(db: Database, symbol: str | None = None, status: str | None = None, limit: int = 500) -> pd.DataFrame:

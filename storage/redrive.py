@@ -41,8 +41,8 @@ class Redriven:
     published_at: int | None
 
 
-_COLUMNS = "topic, partition, offset, dlq_topic, dlq_partition, dlq_offset, state, edited, claimed_at, published_at"
-_BY_OFFSETS = f"SELECT {_COLUMNS} FROM redrive_log WHERE topic=? AND partition=? AND offset IN ({{marks}})"
+_COLUMNS = 'topic, partition, "offset", dlq_topic, dlq_partition, dlq_offset, state, edited, claimed_at, published_at'
+_BY_OFFSETS = f'SELECT {_COLUMNS} FROM redrive_log WHERE topic=? AND partition=? AND "offset" IN ({{marks}})'
 
 
 def _row(r: Sequence[Any]) -> Redriven:
@@ -89,7 +89,7 @@ def confirm(db: Database, claimed: Sequence[Coordinates], now_ms: int) -> None:
     """Mark claims as published (their messages are durable on the bus)."""
     db.write(
         lambda d: d.conn.executemany(
-            "UPDATE redrive_log SET state='published', published_at=? WHERE topic=? AND partition=? AND offset=?",
+            "UPDATE redrive_log SET state='published', published_at=? WHERE topic=? AND partition=? AND \"offset\"=?",
             [(now_ms, *c) for c in claimed],
         )
     )
@@ -99,7 +99,7 @@ def release(db: Database, claimed: Sequence[Coordinates]) -> None:
     """Drop claims whose messages did not reach the bus, so a later redrive may try them again."""
     db.write(
         lambda d: d.conn.executemany(
-            "DELETE FROM redrive_log WHERE topic=? AND partition=? AND offset=? AND state='claimed'", list(claimed)
+            "DELETE FROM redrive_log WHERE topic=? AND partition=? AND \"offset\"=? AND state='claimed'", list(claimed)
         )
     )
 

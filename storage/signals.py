@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from storage.db import Database
+from storage.sql import upsert
 
 SIGNAL_COLUMNS = [
     "symbol",
@@ -26,11 +27,13 @@ SIGNAL_COLUMNS = [
     "model_version",
 ]
 
+_UPSERT = upsert("ml_signals", [*SIGNAL_COLUMNS, "features"], "symbol, model, timestamp")
+
 
 def store(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], *, keep_ms: int | None = None) -> None:
     """Upsert signal rows (the table's column order, ``features`` last as JSON); with ``keep_ms``,
     delete signals older than that before the newest stored one."""
-    conn.executemany("INSERT OR REPLACE INTO ml_signals VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    conn.executemany(_UPSERT, rows)
     if keep_ms is not None:
         conn.execute("DELETE FROM ml_signals WHERE timestamp < (SELECT max(timestamp) FROM ml_signals) - ?", (keep_ms,))
 
@@ -144,9 +147,11 @@ def last_per_bar(db: Database, symbol: str, model: str, since_ms: int, interval_
     rows = (
         db.reader()
         .conn.execute(
-            "SELECT timestamp - timestamp % :i AS bar, max(timestamp) AS timestamp, expected_change_pct, signal, "
-            "confidence, current_price FROM ml_signals WHERE symbol=:s AND model=:m AND timestamp>=:t GROUP BY bar "
-            "ORDER BY bar",
+            "SELECT s.timestamp - s.timestamp % :i AS bar, s.timestamp, s.expected_change_pct, s.signal, "
+            "s.confidence, s.current_price FROM ml_signals s JOIN (SELECT max(timestamp) AS ts FROM ml_signals "
+            "WHERE symbol=:s AND model=:m AND timestamp>=:t GROUP BY timestamp - timestamp % :i) l "
+            "ON s.timestamp = l.ts "
+            "WHERE s.symbol=:s AND s.model=:m ORDER BY bar",
             {"i": interval_ms, "s": symbol, "m": model, "t": since_ms},
         )
         .fetchall()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storage.db import Database
+from storage.sql import upsert
 
 STALE_S = 15.0
 HOST = socket.gethostname()
@@ -61,7 +62,7 @@ COLUMNS = (
 def publish(conn: sqlite3.Connection, statuses: Sequence[StageStatus]) -> None:
     """Write this process's rows (inside the caller's write transaction)."""
     conn.executemany(
-        f"INSERT OR REPLACE INTO stage_status ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        upsert("stage_status", COLUMNS, "name, host, pid"),
         [
             (
                 s.name,

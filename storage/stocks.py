@@ -73,15 +73,13 @@ def bucket_start(ms: int, timeframe: str) -> int:
 
 def store_trades(conn: sqlite3.Connection, rows: Iterable[TradeRow]) -> int:
     """Insert trades not stored yet; return how many rows were new."""
-    before = conn.total_changes
-    conn.executemany(
-        "INSERT OR IGNORE INTO stock_trades VALUES (?,?,?,?,?,?,?,?,?)",
+    return conn.executemany(
+        "INSERT INTO stock_trades VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
         [
             (s, ts, i, p, q, x, orjson.dumps(list(c)).decode() if c else "[]", z, at)
             for s, ts, i, p, q, x, c, z, at in rows
         ],
-    )
-    return conn.total_changes - before
+    ).rowcount
 
 
 _UPSERT = (

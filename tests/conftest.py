@@ -227,3 +227,53 @@ def redis_server():
         pytest.fail(str(exc), pytrace=False)
     with server:
         yield server
+
+
+# -- PostgreSQL (the desk's store when DATABASE_URL is set) -----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server of the tests' own (Debian's package; scripts/setup-postgres.sh) in a
+    temporary cluster on a free loopback port, for the session, with ``desk_template``: a database
+    with every migration applied, which each test's database copies."""
+    from storage.postgres import PostgresDatabase
+    from tests.fakes.postgres_server import PostgresServer
+
+    try:
+        server = PostgresServer()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with server:
+        PostgresDatabase(server.create_database("desk_template")).close()
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """The URL of a fresh migrated PostgreSQL database of this test's own (dropped after it)."""
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = postgres_server.create_database(name, template="desk_template")
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    """The desk's store, once on SQLite (a file under tmp_path) and once on the tests' PostgreSQL."""
+    if request.param == "sqlite":
+        from storage.db import Database
+
+        db = Database(tmp_path / "desk.db")
+    else:
+        from storage.postgres import PostgresDatabase
+
+        db = PostgresDatabase(request.getfixturevalue("postgres_url"))  # type: ignore[assignment]
+    try:
+        yield db
+    finally:
+        db.close()

@@ -19,14 +19,14 @@ def cmd_news_import(args: argparse.Namespace) -> int:
     from pipeline.sources.news import NewsPublisher, import_news_file
     from pipeline.topics import CATALOG
     from storage import analysis
-    from storage.db import Database
+    from storage.db import open_database
 
     path = Path(args.file)
     if not path.is_file():
         raise PipelineError(f"{path}: no such file")
     config = config_from_env()
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(config.data_dir / "desk.db")
+    db = open_database(config)
     bus = create_bus(config)
     try:
         bus.create_topics(CATALOG.values())
@@ -66,13 +66,13 @@ def _result_line(kind: str, result: dict[str, Any] | None) -> str:
 def cmd_analysis(args: argparse.Namespace) -> int:
     """Print a symbol's latest technical and sentiment results, their aggregate and its alerts."""
     from pipeline.api.analysis import symbol_analysis
-    from storage.db import Database
+    from storage.db import open_database
 
     config = config_from_env()
     path = config.data_dir / "desk.db"
-    if not path.exists():
+    if not config.database_url and not path.exists():
         raise PipelineError(f"no store at {path}: run the desk first (make run)")
-    db = Database(path)
+    db = open_database(config)
     try:
         found = symbol_analysis(db, args.symbol.strip().upper())
     finally:

@@ -23,10 +23,10 @@ def config_from_env() -> Config:
 def open_store(config: Config) -> tuple[Database, Registry]:
     """The desk's store and model registry under ``DATA_DIR`` (imported here, so other commands stay light)."""
     from pipeline.ml.registry import Registry
-    from storage.db import Database
+    from storage.db import open_database
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(config.data_dir / "desk.db")
+    db = open_database(config)
     return db, Registry(db, config.data_dir / "models")
 
 

@@ -105,7 +105,7 @@ def cmd_browse(args: argparse.Namespace) -> int:
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    from storage.db import Database
+    from storage.db import open_database
 
     config = config_from_env()
     which = redrive.LetterFilter(
@@ -117,7 +117,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     )
     redrive.source_of(args.dlq_topic)
     bus = create_bus(config)
-    db = Database(config.data_dir / "desk.db")
+    db = open_database(config)
     producer = bus.producer()
     try:
         items = redrive.letters(bus, args.dlq_topic, which, limit=args.limit)

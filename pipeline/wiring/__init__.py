@@ -19,7 +19,7 @@ from pipeline.status_board import StatusBoard
 from pipeline.topics import CATALOG
 from pipeline.wiring import analysis, crypto, journal, notify, review, stocks
 from pipeline.wiring.runtime import Runtime, WorkerFactory, _GroupLags, tune_gc
-from storage.db import Database
+from storage.db import open_database
 
 __all__ = ["WORKERS", "Runtime", "WorkerFactory", "build_runtime", "tune_gc"]
 
@@ -49,10 +49,13 @@ def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, star
         raise ConfigError(f"DATA_DIR={str(config.data_dir)!r} is not usable: {exc}") from exc
     bus.create_topics(CATALOG.values())
     try:
-        db = Database(config.data_dir / "desk.db")
+        db = open_database(config)
     except (OSError, sqlite3.Error) as exc:
         bus.close()
         raise ConfigError(f"DATA_DIR={str(config.data_dir)!r} is not usable: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - the PostgreSQL store (DATABASE_URL): unreachable, refused, bad name
+        bus.close()
+        raise ConfigError(f"DATABASE_URL is not usable: {type(exc).__name__}: {exc}") from None
     runtime = Runtime(config, bus, db)
     try:
         lags = _GroupLags(bus)

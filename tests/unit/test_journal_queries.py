@@ -1,16 +1,16 @@
-"""The journal's read models on a real SQLite file, with rows written as the journal store would."""
+"""The journal's read models on a real SQLite file and on the tests' PostgreSQL (the ``store``
+fixture), with rows written as the journal store would."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from storage import journal
 from storage.db import Database
+from storage.sql import upsert as sql_upsert
 
 USER = "trader"
 HOUR = 3_600_000
@@ -52,10 +52,7 @@ def upsert(db: Database, *rows: dict) -> None:
     def write(d) -> None:
         for row in rows:
             values = {k: json.dumps(v) if k in ("tags", "fill_ids", "context") else v for k, v in row.items()}
-            cols = ", ".join(values)
-            d.conn.execute(
-                f"INSERT OR REPLACE INTO journal_trades ({cols}) VALUES ({', '.join(':' + c for c in values)})", values
-            )
+            d.conn.execute(sql_upsert("journal_trades", list(values), "trade_id"), tuple(values.values()))
 
     db.write(write)
 
@@ -65,10 +62,8 @@ def fill_row(fill_id: str, symbol: str = "BTCUSDT", user_id: str = USER) -> tupl
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "desk.db")
-    yield database
-    database.close()
+def db(store: Database) -> Database:
+    return store
 
 
 @pytest.fixture
