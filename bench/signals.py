@@ -19,10 +19,11 @@ does; the store holds enough bars that every symbol is warm from the first tick.
 * ``max``: N ticks offered as fast as the producer takes them; ``ticks_per_s`` is N over the time
   from the first produce to the stage's last processed tick.
 
-``--forest-walk``: how the random forest walks a live batch (``ForestEvaluator.walk``): ``numpy``,
-the desk's default, or ``numba``, the compiled loop it uses for large batches;
-``both`` runs them side by side, alternating within each repeat. Every line says which
-(``forest_walk``).
+``--forest-walk``: how the random forest walks a live batch (``ForestEvaluator.walk``): ``numba``,
+the desk's default compiled loop, or ``numpy``, its numpy operations;
+``both`` runs them side by side, alternating within each repeat, numba first in even repeats and
+numpy first in odd ones (a process's first run is not always the same walk's). Every line says
+which (``forest_walk``) and its place in the process (``run``).
 
 Prints one JSON line per run (and per repeat) and one with the medians. The stage runs in this
 process on its own thread, as in the app.
@@ -294,13 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--pacing", choices=("burst", "spread", "both"), default="both")
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="idle wait whose CPU is reported")
-    parser.add_argument("--forest-walk", choices=("numba", "numpy", "both"), default="numpy")
+    parser.add_argument("--forest-walk", choices=("numba", "numpy", "both"), default="numba")
     args = parser.parse_args(argv)
     pacings = ("burst", "spread") if args.pacing == "both" else (args.pacing,)
     walks: tuple[Walk, ...] = ("numba", "numpy") if args.forest_walk == "both" else (args.forest_walk,)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-signals-") as tmp:
-        for k, walk in ((k, w) for k in range(args.repeat) for w in walks):
+        # The order flips every repeat: a process's first run is not always the same walk's.
+        order = [(k, w) for k in range(args.repeat) for w in (walks if k % 2 == 0 else walks[::-1])]
+        for n, (k, walk) in enumerate(order, start=1):
             ForestEvaluator.walk = walk
             for line in run(
                 args.backend,
@@ -314,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.idle_seconds,
             ):
                 line["forest_walk"] = walk
+                line["run"] = n
                 print(json.dumps(line), flush=True)
                 runs.append(line)
     if args.repeat > 1:

@@ -80,17 +80,18 @@ class ForestEvaluator(Evaluator):
     ``child[2 i]`` (left, ``<=``) or ``child[2 i + 1]``; a leaf tests +inf and points to itself,
     so ``depth`` steps bring every row to its leaf in every tree.
 
-    ``walk``: with ``numpy`` (the default) a batch under ``_JIT_ROWS`` rows walks with the numpy
-    operations below, a larger one as ``pipeline.ml.batch.forest_walk``'s compiled loop; with
-    ``numba`` every batch does, a live tick's few rows too (one call on one row: about 21 µs
-    against 96 µs). The two give the same bits (a test holds them equal on many rows, ties on
-    thresholds included); rows with a value that is not finite never reach either (the caller
-    uses the pipeline). ``numpy`` stays the default: on this shared machine the ml stage flat out
-    was slower with ``numba`` in most paired runs of ``bench.signals --forest-walk both``,
-    unexplained so far (docs/delivery.md#latency).
+    ``walk``: with ``numba`` (the default) every batch walks as ``pipeline.ml.batch.forest_walk``'s
+    compiled loop, a live tick's few rows too (one call on one row: about 21 µs against 96 µs);
+    with ``numpy`` a batch under ``_JIT_ROWS`` rows walks with the numpy operations below, a
+    larger one as the loop. The two give the same bits (a test holds them equal on many rows, ties
+    on thresholds included); rows with a value that is not finite never reach either (the caller
+    uses the pipeline). The first compiled walk of a process loads numba (about 1.3 s from the
+    cache under ``__pycache__``, several seconds to compile without it): the ml stage does it when
+    it loads a model (``warm``). Paired runs of ``bench.signals --forest-walk both`` had the ml
+    stage faster flat out and a lower tick -> signal p99 with ``numba`` (docs/delivery.md#latency).
     """
 
-    walk: Walk = "numpy"
+    walk: Walk = "numba"
 
     def __init__(self, scaler: StandardScaler, forest: RandomForestClassifier) -> None:
         super().__init__(scaler)

@@ -14,6 +14,14 @@ and the orders it makes, so it decides exactly as a backtest of the same history
 adopts the live exchange's status messages as they come, which corrects it when the two part
 (ticks without signals, manual orders, a restart), and is rebuilt from ``crypto.orders`` on the
 first batch.
+
+A strategy that dies mid-batch restarts the stage from the last commit. What that commit already
+covers but the strategy had not yet seen must survive: a signal held for its market data, a group
+still forming, each symbol's market time, and the replica's last prices and kept ticks. The stage
+notes them at the start of every batch (a copy of a few small dicts, O(symbols)) and a reset goes
+back to that note, so the redelivered batch meets the state it met the first time; the orders come
+from the topic. On the "low" Kafka profile a tick and its signal often come in different polls, so
+this is what lets the stage run on it.
 """
 
 from __future__ import annotations
@@ -55,14 +63,25 @@ class _Forming:
     signals: dict[str, MLSignal] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Noted:
+    """What the stage held at the start of a batch, past the last commit: the state a restart from
+    that commit must meet again. The replica's ticks are noted as each symbol's last tick time: its
+    kept ticks only grow, so the ticks up to that time are the ones it had."""
+
+    forming: dict[str, _Forming]
+    held: dict[str, list[tuple[list[Any], float]]]
+    market_ts: dict[str, int]
+    last_tick: dict[str, int]
+
+
 class DecisionStage(Stage):
     """Runs on its runner's thread; the strategy runs on the cerebro thread this stage starts."""
 
     name: ClassVar[str] = "decision"
-    # "batch", not "low", for now: a restart rebuilds the portfolio from crypto.orders but not the
-    # last prices, so a tick committed in one poll and its signal failing in the next leaves the
-    # rebuilt replica without the price; gathering a poll keeps the pair together (docs/delivery.md).
-    latency: ClassVar[Latency] = "batch"
+    # A signal and its tick may come in different polls: a reset returns to the note taken at the
+    # start of the failing batch (``_Noted``), so nothing the last commit covers is forgotten.
+    latency: ClassVar[Latency] = "low"
     inputs: ClassVar[tuple[str, ...]] = (ML_SIGNALS, MARKET_DATA, ORDERS)
     offset_reset: ClassVar[OffsetReset] = "latest"
     isolates_failures: ClassVar[bool] = False  # its portfolio cannot take a batch twice
@@ -96,6 +115,7 @@ class DecisionStage(Stage):
         self.counts: Counter[str] = Counter()
         self.rebuilt = False
         self.deferred: list[Order] = []
+        self._noted: _Noted | None = None
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
@@ -159,12 +179,29 @@ class DecisionStage(Stage):
         orders, self.desk.orders = self.desk.orders, []
         return orders
 
+    def _note(self) -> None:
+        """Note what a restart from the last commit must find again (see ``_Noted``)."""
+        self._noted = _Noted(
+            {s: _Forming(f.timestamp, f.price, dict(f.signals)) for s, f in self.forming.items()},
+            {s: list(h) for s, h in self.held.items() if h},
+            dict(self.market_ts),
+            {s: t for s, (t, _) in self.exchange.last.items()},
+        )
+
     def _reset(self) -> None:
-        """Forget everything a dead strategy may have left half done; the next batch rebuilds."""
-        self.desk.exchange = Exchange(self.desk.exchange.settings)
+        """Forget everything a dead strategy may have left half done and go back to the note taken
+        at the start of the failing batch; the next batch rebuilds the orders from the topic."""
+        old, noted = self.desk.exchange, self._noted
+        self.desk.exchange = Exchange(old.settings)
         self.desk.orders = []
         self.forming.clear()
         self.held.clear()
+        if noted is not None:
+            self.forming.update(noted.forming)
+            self.held.update({s: deque(h) for s, h in noted.held.items()})
+            self.market_ts = dict(noted.market_ts)
+            for symbol, until in noted.last_tick.items():
+                self.desk.exchange.remember(symbol, [t for t in old.ticks.get(symbol, ()) if t[0] <= until])
         self.deferred = []
         self.rebuilt = False
         self._queue = queue.Queue()
@@ -187,6 +224,7 @@ class DecisionStage(Stage):
     def process_batch(self, messages: list[Any]) -> list[Message]:
         if not self.rebuilt:
             self.rebuild()
+        self._note()
         out: list[Message] = []
         points: list[list[Any]] = []
         for message in messages:

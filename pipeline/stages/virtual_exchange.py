@@ -38,10 +38,10 @@ class VirtualExchangeStage(Stage):
     """Runs on its runner's thread; pages read the account from SQLite."""
 
     name: ClassVar[str] = "virtual-exchange"
-    # "batch", not "low", for now: a restart rebuilds the portfolio from crypto.orders but not the
-    # last prices, so a tick committed in one poll and its signal failing in the next leaves the
-    # rebuilt replica without the price; gathering a poll keeps the pair together (docs/delivery.md).
-    latency: ClassVar[Latency] = "batch"
+    # A fill is on the path from a signal to its order's status. A failure of this stage restarts
+    # it from the last commit with its exchange (prices and kept ticks) as the failure left it
+    # (docs/delivery.md).
+    latency: ClassVar[Latency] = "low"
     inputs: ClassVar[tuple[str, ...]] = (ORDERS, MARKET_DATA)
     # Fills are about now; orders from before a start come from the rebuild.
     offset_reset: ClassVar[OffsetReset] = "latest"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -284,6 +285,15 @@ class Exchange:
         self.open.setdefault(book.symbol, {})[book.order_id] = book
 
     # -- ticks ----------------------------------------------------------------------------------
+
+    def remember(self, symbol: str, ticks: Iterable[tuple[int, float]]) -> None:
+        """Take ``ticks`` (time, price; oldest first) as ticks already seen: the last price and the
+        ticks kept to catch up late orders, as a rebuild finds them. Works no order: call it before
+        ``restore``, whose pending orders then catch up from these ticks as a late order does."""
+        if self.books:
+            raise ValueError(f"{symbol}: ticks are remembered before any order is restored, not after")
+        for ts, price in ticks:
+            self.on_tick(symbol, ts, price)
 
     def on_tick(self, symbol: str, ts: int, price: float) -> list[Order]:
         """Fill what the tick fills and trigger what it triggers; return the status messages."""

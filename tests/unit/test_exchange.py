@@ -628,3 +628,31 @@ def test_an_order_that_breaks_a_rule_does_not_decode(over: dict, field: str, rul
     violation = err.value.violations[fields.index(field)]
     assert rule in violation.rule
     assert field in str(err.value)
+
+
+def test_remembered_ticks_give_a_rebuilt_exchange_the_prices_and_fills_of_one_that_never_stopped() -> None:
+    """A rebuild that remembers the ticks already seen, then restores the orders, holds the same
+    fill, cash and marks as the exchange that saw them live; without the ticks the order stays
+    pending and the price unknown. Remembering after a restore is refused: it would work no book."""
+    order = buy("B1", 1_000, 100.0, 1.0)
+    ticks = [(900, 99.0), (1_500, 101.0), (2_000, 103.0)]
+    live = Exchange()
+    live.on_tick(BTC, *ticks[0])
+    live.submit(order)
+    for t in ticks[1:]:
+        live.on_tick(BTC, *t)
+
+    rebuilt = Exchange()
+    rebuilt.remember(BTC, ticks)
+    (filled,) = rebuilt.restore([order])  # the catch-up, published as a repair
+    assert (filled.status, filled.metadata["filled_at"]) == ("FILLED", 1_500)
+    assert filled.metadata["fill_price"] == pytest.approx(live.books["B1"].fill_price)
+    assert rebuilt.cash == pytest.approx(live.cash)
+    assert rebuilt.equity() == pytest.approx(live.equity())
+    assert rebuilt.price(BTC) == 103.0
+
+    bare = Exchange()
+    assert bare.restore([order]) == []
+    assert bare.books["B1"].status == "PENDING" and bare.price(BTC) is None
+    with pytest.raises(ValueError, match="before any order is restored"):
+        bare.remember(BTC, ticks)

@@ -34,10 +34,10 @@ def walks() -> tuple[ForestEvaluator, ForestEvaluator, Pipeline]:
         [("scale", StandardScaler()), ("model", RandomForestClassifier(n_estimators=40, max_depth=9, random_state=3))]
     )
     pipeline.fit(X, y)
-    numpy_walk = compile_pipeline(pipeline)
-    assert isinstance(numpy_walk, ForestEvaluator) and numpy_walk.walk == "numpy"
-    compiled = copy.copy(numpy_walk)
-    compiled.walk = "numba"
+    compiled = compile_pipeline(pipeline)
+    assert isinstance(compiled, ForestEvaluator) and compiled.walk == "numba"  # the default
+    numpy_walk = copy.copy(compiled)
+    numpy_walk.walk = "numpy"
     return compiled, numpy_walk, pipeline
 
 
