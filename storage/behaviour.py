@@ -35,7 +35,9 @@ UNION SELECT * FROM ({_T} AND exit_time < :f0 AND pnl IS NOT NULL AND entry_time
     ORDER BY exit_time DESC LIMIT :closes)
 UNION {_LAST_ENTRIES}
 UNION {_T} AND exit_time >= max(:lo, coalesce((SELECT min(entry_time) FROM ({_LAST_ENTRIES})), 0)) AND exit_time < :f0
-    AND pnl < 0 AND (pnl <= -:min_loss OR pnl_pct <= -:min_pct) AND entry_time BETWEEN :hist AND :hi"""
+    AND pnl < 0 AND (pnl <= -:min_loss OR pnl_pct <= -:min_pct) AND +entry_time BETWEEN :hist AND :hi"""
+# The unary + in the last part keeps SQLite off the entry-time index there: with it, the planner read
+# every entry since :hist (weeks of them) instead of the closes in the short exit-time range.
 BUCKET_MS = 15 * MINUTE_MS  # every UTC offset is a whole number of quarter hours
 _DAY_COUNTS = f"""SELECT entry_time / {BUCKET_MS} AS q, count(*) FROM behaviour_trades
 WHERE user_id = ? AND kind != 'round_trip' AND entry_time >= ? AND entry_time < ? GROUP BY q"""
