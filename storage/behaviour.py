@@ -44,7 +44,7 @@ WHERE user_id = ? AND kind != 'round_trip' AND entry_time >= ? AND entry_time < 
 _KEPT_COUNTS = """SELECT bucket, entries FROM behaviour_day_counts
 WHERE user_id = ? AND bucket >= ? AND bucket < ? AND entries != 0"""
 _MOVE_COUNTS = """INSERT INTO behaviour_day_counts VALUES (?, ?, ?)
-ON CONFLICT (user_id, bucket) DO UPDATE SET entries = entries + excluded.entries"""
+ON CONFLICT (user_id, bucket) DO UPDATE SET entries = behaviour_day_counts.entries + excluded.entries"""
 _DAY_ENTRIES = """SELECT trade_id, entry_time FROM behaviour_trades WHERE user_id = ? AND kind != 'round_trip'
 AND entry_time >= ? AND entry_time < ? ORDER BY entry_time, trade_id LIMIT ? OFFSET ?"""
 _UPSERT = f"INSERT OR REPLACE INTO behaviour_trades ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
