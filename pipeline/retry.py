@@ -22,9 +22,10 @@ others.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
 
 from pipeline.bus.base import Record
 from pipeline.topics import RETRY_DELAYS_S, retry_source
@@ -37,6 +38,9 @@ RETRY_SOURCE = "retry_source"
 RETRY_HEADERS = frozenset({RETRY_COUNT, LAST_ERROR, RETRY_STAGE, RETRY_DUE, RETRY_SOURCE})
 MAX_RETRIES = len(RETRY_DELAYS_S)
 MAX_ERROR_CHARS = 500
+# How long past its due time a stage waits for a retry it sent, its inputs paused, before it gives
+# up (another member of its group owns that delay partition, or the record is lost with a broker).
+AWAIT_MAX_MS = 2000
 
 
 @dataclass(frozen=True)
@@ -137,3 +141,67 @@ class HeldRetries:
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())
+
+
+@runtime_checkable
+class PausesInputs(Protocol):
+    """A consumer that can stop fetching some topics' assigned partitions for a while (Kafka's)."""
+
+    def pause(self, topics: Sequence[str]) -> None: ...
+
+    def resume(self, topics: Sequence[str]) -> None: ...
+
+
+class AwaitedRetries:
+    """When the retries a stage sent fall due, until it has read them back from the delay topics.
+
+    Why: on Kafka a consumer has one local queue for all its partitions (librdkafka's), and it
+    prefetches; a retry record fetched while the queue holds a backlog of the inputs waits behind
+    all of it (a stage 5,000 messages behind read its 1 s retry 6 s late). So from the time one of
+    its retries is due until it has read it back, a stage pauses its input partitions: pausing drops
+    what was prefetched of them (librdkafka fetches them again from the consumed position on
+    resume, so nothing is lost or read twice) and the retry comes next. It waits at most
+    ``AWAIT_MAX_MS`` past the due time. Cost: a pass over the distinct due times of the last few
+    seconds per poll. Used from the stage's thread only."""
+
+    def __init__(self) -> None:
+        self._due: Counter[int] = Counter()  # due time (ms) -> retries sent for it, not read back
+        self.paused = False
+
+    def sent(self, due_ms: int) -> None:
+        self._due[due_ms] += 1
+
+    def steer(self, consumer: object, inputs: Sequence[str], now_ms: int) -> None:
+        """Pause ``consumer``'s inputs while a retry is due and not read back, resume them after
+        (nothing for a consumer that cannot pause: the embedded bus reads its partitions in turn,
+        without a shared prefetched queue)."""
+        if not isinstance(consumer, PausesInputs):
+            return
+        waiting = self.waiting(now_ms)
+        if waiting != self.paused:
+            (consumer.pause if waiting else consumer.resume)(inputs)
+            self.paused = waiting
+
+    def read(self, records: Iterable[Record], stage: str) -> None:
+        """Forget the retries of ``stage`` among ``records`` (read back from a delay topic)."""
+        for r in records:
+            info = retry_info(r)
+            if info is not None and info.stage == stage and self._due[info.due_ms] > 0:
+                self._due[info.due_ms] -= 1
+                if not self._due[info.due_ms]:
+                    del self._due[info.due_ms]
+
+    def waiting(self, now_ms: int) -> bool:
+        """True while a retry is due and not read back (dropping those waited for too long)."""
+        for d in [d for d in self._due if d + AWAIT_MAX_MS <= now_ms]:
+            del self._due[d]
+        return any(d <= now_ms for d in self._due)
+
+    def next_due_ms(self, now_ms: int) -> int | None:
+        """When the first retry not yet due falls due, or None."""
+        return min((d for d in self._due if d > now_ms), default=None)
+
+    def clear(self) -> None:
+        """Forget everything (a new consumer: nothing is paused, what it reads comes from the commit)."""
+        self._due.clear()
+        self.paused = False

@@ -15,6 +15,9 @@ messages into output messages. The runner owns everything around it:
   messages out of order (``isolates_failures = False``) always retries in place;
 * outputs are flushed before the input offsets are committed (at-least-once; sinks upsert by id);
 * on an unexpected failure it closes the consumer and starts again from the last commit.
+
+About 460 lines: the stage base, the worker base and the runner's one loop (poll, retries, dead
+letters, commits) belong together; the retry bookkeeping is apart in ``pipeline.retry``.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from pipeline.bus.base import Bus, Consumer, Latency, OffsetReset, Producer, Record
+from pipeline.bus.client_metrics import Figures, counted_consumer, counted_producer, figures_of, merge
 from pipeline.dead_letters import publish_dead_letter
 from pipeline.errors import BadMessageError, CommitFailedError, ConfigError, TransientError
 from pipeline.messages import Message, check_fresh, decode, encode, model_for
-from pipeline.retry import MAX_RETRIES, HeldRetries, origin, retry_count, retry_headers, retry_info
+from pipeline.retry import MAX_RETRIES, AwaitedRetries, HeldRetries, origin, retry_count, retry_headers, retry_info
 from pipeline.topics import RETRY_DELAYS_S, retry_name, retry_names
 from pipeline.worker_health import Health
 
@@ -128,6 +132,10 @@ class Worker:
         """What a page shows of this worker beyond its health (JSON-able; called from another thread)."""
         return {}
 
+    def client_metrics(self) -> Figures:
+        """Its bus clients' metrics (``pipeline.bus.client_metrics``; called from another thread)."""
+        return {}
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -183,11 +191,13 @@ class StageRunner(Worker):
         # waited fill_wait_s (seed 004's BATCH_SIZE plus a maximum wait); 0 handles what one poll gives.
         self.fill_wait_s = fill_wait_s
         self._models = {t: stage.input_model or model_for(t) for t in stage.inputs}
-        self._producer: Producer = bus.producer(stage.latency)
+        self._producer: Producer = counted_producer(bus.producer(stage.latency))
         self.retry_topics = retry_topics
         self._delay_topics: frozenset[str] | None = None  # decided on the stage's thread at start
         self._held = HeldRetries(stage.name)
+        self._awaited = AwaitedRetries()  # its retries not read back yet: inputs paused once they are due
         self._consumer: Consumer | None = None  # the consumer of the batch being handled
+        self._member: Consumer | None = None  # the consumer of this run, for its client metrics
         stage.bind(self)
 
     @property
@@ -213,6 +223,12 @@ class StageRunner(Worker):
     def status(self) -> dict[str, Any]:
         return self.stage.status()
 
+    def client_metrics(self) -> Figures:
+        figures = merge([figures_of(self._producer), figures_of(self._member)])
+        if figures and figures.get("lag") is None:  # a bus without client statistics: the runner's own
+            figures["lag"] = self.health.snapshot().lag
+        return figures
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
@@ -225,13 +241,17 @@ class StageRunner(Worker):
                     self._stop.wait(self.backoff_s * 10)
                     continue
                 self._held = HeldRetries(self.stage.name)  # a new member reads from the last commit
-                consumer = self.bus.consumer(
-                    self.stage.group_id,
-                    [*self.stage.inputs, *delays],
-                    auto_offset_reset=self.stage.offset_reset,
-                    on_revoke=self._held.drop,
-                    latency=self.stage.latency,
+                self._awaited.clear()
+                consumer = counted_consumer(
+                    self.bus.consumer(
+                        self.stage.group_id,
+                        [*self.stage.inputs, *delays],
+                        auto_offset_reset=self.stage.offset_reset,
+                        on_revoke=self._held.drop,
+                        latency=self.stage.latency,
+                    )
                 )
+                self._member = consumer
                 try:
                     self._consume(consumer)
                 except Exception as exc:
@@ -247,7 +267,11 @@ class StageRunner(Worker):
         last_lag = 0.0
         first = True
         while not self._stop.is_set():
-            records = consumer.poll(self.max_batch, self._poll_wait())
+            now_ms = int(self.clock() * 1000)
+            self._awaited.steer(consumer, self.stage.inputs, now_ms)
+            held = self._held.next_due_ms()
+            # a held retry that is due goes first, in a batch of its own, not behind a poll of the inputs
+            records = [] if held is not None and held <= now_ms else consumer.poll(self.max_batch, self._poll_wait())
             polled_at = time.perf_counter()
             if records and self.fill_wait_s > 0:
                 records = self._fill(consumer, list(records))
@@ -295,10 +319,13 @@ class StageRunner(Worker):
             self.health.error(f"{type(exc).__name__}: {exc}")
 
     def _poll_wait(self) -> float:
-        """How long a poll may wait: the poll timeout, or less when a held retry falls due sooner."""
-        due = self._held.next_due_ms()
-        if due is None:
+        """How long a poll may wait: the poll timeout, or less when a held retry (or one this stage sent)
+        falls due sooner."""
+        now_ms = int(self.clock() * 1000)
+        dues = [d for d in (self._held.next_due_ms(), self._awaited.next_due_ms(now_ms)) if d is not None]
+        if not dues:
             return self.poll_timeout
+        due = min(dues)
         return min(self.poll_timeout, max(due / 1000 - self.clock(), 0.0))
 
     def _due(self, records: Sequence[Record]) -> tuple[list[Record], list[Record]]:
@@ -309,6 +336,7 @@ class StageRunner(Worker):
             return list(records), []
         now: list[Record] = [r for r in records if r.topic not in delays]
         self._held.add(r for r in records if r.topic in delays)
+        self._awaited.read((r for r in records if r.topic in delays), self.name)
         passed: list[Record] = []
         for r in self._held.release(int(self.clock() * 1000)):
             info = retry_info(r)
@@ -404,6 +432,7 @@ class StageRunner(Worker):
         due_ms = int(self.clock() * 1000) + RETRY_DELAYS_S[count] * 1000
         headers = retry_headers(record, count=count + 1, error=error, stage=self.name, due_ms=due_ms)
         self._producer.produce(retry_name(record.topic, count), record.value, key=record.key, headers=headers)
+        self._awaited.sent(due_ms)
         with self.health.lock:
             self.health.retried += 1
             self.health.last_error = f"{record.topic}[{record.partition}]@{record.offset}: retry {count + 1}: {error}"

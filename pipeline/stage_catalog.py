@@ -51,6 +51,9 @@ CATALOG: tuple[StageInfo, ...] = (
     StageInfo("paper-journal", "stage", True, "the paper exchange's closed positions into raw-trades (paper:<model>)"),
     StageInfo("excursions", "source", True, "MFE, MAE and R of every closed trade from the bars"),
     StageInfo("drift-monitor", "source", True, "each active model's live hit rate and profit against its band"),
+    StageInfo(
+        "lag-history", "source", True, "every consumer group's lag per partition, kept for a day, for the lag chart"
+    ),
     StageInfo("stock-trades-store", "stage", True, "stock trades into SQLite in batches (BATCH_SIZE)"),
     StageInfo("stock-bars-store", "stage", True, "stock bars into SQLite, resampled to 5Min, 1Hour and 1Day"),
     StageInfo("api", "source", True, "the HTTP API (API_HOST:API_PORT)"),

@@ -12,8 +12,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from pipeline.runner import Worker
+from pipeline.worker_health import Health
 from storage import status
 from storage.db import Database
 
@@ -63,10 +65,22 @@ class StatusBoard:
                     pid=self.pid,
                     updated_at=now,
                     retried=h.retried,
-                    metrics={"batch_latency": h.batch_latency()} if w.kind == "stage" else {},
+                    metrics=self._metrics(w, h),
                 )
             )
         return out
+
+    @staticmethod
+    def _metrics(w: Worker, h: Health) -> dict[str, Any]:
+        """A stage's batch-latency histogram and its bus clients' metrics (pipeline.bus.client_metrics)."""
+        if w.kind != "stage":
+            return {}
+        try:
+            client = w.client_metrics()
+        except Exception:  # figures for pages, never a reason to lose the row
+            log.debug("client metrics of %s failed", w.name, exc_info=True)
+            client = {}
+        return {"batch_latency": h.batch_latency(), **({"client": client} if client else {})}
 
     def publish(self) -> None:
         rows = self.snapshot()

@@ -225,13 +225,23 @@ def _m011_operations(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE stage_status ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}'")
 
 
-def _m012_behaviour_day_counts(db: sqlite_utils.Database) -> None:
+def _m012_lag_samples(db: sqlite_utils.Database) -> None:
+    # Consumer-group lag per partition over time (storage/lag_history.py): tier 0 every sample of
+    # the last hour, tier 1 the last sample of each minute of the last day. Plain SQL, as in PostgreSQL.
+    db.execute("""CREATE TABLE lag_samples (
+        group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, tier INTEGER NOT NULL,
+        at DOUBLE PRECISION NOT NULL, lag BIGINT NOT NULL,
+        PRIMARY KEY (group_id, topic, partition, tier, at))""")
+    db.execute("CREATE INDEX lag_samples_age ON lag_samples (tier, at)")
+
+
+def _m013_behaviour_day_counts(db: sqlite_utils.Database) -> None:
     # Entries (records not of kind round_trip) per user and quarter hour, kept by the behaviour
     # stage's store beside behaviour_trades: counting a day's entries then reads at most 96 rows
     # instead of every entry of the day (storage/behaviour.py).
     db.execute("""CREATE TABLE behaviour_day_counts (
         user_id TEXT NOT NULL, bucket INTEGER NOT NULL, entries INTEGER NOT NULL,
-        PRIMARY KEY (user_id, bucket)) WITHOUT ROWID""")
+        PRIMARY KEY (user_id, bucket))""")
     db.execute("""INSERT INTO behaviour_day_counts SELECT user_id, entry_time / 900000, count(*)
         FROM behaviour_trades WHERE kind != 'round_trip' GROUP BY 1, 2""")
 
@@ -248,7 +258,8 @@ MIGRATIONS: list[Migration] = [
     ("009_optimise_runs", _m009_optimise_runs),
     ("010_trade_excursions_and_drift", _m010_review),
     ("011_operations", _m011_operations),
-    ("012_behaviour_day_counts", _m012_behaviour_day_counts),
+    ("012_lag_samples", _m012_lag_samples),
+    ("013_behaviour_day_counts", _m013_behaviour_day_counts),
 ]
 
 

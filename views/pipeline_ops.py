@@ -7,7 +7,8 @@ form is not redrawn under the operator's hands). Everything goes through ``pipel
 the browser reads with ``Bus.read`` (no consumer group, so it never moves a committed offset), a
 redrive is idempotent by source coordinates and rate-limited (``REDRIVE_RATE``), and a reset is
 refused while the group has members, in one line. Cost: a tab's reads happen when its button is
-pressed; the lag chart reads on every run (the group's offsets, from the bus's describe), and the
+pressed; the lag chart reads on every run (the group's offsets, from the bus's describe, and its
+stored lag samples, ``views.pipeline_lag``), and the
 metrics tab every 5 s (the status rows, and one health-check message through the bus).
 """
 
@@ -29,6 +30,7 @@ from pipeline.operations.health_check import round_trip
 from runtime import page_runtime
 from storage import redrive as redrive_log
 from storage import status
+from views import pipeline_clients, pipeline_lag
 
 PAGE_SIZE = 20
 LETTERS_SHOWN = 200
@@ -123,6 +125,7 @@ def metrics() -> None:
     if table:
         st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key="metrics_table")
     st.caption("The same numbers as the API's /metrics (and the Grafana dashboard in docker-compose.yml).")
+    pipeline_clients.show(rows, now)
 
 
 # --- Browse -------------------------------------------------------------------------------------
@@ -322,16 +325,10 @@ def consumer_groups() -> None:
         return
     group_id = str(st.selectbox("Group", sorted(groups), key="offsets_group"))
     state = groups[group_id]
-    history: dict[str, list[dict[str, Any]]] = st.session_state.setdefault("lag_history", {})
-    points = history.setdefault(group_id, [])
-    now = pd.Timestamp.now(tz="UTC")
-    points.extend({"time": now, "partition": f"{p.topic}[{p.partition}]", "lag": p.lag} for p in state.partitions)
-    del points[: max(len(points) - LAG_POINTS, 0)]
-    if points:
-        st.line_chart(pd.DataFrame(points), x="time", y="lag", color="partition", height=220)
+    pipeline_lag.lag_chart(runtime.db, group_id)
     st.caption(
         f"{state.members} active member{'s' * (state.members != 1)} · lag {state.lag}"
-        " · the chart gathers a point per partition each time this page runs"
+        " · the chart reads the samples the lag-history worker stores (every 5 s, a day kept)"
     )
     with st.form("offsets_form"):
         a, b, c = st.columns(3)

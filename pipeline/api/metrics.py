@@ -9,6 +9,13 @@ here between scrapes, so two API processes report the same numbers):
 * ``desk_stage_processed_total``, ``_produced_total``, ``_dead_lettered_total``, ``_retried_total``,
   ``_errors_total`` and the gauges ``desk_stage_lag`` and ``desk_stage_up``, labelled by stage;
 * ``desk_stage_batch_latency_seconds``: each stage's batches from poll to commit, a histogram;
+* seed 003's client metrics of each stage's producer and consumer (``pipeline.bus.client_metrics``:
+  librdkafka's statistics on Kafka, the clients' own counts on the embedded bus), labelled by
+  stage: the counters ``desk_client_sent_messages_total``, ``_send_errors_total`` and
+  ``_consumed_messages_total`` (rates by ``rate``), the gauges ``desk_client_request_latency_seconds``
+  and ``_fetch_latency_seconds`` (Kafka only: no broker, no request on the embedded bus) and
+  ``desk_client_lag_sum``; per stage and topic the counters
+  ``desk_client_topic_{messages,bytes}_{out,in}_total``;
 * ``desk_topic_messages`` and ``desk_topic_end_offset`` per topic (the log's messages in);
 * ``desk_consumer_group_lag`` and ``desk_consumer_group_members`` per group, and the lag per
   partition as ``desk_consumer_lag`` (what a group still has to read: messages out, as lag).
@@ -39,6 +46,18 @@ COUNTERS = {
     "errors": "failures a stage reported",
 }
 
+# Keys of ``pipeline.bus.client_metrics.Figures`` -> (metric name after ``desk_client_``, help).
+CLIENT_COUNTERS = {
+    "sent": ("sent_messages", "messages a stage's producer sent (its send rate is the rate of this)"),
+    "send_errors": ("send_errors", "messages a stage's producer failed to deliver"),
+    "consumed": ("consumed_messages", "messages a stage's consumer fetched"),
+}
+CLIENT_GAUGES = {
+    "request_latency_s": ("request_latency_seconds", "mean broker round trip of a stage's producer requests"),
+    "fetch_latency_s": ("fetch_latency_seconds", "mean broker round trip of a stage's consumer requests (fetches)"),
+    "lag": ("lag_sum", "messages a stage's consumer has still to read, over its partitions"),
+}
+
 
 class DeskCollector(Collector):
     """Builds every metric family from the status rows and the bus on each ``collect``."""
@@ -49,6 +68,7 @@ class DeskCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self.stage_metrics()
+        yield from self.client_metrics()
         yield from self.bus_metrics()
 
     def stage_metrics(self) -> Iterator[Metric]:
@@ -74,6 +94,39 @@ class DeskCollector(Collector):
                 latency.add_metric([s.name], buckets, hist["sum"])
         yield from counters.values()
         yield from (lag, up, latency)
+
+    def client_metrics(self) -> Iterator[Metric]:
+        counters = {
+            key: CounterMetricFamily(f"desk_client_{name}", text, labels=["stage"])
+            for key, (name, text) in CLIENT_COUNTERS.items()
+        }
+        gauges = {
+            key: GaugeMetricFamily(f"desk_client_{name}", text, labels=["stage"])
+            for key, (name, text) in CLIENT_GAUGES.items()
+        }
+        per_topic = {
+            key: CounterMetricFamily(
+                f"desk_client_topic_{key}",
+                f"{key.replace('_', ' ')} of a topic by a stage's clients",
+                labels=["stage", "topic"],
+            )
+            for key in ("messages_out", "bytes_out", "messages_in", "bytes_in")
+        }
+        for s in status.stages(self.db):
+            client = s.metrics.get("client") or {}
+            for key, family in counters.items():
+                if client.get(key) is not None:
+                    family.add_metric([s.name], client[key])
+            for key, gauge in gauges.items():
+                if client.get(key) is not None:
+                    gauge.add_metric([s.name], client[key])
+            for topic, t in sorted((client.get("topics") or {}).items()):
+                for key, topic_family in per_topic.items():
+                    what, way = key.split("_")
+                    topic_family.add_metric([s.name, topic], t[f"{way}_{what}"])
+        yield from counters.values()
+        yield from gauges.values()
+        yield from per_topic.values()
 
     def bus_metrics(self) -> Iterator[Metric]:
         messages = GaugeMetricFamily("desk_topic_messages", "messages a topic holds now", labels=["topic"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from confluent_kafka import (
@@ -39,6 +39,7 @@ from pipeline.bus.base import (
     Record,
     TopicState,
 )
+from pipeline.bus.client_metrics import STATS_INTERVAL_MS, Figures, from_librdkafka
 from pipeline.bus.kafka_reads import KafkaReader, offsets_at, reset_group_offsets
 from pipeline.errors import (
     CommitFailedError,
@@ -75,6 +76,9 @@ class KafkaProducer:
     def __init__(self, bus: KafkaBus, latency: Latency = "batch") -> None:
         self._bus = bus
         self._failed = 0
+        self._delivery_errors = 0  # every failed delivery so far, for the client metrics
+        self._failed_lock = threading.Lock()
+        self._figures: Figures = {}
         self._producer = Producer(
             {
                 **bus.client_config,
@@ -86,6 +90,7 @@ class KafkaProducer:
                 "queue.buffering.max.messages": 500_000,
                 "compression.type": "lz4",
                 "message.timeout.ms": 60_000,
+                **bus.stats_config(self._on_stats),
             },
             logger=log,
         )
@@ -93,8 +98,20 @@ class KafkaProducer:
 
     def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
         if err is not None:
-            self._failed += 1
+            with self._failed_lock:  # reports may be served on another thread (client_metrics)
+                self._failed += 1
+                self._delivery_errors += 1
             log.error("kafka delivery failed: %s", err)
+
+    def _on_stats(self, raw: str) -> None:
+        self._figures = from_librdkafka(raw, "producer", send_errors=self._delivery_errors)
+
+    def client_metrics(self) -> Figures:
+        """The last statistics librdkafka reported (``pipeline.bus.client_metrics``); any thread.
+        Serves the producer's pending callbacks first: its statistics come only with a poll, and a
+        producer that has nothing more to send is not flushed again."""
+        self._producer.poll(0)
+        return self._figures
 
     def produce(
         self,
@@ -118,7 +135,8 @@ class KafkaProducer:
 
     def flush(self, timeout: float = 30.0) -> int:
         remaining = self._producer.flush(timeout)
-        failed, self._failed = self._failed, 0
+        with self._failed_lock:
+            failed, self._failed = self._failed, 0
         return remaining + failed
 
     def close(self) -> None:
@@ -146,6 +164,7 @@ class KafkaConsumer:
         self._on_assign_cb = on_assign
         self._on_revoke_cb = on_revoke
         self._assigned: set[tuple[str, int]] = set()
+        self._figures: Figures = {}
         self._consumer = Consumer(
             {
                 **bus.client_config,
@@ -158,10 +177,18 @@ class KafkaConsumer:
                 "heartbeat.interval.ms": max(bus.session_timeout_ms // 3, 100),
                 "enable.partition.eof": False,
                 "fetch.wait.max.ms": 100,
+                **bus.stats_config(self._on_stats),
             },
             logger=log,
         )
         self._consumer.subscribe(list(topics), on_assign=self._assign, on_revoke=self._revoke, on_lost=self._lost)
+
+    def _on_stats(self, raw: str) -> None:
+        self._figures = from_librdkafka(raw, "consumer")
+
+    def client_metrics(self) -> Figures:
+        """The last statistics librdkafka reported (``pipeline.bus.client_metrics``); any thread."""
+        return self._figures
 
     def _assign(self, _c: Consumer, parts: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in parts]
@@ -252,6 +279,19 @@ class KafkaConsumer:
     def assignment(self) -> list[tuple[str, int]]:
         return sorted(self._assigned)
 
+    def pause(self, topics: Sequence[str]) -> None:
+        """Stop fetching the assigned partitions of ``topics``; what was prefetched of them is dropped
+        and fetched again from the consumed position on ``resume`` (``pipeline.retry.AwaitedRetries``)."""
+        parts = [TopicPartition(t, p) for t, p in sorted(self._assigned) if t in topics]
+        if parts:
+            self._consumer.pause(parts)
+
+    def resume(self, topics: Sequence[str]) -> None:
+        """Fetch the assigned partitions of ``topics`` again."""
+        parts = [TopicPartition(t, p) for t, p in sorted(self._assigned) if t in topics]
+        if parts:
+            self._consumer.resume(parts)
+
     def lag(self) -> int:
         parts = [TopicPartition(t, p) for t, p in self._assigned]
         if not parts:
@@ -290,11 +330,15 @@ class KafkaBus:
         replication_factor: int = 1,
         session_timeout_ms: int = 10_000,
         connect_timeout_s: float = 10.0,
+        stats_interval_ms: int = STATS_INTERVAL_MS,
     ) -> None:
+        """``stats_interval_ms``: how often producers and consumers report librdkafka's statistics
+        (``pipeline.bus.client_metrics``); 0 turns them off."""
         self.bootstrap_servers = bootstrap_servers
         self.client_config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
         self.replication_factor = replication_factor
         self.session_timeout_ms = session_timeout_ms
+        self.stats_interval_ms = stats_interval_ms
         self._admin = AdminClient(self.client_config, logger=log)
         self._topics: set[str] = set()
         self._partition_counts: dict[str, int] = {}
@@ -304,6 +348,12 @@ class KafkaBus:
             self._refresh_topics(connect_timeout_s)
         except KafkaException as exc:
             raise ConfigError(f"Kafka at {bootstrap_servers} is unreachable: {exc.args[0].str()}") from None
+
+    def stats_config(self, callback: Callable[[str], None]) -> dict[str, Any]:
+        """The client settings that hand librdkafka's statistics to ``callback`` (none when off)."""
+        if self.stats_interval_ms <= 0:
+            return {}
+        return {"statistics.interval.ms": self.stats_interval_ms, "stats_cb": callback}
 
     def _refresh_topics(self, timeout: float = 10.0) -> None:
         meta = self._admin.list_topics(timeout=timeout)

@@ -1,5 +1,5 @@
 """The review workers: the paper account's closed positions into the journal, the excursions of
-every closed trade, and the models' drift alarm."""
+every closed trade, the models' drift alarm, and the consumer groups' lag history."""
 
 from __future__ import annotations
 
@@ -35,8 +35,15 @@ def _drift_monitor(rt: Runtime) -> Worker:
     )
 
 
+def _lag_history(rt: Runtime) -> Worker:
+    from pipeline.jobs.lag_history import LagRecorder
+
+    return LagRecorder(rt.db, rt.bus)
+
+
 FACTORIES: dict[str, WorkerFactory] = {
     "paper-journal": _paper_journal,
     "excursions": _excursions,
     "drift-monitor": _drift_monitor,
+    "lag-history": _lag_history,
 }

@@ -198,8 +198,9 @@ def test_pipeline_shows_stages_topics_and_groups(desk: Path) -> None:
     no_exception(at)
     at.switch_page(PAGES["Pipeline"])
     # The consumer-group table appears once the market-store has committed (within a second).
-    # Then the operating tabs' stage metrics (views/pipeline_ops.py).
-    run_until(at, lambda a: len(a.dataframe) == 4, "consumer-group table")
+    # Then the operating tabs' stage metrics (views/pipeline_ops.py) and the stages' client metrics
+    # (views/pipeline_clients.py): two more tables.
+    run_until(at, lambda a: len(a.dataframe) == 6, "consumer-group table")
     assert [t.value for t in at.title] == ["Pipeline"]
     assert [s.value for s in at.subheader] == ["Stages", "Topics", "Consumer groups", "Dead letters", "Operate"]
     stages, topics, groups = (d.value for d in at.dataframe[:3])
@@ -210,6 +211,15 @@ def test_pipeline_shows_stages_topics_and_groups(desk: Path) -> None:
     assert not any(name.endswith("_dlq") for name in topics["topic"])
     assert set(groups["group"]) == {"market-store"}
     assert [s.value for s in at.success] == ["No rejected messages."]
+    clients, client_topics = (d.value for d in at.dataframe[4:6])
+    store = clients.set_index("stage").loc["market-store"]
+    assert store["bus"] == "embedded" and store["send errors"] == 0
+    run_until(at, lambda a: (a.dataframe[5].value["messages in"] > 0).any(), "the market-store's ticks in")
+    client_topics = at.dataframe[5].value
+    ticks_in = client_topics[
+        (client_topics["stage"] == "market-store") & (client_topics["topic"] == "crypto.market_data")
+    ]
+    assert (ticks_in["bytes in"] > ticks_in["messages in"] * 50).all(), "a tick is 100+ bytes of JSON"
 
 
 def _left_group(bus: Any, group: str, topic: str = "crypto.market_data") -> None:
@@ -234,7 +244,7 @@ def test_pipeline_shows_inactive_groups_apart_and_deletes_them_but_not_one_with_
     for group in ("ws-trader-0a1b2c3d", "tail-5e6f7a8b", "normalizer"):
         _left_group(bus, group)
     at.switch_page(PAGES["Pipeline"])
-    run_until(at, lambda a: len(a.dataframe) == 5, "consumer-group tables")
+    run_until(at, lambda a: len(a.dataframe) == 7, "consumer-group tables")
     assert [s.value for s in at.subheader] == [
         "Stages",
         "Topics",

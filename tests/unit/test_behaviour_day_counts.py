@@ -80,13 +80,13 @@ def test_kept_counts_equal_the_rows_through_upserts_moves_voids_and_replays(tmp_
 def test_the_migration_counts_the_rows_stored_before_it(tmp_path: Path) -> None:
     path = tmp_path / "desk.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    before = [m for m in MIGRATIONS if m[0] < "012"]
+    before = [m for m in MIGRATIONS if m[0] < "013"]
     apply_migrations(sqlite_utils.Database(conn), before)
     conn.executemany(
         f"INSERT INTO behaviour_trades ({behaviour.COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         [row(f"t{i}", T0 + i * 7 * 60_000, kind="round_trip" if i % 5 == 0 else "lot") for i in range(400)],
     )
-    assert "012_behaviour_day_counts" in apply_migrations(sqlite_utils.Database(conn), MIGRATIONS)
+    assert "013_behaviour_day_counts" in apply_migrations(sqlite_utils.Database(conn), MIGRATIONS)
     lo, hi = T0, T0 + 2 * DAY_MS
     assert summed(behaviour.day_counts(conn, "ann", lo, hi)) == counted(conn, "ann", lo, hi)
     assert sum(summed(behaviour.day_counts(conn, "ann", lo, hi)).values()) == 320

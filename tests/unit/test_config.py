@@ -27,6 +27,7 @@ def test_defaults_mean_embedded_bus_under_data() -> None:
         "paper-journal",
         "excursions",
         "drift-monitor",
+        "lag-history",
         "stock-trades-store",
         "stock-bars-store",
         "api",

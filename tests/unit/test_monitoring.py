@@ -35,7 +35,22 @@ def exported_names(tmp_path: Path) -> set[str]:
             True,
             processed=1,
             updated_at=9e9,
-            metrics={"batch_latency": {"le": [0.1], "counts": [1, 1], "sum": 0.05}},
+            metrics={
+                "batch_latency": {"le": [0.1], "counts": [1, 1], "sum": 0.05},
+                # a stage's client figures as on Kafka (pipeline.bus.client_metrics: every key)
+                "client": {
+                    "source": "librdkafka",
+                    "sent": 1,
+                    "send_errors": 0,
+                    "request_latency_s": 0.002,
+                    "consumed": 1,
+                    "fetch_latency_s": 0.1,
+                    "lag": 0,
+                    "topics": {
+                        "crypto.market_data": {"out_messages": 1, "out_bytes": 9, "in_messages": 1, "in_bytes": 9}
+                    },
+                },
+            },
         )
         db.write(lambda w: publish(w.conn, [row]))
         return {s.name for family in registry(db, bus).collect() for s in family.samples}
@@ -81,3 +96,16 @@ def test_every_metric_the_dashboard_plots_is_exported(tmp_path: Path) -> None:
     exported = exported_names(tmp_path)
     assert len(exprs) >= 6 and used and used <= exported, used - exported
     assert {"desk_stage_retried_total", "desk_stage_batch_latency_seconds_bucket"} <= used
+    client = {
+        "desk_client_sent_messages_total",
+        "desk_client_send_errors_total",
+        "desk_client_request_latency_seconds",
+        "desk_client_consumed_messages_total",
+        "desk_client_fetch_latency_seconds",
+        "desk_client_lag_sum",
+        "desk_client_topic_messages_out_total",
+        "desk_client_topic_bytes_out_total",
+        "desk_client_topic_messages_in_total",
+        "desk_client_topic_bytes_in_total",
+    }
+    assert client <= used, f"seed 003's client metrics on the dashboard: {client - used} missing"
