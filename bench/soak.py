@@ -11,11 +11,18 @@ A producer thread offers ``--rate`` whole trades per second (entry-form trades o
 with its exit, so each makes one journal row) through the same path the trades API uses.
 
 What is timed and printed: nothing is timed per message. Every minute one JSON line gives the
-resident memory (RSS, MB) of every process, each stage's lag (messages not yet consumed), the dead
-letters so far, the trades offered and the journal rows stored. Training and start-up come before
-minute 0 and are not in any figure. The last line sums up: RSS growth of each process from the end
-of the first minute to the end (%), the lag at each minute, dead letters, and whether every trade
-offered reached the journal (given up to two minutes after the load stops).
+resident memory (RSS, MB) of every process and the anonymous part of it (``rss_anon_mb``, Linux's
+``RssAnon``: the process's own heap and stacks), each stage's lag (messages not yet consumed), the
+dead letters so far, the trades offered and the journal rows stored. Training and start-up come
+before minute 0 and are not in any figure. The last line sums up: RSS and anonymous growth of each
+process from the end of the first minute to the end (%), the lag at each minute, dead letters, and
+whether every trade offered reached the journal (given up to two minutes after the load stops).
+
+Why both: RSS also counts the pages of the SQLite files a process has read through its memory map
+(``storage.db.connect`` maps up to 256 MB of each file per connection). Those are the kernel's
+shared file cache, dropped and re-read at will, not memory the process holds: they come and go by
+whatever a process read last, so RSS read once a minute swings by up to the map's size. A leak
+shows in the anonymous figure.
 """
 
 from __future__ import annotations
@@ -36,11 +43,12 @@ PROCESS_STAGES = "ml,normalizer,enricher,behaviour,journal-store"
 USERS = 20
 
 
-def rss_mb(pid: int) -> float | None:
-    """Resident memory of a process in MB (Linux ``/proc``), or None when it is gone."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float | None:
+    """Resident memory of a process in MB (Linux ``/proc``), or None when it is gone. ``field``:
+    ``VmRSS`` (all of it) or ``RssAnon`` (its private memory, without mapped files)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         return None
@@ -168,16 +176,17 @@ def stored_rows(folder: Path) -> int:
 
 def snapshot(runtime: Any, trades: Trades, minute: int, folder: Path) -> dict[str, Any]:
     """One minute's figures: RSS per process, lag per stage, dead letters, trades offered and stored."""
-    processes = {"desk": rss_mb(os.getpid())}
+    pids = {"desk": os.getpid()}
     for w in runtime.workers:
         pid = w.status().get("child_pid")
         if pid:
-            processes[w.name] = rss_mb(int(pid))
+            pids[w.name] = int(pid)
     names = {w.name for w in runtime.workers}
     lag = {g.group_id: g.lag for g in runtime.groups() if g.group_id in names}
     return {
         "minute": minute,
-        "rss_mb": processes,
+        "rss_mb": {name: rss_mb(pid) for name, pid in pids.items()},
+        "rss_anon_mb": {name: rss_mb(pid, "RssAnon") for name, pid in pids.items()},
         "lag": lag,
         # every dead letter, written by a thread or a process: the messages on the dead-letter topics
         "dead_letters": sum(t.messages for t in runtime.topics() if t.name.endswith("_dlq")),
@@ -190,19 +199,24 @@ def summarise(
     minutes: list[dict[str, Any]], trained: int, symbols: int, rate: int, offered: int, stored: int
 ) -> dict[str, Any]:
     first, last = minutes[0], minutes[-1]
-    growth = {
-        name: round((last["rss_mb"].get(name, 0) - mb) / mb * 100, 1)
-        for name, mb in first["rss_mb"].items()
-        if mb and last["rss_mb"].get(name)
-    }
+
+    def growth(field: str) -> dict[str, float]:
+        return {
+            name: round((last[field].get(name, 0) - mb) / mb * 100, 1)
+            for name, mb in first[field].items()
+            if mb and last[field].get(name)
+        }
+
     return {
         "summary": True,
         "minutes": len(minutes),
         "rate_per_s": rate,
         "symbols": symbols,
         "models_trained": trained,
-        "rss_growth_pct_after_minute_1": growth if len(minutes) > 1 else None,
+        "rss_growth_pct_after_minute_1": growth("rss_mb") if len(minutes) > 1 else None,
+        "rss_anon_growth_pct_after_minute_1": growth("rss_anon_mb") if len(minutes) > 1 else None,
         "rss_mb_last": last["rss_mb"],
+        "rss_anon_mb_last": last["rss_anon_mb"],
         "lag_by_minute": {k: [m["lag"].get(k) for m in minutes] for k in last["lag"]},
         "dead_letters": last["dead_letters"],
         "trades_offered": offered,

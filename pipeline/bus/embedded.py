@@ -50,6 +50,7 @@ from pipeline.bus.embedded_log import (
     SCHEMA,
     begin_immediate,
     bump_generation,
+    drop_head,
     encode_headers,
     now_ms,
 )
@@ -321,11 +322,19 @@ class EmbeddedBus:
         return n
 
     def _maintain(self, conn: sqlite3.Connection) -> None:
-        """Apply retention and compaction, as the catalog says per topic."""
+        """Apply retention and compaction, as the catalog says per topic.
+
+        Retention removes the head of each partition's log, as Kafka does: the messages before the
+        first one still within retention. Finding that one walks the primary key from the head, so
+        a pass reads the expired messages and one more, never the whole topic (a scan on timestamp
+        read every message of every topic each pass, held the file's write lock for seconds on a
+        large log and paged the whole memory-mapped file into each process that ran it)."""
         now = now_ms()
-        for name, retention, cleanup in conn.execute("SELECT name, retention_ms, cleanup FROM topics").fetchall():
+        topics = conn.execute("SELECT name, partitions, retention_ms, cleanup FROM topics").fetchall()
+        for name, partitions, retention, cleanup in topics:
             if cleanup == "delete" and retention is not None and retention >= 0:
-                conn.execute("DELETE FROM messages WHERE topic=? AND timestamp<?", (name, now - retention))
+                for partition in range(partitions):
+                    drop_head(conn, name, partition, now - retention)
             elif cleanup == "compact":
                 conn.execute(
                     "DELETE FROM messages WHERE topic=? AND (partition, offset) IN ("

@@ -94,6 +94,18 @@ def bump_generation(conn: sqlite3.Connection, group: str) -> None:
     conn.execute("INSERT INTO groups VALUES (?, 1) ON CONFLICT DO UPDATE SET generation=generation+1", (group,))
 
 
+def drop_head(conn: sqlite3.Connection, topic: str, partition: int, before_ms: int) -> None:
+    """Delete the messages of one partition before its first message stamped ``before_ms`` or later."""
+    keep = conn.execute(
+        "SELECT offset FROM messages WHERE topic=? AND partition=? AND timestamp>=? ORDER BY offset LIMIT 1",
+        (topic, partition, before_ms),
+    ).fetchone()
+    if keep is None:
+        conn.execute("DELETE FROM messages WHERE topic=? AND partition=?", (topic, partition))
+    else:
+        conn.execute("DELETE FROM messages WHERE topic=? AND partition=? AND offset<?", (topic, partition, keep[0]))
+
+
 class LogFile(Protocol):
     """The members of the bus a consumer uses: its file, its settings and its writer thread."""
 

@@ -33,3 +33,6 @@ def test_a_one_minute_soak_loses_nothing_and_dead_letters_nothing(tmp_path: Path
     assert summary["all_stored"] and summary["trades_offered"] > 30_000
     assert set(minutes[0]["rss_mb"]) >= {"desk", "ml", "normalizer", "enricher", "behaviour", "journal-store"}
     assert all(mb and mb > 0 for mb in minutes[0]["rss_mb"].values())
+    anon = minutes[0]["rss_anon_mb"]
+    assert set(anon) == set(minutes[0]["rss_mb"])
+    assert all(0 < anon[name] <= mb for name, mb in minutes[0]["rss_mb"].items())
