@@ -39,7 +39,8 @@ from pipeline.bus.base import Bus, Latency, OffsetReset
 from pipeline.messages import MarketData, Message, MLSignal, Order
 from pipeline.runner import Stage
 from pipeline.topics import MARKET_DATA, ML_SIGNALS, ORDERS
-from pipeline.trading.exchange import DEFAULT_ACCOUNT, UPDATED_BY, Exchange, ExchangeSettings, OrderRejected, account_of
+from pipeline.trading.book import DEFAULT_ACCOUNT, UPDATED_BY, ExchangeSettings, OrderRejected, account_of
+from pipeline.trading.exchange import Exchange
 from pipeline.trading.risk import RiskSettings
 from pipeline.trading.strategy import (
     SIGNALS,

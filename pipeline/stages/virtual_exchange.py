@@ -25,7 +25,8 @@ from pipeline.errors import BadMessageError
 from pipeline.messages import MarketData, Message, Order, decode
 from pipeline.runner import Stage
 from pipeline.topics import MARKET_DATA, ORDERS
-from pipeline.trading.exchange import DEFAULT_ACCOUNT, UPDATED_BY, Exchange, ExchangeSettings, OrderRejected, account_of
+from pipeline.trading.book import DEFAULT_ACCOUNT, UPDATED_BY, ExchangeSettings, OrderRejected, account_of
+from pipeline.trading.exchange import Exchange
 from storage import orders as orders_door
 from storage.db import Database
 

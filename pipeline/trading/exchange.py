@@ -19,9 +19,10 @@ live stage, the decision stage's replica of the portfolio and the backtest all r
 
 An instance is used from one thread at a time.
 
-Why one module of about 550 lines: ``Exchange`` is one state machine. Its fills, exits and the
+Why one module of about 540 lines: ``Exchange`` is one state machine. Its fills, exits and the
 reconciliation that rebuilds it from the topic (``restore``, ``adopt``) share the same books and
-invariants, and read best side by side; ``Book`` and the settings are all that stands apart.
+invariants, and read best side by side; ``Book``, the settings and the account rule stand apart,
+in ``pipeline/trading/book.py``.
 """
 
 from __future__ import annotations
@@ -32,77 +33,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.errors import BadMessageError, Violation
+from pipeline.errors import Violation
 from pipeline.messages import Order
-
-RANK = {"PENDING": 0, "FILLED": 1, "CLOSED": 2, "CANCELLED": 2}
-UPDATED_BY = "virtual_exchange"
-DEFAULT_ACCOUNT = "paper"
-
-
-def account_of(order: Order) -> str:
-    """The paper account an order belongs to (orders without one belong to the default)."""
-    return str(order.metadata.get("account") or DEFAULT_ACCOUNT)
-
-
-@dataclass(frozen=True)
-class ExchangeSettings:
-    """Seed 001's starting balance of 10,000 USDT; Binance's spot taker fee of 0.1 %."""
-
-    starting_balance: float = 10_000.0
-    fee_bps: float = 10.0
-    slippage_bps: float = 5.0
-    limit_ttl_ms: int = 3_600_000
-    # Ticks kept per symbol to fill an order that arrives after later ticks (about 8 min at 10/s).
-    tick_memory: int = 5_000
-
-
-class OrderRejected(BadMessageError):
-    """An order that breaks one of the exchange's rules; it is never filled."""
-
-
-@dataclass(slots=True)
-class Book:
-    """An order as the exchange tracks it: the order as submitted plus what happened to it."""
-
-    order: Order
-    status: str = "PENDING"
-    fill_price: float = 0.0
-    fill_fee: float = 0.0
-    filled_at: int = 0
-    exit_price: float = 0.0
-    exit_fee: float = 0.0
-    closed_at: int = 0
-    exit_reason: str | None = None
-    exit_order_id: str | None = None
-    reason: str | None = None
-    stop: float | None = None
-    take_profit: float | None = None
-    trailing_pct: float = 0.0
-    high: float = 0.0
-    closes: str | None = None
-
-    @property
-    def order_id(self) -> str:
-        return self.order.order_id
-
-    @property
-    def symbol(self) -> str:
-        return self.order.symbol
-
-    @property
-    def quantity(self) -> float:
-        return self.order.quantity
-
-    @property
-    def pnl(self) -> float:
-        """Realized P&L of a closed BUY, net of both fees."""
-        q = self.order.quantity
-        return q * (self.exit_price - self.fill_price) - self.fill_fee - self.exit_fee
-
-    def unrealized(self, price: float) -> float:
-        """P&L of an open BUY at ``price``, net of the entry fee."""
-        return self.order.quantity * (price - self.fill_price) - self.fill_fee
+from pipeline.trading.book import (
+    RANK,
+    UPDATED_BY,
+    Book,
+    ExchangeSettings,
+    OrderRejected,
+)
 
 
 @dataclass

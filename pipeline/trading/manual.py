@@ -13,7 +13,7 @@ from pipeline.bus.base import Producer
 from pipeline.errors import TransientError
 from pipeline.messages import Order, RiskManagement, TriggerSignal, encode
 from pipeline.topics import ORDERS
-from pipeline.trading.exchange import DEFAULT_ACCOUNT, UPDATED_BY
+from pipeline.trading.book import DEFAULT_ACCOUNT, UPDATED_BY
 
 MANUAL_STRATEGY = "manual"
 TRADER = "trader"

@@ -34,7 +34,8 @@ if not hasattr(collections, "Iterable"):  # backtrader 1.9.78 still imports it f
 import backtrader as bt
 
 from pipeline.messages import Order, RiskManagement, Side, TriggerSignal
-from pipeline.trading.exchange import DEFAULT_ACCOUNT, Exchange
+from pipeline.trading.book import DEFAULT_ACCOUNT
+from pipeline.trading.exchange import Exchange
 from pipeline.trading.risk import (
     RiskSettings,
     actionable,
