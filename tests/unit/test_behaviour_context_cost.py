@@ -15,6 +15,7 @@ from typing import Any
 from pipeline.journal.behaviour_book import Row
 from storage import behaviour
 from storage.db import Database
+from tests.sqlite_steps import steps as sqlite_steps
 
 MIN = 60_000
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC: the batch's first entry
@@ -47,18 +48,7 @@ def params(user: str) -> dict[str, Any]:
 
 def steps(conn: sqlite3.Connection, user: str) -> tuple[int, int]:
     """SQLite virtual-machine steps (in hundreds) of one context read, and the rows it returned."""
-    n = 0
-
-    def count() -> int:
-        nonlocal n
-        n += 1
-        return 0
-
-    conn.set_progress_handler(count, 100)
-    try:
-        rows = behaviour.context(conn, params(user))
-    finally:
-        conn.set_progress_handler(None, 0)
+    n, rows = sqlite_steps(conn, lambda: behaviour.context(conn, params(user)))
     return n, len(rows)
 
 

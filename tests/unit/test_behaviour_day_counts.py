@@ -18,6 +18,7 @@ from pipeline.journal.behaviour_book import Row
 from storage import behaviour
 from storage.db import Database
 from storage.migrations import MIGRATIONS, apply_migrations
+from tests.sqlite_steps import steps as sqlite_steps
 
 DAY_MS = 86_400_000
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
@@ -94,19 +95,7 @@ def test_the_migration_counts_the_rows_stored_before_it(tmp_path: Path) -> None:
 
 def steps(conn: sqlite3.Connection, user: str, lo: int, hi: int) -> int:
     """SQLite virtual-machine steps (in hundreds) one ``day_counts`` call takes."""
-    n = 0
-
-    def count() -> int:
-        nonlocal n
-        n += 1
-        return 0
-
-    conn.set_progress_handler(count, 100)
-    try:
-        behaviour.day_counts(conn, user, lo, hi)
-    finally:
-        conn.set_progress_handler(None, 0)
-    return n
+    return sqlite_steps(conn, lambda: behaviour.day_counts(conn, user, lo, hi))[0]
 
 
 def test_counting_a_day_costs_the_same_with_200_entries_or_20000(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import pytest
 from pipeline.bus.embedded import EmbeddedBus
 from pipeline.topics import TopicSpec
 from storage.db import connect
+from tests.sqlite_steps import steps
 
 TOPIC = "kept-a-minute"
 HOUR_MS = 3_600_000
@@ -55,21 +56,16 @@ def offsets(bus: EmbeddedBus) -> list[int]:
 def steps_of_a_pass(bus: EmbeddedBus) -> int:
     """SQLite virtual-machine steps (in hundreds) one retention and compaction pass takes."""
     conn = connect(bus.path)
-    steps = 0
 
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    conn.set_progress_handler(count, 100)
-    try:
+    def one_pass() -> None:
         conn.execute("BEGIN IMMEDIATE")
         bus._maintain(conn)
         conn.execute("COMMIT")
+
+    try:
+        return steps(conn, one_pass)[0]
     finally:
         conn.close()
-    return steps
 
 
 def test_retention_drops_the_expired_head_and_keeps_an_old_message_behind_a_fresh_one(bus: EmbeddedBus) -> None:
