@@ -282,13 +282,17 @@ class _Lines:
 
 def _requoted(cells: list[str], raw: str, width: int, delimiter: str) -> list[str] | None:
     """Return the cells of a row a spreadsheet quoted whole (one cell holding the separators) or of
-    an unquoted row with doubled quotes; None when the row is neither."""
-    if width > 1 and len(cells) == 1 and delimiter in cells[0]:
-        inner = next(csv.reader([cells[0]], delimiter=delimiter), [])
-        return inner if len(inner) > 1 else None
-    if len(cells) > width and '""' in raw and not raw.lstrip().startswith('"'):
-        inner = next(csv.reader([raw.rstrip("\r\n").replace('""', '"')], delimiter=delimiter), [])
-        return inner if len(inner) == width else None
+    an unquoted row with doubled quotes; None when the row is neither (or its inside is no CSV row:
+    a quoted line break, say; the row is then refused as it stands)."""
+    try:
+        if width > 1 and len(cells) == 1 and delimiter in cells[0]:
+            inner = next(csv.reader([cells[0]], delimiter=delimiter), [])
+            return inner if len(inner) > 1 else None
+        if len(cells) > width and '""' in raw and not raw.lstrip().startswith('"'):
+            inner = next(csv.reader([raw.rstrip("\r\n").replace('""', '"')], delimiter=delimiter), [])
+            return inner if len(inner) == width else None
+    except csv.Error:
+        return None
     return None
 
 
