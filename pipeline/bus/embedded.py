@@ -9,7 +9,7 @@ SQLite transaction per batch (WAL, ``synchronous=NORMAL``), so a ``kill -9`` los
 inside ``BEGIN IMMEDIATE``. The consumer is ``pipeline.bus.embedded_consumer``; the file's schema
 and the writer's operations are ``pipeline.bus.embedded_log``; reads outside any group are
 ``pipeline.bus.embedded_reads`` and wake-ups across processes ``pipeline.bus.embedded_wake``. What
-is left here (about 480 lines) is the writer thread, the producer and the bus's own calls, which
+is left here (about 500 lines) is the writer thread, the producer and the bus's own calls, which
 all go through the one writer and its transactions.
 """
 
@@ -175,11 +175,18 @@ class _Writer(threading.Thread):
 
 
 class EmbeddedProducer:
-    """Publishes to the embedded log. Thread-safe: every call only enqueues for the writer."""
+    """Publishes to the embedded log. Thread-safe: every call only enqueues for the writer.
+
+    ``flush`` waits for the writer only when this producer has produced since its last flush that
+    returned: a stage that produced nothing in a batch (a sink) then commits its offsets without a
+    writer round trip for nothing (everything it produced before is durable already)."""
 
     def __init__(self, bus: EmbeddedBus) -> None:
         self._bus = bus
         self._round_robin = 0
+        self._count_lock = threading.Lock()
+        self._produced = 0  # counted after each produce has been handed to the writer
+        self._flushed = 0  # what ``_produced`` was when the last flush that returned began
 
     def produce(
         self,
@@ -193,6 +200,7 @@ class EmbeddedProducer:
             # Kafka refuses a keyless message on a compacted topic and flush() reports it: same here.
             log.error("embedded delivery failed: %r is compacted and the message has no key", topic)
             self._bus.undelivered += 1
+            self._counted()
             return
         if key:  # as librdkafka's default partitioner: an empty key is partitioned like no key
             part = partition_for(key, partitions)
@@ -200,14 +208,27 @@ class EmbeddedProducer:
             self._round_robin += 1
             part = self._round_robin % partitions
         self._bus._writer.submit((APPEND, topic, part, key, value, now_ms(), encode_headers(headers)))
+        self._counted()
+
+    def _counted(self) -> None:
+        """Count a produce once it is handed to the writer (or refused), so a flush that reads the
+        count later is queued behind it."""
+        with self._count_lock:
+            self._produced += 1
 
     def flush(self, timeout: float = 30.0) -> int:
         if not self._bus._writer.is_alive():  # the bus is closed: nothing more will be written
             return len(self._bus._writer.ops)
+        with self._count_lock:
+            upto = self._produced
+            if upto == self._flushed:  # nothing produced since the last flush returned
+                return 0
         done = threading.Event()
         self._bus._writer.submit((FLUSH, done))
         if not done.wait(timeout):
             return len(self._bus._writer.ops)
+        with self._count_lock:
+            self._flushed = max(self._flushed, upto)
         undelivered, self._bus.undelivered = self._bus.undelivered, 0
         return undelivered
 
