@@ -137,7 +137,7 @@ class EmbeddedConsumer:
         while True:
             self._heartbeat()
             self._rebalance_if_needed()
-            seen = self._bus.commits()
+            seen = self._bus.commits(self._topics)
             version = self._data_version() if self._watches_file() else 0
             records = self._fetch(max_messages)
             remaining = deadline - time.monotonic()
@@ -154,19 +154,20 @@ class EmbeddedConsumer:
         return self._conn.execute("PRAGMA data_version").fetchone()[0]
 
     def _wait(self, seen: int, version: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` for a commit after the count ``seen``; return True when one woke us,
-        False when the time ran out. This process's writer wakes us at once, and so does another
+        """Wait up to ``timeout`` for a commit after the count ``seen`` (of commits that appended to
+        this consumer's topics or changed membership: ``EmbeddedBus.commits``); return True when one
+        woke us, False when the time ran out. This process's writer wakes us at once, and so does another
         process's on a shared bus that notifies (``pipeline.bus.embedded_wake``). On a shared bus
         that polls, a commit by another process is seen within 10 ms by the file's data version
         (``version``, read before the fetch), a check far cheaper than a fetch."""
         if not self._watches_file():
-            return self._bus._wait_for_data(timeout, seen)
+            return self._bus._wait_for_data(timeout, seen, self._topics)
         end = time.monotonic() + timeout
         while True:
             left = end - time.monotonic()
             if left <= 0:
                 return False
-            if self._bus._wait_for_data(min(left, 0.01), seen) or self._data_version() != version:
+            if self._bus._wait_for_data(min(left, 0.01), seen, self._topics) or self._data_version() != version:
                 return True
 
     def _fetch(self, max_messages: int) -> list[Record]:
@@ -216,7 +217,7 @@ class EmbeddedConsumer:
                 rows,
             )
 
-        self._bus._call(commit)
+        self._bus._call_quietly(commit)  # offsets wake no consumer: none waits for them
 
     def assignment(self) -> list[tuple[str, int]]:
         return sorted(self._positions)

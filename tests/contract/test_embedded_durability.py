@@ -363,7 +363,7 @@ def test_a_shared_bus_wakes_an_idle_consumer_on_another_writers_commit(tmp_path,
         assert consumer.poll(10, 0.2) == []
         assert consumer._watches_file() is (shared and wake == "poll")
         reader._call(lambda _conn: None)  # the reader's own queued writes (heartbeats) are done
-        seen, version = reader.commits(), consumer._data_version()
+        seen, version = reader.commits([TOPIC]), consumer._data_version()
         producer = writer.producer()
 
         def produce_one() -> None:
@@ -391,7 +391,7 @@ def test_a_commit_between_a_consumers_look_and_its_wait_is_not_slept_through(tmp
         consumer = bus.consumer("g", [TOPIC], auto_offset_reset="earliest")
         assert consumer.poll(10, 0.1) == []
         bus._call(lambda _conn: None)
-        seen = bus.commits()
+        seen = bus.commits([TOPIC])
         producer = bus.producer()
         producer.produce(TOPIC, b"v")
         assert producer.flush(10) == 0  # committed (and notified) before the wait starts

@@ -70,3 +70,46 @@ def test_a_refused_message_still_makes_the_next_flush_report_it(tmp_path):
         assert producer.flush(10) == 0
     finally:
         bus.close()
+
+
+@pytest.mark.parametrize("scope", ["topic", "all"])
+def test_an_idle_consumer_is_woken_by_appends_to_its_topics_and_membership_not_by_offsets(tmp_path, scope):
+    """With ``wake_scope="topic"`` the count an idle consumer waits on (``commits(topics)``) moves for
+    a commit that appended to one of its topics or changed a group's membership, never for an
+    append to another topic, a flush or an offset commit; with ``all`` (the older way) it moves for
+    every commit. The counts are what the wait compares, so no clock is needed; the wait itself
+    returns at once once its count moved."""
+    bus = EmbeddedBus(tmp_path / "bus.db", maintenance_interval_s=3600, wake_scope=scope)
+    try:
+        bus.create_topics([TopicSpec(TOPIC, 1, 86_400_000), TopicSpec("other", 1, 86_400_000)])
+        consumer = bus.consumer("g", [TOPIC], auto_offset_reset="earliest")
+        producer = bus.producer()
+        bus._call(lambda _conn: None)  # the consumer's queued heartbeat is written
+
+        seen = bus.commits([TOPIC])
+        producer.produce("other", b"x")
+        assert producer.flush(10) == 0
+        other_moved = bus.commits([TOPIC]) != seen
+        assert other_moved is (scope == "all")
+
+        producer.produce(TOPIC, b"v")
+        assert producer.flush(10) == 0
+        records = consumer.poll(10, 5.0)
+        assert [r.value for r in records] == [b"v"]
+        seen = bus.commits([TOPIC])
+        consumer.commit(records)
+        assert (bus.commits([TOPIC]) != seen) is (scope == "all"), "an offset commit wakes nobody"
+
+        seen = bus.commits([TOPIC])
+        producer.produce(TOPIC, b"w")
+        assert producer.flush(10) == 0
+        assert bus.commits([TOPIC]) != seen
+        assert consumer._wait(seen, 0, 60.0) is True
+
+        seen = bus.commits([TOPIC])
+        second = bus.consumer("g", [TOPIC], auto_offset_reset="earliest")  # joins: a rebalance to notice
+        assert bus.commits([TOPIC]) != seen
+        second.close()
+        consumer.close()
+    finally:
+        bus.close()
