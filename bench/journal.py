@@ -33,6 +33,16 @@ arrive interleaved); compare ``--groups 1`` and ``--groups 2`` with the same ``-
 ``throughput_per_s`` and the latencies are timed as above, over every user's rows. The stages then
 read the run's topics from their start, not their end (see ``_stage``).
 
+``--compare`` (embedded bus, SQLite, stages on threads) runs every repeat twice, ``before`` and
+``after``, flipping which goes first each repeat, and prints a median line per variant. ``before``
+selects the older ways that settings keep: the store's writer checkpoints inside its commits
+(``Database(checkpoint="writer")``), every commit of the bus wakes every idle consumer
+(``EmbeddedBus(wake_scope="all")``) and the interpreter switches threads every 5 ms, Python's
+default (``after``: the desk's ``SWITCH_INTERVAL_MS``, as ``build_runtime`` sets it; without
+``--compare`` too). The other changes of that work (a flush with nothing produced skips the
+writer, a poll reads its partitions in one read transaction) have no setting and run in both;
+compare them against an older checkout instead.
+
 On Kafka the run's topics and groups are its own (``bench.bus.BenchBus``: ``raw-trades.bench-<run>``
 and so on), never the desk's, and are deleted at the end.
 """
@@ -49,12 +59,13 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from bench.bus import make_bus
 from pipeline.bus.base import Bus, OffsetReset, partition_for
+from pipeline.config import Config
 from pipeline.journal.behaviour_settings import BehaviourRules
 from pipeline.journal.fills import Fill, fill_fingerprint
 from pipeline.messages import RawTrade, Side, encode
@@ -64,8 +75,10 @@ from pipeline.stages.enricher import Enricher
 from pipeline.stages.journal_store import JournalStore
 from pipeline.stages.normalizer import Normalizer
 from pipeline.topics import CATALOG, RAW_TRADES
-from pipeline.wiring import tune_gc
+from pipeline.wiring import tune_gc, tune_switching
 from storage.db import Database
+
+Variant = Literal["before", "after"]
 
 T0 = 1_700_000_000_000
 HEADER = ("Date(UTC)", "Pair", "Side", "Price", "Executed", "Amount", "Fee")
@@ -177,6 +190,7 @@ def _stage_process(
     db = open_store(db_path)
     runner = StageRunner(_stage(index, db, suffix, reset), bus, poll_timeout=0.05)
     tune_gc()
+    tune_switching(Config().switch_interval_ms)  # as build_runtime does in a stage process
     runner.start()
     started = os.times()
     ready.set()
@@ -257,13 +271,23 @@ def idle_cpu_pct(pids: list[int], seconds: float) -> float:
     return 100 * (cpu_seconds(pids) - before) / (time.monotonic() - t0)
 
 
-def open_store(spec: str) -> Database:
-    """The store a run writes: a PostgreSQL URL, or a SQLite file's path."""
+def open_store(spec: str, variant: Variant = "after") -> Database:
+    """The store a run writes: a PostgreSQL URL, or a SQLite file's path (``before``: checkpointed
+    inside its writer's commits, the older way)."""
     if spec.startswith(("postgresql://", "postgres://")):
         from storage.postgres import PostgresDatabase
 
         return PostgresDatabase(spec)  # type: ignore[return-value]
-    return Database(spec)
+    return Database(spec, checkpoint="writer" if variant == "before" else "background")
+
+
+def open_bus(backend: str, folder: Path, processes: bool, suffix: str, variant: Variant) -> Bus:
+    """The run's bus; ``before`` is the embedded bus whose every commit wakes every idle consumer."""
+    if variant == "before":
+        from pipeline.bus.embedded import EmbeddedBus
+
+        return EmbeddedBus(folder / "bus.db", wake_scope="all")
+    return make_bus(backend, str(folder), shared=processes, run=suffix)
 
 
 def run_once(
@@ -276,15 +300,18 @@ def run_once(
     database_url: str | None = None,
     groups: int = 1,
     users: int = 1,
+    variant: Variant = "after",
 ) -> dict[str, object]:
     folder.mkdir(parents=True, exist_ok=True)
     suffix = uuid.uuid4().hex[:8]
     user = f"bench-{suffix}"
     names = [user] if users == 1 else spread_users(user, users)
-    bus = make_bus(backend, str(folder), shared=processes, run=suffix)
+    # as build_runtime does for the app (before: Python's own 5 ms)
+    tune_switching(5.0 if variant == "before" else Config().switch_interval_ms)
+    bus = open_bus(backend, folder, processes, suffix, variant)
     bus.create_topics(CATALOG.values())
     spec = database_url or str(folder / f"desk-{suffix}.db")
-    db = open_store(spec)
+    db = open_store(spec, variant)
     stages = Processes(backend, folder, spec, suffix, groups) if processes else InProcess(bus, db, suffix)
     producer = bus.producer()
     # each user's trades (an even number: every buy is closed by the next sell), round robin
@@ -328,6 +355,7 @@ def run_once(
     seconds = last_stored - start
     return {
         "backend": backend,
+        "variant": variant,
         "store": "postgres" if database_url else "sqlite",
         "processes": processes,
         "groups": groups,
@@ -372,7 +400,16 @@ def main() -> None:
         "--groups", type=int, choices=(1, 2), default=1, help="processes per stage group (2 needs --processes)"
     )
     parser.add_argument("--users", type=int, default=1, help="users the trades are spread over, one per partition")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="run each repeat before (older settings) and after, alternating; embedded bus, SQLite, threads only",
+    )
     args = parser.parse_args()
+    if args.compare and (args.backend != "embedded" or args.processes or args.store != "sqlite"):
+        parser.error(
+            "--compare runs the embedded bus with a SQLite store on threads: drop --backend/--processes/--store"
+        )
     if args.groups > 1 and not (args.processes and args.backend == "kafka"):
         parser.error("--groups 2 runs two processes per stage on Kafka: add --processes --backend kafka")
     if args.trades % (2 * args.users):
@@ -391,41 +428,53 @@ def main() -> None:
 
 
 def _runs(args: argparse.Namespace, store: str, url_of: Any) -> None:
-    runs: list[dict[str, Any]] = []
+    runs: dict[Variant, list[dict[str, Any]]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as folder:
         for i in range(args.repeat):
-            result = run_once(
-                args.backend,
-                args.trades,
-                args.rate,
-                Path(folder) / str(i),
-                args.processes,
-                args.idle_seconds,
-                url_of(i),
-                args.groups,
-                args.users,
-            )
-            runs.append(result)
-            print(json.dumps(result), flush=True)
-    if args.repeat > 1:
-        print(
-            json.dumps(
-                {
-                    "backend": args.backend,
-                    "store": store,
-                    "processes": args.processes,
-                    "groups": args.groups,
-                    "users": args.users,
-                    "trades": args.trades,
-                    "rate": args.rate,
-                    "stat": "median",
-                    **{
-                        k: statistics.median(r[k] for r in runs)
-                        for k in ("throughput_per_s", "latency_ms_p50", "latency_ms_p99", "latency_ms_p999")
-                    },
-                }
-            )
+            order: tuple[Variant, ...] = ("before", "after") if i % 2 == 0 else ("after", "before")
+            for variant in order if args.compare else ("after",):
+                result = run_once(
+                    args.backend,
+                    args.trades,
+                    args.rate,
+                    Path(folder) / f"{i}-{variant}",
+                    args.processes,
+                    args.idle_seconds,
+                    url_of(i),
+                    args.groups,
+                    args.users,
+                    variant,
+                )
+                runs[variant].append(result)
+                print(json.dumps(result), flush=True)
+    for variant, done in runs.items():
+        if len(done) > 1:
+            _print_median(args, store, variant, done)
+
+
+def _print_median(args: argparse.Namespace, store: str, variant: Variant, runs: list[dict[str, Any]]) -> None:
+    print(
+        json.dumps(
+            {
+                "backend": args.backend,
+                "variant": variant,
+                "store": store,
+                "processes": args.processes,
+                "groups": args.groups,
+                "users": args.users,
+                "trades": args.trades,
+                "rate": args.rate,
+                "stat": "median",
+                **{
+                    k: statistics.median(r[k] for r in runs)
+                    for k in ("throughput_per_s", "latency_ms_p50", "latency_ms_p99", "latency_ms_p999")
+                },
+                "idle_cpu_pct": None
+                if any(r["idle_cpu_pct"] is None for r in runs)
+                else statistics.median(r["idle_cpu_pct"] for r in runs),
+            }
         )
+    )
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ from pipeline.processes import StageProcess
 from pipeline.status_board import StatusBoard
 from pipeline.topics import CATALOG
 from pipeline.wiring import analysis, crypto, journal, notify, review, stocks
-from pipeline.wiring.runtime import Runtime, WorkerFactory, _GroupLags, tune_gc
+from pipeline.wiring.runtime import Runtime, WorkerFactory, _GroupLags, tune_gc, tune_switching
 from storage.db import open_database
 
-__all__ = ["WORKERS", "Runtime", "WorkerFactory", "build_runtime", "tune_gc"]
+__all__ = ["WORKERS", "Runtime", "WorkerFactory", "build_runtime", "tune_gc", "tune_switching"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def build_runtime(config: Config, stages: tuple[str, ...] | None = None, *, star
         raise
     if start:
         tune_gc()
+        tune_switching(config.switch_interval_ms)
         for w in runtime.workers:
             w.start()
         runtime._board = StatusBoard(db, lambda: runtime.workers)

@@ -210,3 +210,25 @@ def test_the_simulators_confidence_levels_apply_to_the_live_decision_stage_on_th
     for env in ({"DECISION_HIGH_CONFIDENCE": "0.9"}, {"DECISION_MEDIUM_CONFIDENCE": "0.7"}):
         mine = load_config(env)  # a level the trader set: the trader's levels, on the simulator too
         assert mine.decision_confidence_set and mine.live_risk == mine.risk
+
+
+def test_the_switch_interval_is_read_with_its_bounds_and_set_when_the_desk_starts(tmp_path: Path) -> None:
+    """``SWITCH_INTERVAL_MS`` (0.5 by default, Python's own being 5) is what ``build_runtime`` gives the
+    interpreter when it starts the stages; a value outside 0.05-100 is refused, naming the setting."""
+    import sys
+
+    from pipeline.wiring import build_runtime
+
+    assert load_config({}).switch_interval_ms == 0.5
+    assert load_config({"SWITCH_INTERVAL_MS": "2"}).switch_interval_ms == 2.0
+    for bad in ("0", "500", "fast"):
+        with pytest.raises(ConfigError, match="SWITCH_INTERVAL_MS"):
+            load_config({"SWITCH_INTERVAL_MS": bad})
+    before = sys.getswitchinterval()
+    config = load_config({"DATA_DIR": str(tmp_path), "STAGES": "journal-store", "SWITCH_INTERVAL_MS": "0.7"})
+    runtime = build_runtime(config)
+    try:
+        assert sys.getswitchinterval() == pytest.approx(0.0007)
+    finally:
+        runtime.stop()
+        sys.setswitchinterval(before)
