@@ -2,7 +2,7 @@
 
     python -m bench.signals --symbols 50 --rate R [--seconds S] [--backend embedded|kafka]
                             [--models random_forest svm logistic_regression] [--repeat K]
-                            [--forest-walk numba|numpy|both]
+                            [--forest-walk numba|numpy|both] [--predict stacked|separate|both]
 
 Each symbol gets the configured models, fitted on simulator history and registered as the app
 does; the store holds enough bars that every symbol is warm from the first tick. Two runs:
@@ -24,6 +24,11 @@ the desk's default compiled loop, or ``numpy``, its numpy operations;
 ``both`` runs them side by side, alternating within each repeat, numba first in even repeats and
 numpy first in odd ones (a process's first run is not always the same walk's). Every line says
 which (``forest_walk``) and its place in the process (``run``).
+
+``--predict``: ``stacked``, the stage's default, predicts each model's rows of every symbol in one
+compiled call (``pipeline.ml.stacked.Stack``); ``separate`` calls each symbol's model on its own
+rows, as the stage did before; ``both`` alternates them as ``--forest-walk both`` does. Every line
+says which (``predict``).
 
 Prints one JSON line per run (and per repeat) and one with the medians. The stage runs in this
 process on its own thread, as in the app.
@@ -296,15 +301,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pacing", choices=("burst", "spread", "both"), default="both")
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="idle wait whose CPU is reported")
     parser.add_argument("--forest-walk", choices=("numba", "numpy", "both"), default="numba")
+    parser.add_argument("--predict", choices=("stacked", "separate", "both"), default="stacked")
     args = parser.parse_args(argv)
     pacings = ("burst", "spread") if args.pacing == "both" else (args.pacing,)
     walks: tuple[Walk, ...] = ("numba", "numpy") if args.forest_walk == "both" else (args.forest_walk,)
+    predicts = ("stacked", "separate") if args.predict == "both" else (args.predict,)
+    variants = [(w, p) for w in walks for p in predicts]
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-signals-") as tmp:
-        # The order flips every repeat: a process's first run is not always the same walk's.
-        order = [(k, w) for k in range(args.repeat) for w in (walks if k % 2 == 0 else walks[::-1])]
-        for n, (k, walk) in enumerate(order, start=1):
+        # The order flips every repeat: a process's first run is not always the same variant's.
+        order = [(k, v) for k in range(args.repeat) for v in (variants if k % 2 == 0 else variants[::-1])]
+        for n, (k, (walk, predict)) in enumerate(order, start=1):
             ForestEvaluator.walk = walk
+            MLStage.stacked = predict == "stacked"
             for line in run(
                 args.backend,
                 args.symbols,
@@ -312,23 +321,32 @@ def main(argv: list[str] | None = None) -> int:
                 args.seconds,
                 args.max_ticks,
                 tuple(args.models),
-                Path(tmp) / f"{k}-{walk}",
+                Path(tmp) / f"{k}-{walk}-{predict}",
                 pacings,
                 args.idle_seconds,
             ):
                 line["forest_walk"] = walk
+                line["predict"] = predict
                 line["run"] = n
                 print(json.dumps(line), flush=True)
                 runs.append(line)
     if args.repeat > 1:
-        for walk, mode, pacing in [
-            (w, m, p) for w in walks for m, p in [("paced", p) for p in pacings] + [("max", None)]
+        for (walk, predict), (mode, pacing) in [
+            (v, mp) for v in variants for mp in [("paced", p) for p in pacings] + [("max", None)]
         ]:
-            of = [r for r in runs if r["mode"] == mode and r.get("pacing") == pacing and r["forest_walk"] == walk]
+            of = [
+                r
+                for r in runs
+                if r["mode"] == mode
+                and r.get("pacing") == pacing
+                and r["forest_walk"] == walk
+                and r["predict"] == predict
+            ]
             summary = {
                 "bench": "signals",
                 "mode": mode,
                 "forest_walk": walk,
+                "predict": predict,
                 "summary": "median",
                 "backend": args.backend,
                 "repeat": args.repeat,
