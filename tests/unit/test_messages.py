@@ -358,6 +358,20 @@ def test_plain_json_models_encode_as_pydantic_does() -> None:
                 message=str(text),
                 details={"v": _plain_values(rnd)},
             ),
+            m.build(
+                m.MLSignal,
+                symbol="BTCUSDT",
+                timestamp=NOW,
+                model="svm",
+                prediction_type="direction",
+                predicted_value=rnd.random() * 10 ** rnd.randint(-8, 8) + 1e-9,
+                current_price=rnd.uniform(1e-6, 1e5),
+                expected_change_pct=rnd.uniform(-50, 50),
+                confidence=rnd.random(),
+                signal="HOLD",
+                features={"rsi_14": rnd.uniform(0, 100), "ma_7": None, "v": rnd.uniform(-1e9, 1e9)},
+                metadata={"model_version": "3", "out_of_sample": _plain_values(rnd), "x": _plain_values(rnd)},
+            ),
         ]
         for model in models:
             assert model.plain_json
