@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.bus.base import Record
 from pipeline.bus.embedded import EmbeddedBus
 from pipeline.bus.embedded_log import MESSAGES_WITHOUT_ROWID
 from pipeline.topics import TopicSpec
@@ -36,7 +37,7 @@ def test_both_layouts_of_the_log_answer_alike(tmp_path: Path, layout: str) -> No
             producer.produce("latest", b"%d" % i, key=b"k%d" % (i % 3))
         assert producer.flush(30.0) == 0
         consumer = bus.consumer("readers", ["log"], auto_offset_reset="earliest")
-        got = []
+        got: list[Record] = []
         while len(got) < 300:
             records = consumer.poll(120, 5.0)
             assert records
