@@ -13,9 +13,11 @@ compiled with numba:
   by its forest's count: the same IEEE operations in the same order as the forest's own walk, so
   the outputs are equal bit for bit (scaling too: ``(x - mean) / scale`` element by element).
 - ``CalibratedSVMEvaluator``: the same formula per row (RBF kernel against the row's Nystroem
-  components, ``normalization_``, each calibrated classifier's decision and sigmoid, averaged in
-  order); the sums run in a different order than numpy's matrix products, so outputs agree to
-  rounding (a test holds them within 1e-12).
+  components, then each calibrated classifier's decision and sigmoid, averaged in order), with
+  ``normalization_`` and the classifiers' weights multiplied together once when packing (a row
+  then costs components x classifiers, not components squared); the sums run in a different
+  order than numpy's matrix products, so outputs agree to rounding (a test holds them within
+  1e-12).
 - ``LinearEvaluator`` with a logistic link: ``expit(x . coef + intercept)``, likewise to rounding.
 
 A predictor of another shape (no compiled form, a regressor, clusters) and a row the compiled
@@ -95,10 +97,7 @@ def _svms(
     comp_start: np.ndarray,
     components_norms: np.ndarray,
     gamma: np.ndarray,
-    normalization_t: np.ndarray,
-    norm_start: np.ndarray,
-    coef: np.ndarray,
-    coef_start: np.ndarray,
+    folded: np.ndarray,
     clf_start: np.ndarray,
     intercept: np.ndarray,
     a: np.ndarray,
@@ -120,18 +119,11 @@ def _svms(
                 dot += Xs[r, j] * components[c0 + c, j]
             v = -2.0 * dot + xx + components_norms[c0 + c]
             k[c] = math.exp(max(v, 0.0) * -gamma[w])
-        n0 = norm_start[w]
-        embedded = np.zeros(nc)
-        for i in range(nc):
-            ki = k[i]
-            for c in range(nc):
-                embedded[c] += ki * normalization_t[n0 + i * nc + c]
         acc = 0.0
         for q in range(clf_start[w], clf_start[w + 1]):
-            q0 = coef_start[q]
             d = 0.0
             for c in range(nc):
-                d += coef[q0 + c] * embedded[c]
+                d += k[c] * folded[c0 + c, q - clf_start[w]]
             d += intercept[q]
             acc += 1.0 / (1.0 + math.exp(a[q] * d + b[q]))
         out[r] = acc / (clf_start[w + 1] - clf_start[w])
@@ -208,11 +200,12 @@ class _SVMs(_Pack):
         self.comp_start = _offsets([len(e.components) for e in evaluators])
         self.components_norms = np.concatenate([e.components_norms.ravel() for e in evaluators])
         self.gamma = np.array([e.gamma for e in evaluators], dtype=np.float64)
-        self.normalization_t = np.concatenate([e.normalization_t.ravel() for e in evaluators]).astype(np.float64)
-        self.norm_start = _offsets([e.normalization_t.size for e in evaluators])
-        coefs = [row for e in evaluators for row in e.coef]
-        self.coef = np.concatenate(coefs).astype(np.float64)
-        self.coef_start = _offsets([len(row) for row in coefs])
+        # A classifier's decision is coef . (k . normalization_t): folded once into
+        # normalization_t . coef^T, a row costs components x classifiers, not components^2.
+        width = max(len(e.coef) for e in evaluators)
+        self.folded = np.zeros((len(self.components), width))
+        for i, e in enumerate(evaluators):
+            self.folded[self.comp_start[i] : self.comp_start[i + 1], : len(e.coef)] = e.normalization_t @ e.coef.T
         self.clf_start = _offsets([len(e.coef) for e in evaluators])
         self.intercept = np.concatenate([e.intercept.ravel() for e in evaluators])
         self.a = np.concatenate([e.a.ravel() for e in evaluators])
@@ -228,10 +221,7 @@ class _SVMs(_Pack):
             self.comp_start,
             self.components_norms,
             self.gamma,
-            self.normalization_t,
-            self.norm_start,
-            self.coef,
-            self.coef_start,
+            self.folded,
             self.clf_start,
             self.intercept,
             self.a,

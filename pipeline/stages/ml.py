@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pipeline.bus.base import Latency, OffsetReset, Record
-from pipeline.messages import MarketData, Message, MLSignal
+from pipeline.messages import MarketData, Message, MLSignal, trusted
 from pipeline.ml.features import SEED_FEATURES, WARMUP_BARS, FeatureState
 from pipeline.ml.registry import ModelLoadError, ModelRecord, Registry
 from pipeline.ml.stacked import Separate, Stack
@@ -259,7 +259,8 @@ class MLStage(Stage):
         """``features``: what the signal carries (the seed's and the model's), shared by the signals of one tick."""
         change = math.expm1(expected) * 100
         confidence = min(1.0, max(0.0, confidence))
-        return MLSignal.model_construct(
+        return trusted(
+            MLSignal,
             symbol=tick.symbol,
             timestamp=tick.timestamp,
             model=loaded.record.model,
