@@ -250,15 +250,16 @@ class _BenchConsumer:
             object.__setattr__(r, "topic", names[r.topic])
         return records
 
-    def commit(self, records: Iterable[Record] | None = None) -> None:
+    def commit(self, records: Iterable[Record] | None = None, *, asynchronous: bool = False) -> None:
         if records is None:
-            self._inner.commit()
+            self._inner.commit(asynchronous=asynchronous)
             return
         last: dict[tuple[str, int], int] = {}
         for r in records:
             if r.offset > last.get((r.topic, r.partition), -1):
                 last[(r.topic, r.partition)] = r.offset
-        self._inner.commit([Record(self._bus.physical(t), p, o, None, None, 0) for (t, p), o in last.items()])
+        physical = [Record(self._bus.physical(t), p, o, None, None, 0) for (t, p), o in last.items()]
+        self._inner.commit(physical, asynchronous=asynchronous)
 
     def assignment(self) -> list[tuple[str, int]]:
         return [(self._bus.logical(t), p) for t, p in self._inner.assignment()]

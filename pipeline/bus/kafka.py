@@ -1,8 +1,9 @@
 """The bus on Apache Kafka through confluent-kafka (librdkafka).
 
 Producers are idempotent with ``acks=all``. Consumers never auto-commit: an offset is stored and
-committed synchronously only when the caller says the batch is durable, and whatever was stored
-but not yet committed is committed when partitions are revoked.
+committed only when the caller says the batch is durable (synchronously, or sent without waiting
+when the caller asks: a failure then raises from the next commit), and whatever was stored but not
+yet committed is committed when partitions are revoked.
 
 About 470 lines: the producer, the consumer and the bus with its admin calls are one backend of
 the ``Bus`` contract and share its client settings; reads outside any group are already apart
@@ -165,6 +166,7 @@ class KafkaConsumer:
         self._on_revoke_cb = on_revoke
         self._assigned: set[tuple[str, int]] = set()
         self._figures: Figures = {}
+        self._commit_failed: KafkaError | None = None
         self._consumer = Consumer(
             {
                 **bus.client_config,
@@ -177,6 +179,7 @@ class KafkaConsumer:
                 "heartbeat.interval.ms": max(bus.session_timeout_ms // 3, 100),
                 "enable.partition.eof": False,
                 "fetch.wait.max.ms": 100,
+                "on_commit": self._on_commit,
                 **bus.stats_config(self._on_stats),
             },
             logger=log,
@@ -242,7 +245,10 @@ class KafkaConsumer:
             )
         return records
 
-    def commit(self, records: Iterable[Record] | None = None) -> None:
+    def commit(self, records: Iterable[Record] | None = None, *, asynchronous: bool = False) -> None:
+        failed, self._commit_failed = self._commit_failed, None
+        if failed is not None:
+            raise self._commit_error(failed)
         if records is None:
             # everything polled: the position of every assigned partition, including those that
             # had no records (as the embedded log does), so a restart of a group that starts at
@@ -262,19 +268,33 @@ class KafkaConsumer:
             offsets = [TopicPartition(t, p, o) for (t, p), o in last.items()]
         try:
             self._consumer.store_offsets(offsets=offsets)
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            if asynchronous:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            code = exc.args[0].code()
-            if code == KafkaError._NO_OFFSET:
+            if exc.args[0].code() == KafkaError._NO_OFFSET:
                 return
-            if code in (
-                KafkaError.REBALANCE_IN_PROGRESS,
-                KafkaError.ILLEGAL_GENERATION,
-                KafkaError.UNKNOWN_MEMBER_ID,
-                KafkaError._STATE,
-            ):
-                raise CommitFailedError(f"commit failed in group {self.group_id}: {exc}") from None
-            raise TransientError(f"commit failed in group {self.group_id}: {exc}") from None
+            raise self._commit_error(exc.args[0]) from None
+        finally:
+            if not asynchronous:  # it answers for itself and covers every commit sent before it
+                self._commit_failed = None
+
+    def _commit_error(self, err: KafkaError) -> Exception:
+        if err.code() in (
+            KafkaError.REBALANCE_IN_PROGRESS,
+            KafkaError.ILLEGAL_GENERATION,
+            KafkaError.UNKNOWN_MEMBER_ID,
+            KafkaError._STATE,
+        ):
+            return CommitFailedError(f"commit failed in group {self.group_id}: {err.str()}")
+        return TransientError(f"commit failed in group {self.group_id}: {err.str()}")
+
+    def _on_commit(self, err: KafkaError | None, _parts: list[TopicPartition]) -> None:
+        # librdkafka calls this from poll/consume/close on the consumer's thread, after every commit;
+        # an asynchronous commit's failure is raised by the next commit.
+        if err is not None and err.code() != KafkaError._NO_OFFSET:
+            self._commit_failed = err
 
     def assignment(self) -> list[tuple[str, int]]:
         return sorted(self._assigned)
@@ -314,7 +334,7 @@ class KafkaConsumer:
         return total
 
     def close(self) -> None:
-        self._consumer.close()
+        self._consumer.close()  # librdkafka sends what asynchronous commits queued before leaving
 
 
 class KafkaBus:

@@ -94,6 +94,7 @@ class MLStage(Stage):
     # Every symbol's rows of a model in one compiled call (``Stack``), or one call per symbol and
     # model (``Separate``, as before stacks: ``bench.signals --predict both`` compares them).
     stacked: ClassVar[bool] = True
+    commit_async: ClassVar[bool] = True  # see Stage.commit_async
 
     def __init__(
         self,
