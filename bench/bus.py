@@ -2,7 +2,9 @@
 
     python -m bench.bus --backend embedded|kafka --messages N [--repeat R]
 
-Each run uses a new topic of 3 partitions. What is timed:
+Each run uses a new topic of 3 partitions (embedded: in a new log file; ``--log-layout both``
+alternates the log's messages table as made now and as files made before have it, see
+``pipeline.bus.embedded_log``). What is timed:
 
 * ``produce``: N ``produce`` calls and the ``flush`` that makes them durable (creating the topic is
   not timed);
@@ -24,9 +26,11 @@ the run's own on Kafka. Either way a run deletes its topics and groups from the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -73,9 +77,11 @@ def payloads(n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def make_bus(backend: str, folder: str, shared: bool = False, run: str | None = None) -> Bus:
+def make_bus(backend: str, folder: str, shared: bool = False, run: str | None = None, log_layout: str = "rowid") -> Bus:
     """The bus of a benchmark. On Kafka with ``run``, a ``BenchBus``: the catalog's topics under
-    names of that run's own, which processes of one run share by passing the same ``run``."""
+    names of that run's own, which processes of one run share by passing the same ``run``.
+    Embedded, ``log_layout="without-rowid"`` makes the log's messages table as files made before
+    the rowid layout have it (``pipeline.bus.embedded_log``), to compare the two."""
     if backend == "kafka":
         from pipeline.bus.kafka import KafkaBus
 
@@ -84,8 +90,13 @@ def make_bus(backend: str, folder: str, shared: bool = False, run: str | None = 
             sys.exit("error: set KAFKA_BOOTSTRAP_SERVERS (make kafka-up prints it)")
         return BenchBus(KafkaBus(servers), run) if run else KafkaBus(servers)
     from pipeline.bus.embedded import EmbeddedBus
+    from pipeline.bus.embedded_log import MESSAGES_WITHOUT_ROWID
 
-    return EmbeddedBus(os.path.join(folder, "bus.db"), shared=shared)
+    path = os.path.join(folder, "bus.db")
+    if log_layout == "without-rowid" and not os.path.exists(path):
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.executescript(MESSAGES_WITHOUT_ROWID)
+    return EmbeddedBus(path, shared=shared)
 
 
 def drop(bus: Bus, topics: Iterable[str], groups: Iterable[str]) -> None:
@@ -239,15 +250,16 @@ class _BenchConsumer:
             object.__setattr__(r, "topic", names[r.topic])
         return records
 
-    def commit(self, records: Iterable[Record] | None = None) -> None:
+    def commit(self, records: Iterable[Record] | None = None, *, asynchronous: bool = False) -> None:
         if records is None:
-            self._inner.commit()
+            self._inner.commit(asynchronous=asynchronous)
             return
         last: dict[tuple[str, int], int] = {}
         for r in records:
             if r.offset > last.get((r.topic, r.partition), -1):
                 last[(r.topic, r.partition)] = r.offset
-        self._inner.commit([Record(self._bus.physical(t), p, o, None, None, 0) for (t, p), o in last.items()])
+        physical = [Record(self._bus.physical(t), p, o, None, None, 0) for (t, p), o in last.items()]
+        self._inner.commit(physical, asynchronous=asynchronous)
 
     def assignment(self) -> list[tuple[str, int]]:
         return [(self._bus.logical(t), p) for t, p in self._inner.assignment()]
@@ -298,33 +310,46 @@ def main() -> None:
     parser.add_argument("--backend", choices=("embedded", "kafka"), required=True)
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--log-layout",
+        choices=("rowid", "without-rowid", "both"),
+        default="rowid",
+        help="embedded: the log's messages table as made now (rowid) or as files made before have it; "
+        "both alternates them run by run",
+    )
     args = parser.parse_args()
     messages = payloads(args.messages)
     size = sum(len(v) for _, v in messages) / len(messages)
-    results: dict[str, list[float]] = {"produce": [], "consume": []}
-    first_polls: list[float] = []
-    with tempfile.TemporaryDirectory() as folder:
-        bus = make_bus(args.backend, folder)
-        try:
-            for _ in range(args.repeat):
-                produce_s, consume_s, first_poll_s = run_once(bus, messages)
-                first_polls.append(first_poll_s)
-                for op, seconds in (("produce", produce_s), ("consume", consume_s)):
-                    results[op].append(seconds)
-                    line = {
-                        "backend": args.backend,
-                        "op": op,
-                        "messages": args.messages,
-                        "seconds": round(seconds, 4),
-                        "msgs_per_s": round(args.messages / seconds),
-                        "avg_bytes": round(size),
-                    }
-                    if op == "consume":
-                        line["first_poll_s"] = round(first_poll_s, 4)
-                    print(json.dumps(line), flush=True)
-        finally:
-            bus.close()
-    for op, runs in results.items():
+    layouts = ("rowid", "without-rowid") if args.log_layout == "both" else (args.log_layout,)
+    if args.backend == "kafka":
+        layouts = ("rowid",)
+    results: dict[tuple[str, str], list[float]] = {}
+    first_polls: dict[str, list[float]] = {}
+    for k in range(args.repeat):
+        for layout in layouts if k % 2 == 0 else layouts[::-1]:
+            with tempfile.TemporaryDirectory() as folder:
+                bus = make_bus(args.backend, folder, log_layout=layout)
+                try:
+                    produce_s, consume_s, first_poll_s = run_once(bus, messages)
+                finally:
+                    bus.close()
+            first_polls.setdefault(layout, []).append(first_poll_s)
+            for op, seconds in (("produce", produce_s), ("consume", consume_s)):
+                results.setdefault((op, layout), []).append(seconds)
+                line = {
+                    "backend": args.backend,
+                    "op": op,
+                    "messages": args.messages,
+                    "seconds": round(seconds, 4),
+                    "msgs_per_s": round(args.messages / seconds),
+                    "avg_bytes": round(size),
+                }
+                if args.backend == "embedded":
+                    line["log_layout"] = layout
+                if op == "consume":
+                    line["first_poll_s"] = round(first_poll_s, 4)
+                print(json.dumps(line), flush=True)
+    for (op, layout), runs in results.items():
         seconds = statistics.median(runs)
         line = {
             "backend": args.backend,
@@ -334,8 +359,10 @@ def main() -> None:
             "seconds": round(seconds, 4),
             "msgs_per_s": round(args.messages / seconds),
         }
+        if args.backend == "embedded":
+            line["log_layout"] = layout
         if op == "consume":
-            line["first_poll_s"] = round(statistics.median(first_polls), 4)
+            line["first_poll_s"] = round(statistics.median(first_polls[layout]), 4)
         print(json.dumps(line))
 
 

@@ -2,7 +2,7 @@
 
     python -m bench.signals --symbols 50 --rate R [--seconds S] [--backend embedded|kafka]
                             [--models random_forest svm logistic_regression] [--repeat K]
-                            [--forest-walk numba|numpy|both]
+                            [--forest-walk numba|numpy|both] [--predict stacked|separate|both]
 
 Each symbol gets the configured models, fitted on simulator history and registered as the app
 does; the store holds enough bars that every symbol is warm from the first tick. Two runs:
@@ -13,7 +13,10 @@ does; the store holds enough bars that every symbol is warm from the first tick.
   ``spread`` offers them evenly apart (as independent exchange streams arrive).
   ``latency_ms_p50``/``_p99``/``_p999`` are from a tick's produce call (its timestamp, whole
   milliseconds) to the moment the signal of that tick is received by a consumer of
-  crypto.ml_signals, so they include both bus hops; ``ticks_per_s`` is what the stage processed
+  crypto.ml_signals, so they include both bus hops; ticks are produced and signals read with the
+  ``low`` latency profile, as the live market sources send and the decision stage reads them (on
+  Kafka a ``batch`` producer would hold each tick up to 5 ms and a ``batch`` reader each signal
+  up to 5 ms more); ``ticks_per_s`` is what the stage processed
   over the run. ``idle_cpu_pct``: the CPU this process (the stage, the reader, the bus) used over
   ``--idle-seconds`` with no tick offered, as a share of one core.
 * ``max``: N ticks offered as fast as the producer takes them; ``ticks_per_s`` is N over the time
@@ -24,6 +27,13 @@ the desk's default compiled loop, or ``numpy``, its numpy operations;
 ``both`` runs them side by side, alternating within each repeat, numba first in even repeats and
 numpy first in odd ones (a process's first run is not always the same walk's). Every line says
 which (``forest_walk``) and its place in the process (``run``).
+
+``--predict``: ``stacked``, the stage's default, predicts each model's rows of every symbol in one
+compiled call (``pipeline.ml.stacked.Stack``); ``separate`` calls each symbol's model on its own
+rows, as the stage did before; ``both`` alternates them as ``--forest-walk both`` does. Every line
+says which (``predict``). ``--commit``: ``async``, the stage's default, sends each batch's offset
+commit without waiting for it (``Stage.commit_async``); ``sync`` waits, as before; ``both``
+alternates them (``commit``).
 
 Prints one JSON line per run (and per repeat) and one with the medians. The stage runs in this
 process on its own thread, as in the app.
@@ -99,7 +109,8 @@ class _Signals(threading.Thread):
 
     def __init__(self, bus, group: str, symbols: set[str]) -> None:  # noqa: ANN001
         super().__init__(daemon=True)
-        self.consumer = bus.consumer(group, [ML_SIGNALS], auto_offset_reset="latest")
+        # read as the decision stage reads signals (its "low" latency profile)
+        self.consumer = bus.consumer(group, [ML_SIGNALS], auto_offset_reset="latest", latency="low")
         self.symbols = {s.encode() for s in symbols}
         self.first_seen: dict[tuple[bytes, int], float] = {}
         self.count = 0
@@ -197,7 +208,7 @@ def run(
 
     runner = StageRunner(Stage(db, registry, models=models), bus)
     reader = _Signals(bus, f"bench-signals-{salt[:8]}", set(symbols))
-    producer = bus.producer()
+    producer = bus.producer("low")  # ticks sent as the live market sources send them
     tune_gc()
     runner.start()
     reader.start()
@@ -296,15 +307,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pacing", choices=("burst", "spread", "both"), default="both")
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="idle wait whose CPU is reported")
     parser.add_argument("--forest-walk", choices=("numba", "numpy", "both"), default="numba")
+    parser.add_argument("--predict", choices=("stacked", "separate", "both"), default="stacked")
+    parser.add_argument("--commit", choices=("async", "sync", "both"), default="async")
     args = parser.parse_args(argv)
     pacings = ("burst", "spread") if args.pacing == "both" else (args.pacing,)
     walks: tuple[Walk, ...] = ("numba", "numpy") if args.forest_walk == "both" else (args.forest_walk,)
+    predicts = ("stacked", "separate") if args.predict == "both" else (args.predict,)
+    commits = ("async", "sync") if args.commit == "both" else (args.commit,)
+    variants = [(w, p, c) for w in walks for p in predicts for c in commits]
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-signals-") as tmp:
-        # The order flips every repeat: a process's first run is not always the same walk's.
-        order = [(k, w) for k in range(args.repeat) for w in (walks if k % 2 == 0 else walks[::-1])]
-        for n, (k, walk) in enumerate(order, start=1):
+        # The order flips every repeat: a process's first run is not always the same variant's.
+        order = [(k, v) for k in range(args.repeat) for v in (variants if k % 2 == 0 else variants[::-1])]
+        for n, (k, (walk, predict, commit)) in enumerate(order, start=1):
             ForestEvaluator.walk = walk
+            MLStage.stacked = predict == "stacked"
+            MLStage.commit_async = commit == "async"
             for line in run(
                 args.backend,
                 args.symbols,
@@ -312,23 +330,35 @@ def main(argv: list[str] | None = None) -> int:
                 args.seconds,
                 args.max_ticks,
                 tuple(args.models),
-                Path(tmp) / f"{k}-{walk}",
+                Path(tmp) / f"{k}-{walk}-{predict}-{commit}",
                 pacings,
                 args.idle_seconds,
             ):
                 line["forest_walk"] = walk
+                line["predict"] = predict
+                line["commit"] = commit
                 line["run"] = n
                 print(json.dumps(line), flush=True)
                 runs.append(line)
     if args.repeat > 1:
-        for walk, mode, pacing in [
-            (w, m, p) for w in walks for m, p in [("paced", p) for p in pacings] + [("max", None)]
+        for (walk, predict, commit), (mode, pacing) in [
+            (v, mp) for v in variants for mp in [("paced", p) for p in pacings] + [("max", None)]
         ]:
-            of = [r for r in runs if r["mode"] == mode and r.get("pacing") == pacing and r["forest_walk"] == walk]
+            of = [
+                r
+                for r in runs
+                if r["mode"] == mode
+                and r.get("pacing") == pacing
+                and r["forest_walk"] == walk
+                and r["predict"] == predict
+                and r["commit"] == commit
+            ]
             summary = {
                 "bench": "signals",
                 "mode": mode,
                 "forest_walk": walk,
+                "predict": predict,
+                "commit": commit,
                 "summary": "median",
                 "backend": args.backend,
                 "repeat": args.repeat,

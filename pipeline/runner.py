@@ -66,6 +66,13 @@ class Stage:
     # "low" for the stages on the path from a tick to its order: on Kafka their clients never wait
     # to gather a batch (pipeline.bus.base.Latency); "batch" for stages that move thousands a second.
     latency: ClassVar[Latency] = "batch"
+    # Send each batch's offset commit without waiting for it (after its outputs are durable, as
+    # always): on Kafka a commit is a round trip to the group coordinator (about 2-6 ms here) that
+    # the next batch otherwise waits for. A failed commit raises from the next one; after a crash
+    # the batches whose commits were in flight come again, so only a stage whose outputs may be
+    # published twice sets it (ml: a signal repeated after a crash makes, at most, an order of the
+    # id the first one made, decision_order_id, and the exchange takes an order id once).
+    commit_async: ClassVar[bool] = False
 
     @property
     def group_id(self) -> str:
@@ -312,7 +319,7 @@ class StageRunner(Worker):
         if records is not None and self._producer.flush(30.0):
             raise TransientError("outputs not delivered; not committing")
         try:
-            consumer.commit(records)
+            consumer.commit(records, asynchronous=self.stage.commit_async and records is not None)
         except CommitFailedError as exc:
             if not self.stage.isolates_failures:
                 raise

@@ -131,8 +131,12 @@ class Consumer(Protocol):
         """Return up to ``max_messages`` records, waiting at most ``timeout`` seconds for the first."""
         ...
 
-    def commit(self, records: Iterable[Record] | None = None) -> None:
-        """Commit past ``records`` (default: everything polled). Call only once they are durable."""
+    def commit(self, records: Iterable[Record] | None = None, *, asynchronous: bool = False) -> None:
+        """Commit past ``records`` (default: everything polled). Call only once they are durable.
+
+        ``asynchronous``: send the commit and return without waiting for it; commits stay in order,
+        and one that failed raises from the next ``commit`` of this consumer (``CommitFailedError``
+        when the member had left the group). ``close`` and a revoke wait for what was sent."""
         ...
 
     def assignment(self) -> list[tuple[str, int]]: ...

@@ -201,8 +201,8 @@ class CountingConsumer:
                 self._consumed += len(records)
         return records
 
-    def commit(self, records: Iterable[Record] | None = None) -> None:
-        self._inner.commit(records)
+    def commit(self, records: Iterable[Record] | None = None, *, asynchronous: bool = False) -> None:
+        self._inner.commit(records, asynchronous=asynchronous)
 
     def assignment(self) -> list[tuple[str, int]]:
         return self._inner.assignment()

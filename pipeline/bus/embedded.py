@@ -330,12 +330,14 @@ class EmbeddedBus:
         """Queue ``fn`` for the writer thread and return at once (its result is not waited for)."""
         self._writer.submit((CALL, fn, Future()))
 
-    def _call_quietly(self, fn: Callable[[sqlite3.Connection], Any], timeout: float = 60.0) -> Any:
-        """As ``_call``, for a change no consumer waits for (an offset commit): with ``wake_scope``
-        ``topic`` its commit wakes nobody."""
+    def _call_quietly(
+        self, fn: Callable[[sqlite3.Connection], Any], timeout: float = 60.0, *, wait: bool = True
+    ) -> Any:
+        """As ``_call`` (``wait=False``: as ``_call_nowait``), for a change no consumer waits for (an
+        offset commit): with ``wake_scope`` ``topic`` its commit wakes nobody."""
         fut: Future = Future()
         self._writer.submit((QUIET_CALL, fn, fut))
-        return fut.result(timeout)
+        return fut.result(timeout) if wait else None
 
     @property
     def wakes_across_processes(self) -> bool:

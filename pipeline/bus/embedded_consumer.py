@@ -49,6 +49,7 @@ class EmbeddedConsumer:
         self._next_partition = 0
         self._last_heartbeat = 0.0
         self._closed = False
+        self._commit_failed: Exception | None = None  # an asynchronous commit's failure, raised by the next
         self._join()
 
     # -- group membership -------------------------------------------------------------
@@ -203,7 +204,10 @@ class EmbeddedConsumer:
         self._next_partition = (self._next_partition + 1) % n
         return records
 
-    def commit(self, records: Iterable[Record] | None = None) -> None:
+    def commit(self, records: Iterable[Record] | None = None, *, asynchronous: bool = False) -> None:
+        failed, self._commit_failed = self._commit_failed, None
+        if failed is not None:
+            raise failed
         if records is None:
             offsets = dict(self._positions)
         else:
@@ -226,7 +230,18 @@ class EmbeddedConsumer:
                 rows,
             )
 
-        self._bus._call_quietly(commit)  # offsets wake no consumer: none waits for them
+        if not asynchronous:
+            self._bus._call_quietly(commit)  # offsets wake no consumer: none waits for them
+            return
+
+        def commit_later(conn: sqlite3.Connection) -> None:
+            # The writer applies it after every output produced before it, in that order.
+            try:
+                commit(conn)
+            except Exception as exc:  # noqa: BLE001 - raised on the consumer's thread by its next commit
+                self._commit_failed = exc
+
+        self._bus._call_quietly(commit_later, wait=False)
 
     def assignment(self) -> list[tuple[str, int]]:
         return sorted(self._positions)

@@ -36,6 +36,7 @@ from pipeline.messages.base import (
     encode,
     extend,
     rule_error,
+    trusted,
     violations_of,
 )
 from pipeline.messages.journal import BehavioralAlert, EnrichedTrade, RawTrade, Trade
@@ -84,6 +85,7 @@ __all__ = [
     "ms_iso",
     "rule_error",
     "trade_avro_schema",
+    "trusted",
     "violations_of",
 ]
 

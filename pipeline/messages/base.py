@@ -95,20 +95,28 @@ def violations_of(exc: ValidationError) -> list[Violation]:
 M = TypeVar("M", bound=Message)
 
 
+def trusted(cls: type[M], **fields: Any) -> M:
+    """Return a ``cls`` of ``fields`` without validating them: every field given by name, of the
+    right type and within its rules (a stage's own computed values).
+
+    It sets what ``model_construct`` sets, for a fifth of its cost (the ml stage builds 150
+    signals a burst); the result equals, and encodes to the same bytes as, the validated model.
+    """
+    out = cls.__new__(cls)
+    object.__setattr__(out, "__dict__", fields)
+    object.__setattr__(out, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(out, "__pydantic_extra__", None)
+    object.__setattr__(out, "__pydantic_private__", None)
+    return out
+
+
 def extend(cls: type[M], message: Message, **fields: Any) -> M:
     """Return a ``cls`` with ``message``'s fields plus ``fields``, without validating them again.
 
     For a stage that adds fields it builds itself (the enricher's context) to a message that was
-    validated on the way in. It sets what ``model_construct`` sets, for a fifth of its cost; the
-    result equals, and encodes to the same bytes as, the validated model.
+    validated on the way in (see ``trusted``).
     """
-    out = cls.__new__(cls)
-    values = {**message.__dict__, **fields}
-    object.__setattr__(out, "__dict__", values)
-    object.__setattr__(out, "__pydantic_fields_set__", set(values))
-    object.__setattr__(out, "__pydantic_extra__", None)
-    object.__setattr__(out, "__pydantic_private__", None)
-    return out
+    return trusted(cls, **{**message.__dict__, **fields})
 
 
 def build(cls: type[Message], **fields: Any) -> Message:

@@ -45,6 +45,7 @@ class MarketData(Message):
 class MLSignal(Message):
     """A model's prediction on ``crypto.ml_signals`` (seed 001)."""
 
+    plain_json: ClassVar[bool] = True  # 150 of them a burst of 50 symbols: a quarter of pydantic's time
     topic: ClassVar[str] = t.ML_SIGNALS
     key_field: ClassVar[str | None] = "symbol"
     max_age_ms: ClassVar[int | None] = 2 * 60_000

@@ -7,7 +7,9 @@ market-store from the same topic). The active version of each model and symbol i
 registry and checked for a newer one every ``reload_s``; a file that fails to load leaves the
 previous version active (in the registry too) and records the error on the version that failed.
 
-Rows are predicted in one call per model and symbol per batch. A signal keeps its tick's time, and
+Rows are predicted in one call per model per batch, every symbol's rows together
+(``pipeline.ml.stacked``): a burst of one tick per symbol costs one compiled loop per model, not
+one call per model and symbol. A signal keeps its tick's time, and
 signals of replayed ticks are published as replays too.
 """
 
@@ -23,9 +25,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pipeline.bus.base import Latency, OffsetReset, Record
-from pipeline.messages import MarketData, Message, MLSignal
+from pipeline.messages import MarketData, Message, MLSignal, trusted
 from pipeline.ml.features import SEED_FEATURES, WARMUP_BARS, FeatureState
 from pipeline.ml.registry import ModelLoadError, ModelRecord, Registry
+from pipeline.ml.stacked import Separate, Stack
 from pipeline.runner import FEED_HEADER, REPLAY, REPLAY_HEADERS, Output, Stage
 from pipeline.topics import MARKET_DATA
 from pipeline.trading.risk import confidence_level
@@ -88,6 +91,10 @@ class MLStage(Stage):
     inputs: ClassVar[tuple[str, ...]] = (MARKET_DATA,)
     # Signals are about now: a fresh group starts at the topic's end and warms up from the store.
     offset_reset: ClassVar[OffsetReset] = "latest"
+    # Every symbol's rows of a model in one compiled call (``Stack``), or one call per symbol and
+    # model (``Separate``, as before stacks: ``bench.signals --predict both`` compares them).
+    stacked: ClassVar[bool] = True
+    commit_async: ClassVar[bool] = True  # see Stage.commit_async
 
     def __init__(
         self,
@@ -113,6 +120,9 @@ class MLStage(Stage):
         self.skipped: dict[str, int] = {"warming up": 0, "out of order": 0, "no model": 0}
         self.load_errors: list[str] = []
         self._reloaded_at = -math.inf
+        self._stacked: (
+            dict[str, list[tuple[tuple[str, ...], Stack | Separate, dict[str, tuple[int, _Loaded]]]]] | None
+        ) = None
 
     def status(self) -> dict[str, Any]:
         """Ticks that made no signal, by reason, and the last model files that failed to load."""
@@ -137,6 +147,7 @@ class MLStage(Stage):
                 continue
             predictor.warm()  # the compiled walk's code loads here, not on the next tick
             self.loaded[key] = _Loaded(record, predictor, _metadata(record))
+            self._stacked = None
             log.info("ml: %s %s v%d active", record.symbol, record.model, record.version)
 
     def _load_failed(self, record: ModelRecord, current: _Loaded | None, error: str) -> None:
@@ -186,46 +197,71 @@ class MLStage(Stage):
             self.skipped["warming up"] += 1
         return features
 
+    def _stacks(self) -> dict[str, list[tuple[tuple[str, ...], Stack | Separate, dict[str, tuple[int, _Loaded]]]]]:
+        """Per model: its loaded versions grouped by feature columns, each group one ``Stack`` and
+        each symbol's place in it; rebuilt after a reload changed what is loaded."""
+        if self._stacked is None:
+            by_model: dict[str, dict[tuple[str, ...], list[tuple[str, _Loaded]]]] = {}
+            for (symbol, model), loaded in self.loaded.items():
+                names = tuple(loaded.record.features)
+                by_model.setdefault(model, {}).setdefault(names, []).append((symbol, loaded))
+            self._stacked = {}
+            for model, groups in by_model.items():
+                for names, members in groups.items():
+                    predictors = [loaded.predictor for _, loaded in members]
+                    stack = Stack(predictors) if self.stacked else Separate(predictors)
+                    stack.warm()  # the compiled code loads here, not on the next tick
+                    places = {symbol: (i, loaded) for i, (symbol, loaded) in enumerate(members)}
+                    self._stacked.setdefault(model, []).append((names, stack, places))
+        return self._stacked
+
     def process_batch(self, messages: list[Any]) -> list[Output]:
         if self.clock() - self._reloaded_at >= self.reload_s:
             self.reload()
-        rows: dict[str, list[tuple[MarketData, bool, dict[str, float]]]] = {}
-        order: list[tuple[str, int]] = []  # (symbol, row) of each tick with features, as they came
+        ticks: list[tuple[MarketData, bool, dict[str, float]]] = []
         for tick, replay in messages:
             features = self._features(tick)
             if features is not None:
-                items = rows.setdefault(tick.symbol, [])
-                order.append((tick.symbol, len(items)))
-                items.append((tick, replay, features))
-        signals: dict[str, list[list[Output]]] = {}  # symbol -> per row, every model's signal
-        for symbol, items in rows.items():
-            active = [self.loaded[(symbol, m)] for m in self.models if (symbol, m) in self.loaded]
-            if not active:
-                self.skipped["no model"] += len(items)
-                continue
-            matrices: dict[tuple[str, ...], np.ndarray] = {}  # models sharing features share the rows
-            per_row: list[list[Output]] = [[] for _ in items]
-            for loaded in active:
-                names = tuple(loaded.record.features)
+                ticks.append((tick, replay, features))
+        # Per tick, every model's signal in the models' order; each model's rows of every symbol in
+        # one call of its stack.
+        per_tick: list[list[Output]] = [[] for _ in ticks]
+        stacks = self._stacks()
+        matrices: dict[tuple[str, ...], np.ndarray] = {}  # models sharing features share the rows
+        shown: dict[tuple[int, tuple[str, ...]], dict[str, float]] = {}  # a tick's features as signals carry them
+        for model in self.models:
+            for names, stack, places in stacks.get(model, ()):
+                rows = [i for i, (tick, _, _) in enumerate(ticks) if tick.symbol in places]
+                if not rows:
+                    continue
                 X = matrices.get(names)
                 if X is None:
-                    X = matrices[names] = np.array([[f[n] for n in names] for _, _, f in items], dtype=float)
-                expected, confidence = loaded.predictor.predict(X)
-                for row, (tick, replay, features), r, c in zip(per_row, items, expected.tolist(), confidence.tolist()):
-                    signal = self._signal(tick, features, loaded, r, c)
-                    row.append((signal, REPLAY_HEADERS) if replay else signal)
-            signals[symbol] = per_row
+                    X = matrices[names] = np.array([[f[n] for n in names] for _, _, f in ticks], dtype=float)
+                which = np.array([places[ticks[i][0].symbol][0] for i in rows], dtype=np.int64)
+                expected, confidence = stack.predict(X[rows], which)
+                for i, r, c in zip(rows, expected.tolist(), confidence.tolist()):
+                    tick, replay, features = ticks[i]
+                    loaded = places[tick.symbol][1]
+                    carried = shown.get((i, names))
+                    if carried is None:
+                        wanted = (*SEED_FEATURES, *names)
+                        carried = shown[(i, names)] = {k: features[k] for k in wanted if k in features}
+                    signal = self._signal(tick, carried, loaded, r, c)
+                    per_tick[i].append((signal, REPLAY_HEADERS) if replay else signal)
+        self.skipped["no model"] += sum(1 for signals in per_tick if not signals)
         # Published in the ticks' order, every model's signal of a tick together: the decision stage
         # gathers a tick's signals as they come, takes a later tick's signal as the end of the group,
         # and sizes from prices of every symbol as of that tick.
-        return [s for symbol, i in order if symbol in signals for s in signals[symbol][i]]
+        return [s for signals in per_tick for s in signals]
 
     def _signal(
         self, tick: MarketData, features: dict[str, float], loaded: _Loaded, expected: float, confidence: float
     ) -> MLSignal:
+        """``features``: what the signal carries (the seed's and the model's), shared by the signals of one tick."""
         change = math.expm1(expected) * 100
         confidence = min(1.0, max(0.0, confidence))
-        return MLSignal.model_construct(
+        return trusted(
+            MLSignal,
             symbol=tick.symbol,
             timestamp=tick.timestamp,
             model=loaded.record.model,
@@ -235,7 +271,7 @@ class MLStage(Stage):
             expected_change_pct=change,
             confidence=confidence,
             signal=signal_of(change, self.buy_pct, self.sell_pct),
-            features={k: features[k] for k in (*SEED_FEATURES, *loaded.record.features) if k in features},
+            features=features,
             metadata={**loaded.metadata, "confidence_level": confidence_level(confidence)},
         )
 

@@ -342,6 +342,22 @@ class TestBusContract:
         assert [r.offset for r in b.records] == list(range(12, 20))
         assert b.values() == [b"m%d" % i for i in range(12, 20)]
 
+    def test_asynchronous_commits_stay_in_order_and_close_waits_for_them(self, bus, topic_name, group_name):
+        topic = create(bus, topic_name(), 1)
+        produce(bus, topic, ((None, b"m%d" % i) for i in range(40)))
+        group = group_name()
+
+        a = Reader(bus.consumer(group, [topic]))
+        poll_until([a], lambda: len(a.records) >= 40, READ_S, lambda: f"a read {len(a.records)}")
+        for end in range(5, 30, 5):  # one batch after another, none waited for
+            a.consumer.commit(a.records[end - 5 : end], asynchronous=True)
+        a.consumer.close()
+
+        b = Reader(bus.consumer(group, [topic]))
+        poll_until([b], lambda: len(b.records) >= 15, READ_S, lambda: f"b read {len(b.records)}")
+        b.poll(0.5)
+        assert [r.offset for r in b.records] == list(range(25, 40)), "the last one sent counts, after close"
+
     def test_committed_messages_are_not_delivered_again(self, bus, topic_name, group_name):
         topic = create(bus, topic_name(), 3)
         keys = keys_by_partition(3)

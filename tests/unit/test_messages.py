@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -287,6 +288,30 @@ def test_extend_equals_the_validated_model() -> None:
         fast.context = {}
 
 
+def test_trusted_equals_the_validated_model() -> None:
+    fields: dict[str, Any] = {
+        "symbol": "BTCUSDT",
+        "timestamp": NOW,
+        "model": "random_forest",
+        "prediction_type": "direction",
+        "predicted_value": 68_100.5,
+        "current_price": 68_000.0,
+        "expected_change_pct": 0.148,
+        "confidence": 0.61,
+        "signal": "HOLD",
+        "features": {"rsi_14": 51.2, "ma_7": None},
+        "metadata": {"model_version": "2", "out_of_sample": {"accuracy": 0.53}},
+    }
+    fast = m.trusted(m.MLSignal, **fields)
+    slow = m.MLSignal.model_validate(fields)
+    assert type(fast) is m.MLSignal and fast == slow == m.MLSignal.model_construct(**fields)
+    assert fast.model_fields_set == slow.model_fields_set
+    assert m.encode(fast) == slow.__pydantic_serializer__.to_json(slow)
+    assert m.decode("crypto.ml_signals", m.encode(fast)) == slow
+    with pytest.raises(ValidationError, match="frozen"):
+        fast.confidence = 1.0
+
+
 def _plain_values(rnd: random.Random, depth: int = 0) -> object:
     kinds = ["str", "int", "float", "none", "bool"] + (["list", "dict"] if depth < 2 else [])
     kind = rnd.choice(kinds)
@@ -357,6 +382,20 @@ def test_plain_json_models_encode_as_pydantic_does() -> None:
                 trade_ids=["t1"],
                 message=str(text),
                 details={"v": _plain_values(rnd)},
+            ),
+            m.build(
+                m.MLSignal,
+                symbol="BTCUSDT",
+                timestamp=NOW,
+                model="svm",
+                prediction_type="direction",
+                predicted_value=rnd.random() * 10 ** rnd.randint(-8, 8) + 1e-9,
+                current_price=rnd.uniform(1e-6, 1e5),
+                expected_change_pct=rnd.uniform(-50, 50),
+                confidence=rnd.random(),
+                signal="HOLD",
+                features={"rsi_14": rnd.uniform(0, 100), "ma_7": None, "v": rnd.uniform(-1e9, 1e9)},
+                metadata={"model_version": "3", "out_of_sample": _plain_values(rnd), "x": _plain_values(rnd)},
             ),
         ]
         for model in models:
