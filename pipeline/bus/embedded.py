@@ -117,21 +117,22 @@ class _Writer(threading.Thread):
                     results = [exc] * len(batch)
                     self.bus.undelivered += sum(1 for op in batch if op[0] == APPEND)
                     break
+        appended: set[str] = set()
+        everyone = self.bus.wake_scope == "all"
         for op, result in zip(batch, results):
-            if op[0] == CALL or op[0] == QUIET_CALL:
+            kind = op[0]
+            if kind == APPEND:
+                appended.add(op[1])
+            elif kind in (CALL, QUIET_CALL):
+                everyone = everyone or kind == CALL  # membership, topics, maintenance: everyone looks
                 fut: Future = op[2]
                 if isinstance(result, BaseException):
                     fut.set_exception(result)
                 else:
                     fut.set_result(result)
-            elif op[0] == FLUSH:
+            elif kind == FLUSH:
                 op[1].set()
-        if self.bus.wake_scope == "all":
-            woken: set[str] | None = None
-        elif any(op[0] == CALL for op in batch):  # membership, topics, maintenance: everyone looks
-            woken = None
-        else:
-            woken = {op[1] for op in batch if op[0] == APPEND}
+        woken = None if everyone else appended
         if woken is None or woken:
             line = self.bus._wake_line
             if line is not None:
@@ -196,9 +197,9 @@ class EmbeddedProducer:
     def __init__(self, bus: EmbeddedBus) -> None:
         self._bus = bus
         self._round_robin = 0
-        self._count_lock = threading.Lock()
-        self._produced = 0  # counted after each produce has been handed to the writer
-        self._flushed = 0  # what ``_produced`` was when the last flush that returned began
+        # Set after each produce has been handed to the writer (or refused), cleared by a flush
+        # before it queues its own marker: a produce it does not cover sets it again after.
+        self._unflushed = False
 
     def produce(
         self,
@@ -212,7 +213,7 @@ class EmbeddedProducer:
             # Kafka refuses a keyless message on a compacted topic and flush() reports it: same here.
             log.error("embedded delivery failed: %r is compacted and the message has no key", topic)
             self._bus.undelivered += 1
-            self._counted()
+            self._unflushed = True
             return
         if key:  # as librdkafka's default partitioner: an empty key is partitioned like no key
             part = partition_for(key, partitions)
@@ -220,27 +221,19 @@ class EmbeddedProducer:
             self._round_robin += 1
             part = self._round_robin % partitions
         self._bus._writer.submit((APPEND, topic, part, key, value, now_ms(), encode_headers(headers)))
-        self._counted()
-
-    def _counted(self) -> None:
-        """Count a produce once it is handed to the writer (or refused), so a flush that reads the
-        count later is queued behind it."""
-        with self._count_lock:
-            self._produced += 1
+        self._unflushed = True  # after the submit: a flush that clears it first is queued behind it
 
     def flush(self, timeout: float = 30.0) -> int:
         if not self._bus._writer.is_alive():  # the bus is closed: nothing more will be written
             return len(self._bus._writer.ops)
-        with self._count_lock:
-            upto = self._produced
-            if upto == self._flushed:  # nothing produced since the last flush returned
-                return 0
+        if not self._unflushed:  # nothing produced since the last flush began
+            return 0
+        self._unflushed = False
         done = threading.Event()
         self._bus._writer.submit((FLUSH, done))
         if not done.wait(timeout):
+            self._unflushed = True  # not known to be written: the next flush waits again
             return len(self._bus._writer.ops)
-        with self._count_lock:
-            self._flushed = max(self._flushed, upto)
         undelivered, self._bus.undelivered = self._bus.undelivered, 0
         return undelivered
 
