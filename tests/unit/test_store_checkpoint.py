@@ -3,10 +3,12 @@ of its own does (``storage.wal_checkpoint``), and the write-ahead log still stay
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
 from storage.db import Database
 from storage.wal_checkpoint import Checkpointer
@@ -19,6 +21,10 @@ BATCHES, PER_BATCH, SIZE = 60, 20, 4096  # about 5 MB of values
 def wal_bytes(path: Path) -> int:
     wal = Path(f"{path}-wal")
     return wal.stat().st_size if wal.exists() else 0
+
+
+def insert(db: sqlite_utils.Database, rows: list[tuple[int, bytes]]) -> None:
+    db.conn.executemany("INSERT INTO blobs VALUES (?, ?)", rows)
 
 
 def checkpoint_once_more(checkpointer: Checkpointer) -> None:
@@ -49,7 +55,7 @@ def test_the_store_writer_leaves_checkpoints_to_its_own_thread_and_the_log_stays
         largest = 0
         for b in range(BATCHES):
             rows = [(b * PER_BATCH + i, os.urandom(SIZE)) for i in range(PER_BATCH)]
-            db.write(lambda d, rows=rows: d.conn.executemany("INSERT INTO blobs VALUES (?, ?)", rows))
+            db.write(functools.partial(insert, rows=rows))
             largest = max(largest, wal_bytes(path))
             if checkpointer is not None:
                 checkpoint_once_more(checkpointer)
