@@ -190,9 +190,10 @@ class _Writer(threading.Thread):
 class EmbeddedProducer:
     """Publishes to the embedded log. Thread-safe: every call only enqueues for the writer.
 
-    ``flush`` waits for the writer only when this producer has produced since its last flush that
-    returned: a stage that produced nothing in a batch (a sink) then commits its offsets without a
-    writer round trip for nothing (everything it produced before is durable already)."""
+    ``flush`` waits for the writer only when this producer has produced since its last flush: a
+    stage that produced nothing in a batch (a sink) then commits its offsets without a writer round
+    trip for nothing (everything it produced before is durable already). A flush is therefore no
+    barrier for other writes queued before it (``EmbeddedBus._call`` is)."""
 
     def __init__(self, bus: EmbeddedBus) -> None:
         self._bus = bus
@@ -260,7 +261,7 @@ class EmbeddedBus:
         wake_scope: WakeScope = "topic",
     ) -> None:
         """An idle consumer sleeps until a commit wakes it or ``poll_interval_s`` passes (then it
-        looks anyway). This process's writer wakes it after every commit.
+        looks anyway). This process's writer wakes it after every commit that concerns it (``wake_scope``).
 
         ``shared``: other processes write this file too (stages in processes of their own). With
         ``wake="notify"`` (Linux) their writers wake this process's consumers through
