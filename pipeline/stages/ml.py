@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -81,6 +81,12 @@ class _Loaded:
     record: ModelRecord
     predictor: Any
     metadata: dict[str, Any]
+    # ``metadata`` with each confidence level, built once: every signal of the model shares one
+    # (a message is frozen and its metadata only read).
+    by_level: dict[str, dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_level = {level: {**self.metadata, "confidence_level": level} for level in ("low", "medium", "high")}
 
 
 class MLStage(Stage):
@@ -272,7 +278,7 @@ class MLStage(Stage):
             confidence=confidence,
             signal=signal_of(change, self.buy_pct, self.sell_pct),
             features=features,
-            metadata={**loaded.metadata, "confidence_level": confidence_level(confidence)},
+            metadata=loaded.by_level[confidence_level(confidence)],
         )
 
 
