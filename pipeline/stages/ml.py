@@ -89,6 +89,11 @@ class _Loaded:
         self.by_level = {level: {**self.metadata, "confidence_level": level} for level in ("low", "medium", "high")}
 
 
+# One model's loaded versions taking the same feature columns: the columns, their stack, and each
+# symbol's place in the stack with its loaded version.
+_Group = tuple[tuple[str, ...], Stack | Separate, dict[str, tuple[int, _Loaded]]]
+
+
 class MLStage(Stage):
     """Runs on its runner's thread; ``registry`` reads and writes through the store."""
 
@@ -126,9 +131,7 @@ class MLStage(Stage):
         self.skipped: dict[str, int] = {"warming up": 0, "out of order": 0, "no model": 0}
         self.load_errors: list[str] = []
         self._reloaded_at = -math.inf
-        self._stacked: (
-            dict[str, list[tuple[tuple[str, ...], Stack | Separate, dict[str, tuple[int, _Loaded]]]]] | None
-        ) = None
+        self._stacked: dict[str, list[_Group]] | None = None
 
     def status(self) -> dict[str, Any]:
         """Ticks that made no signal, by reason, and the last model files that failed to load."""
@@ -203,7 +206,7 @@ class MLStage(Stage):
             self.skipped["warming up"] += 1
         return features
 
-    def _stacks(self) -> dict[str, list[tuple[tuple[str, ...], Stack | Separate, dict[str, tuple[int, _Loaded]]]]]:
+    def _stacks(self) -> dict[str, list[_Group]]:
         """Per model: its loaded versions grouped by feature columns, each group one ``Stack`` and
         each symbol's place in it; rebuilt after a reload changed what is loaded."""
         if self._stacked is None:
