@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -99,8 +100,6 @@ class GroupState:
 
 def partition_for(key: bytes, partitions: int) -> int:
     """Return the partition of ``key``: CRC32 modulo the count, as librdkafka's default does."""
-    import zlib
-
     return zlib.crc32(key) % partitions
 
 

@@ -85,7 +85,11 @@ class _Writer(threading.Thread):
 
     def submit(self, op: tuple[Any, ...]) -> None:
         self.ops.append(op)
-        self.wake.set()
+        # Setting an event that is set takes its lock for nothing (150 signals a burst). The op is
+        # queued before the look, and the writer clears the event before it drains the queue, so
+        # a set event seen here is cleared only before this op is drained.
+        if not self.wake.is_set():
+            self.wake.set()
 
     def run(self) -> None:
         while True:

@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -81,6 +81,17 @@ class _Loaded:
     record: ModelRecord
     predictor: Any
     metadata: dict[str, Any]
+    # ``metadata`` with each confidence level, built once: every signal of the model shares one
+    # (a message is frozen and its metadata only read).
+    by_level: dict[str, dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_level = {level: {**self.metadata, "confidence_level": level} for level in ("low", "medium", "high")}
+
+
+# One model's loaded versions taking the same feature columns: the columns, their stack, and each
+# symbol's place in the stack with its loaded version.
+_Group = tuple[tuple[str, ...], Stack | Separate, dict[str, tuple[int, _Loaded]]]
 
 
 class MLStage(Stage):
@@ -120,9 +131,7 @@ class MLStage(Stage):
         self.skipped: dict[str, int] = {"warming up": 0, "out of order": 0, "no model": 0}
         self.load_errors: list[str] = []
         self._reloaded_at = -math.inf
-        self._stacked: (
-            dict[str, list[tuple[tuple[str, ...], Stack | Separate, dict[str, tuple[int, _Loaded]]]]] | None
-        ) = None
+        self._stacked: dict[str, list[_Group]] | None = None
 
     def status(self) -> dict[str, Any]:
         """Ticks that made no signal, by reason, and the last model files that failed to load."""
@@ -197,7 +206,7 @@ class MLStage(Stage):
             self.skipped["warming up"] += 1
         return features
 
-    def _stacks(self) -> dict[str, list[tuple[tuple[str, ...], Stack | Separate, dict[str, tuple[int, _Loaded]]]]]:
+    def _stacks(self) -> dict[str, list[_Group]]:
         """Per model: its loaded versions grouped by feature columns, each group one ``Stack`` and
         each symbol's place in it; rebuilt after a reload changed what is loaded."""
         if self._stacked is None:
@@ -272,7 +281,7 @@ class MLStage(Stage):
             confidence=confidence,
             signal=signal_of(change, self.buy_pct, self.sell_pct),
             features=features,
-            metadata={**loaded.metadata, "confidence_level": confidence_level(confidence)},
+            metadata=loaded.by_level[confidence_level(confidence)],
         )
 
 
