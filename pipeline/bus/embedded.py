@@ -82,6 +82,7 @@ class _Writer(threading.Thread):
         self.stopping = threading.Event()
         self.conn = writer_connection(bus.path, bus.checkpoint, bus.lock_wait)
         self.next_maintenance = time.monotonic() + bus.maintenance_interval_s
+        self.appended: set[str] = set()  # the topics the last committed batch appended to
 
     def submit(self, op: tuple[Any, ...]) -> None:
         self.ops.append(op)
@@ -110,6 +111,7 @@ class _Writer(threading.Thread):
         ops = self.ops
         while ops and len(batch) < 50_000:
             batch.append(ops.popleft())
+        self.appended = set()
         for attempt in range(1_000_000):
             try:
                 results = self._apply(batch)
@@ -121,13 +123,12 @@ class _Writer(threading.Thread):
                     results = [exc] * len(batch)
                     self.bus.undelivered += sum(1 for op in batch if op[0] == APPEND)
                     break
-        appended: set[str] = set()
         everyone = self.bus.wake_scope == "all"
         for op, result in zip(batch, results):
             kind = op[0]
             if kind == APPEND:
-                appended.add(op[1])
-            elif kind in (CALL, QUIET_CALL):
+                continue
+            if kind in (CALL, QUIET_CALL):
                 everyone = everyone or kind == CALL  # membership, topics, maintenance: everyone looks
                 fut: Future = op[2]
                 if isinstance(result, BaseException):
@@ -136,7 +137,7 @@ class _Writer(threading.Thread):
                     fut.set_result(result)
             elif kind == FLUSH:
                 op[1].set()
-        woken = None if everyone else appended
+        woken = None if everyone else self.appended
         if woken is None or woken:
             line = self.bus._wake_line
             if line is not None:
@@ -185,6 +186,7 @@ class _Writer(threading.Thread):
                     [(n, tp[0], tp[1]) for tp, n in next_offsets.items()],
                 )
             conn.execute("COMMIT")
+            self.appended = {topic for topic, _ in next_offsets}
             return results
         except BaseException:
             conn.execute("ROLLBACK")
