@@ -55,7 +55,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bench.bus import make_bus
-from pipeline.config import SEED_MODELS
+from pipeline.config import SEED_MODELS, Config
 from pipeline.messages import MarketData, encode
 from pipeline.ml.compiled import ForestEvaluator, Walk
 from pipeline.ml.data import bars_from_simulator
@@ -65,7 +65,7 @@ from pipeline.ml.registry import Registry
 from pipeline.runner import StageRunner
 from pipeline.stages.ml import MLStage
 from pipeline.topics import CATALOG, MARKET_DATA, ML_SIGNALS
-from pipeline.wiring import tune_gc
+from pipeline.wiring import tune_gc, tune_switching
 from storage.db import Database
 
 HORIZON = 15
@@ -210,6 +210,7 @@ def run(
     reader = _Signals(bus, f"bench-signals-{salt[:8]}", set(symbols))
     producer = bus.producer("low")  # ticks sent as the live market sources send them
     tune_gc()
+    tune_switching(Config().switch_interval_ms)  # as build_runtime does in a desk process
     runner.start()
     reader.start()
 
