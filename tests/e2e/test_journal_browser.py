@@ -71,11 +71,12 @@ def drop_file(page: Page, selector: str, name: str, data: bytes, mime: str = "te
 
 
 def metrics_until(page: Page, server: Server, wanted: dict[str, str], timeout_s: float = 30.0) -> dict[str, str]:
-    """The page's metrics (label -> value) once they include every item of ``wanted``."""
+    """The page's metrics (label -> value) once they include every item of ``wanted``: the metrics
+    of that moment, not of a second look (a rerun may be redrawing the page by then)."""
     try:
-        page.wait_for_function(
+        found = page.wait_for_function(
             f"(wanted) => {{ const m = ({METRICS_JS})(); "
-            "return Object.entries(wanted).every(([k, v]) => m[k] === v); }",
+            "return Object.entries(wanted).every(([k, v]) => m[k] === v) ? m : false; }",
             arg=wanted,
             timeout=timeout_s * 1000,
         )
@@ -83,7 +84,7 @@ def metrics_until(page: Page, server: Server, wanted: dict[str, str], timeout_s:
         pytest.fail(
             f"metrics {page.evaluate(METRICS_JS)} never included {wanted} within {timeout_s:.0f} s; {server.describe()}"
         )
-    return page.evaluate(METRICS_JS)
+    return dict(found.json_value())
 
 
 def rows_until(
