@@ -286,6 +286,7 @@ class Stack:
             members.append(p.compiled)
         self._packs: list[_Pack] = [kind(members, n_features) for kind, members in groups.items()]
         self._n_features = n_features
+        self._separate = Separate(self.predictors)  # for batches of several rows a model
         self._pack_of = np.array([-1 if place is None else place[0] for place in self._place], dtype=np.int64)
         self._index_in = np.array([-1 if place is None else place[1] for place in self._place], dtype=np.int64)
         self._mean_up = np.array([p.mean_up for p in self.predictors], dtype=float)
@@ -305,7 +306,7 @@ class Stack:
         if n >= _SEPARATE_FROM * len(np.unique(which)):
             # Several rows a model (a backlog, a replay): each model's own call over its rows walks
             # its trees block by block and multiplies matrices, cheaper than a row at a time.
-            return Separate(self.predictors).predict(X, which)
+            return self._separate.predict(X, which)
         p_up = np.full(n, np.nan)
         done = np.zeros(n, dtype=bool)
         for k, pack in enumerate(self._packs):
