@@ -33,7 +33,10 @@ compiled call (``pipeline.ml.stacked.Stack``); ``separate`` calls each symbol's 
 rows, as the stage did before; ``both`` alternates them as ``--forest-walk both`` does. Every line
 says which (``predict``). ``--commit``: ``async``, the stage's default, sends each batch's offset
 commit without waiting for it (``Stage.commit_async``); ``sync`` waits, as before; ``both``
-alternates them (``commit``).
+alternates them (``commit``). ``--hand-over``: ``batch``, the runner's default, hands a batch's
+signals to the producer together (``Producer.produce_many``: on the embedded bus one commit and
+one wake-up of the reader); ``each`` calls ``produce`` once a signal, as before; ``both``
+alternates them (``hand_over``).
 
 Prints one JSON line per run (and per repeat) and one with the medians. The stage runs in this
 process on its own thread, as in the app.
@@ -62,7 +65,7 @@ from pipeline.ml.data import bars_from_simulator
 from pipeline.ml.evaluate import make_dataset, walk_forward
 from pipeline.ml.models import fit_predictor
 from pipeline.ml.registry import Registry
-from pipeline.runner import StageRunner
+from pipeline.runner import HandOver, StageRunner
 from pipeline.stages.ml import MLStage
 from pipeline.topics import CATALOG, MARKET_DATA, ML_SIGNALS
 from pipeline.wiring import tune_gc, tune_switching
@@ -310,20 +313,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forest-walk", choices=("numba", "numpy", "both"), default="numba")
     parser.add_argument("--predict", choices=("stacked", "separate", "both"), default="stacked")
     parser.add_argument("--commit", choices=("async", "sync", "both"), default="async")
+    parser.add_argument("--hand-over", choices=("batch", "each", "both"), default="batch")
     args = parser.parse_args(argv)
     pacings = ("burst", "spread") if args.pacing == "both" else (args.pacing,)
     walks: tuple[Walk, ...] = ("numba", "numpy") if args.forest_walk == "both" else (args.forest_walk,)
     predicts = ("stacked", "separate") if args.predict == "both" else (args.predict,)
     commits = ("async", "sync") if args.commit == "both" else (args.commit,)
-    variants = [(w, p, c) for w in walks for p in predicts for c in commits]
+    hand_overs: tuple[HandOver, ...] = ("batch", "each") if args.hand_over == "both" else (args.hand_over,)
+    variants = [(w, p, c, h) for w in walks for p in predicts for c in commits for h in hand_overs]
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-signals-") as tmp:
         # The order flips every repeat: a process's first run is not always the same variant's.
         order = [(k, v) for k in range(args.repeat) for v in (variants if k % 2 == 0 else variants[::-1])]
-        for n, (k, (walk, predict, commit)) in enumerate(order, start=1):
+        for n, (k, (walk, predict, commit, hand_over)) in enumerate(order, start=1):
             ForestEvaluator.walk = walk
             MLStage.stacked = predict == "stacked"
             MLStage.commit_async = commit == "async"
+            StageRunner.hand_over = hand_over
             for line in run(
                 args.backend,
                 args.symbols,
@@ -331,18 +337,19 @@ def main(argv: list[str] | None = None) -> int:
                 args.seconds,
                 args.max_ticks,
                 tuple(args.models),
-                Path(tmp) / f"{k}-{walk}-{predict}-{commit}",
+                Path(tmp) / f"{k}-{walk}-{predict}-{commit}-{hand_over}",
                 pacings,
                 args.idle_seconds,
             ):
                 line["forest_walk"] = walk
                 line["predict"] = predict
                 line["commit"] = commit
+                line["hand_over"] = hand_over
                 line["run"] = n
                 print(json.dumps(line), flush=True)
                 runs.append(line)
     if args.repeat > 1:
-        for (walk, predict, commit), (mode, pacing) in [
+        for (walk, predict, commit, hand_over), (mode, pacing) in [
             (v, mp) for v in variants for mp in [("paced", p) for p in pacings] + [("max", None)]
         ]:
             of = [
@@ -353,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 and r["forest_walk"] == walk
                 and r["predict"] == predict
                 and r["commit"] == commit
+                and r["hand_over"] == hand_over
             ]
             summary = {
                 "bench": "signals",
@@ -360,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                 "forest_walk": walk,
                 "predict": predict,
                 "commit": commit,
+                "hand_over": hand_over,
                 "summary": "median",
                 "backend": args.backend,
                 "repeat": args.repeat,
