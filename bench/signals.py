@@ -36,7 +36,8 @@ commit without waiting for it (``Stage.commit_async``); ``sync`` waits, as befor
 alternates them (``commit``). ``--hand-over``: ``batch``, the runner's default, hands a batch's
 signals to the producer together (``Producer.produce_many``: on the embedded bus one commit and
 one wake-up of the reader); ``each`` calls ``produce`` once a signal, as before; ``both``
-alternates them (``hand_over``).
+alternates them (``hand_over``). The burst's ticks are produced the same way: together, as the
+simulator now publishes an instant's ticks, or one by one, as it did before.
 
 Prints one JSON line per run (and per repeat) and one with the medians. The stage runs in this
 process on its own thread, as in the app.
@@ -159,9 +160,14 @@ def paced(
     while time.monotonic() - t0 < seconds:
         group = symbols if how == "burst" else [symbols[i % n_symbols]]
         ts = int(time.time() * 1000)
-        for s in group:
-            producer.produce(MARKET_DATA, tick(s, ts, i), key=s.encode())
-            produced.append((s.encode(), ts))
+        # handed over together, as the simulator publishes an instant's ticks (timed from ts, before
+        # encoding); one by one with --hand-over each, as the simulator did before
+        if StageRunner.hand_over == "batch":
+            producer.produce_many([(MARKET_DATA, tick(s, ts, i), s.encode(), None) for s in group])
+        else:
+            for s in group:
+                producer.produce(MARKET_DATA, tick(s, ts, i), key=s.encode())
+        produced.extend((s.encode(), ts) for s in group)
         i += 1
         time.sleep(max(0.0, t0 + i * step - time.monotonic()))
     producer.flush(30)
