@@ -170,7 +170,7 @@ class InProcess:
 
     def __init__(self, bus: Bus, db: Database, suffix: str, variant: Variant = "after") -> None:
         self.runners = [
-            StageRunner(s, bus, poll_timeout=0.05, fill_wait_s=fill_wait_s(s, variant))
+            StageRunner(s, bus, poll_timeout=0.05, fill_wait_s=fill_wait_s(s, variant), fill_when_busy=True)
             for s in journal_stages(db, suffix)
         ]
         tune_gc()  # as build_runtime does for the app
@@ -202,7 +202,7 @@ def _stage_process(
     bus = make_bus(backend, folder, shared=True, run=suffix)
     db = open_store(db_path)
     stage = _stage(index, db, suffix, reset)
-    runner = StageRunner(stage, bus, poll_timeout=0.05, fill_wait_s=fill_wait_s(stage))
+    runner = StageRunner(stage, bus, poll_timeout=0.05, fill_wait_s=fill_wait_s(stage), fill_when_busy=True)
     tune_gc()
     tune_switching(Config().switch_interval_ms)  # as build_runtime does in a stage process
     runner.start()

@@ -82,7 +82,8 @@ class Config:
     embedded_session_timeout_ms: int = 30_000
     # The interpreter's thread switch interval in a desk process (``pipeline.wiring.tune_switching``).
     switch_interval_ms: float = 0.5
-    # How long the behaviour stage gathers a batch after its first record (``StageRunner.fill_wait_s``).
+    # How long the behaviour stage gathers a batch after its first record while busy
+    # (``StageRunner.fill_wait_s`` with ``fill_when_busy``).
     behaviour_batch_wait_ms: int = 20
     simulator_seed: int | None = None
     simulator_tick_ms: int = 1000

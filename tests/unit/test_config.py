@@ -251,6 +251,8 @@ def test_the_behaviour_stage_gathers_its_batches_for_the_configured_wait(tmp_pat
         runtime = build_runtime(config, start=False)
         try:
             waits = {w.name: w.fill_wait_s for w in runtime.workers if isinstance(w, StageRunner)}
+            busy = {w.name for w in runtime.workers if isinstance(w, StageRunner) and w.fill_when_busy}
         finally:
             runtime.stop()
         assert waits == {"normalizer": 0.0, "enricher": 0.0, "behaviour": wanted, "journal-store": 0.0}
+        assert busy == {"behaviour"}  # and only while trades keep coming: a lone one goes at once
