@@ -258,12 +258,19 @@ class _BenchConsumer:
         if records is None:
             self._inner.commit(asynchronous=asynchronous)
             return
+        self._inner.commit(self._physical(records), asynchronous=asynchronous)
+
+    def commit_after(self, producer: Producer, records: Iterable[Record], *, asynchronous: bool = False) -> None:
+        inner = producer._inner if isinstance(producer, _BenchProducer) else producer  # the bus's own
+        self._inner.commit_after(inner, self._physical(records), asynchronous=asynchronous)
+
+    def _physical(self, records: Iterable[Record]) -> list[Record]:
+        """The last record of each partition, under its topic's name on the broker."""
         last: dict[tuple[str, int], int] = {}
         for r in records:
             if r.offset > last.get((r.topic, r.partition), -1):
                 last[(r.topic, r.partition)] = r.offset
-        physical = [Record(self._bus.physical(t), p, o, None, None, 0) for (t, p), o in last.items()]
-        self._inner.commit(physical, asynchronous=asynchronous)
+        return [Record(self._bus.physical(t), p, o, None, None, 0) for (t, p), o in last.items()]
 
     def assignment(self) -> list[tuple[str, int]]:
         return [(self._bus.logical(t), p) for t, p in self._inner.assignment()]

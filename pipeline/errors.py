@@ -49,3 +49,11 @@ class UnknownPartitionError(PipelineError):
 
 class CommitFailedError(TransientError):
     """A commit from a consumer whose group has rebalanced since it fetched: messages come again."""
+
+
+class OutputsNotDelivered(TransientError):
+    """Outputs of a batch were not delivered, so its offsets were not committed (``undelivered``: how many)."""
+
+    def __init__(self, undelivered: int) -> None:
+        super().__init__(f"outputs not delivered ({undelivered}); not committing")
+        self.undelivered = undelivered

@@ -151,6 +151,17 @@ class Consumer(Protocol):
         when the member had left the group). ``close`` and a revoke wait for what was sent."""
         ...
 
+    def commit_after(self, producer: Producer, records: Iterable[Record], *, asynchronous: bool = False) -> None:
+        """Commit past ``records`` once every message ``producer`` produced before this call is
+        durable; raise ``OutputsNotDelivered`` (committing nothing) when one was not delivered.
+
+        The same as ``producer.flush()`` and, when it reported nothing undelivered, ``commit``: on
+        Kafka it is that. On the embedded bus the offsets go to the writer right behind the
+        outputs and are written in the same transaction as the last of them (or a later one, and
+        only if all of them were written), so a batch waits for one writer round trip instead of
+        two; with ``asynchronous`` it waits for none, and a failure raises from the next commit."""
+        ...
+
     def assignment(self) -> list[tuple[str, int]]: ...
 
     def lag(self) -> int:

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
 from pipeline.bus.base import Consumer, Outgoing, Producer, Record
+from pipeline.errors import OutputsNotDelivered
 
 STATS_INTERVAL_MS = 1000
 Source = Literal["librdkafka", "embedded"]
@@ -171,9 +172,13 @@ class CountingProducer:
 
     def flush(self, timeout: float = 30.0) -> int:
         undelivered = self._inner.flush(timeout)
+        self.count_errors(undelivered)
+        return undelivered
+
+    def count_errors(self, undelivered: int) -> None:
+        """Count messages the bus reported undelivered (by a flush or a ``commit_after``)."""
         with self._lock:
             self._errors += undelivered
-        return undelivered
 
     def close(self) -> None:
         self._inner.close()
@@ -212,6 +217,17 @@ class CountingConsumer:
 
     def commit(self, records: Iterable[Record] | None = None, *, asynchronous: bool = False) -> None:
         self._inner.commit(records, asynchronous=asynchronous)
+
+    def commit_after(self, producer: Producer, records: Iterable[Record], *, asynchronous: bool = False) -> None:
+        # The inner consumer gets the inner producer (its bus's own), and the producer counts what
+        # was refused, as its flush does.
+        counting = producer if isinstance(producer, CountingProducer) else None
+        try:
+            self._inner.commit_after(counting._inner if counting else producer, records, asynchronous=asynchronous)
+        except OutputsNotDelivered as exc:
+            if counting is not None:
+                counting.count_errors(exc.undelivered)
+            raise
 
     def assignment(self) -> list[tuple[str, int]]:
         return self._inner.assignment()

@@ -59,7 +59,7 @@ from pipeline.bus.embedded_log import (
 from pipeline.bus.embedded_reads import offset_for_time, read_range
 from pipeline.bus.embedded_wake import WakeLine, address_for
 from pipeline.bus.embedded_wake import available as wake_available
-from pipeline.errors import UnknownPartitionError, UnknownTopicError
+from pipeline.errors import OutputsNotDelivered, UnknownPartitionError, UnknownTopicError
 from pipeline.topics import TopicSpec
 from storage.db import connect
 
@@ -129,7 +129,9 @@ class _Writer(threading.Thread):
                 time.sleep(min(0.05 * (attempt + 1), 1.0))
                 if self.stopping.is_set() and attempt > 20:
                     results = [exc] * len(batch)
-                    self.bus.undelivered += sum(1 for op in batch if op[0] == APPEND)
+                    failed = sum(1 for op in batch if op[0] == APPEND)
+                    self.bus.undelivered += failed
+                    self.bus.append_failures += failed
                     break
         everyone = self.bus.wake_scope == "all"
         for op, result in zip(batch, results):
@@ -265,6 +267,29 @@ class EmbeddedProducer:
         undelivered, self._bus.undelivered = self._bus.undelivered, 0
         return undelivered
 
+    def behind(self, log: object) -> Callable[[sqlite3.Connection], None] | None:
+        """For an offset commit queued to the writer behind everything produced so far, instead of
+        a flush before it (``EmbeddedConsumer.commit_after``); None when ``log`` is not this
+        producer's bus. Raise ``OutputsNotDelivered`` now if a message was refused, else return a
+        check for the commit to run first, in the writer, which raises ``OutputsNotDelivered`` if
+        the writer failed to write one (only when the bus is closing: it retries a locked file
+        until then). The writer applies its queue in order, so a commit queued right after this
+        is in the transaction of the last message produced or a later one. Like ``flush``, the
+        count of refused messages is the bus's (``undelivered``)."""
+        if log is not self._bus:
+            return None
+        refused, self._bus.undelivered = self._bus.undelivered, 0
+        if refused:
+            raise OutputsNotDelivered(refused)
+        bus, failures = self._bus, self._bus.append_failures
+        self._unflushed = False  # the commit is queued behind them: what a flush waits for
+
+        def check(conn: sqlite3.Connection) -> None:
+            if bus.append_failures != failures:
+                raise OutputsNotDelivered(bus.append_failures - failures)
+
+        return check
+
     def close(self) -> None:
         self.flush()
 
@@ -315,7 +340,8 @@ class EmbeddedBus:
         self.heartbeat_s = session_timeout_ms / 3000
         self.maintenance_interval_s = maintenance_interval_s
         self.poll_interval_s = poll_interval_s
-        self.undelivered = 0
+        self.undelivered = 0  # refused or failed appends not yet reported by a flush
+        self.append_failures = 0  # appends the writer failed to write, ever (only read by ``behind``)
         self.wake_scope = wake_scope
         self._data = threading.Lock()  # guards the counts below; every waiter's condition uses it
         self._commits = 0

@@ -21,13 +21,13 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 
-from pipeline.bus.base import OffsetReset, PartitionsCallback, Record
+from pipeline.bus.base import OffsetReset, PartitionsCallback, Producer, Record
 from pipeline.bus.embedded_log import LogFile, bump_generation, decode_headers, now_ms
-from pipeline.errors import CommitFailedError
+from pipeline.errors import CommitFailedError, OutputsNotDelivered
 from storage.db import connect
 
 log = logging.getLogger(__name__)
@@ -253,23 +253,51 @@ class EmbeddedConsumer:
         return {(t, p) for t, p in self._conn.execute(sql, params)}
 
     def commit(self, records: Iterable[Record] | None = None, *, asynchronous: bool = False) -> None:
+        offsets = self._offsets(records)
+        if offsets:
+            self._send(offsets, asynchronous, None)
+
+    def commit_after(self, producer: Producer, records: Iterable[Record], *, asynchronous: bool = False) -> None:
+        offsets = self._offsets(records)
+        behind = getattr(producer, "behind", None)
+        check = behind(self._bus) if offsets and behind is not None else None
+        if check is None:  # another bus's producer, or nothing to commit: flush, then commit
+            undelivered = producer.flush(30.0)
+            if undelivered:
+                raise OutputsNotDelivered(undelivered)
+            if offsets:
+                self._send(offsets, asynchronous, None)
+            return
+        self._send(offsets, asynchronous, check)
+
+    def _offsets(self, records: Iterable[Record] | None) -> dict[tuple[str, int], int]:
+        """The offsets to commit past ``records`` (None: every position); first raise the failure of
+        an asynchronous commit sent before."""
         failed, self._commit_failed = self._commit_failed, None
         if failed is not None:
             raise failed
         if records is None:
-            offsets = dict(self._positions)
-        else:
-            offsets = {}
-            for r in records:
-                tp = (r.topic, r.partition)
-                if r.offset + 1 > offsets.get(tp, -1):
-                    offsets[tp] = r.offset + 1
-        if not offsets:
-            return
+            return dict(self._positions)
+        offsets: dict[tuple[str, int], int] = {}
+        for r in records:
+            tp = (r.topic, r.partition)
+            if r.offset + 1 > offsets.get(tp, -1):
+                offsets[tp] = r.offset + 1
+        return offsets
+
+    def _send(
+        self,
+        offsets: dict[tuple[str, int], int],
+        asynchronous: bool,
+        check: Callable[[sqlite3.Connection], None] | None,
+    ) -> None:
+        """Queue the commit of ``offsets`` for the writer, after ``check`` (``commit_after``)."""
         group, member = self.group_id, self.member_id
         rows = [(group, tp[0], tp[1], off, now_ms()) for tp, off in offsets.items()]
 
         def commit(conn: sqlite3.Connection) -> None:
+            if check is not None:
+                check(conn)
             if not conn.execute("SELECT 1 FROM members WHERE group_id=? AND member_id=?", (group, member)).fetchone():
                 raise CommitFailedError(f"{member} is no longer in group {group}: not committed")
             conn.executemany(

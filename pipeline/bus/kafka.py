@@ -42,11 +42,13 @@ from pipeline.bus.base import (
     Record,
     TopicState,
 )
+from pipeline.bus.base import Producer as BusProducer
 from pipeline.bus.client_metrics import STATS_INTERVAL_MS, Figures, from_librdkafka
 from pipeline.bus.kafka_reads import KafkaReader, offsets_at, reset_group_offsets
 from pipeline.errors import (
     CommitFailedError,
     ConfigError,
+    OutputsNotDelivered,
     TransientError,
     UnknownPartitionError,
     UnknownTopicError,
@@ -259,6 +261,12 @@ class KafkaConsumer:
                 )
             )
         return records
+
+    def commit_after(self, producer: BusProducer, records: Iterable[Record], *, asynchronous: bool = False) -> None:
+        undelivered = producer.flush(30.0)
+        if undelivered:
+            raise OutputsNotDelivered(undelivered)
+        self.commit(records, asynchronous=asynchronous)
 
     def commit(self, records: Iterable[Record] | None = None, *, asynchronous: bool = False) -> None:
         failed, self._commit_failed = self._commit_failed, None
