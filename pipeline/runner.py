@@ -13,7 +13,9 @@ messages into output messages. The runner owns everything around it:
   ``_4s``, then the dead-letter topic), else in place with exponential backoff; anything else is
   isolated to the one message that raised it, which is dead-lettered. A stage that cannot take its
   messages out of order (``isolates_failures = False``) always retries in place;
-* outputs are flushed before the input offsets are committed (at-least-once; sinks upsert by id);
+* outputs are flushed before the input offsets are committed (at-least-once; sinks upsert by id),
+  or, for a stage that sets ``commit_on_delivery``, the offsets are committed once the outputs are
+  acknowledged, in batch order, while the next batch is already polled (``pipeline.delivered_commits``);
 * on an unexpected failure it closes the consumer and starts again from the last commit.
 
 About 460 lines: the stage base, the worker base and the runner's one loop (poll, retries, dead
@@ -29,9 +31,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from pipeline.bus.base import Bus, Consumer, Latency, OffsetReset, Producer, Record
+from pipeline.bus.base import Bus, Consumer, Latency, OffsetReset, Producer, Record, delivery_of
 from pipeline.bus.client_metrics import Figures, counted_consumer, counted_producer, figures_of, merge
 from pipeline.dead_letters import publish_dead_letter
+from pipeline.delivered_commits import DeliveredCommits
 from pipeline.errors import BadMessageError, CommitFailedError, ConfigError, TransientError
 from pipeline.messages import Message, check_fresh, decode, encode, model_for
 from pipeline.retry import MAX_RETRIES, AwaitedRetries, HeldRetries, origin, retry_count, retry_headers, retry_info
@@ -39,6 +42,10 @@ from pipeline.topics import RETRY_DELAYS_S, retry_name, retry_names
 from pipeline.worker_health import Health
 
 log = logging.getLogger(__name__)
+
+# How long a poll may wait while a batch's outputs are on their way: their offsets are committed
+# at the next look (a few milliseconds after the acknowledgements, never minutes later).
+SETTLE_WAIT_S = 0.005
 
 FEED_HEADER = "feed"
 REPLAY = b"replay"
@@ -73,6 +80,13 @@ class Stage:
     # published twice sets it (ml: a signal repeated after a crash makes, at most, an order of the
     # id the first one made, decision_order_id, and the exchange takes an order id once).
     commit_async: ClassVar[bool] = False
+    # Poll and process the next batch without flushing: a batch's input offsets are committed once
+    # the bus has acknowledged all its outputs, in batch order (pipeline.delivered_commits), and
+    # everything is flushed and committed before partitions are given up and when the runner stops.
+    # On Kafka a flush is a broker round trip (a few ms) that the next poll otherwise waits for: a
+    # burst of ticks arrives in two or three polls. After a crash the batches not yet committed come
+    # again, as with commit_async.
+    commit_on_delivery: ClassVar[bool] = False
 
     @property
     def group_id(self) -> str:
@@ -205,6 +219,7 @@ class StageRunner(Worker):
         self._awaited = AwaitedRetries()  # its retries not read back yet: inputs paused once they are due
         self._consumer: Consumer | None = None  # the consumer of the batch being handled
         self._member: Consumer | None = None  # the consumer of this run, for its client metrics
+        self._delivered = DeliveredCommits()  # batches whose offsets wait for their outputs' delivery
         stage.bind(self)
 
     @property
@@ -249,12 +264,13 @@ class StageRunner(Worker):
                     continue
                 self._held = HeldRetries(self.stage.name)  # a new member reads from the last commit
                 self._awaited.clear()
+                self._delivered.clear()
                 consumer = counted_consumer(
                     self.bus.consumer(
                         self.stage.group_id,
                         [*self.stage.inputs, *delays],
                         auto_offset_reset=self.stage.offset_reset,
-                        on_revoke=self._held.drop,
+                        on_revoke=self._revoked,
                         latency=self.stage.latency,
                     )
                 )
@@ -266,14 +282,32 @@ class StageRunner(Worker):
                     self.health.error(f"{type(exc).__name__}: {exc}")
                     self._stop.wait(self.backoff_s * 10)
                 finally:
+                    self._drain(consumer)
                     consumer.close()
         finally:
             self.stage.close()
 
+    def _revoked(self, parts: list[tuple[str, int]]) -> None:
+        """Partitions go to another member: drop their held retries, and commit every batch whose
+        outputs are delivered before they go (called inside a poll, on this thread)."""
+        self._held.drop(parts)
+        if len(self._delivered) and self._member is not None:
+            self._drain(self._member)
+
+    def _drain(self, consumer: Consumer) -> None:
+        """Flush and commit what is safe of the batches waiting for their outputs' delivery; a
+        failure is kept for the next commit point to raise (never raised into a bus callback)."""
+        try:
+            self._delivered.drain(self._producer, lambda records: self._store(consumer, records))
+        except Exception as exc:  # noqa: BLE001 - the next settle raises it (or a new member starts over)
+            self.health.error(f"{type(exc).__name__}: {exc}")
+
     def _consume(self, consumer: Consumer) -> None:
         last_lag = 0.0
         first = True
+        positions_due: float | None = None  # since when every position is due for a commit
         while not self._stop.is_set():
+            self._settle(consumer)
             now_ms = int(self.clock() * 1000)
             self._awaited.steer(consumer, self.stage.inputs, now_ms)
             held = self._held.next_due_ms()
@@ -296,9 +330,11 @@ class StageRunner(Worker):
                 last_lag = time.monotonic()
                 # Everything polled is processed: commit the positions of quiet partitions too, so
                 # a restart of a group that starts at the topics' end resumes from here (not while
-                # a delay topic's record is held: its position is past it).
+                # a delay topic's record is held: its position is past it; nor while a batch's
+                # outputs are on their way: its offsets go first, a moment later, or after a flush
+                # when the stage never pauses).
                 if not len(self._held):
-                    self._commit(consumer, None)
+                    positions_due = positions_due or last_lag
                 try:
                     lag = consumer.lag()
                 except Exception as exc:  # noqa: BLE001 - the lag is a figure for pages, never a reason to stop
@@ -306,6 +342,20 @@ class StageRunner(Worker):
                 else:
                     with self.health.lock:
                         self.health.lag = lag
+            if positions_due is not None and (not len(self._delivered) or time.monotonic() - positions_due > 2.0):
+                positions_due = None
+                self._drain(consumer)
+                self._settle(consumer)
+                self._commit(consumer, None)
+
+    def _settle(self, consumer: Consumer) -> None:
+        """Commit past the batches whose outputs are delivered; raise ``TransientError`` at one with
+        an undelivered output (its failures are then taken from the producer: reported once)."""
+        try:
+            self._delivered.settle(lambda records: self._store(consumer, records))
+        except TransientError:
+            self._producer.flush(30.0)
+            raise
 
     def _commit(self, consumer: Consumer, records: Sequence[Record] | None) -> None:
         """Make every output durable, then commit past ``records`` (None: every position).
@@ -316,8 +366,17 @@ class StageRunner(Worker):
         starting again would rebalance the group once more and, with every member doing the same,
         keep it rebalancing. A stage with state across messages still starts again (it must
         rebuild that state from the last commit)."""
+        if records is not None and self.stage.commit_on_delivery:
+            delivery = delivery_of(self._producer)
+            if delivery is not None:
+                self._delivered.add(delivery, records)
+                return
         if records is not None and self._producer.flush(30.0):
             raise TransientError("outputs not delivered; not committing")
+        self._store(consumer, records)
+
+    def _store(self, consumer: Consumer, records: Sequence[Record] | None) -> None:
+        """Commit past ``records`` (their outputs are durable), under the policy ``_commit`` states."""
         try:
             consumer.commit(records, asynchronous=self.stage.commit_async and records is not None)
         except CommitFailedError as exc:
@@ -330,6 +389,8 @@ class StageRunner(Worker):
         falls due sooner."""
         now_ms = int(self.clock() * 1000)
         dues = [d for d in (self._held.next_due_ms(), self._awaited.next_due_ms(now_ms)) if d is not None]
+        if len(self._delivered):
+            return min(SETTLE_WAIT_S, self.poll_timeout)  # a held retry due sooner comes at the next look
         if not dues:
             return self.poll_timeout
         due = min(dues)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 from pipeline.topics import TopicSpec
 
@@ -103,8 +103,32 @@ def partition_for(key: bytes, partitions: int) -> int:
     return zlib.crc32(key) % partitions
 
 
+class Delivery(Protocol):
+    """A producer's handle on the messages it produced since its previous handle (``delivery_of``).
+
+    Never blocks. The caller keeps handles in the order it took them: a handle says nothing of the
+    messages of an earlier one."""
+
+    def done(self) -> bool:
+        """True once every one of those messages is durable on the bus or refused."""
+        ...
+
+    def undelivered(self) -> int:
+        """How many were refused (0 is good); final once ``done``. On the embedded bus, as its
+        ``flush``, the refusals of the whole bus not yet reported by a flush."""
+        ...
+
+
 class Producer(Protocol):
-    """Publishes messages. Thread-safe; ``flush`` makes everything produced so far durable."""
+    """Publishes messages. Thread-safe; ``flush`` makes everything produced so far durable.
+
+    Both buses' producers also have ``delivery() -> Delivery`` (``delivery_of``): a handle, taken
+    without waiting, on what was produced since the previous handle, so a caller can go on working
+    and commit its input offsets once that is durable. On Kafka it is done when librdkafka has
+    reported every one of those messages acknowledged by the broker (``acks=all``; asking ``done``
+    serves the reports waiting); on the embedded bus when the writer has committed the transaction
+    that holds them (a flush marker queued behind them, not waited for). A wrapper without it makes
+    its caller flush instead."""
 
     def produce(
         self,
@@ -119,6 +143,12 @@ class Producer(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def delivery_of(producer: object) -> Delivery | None:
+    """``producer.delivery()`` when the producer has it, else None (flush instead)."""
+    get = getattr(producer, "delivery", None)
+    return cast(Delivery | None, get()) if callable(get) else None
 
 
 class Consumer(Protocol):
