@@ -3,6 +3,7 @@
     python -m bench.signals --symbols 50 --rate R [--seconds S] [--backend embedded|kafka]
                             [--models random_forest svm logistic_regression] [--repeat K]
                             [--forest-walk numba|numpy|both] [--predict stacked|separate|both]
+                            [--commit async|sync|both] [--offsets delivered|flushed|both]
 
 Each symbol gets the configured models, fitted on simulator history and registered as the app
 does; the store holds enough bars that every symbol is warm from the first tick. Two runs:
@@ -33,7 +34,10 @@ compiled call (``pipeline.ml.stacked.Stack``); ``separate`` calls each symbol's 
 rows, as the stage did before; ``both`` alternates them as ``--forest-walk both`` does. Every line
 says which (``predict``). ``--commit``: ``async``, the stage's default, sends each batch's offset
 commit without waiting for it (``Stage.commit_async``); ``sync`` waits, as before; ``both``
-alternates them (``commit``).
+alternates them (``commit``). ``--offsets``: ``delivered``, the stage's default, polls the next batch
+at once and commits a batch's offsets once its signals are acknowledged (``Stage.commit_on_delivery``);
+``flushed`` waits for the acknowledgements (a flush) before the next poll, as before; ``both``
+alternates them (``offsets``).
 
 Prints one JSON line per run (and per repeat) and one with the medians. The stage runs in this
 process on its own thread, as in the app.
@@ -310,20 +314,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forest-walk", choices=("numba", "numpy", "both"), default="numba")
     parser.add_argument("--predict", choices=("stacked", "separate", "both"), default="stacked")
     parser.add_argument("--commit", choices=("async", "sync", "both"), default="async")
+    parser.add_argument("--offsets", choices=("delivered", "flushed", "both"), default="delivered")
     args = parser.parse_args(argv)
     pacings = ("burst", "spread") if args.pacing == "both" else (args.pacing,)
     walks: tuple[Walk, ...] = ("numba", "numpy") if args.forest_walk == "both" else (args.forest_walk,)
     predicts = ("stacked", "separate") if args.predict == "both" else (args.predict,)
     commits = ("async", "sync") if args.commit == "both" else (args.commit,)
-    variants = [(w, p, c) for w in walks for p in predicts for c in commits]
+    offsets = ("delivered", "flushed") if args.offsets == "both" else (args.offsets,)
+    variants = [(w, p, c, o) for w in walks for p in predicts for c in commits for o in offsets]
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-signals-") as tmp:
         # The order flips every repeat: a process's first run is not always the same variant's.
         order = [(k, v) for k in range(args.repeat) for v in (variants if k % 2 == 0 else variants[::-1])]
-        for n, (k, (walk, predict, commit)) in enumerate(order, start=1):
+        for n, (k, (walk, predict, commit, offset)) in enumerate(order, start=1):
             ForestEvaluator.walk = walk
             MLStage.stacked = predict == "stacked"
             MLStage.commit_async = commit == "async"
+            MLStage.commit_on_delivery = offset == "delivered"
             for line in run(
                 args.backend,
                 args.symbols,
@@ -331,18 +338,19 @@ def main(argv: list[str] | None = None) -> int:
                 args.seconds,
                 args.max_ticks,
                 tuple(args.models),
-                Path(tmp) / f"{k}-{walk}-{predict}-{commit}",
+                Path(tmp) / f"{k}-{walk}-{predict}-{commit}-{offset}",
                 pacings,
                 args.idle_seconds,
             ):
                 line["forest_walk"] = walk
                 line["predict"] = predict
                 line["commit"] = commit
+                line["offsets"] = offset
                 line["run"] = n
                 print(json.dumps(line), flush=True)
                 runs.append(line)
     if args.repeat > 1:
-        for (walk, predict, commit), (mode, pacing) in [
+        for (walk, predict, commit, offset), (mode, pacing) in [
             (v, mp) for v in variants for mp in [("paced", p) for p in pacings] + [("max", None)]
         ]:
             of = [
@@ -353,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                 and r["forest_walk"] == walk
                 and r["predict"] == predict
                 and r["commit"] == commit
+                and r["offsets"] == offset
             ]
             summary = {
                 "bench": "signals",
@@ -360,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                 "forest_walk": walk,
                 "predict": predict,
                 "commit": commit,
+                "offsets": offset,
                 "summary": "median",
                 "backend": args.backend,
                 "repeat": args.repeat,
