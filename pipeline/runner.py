@@ -220,6 +220,9 @@ class StageRunner(Worker):
         self._consumer: Consumer | None = None  # the consumer of the batch being handled
         self._member: Consumer | None = None  # the consumer of this run, for its client metrics
         self._delivered = DeliveredCommits()  # batches whose offsets wait for their outputs' delivery
+        # How long the periodic commit of every position waits for a moment with no batch on its
+        # way before it flushes to make one (a stage under constant load never pauses).
+        self.positions_overdue_s = 2.0
         stage.bind(self)
 
     @property
@@ -342,7 +345,9 @@ class StageRunner(Worker):
                 else:
                     with self.health.lock:
                         self.health.lag = lag
-            if positions_due is not None and (not len(self._delivered) or time.monotonic() - positions_due > 2.0):
+            if positions_due is not None and (
+                not len(self._delivered) or time.monotonic() - positions_due > self.positions_overdue_s
+            ):
                 positions_due = None
                 self._drain(consumer)
                 self._settle(consumer)
