@@ -18,8 +18,9 @@ messages into output messages. The runner owns everything around it:
   acknowledged, in batch order, while the next batch is already polled (``pipeline.delivered_commits``);
 * on an unexpected failure it closes the consumer and starts again from the last commit.
 
-About 460 lines: the stage base, the worker base and the runner's one loop (poll, retries, dead
-letters, commits) belong together; the retry bookkeeping is apart in ``pipeline.retry``.
+About 540 lines: the stage base, the worker base and the runner's one loop (poll, retries, dead
+letters, commits) belong together; the retry bookkeeping is apart in ``pipeline.retry`` and the
+queue of commits waiting for their outputs' delivery in ``pipeline.delivered_commits``.
 """
 
 from __future__ import annotations

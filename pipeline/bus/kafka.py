@@ -1,12 +1,14 @@
 """The bus on Apache Kafka through confluent-kafka (librdkafka).
 
-Producers are idempotent with ``acks=all``. Consumers commit only offsets the caller stored by
-saying the batch is durable: at once (``commit``), or, asynchronously, by librdkafka's background
-commit within ``AUTO_COMMIT_MS``, whose failure raises from the next ``commit``. Whatever was
-stored but not yet committed is committed when partitions are revoked and when the consumer
-closes.
+Producers are idempotent with ``acks=all``; ``delivery()`` hands out a handle on what was produced
+since the last one, done once librdkafka has reported each of those messages (its ``on_delivery``
+callback counts them down; asking the handle serves the reports waiting). Consumers commit only
+offsets the caller stored by saying the batch is durable: at once (``commit``), or,
+asynchronously, by librdkafka's background commit within ``AUTO_COMMIT_MS``, whose failure raises
+from the next ``commit``. Whatever was stored but not yet committed is committed when partitions
+are revoked and when the consumer closes.
 
-About 470 lines: the producer, the consumer and the bus with its admin calls are one backend of
+About 590 lines: the producer, the consumer and the bus with its admin calls are one backend of
 the ``Bus`` contract and share its client settings; reads outside any group are already apart
 (``pipeline.bus.kafka_reads``).
 """
@@ -56,7 +58,8 @@ log = logging.getLogger(__name__)
 
 # Per latency profile (pipeline.bus.base.Latency), chosen with bench.hop (docs/benchmarks.md):
 # * the producer's linger: "batch" waits up to 5 ms to fill a request; "low" sends at once (the
-#   runner flushes after every batch anyway, so this matters for sources that never flush);
+#   runner flushes or waits for the delivery reports after every batch anyway, so this matters for
+#   sources that never flush);
 # * the consumer's linger: after the first message of a poll, "batch" waits up to 5 ms for more
 #   (one commit and one flush per batch), "low" takes only what has already arrived;
 # * Nagle's algorithm off for "low": small requests are not held back waiting for an ACK.
