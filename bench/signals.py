@@ -34,10 +34,10 @@ compiled call (``pipeline.ml.stacked.Stack``); ``separate`` calls each symbol's 
 rows, as the stage did before; ``both`` alternates them as ``--forest-walk both`` does. Every line
 says which (``predict``). ``--commit``: ``async``, the stage's default, sends each batch's offset
 commit without waiting for it (``Stage.commit_async``); ``sync`` waits, as before; ``both``
-alternates them (``commit``). ``--offsets``: ``delivered``, the stage's default, polls the next batch
-at once and commits a batch's offsets once its signals are acknowledged (``Stage.commit_on_delivery``);
-``flushed`` waits for the acknowledgements (a flush) before the next poll, as before; ``both``
-alternates them (``offsets``).
+alternates them (``commit``). ``--offsets``: ``flushed``, the stage's default, waits for the
+acknowledgements of a batch's signals (a flush) before the next poll; ``delivered`` polls the next
+batch at once and commits a batch's offsets once its signals are acknowledged
+(``Stage.commit_on_delivery``); ``both`` alternates them (``offsets``).
 
 Prints one JSON line per run (and per repeat) and one with the medians. The stage runs in this
 process on its own thread, as in the app.
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forest-walk", choices=("numba", "numpy", "both"), default="numba")
     parser.add_argument("--predict", choices=("stacked", "separate", "both"), default="stacked")
     parser.add_argument("--commit", choices=("async", "sync", "both"), default="async")
-    parser.add_argument("--offsets", choices=("delivered", "flushed", "both"), default="delivered")
+    parser.add_argument("--offsets", choices=("delivered", "flushed", "both"), default="flushed")
     args = parser.parse_args(argv)
     pacings = ("burst", "spread") if args.pacing == "both" else (args.pacing,)
     walks: tuple[Walk, ...] = ("numba", "numpy") if args.forest_walk == "both" else (args.forest_walk,)
