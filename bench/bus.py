@@ -45,6 +45,7 @@ from pipeline.bus.base import (
     GroupState,
     Latency,
     OffsetReset,
+    Outgoing,
     PartitionsCallback,
     Producer,
     Record,
@@ -208,6 +209,9 @@ class _BenchProducer:
         headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> None:
         self._inner.produce(topic + self._suffix, value, key, headers)
+
+    def produce_many(self, messages: Sequence[Outgoing]) -> None:
+        self._inner.produce_many([(topic + self._suffix, value, key, hs) for topic, value, key, hs in messages])
 
     def flush(self, timeout: float = 30.0) -> int:
         return self._inner.flush(timeout)

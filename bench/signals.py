@@ -3,7 +3,8 @@
     python -m bench.signals --symbols 50 --rate R [--seconds S] [--backend embedded|kafka]
                             [--models random_forest svm logistic_regression] [--repeat K]
                             [--forest-walk numba|numpy|both] [--predict stacked|separate|both]
-                            [--commit async|sync|both] [--offsets delivered|flushed|both]
+                            [--commit async|sync|both] [--hand-over batch|each|both]
+                            [--offsets delivered|flushed|both]
 
 Each symbol gets the configured models, fitted on simulator history and registered as the app
 does; the store holds enough bars that every symbol is warm from the first tick. Two runs:
@@ -34,10 +35,15 @@ compiled call (``pipeline.ml.stacked.Stack``); ``separate`` calls each symbol's 
 rows, as the stage did before; ``both`` alternates them as ``--forest-walk both`` does. Every line
 says which (``predict``). ``--commit``: ``async``, the stage's default, sends each batch's offset
 commit without waiting for it (``Stage.commit_async``); ``sync`` waits, as before; ``both``
-alternates them (``commit``). ``--offsets``: ``flushed``, the stage's default, waits for the
-acknowledgements of a batch's signals (a flush) before the next poll; ``delivered`` polls the next
-batch at once and commits a batch's offsets once its signals are acknowledged
-(``Stage.commit_on_delivery``); ``both`` alternates them (``offsets``).
+alternates them (``commit``). ``--hand-over``: ``batch``, the runner's default, hands a batch's
+signals to the producer together (``Producer.produce_many``: on the embedded bus one commit and
+one wake-up of the reader); ``each`` calls ``produce`` once a signal, as before; ``both``
+alternates them (``hand_over``). The burst's ticks are produced the same way: together, as the
+simulator now publishes an instant's ticks, or one by one, as it did before.
+``--offsets``: ``flushed``, the stage's default, waits for the acknowledgements of a batch's
+signals (a flush) before the next poll; ``delivered`` polls the next batch at once and commits a
+batch's offsets once its signals are acknowledged (``Stage.commit_on_delivery``); ``both``
+alternates them (``offsets``).
 
 Prints one JSON line per run (and per repeat) and one with the medians. The stage runs in this
 process on its own thread, as in the app.
@@ -66,7 +72,7 @@ from pipeline.ml.data import bars_from_simulator
 from pipeline.ml.evaluate import make_dataset, walk_forward
 from pipeline.ml.models import fit_predictor
 from pipeline.ml.registry import Registry
-from pipeline.runner import StageRunner
+from pipeline.runner import HandOver, StageRunner
 from pipeline.stages.ml import MLStage
 from pipeline.topics import CATALOG, MARKET_DATA, ML_SIGNALS
 from pipeline.wiring import tune_gc, tune_switching
@@ -160,9 +166,14 @@ def paced(
     while time.monotonic() - t0 < seconds:
         group = symbols if how == "burst" else [symbols[i % n_symbols]]
         ts = int(time.time() * 1000)
-        for s in group:
-            producer.produce(MARKET_DATA, tick(s, ts, i), key=s.encode())
-            produced.append((s.encode(), ts))
+        # handed over together, as the simulator publishes an instant's ticks (timed from ts, before
+        # encoding); one by one with --hand-over each, as the simulator did before
+        if StageRunner.hand_over == "batch":
+            producer.produce_many([(MARKET_DATA, tick(s, ts, i), s.encode(), None) for s in group])
+        else:
+            for s in group:
+                producer.produce(MARKET_DATA, tick(s, ts, i), key=s.encode())
+        produced.extend((s.encode(), ts) for s in group)
         i += 1
         time.sleep(max(0.0, t0 + i * step - time.monotonic()))
     producer.flush(30)
@@ -314,22 +325,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forest-walk", choices=("numba", "numpy", "both"), default="numba")
     parser.add_argument("--predict", choices=("stacked", "separate", "both"), default="stacked")
     parser.add_argument("--commit", choices=("async", "sync", "both"), default="async")
+    parser.add_argument("--hand-over", choices=("batch", "each", "both"), default="batch")
     parser.add_argument("--offsets", choices=("delivered", "flushed", "both"), default="flushed")
     args = parser.parse_args(argv)
     pacings = ("burst", "spread") if args.pacing == "both" else (args.pacing,)
     walks: tuple[Walk, ...] = ("numba", "numpy") if args.forest_walk == "both" else (args.forest_walk,)
     predicts = ("stacked", "separate") if args.predict == "both" else (args.predict,)
     commits = ("async", "sync") if args.commit == "both" else (args.commit,)
+    hand_overs: tuple[HandOver, ...] = ("batch", "each") if args.hand_over == "both" else (args.hand_over,)
     offsets = ("delivered", "flushed") if args.offsets == "both" else (args.offsets,)
-    variants = [(w, p, c, o) for w in walks for p in predicts for c in commits for o in offsets]
+    variants = [(w, p, c, h, o) for w in walks for p in predicts for c in commits for h in hand_overs for o in offsets]
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-signals-") as tmp:
         # The order flips every repeat: a process's first run is not always the same variant's.
         order = [(k, v) for k in range(args.repeat) for v in (variants if k % 2 == 0 else variants[::-1])]
-        for n, (k, (walk, predict, commit, offset)) in enumerate(order, start=1):
+        for n, (k, (walk, predict, commit, hand_over, offset)) in enumerate(order, start=1):
             ForestEvaluator.walk = walk
             MLStage.stacked = predict == "stacked"
             MLStage.commit_async = commit == "async"
+            StageRunner.hand_over = hand_over
             MLStage.commit_on_delivery = offset == "delivered"
             for line in run(
                 args.backend,
@@ -338,19 +352,20 @@ def main(argv: list[str] | None = None) -> int:
                 args.seconds,
                 args.max_ticks,
                 tuple(args.models),
-                Path(tmp) / f"{k}-{walk}-{predict}-{commit}-{offset}",
+                Path(tmp) / f"{k}-{walk}-{predict}-{commit}-{hand_over}-{offset}",
                 pacings,
                 args.idle_seconds,
             ):
                 line["forest_walk"] = walk
                 line["predict"] = predict
                 line["commit"] = commit
+                line["hand_over"] = hand_over
                 line["offsets"] = offset
                 line["run"] = n
                 print(json.dumps(line), flush=True)
                 runs.append(line)
     if args.repeat > 1:
-        for (walk, predict, commit, offset), (mode, pacing) in [
+        for (walk, predict, commit, hand_over, offset), (mode, pacing) in [
             (v, mp) for v in variants for mp in [("paced", p) for p in pacings] + [("max", None)]
         ]:
             of = [
@@ -361,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                 and r["forest_walk"] == walk
                 and r["predict"] == predict
                 and r["commit"] == commit
+                and r["hand_over"] == hand_over
                 and r["offsets"] == offset
             ]
             summary = {
@@ -369,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                 "forest_walk": walk,
                 "predict": predict,
                 "commit": commit,
+                "hand_over": hand_over,
                 "offsets": offset,
                 "summary": "median",
                 "backend": args.backend,

@@ -30,9 +30,9 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pipeline.bus.base import Bus, Consumer, Latency, OffsetReset, Producer, Record, delivery_of
+from pipeline.bus.base import Bus, Consumer, Latency, OffsetReset, Outgoing, Producer, Record, delivery_of
 from pipeline.bus.client_metrics import Figures, counted_consumer, counted_producer, figures_of, merge
 from pipeline.dead_letters import publish_dead_letter
 from pipeline.delivered_commits import DeliveredCommits
@@ -54,6 +54,7 @@ REPLAY_HEADERS = [(FEED_HEADER, REPLAY)]
 
 # What a stage returns: a message, or a message with the headers to publish it with.
 Output = Message | tuple[Message, list[tuple[str, bytes]]]
+HandOver = Literal["batch", "each"]
 
 
 class Stage:
@@ -184,6 +185,10 @@ class StageRunner(Worker):
     """Runs one stage as a member of its consumer group on its own thread."""
 
     kind = "stage"
+    # How a batch's outputs reach the producer: "batch", together (``Producer.produce_many``: on the
+    # embedded bus one commit and one wake-up); "each", one ``produce`` each, as before
+    # (``bench.signals --hand-over both`` compares them).
+    hand_over: ClassVar[HandOver] = "batch"
 
     def __init__(
         self,
@@ -486,12 +491,19 @@ class StageRunner(Worker):
         raise AssertionError("unreachable")
 
     def _publish(self, messages: Sequence[Output]) -> None:
+        """Encode a batch's outputs, then hand them to the producer together (``produce_many``)."""
+        out: list[Outgoing] = []
         for m in messages:
             if isinstance(m, tuple):  # (message, headers): e.g. outputs of replayed input stay replays
                 m, headers = m
-                self._producer.produce(m.topic, encode(m), key=m.key(), headers=headers)
+                out.append((m.topic, encode(m), m.key(), headers))
             else:
-                self._producer.produce(m.topic, encode(m), key=m.key())
+                out.append((m.topic, encode(m), m.key(), None))
+        if self.hand_over == "batch":
+            self._producer.produce_many(out)
+        else:
+            for topic, value, key, hs in out:
+                self._producer.produce(topic, value, key, hs)
         with self.health.lock:
             self.health.produced += len(messages)
 

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
-from pipeline.bus.base import Consumer, Delivery, Producer, Record, delivery_of
+from pipeline.bus.base import Consumer, Delivery, Outgoing, Producer, Record, delivery_of
 
 STATS_INTERVAL_MS = 1000
 Source = Literal["librdkafka", "embedded"]
@@ -159,6 +159,15 @@ class CountingProducer:
             t["out_messages"] += 1
             t["out_bytes"] += len(value or b"") + len(key or b"")
             self._sent += 1
+
+    def produce_many(self, messages: Sequence[Outgoing]) -> None:
+        self._inner.produce_many(messages)
+        with self._lock:
+            for topic, value, key, _ in messages:
+                t = self._topics.setdefault(topic, _topic())
+                t["out_messages"] += 1
+                t["out_bytes"] += len(value or b"") + len(key or b"")
+            self._sent += len(messages)
 
     def flush(self, timeout: float = 30.0) -> int:
         undelivered = self._inner.flush(timeout)

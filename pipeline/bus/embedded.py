@@ -35,6 +35,7 @@ from pipeline.bus.base import (
     GroupState,
     Latency,
     OffsetReset,
+    Outgoing,
     PartitionsCallback,
     PartitionState,
     Record,
@@ -91,6 +92,13 @@ class _Writer(threading.Thread):
         # a set event seen here is cleared only before this op is drained.
         if not self.wake.is_set():
             self.wake.set()
+
+    def submit_many(self, ops: list[tuple[Any, ...]]) -> None:
+        """Queue ``ops`` in order, waking the writer once: it finds them all when it drains."""
+        if ops:
+            self.ops.extend(ops)  # one call: the writer cannot drain part of them in between
+            if not self.wake.is_set():
+                self.wake.set()
 
     def run(self) -> None:
         while True:
@@ -257,23 +265,36 @@ class EmbeddedProducer:
         key: bytes | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> None:
+        op = self._append(topic, value, key, headers, now_ms())
+        if op is not None:
+            self._bus._writer.submit(op)
+        self._unflushed = True  # after the submit: a flush that clears it first is queued behind it
+        self._since_mark += 1
+
+    def produce_many(self, messages: Sequence[Outgoing]) -> None:
+        ts = now_ms()
+        ops = [op for op in (self._append(*m, ts) for m in messages) if op is not None]
+        self._bus._writer.submit_many(ops)
+        self._unflushed = True
+        self._since_mark += len(messages)
+
+    def _append(
+        self, topic: str, value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, bytes]] | None, ts: int
+    ) -> tuple[Any, ...] | None:
+        """The writer's op appending one message, or None (counted undelivered) when it is refused."""
         partitions = self._bus._partitions(topic)
         if key is None and self._bus._topic_cleanup[topic] == "compact":
             # Kafka refuses a keyless message on a compacted topic and flush() reports it: same here.
             log.error("embedded delivery failed: %r is compacted and the message has no key", topic)
             self._bus.undelivered += 1
-            self._unflushed = True
-            self._since_mark += 1
             self._refused_since_mark += 1
-            return
+            return None
         if key:  # as librdkafka's default partitioner: an empty key is partitioned like no key
             part = partition_for(key, partitions)
         else:
             self._round_robin += 1
             part = self._round_robin % partitions
-        self._bus._writer.submit((APPEND, topic, part, key, value, now_ms(), encode_headers(headers)))
-        self._unflushed = True  # after the submit: a flush that clears it first is queued behind it
-        self._since_mark += 1
+        return (APPEND, topic, part, key, value, ts, encode_headers(headers))
 
     def flush(self, timeout: float = 30.0) -> int:
         if not self._bus._writer.is_alive():  # the bus is closed: nothing more will be written

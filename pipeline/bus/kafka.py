@@ -38,6 +38,7 @@ from pipeline.bus.base import (
     GroupState,
     Latency,
     OffsetReset,
+    Outgoing,
     PartitionsCallback,
     PartitionState,
     Record,
@@ -184,6 +185,10 @@ class KafkaProducer:
         if self._since_poll >= 1000:
             self._since_poll = 0
             self._producer.poll(0)
+
+    def produce_many(self, messages: Sequence[Outgoing]) -> None:
+        for topic, value, key, headers in messages:  # librdkafka batches them for the broker itself
+            self.produce(topic, value, key, headers)
 
     def flush(self, timeout: float = 30.0) -> int:
         remaining = self._producer.flush(timeout)

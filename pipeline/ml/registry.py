@@ -205,6 +205,10 @@ class Registry:
         """Return the matching versions, newest first."""
         return [_record(r) for r in models.rows(self.db, symbol=symbol, model=model, active_only=active_only)]
 
+    def active_versions(self) -> dict[tuple[str, str], int]:
+        """(symbol, model) -> its active version, read without the records' metrics and reports."""
+        return models.active_versions(self.db)
+
     def load(self, record: ModelRecord) -> Predictor:
         """Return the predictor in ``record``'s file; raise ModelLoadError naming file and reason."""
         path = self.file(record)

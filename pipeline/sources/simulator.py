@@ -149,8 +149,8 @@ class SimulatorSource(Worker):
 
     def _publish(self, messages: list[MarketData], headers: list[tuple[str, bytes]]) -> None:
         producer = self._producer
-        for m in messages:
-            producer.produce(MARKET_DATA, encode(m), key=m.key(), headers=headers)
+        # every symbol's tick of an instant in one hand-over: on the embedded bus one commit wakes the stages once
+        producer.produce_many([(MARKET_DATA, encode(m), m.key(), headers) for m in messages])
         undelivered = producer.flush(30.0)
         with self.health.lock:
             self.health.produced += len(messages) - undelivered

@@ -143,8 +143,20 @@ class MLStage(Stage):
     # -- models ---------------------------------------------------------------------------------
 
     def reload(self) -> None:
-        """Load the registry's active versions that differ from the loaded ones."""
+        """Load the registry's active versions that differ from the loaded ones.
+
+        Runs on the stage's thread between batches every ``reload_s``: it first reads only which
+        versions are active, and reads the records (their metrics and reports) only when one
+        changed; reading all 150 records of a live desk each time held one burst in a hundred ~8 ms."""
         self._reloaded_at = self.clock()
+        active = self.registry.active_versions()
+        loaded = self.loaded
+        if all(
+            (current := loaded.get(key)) is not None and current.record.version == version
+            for key, version in active.items()
+            if key[1] in self.models
+        ):
+            return
         for record in self.registry.records(active_only=True):
             key = (record.symbol, record.model)
             if record.model not in self.models:

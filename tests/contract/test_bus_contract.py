@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import pytest
 
-from pipeline.bus.base import GROUP_HAS_MEMBERS, GROUP_NOT_FOUND, Record, partition_for
+from pipeline.bus.base import GROUP_HAS_MEMBERS, GROUP_NOT_FOUND, Outgoing, Record, partition_for
 from pipeline.errors import UnknownPartitionError, UnknownTopicError
 from pipeline.topics import Cleanup, TopicSpec
 
@@ -622,6 +622,38 @@ class TestBusContract:
         for t in range(threads_n):
             assert seqs[t] == list(range(per_thread)), f"thread {t} lost or reordered messages"
         assert topic_state(bus, topic).messages == threads_n * per_thread
+
+    def test_produce_many_is_produce_of_each_in_order(self, bus, topic_name, group_name):
+        partitions = 3
+        topic = create(bus, topic_name(), partitions)
+        keys = [b"alpha", b"bravo", b"charlie", b"delta", b"echo"]
+        producer = bus.producer("low")
+        producer.produce(topic, b"alpha:0", key=b"alpha")
+        many: list[Outgoing] = [(topic, b"%s:%d" % (k, seq), k, None) for seq in range(1, 100) for k in keys]
+        many[7] = (topic, many[7][1], many[7][2], [("trace", b"seven")])
+        producer.produce_many(many)
+        producer.produce_many([])
+        producer.produce(topic, b"alpha:100", key=b"alpha")
+        assert producer.flush() == 0
+
+        records = read_count(bus, group_name(), topic, 2 + len(many))
+        assert len(records) == 2 + len(many), "duplicates delivered"
+        seqs: dict[bytes, list[int]] = defaultdict(list)
+        for r in records:
+            key, seq = value_of(r).split(b":")
+            assert key == r.key and r.partition == zlib.crc32(key) % partitions
+            seqs[key].append(int(seq))
+            assert r.headers == ((("trace", b"seven"),) if r.value == many[7][1] else ())
+        assert seqs[b"alpha"] == list(range(101))
+        for k in keys[1:]:
+            assert seqs[k] == list(range(1, 100)), f"key {k!r} out of order or incomplete"
+
+        compacted = create(bus, topic_name(), 1, cleanup="compact")
+        producer.produce_many([(compacted, b"no key", None, None)])  # Kafka fails the record batch it is in
+        assert producer.flush() == 1, "a keyless message on a compacted topic is not delivered"
+        producer.produce_many([(compacted, b"keyed", b"k", None)])
+        assert producer.flush() == 0
+        assert [(r.key, r.value) for r in read_count(bus, group_name(), compacted, 1)] == [(b"k", b"keyed")]
 
     # -- edge cases where the embedded log once differed from Kafka ---------------------------
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-from pipeline.bus.base import Bus, Delivery, Producer, Record, delivery_of
+from pipeline.bus.base import Bus, Delivery, Outgoing, Producer, Record, delivery_of
 from pipeline.messages import MarketData, Message
 from pipeline.runner import Stage, StageRunner
 from pipeline.topics import TopicSpec, dlq_name
@@ -38,6 +38,9 @@ class Gated:
         headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> None:
         self.inner.produce(topic, value, key, headers)
+
+    def produce_many(self, messages: Sequence[Outgoing]) -> None:
+        self.inner.produce_many(messages)
 
     def flush(self, timeout: float = 30.0) -> int:
         self.flushes += 1

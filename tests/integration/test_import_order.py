@@ -108,6 +108,9 @@ class _Refuse:
     def produce(self, *args: object, **kwargs: object) -> None:
         raise AssertionError("nothing of a refused file may be published")
 
+    def produce_many(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("nothing of a refused file may be published")
+
     def flush(self, timeout: float = 30.0) -> int:
         raise AssertionError("nothing of a refused file may be published")
 

@@ -185,6 +185,9 @@ def test_unreadable_files_are_refused_whole(db: Database, data: bytes, words: st
         def produce(self, *args: object, **kwargs: object) -> None:
             raise AssertionError("nothing may be published for an unreadable file")
 
+        def produce_many(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("nothing may be published for an unreadable file")
+
         def flush(self, timeout: float = 30.0) -> int:
             raise AssertionError("nothing may be published for an unreadable file")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from pipeline.bus.base import Bus, OffsetReset, Record
 from pipeline.messages import MarketData, MLSignal, decode, encode
 from pipeline.ml.data import bars_from_simulator
-from pipeline.ml.registry import Registry
+from pipeline.ml.registry import ModelRecord, Registry
 from pipeline.ml.train import train_symbol
 from pipeline.runner import FEED_HEADER, REPLAY, StageRunner
 from pipeline.stages.ml import MLStage, confidence_level, signal_of
@@ -181,6 +181,34 @@ def test_a_model_file_that_fails_to_load_leaves_the_previous_version_active(tmp_
     versions = {r.version: r for r in registry.records(symbol=symbol)}
     assert versions[first.version].active and not versions[second.version].active
     assert versions[second.version].load_error and str(second.version) in stage.load_errors[-1]
+    db.close()
+
+
+def test_a_reload_reads_the_records_only_when_an_active_version_changed(tmp_path: Path) -> None:
+    db = Database(tmp_path / "desk.db")
+    registry = Registry(db, tmp_path / "models")
+    symbol = "QMLCUSDT"
+    history = bars_from_simulator(symbol, 800, seed=5)
+    first = train_symbol(registry, history, symbol, ("logistic_regression",), horizon=5, n_splits=2)[0]
+    reads: list[int] = []
+    records = registry.records
+
+    def counted(*args: Any, **kwargs: Any) -> list[ModelRecord]:
+        reads.append(1)
+        return records(*args, **kwargs)
+
+    registry.records = counted  # type: ignore[method-assign]
+    stage = MLStage(db, registry, models=("logistic_regression",))
+    stage.reload()
+    assert stage.loaded[(symbol, "logistic_regression")].record.version == first.version and len(reads) == 1
+    stage.reload()  # nothing changed: the active versions are compared, no record is read
+    assert len(reads) == 1
+    second = train_symbol(registry, history, symbol, ("logistic_regression",), horizon=5, n_splits=2)[0]
+    stage.reload()
+    assert stage.loaded[(symbol, "logistic_regression")].record.version == second.version and len(reads) == 2
+    registry.activate(symbol, "logistic_regression", first.version)  # a roll back is a change too
+    stage.reload()
+    assert stage.loaded[(symbol, "logistic_regression")].record.version == first.version and len(reads) == 3
     db.close()
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from pipeline.bus.base import Record
+from pipeline.bus.base import Outgoing, Record
 from pipeline.delivered_commits import DeliveredCommits
 from pipeline.errors import TransientError
 
@@ -33,7 +33,16 @@ class Producer:
         self.handles = handles
         self.flushes = 0
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None = None, headers: object = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None:
+        raise AssertionError("not used")
+
+    def produce_many(self, messages: Sequence[Outgoing]) -> None:
         raise AssertionError("not used")
 
     def flush(self, timeout: float = 30.0) -> int:

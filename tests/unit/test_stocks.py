@@ -4,11 +4,13 @@ stock file reader."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from pipeline.bus.base import Outgoing
 from pipeline.errors import BadMessageError
 from pipeline.fanout import InProcessFanout
 from pipeline.messages import StockPrice, StockTrade, build, decode, encode
@@ -134,6 +136,10 @@ class _Producer:
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None = None, headers=None) -> None:
         self.sent.append((topic, value or b""))
+
+    def produce_many(self, messages: Sequence[Outgoing]) -> None:
+        for topic, value, key, headers in messages:
+            self.produce(topic, value, key, headers)
 
     def flush(self, timeout: float = 30.0) -> int:
         return 0
