@@ -116,8 +116,10 @@ class Delivery(Protocol):
         ...
 
     def undelivered(self) -> int:
-        """How many were refused (0 is good); final once ``done``. On the embedded bus, as its
-        ``flush``, the refusals of the whole bus not yet reported by a flush."""
+        """How many of them were refused (0 is good); final once ``done``. A refusal is also
+        counted by the producer's next ``flush``. On Kafka the broker may refuse a bad message's
+        whole request, its neighbours too; on the embedded bus a writer that gave its transaction
+        up (the bus closing) counts every message of the handle."""
         ...
 
 
