@@ -40,10 +40,10 @@ signals to the producer together (``Producer.produce_many``: on the embedded bus
 one wake-up of the reader); ``each`` calls ``produce`` once a signal, as before; ``both``
 alternates them (``hand_over``). The burst's ticks are produced the same way: together, as the
 simulator now publishes an instant's ticks, or one by one, as it did before.
-``--offsets``: ``flushed``, the stage's default, waits for the acknowledgements of a batch's
-signals (a flush) before the next poll; ``delivered`` polls the next batch at once and commits a
-batch's offsets once its signals are acknowledged (``Stage.commit_on_delivery``); ``both``
-alternates them (``offsets``).
+``--offsets``: ``delivered``, the stage's default, polls the next batch at once and commits a
+batch's offsets once its signals are acknowledged (``Stage.commit_on_delivery``); ``flushed``
+waits for the acknowledgements (a flush) before the next poll, as before; ``both`` alternates
+them (``offsets``).
 
 Prints one JSON line per run (and per repeat) and one with the medians. The stage runs in this
 process on its own thread, as in the app.
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--predict", choices=("stacked", "separate", "both"), default="stacked")
     parser.add_argument("--commit", choices=("async", "sync", "both"), default="async")
     parser.add_argument("--hand-over", choices=("batch", "each", "both"), default="batch")
-    parser.add_argument("--offsets", choices=("delivered", "flushed", "both"), default="flushed")
+    parser.add_argument("--offsets", choices=("delivered", "flushed", "both"), default="delivered")
     args = parser.parse_args(argv)
     pacings = ("burst", "spread") if args.pacing == "both" else (args.pacing,)
     walks: tuple[Walk, ...] = ("numba", "numpy") if args.forest_walk == "both" else (args.forest_walk,)

@@ -106,9 +106,7 @@ class MLStage(Stage):
     # model (``Separate``, as before stacks: ``bench.signals --predict both`` compares them).
     stacked: ClassVar[bool] = True
     commit_async: ClassVar[bool] = True  # see Stage.commit_async
-    # Not yet: committing on delivery measured worse here in every pair of bench.signals --offsets
-    # both on the shared machine (docs/delivery.md#latency); to be measured again on a quiet one.
-    commit_on_delivery: ClassVar[bool] = False
+    commit_on_delivery: ClassVar[bool] = True  # see Stage.commit_on_delivery; docs/delivery.md#latency
 
     def __init__(
         self,
