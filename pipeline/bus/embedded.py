@@ -144,8 +144,6 @@ class _Writer(threading.Thread):
                 else:
                     fut.set_result(result)
             elif kind == FLUSH:
-                if isinstance(result, BaseException) and isinstance(op[1], _Marker):
-                    op[1].lost = True  # before it is set: a handle that sees it set sees this
                 op[1].set()
         woken = None if everyone else self.appended
         if woken is None or woken:
@@ -203,33 +201,8 @@ class _Writer(threading.Thread):
             raise
 
 
-class _Marker(threading.Event):
-    """A flush marker of a ``Delivery`` handle; ``lost`` when the writer gave its batch up."""
-
-    lost = False
-
-
-class _Marked:
-    """A ``Delivery`` handle: done once the writer has committed the marker queued behind its
-    ``count`` messages (or has stopped without it); ``refused`` of them never reached the writer."""
-
-    __slots__ = ("_count", "_marker", "_refused", "_writer")
-
-    def __init__(self, writer: threading.Thread, marker: _Marker | None, count: int, refused: int) -> None:
-        self._writer, self._marker, self._count, self._refused = writer, marker, count, refused
-
-    def done(self) -> bool:
-        return self._marker is None or self._marker.is_set() or not self._writer.is_alive()
-
-    def undelivered(self) -> int:
-        if self._marker is not None and (self._marker.lost or not self._marker.is_set()):
-            return self._count  # given up, or the writer stopped first: none of them is known written
-        return self._refused
-
-
 class EmbeddedProducer:
-    """Publishes to the embedded log. Thread-safe: every call only enqueues for the writer
-    (``delivery`` is for one thread).
+    """Publishes to the embedded log. Thread-safe: every call only enqueues for the writer.
 
     ``flush`` waits for the writer only when this producer has produced since its last flush: a
     stage that produced nothing in a batch (a sink) then commits its offsets without a writer round
@@ -242,21 +215,6 @@ class EmbeddedProducer:
         # Set after each produce has been handed to the writer (or refused), cleared by a flush
         # before it queues its own marker: a produce it does not cover sets it again after.
         self._unflushed = False
-        self._since_mark = 0  # produced (or refused) since the last delivery handle, and refused
-        self._refused_since_mark = 0
-
-    def delivery(self) -> _Marked:
-        """A handle on the messages produced since the previous one (``pipeline.bus.base.Delivery``):
-        a flush marker queued behind them, done when the writer has committed it. What it reports
-        undelivered is still counted for the next ``flush`` too."""
-        count, refused = self._since_mark, self._refused_since_mark
-        self._since_mark = self._refused_since_mark = 0
-        writer = self._bus._writer
-        if count == refused:  # nothing queued for the writer
-            return _Marked(writer, None, count, refused)
-        marker = _Marker()
-        writer.submit((FLUSH, marker))
-        return _Marked(writer, marker, count, refused)
 
     def produce(
         self,
@@ -269,14 +227,12 @@ class EmbeddedProducer:
         if op is not None:
             self._bus._writer.submit(op)
         self._unflushed = True  # after the submit: a flush that clears it first is queued behind it
-        self._since_mark += 1
 
     def produce_many(self, messages: Sequence[Outgoing]) -> None:
         ts = now_ms()
         ops = [op for op in (self._append(*m, ts) for m in messages) if op is not None]
         self._bus._writer.submit_many(ops)
         self._unflushed = True
-        self._since_mark += len(messages)
 
     def _append(
         self, topic: str, value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, bytes]] | None, ts: int
@@ -287,7 +243,6 @@ class EmbeddedProducer:
             # Kafka refuses a keyless message on a compacted topic and flush() reports it: same here.
             log.error("embedded delivery failed: %r is compacted and the message has no key", topic)
             self._bus.undelivered += 1
-            self._refused_since_mark += 1
             return None
         if key:  # as librdkafka's default partitioner: an empty key is partitioned like no key
             part = partition_for(key, partitions)
