@@ -24,9 +24,13 @@ GROUP_HAS_MEMBERS = "it has members (a group is deleted only when no consumer is
 GROUP_NOT_FOUND = "no such consumer group"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
-    """One message as read from the bus."""
+    """One message as read from the bus. Read-only by contract: nothing changes a record it was
+    given (``dataclasses.replace`` makes another). Not ``frozen``, because a frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__`` (0.77 against 0.18 µs here), and the
+    embedded consumer makes one per message: frozen, it read about 15 % fewer messages a second
+    (``bench.bus``)."""
 
     topic: str
     partition: int

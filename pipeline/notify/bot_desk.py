@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -74,9 +75,12 @@ class AlertTail:
             self._thread.join(timeout)
 
     def latest(self, n: int) -> list[Alert]:
-        """The ``n`` newest alerts read so far, newest first."""
+        """The ``n`` newest alerts read so far by their own time, newest first (alerts of one time in
+        the order read, the last first). Read order alone is no time order: the topic's partitions
+        are read in turn, so an alert can be read before an older one of another partition."""
         with self._lock:
-            return list(self._alerts)[::-1][:n]
+            read = list(self._alerts)[::-1]
+        return sorted(read, key=lambda a: datetime.fromisoformat(a.timestamp), reverse=True)[:n]
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -200,3 +200,25 @@ def test_a_chart_is_a_png_of_the_window_asked_for() -> None:
     assert len(colors) > 4  # candles drawn, not a blank canvas
     with pytest.raises(ValueError, match="no bars"):
         render("BTCUSDT", [], window_ms=DAY, window_label="1d")
+
+
+def test_the_alert_tail_shows_alerts_newest_first_by_their_own_time_not_by_read_order() -> None:
+    from pipeline.messages import Alert, encode
+    from pipeline.notify.bot_desk import AlertTail
+
+    tail = AlertTail(bus=None)  # type: ignore[arg-type]  # never started: only what it took is read
+    for i, (symbol, ts) in enumerate(
+        [
+            ("MSFT", "2025-03-15T12:01:00+00:00"),
+            ("AAPL", "2025-03-15T12:00:00+00:00"),
+            ("NVDA", "2025-03-15T14:00:30+02:00"),
+        ]
+    ):  # partitions read in turn: the newer MSFT alert came first
+        alert = Alert(
+            alert_id=f"S-{i}", symbol=symbol, alert_type="buy_signal", priority="high", timestamp=ts, message="x"
+        )
+        tail._take(encode(alert))
+    tail._take(b'{"not": "an alert"}')
+    # read order, last first, would be NVDA, AAPL, MSFT; NVDA's 14:00:30+02:00 is 12:00:30 UTC
+    assert [a.symbol for a in tail.latest(10)] == ["MSFT", "NVDA", "AAPL"]
+    assert [a.symbol for a in tail.latest(1)] == ["MSFT"] and tail.read == 3 and tail.rejected == 1
