@@ -87,7 +87,8 @@ class Stage:
     # everything is flushed and committed before partitions are given up and when the runner stops.
     # On Kafka a flush is a broker round trip (a few ms) that the next poll otherwise waits for: a
     # burst of ticks arrives in two or three polls. After a crash the batches not yet committed come
-    # again, as with commit_async.
+    # again, as with commit_async. Only where the producer gives delivery handles (Kafka's); on the
+    # embedded bus the runner flushes as before (pipeline.bus.base.Producer says why).
     commit_on_delivery: ClassVar[bool] = False
 
     @property
