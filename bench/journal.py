@@ -35,13 +35,16 @@ read the run's topics from their start, not their end (see ``_stage``).
 
 ``--compare`` (embedded bus, SQLite, stages on threads) runs every repeat twice, ``before`` and
 ``after``, flipping which goes first each repeat, and prints a median line per variant. ``before``
-selects the older ways that settings keep: the store's writer checkpoints inside its commits
+selects the older ways that settings keep: the behaviour stage handles each poll at once
+(``after``: it gathers a batch for ``ALERTS_BATCH_WAIT_MS``, as the desk's wiring sets it; without
+``--compare`` too), the store's writer checkpoints inside its commits
 (``Database(checkpoint="writer")``), every commit of the bus wakes every idle consumer
 (``EmbeddedBus(wake_scope="all")``) and the interpreter switches threads every 5 ms, Python's
 default (``after``: the desk's ``SWITCH_INTERVAL_MS``, as ``build_runtime`` sets it; without
 ``--compare`` too). The other changes of that work (a flush with nothing produced skips the
-writer, a poll reads its partitions in one read transaction) have no setting and run in both;
-compare them against an older checkout instead.
+writer, a poll reads its partitions in one read transaction, and only those with something new,
+and looks at its group's generation only after a membership change) have no setting and run in
+both; compare them against an older checkout instead.
 
 On Kafka the run's topics and groups are its own (``bench.bus.BenchBus``: ``raw-trades.bench-<run>``
 and so on), never the desk's, and are deleted at the end.
@@ -155,11 +158,21 @@ def journal_stages(db: Database, suffix: str) -> list[Stage]:
     return [_stage(i, db, suffix) for i in range(len(_CLASSES))]
 
 
+def fill_wait_s(stage: Stage, variant: Variant = "after") -> float:
+    """How long the stage's runner gathers a batch, as the desk's wiring sets it (``before``: none)."""
+    if isinstance(stage, BehaviourStage) and variant == "after":
+        return Config().behaviour_batch_wait_ms / 1000
+    return 0.0
+
+
 class InProcess:
     """The four stages on threads of this process, sharing its bus and database, as in the app."""
 
-    def __init__(self, bus: Bus, db: Database, suffix: str) -> None:
-        self.runners = [StageRunner(s, bus, poll_timeout=0.05) for s in journal_stages(db, suffix)]
+    def __init__(self, bus: Bus, db: Database, suffix: str, variant: Variant = "after") -> None:
+        self.runners = [
+            StageRunner(s, bus, poll_timeout=0.05, fill_wait_s=fill_wait_s(s, variant), fill_when_busy=True)
+            for s in journal_stages(db, suffix)
+        ]
         tune_gc()  # as build_runtime does for the app
         for r in self.runners:
             r.start()
@@ -188,7 +201,8 @@ def _stage_process(
     """One stage in a process of its own, with its own bus client and database writer."""
     bus = make_bus(backend, folder, shared=True, run=suffix)
     db = open_store(db_path)
-    runner = StageRunner(_stage(index, db, suffix, reset), bus, poll_timeout=0.05)
+    stage = _stage(index, db, suffix, reset)
+    runner = StageRunner(stage, bus, poll_timeout=0.05, fill_wait_s=fill_wait_s(stage), fill_when_busy=True)
     tune_gc()
     tune_switching(Config().switch_interval_ms)  # as build_runtime does in a stage process
     runner.start()
@@ -312,7 +326,7 @@ def run_once(
     bus.create_topics(CATALOG.values())
     spec = database_url or str(folder / f"desk-{suffix}.db")
     db = open_store(spec, variant)
-    stages = Processes(backend, folder, spec, suffix, groups) if processes else InProcess(bus, db, suffix)
+    stages = Processes(backend, folder, spec, suffix, groups) if processes else InProcess(bus, db, suffix, variant)
     producer = bus.producer()
     # each user's trades (an even number: every buy is closed by the next sell), round robin
     per_user = [raw_trades(n // len(names), u) for u in names]

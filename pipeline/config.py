@@ -82,6 +82,9 @@ class Config:
     embedded_session_timeout_ms: int = 30_000
     # The interpreter's thread switch interval in a desk process (``pipeline.wiring.tune_switching``).
     switch_interval_ms: float = 0.5
+    # How long the behaviour stage gathers a batch after its first record while busy
+    # (``StageRunner.fill_wait_s`` with ``fill_when_busy``).
+    behaviour_batch_wait_ms: int = 20
     simulator_seed: int | None = None
     simulator_tick_ms: int = 1000
     simulator_history_minutes: int = 180
@@ -269,6 +272,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         stage_processes=stage_processes,
         embedded_session_timeout_ms=v.integer(env, "EMBEDDED_SESSION_TIMEOUT_MS", 30_000, 1000),
         switch_interval_ms=v.number(env, "SWITCH_INTERVAL_MS", 0.5, 0.05, 100.0),
+        behaviour_batch_wait_ms=v.integer(env, "ALERTS_BATCH_WAIT_MS", 20, 0),
         bus_shared=bool(stage_processes) or env.get("EMBEDDED_BUS_SHARED", "").lower() in ("1", "true", "yes"),
         simulator_seed=v.integer(env, "SIMULATOR_SEED", 0, 0) if seed else None,
         simulator_tick_ms=v.integer(env, "SIMULATOR_TICK_MS", 1000, 10),

@@ -26,6 +26,7 @@ queue of commits waiting for their outputs' delivery in ``pipeline.delivered_com
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import traceback
@@ -202,6 +203,7 @@ class StageRunner(Worker):
         backoff_s: float = 0.1,
         clock: Callable[[], float] = time.time,
         fill_wait_s: float = 0.0,
+        fill_when_busy: bool = False,
         retry_topics: bool | None = None,
     ) -> None:
         """``retry_topics``: retry transient failures from the inputs' delay topics (True), in place
@@ -218,6 +220,10 @@ class StageRunner(Worker):
         # With fill_wait_s > 0 a batch is handled once it has max_batch records or its first record
         # waited fill_wait_s (seed 004's BATCH_SIZE plus a maximum wait); 0 handles what one poll gives.
         self.fill_wait_s = fill_wait_s
+        # fill_when_busy: gather only while the input is busy (the last batch was handled less than
+        # fill_wait_s ago); a record after a quiet spell is handled at once, never waiting for company.
+        self.fill_when_busy = fill_when_busy
+        self._handled_at = -math.inf  # perf_counter at the end of the last batch handled
         self._models = {t: stage.input_model or model_for(t) for t in stage.inputs}
         self._producer: Producer = counted_producer(bus.producer(stage.latency))
         self.retry_topics = retry_topics
@@ -324,7 +330,7 @@ class StageRunner(Worker):
             # a held retry that is due goes first, in a batch of its own, not behind a poll of the inputs
             records = [] if held is not None and held <= now_ms else consumer.poll(self.max_batch, self._poll_wait())
             polled_at = time.perf_counter()
-            if records and self.fill_wait_s > 0:
+            if records and self.fill_wait_s > 0 and self._fills(polled_at):
                 records = self._fill(consumer, list(records))
             records, passed = self._due(records)
             if records or passed:
@@ -335,6 +341,7 @@ class StageRunner(Worker):
                     self.health.processed += len(records)
                     self.health.last_activity_at = time.time()
                     self.health.batch_done(time.perf_counter() - polled_at)
+                self._handled_at = time.perf_counter()
             if time.monotonic() - last_lag > 2.0 or (first and records):
                 first = first and not records
                 last_lag = time.monotonic()
@@ -422,6 +429,11 @@ class StageRunner(Worker):
             info = retry_info(r)
             (now if info is not None and info.stage == self.name else passed).append(r)
         return now, passed
+
+    def _fills(self, polled_at: float) -> bool:
+        """Whether a poll's records wait for more: always with a fill wait, or only while the input
+        is busy (``fill_when_busy``)."""
+        return not self.fill_when_busy or polled_at - self._handled_at < self.fill_wait_s
 
     def _fill(self, consumer: Consumer, records: list[Record]) -> list[Record]:
         """Poll more until the batch is full or its first record waited ``fill_wait_s``."""

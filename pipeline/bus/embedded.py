@@ -373,6 +373,14 @@ class EmbeddedBus:
         with self._data:
             return self._count(topics)
 
+    def membership_commits(self) -> int:
+        """How many commits so far may have changed membership or topics (every ``CALL``: joins,
+        leaves, heartbeats, topic changes; and, shared, every other process's commit). A consumer
+        that saw this count unchanged since its last look at its group's generation need not look
+        again (``EmbeddedConsumer``)."""
+        with self._data:
+            return self._everyone
+
     def _count(self, topics: Sequence[str] | frozenset[str] | None) -> int:
         if not topics:
             return self._commits

@@ -29,7 +29,10 @@ def _enricher(rt: Runtime) -> Worker:
 def _behaviour(rt: Runtime) -> Worker:
     from pipeline.stages.behaviour import BehaviourStage
 
-    return StageRunner(BehaviourStage(rt.db, rt.config.behaviour), rt.bus)
+    # Its cost is mostly per batch (the context it reads): while trades keep coming it gathers what
+    # arrives for a moment; a trade after a quiet spell is handled at once (docs/delivery.md#latency).
+    wait_s = rt.config.behaviour_batch_wait_ms / 1000
+    return StageRunner(BehaviourStage(rt.db, rt.config.behaviour), rt.bus, fill_wait_s=wait_s, fill_when_busy=True)
 
 
 def _journal_store(rt: Runtime) -> Worker:

@@ -314,3 +314,28 @@ def test_outputs_not_delivered_are_not_committed_and_come_again(
         got.update(r.key for r in reader.poll(500, 0.3) if r.key is not None)
     reader.close()
     assert got == {_copy_symbol(p).encode() for p in prices}  # nothing lost
+
+
+def test_a_runner_that_fills_only_while_busy_takes_a_lone_record_at_once_and_gathers_a_stream(bus: Bus) -> None:
+    """``fill_when_busy``: a record after a quiet spell is handled at once, not after the fill wait
+    (two minutes here: waiting for it would fail the first wait); records that follow a batch
+    within the wait are gathered until the batch is full."""
+    topic = topics(bus)
+    stage = make_stage(topic)
+    runner = StageRunner(stage, bus, max_batch=5, poll_timeout=0.1, fill_wait_s=120.0, fill_when_busy=True)
+    producer = bus.producer()
+    runner.start()
+    try:
+        producer.produce(topic, tick(price=1.0), key=b"BTCUSDT")
+        assert producer.flush(10) == 0
+        wait_for(lambda: len(stage.seen) == 1)
+        assert stage.calls == 1
+        for i in range(5):
+            producer.produce(topic, tick(price=2.0 + i), key=b"BTCUSDT")
+        assert producer.flush(10) == 0
+        wait_for(lambda: len(stage.seen) == 6)
+        assert stage.calls == 2, "the five records that followed were gathered into one batch"
+        assert [m.price for m in stage.seen] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    finally:
+        runner.stop()
+        producer.close()

@@ -232,3 +232,27 @@ def test_the_switch_interval_is_read_with_its_bounds_and_set_when_the_desk_start
     finally:
         runtime.stop()
         sys.setswitchinterval(before)
+
+
+def test_the_behaviour_stage_gathers_its_batches_for_the_configured_wait(tmp_path: Path) -> None:
+    """``ALERTS_BATCH_WAIT_MS`` (20 by default) is how long the desk's behaviour runner gathers a
+    batch after its first record (``StageRunner.fill_wait_s``); 0 handles each poll at once, and the
+    journal's other stages never wait."""
+    from pipeline.runner import StageRunner
+    from pipeline.wiring import build_runtime
+
+    assert load_config({}).behaviour_batch_wait_ms == 20
+    for bad in ("-1", "soon"):
+        with pytest.raises(ConfigError, match="ALERTS_BATCH_WAIT_MS"):
+            load_config({"ALERTS_BATCH_WAIT_MS": bad})
+    for env, wanted in (({}, 0.02), ({"ALERTS_BATCH_WAIT_MS": "0"}, 0.0)):
+        stages = "normalizer,enricher,behaviour,journal-store"
+        config = load_config({"DATA_DIR": str(tmp_path), "STAGES": stages, **env})
+        runtime = build_runtime(config, start=False)
+        try:
+            waits = {w.name: w.fill_wait_s for w in runtime.workers if isinstance(w, StageRunner)}
+            busy = {w.name for w in runtime.workers if isinstance(w, StageRunner) and w.fill_when_busy}
+        finally:
+            runtime.stop()
+        assert waits == {"normalizer": 0.0, "enricher": 0.0, "behaviour": wanted, "journal-store": 0.0}
+        assert busy == {"behaviour"}  # and only while trades keep coming: a lone one goes at once
