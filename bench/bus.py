@@ -41,6 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pipeline.bus.base import (
     Bus,
     Consumer,
+    Delivery,
     GroupState,
     Latency,
     OffsetReset,
@@ -49,6 +50,7 @@ from pipeline.bus.base import (
     Producer,
     Record,
     TopicState,
+    delivery_of,
 )
 from pipeline.messages import MarketData, encode
 from pipeline.topics import TopicSpec
@@ -213,6 +215,9 @@ class _BenchProducer:
 
     def flush(self, timeout: float = 30.0) -> int:
         return self._inner.flush(timeout)
+
+    def delivery(self) -> Delivery | None:
+        return delivery_of(self._inner)
 
     def close(self) -> None:
         self._inner.close()

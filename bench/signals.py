@@ -3,6 +3,8 @@
     python -m bench.signals --symbols 50 --rate R [--seconds S] [--backend embedded|kafka]
                             [--models random_forest svm logistic_regression] [--repeat K]
                             [--forest-walk numba|numpy|both] [--predict stacked|separate|both]
+                            [--commit async|sync|both] [--hand-over batch|each|both]
+                            [--offsets delivered|flushed|both]
 
 Each symbol gets the configured models, fitted on simulator history and registered as the app
 does; the store holds enough bars that every symbol is warm from the first tick. Two runs:
@@ -38,6 +40,10 @@ signals to the producer together (``Producer.produce_many``: on the embedded bus
 one wake-up of the reader); ``each`` calls ``produce`` once a signal, as before; ``both``
 alternates them (``hand_over``). The burst's ticks are produced the same way: together, as the
 simulator now publishes an instant's ticks, or one by one, as it did before.
+``--offsets``: ``delivered``, the stage's default, polls the next batch at once and commits a
+batch's offsets once its signals are acknowledged (``Stage.commit_on_delivery``); ``flushed``
+waits for the acknowledgements (a flush) before the next poll, as before; ``both`` alternates
+them (``offsets``).
 
 Prints one JSON line per run (and per repeat) and one with the medians. The stage runs in this
 process on its own thread, as in the app.
@@ -320,22 +326,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--predict", choices=("stacked", "separate", "both"), default="stacked")
     parser.add_argument("--commit", choices=("async", "sync", "both"), default="async")
     parser.add_argument("--hand-over", choices=("batch", "each", "both"), default="batch")
+    parser.add_argument("--offsets", choices=("delivered", "flushed", "both"), default="delivered")
     args = parser.parse_args(argv)
     pacings = ("burst", "spread") if args.pacing == "both" else (args.pacing,)
     walks: tuple[Walk, ...] = ("numba", "numpy") if args.forest_walk == "both" else (args.forest_walk,)
     predicts = ("stacked", "separate") if args.predict == "both" else (args.predict,)
     commits = ("async", "sync") if args.commit == "both" else (args.commit,)
     hand_overs: tuple[HandOver, ...] = ("batch", "each") if args.hand_over == "both" else (args.hand_over,)
-    variants = [(w, p, c, h) for w in walks for p in predicts for c in commits for h in hand_overs]
+    offsets = ("delivered", "flushed") if args.offsets == "both" else (args.offsets,)
+    variants = [(w, p, c, h, o) for w in walks for p in predicts for c in commits for h in hand_overs for o in offsets]
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-signals-") as tmp:
         # The order flips every repeat: a process's first run is not always the same variant's.
         order = [(k, v) for k in range(args.repeat) for v in (variants if k % 2 == 0 else variants[::-1])]
-        for n, (k, (walk, predict, commit, hand_over)) in enumerate(order, start=1):
+        for n, (k, (walk, predict, commit, hand_over, offset)) in enumerate(order, start=1):
             ForestEvaluator.walk = walk
             MLStage.stacked = predict == "stacked"
             MLStage.commit_async = commit == "async"
             StageRunner.hand_over = hand_over
+            MLStage.commit_on_delivery = offset == "delivered"
             for line in run(
                 args.backend,
                 args.symbols,
@@ -343,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.seconds,
                 args.max_ticks,
                 tuple(args.models),
-                Path(tmp) / f"{k}-{walk}-{predict}-{commit}-{hand_over}",
+                Path(tmp) / f"{k}-{walk}-{predict}-{commit}-{hand_over}-{offset}",
                 pacings,
                 args.idle_seconds,
             ):
@@ -351,11 +360,12 @@ def main(argv: list[str] | None = None) -> int:
                 line["predict"] = predict
                 line["commit"] = commit
                 line["hand_over"] = hand_over
+                line["offsets"] = offset
                 line["run"] = n
                 print(json.dumps(line), flush=True)
                 runs.append(line)
     if args.repeat > 1:
-        for (walk, predict, commit, hand_over), (mode, pacing) in [
+        for (walk, predict, commit, hand_over, offset), (mode, pacing) in [
             (v, mp) for v in variants for mp in [("paced", p) for p in pacings] + [("max", None)]
         ]:
             of = [
@@ -367,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                 and r["predict"] == predict
                 and r["commit"] == commit
                 and r["hand_over"] == hand_over
+                and r["offsets"] == offset
             ]
             summary = {
                 "bench": "signals",
@@ -375,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                 "predict": predict,
                 "commit": commit,
                 "hand_over": hand_over,
+                "offsets": offset,
                 "summary": "median",
                 "backend": args.backend,
                 "repeat": args.repeat,

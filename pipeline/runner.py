@@ -14,11 +14,14 @@ messages into output messages. The runner owns everything around it:
   isolated to the one message that raised it, which is dead-lettered. A stage that cannot take its
   messages out of order (``isolates_failures = False``) always retries in place;
 * outputs are durable before the input offsets are committed (at-least-once; sinks upsert by id;
-  ``Consumer.commit_after``);
+  ``Consumer.commit_after``), or, for a stage that sets ``commit_on_delivery``, the offsets are
+  committed once the outputs are acknowledged, in batch order, while the next batch is already
+  polled (``pipeline.delivered_commits``);
 * on an unexpected failure it closes the consumer and starts again from the last commit.
 
-About 460 lines: the stage base, the worker base and the runner's one loop (poll, retries, dead
-letters, commits) belong together; the retry bookkeeping is apart in ``pipeline.retry``.
+About 540 lines: the stage base, the worker base and the runner's one loop (poll, retries, dead
+letters, commits) belong together; the retry bookkeeping is apart in ``pipeline.retry`` and the
+queue of commits waiting for their outputs' delivery in ``pipeline.delivered_commits``.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
-from pipeline.bus.base import Bus, Consumer, Latency, OffsetReset, Outgoing, Producer, Record
+from pipeline.bus.base import Bus, Consumer, Latency, OffsetReset, Outgoing, Producer, Record, delivery_of
 from pipeline.bus.client_metrics import Figures, counted_consumer, counted_producer, figures_of, merge
 from pipeline.dead_letters import publish_dead_letter
+from pipeline.delivered_commits import DeliveredCommits
 from pipeline.errors import BadMessageError, CommitFailedError, ConfigError, TransientError
 from pipeline.messages import Message, check_fresh, decode, encode, model_for
 from pipeline.retry import MAX_RETRIES, AwaitedRetries, HeldRetries, origin, retry_count, retry_headers, retry_info
@@ -41,6 +45,10 @@ from pipeline.topics import RETRY_DELAYS_S, retry_name, retry_names
 from pipeline.worker_health import Health
 
 log = logging.getLogger(__name__)
+
+# How long a poll may wait while a batch's outputs are on their way: their offsets are committed
+# at the next look (a few milliseconds after the acknowledgements, never minutes later).
+SETTLE_WAIT_S = 0.005
 
 FEED_HEADER = "feed"
 REPLAY = b"replay"
@@ -76,6 +84,14 @@ class Stage:
     # published twice sets it (ml: a signal repeated after a crash makes, at most, an order of the
     # id the first one made, decision_order_id, and the exchange takes an order id once).
     commit_async: ClassVar[bool] = False
+    # Poll and process the next batch without flushing: a batch's input offsets are committed once
+    # the bus has acknowledged all its outputs, in batch order (pipeline.delivered_commits), and
+    # everything is flushed and committed before partitions are given up and when the runner stops.
+    # On Kafka a flush is a broker round trip (a few ms) that the next poll otherwise waits for: a
+    # burst of ticks arrives in two or three polls. After a crash the batches not yet committed come
+    # again, as with commit_async. Only where the producer gives delivery handles (Kafka's); on the
+    # embedded bus the runner flushes as before (pipeline.bus.base.Producer says why).
+    commit_on_delivery: ClassVar[bool] = False
 
     @property
     def group_id(self) -> str:
@@ -217,6 +233,10 @@ class StageRunner(Worker):
         self._awaited = AwaitedRetries()  # its retries not read back yet: inputs paused once they are due
         self._consumer: Consumer | None = None  # the consumer of the batch being handled
         self._member: Consumer | None = None  # the consumer of this run, for its client metrics
+        self._delivered = DeliveredCommits()  # batches whose offsets wait for their outputs' delivery
+        # How long the periodic commit of every position waits for a moment with no batch on its
+        # way before it flushes to make one (a stage under constant load never pauses).
+        self.positions_overdue_s = 2.0
         stage.bind(self)
 
     @property
@@ -261,12 +281,13 @@ class StageRunner(Worker):
                     continue
                 self._held = HeldRetries(self.stage.name)  # a new member reads from the last commit
                 self._awaited.clear()
+                self._delivered.clear()
                 consumer = counted_consumer(
                     self.bus.consumer(
                         self.stage.group_id,
                         [*self.stage.inputs, *delays],
                         auto_offset_reset=self.stage.offset_reset,
-                        on_revoke=self._held.drop,
+                        on_revoke=self._revoked,
                         latency=self.stage.latency,
                     )
                 )
@@ -278,14 +299,32 @@ class StageRunner(Worker):
                     self.health.error(f"{type(exc).__name__}: {exc}")
                     self._stop.wait(self.backoff_s * 10)
                 finally:
+                    self._drain(consumer)
                     consumer.close()
         finally:
             self.stage.close()
 
+    def _revoked(self, parts: list[tuple[str, int]]) -> None:
+        """Partitions go to another member: drop their held retries, and commit every batch whose
+        outputs are delivered before they go (called inside a poll, on this thread)."""
+        self._held.drop(parts)
+        if len(self._delivered) and self._member is not None:
+            self._drain(self._member)
+
+    def _drain(self, consumer: Consumer) -> None:
+        """Flush and commit what is safe of the batches waiting for their outputs' delivery; a
+        failure is kept for the next commit point to raise (never raised into a bus callback)."""
+        try:
+            self._delivered.drain(self._producer, lambda records: self._store(consumer, records))
+        except Exception as exc:  # noqa: BLE001 - the next settle raises it (or a new member starts over)
+            self.health.error(f"{type(exc).__name__}: {exc}")
+
     def _consume(self, consumer: Consumer) -> None:
         last_lag = 0.0
         first = True
+        positions_due: float | None = None  # since when every position is due for a commit
         while not self._stop.is_set():
+            self._settle(consumer)
             now_ms = int(self.clock() * 1000)
             self._awaited.steer(consumer, self.stage.inputs, now_ms)
             held = self._held.next_due_ms()
@@ -309,9 +348,11 @@ class StageRunner(Worker):
                 last_lag = time.monotonic()
                 # Everything polled is processed: commit the positions of quiet partitions too, so
                 # a restart of a group that starts at the topics' end resumes from here (not while
-                # a delay topic's record is held: its position is past it).
+                # a delay topic's record is held: its position is past it; nor while a batch's
+                # outputs are on their way: its offsets go first, a moment later, or after a flush
+                # when the stage never pauses).
                 if not len(self._held):
-                    self._commit(consumer, None)
+                    positions_due = positions_due or last_lag
                 try:
                     lag = consumer.lag()
                 except Exception as exc:  # noqa: BLE001 - the lag is a figure for pages, never a reason to stop
@@ -319,6 +360,22 @@ class StageRunner(Worker):
                 else:
                     with self.health.lock:
                         self.health.lag = lag
+            if positions_due is not None and (
+                not len(self._delivered) or time.monotonic() - positions_due > self.positions_overdue_s
+            ):
+                positions_due = None
+                self._drain(consumer)
+                self._settle(consumer)
+                self._commit(consumer, None)
+
+    def _settle(self, consumer: Consumer) -> None:
+        """Commit past the batches whose outputs are delivered; raise ``TransientError`` at one with
+        an undelivered output (its failures are then taken from the producer: reported once)."""
+        try:
+            self._delivered.settle(lambda records: self._store(consumer, records))
+        except TransientError:
+            self._producer.flush(30.0)
+            raise
 
     def _commit(self, consumer: Consumer, records: Sequence[Record] | None) -> None:
         """Make every output durable, then commit past ``records`` (None: every position): one call,
@@ -331,11 +388,24 @@ class StageRunner(Worker):
         starting again would rebalance the group once more and, with every member doing the same,
         keep it rebalancing. A stage with state across messages still starts again (it must
         rebuild that state from the last commit)."""
+        if records is not None and self.stage.commit_on_delivery:
+            delivery = delivery_of(self._producer)
+            if delivery is not None:
+                self._delivered.add(delivery, records)
+                return
+        self._store(consumer, records, after_outputs=True)
+
+    def _store(self, consumer: Consumer, records: Sequence[Record] | None, *, after_outputs: bool = False) -> None:
+        """Commit past ``records`` (None: every position) under the policy ``_commit`` states: with
+        ``after_outputs`` once this runner's outputs are durable (``Consumer.commit_after``, which
+        raises ``OutputsNotDelivered`` when one was not delivered), else theirs are already."""
         try:
             if records is None:
                 consumer.commit(None)
-            else:  # raises OutputsNotDelivered (transient) when an output was not delivered
+            elif after_outputs:
                 consumer.commit_after(self._producer, records, asynchronous=self.stage.commit_async)
+            else:
+                consumer.commit(records, asynchronous=self.stage.commit_async)
         except CommitFailedError as exc:
             if not self.stage.isolates_failures:
                 raise
@@ -346,6 +416,8 @@ class StageRunner(Worker):
         falls due sooner."""
         now_ms = int(self.clock() * 1000)
         dues = [d for d in (self._held.next_due_ms(), self._awaited.next_due_ms(now_ms)) if d is not None]
+        if len(self._delivered):
+            return min(SETTLE_WAIT_S, self.poll_timeout)  # a held retry due sooner comes at the next look
         if not dues:
             return self.poll_timeout
         due = min(dues)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 from pipeline.topics import TopicSpec
 
@@ -109,8 +109,35 @@ def partition_for(key: bytes, partitions: int) -> int:
     return zlib.crc32(key) % partitions
 
 
+class Delivery(Protocol):
+    """A producer's handle on the messages it produced since its previous handle (``delivery_of``).
+
+    Never blocks. The caller keeps handles in the order it took them: a handle says nothing of the
+    messages of an earlier one."""
+
+    def done(self) -> bool:
+        """True once every one of those messages is durable on the bus or refused."""
+        ...
+
+    def undelivered(self) -> int:
+        """How many of them were refused (0 is good); final once ``done``. A refusal is also
+        counted by the producer's next ``flush``. Kafka's broker may refuse a bad message's whole
+        request, its neighbours too."""
+        ...
+
+
 class Producer(Protocol):
-    """Publishes messages. Thread-safe; ``flush`` makes everything produced so far durable."""
+    """Publishes messages. Thread-safe; ``flush`` makes everything produced so far durable.
+
+    Kafka's producer also has ``delivery() -> Delivery`` (``delivery_of``): a handle, taken
+    without waiting, on what was produced since the previous handle, so a caller can go on working
+    and commit its input offsets once that is durable. It is done when librdkafka has reported
+    every one of those messages acknowledged by the broker (``acks=all``; asking ``done`` serves
+    the reports waiting). The embedded bus's producer has none, and its callers flush: a flush
+    there is a round trip to the writer thread of the same process (1-2 ms), and committing on
+    delivery ran the ml stage flat out about 17 % slower (``bench.signals --backend embedded
+    --offsets both``: 6,594 and 6,917 against 7,980 and 8,337 ticks/s). A wrapper without it
+    makes its caller flush too."""
 
     def produce(
         self,
@@ -132,6 +159,12 @@ class Producer(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def delivery_of(producer: object) -> Delivery | None:
+    """``producer.delivery()`` when the producer has it, else None (flush instead)."""
+    get = getattr(producer, "delivery", None)
+    return cast(Delivery | None, get()) if callable(get) else None
 
 
 class Consumer(Protocol):

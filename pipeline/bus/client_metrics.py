@@ -32,7 +32,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
-from pipeline.bus.base import Consumer, Outgoing, Producer, Record
+from pipeline.bus.base import Consumer, Delivery, Outgoing, Producer, Record, delivery_of
 from pipeline.errors import OutputsNotDelivered
 
 STATS_INTERVAL_MS = 1000
@@ -182,6 +182,11 @@ class CountingProducer:
 
     def close(self) -> None:
         self._inner.close()
+
+    def delivery(self) -> Delivery | None:
+        """The inner producer's handle (``pipeline.bus.base.delivery_of``); what it refused is counted
+        by the flush that follows a refusal (the runner's)."""
+        return delivery_of(self._inner)
 
     def client_metrics(self) -> Figures:
         with self._lock:

@@ -1,12 +1,14 @@
 """The bus on Apache Kafka through confluent-kafka (librdkafka).
 
-Producers are idempotent with ``acks=all``. Consumers commit only offsets the caller stored by
-saying the batch is durable: at once (``commit``), or, asynchronously, by librdkafka's background
-commit within ``AUTO_COMMIT_MS``, whose failure raises from the next ``commit``. Whatever was
-stored but not yet committed is committed when partitions are revoked and when the consumer
-closes.
+Producers are idempotent with ``acks=all``; ``delivery()`` hands out a handle on what was produced
+since the last one, done once librdkafka has reported each of those messages (its ``on_delivery``
+callback counts them down; asking the handle serves the reports waiting). Consumers commit only
+offsets the caller stored by saying the batch is durable: at once (``commit``), or,
+asynchronously, by librdkafka's background commit within ``AUTO_COMMIT_MS``, whose failure raises
+from the next ``commit``. Whatever was stored but not yet committed is committed when partitions
+are revoked and when the consumer closes.
 
-About 470 lines: the producer, the consumer and the bus with its admin calls are one backend of
+About 590 lines: the producer, the consumer and the bus with its admin calls are one backend of
 the ``Bus`` contract and share its client settings; reads outside any group are already apart
 (``pipeline.bus.kafka_reads``).
 """
@@ -59,7 +61,8 @@ log = logging.getLogger(__name__)
 
 # Per latency profile (pipeline.bus.base.Latency), chosen with bench.hop (docs/benchmarks.md):
 # * the producer's linger: "batch" waits up to 5 ms to fill a request; "low" sends at once (the
-#   runner flushes after every batch anyway, so this matters for sources that never flush);
+#   runner flushes or waits for the delivery reports after every batch anyway, so this matters for
+#   sources that never flush);
 # * the consumer's linger: after the first message of a poll, "batch" waits up to 5 ms for more
 #   (one commit and one flush per batch), "low" takes only what has already arrived;
 # * Nagle's algorithm off for "low": small requests are not held back waiting for an ACK.
@@ -80,8 +83,35 @@ LATENCY_CLIENT_CONFIG: dict[Latency, dict[str, Any]] = {
 _SHOWN_CONFIG = ("cleanup.policy", "retention.ms", "compression.type")
 
 
+class _Share:
+    """The delivery reports of the messages a producer made between two ``delivery()`` calls: the
+    ``on_delivery`` callback of each of them, and the ``Delivery`` handle on them."""
+
+    __slots__ = ("_owner", "failed", "outstanding")
+
+    def __init__(self, owner: KafkaProducer) -> None:
+        self._owner = owner
+        self.outstanding = 0  # produced, not yet reported (under the owner's lock)
+        self.failed = 0
+
+    def __call__(self, err: KafkaError | None, msg: Any) -> None:
+        with self._owner._failed_lock:  # reports may be served on another thread (client_metrics)
+            self.outstanding -= 1
+            if err is not None:
+                self.failed += 1
+        self._owner._on_delivery(err, msg)
+
+    def done(self) -> bool:
+        if self.outstanding > 0:
+            self._owner._producer.poll(0)  # serve the reports that have arrived
+        return self.outstanding <= 0
+
+    def undelivered(self) -> int:
+        return self.failed
+
+
 class KafkaProducer:
-    """Publishes to Kafka. Thread-safe (librdkafka's producer is)."""
+    """Publishes to Kafka. Thread-safe (librdkafka's producer is); ``delivery`` is for one thread."""
 
     def __init__(self, bus: KafkaBus, latency: Latency = "batch") -> None:
         self._bus = bus
@@ -105,6 +135,13 @@ class KafkaProducer:
             logger=log,
         )
         self._since_poll = 0
+        self._share = _Share(self)
+
+    def delivery(self) -> _Share:
+        """A handle on the messages produced since the previous one (``pipeline.bus.base.Delivery``):
+        done once librdkafka has reported each of them (asking serves its waiting reports)."""
+        share, self._share = self._share, _Share(self)
+        return share
 
     def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
         if err is not None:
@@ -131,13 +168,21 @@ class KafkaProducer:
         headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> None:
         self._bus._require_topic(topic)
-        while True:
-            try:
-                # librdkafka takes any sequence of (name, bytes) pairs; its stubs say list, so no copy is made
-                self._producer.produce(topic, value, key, headers=cast(Any, headers), on_delivery=self._on_delivery)
-                break
-            except BufferError:  # local queue full: let librdkafka send, then retry
-                self._producer.poll(0.05)
+        share = self._share
+        with self._failed_lock:
+            share.outstanding += 1  # before librdkafka can report it
+        try:
+            while True:
+                try:
+                    # librdkafka takes any sequence of (name, bytes) pairs; its stubs say list, so no copy is made
+                    self._producer.produce(topic, value, key, headers=cast(Any, headers), on_delivery=share)
+                    break
+                except BufferError:  # local queue full: let librdkafka send, then retry
+                    self._producer.poll(0.05)
+        except BaseException:
+            with self._failed_lock:
+                share.outstanding -= 1  # never queued: nothing will report it
+            raise
         self._since_poll += 1
         if self._since_poll >= 1000:
             self._since_poll = 0

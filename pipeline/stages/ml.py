@@ -106,6 +106,7 @@ class MLStage(Stage):
     # model (``Separate``, as before stacks: ``bench.signals --predict both`` compares them).
     stacked: ClassVar[bool] = True
     commit_async: ClassVar[bool] = True  # see Stage.commit_async
+    commit_on_delivery: ClassVar[bool] = True  # see Stage.commit_on_delivery; docs/delivery.md#latency
 
     def __init__(
         self,
