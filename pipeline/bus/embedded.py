@@ -8,9 +8,9 @@ SQLite transaction per batch (WAL, ``synchronous=NORMAL``), so a ``kill -9`` los
 ``flush()`` or ``commit()`` returned for. Several processes may share one file: offsets are taken
 inside ``BEGIN IMMEDIATE``. The consumer is ``pipeline.bus.embedded_consumer``; the file's schema
 and the writer's operations are ``pipeline.bus.embedded_log``; reads outside any group are
-``pipeline.bus.embedded_reads`` and wake-ups across processes ``pipeline.bus.embedded_wake``. What
-is left here (about 500 lines) is the writer thread, the producer and the bus's own calls, which
-all go through the one writer and its transactions.
+``pipeline.bus.embedded_reads``, wake-ups across processes ``pipeline.bus.embedded_wake`` and the
+producer ``pipeline.bus.embedded_producer``. What is left here (about 550 lines) is the writer
+thread and the bus's own calls, which all go through the one writer and its transactions.
 """
 
 from __future__ import annotations
@@ -35,12 +35,10 @@ from pipeline.bus.base import (
     GroupState,
     Latency,
     OffsetReset,
-    Outgoing,
     PartitionsCallback,
     PartitionState,
     Record,
     TopicState,
-    partition_for,
 )
 from pipeline.bus.embedded_checkpoint import Checkpoint, Checkpointer, LockWait, writer_connection
 from pipeline.bus.embedded_consumer import EmbeddedConsumer
@@ -53,13 +51,13 @@ from pipeline.bus.embedded_log import (
     begin_immediate,
     bump_generation,
     drop_head,
-    encode_headers,
     now_ms,
 )
+from pipeline.bus.embedded_producer import EmbeddedProducer
 from pipeline.bus.embedded_reads import offset_for_time, read_range
 from pipeline.bus.embedded_wake import WakeLine, address_for
 from pipeline.bus.embedded_wake import available as wake_available
-from pipeline.errors import OutputsNotDelivered, UnknownPartitionError, UnknownTopicError
+from pipeline.errors import UnknownPartitionError, UnknownTopicError
 from pipeline.topics import TopicSpec
 from storage.db import connect
 
@@ -201,97 +199,6 @@ class _Writer(threading.Thread):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-
-
-class EmbeddedProducer:
-    """Publishes to the embedded log. Thread-safe: every call only enqueues for the writer.
-
-    ``flush`` waits for the writer only when this producer has produced since its last flush: a
-    stage that produced nothing in a batch (a sink) then commits its offsets without a writer round
-    trip for nothing (everything it produced before is durable already). A flush is therefore no
-    barrier for other writes queued before it (``EmbeddedBus._call`` is)."""
-
-    def __init__(self, bus: EmbeddedBus) -> None:
-        self._bus = bus
-        self._round_robin = 0
-        # Set after each produce has been handed to the writer (or refused), cleared by a flush
-        # before it queues its own marker: a produce it does not cover sets it again after.
-        self._unflushed = False
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
-    ) -> None:
-        op = self._append(topic, value, key, headers, now_ms())
-        if op is not None:
-            self._bus._writer.submit(op)
-        self._unflushed = True  # after the submit: a flush that clears it first is queued behind it
-
-    def produce_many(self, messages: Sequence[Outgoing]) -> None:
-        ts = now_ms()
-        ops = [op for op in (self._append(*m, ts) for m in messages) if op is not None]
-        self._bus._writer.submit_many(ops)
-        self._unflushed = True
-
-    def _append(
-        self, topic: str, value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, bytes]] | None, ts: int
-    ) -> tuple[Any, ...] | None:
-        """The writer's op appending one message, or None (counted undelivered) when it is refused."""
-        partitions = self._bus._partitions(topic)
-        if key is None and self._bus._topic_cleanup[topic] == "compact":
-            # Kafka refuses a keyless message on a compacted topic and flush() reports it: same here.
-            log.error("embedded delivery failed: %r is compacted and the message has no key", topic)
-            self._bus.undelivered += 1
-            return None
-        if key:  # as librdkafka's default partitioner: an empty key is partitioned like no key
-            part = partition_for(key, partitions)
-        else:
-            self._round_robin += 1
-            part = self._round_robin % partitions
-        return (APPEND, topic, part, key, value, ts, encode_headers(headers))
-
-    def flush(self, timeout: float = 30.0) -> int:
-        if not self._bus._writer.is_alive():  # the bus is closed: nothing more will be written
-            return len(self._bus._writer.ops)
-        if not self._unflushed:  # nothing produced since the last flush began
-            return 0
-        self._unflushed = False
-        done = threading.Event()
-        self._bus._writer.submit((FLUSH, done))
-        if not done.wait(timeout):
-            self._unflushed = True  # not known to be written: the next flush waits again
-            return len(self._bus._writer.ops)
-        undelivered, self._bus.undelivered = self._bus.undelivered, 0
-        return undelivered
-
-    def behind(self, log: object) -> Callable[[sqlite3.Connection], None] | None:
-        """For an offset commit queued to the writer behind everything produced so far, instead of
-        a flush before it (``EmbeddedConsumer.commit_after``); None when ``log`` is not this
-        producer's bus. Raise ``OutputsNotDelivered`` now if a message was refused, else return a
-        check for the commit to run first, in the writer, which raises ``OutputsNotDelivered`` if
-        the writer failed to write one (only when the bus is closing: it retries a locked file
-        until then). The writer applies its queue in order, so a commit queued right after this
-        is in the transaction of the last message produced or a later one. Like ``flush``, the
-        count of refused messages is the bus's (``undelivered``)."""
-        if log is not self._bus:
-            return None
-        refused, self._bus.undelivered = self._bus.undelivered, 0
-        if refused:
-            raise OutputsNotDelivered(refused)
-        bus, failures = self._bus, self._bus.append_failures
-        self._unflushed = False  # the commit is queued behind them: what a flush waits for
-
-        def check(conn: sqlite3.Connection) -> None:
-            if bus.append_failures != failures:
-                raise OutputsNotDelivered(bus.append_failures - failures)
-
-        return check
-
-    def close(self) -> None:
-        self.flush()
 
 
 class EmbeddedBus:

@@ -8,9 +8,9 @@ asynchronously, by librdkafka's background commit within ``AUTO_COMMIT_MS``, who
 from the next ``commit``. Whatever was stored but not yet committed is committed when partitions
 are revoked and when the consumer closes.
 
-About 590 lines: the producer, the consumer and the bus with its admin calls are one backend of
+About 610 lines: the producer, the consumer and the bus with its admin calls are one backend of
 the ``Bus`` contract and share its client settings; reads outside any group are already apart
-(``pipeline.bus.kafka_reads``).
+(``pipeline.bus.kafka_reads``); splitting the rest would split the client settings they share.
 """
 
 from __future__ import annotations
