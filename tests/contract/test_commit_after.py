@@ -83,6 +83,9 @@ def held(tmp_path):
     connection)."""
     bus = EmbeddedBus(tmp_path / "bus.db", maintenance_interval_s=3600)
     bus.create_topics([TopicSpec("in", 1, None), TopicSpec("out", 1, None)])
+    producer = bus.producer()
+    producer.produce("in", b"in", key=b"k")  # the input every test of it consumes
+    assert producer.flush(10) == 0
     gate = threading.Event()
     commits: list[str] = []
 
@@ -105,12 +108,7 @@ def held(tmp_path):
 
 def test_embedded_outputs_and_their_offsets_are_one_transaction(held) -> None:
     bus = held.bus
-    producer = bus.producer()
-    producer.produce("in", b"in", key=b"k")
-    assert producer.flush(10) == 0
-    consumer = bus.consumer("stage", ["in"], auto_offset_reset="earliest")
-    records = consumer.poll(10, 5)
-    assert len(records) == 1
+    consumer, records = consume(bus, "stage", "in", 1)
     outputs = bus.producer("low")
     held.hold()
     outputs.produce_many([("out", b"a", b"k", None), ("out", b"b", b"k", None)])
@@ -131,11 +129,7 @@ def test_embedded_outputs_and_their_offsets_are_one_transaction(held) -> None:
 
 def test_embedded_offsets_are_not_written_when_the_writer_failed_to_write_an_output(held) -> None:
     bus = held.bus
-    producer = bus.producer()
-    producer.produce("in", b"in", key=b"k")
-    assert producer.flush(10) == 0
-    consumer = bus.consumer("stage", ["in"], auto_offset_reset="earliest")
-    records = consumer.poll(10, 5)
+    consumer, records = consume(bus, "stage", "in", 1)
     outputs = bus.producer("low")
     held.hold()
     outputs.produce("out", b"a", key=b"k")
