@@ -19,7 +19,7 @@ messages into output messages. The runner owns everything around it:
   polled (``pipeline.delivered_commits``);
 * on an unexpected failure it closes the consumer and starts again from the last commit.
 
-About 540 lines: the stage base, the worker base and the runner's one loop (poll, retries, dead
+About 570 lines: the stage base, the worker base and the runner's one loop (poll, retries, dead
 letters, commits) belong together; the retry bookkeeping is apart in ``pipeline.retry`` and the
 queue of commits waiting for their outputs' delivery in ``pipeline.delivered_commits``.
 """
@@ -90,7 +90,7 @@ class Stage:
     # On Kafka a flush is a broker round trip (a few ms) that the next poll otherwise waits for: a
     # burst of ticks arrives in two or three polls. After a crash the batches not yet committed come
     # again, as with commit_async. Only where the producer gives delivery handles (Kafka's); on the
-    # embedded bus the runner flushes as before (pipeline.bus.base.Producer says why).
+    # embedded bus the offsets go behind the outputs instead (Consumer.commit_after).
     commit_on_delivery: ClassVar[bool] = False
 
     @property
