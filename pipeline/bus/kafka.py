@@ -8,9 +8,9 @@ asynchronously, by librdkafka's background commit within ``AUTO_COMMIT_MS``, who
 from the next ``commit``. Whatever was stored but not yet committed is committed when partitions
 are revoked and when the consumer closes.
 
-About 610 lines: the producer, the consumer and the bus with its admin calls are one backend of
+About 580 lines: the producer, the consumer and the bus with its admin calls are one backend of
 the ``Bus`` contract and share its client settings; reads outside any group are already apart
-(``pipeline.bus.kafka_reads``); splitting the rest would split the client settings they share.
+(``pipeline.bus.kafka_reads``), and so are the delivery reports per handle (``pipeline.bus.kafka_delivery``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from pipeline.bus.base import (
 )
 from pipeline.bus.base import Producer as BusProducer
 from pipeline.bus.client_metrics import STATS_INTERVAL_MS, Figures, from_librdkafka
+from pipeline.bus.kafka_delivery import Share as _Share
 from pipeline.bus.kafka_reads import KafkaReader, offsets_at, reset_group_offsets
 from pipeline.errors import (
     CommitFailedError,
@@ -81,33 +82,6 @@ LATENCY_CLIENT_CONFIG: dict[Latency, dict[str, Any]] = {
 }
 
 _SHOWN_CONFIG = ("cleanup.policy", "retention.ms", "compression.type")
-
-
-class _Share:
-    """The delivery reports of the messages a producer made between two ``delivery()`` calls: the
-    ``on_delivery`` callback of each of them, and the ``Delivery`` handle on them."""
-
-    __slots__ = ("_owner", "failed", "outstanding")
-
-    def __init__(self, owner: KafkaProducer) -> None:
-        self._owner = owner
-        self.outstanding = 0  # produced, not yet reported (under the owner's lock)
-        self.failed = 0
-
-    def __call__(self, err: KafkaError | None, msg: Any) -> None:
-        with self._owner._failed_lock:  # reports may be served on another thread (client_metrics)
-            self.outstanding -= 1
-            if err is not None:
-                self.failed += 1
-        self._owner._on_delivery(err, msg)
-
-    def done(self) -> bool:
-        if self.outstanding > 0:
-            self._owner._producer.poll(0)  # serve the reports that have arrived
-        return self.outstanding <= 0
-
-    def undelivered(self) -> int:
-        return self.failed
 
 
 class KafkaProducer:
