@@ -37,13 +37,15 @@ read the run's topics from their start, not their end (see ``_stage``).
 ``after``, flipping which goes first each repeat, and prints a median line per variant. ``before``
 selects the older ways that settings keep: the behaviour stage handles each poll at once
 (``after``: it gathers a batch for ``ALERTS_BATCH_WAIT_MS``, as the desk's wiring sets it; without
-``--compare`` too), the store's writer checkpoints inside its commits
-(``Database(checkpoint="writer")``), every commit of the bus wakes every idle consumer
-(``EmbeddedBus(wake_scope="all")``) and the interpreter switches threads every 5 ms, Python's
-default (``after``: the desk's ``SWITCH_INTERVAL_MS``, as ``build_runtime`` sets it; without
-``--compare`` too). The other changes of that work (a flush with nothing produced skips the
-writer, a poll reads its partitions in one read transaction, and only those with something new,
-and looks at its group's generation only after a membership change) have no setting and run in
+``--compare`` too), the store's writes are handed to a writer thread of its own, which
+checkpoints inside its commits (``Database(checkpoint="writer", writer="thread")``; ``after``:
+each write runs on its caller's thread, holding the writer's lock), every commit of the bus wakes
+every idle consumer (``EmbeddedBus(wake_scope="all")``) and the interpreter switches threads
+every 5 ms, Python's default (``after``: the desk's ``SWITCH_INTERVAL_MS``, as ``build_runtime``
+sets it; without ``--compare`` too). The other changes of that work (a flush with nothing
+produced skips the writer, a poll reads its partitions in one read transaction, and only those
+with something new, and looks at its group's generation only after a membership change; a batch
+that fills looks for more every ``FILL_LOOK_S``, not at every record) have no setting and run in
 both; compare them against an older checkout instead.
 
 On Kafka the run's topics and groups are its own (``bench.bus.BenchBus``: ``raw-trades.bench-<run>``
@@ -286,13 +288,15 @@ def idle_cpu_pct(pids: list[int], seconds: float) -> float:
 
 
 def open_store(spec: str, variant: Variant = "after") -> Database:
-    """The store a run writes: a PostgreSQL URL, or a SQLite file's path (``before``: checkpointed
-    inside its writer's commits, the older way)."""
+    """The store a run writes: a PostgreSQL URL, or a SQLite file's path (``before``: written by a
+    writer thread of its own and checkpointed inside its commits, the older ways)."""
     if spec.startswith(("postgresql://", "postgres://")):
         from storage.postgres import PostgresDatabase
 
         return PostgresDatabase(spec)  # type: ignore[return-value]
-    return Database(spec, checkpoint="writer" if variant == "before" else "background")
+    if variant == "before":
+        return Database(spec, checkpoint="writer", writer="thread")
+    return Database(spec)
 
 
 def open_bus(backend: str, folder: Path, processes: bool, suffix: str, variant: Variant) -> Bus:

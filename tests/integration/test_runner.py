@@ -339,3 +339,37 @@ def test_a_runner_that_fills_only_while_busy_takes_a_lone_record_at_once_and_gat
     finally:
         runner.stop()
         producer.close()
+
+
+def test_a_filling_batch_looks_for_more_every_few_milliseconds_not_at_every_record(bus: Bus) -> None:
+    """While a batch fills, a poll that found records is followed by a pause of ``FILL_LOOK_S``
+    before the next look. The consumer here always has one more record ready, as a stream faster
+    than the looks: polling at every record would make one poll per record until the batch is full
+    (a thousand), within microseconds; with the pauses the fill window holds a dozen looks at most
+    (fewer on a slow machine). A poll that fills the batch ends the fill at once."""
+    from pipeline import runner as runner_module
+
+    stage = make_stage(topics(bus))
+    runner = StageRunner(stage, bus, max_batch=1000, fill_wait_s=0.05)
+
+    class Stream:
+        def __init__(self, per_poll: int) -> None:
+            self.per_poll, self.polls = per_poll, 0
+
+        def poll(self, max_records: int, timeout: float) -> list[Record]:
+            self.polls += 1
+            n = min(self.per_poll, max_records)
+            return [Record("t", 0, self.polls * 1000 + i, None, b"", 0) for i in range(n)]
+
+    stream = Stream(per_poll=1)
+    started = time.monotonic()
+    batch = runner._fill(stream, [Record("t", 0, 0, None, b"", 0)])  # type: ignore[arg-type]
+    took = time.monotonic() - started
+    assert 0.05 <= took < 5.0
+    assert len(batch) == 1 + stream.polls
+    assert stream.polls <= 0.05 / runner_module.FILL_LOOK_S + 2, stream.polls
+
+    full = Stream(per_poll=5000)
+    assert len(runner._fill(full, [Record("t", 0, 0, None, b"", 0)])) == 1000  # type: ignore[arg-type]
+    assert full.polls == 1
+    runner.stop()
