@@ -127,7 +127,8 @@ class Database:
 
     def write(self, fn: Callable[[sqlite_utils.Database], T], timeout: float = 60.0) -> T:
         """Run ``fn(db)`` in one transaction on the writer connection; return when it is durable.
-        ``TimeoutError`` when the writer was not free within ``timeout`` seconds (``fn`` never ran)."""
+        ``TimeoutError`` after ``timeout`` seconds: with ``caller``, the writer was not free and
+        ``fn`` never ran; with ``thread``, ``fn`` may still run later, on the writer thread."""
         if self._thread is not None:
             fut: Future = Future()
             self._queue.put((fn, fut))
