@@ -13,15 +13,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import ClassVar
 
 import pytest
 
 from pipeline.bus.base import Bus, Delivery, Outgoing, Producer, Record, delivery_of
-from pipeline.messages import MarketData, Message
 from pipeline.runner import Stage, StageRunner
 from pipeline.topics import TopicSpec, dlq_name
-from tests.integration.test_runner import _copy_symbol, tick, wait_for
+from tests.integration.test_runner import _copy_symbol, copier, tick, wait_for
 
 # The tests that hold delivery reports back run on Kafka, the bus whose producer gives handles.
 ON_KAFKA = pytest.mark.parametrize("bus", [pytest.param("kafka", marks=pytest.mark.kafka)], indirect=True)
@@ -71,37 +69,6 @@ class Gated:
                 return real.undelivered()
 
         return Held()
-
-
-def copier(source: str, target: str, group: str, *, refuse_once: float | None = None) -> tuple[Stage, list[float]]:
-    """A stage that copies each tick to ``target`` (keyed; keyless once for ``refuse_once``, which a
-    compacted ``target`` refuses) and commits on delivery."""
-    tries: list[float] = []
-
-    class Copied(MarketData):
-        topic: ClassVar[str] = target
-        key_field: ClassVar[str | None] = "symbol"
-
-    class Keyless(Copied):
-        key_field: ClassVar[str | None] = None
-
-    class Copier(Stage):
-        name: ClassVar[str] = group
-        inputs: ClassVar[tuple[str, ...]] = (source,)
-        input_model: ClassVar[type[Message] | None] = MarketData
-        commit_async: ClassVar[bool] = True
-        commit_on_delivery: ClassVar[bool] = True
-
-        def process(self, message: Message) -> list[Message]:
-            assert isinstance(message, MarketData)
-            fields = {**message.model_dump(), "symbol": _copy_symbol(message.price)}
-            if message.price == refuse_once:
-                tries.append(message.price)
-                if len(tries) == 1:
-                    return [Keyless(**fields)]
-            return [Copied(**fields)]
-
-    return Copier(), tries
 
 
 def setup(bus: Bus, topic_name: Callable[..., str], n: int, *, compact: bool = False) -> tuple[str, str]:

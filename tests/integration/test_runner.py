@@ -256,6 +256,41 @@ def _copy_symbol(price: float) -> str:
     return f"{letters}USDT"
 
 
+def copier(
+    source: str, target: str, group: str, *, refuse_once: float | None = None, on_delivery: bool = True
+) -> tuple[Stage, list[float]]:
+    """A stage that copies each tick to ``target`` under a symbol made of its price (keyed; keyless
+    once for ``refuse_once``, which a compacted ``target`` refuses) and, with ``on_delivery``,
+    commits asynchronously once its outputs are delivered (``Stage.commit_on_delivery``). Returns
+    the stage and the prices it tried to copy keyless."""
+    tries: list[float] = []
+
+    class Copied(MarketData):
+        topic: ClassVar[str] = target
+        key_field: ClassVar[str | None] = "symbol"
+
+    class Keyless(Copied):
+        key_field: ClassVar[str | None] = None
+
+    class Copier(Stage):
+        name: ClassVar[str] = group
+        inputs: ClassVar[tuple[str, ...]] = (source,)
+        input_model: ClassVar[type[Message] | None] = MarketData
+        commit_async: ClassVar[bool] = on_delivery
+        commit_on_delivery: ClassVar[bool] = on_delivery
+
+        def process(self, message: Message) -> list[Message]:
+            assert isinstance(message, MarketData)
+            fields = {**message.model_dump(), "symbol": _copy_symbol(message.price)}
+            if message.price == refuse_once:
+                tries.append(message.price)
+                if len(tries) == 1:
+                    return [Keyless(**fields)]
+            return [Copied(**fields)]
+
+    return Copier(), tries
+
+
 def test_outputs_not_delivered_are_not_committed_and_come_again(
     bus: Bus, topic_name: Callable[..., str], group_name: Callable[..., str]
 ) -> None:
@@ -271,35 +306,14 @@ def test_outputs_not_delivered_are_not_committed_and_come_again(
         ]
     )
     bad_price = 40.0
-    tries: list[float] = []
-
-    class Copied(MarketData):
-        topic: ClassVar[str] = target
-        key_field: ClassVar[str | None] = "symbol"
-
-    class Keyless(Copied):
-        key_field: ClassVar[str | None] = None
-
-    class Copier(Stage):
-        name: ClassVar[str] = group_name("copier")
-        inputs: ClassVar[tuple[str, ...]] = (source,)
-        input_model: ClassVar[type[Message] | None] = MarketData
-
-        def process(self, message: Message) -> list[Message]:
-            assert isinstance(message, MarketData)
-            fields = {**message.model_dump(), "symbol": _copy_symbol(message.price)}
-            if message.price == bad_price:
-                tries.append(message.price)
-                if len(tries) == 1:
-                    return [Keyless(**fields)]
-            return [Copied(**fields)]
+    stage, tries = copier(source, target, group_name("copier"), refuse_once=bad_price, on_delivery=False)
 
     producer = bus.producer()
     prices = _prices(80)
     for price in prices:
         producer.produce(source, tick("BTCUSDT", price=price), key=b"BTCUSDT")
     assert producer.flush() == 0
-    runner = StageRunner(Copier(), bus, poll_timeout=0.2, max_batch=25, backoff_s=0.01)
+    runner = StageRunner(stage, bus, poll_timeout=0.2, max_batch=25, backoff_s=0.01)
     runner.start()
     try:
         wait_for(lambda: runner.health.snapshot().processed == len(prices))
