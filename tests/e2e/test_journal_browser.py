@@ -126,8 +126,13 @@ def test_dropping_a_binance_csv_on_import_shows_trades_and_a_revenge_alert_on_th
     # Drop the export; the page checks every row before anything is published.
     drop_file(page, DROPZONE, CSV_NAME, CSV)
     wait_for(page, server, "h3:has-text('Before import')", "pre-import check")
-    checked = metrics_until(page, server, {"New fills": "3", "Rejected rows": "1"})
-    assert checked["Format"] == "binance-spot" and checked["Already in the journal"] == "0", checked
+    # Every metric asserted is in the wait: a rerun redraws the tiles one by one, so a snapshot can
+    # hold some of them and not yet the others (a KeyError on 'Format' once in a full run).
+    metrics_until(
+        page,
+        server,
+        {"Format": "binance-spot", "New fills": "3", "Already in the journal": "0", "Rejected rows": "1"},
+    )
     assert table(page, server, "line", "5") == [
         {"line": "5", "column": "Side", "value": "HOLD", "reason": "one of BUY, SELL"}
     ]
@@ -172,8 +177,7 @@ def test_dropping_a_binance_csv_on_import_shows_trades_and_a_revenge_alert_on_th
         "141",
         "20",
     ), revenge
-    summary = metrics_until(page, server, {"Net P&L": "-600.00", "Closed trades": "1"})
-    assert summary["Win rate"] == "0%", summary
+    metrics_until(page, server, {"Net P&L": "-600.00", "Closed trades": "1", "Win rate": "0%"})
 
     page.get_by_role("tab", name="Alerts").click()
     alert = (
