@@ -72,17 +72,18 @@ def wait_for(page: Page, server: Server, selector: str, what: str, timeout_s: fl
 
 
 def table(page: Page, server: Server, first_column: str, must_contain: str) -> list[dict[str, str]]:
-    """The rows of the st.dataframe whose first column is ``first_column``, once one has ``must_contain``."""
+    """The rows of the st.dataframe whose first column is ``first_column``, once one has
+    ``must_contain``: the rows of that moment, not of a second look (a rerun may be redrawing)."""
     try:
-        page.wait_for_function(
+        found = page.wait_for_function(
             f"(args) => {{ const rows = ({TABLE_JS})(args[0]); "
-            f"return rows && rows.some(r => Object.values(r).includes(args[1])); }}",
+            f"return rows && rows.some(r => Object.values(r).includes(args[1])) ? rows : false; }}",
             arg=[first_column, must_contain],
             timeout=30_000,
         )
     except PlaywrightTimeout:
         pytest.fail(f"no '{first_column}' table with {must_contain!r} within 30 s; {server.describe()}")
-    return page.evaluate(TABLE_JS, first_column)
+    return list(found.json_value())
 
 
 def open_app(tab: Tab, server: Server, path: str = "") -> Page:
