@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from pipeline.bus.base import Bus, Delivery, Outgoing, Producer, Record, delivery_of
-from pipeline.runner import Stage, StageRunner
+from pipeline.runner import StageRunner
 from pipeline.topics import TopicSpec, dlq_name
 from tests.integration.test_runner import _copy_symbol, copier, tick, wait_for
 
@@ -102,13 +102,20 @@ def ends(bus: Bus, topic: str) -> dict[int, int]:
     return {p.partition: p.end_offset for t in bus.describe_topics([topic]) for p in t.partitions}
 
 
-def start(stage: Stage, bus: Bus, *, flush_opens: bool) -> tuple[StageRunner, Gated]:
+def start(
+    bus: Bus, topic_name: Callable[..., str], group_name: Callable[..., str], n: int, *, flush_opens: bool
+) -> tuple[str, str, str, StageRunner, Gated]:
+    """``n`` ticks on a new source topic and a copier that commits on delivery running on them, in
+    batches of 10, its delivery reports gated: the source, the target, the group, the runner, the gate."""
+    source, target = setup(bus, topic_name, n)
+    group = group_name("copier")
+    stage, _ = copier(source, target, group)
     runner = StageRunner(stage, bus, poll_timeout=0.2, max_batch=10, backoff_s=0.01)
     gated = Gated(runner._producer, flush_opens=flush_opens)
     runner._producer = gated
     runner.positions_overdue_s = 3600.0  # only what each test makes happen commits
     runner.start()
-    return runner, gated
+    return source, target, group, runner, gated
 
 
 def outputs(bus: Bus, target: str, n: int) -> set[bytes]:
@@ -126,10 +133,7 @@ def test_it_keeps_polling_and_commits_only_once_the_outputs_are_acknowledged(
     bus: Bus, topic_name: Callable[..., str], group_name: Callable[..., str]
 ) -> None:
     n = 60
-    source, target = setup(bus, topic_name, n)
-    group = group_name("copier")
-    stage, _ = copier(source, target, group)
-    runner, gated = start(stage, bus, flush_opens=False)
+    source, target, group, runner, gated = start(bus, topic_name, group_name, n, flush_opens=False)
     try:
         wait_for(lambda: runner.health.snapshot().processed == n)  # batches of 10, one after another, no acks counted
         time.sleep(0.3)  # a few more loops of the runner: still nothing may be committed
@@ -164,10 +168,7 @@ def test_stopping_commits_what_was_delivered_before_leaving(
     bus: Bus, topic_name: Callable[..., str], group_name: Callable[..., str]
 ) -> None:
     n = 50
-    source, target = setup(bus, topic_name, n)
-    group = group_name("copier")
-    stage, _ = copier(source, target, group)
-    runner, gated = start(stage, bus, flush_opens=True)
+    source, _, group, runner, gated = start(bus, topic_name, group_name, n, flush_opens=True)
     wait_for(lambda: runner.health.snapshot().processed == n)
     assert committed(bus, group, source) == {0: 0, 1: 0}
     runner.stop()
@@ -180,10 +181,7 @@ def test_giving_up_partitions_commits_what_was_delivered_first(
     bus: Bus, topic_name: Callable[..., str], group_name: Callable[..., str]
 ) -> None:
     n = 50
-    source, target = setup(bus, topic_name, n)
-    group = group_name("copier")
-    stage, _ = copier(source, target, group)
-    runner, gated = start(stage, bus, flush_opens=True)
+    source, _, group, runner, gated = start(bus, topic_name, group_name, n, flush_opens=True)
     joiner = None
     try:
         wait_for(lambda: runner.health.snapshot().processed == n)
@@ -209,10 +207,7 @@ def test_on_the_embedded_bus_it_flushes_each_batch_as_before(
     bus: Bus, topic_name: Callable[..., str], group_name: Callable[..., str]
 ) -> None:
     n = 40
-    source, target = setup(bus, topic_name, n)
-    group = group_name("copier")
-    stage, _ = copier(source, target, group)
-    runner, gated = start(stage, bus, flush_opens=False)
+    source, _, group, runner, gated = start(bus, topic_name, group_name, n, flush_opens=False)
     try:
         wait_for(lambda: committed(bus, group, source) == ends(bus, source))  # no gate to open
         assert gated.flushes >= n // 10  # a flush for each batch of 10 before its commit
