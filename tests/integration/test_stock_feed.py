@@ -228,6 +228,9 @@ def test_a_silent_connection_in_session_reconnects_and_resubscribes(tmp_path) ->
             stream(bus, ws.url, clock=clock_from(SESSION), recv_timeout_s=0.5) as source,
         ):
             first = ws.wait_live()
+            # Silent only once the handshake is answered: silent before the subscription's answer, the
+            # source waits out its 10 s handshake timeout instead of the 0.5 s one for frames (seen once).
+            wait_for(lambda: FakeAlpacaStocksWs.subscriptions(first)["trades"] == list(SYMBOLS), 5, "a subscription")
             ws.go_silent()
             second = wait_for(lambda: ws.live if ws.live is not first else None, 30, "a second connection")
             wait_for(lambda: FakeAlpacaStocksWs.subscriptions(second)["trades"] == list(SYMBOLS), 5, "a resubscription")
