@@ -8,10 +8,14 @@ tick of the burst waited for all of them. ``Stack`` packs the compiled forms
 evaluates a batch's rows together, each row with its own symbol's model (``which``), in one loop
 compiled with numba:
 
-- ``ForestEvaluator``: all forests' nodes in one flat pack (node indices offset per forest), a row
-  walks the trees of its forest in order and adds their leaves one by one from 0.0, then divides
-  by its forest's count: the same IEEE operations in the same order as the forest's own walk, so
-  the outputs are equal bit for bit (scaling too: ``(x - mean) / scale`` element by element).
+- ``ForestEvaluator``: all forests' nodes in one flat pack (node indices offset per forest), a
+  node's feature, threshold and children side by side in 16 bytes (one cache line read a step,
+  not three arrays' lines); a row steps all the trees of its forest a level at a time (their
+  loads go out together: a live burst, 100 ms after the last, finds the nodes out of cache, and
+  walking one tree after another waited for each load in turn), then adds their leaves one by one
+  from 0.0 in the trees' order and divides by its forest's count: the same IEEE operations in the
+  same order as the forest's own walk, so the outputs are equal bit for bit (scaling too:
+  ``(x - mean) / scale`` element by element).
 - ``CalibratedSVMEvaluator``: the same formula per row (RBF kernel against the row's Nystroem
   components, then each calibrated classifier's decision and sigmoid, averaged in order), with
   ``normalization_`` and the classifiers' weights multiplied together once when packing (a row
@@ -69,27 +73,34 @@ def _scale(X: np.ndarray, which: np.ndarray, mean: np.ndarray, scale: np.ndarray
 def _forests(
     X32: np.ndarray,
     which: np.ndarray,
-    feature: np.ndarray,
-    threshold32: np.ndarray,
-    child: np.ndarray,
+    nodes: np.ndarray,
+    thresholds: np.ndarray,
     value: np.ndarray,
     roots: np.ndarray,
     tree_start: np.ndarray,
     depth: np.ndarray,
 ) -> np.ndarray:  # pragma: no cover - compiled
+    # ``nodes``: 4 int32 a node (feature, threshold's bits, left, right); ``thresholds`` is the same
+    # memory seen as float32, so a step reads one cache line. A row's trees step level by level
+    # together: their loads do not wait for one another (a live burst finds the nodes out of cache).
     n = X32.shape[0]
     out = np.zeros(n)
+    at = np.empty(np.max(tree_start[1:] - tree_start[:-1]) if len(tree_start) > 1 else 0, dtype=np.int32)
     for r in range(n):
         w = which[r]
         first, last = tree_start[w], tree_start[w + 1]
+        trees = last - first
+        for t in range(trees):
+            at[t] = roots[first + t]
+        for _ in range(depth[w]):
+            for t in range(trees):
+                q = 4 * at[t]
+                x = X32[r, nodes[q]]
+                at[t] = nodes[q + 2 + np.int32(x > thresholds[q + 1])]
         acc = 0.0
-        for t in range(first, last):
-            nd = roots[t]
-            for _ in range(depth[w]):
-                x = X32[r, feature[nd]]
-                nd = child[2 * nd + np.int32(x > threshold32[nd])]
-            acc += value[nd]
-        out[r] = acc / (last - first)
+        for t in range(trees):  # the leaves added in the trees' order, as the forest's own walk does
+            acc += value[at[t]]
+        out[r] = acc / trees
     return out
 
 
@@ -183,9 +194,12 @@ class _Forests(_Pack):
     def __init__(self, evaluators: Sequence[ForestEvaluator], n_features: int) -> None:
         super().__init__(evaluators, n_features)
         nodes = _offsets([len(e.feature) for e in evaluators])
-        self.feature = np.concatenate([e.feature for e in evaluators]).astype(np.int32)
-        self.threshold32 = float32_floor(np.concatenate([e.threshold for e in evaluators]))
-        self.child = np.concatenate([e.child + nodes[i] for i, e in enumerate(evaluators)]).astype(np.int32)
+        packed = np.empty((nodes[-1], 4), dtype=np.int32)
+        packed[:, 0] = np.concatenate([e.feature for e in evaluators])
+        packed[:, 1] = float32_floor(np.concatenate([e.threshold for e in evaluators])).view(np.int32)
+        packed[:, 2:] = np.concatenate([e.child + nodes[i] for i, e in enumerate(evaluators)]).reshape(-1, 2)
+        self.nodes = packed.ravel()
+        self.thresholds = self.nodes.view(np.float32)
         self.value = np.concatenate([e.value for e in evaluators]).astype(np.float64)
         self.roots = np.concatenate([e.roots.ravel() + nodes[i] for i, e in enumerate(evaluators)]).astype(np.int32)
         self.tree_start = _offsets([len(e.roots) for e in evaluators])
@@ -197,9 +211,7 @@ class _Forests(_Pack):
             X32 = Xs.astype(np.float32)  # the forest's own cast: ties are decided in float32
         ok &= np.isfinite(X32).all(axis=1)
         X32[~ok] = 0.0
-        p = _forests(
-            X32, which, self.feature, self.threshold32, self.child, self.value, self.roots, self.tree_start, self.depth
-        )
+        p = _forests(X32, which, self.nodes, self.thresholds, self.value, self.roots, self.tree_start, self.depth)
         return p, ok
 
 

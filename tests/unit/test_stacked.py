@@ -29,9 +29,13 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def predictors(data: tuple[np.ndarray, np.ndarray]) -> list[Predictor]:
     X, y = data
-    return [
+    fitted = [
         fit_predictor(name, X[i * 150 : i * 150 + 1200], y[i * 150 : i * 150 + 1200], 5) for i, name in enumerate(KINDS)
     ]
+    # forests of other sizes in the same stack: fewer and shallower trees, and more and deeper ones
+    small = fit_predictor("random_forest", X[:1200], y[:1200], 5, {"n_estimators": 7, "max_depth": 3})
+    large = fit_predictor("random_forest", X[600:1800], y[600:1800], 5, {"n_estimators": 130, "max_depth": 11})
+    return [*fitted, small, large]
 
 
 def one_by_one(predictors: list[Predictor], X: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +57,7 @@ def test_a_stack_answers_each_row_as_its_own_predictor(
     parts = [stack.predict(rows[i : i + 12], which[i : i + 12]) for i in range(0, 600, 12)]
     stacked = tuple(np.concatenate(p) for p in zip(*parts))
     want_e, want_c = one_by_one(predictors, rows, which)
-    forest = np.isin(which, [i for i, k in enumerate(KINDS) if k == "random_forest"])
+    forest = np.isin(which, [i for i, p in enumerate(predictors) if p.name == "random_forest"])
     assert forest.sum() > 100
     for expected, confidence in (stacked, stack.predict(rows, which)):
         assert np.array_equal(expected[forest], want_e[forest]) and np.array_equal(confidence[forest], want_c[forest])
