@@ -24,6 +24,7 @@ from pipeline.messages.analysis import (
 )
 from pipeline.messages.base import (
     CRYPTO_SYMBOL,
+    KeptJSON,
     Message,
     OrderStatus,
     OrderType,
@@ -57,6 +58,7 @@ __all__ = [
     "DeadLetter",
     "EnrichedTrade",
     "HealthCheck",
+    "KeptJSON",
     "MLSignal",
     "MarketData",
     "Message",

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pipeline.bus.base import Latency, OffsetReset, Record
-from pipeline.messages import MarketData, Message, MLSignal, trusted
+from pipeline.messages import KeptJSON, MarketData, Message, MLSignal, trusted
 from pipeline.ml.features import SEED_FEATURES, WARMUP_BARS, FeatureState
 from pipeline.ml.registry import ModelLoadError, ModelRecord, Registry
 from pipeline.ml.stacked import Separate, Stack
@@ -81,12 +81,16 @@ class _Loaded:
     record: ModelRecord
     predictor: Any
     metadata: dict[str, Any]
-    # ``metadata`` with each confidence level, built once: every signal of the model shares one
-    # (a message is frozen and its metadata only read).
-    by_level: dict[str, dict[str, Any]] = field(init=False)
+    # ``metadata`` with each confidence level, built and encoded once: every signal of the model
+    # shares one (``KeptJSON``: a signal is encoded with its bytes).
+    by_level: dict[str, KeptJSON] = field(init=False)
+    model: str = field(init=False)  # the record's and the predictor's, looked up once, not per signal
+    prediction_type: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.by_level = {level: {**self.metadata, "confidence_level": level} for level in ("low", "medium", "high")}
+        self.model = self.record.model
+        self.prediction_type = self.predictor.prediction_type
+        self.by_level = {level: KeptJSON(self.metadata, confidence_level=level) for level in ("low", "medium", "high")}
 
 
 # One model's loaded versions taking the same feature columns: the columns, their stack, and each
@@ -250,24 +254,30 @@ class MLStage(Stage):
         per_tick: list[list[Output]] = [[] for _ in ticks]
         stacks = self._stacks()
         matrices: dict[tuple[str, ...], np.ndarray] = {}  # models sharing features share the rows
-        shown: dict[tuple[int, tuple[str, ...]], dict[str, float]] = {}  # a tick's features as signals carry them
+        shown: dict[tuple[int, tuple[str, ...]], KeptJSON] = {}  # a tick's features as signals carry them
         for model in self.models:
             for names, stack, places in stacks.get(model, ()):
-                rows = [i for i, (tick, _, _) in enumerate(ticks) if tick.symbol in places]
+                rows: list[int] = []
+                which: list[int] = []
+                members: list[_Loaded] = []
+                for i, (tick, _, _) in enumerate(ticks):
+                    place = places.get(tick.symbol)
+                    if place is not None:
+                        rows.append(i)
+                        which.append(place[0])
+                        members.append(place[1])
                 if not rows:
                     continue
                 X = matrices.get(names)
                 if X is None:
                     X = matrices[names] = np.array([[f[n] for n in names] for _, _, f in ticks], dtype=float)
-                which = np.array([places[ticks[i][0].symbol][0] for i in rows], dtype=np.int64)
-                expected, confidence = stack.predict(X[rows], which)
-                for i, r, c in zip(rows, expected.tolist(), confidence.tolist()):
+                expected, confidence = stack.predict(X[rows], np.array(which, dtype=np.int64))
+                for i, loaded, r, c in zip(rows, members, expected.tolist(), confidence.tolist()):
                     tick, replay, features = ticks[i]
-                    loaded = places[tick.symbol][1]
                     carried = shown.get((i, names))
                     if carried is None:
                         wanted = (*SEED_FEATURES, *names)
-                        carried = shown[(i, names)] = {k: features[k] for k in wanted if k in features}
+                        carried = shown[(i, names)] = KeptJSON({k: features[k] for k in wanted if k in features})
                     signal = self._signal(tick, carried, loaded, r, c)
                     per_tick[i].append((signal, REPLAY_HEADERS) if replay else signal)
         self.skipped["no model"] += sum(1 for signals in per_tick if not signals)
@@ -277,19 +287,20 @@ class MLStage(Stage):
         return [s for signals in per_tick for s in signals]
 
     def _signal(
-        self, tick: MarketData, features: dict[str, float], loaded: _Loaded, expected: float, confidence: float
+        self, tick: MarketData, features: KeptJSON, loaded: _Loaded, expected: float, confidence: float
     ) -> MLSignal:
         """``features``: what the signal carries (the seed's and the model's), shared by the signals of one tick."""
         change = math.expm1(expected) * 100
         confidence = min(1.0, max(0.0, confidence))
+        price = tick.price
         return trusted(
             MLSignal,
             symbol=tick.symbol,
             timestamp=tick.timestamp,
-            model=loaded.record.model,
-            prediction_type=loaded.predictor.prediction_type,
-            predicted_value=tick.price * math.exp(expected),
-            current_price=tick.price,
+            model=loaded.model,
+            prediction_type=loaded.prediction_type,
+            predicted_value=price * math.exp(expected),
+            current_price=price,
             expected_change_pct=change,
             confidence=confidence,
             signal=signal_of(change, self.buy_pct, self.sell_pct),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 import random
 import time
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -398,10 +401,57 @@ def test_plain_json_models_encode_as_pydantic_does() -> None:
                 metadata={"model_version": "3", "out_of_sample": _plain_values(rnd), "x": _plain_values(rnd)},
             ),
         ]
-        for model in models:
+        signal = models[-1]
+        # as the ml stage sends it: its features and metadata encoded once, kept and written as they are
+        kept = m.trusted(
+            m.MLSignal,
+            **{**signal.__dict__, "features": m.KeptJSON(signal.features), "metadata": m.KeptJSON(signal.metadata)},
+        )
+        for model in [*models, kept]:
             assert model.plain_json
             assert m.encode(model) == model.__pydantic_serializer__.to_json(model), model
     assert not m.MarketData.plain_json and not m.Order.plain_json  # the others go through pydantic
+
+
+def test_kept_json_equals_its_dict_and_cannot_change() -> None:
+    values = {"model_version": "3", "out_of_sample": {"accuracy": 0.53, "r2": None}, "samples": [1, 2]}
+    kept = m.KeptJSON(values, confidence_level="high")
+    assert kept == {**values, "confidence_level": "high"} and isinstance(kept, dict)
+    assert orjson.dumps(kept.fragment) == orjson.dumps({**values, "confidence_level": "high"})
+    for change in (
+        lambda: kept.__setitem__("x", 1),
+        lambda: kept.__delitem__("samples"),
+        lambda: kept.update(x=1),
+        lambda: kept.pop("samples"),
+        lambda: kept.popitem(),
+        lambda: kept.clear(),
+        lambda: kept.setdefault("x", 1),
+    ):
+        with pytest.raises(TypeError, match="cannot be changed"):
+            change()
+    assert kept == {**values, "confidence_level": "high"}
+    for copied in (pickle.loads(pickle.dumps(kept)), copy.deepcopy(kept), copy.copy(kept)):
+        assert type(copied) is m.KeptJSON and copied == kept
+        assert orjson.dumps(copied.fragment) == orjson.dumps(kept.fragment)
+
+
+def test_a_kept_json_message_refuses_what_is_not_json() -> None:
+    signal = m.trusted(
+        m.MLSignal,
+        symbol="BTCUSDT",
+        timestamp=NOW,
+        model="svm",
+        prediction_type="direction",
+        predicted_value=1.0,
+        current_price=1.0,
+        expected_change_pct=0.0,
+        confidence=0.5,
+        signal="HOLD",
+        features=m.KeptJSON(rsi_14=50.0),
+        metadata={"when": object()},
+    )
+    with pytest.raises(TypeError, match="not JSON serializable: object"):
+        m.encode(signal)
 
 
 def test_every_catalog_topic_has_a_model_and_schema() -> None:
