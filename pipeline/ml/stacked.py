@@ -66,7 +66,27 @@ def _scale(X: np.ndarray, which: np.ndarray, mean: np.ndarray, scale: np.ndarray
             Xs[r, j] = v
             if not math.isfinite(v):
                 ok[r] = False
+        if not ok[r]:  # a row the loops cannot take goes to its predictor; the loops see zeros
+            for j in range(m):
+                Xs[r, j] = 0.0
     return Xs, ok
+
+
+@njit(cache=True, boundscheck=False)
+def _float32(Xs: np.ndarray, ok: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    # The forest's own cast (ties are decided in float32); a row too large for float32 is not ok.
+    n, m = Xs.shape
+    X32 = np.empty((n, m), dtype=np.float32)
+    for r in range(n):
+        for j in range(m):
+            v = np.float32(Xs[r, j])
+            X32[r, j] = v
+            if not math.isfinite(v):
+                ok[r] = False
+        if not ok[r]:
+            for j in range(m):
+                X32[r, j] = 0.0
+    return X32
 
 
 @njit(cache=True, boundscheck=False)
@@ -160,6 +180,35 @@ def _logistics(Xs: np.ndarray, which: np.ndarray, coef: np.ndarray, intercept: n
     return out
 
 
+@njit(cache=True, boundscheck=False)
+def _expected(
+    p_up: np.ndarray, done: np.ndarray, which: np.ndarray, mean_up: np.ndarray, mean_down: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    # Predictor.predict's formulas, row by row: the same IEEE operations, so the same bits.
+    n = p_up.shape[0]
+    expected = np.empty(n)
+    confidence = np.empty(n)
+    for i in range(n):
+        if done[i]:
+            p = p_up[i]
+            w = which[i]
+            expected[i] = p * mean_up[w] + (1.0 - p) * mean_down[w]
+            c = p if p >= 1.0 - p else 1.0 - p
+            confidence[i] = 0.0 if c < 0.0 else 1.0 if c > 1.0 else c
+    return expected, confidence
+
+
+@njit(cache=True, boundscheck=False)
+def _distinct(which: np.ndarray, size: int) -> int:  # pragma: no cover - compiled
+    seen = np.zeros(size, dtype=np.bool_)
+    count = 0
+    for w in which:
+        if not seen[w]:
+            seen[w] = True
+            count += 1
+    return count
+
+
 # From this many rows a model on average, ``Stack.predict`` calls each model on its rows instead:
 # flat out (batches of 2,000 ticks, 40 a symbol) the stage ran 8,800 ticks/s stacked against
 # 10,000 one call per model (bench.signals --predict both, max run).
@@ -207,10 +256,7 @@ class _Forests(_Pack):
 
     def run(self, X: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Xs, ok = self.scaled(X, which)
-        with np.errstate(over="ignore", invalid="ignore"):
-            X32 = Xs.astype(np.float32)  # the forest's own cast: ties are decided in float32
-        ok &= np.isfinite(X32).all(axis=1)
-        X32[~ok] = 0.0
+        X32 = _float32(Xs, ok)
         p = _forests(X32, which, self.nodes, self.thresholds, self.value, self.roots, self.tree_start, self.depth)
         return p, ok
 
@@ -235,7 +281,6 @@ class _SVMs(_Pack):
 
     def run(self, X: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Xs, ok = self.scaled(X, which)
-        Xs[~ok] = 0.0
         p = _svms(
             Xs,
             which,
@@ -260,7 +305,6 @@ class _Logistics(_Pack):
 
     def run(self, X: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Xs, ok = self.scaled(X, which)
-        Xs[~ok] = 0.0
         return _logistics(Xs, which, self.coef, self.intercept), ok
 
 
@@ -303,6 +347,7 @@ class Stack:
         self._index_in = np.array([-1 if place is None else place[1] for place in self._place], dtype=np.int64)
         self._mean_up = np.array([p.mean_up for p in self.predictors], dtype=float)
         self._mean_down = np.array([p.mean_down for p in self.predictors], dtype=float)
+        self._one_pack = len(self._packs) == 1 and bool((self._pack_of == 0).all())
 
     def warm(self) -> None:
         """Run every pack once, so its compiled code is loaded before the first live batch."""
@@ -315,29 +360,29 @@ class Stack:
         X = np.ascontiguousarray(X, dtype=float)
         which = np.asarray(which, dtype=np.int64)
         n = len(X)
-        if n >= _SEPARATE_FROM * len(np.unique(which)):
+        if n >= _SEPARATE_FROM * _distinct(which, len(self.predictors)):
             # Several rows a model (a backlog, a replay): each model's own call over its rows walks
             # its trees block by block and multiplies matrices, cheaper than a row at a time.
             return self._separate.predict(X, which)
-        p_up = np.full(n, np.nan)
-        done = np.zeros(n, dtype=bool)
-        for k, pack in enumerate(self._packs):
-            rows = np.flatnonzero(self._pack_of[which] == k)
-            if not len(rows):
-                continue
-            p, ok = pack.run(X[rows], self._index_in[which[rows]])
-            p_up[rows[ok]] = p[ok]
-            done[rows[ok]] = True
-        expected = np.empty(n)
-        confidence = np.empty(n)
-        if done.any():
-            p = p_up[done]
-            w = which[done]
-            expected[done] = p * self._mean_up[w] + (1.0 - p) * self._mean_down[w]
-            confidence[done] = np.clip(np.maximum(p, 1.0 - p), 0.0, 1.0)
-        for i in np.flatnonzero(~done):
-            e, c = self.predictors[which[i]].predict(X[i : i + 1])
-            expected[i], confidence[i] = e[0], c[0]
+        if self._one_pack:
+            # Every predictor in one pack (a model kind across symbols, as the ml stage holds them):
+            # no rows to pick out and put back, each a numpy call that a live burst pays cold.
+            p_up, done = self._packs[0].run(X, self._index_in[which])
+        else:
+            p_up = np.full(n, np.nan)
+            done = np.zeros(n, dtype=bool)
+            for k, pack in enumerate(self._packs):
+                rows = np.flatnonzero(self._pack_of[which] == k)
+                if not len(rows):
+                    continue
+                p, ok = pack.run(X[rows], self._index_in[which[rows]])
+                p_up[rows[ok]] = p[ok]
+                done[rows[ok]] = True
+        expected, confidence = _expected(p_up, done, which, self._mean_up, self._mean_down)
+        if not done.all():
+            for i in np.flatnonzero(~done):
+                e, c = self.predictors[which[i]].predict(X[i : i + 1])
+                expected[i], confidence[i] = e[0], c[0]
         return expected, confidence
 
 
