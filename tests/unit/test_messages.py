@@ -291,20 +291,23 @@ def test_extend_equals_the_validated_model() -> None:
         fast.context = {}
 
 
+SIGNAL: dict[str, Any] = {
+    "symbol": "BTCUSDT",
+    "timestamp": NOW,
+    "model": "random_forest",
+    "prediction_type": "direction",
+    "predicted_value": 68_100.5,
+    "current_price": 68_000.0,
+    "expected_change_pct": 0.148,
+    "confidence": 0.61,
+    "signal": "HOLD",
+    "features": {"rsi_14": 51.2, "ma_7": None},
+    "metadata": {"model_version": "2", "out_of_sample": {"accuracy": 0.53}},
+}
+
+
 def test_trusted_equals_the_validated_model() -> None:
-    fields: dict[str, Any] = {
-        "symbol": "BTCUSDT",
-        "timestamp": NOW,
-        "model": "random_forest",
-        "prediction_type": "direction",
-        "predicted_value": 68_100.5,
-        "current_price": 68_000.0,
-        "expected_change_pct": 0.148,
-        "confidence": 0.61,
-        "signal": "HOLD",
-        "features": {"rsi_14": 51.2, "ma_7": None},
-        "metadata": {"model_version": "2", "out_of_sample": {"accuracy": 0.53}},
-    }
+    fields = SIGNAL
     fast = m.trusted(m.MLSignal, **fields)
     slow = m.MLSignal.model_validate(fields)
     assert type(fast) is m.MLSignal and fast == slow == m.MLSignal.model_construct(**fields)
@@ -436,20 +439,7 @@ def test_kept_json_equals_its_dict_and_cannot_change() -> None:
 
 
 def test_a_kept_json_message_refuses_what_is_not_json() -> None:
-    signal = m.trusted(
-        m.MLSignal,
-        symbol="BTCUSDT",
-        timestamp=NOW,
-        model="svm",
-        prediction_type="direction",
-        predicted_value=1.0,
-        current_price=1.0,
-        expected_change_pct=0.0,
-        confidence=0.5,
-        signal="HOLD",
-        features=m.KeptJSON(rsi_14=50.0),
-        metadata={"when": object()},
-    )
+    signal = m.trusted(m.MLSignal, **{**SIGNAL, "features": m.KeptJSON(rsi_14=50.0), "metadata": {"when": object()}})
     with pytest.raises(TypeError, match="not JSON serializable: object"):
         m.encode(signal)
 
