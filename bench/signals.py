@@ -17,11 +17,11 @@ does; the store holds enough bars that every symbol is warm from the first tick.
   before its group of ticks is built, encoded and handed over) to the moment the signal of that
   tick is received by a consumer of crypto.ml_signals, so they include both bus hops;
   ``from_timestamp_ms_*`` are the same from the tick's timestamp, as this bench measured before:
-  whole milliseconds, so they add up to 1 ms (half a millisecond on average) that is no wait; ticks are produced and signals read with the
-  ``low`` latency profile, as the live market sources send and the decision stage reads them (on
-  Kafka a ``batch`` producer would hold each tick up to 5 ms and a ``batch`` reader each signal
-  up to 5 ms more); ``ticks_per_s`` is what the stage processed
-  over the run. ``idle_cpu_pct``: the CPU this process (the stage, the reader, the bus) used over
+  whole milliseconds, so they add up to 1 ms (half a millisecond on average) that is no wait.
+  Ticks are produced and signals read with the ``low`` latency profile, as the live market
+  sources send and the decision stage reads them (on Kafka a ``batch`` producer would hold each
+  tick up to 5 ms and a ``batch`` reader each signal up to 5 ms more); ``ticks_per_s`` is what the
+  stage processed over the run. ``idle_cpu_pct``: the CPU this process (the stage, the reader, the bus) used over
   ``--idle-seconds`` with no tick offered, as a share of one core.
 * ``max``: N ticks offered as fast as the producer takes them; ``ticks_per_s`` is N over the time
   from the first produce to the stage's last processed tick.

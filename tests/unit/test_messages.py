@@ -405,6 +405,7 @@ def test_plain_json_models_encode_as_pydantic_does() -> None:
             ),
         ]
         signal = models[-1]
+        assert isinstance(signal, m.MLSignal)
         # as the ml stage sends it: its features and metadata encoded once, kept and written as they are
         kept = m.trusted(
             m.MLSignal,
