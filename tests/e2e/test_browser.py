@@ -115,16 +115,16 @@ def test_market_draws_candlesticks_and_the_data_is_live(tab: Tab, server: Server
     page = open_app(tab, server)
     wait_for(page, server, CANDLES, "drawn candlestick")
     try:  # both charts with backfilled history (not just live bars), every candle drawn; both metrics
-        page.wait_for_function(
+        drawn = page.wait_for_function(
             f"() => {{ const charts = ({CHARTS_JS})(); return charts.length === 2 && "
             "charts.every(c => c.candles > 30 && c.drawn === c.candles) && "
-            "document.querySelectorAll(\"[data-testid='stMetricValue']\").length === 2; }",
+            "document.querySelectorAll(\"[data-testid='stMetricValue']\").length === 2 && charts; }",
             timeout=30_000,
         )
     except PlaywrightTimeout:
         pytest.fail(f"charts not fully drawn: {page.evaluate(CHARTS_JS)}; {server.describe()}")
 
-    charts = page.evaluate(CHARTS_JS)
+    charts = drawn.json_value()  # the charts that met the wait, not a second look a redraw could catch
     titles = [c["title"].replace("<b>", "").replace("</b>", "") for c in charts]
     # One chart and one metric per chosen symbol, in the same order.
     chosen = [t.strip() for t in page.locator(SELECTED_SYMBOLS).all_inner_texts()]
