@@ -157,11 +157,11 @@ def paced(
 ) -> dict[str, Any]:
     """Offer ``rate`` ticks a second per symbol for ``seconds``: ``burst``, every symbol's tick at the
     same instant (as the simulator publishes); ``spread``, the symbols' ticks evenly apart (as
-    independent exchange streams arrive). Latency is from a tick's produce (its timestamp, whole
-    milliseconds) to its first signal reaching the reader."""
+    independent exchange streams arrive). Latency is from a tick's produce call to its first signal
+    reaching the reader; ``from_timestamp_ms_*`` from its timestamp (whole milliseconds), as before."""
     n_symbols = len(symbols)
     produced: list[tuple[bytes, int]] = []
-    produced_at: list[float] = []  # each produced tick's produce time, ms (not whole: see latencies below)
+    produced_at: list[float] = []  # each tick's produce call, ms (``produced``'s timestamp is it rounded down)
     processed0 = runner.health.snapshot().processed
     t0 = time.monotonic()
     step = 1.0 / rate if how == "burst" else 1.0 / (rate * n_symbols)
@@ -170,7 +170,7 @@ def paced(
         group = symbols if how == "burst" else [symbols[i % n_symbols]]
         at = time.time() * 1000
         ts = int(at)
-        # handed over together, as the simulator publishes an instant's ticks (timed from ts, before
+        # handed over together, as the simulator publishes an instant's ticks (timed from ``at``, before
         # encoding); one by one with --hand-over each, as the simulator did before
         if StageRunner.hand_over == "batch":
             producer.produce_many([(MARKET_DATA, tick(s, ts, i), s.encode(), None) for s in group])

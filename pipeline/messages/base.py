@@ -125,7 +125,7 @@ class KeptJSON(dict[str, Any]):
 def _kept(value: Any) -> Any:
     if type(value) is KeptJSON:
         return value.fragment
-    raise TypeError(f"{type(value).__name__} is not a JSON value")
+    raise TypeError  # orjson then names the type it cannot encode
 
 
 def trusted(cls: type[M], **fields: Any) -> M:

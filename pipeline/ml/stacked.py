@@ -74,7 +74,8 @@ def _scale(X: np.ndarray, which: np.ndarray, mean: np.ndarray, scale: np.ndarray
 
 @njit(cache=True, boundscheck=False)
 def _float32(Xs: np.ndarray, ok: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    # The forest's own cast (ties are decided in float32); a row too large for float32 is not ok.
+    # The forest's own cast (ties are decided in float32); clears ``ok`` of a row too large for
+    # float32, and zeroes it, as ``_scale`` does a row that is not finite.
     n, m = Xs.shape
     X32 = np.empty((n, m), dtype=np.float32)
     for r in range(n):
@@ -379,10 +380,9 @@ class Stack:
                 p_up[rows[ok]] = p[ok]
                 done[rows[ok]] = True
         expected, confidence = _expected(p_up, done, which, self._mean_up, self._mean_down)
-        if not done.all():
-            for i in np.flatnonzero(~done):
-                e, c = self.predictors[which[i]].predict(X[i : i + 1])
-                expected[i], confidence[i] = e[0], c[0]
+        for i in np.flatnonzero(~done):
+            e, c = self.predictors[which[i]].predict(X[i : i + 1])
+            expected[i], confidence[i] = e[0], c[0]
         return expected, confidence
 
 
